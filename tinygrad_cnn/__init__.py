@@ -1,0 +1,49 @@
+"""tinygrad_cnn: a small, fast, correct autograd framework on NumPy.
+
+>>> import tinygrad_cnn as tg
+>>> x = tg.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+array([[2., 4.],
+       [6., 8.]], dtype=float32)
+"""
+
+from . import functional
+from .autograd import (
+    AnomalyError,
+    Context,
+    Function,
+    GraphFreedError,
+    detect_anomaly,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .functional import concatenate, stack, where
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnomalyError",
+    "Context",
+    "Function",
+    "GraphFreedError",
+    "Tensor",
+    "concatenate",
+    "detect_anomaly",
+    "enable_grad",
+    "functional",
+    "get_rng_state",
+    "grad",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "set_grad_enabled",
+    "set_rng_state",
+    "stack",
+    "where",
+]

@@ -1,0 +1,435 @@
+"""The tape and reverse-mode engine.
+
+Every differentiable operation is a :class:`Function`. Calling ``SomeFunction.apply(*inputs)``
+runs its ``forward`` on NumPy arrays and, when gradients are being recorded and an input
+requires one, attaches a :class:`Context` (the tape node) to the output tensor. The node keeps
+the function, the input tensors and whatever the forward saved for the backward pass.
+
+``backward`` rules receive and return :class:`~tinygrad_cnn.tensor.Tensor` objects and are
+written with tensor operations. With ``create_graph=False`` they run under :func:`no_grad`, so
+they cost no more than NumPy calls; with ``create_graph=True`` they are themselves recorded,
+which is what makes gradients of gradients work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+# --------------------------------------------------------------------------- grad mode
+
+
+class _GradMode(threading.local):
+    enabled: bool = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations are currently recorded on the tape."""
+    return _grad_mode.enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Context manager / decorator that turns recording on or off."""
+
+    def __init__(self, mode: bool) -> None:
+        self.mode = bool(mode)
+        self._saved: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._saved.append(_grad_mode.enabled)
+        _grad_mode.enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_mode.enabled = self._saved.pop()
+
+
+class no_grad(set_grad_enabled):
+    """Stop recording operations: ``with no_grad(): ...`` or ``@no_grad()``.
+
+    Use it for evaluation and for parameter updates; nothing inside builds a graph, so no
+    memory is kept for a backward pass.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """Turn recording back on inside a :class:`no_grad` block."""
+
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+# --------------------------------------------------------------------------- the tape node
+
+
+class GraphFreedError(RuntimeError):
+    """Backward was asked to run through a graph whose saved values were already freed."""
+
+
+_FREED = object()
+
+
+class Context:
+    """One node of the tape: the function applied, its inputs, and what it saved.
+
+    ``forward`` stores anything it needs as attributes of ``ctx`` (shapes, axes, masks) or
+    through :meth:`save_for_backward` (arrays that are inputs or the output). Saved arrays are
+    handed back to ``backward`` as tensors by :attr:`saved_tensors`: an input's array comes back
+    as that input tensor and the output's array as the output tensor, so a backward rule that
+    uses them is itself differentiable; any other array comes back as a constant.
+    """
+
+    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "__dict__")
+
+    def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.inputs = inputs
+        from .tensor import Tensor
+
+        self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+        self._saved: tuple[Any, ...] = ()
+        self._output: weakref.ReferenceType[Tensor] | None = None
+        self._freed = False
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays (or None) for the backward pass; read them back as :attr:`saved_tensors`."""
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+        from .tensor import Tensor
+
+        if self._freed:
+            raise GraphFreedError(
+                f"{self.fn.__name__}: trying to run backward through the graph a second time, but the "
+                "values it saved were freed after the first backward. Pass retain_graph=True to the "
+                "first backward() if you need to go through the graph twice."
+            )
+        output = self._output() if self._output is not None else None
+        result = []
+        for arr in self._saved:
+            if arr is None or isinstance(arr, Tensor):
+                result.append(arr)
+                continue
+            for t in self.inputs:
+                if isinstance(t, Tensor) and t.data is arr:
+                    result.append(t)
+                    break
+            else:
+                if output is not None and output.data is arr:
+                    result.append(output)
+                else:
+                    result.append(Tensor(arr))
+        return tuple(result)
+
+    def free(self) -> None:
+        """Drop what the forward saved (called after backward unless ``retain_graph``)."""
+        self._saved = ()
+        self._freed = True
+        for key in list(self.__dict__):
+            del self.__dict__[key]
+
+
+# --------------------------------------------------------------------------- Function
+
+
+class Function:
+    """Base class of every primitive: one ``forward`` and one ``backward`` (its VJP).
+
+    Subclass it to add your own op::
+
+        class Cube(Function):
+            @staticmethod
+            def forward(ctx, x):               # x: np.ndarray
+                ctx.save_for_backward(x)
+                return x ** 3
+
+            @staticmethod
+            def backward(ctx, grad):           # grad: Tensor shaped like the output
+                (x,) = ctx.saved_tensors       # x comes back as the input Tensor
+                return grad * 3 * x * x        # one gradient per input (None to skip one)
+
+        y = Cube.apply(t)
+
+    ``forward`` receives the inputs with every :class:`Tensor` replaced by its ndarray (other
+    arguments, such as ints and tuples, pass through) and returns one ndarray. ``backward``
+    receives the gradient of the output as a Tensor and returns one gradient (Tensor, ndarray
+    or None) per positional input of ``forward``; gradients for non-tensor arguments are ignored.
+    Write ``backward`` with Tensor operations and it can be differentiated again.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad_output: Tensor) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        from .tensor import Tensor
+
+        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = Context(cls, args) if record else _Scratch()
+        out = cls.forward(ctx, *arrays, **kwargs)
+        if not isinstance(out, np.ndarray):
+            out = np.asarray(out)
+        if _anomaly_mode.enabled:
+            _check_finite(cls.__name__, "forward output", out, ctx if record else None)
+        if not record:
+            return Tensor(out)
+        result = Tensor._from_op(out, ctx)
+        ctx._output = weakref.ref(result)
+        if _anomaly_mode.enabled:
+            ctx.__dict__["_trace"] = _user_frame()
+        return result
+
+
+class _Scratch:
+    """Stand-in ctx for a forward that is not recorded: attributes work, saving is a no-op."""
+
+    needs_input_grad = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- anomaly detection
+
+
+class _AnomalyMode(threading.local):
+    enabled: bool = False
+
+
+_anomaly_mode = _AnomalyMode()
+
+
+class AnomalyError(FloatingPointError):
+    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`."""
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Check every forward output and every gradient for NaN/Inf while inside this block.
+
+    The error names the op and the line of user code that recorded it. Only in this mode is the
+    recording site kept, so normal runs pay nothing.
+    """
+    previous = _anomaly_mode.enabled
+    _anomaly_mode.enabled = True
+    try:
+        yield
+    finally:
+        _anomaly_mode.enabled = previous
+
+
+def _user_frame() -> str:
+    import traceback
+
+    package_dir = __file__.rsplit("/", 1)[0]
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(package_dir):
+            return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}'
+    return "(recording site unknown)"
+
+
+def _check_finite(op: str, what: str, arr: np.ndarray, ctx: Context | None) -> None:
+    if arr.dtype.kind not in "fc" or np.isfinite(arr).all():
+        return
+    kinds = [k for k, bad in (("NaN", np.isnan(arr).any()), ("Inf", np.isinf(arr).any())) if bad]
+    site = ctx.__dict__.get("_trace") if ctx is not None else None
+    site = site or _user_frame()
+    raise AnomalyError(f"{op}: {' and '.join(kinds)} in its {what} (shape {arr.shape}).\n{op} was recorded at:\n{site}")
+
+
+# --------------------------------------------------------------------------- reverse mode
+
+
+def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Non-leaf tensors reachable from ``roots``, each after every tensor that consumes it.
+
+    Iterative depth-first post-order, so graphs of any depth work (no recursion limit).
+    """
+    from .tensor import Tensor
+
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    for root in roots:
+        if root._ctx is None or id(root) in visited:
+            continue
+        visited.add(id(root))
+        stack: list[tuple[Tensor, Iterator[Any]]] = [(root, iter(root._ctx.inputs))]
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if isinstance(child, Tensor) and child._ctx is not None and id(child) not in visited:
+                    visited.add(id(child))
+                    stack.append((child, iter(child._ctx.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
+    """Check a gradient returned by a backward rule against the input it belongs to."""
+    from .tensor import Tensor
+
+    if not isinstance(g, Tensor):
+        g = Tensor(np.asarray(g))
+    if g.shape != target.shape:
+        raise RuntimeError(
+            f"{rule}.backward returned a gradient of shape {g.shape} for input {index}, "
+            f"which has shape {target.shape}"
+        )
+    if g.dtype != target.dtype:
+        if g.dtype.kind != "f":
+            raise RuntimeError(
+                f"{rule}.backward returned a gradient of dtype {g.dtype} for input {index} "
+                f"of dtype {target.dtype}"
+            )
+        g = g.astype(target.dtype)
+    return g
+
+
+def run_backward(
+    roots: Sequence[Tensor],
+    root_grads: Sequence[Tensor],
+    inputs: Sequence[Tensor] | None = None,
+    retain_graph: bool = False,
+    create_graph: bool = False,
+) -> list[Tensor | None] | None:
+    """Reverse-mode sweep from ``roots`` seeded with ``root_grads``.
+
+    With ``inputs=None`` gradients are accumulated into ``.grad`` of every leaf that requires
+    one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
+    no ``.grad`` is touched (what :func:`grad` does).
+    """
+    grads: dict[int, Tensor] = {}
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    captured: dict[int, Tensor] = {}
+
+    def accumulate(t: Tensor, g: Tensor) -> None:
+        key = id(t)
+        if wanted is not None and key in wanted and t._ctx is None:
+            captured[key] = captured[key] + g if key in captured else g
+        elif t._ctx is None:
+            if wanted is None and t.requires_grad:
+                gd = g.data
+                t.grad = gd.copy() if t.grad is None else t.grad + gd
+        else:
+            grads[key] = grads[key] + g if key in grads else g
+
+    with set_grad_enabled(create_graph):
+        for root, g in zip(roots, root_grads, strict=True):
+            accumulate(root, g)
+        for node in _topological_order(roots):
+            g = grads.pop(id(node), None)
+            if wanted is not None and id(node) in wanted:
+                captured[id(node)] = g if g is not None else None
+            if g is None:
+                continue
+            ctx = node._ctx
+            if ctx._freed:
+                ctx.saved_tensors  # raises GraphFreedError with the op's name
+            rule = ctx.fn.__name__
+            in_grads = ctx.fn.backward(ctx, g)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            if not retain_graph:
+                ctx.free()
+            for i, (t, gi, needed) in enumerate(zip(ctx.inputs, in_grads, ctx.needs_input_grad)):
+                if gi is None or not needed:
+                    continue
+                gi = _as_gradient(rule, i, gi, t)
+                if _anomaly_mode.enabled:
+                    _check_finite(rule, f"gradient for input {i}", gi.data, ctx)
+                accumulate(t, gi)
+    if inputs is None:
+        return None
+    return [captured.get(id(t)) for t in inputs]
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Tensor | np.ndarray | Sequence[Any] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned as Tensors.
+
+    Like ``torch.autograd.grad``. ``.grad`` attributes are left alone. With
+    ``create_graph=True`` the returned gradients are recorded on the tape, so they can be
+    differentiated again (gradients of gradients, Hessian-vector products).
+
+    ``grad_outputs`` defaults to ones for scalar outputs; non-scalar outputs need one.
+    An input that does not influence the outputs is an error unless ``allow_unused=True``,
+    in which case its gradient is a tensor of zeros.
+    """
+    from .tensor import Tensor
+
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        seeds: list[Any] = [None] * len(outs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        seeds = [grad_outputs]
+    else:
+        seeds = list(grad_outputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise ValueError(f"grad: input {i} does not require grad")
+    root_grads = [_seed_gradient("grad", out, seed) for out, seed in zip(outs, seeds, strict=True)]
+    for i, out in enumerate(outs):
+        if not out.requires_grad:
+            raise ValueError(f"grad: output {i} does not require grad (was it computed under no_grad?)")
+    if retain_graph is None:
+        retain_graph = create_graph
+    result = run_backward(outs, root_grads, ins, retain_graph=retain_graph, create_graph=create_graph)
+    assert result is not None
+    final = []
+    for i, (t, g) in enumerate(zip(ins, result)):
+        if g is None:
+            if not allow_unused:
+                raise ValueError(
+                    f"grad: input {i} (shape {t.shape}) was not used to compute the outputs; "
+                    "pass allow_unused=True to get zeros for it"
+                )
+            g = Tensor(np.zeros_like(t.data))
+        final.append(g)
+    return tuple(final)
+
+
+def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
+    from .tensor import Tensor
+
+    if seed is None:
+        if out.size != 1:
+            raise ValueError(
+                f"{op}: the output has shape {out.shape}; gradients can be implicitly created only "
+                "for scalar outputs. Pass the gradient of the output explicitly."
+            )
+        return Tensor(np.ones_like(out.data))
+    g = seed if isinstance(seed, Tensor) else Tensor(np.asarray(seed, dtype=out.dtype))
+    if g.shape != out.shape:
+        raise ValueError(f"{op}: gradient of shape {g.shape} given for an output of shape {out.shape}")
+    return g

@@ -1,0 +1,591 @@
+"""Every op of tinygrad_cnn as a function: input checks, then primitives or compositions of them.
+
+Nothing here writes a backward rule. Composites (conv2d, the pools, softmax, the losses, ...)
+are built from the primitives in :mod:`tinygrad_cnn.primitives`, and reverse mode follows from
+theirs. Names, shapes and defaults follow PyTorch (NCHW images, conv weight
+``(C_out, C_in, kh, kw)``, linear weight ``(out, in)``); axes are called ``axis``, as in NumPy.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import primitives as P
+from .random import default_generator
+from .tensor import Axis, Tensor
+
+IntOrPair = int | tuple[int, int]
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """Wrap a scalar or array as a constant tensor; Python scalars take ``like``'s float dtype."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
+        return Tensor(np.asarray(x, dtype=like.dtype))
+    return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
+
+
+def _binary(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    ta = _as_tensor(a, b if isinstance(b, Tensor) else None)
+    tb = _as_tensor(b, ta)
+    if ta.shape != tb.shape:
+        try:
+            np.broadcast_shapes(ta.shape, tb.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {ta.shape} and {tb.shape} cannot be broadcast together "
+                             f"(aligned from the right:\n  {_aligned(ta.shape, tb.shape)})") from None
+    return ta, tb
+
+
+def _aligned(sa: tuple[int, ...], sb: tuple[int, ...]) -> str:
+    n = builtins.max(len(sa), len(sb))
+    fmt = lambda s: " ".join(f"{d:>5}" for d in (None,) * (n - len(s)) + s).replace(" None", "     ")  # noqa: E731
+    return f"{fmt(sa)}\n  {fmt(sb)}"
+
+
+def _require_float(op: str, *tensors: Tensor, names: Sequence[str] = ("input",)) -> None:
+    for t, name in zip(tensors, names):
+        if t.dtype.kind != "f":
+            raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {t.dtype} "
+                            f"(convert with .astype(np.float32))")
+
+
+def _axes(op: str, axis: Axis, ndim: int) -> tuple[int, ...]:
+    """Normalise ``axis`` (None, int or tuple) to a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in items:
+        if not isinstance(a, (int, np.integer)) or not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
+        out.append(int(a) % builtins.max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in pair):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    if builtins.min(pair) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+def add(a: Any, b: Any) -> Tensor:
+    """a + b with NumPy broadcasting."""
+    return P.Add.apply(*_binary("add", a, b))
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b with NumPy broadcasting."""
+    return P.Sub.apply(*_binary("sub", a, b))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b with NumPy broadcasting."""
+    return P.Mul.apply(*_binary("mul", a, b))
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b with NumPy broadcasting."""
+    return P.Div.apply(*_binary("div", a, b))
+
+
+def neg(x: Tensor) -> Tensor:
+    return P.Neg.apply(x)
+
+
+def pow(x: Tensor, exponent: float) -> Tensor:
+    """x ** exponent for a constant (Python or NumPy) scalar exponent."""
+    if isinstance(exponent, Tensor) or np.ndim(exponent) != 0:
+        raise TypeError("pow: the exponent must be a scalar constant; for x ** t use exp(t * log(x))")
+    return P.Pow.apply(_as_tensor(x), float(exponent))
+
+
+def exp(x: Tensor) -> Tensor:
+    return P.Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm (log(0) = -inf, log of a negative = nan, as NumPy)."""
+    return P.Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return P.Pow.apply(x, 0.5)
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0), with relu'(0) = 0."""
+    return P.ReLU.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return P.Sigmoid.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return P.Tanh.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    """|x| = x * sign(x); the gradient at 0 is 0, as in PyTorch."""
+    return x * Tensor(np.sign(x.data))
+
+
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
+    m = Tensor(np.maximum(x.data, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
+    return m + ((-m).exp() + (x - m).exp()).log()
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """``cond ? a : b`` elementwise; ``cond`` is a boolean constant."""
+    c = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+    ta, tb = _binary("where", a, b)
+    np.broadcast_shapes(c.shape, ta.shape, tb.shape)
+    return P.Where.apply(c, ta, tb)
+
+
+def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """Limit values to [min, max]; the gradient passes where min <= x <= max (PyTorch's clamp)."""
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"clip: min {min} is greater than max {max}")
+    inside = np.ones(x.shape, dtype=bool)
+    if min is not None:
+        inside &= x.data >= min
+    if max is not None:
+        inside &= x.data <= max
+    return P.Where.apply(inside, x, Tensor(np.clip(x.data, min, max)))
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
+    ta, tb = _binary("maximum", a, b)
+    return where(ta.data > tb.data, ta, where(ta.data < tb.data, tb, ta * 0.5 + tb * 0.5))
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
+    ta, tb = _binary("minimum", a, b)
+    return where(ta.data < tb.data, ta, where(ta.data > tb.data, tb, ta * 0.5 + tb * 0.5))
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """Convert to ``dtype``; differentiable between floating types."""
+    if np.dtype(dtype) == x.dtype:
+        return x
+    return P.Cast.apply(x, np.dtype(dtype))
+
+
+def compare(fn: Callable[[Any, Any], np.ndarray], a: Any, b: Any) -> Tensor:
+    """A comparison (not differentiable): a boolean tensor."""
+    ta, tb = _binary(fn.__name__, a, b)
+    return Tensor(fn(ta.data, tb.data))
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Sum over ``axis`` (None: all)."""
+    return P.Sum.apply(x, _axes("sum", axis, x.ndim), keepdims)
+
+
+def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    axes = _axes("mean", axis, x.ndim)
+    count = math.prod(x.shape[a] for a in axes)
+    return sum(x, axes, keepdims) / count
+
+
+def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Variance over ``axis`` (NumPy's default ``ddof=0``)."""
+    axes = _axes("var", axis, x.ndim)
+    count = math.prod(x.shape[a] for a in axes)
+    centred = x - mean(x, axes, keepdims=True)
+    return sum(centred * centred, axes, keepdims) / builtins.max(count - ddof, 0)
+
+
+def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Maximum over ``axis``; the gradient goes to the first maximum in row-major order."""
+    return P.Max.apply(x, _axes("max", axis, x.ndim), keepdims)
+
+
+def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Minimum over ``axis``; the gradient goes to the first minimum in row-major order."""
+    return -max(-x, axis, keepdims)
+
+
+# --------------------------------------------------------------------------- shape
+
+
+def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
+    """Reshape (one dimension may be -1), e.g. ``x.reshape(n, -1)`` or ``x.reshape((n, -1))``."""
+    new = _shape_arg(shape)
+    if new == x.shape:
+        return x
+    try:
+        np.empty(x.shape, dtype=[]).reshape(new)  # validates without touching the data
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) "
+                         f"into {new}") from None
+    return P.Reshape.apply(x, new)
+
+
+def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
+    """Permute axes (no arguments: reverse them), as ``ndarray.transpose``."""
+    perm = _shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
+    if sorted(a % builtins.max(x.ndim, 1) for a in perm) != list(range(x.ndim)) or len(perm) != x.ndim:
+        raise ValueError(f"transpose: {perm} is not a permutation of the {x.ndim} axes of shape {x.shape}")
+    perm = tuple(a % x.ndim for a in perm)
+    return x if perm == tuple(range(x.ndim)) else P.Permute.apply(x, perm)
+
+
+def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
+    a, b = _axes("swapaxes", axis1, x.ndim)[0], _axes("swapaxes", axis2, x.ndim)[0]
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(x, *perm)
+
+
+def flatten(x: Tensor, start_axis: int = 1, end_axis: int = -1) -> Tensor:
+    """Merge axes ``start_axis..end_axis`` into one (default: keep the batch axis)."""
+    start, end = _axes("flatten", start_axis, x.ndim)[0], _axes("flatten", end_axis, x.ndim)[0]
+    if start > end:
+        raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis}")
+    return reshape(x, x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :])
+
+
+def broadcast_to(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
+    new = _shape_arg(shape)
+    try:
+        np.broadcast_shapes(x.shape, new)
+        assert np.broadcast_shapes(x.shape, new) == new
+    except (ValueError, AssertionError):
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {new}") from None
+    return x if new == x.shape else P.Expand.apply(x, new)
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` with basic slicing and integer/boolean array indexing, as NumPy."""
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    elif isinstance(index, list):
+        index = np.asarray(index)
+    try:
+        return P.GetItem.apply(x, index)
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+
+
+def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
+    """Constant padding with NumPy's ``pad_width`` convention: an int, a ``(before, after)``
+    pair for every axis, or one pair per axis."""
+    try:
+        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    except ValueError:
+        raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape {x.shape}") from None
+    if (widths < 0).any():
+        raise ValueError(f"pad: negative padding {pad_width!r}")
+    return P.Pad.apply(x, tuple((int(a), int(b)) for a, b in widths), value)
+
+
+def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("concatenate: needs at least one tensor")
+    ax = _axes("concatenate", axis, ts[0].ndim)[0]
+    for i, t in enumerate(ts):
+        if t.ndim != ts[0].ndim or t.shape[:ax] + t.shape[ax + 1 :] != ts[0].shape[:ax] + ts[0].shape[ax + 1 :]:
+            raise ValueError(f"concatenate: tensor {i} has shape {t.shape}, which does not match "
+                             f"{ts[0].shape} outside axis {axis}")
+    return P.Concatenate.apply(ax, *ts)
+
+
+def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors of equal shape along a new axis."""
+    ts = [_as_tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("stack: needs at least one tensor")
+    ax = _axes("stack", axis, ts[0].ndim + 1)[0]
+    for i, t in enumerate(ts):
+        if t.shape != ts[0].shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {ts[0].shape}")
+    return concatenate([reshape(t, t.shape[:ax] + (1,) + t.shape[ax:]) for t in ts], axis=ax)
+
+
+# --------------------------------------------------------------------------- linear algebra
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with ``numpy.matmul``'s rules: 1-D operands are promoted to a row
+    (left) or a column (right) and that axis is removed again; batch axes broadcast."""
+    ta, tb = _as_tensor(a), _as_tensor(b)
+    if ta.ndim == 0 or tb.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {ta.shape} and {tb.shape}")
+    k_a, k_b = ta.shape[-1], tb.shape[-2] if tb.ndim > 1 else tb.shape[0]
+    if k_a != k_b:
+        raise ValueError(f"matmul: inner dimensions {k_a} vs {k_b} do not match (shapes {ta.shape} and {tb.shape})")
+    if ta.dtype != tb.dtype and ta.dtype.kind == tb.dtype.kind == "f":
+        raise TypeError(f"matmul: dtypes {ta.dtype} and {tb.dtype} differ; convert one with .astype()")
+    try:
+        np.broadcast_shapes(ta.shape[:-2], tb.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch shapes of {ta.shape} and {tb.shape} cannot be broadcast") from None
+    a2 = reshape(ta, (1, k_a)) if ta.ndim == 1 else ta
+    b2 = reshape(tb, (k_b, 1)) if tb.ndim == 1 else tb
+    out = P.MatMul.apply(a2, b2)
+    if tb.ndim == 1:
+        out = reshape(out, out.shape[:-1])
+    if ta.ndim == 1:
+        out = reshape(out, out.shape[:-2] + out.shape[-1:])
+    return out
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x @ weight.T + bias.   x: (..., in), weight: (out, in), bias: (out,) -> (..., out)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {x.shape[-1] if x.ndim else 'no'} features (shape {x.shape}) "
+                         f"but weight {weight.shape} expects {weight.shape[1]}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
+    flat = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
+    out = matmul(flat, weight.T)
+    if bias is not None:
+        out = out + bias
+    return reshape(out, x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
+
+
+# --------------------------------------------------------------------------- convolution and pooling
+
+
+def _check_image(op: str, x: Tensor) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    _require_float(op, x)
+
+
+def _out_size(op: str, x_shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
+              padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    sizes = []
+    for axis, k, s, p, d in zip(("height", "width"), kernel, stride, padding, dilation):
+        n = x_shape[2 if axis == "height" else 3] + 2 * p
+        span = d * (k - 1) + 1
+        if span > n:
+            raise ValueError(f"{op}: kernel {axis} {k}" + (f" (dilated to {span})" if d > 1 else "")
+                             + f" is larger than the padded input {axis} {n} (input shape {x_shape}, padding {p})")
+        sizes.append((n - span) // s + 1)
+    return sizes[0], sizes[1]
+
+
+def unfold(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: IntOrPair = 0,
+           dilation: IntOrPair = 1, pad_value: float = 0.0) -> Tensor:
+    """Sliding windows of an image: (N, C, H, W) -> (N, OH, OW, C, kh, kw).
+
+    The building block of :func:`conv2d` and the pools. Note the layout differs from
+    ``torch.nn.functional.unfold`` (which returns (N, C*kh*kw, L)): windows are indexed first,
+    so that reshaping to (N*OH*OW, C*kh*kw) gives the im2col matrix directly.
+    """
+    _check_image("unfold", x)
+    k = _pair("unfold", "kernel_size", kernel_size, 1)
+    s, p, d = _pair("unfold", "stride", stride, 1), _pair("unfold", "padding", padding, 0), _pair(
+        "unfold", "dilation", dilation, 1)
+    _out_size("unfold", x.shape, k, s, p, d)
+    if p != (0, 0):
+        x = P.Pad.apply(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), pad_value)
+    return P.Unfold.apply(x, k, s, d)
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
+           padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+    """2-D convolution (cross-correlation, as PyTorch).
+
+    x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) -> (N, C_out, OH, OW),
+    OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. Computed as unfold + one GEMM, so the backward
+    is the GEMM's transpose and a fold.
+    """
+    _check_image("conv2d", x)
+    if weight.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, kh, kw), got shape {weight.shape}")
+    n, c, _, _ = x.shape
+    c_out, c_in, kh, kw = weight.shape
+    if c != c_in:
+        raise ValueError(f"conv2d: input has {c} channels (shape {x.shape}) but weight {weight.shape} "
+                         f"expects {c_in}")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"conv2d: bias has shape {bias.shape}, expected ({c_out},)")
+    s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
+        "conv2d", "dilation", dilation, 1)
+    oh, ow = _out_size("conv2d", x.shape, (kh, kw), s, p, d)
+    patches = unfold(x, (kh, kw), s, p, d)  # (N, OH, OW, C, kh, kw)
+    cols = reshape(patches, (n * oh * ow, c * kh * kw))
+    out = matmul(cols, reshape(weight, (c_out, c * kh * kw)).T)  # (N*OH*OW, C_out)
+    if bias is not None:
+        out = out + bias
+    return transpose(reshape(out, (n, oh, ow, c_out)), 0, 3, 1, 2)
+
+
+def _pool_windows(op: str, x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,
+                  dilation: IntOrPair, pad_value: float) -> Tensor:
+    """Pooling windows as (N, OH, OW, C, kh*kw), after PyTorch's argument checks."""
+    _check_image(op, x)
+    k = _pair(op, "kernel_size", kernel_size, 1)
+    s = k if stride is None else _pair(op, "stride", stride, 1)
+    p, d = _pair(op, "padding", padding, 0), _pair(op, "dilation", dilation, 1)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    oh, ow = _out_size(op, x.shape, k, s, p, d)
+    windows = unfold(x, k, s, p, d, pad_value=pad_value)
+    return reshape(windows, (x.shape[0], oh, ow, x.shape[1], k[0] * k[1]))
+
+
+def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
+               dilation: IntOrPair = 1) -> Tensor:
+    """Max pooling: (N, C, H, W) -> (N, C, OH, OW); stride defaults to kernel_size.
+
+    Padding counts as -inf. The gradient of each window goes to its first maximum in row-major
+    order, as in PyTorch.
+    """
+    windows = _pool_windows("max_pool2d", x, kernel_size, stride, padding, dilation, -np.inf)
+    return transpose(max(windows, axis=-1), 0, 3, 1, 2)
+
+
+def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+               padding: IntOrPair = 0) -> Tensor:
+    """Average pooling: (N, C, H, W) -> (N, C, OH, OW); zero padding is counted in the average
+    (PyTorch's default ``count_include_pad=True``)."""
+    windows = _pool_windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
+    return transpose(mean(windows, axis=-1), 0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------- softmax family
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(x)) computed stably (the maximum is subtracted first)."""
+    _require_float("log_softmax", x)
+    return P.LogSoftmax.apply(x, _axes("log_softmax", axis, x.ndim)[0])
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return exp(log_softmax(x, axis))
+
+
+def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """log(sum(exp(x), axis)) without overflow; its gradient is softmax(x)."""
+    _require_float("logsumexp", x)
+    axes = _axes("logsumexp", axis, x.ndim)
+    m = x.data.max(axis=axes, keepdims=True) if x.size else np.zeros(())
+    m = Tensor(np.where(np.isfinite(m), m, 0).astype(x.dtype))  # a constant shift
+    out = log(sum(exp(x - m), axes, keepdims=True)) + m
+    return out if keepdims else reshape(out, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return mean(losses)
+    if reduction == "sum":
+        return sum(losses)
+    if reduction == "none":
+        return losses
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
+    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if scores.ndim != 2:
+        raise ValueError(f"{op}: expected scores of shape (N, C), got {scores.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != scores.shape[:1]:
+        raise ValueError(f"{op}: target has shape {t.shape}, expected ({scores.shape[0]},) for scores {scores.shape}")
+    if t.size and (t.min() < 0 or t.max() >= scores.shape[1]):
+        bad = t.max() if t.max() >= scores.shape[1] else t.min()
+        raise ValueError(f"{op}: target {bad} is out of range for {scores.shape[1]} classes (0..{scores.shape[1] - 1})")
+    return t
+
+
+def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of integer class targets.   log_probs: (N, C), target: (N,)."""
+    t = _class_targets("nll_loss", log_probs, target)
+    onehot = np.zeros(log_probs.shape, dtype=log_probs.dtype)
+    onehot[np.arange(len(t)), t] = 1
+    return _reduce("nll_loss", -sum(log_probs * Tensor(onehot), axis=1), reduction)
+
+
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of raw scores.   logits: (N, C), target: (N,) integer classes."""
+    _class_targets("cross_entropy", logits, target)
+    return nll_loss(log_softmax(logits, axis=1), target, reduction)
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean squared error; ``input`` and ``target`` must have the same shape."""
+    t = _as_tensor(target, input)
+    if t.shape != input.shape:
+        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {t.shape} differ")
+    diff = input - t
+    return _reduce("mse_loss", diff * diff, reduction)
+
+
+def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1-t) log(1-p)) of probabilities; each log is clamped at -100, as PyTorch."""
+    t = _as_tensor(target, probs)
+    if t.shape != probs.shape:
+        raise ValueError(f"binary_cross_entropy: input shape {probs.shape} and target shape {t.shape} differ")
+    if probs.size and (np.nanmin(probs.data) < 0 or np.nanmax(probs.data) > 1):
+        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
+                         "for raw scores use binary_cross_entropy_with_logits")
+    losses = -(t * clip(log(probs), -100.0) + (1 - t) * clip(log(1 - probs), -100.0))
+    return _reduce("binary_cross_entropy", losses, reduction)
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of raw scores, stable for any logit: softplus(z) - t z."""
+    t = _as_tensor(target, logits)
+    if t.shape != logits.shape:
+        raise ValueError(f"binary_cross_entropy_with_logits: input shape {logits.shape} and target shape "
+                         f"{t.shape} differ")
+    return _reduce("binary_cross_entropy_with_logits", softplus(logits) - logits * t, reduction)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    keep = default_generator().random(x.shape) >= p
+    return x * Tensor(keep.astype(x.dtype) / np.asarray(1 - p, dtype=x.dtype))

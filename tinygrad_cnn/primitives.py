@@ -1,0 +1,493 @@
+"""Every primitive of tinygrad_cnn: one forward (on NumPy arrays) and one backward (its VJP).
+
+This module is the whole table of derivative rules. Everything else in the library, conv2d,
+pooling and the losses included, is composed from these in :mod:`tinygrad_cnn.functional`.
+
+Notation in the rule comments: ``g`` is the gradient of the output, ``y`` the output.
+Backward rules are written with Tensor operations, so they can be differentiated again.
+Elementwise binary ops broadcast like NumPy; their rules sum ``g`` back to each input's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .autograd import Context, Function
+from .tensor import Tensor
+
+Shape = tuple[int, ...]
+
+
+def sum_to(g: Tensor, shape: Shape) -> Tensor:
+    """Sum a broadcast gradient back to ``shape`` (the adjoint of broadcasting)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    return Sum.apply(g, axes, False).reshape(shape) if axes else g.reshape(shape)
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+class Add(Function):
+    """y = a + b.   da = g,  db = g."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.shapes = (a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor, Tensor]:
+        sa, sb = ctx.shapes
+        return sum_to(g, sa), sum_to(g, sb)
+
+
+class Sub(Function):
+    """y = a - b.   da = g,  db = -g."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.shapes = (a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor, Tensor | None]:
+        sa, sb = ctx.shapes
+        return sum_to(g, sa), (sum_to(-g, sb) if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    """y = a * b.   da = g * b,  db = g * a."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (sum_to(g * b, a.shape) if need_a else None, sum_to(g * a, b.shape) if need_b else None)
+
+
+class Div(Function):
+    """y = a / b.   da = g / b,  db = -g * a / b**2."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(g / b, a.shape) if need_a else None
+        gb = sum_to(-g * a / (b * b), b.shape) if need_b else None
+        return ga, gb
+
+
+class Neg(Function):
+    """y = -x.   dx = -g."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        return -x
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return -g
+
+
+class Pow(Function):
+    """y = x ** p for a constant scalar p.   dx = g * p * x ** (p - 1)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, p: float) -> np.ndarray:
+        ctx.save_for_backward(x)
+        ctx.p = p
+        return x ** np.asarray(p, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        p = ctx.p
+        if p == 0:
+            return g * 0.0
+        return g * p * (x ** (p - 1) if p != 2 else x)
+
+
+class Exp(Function):
+    """y = exp(x).   dx = g * y."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        y = np.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return g * y
+
+
+class Log(Function):
+    """y = log(x).   dx = g / x."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g / x
+
+
+class ReLU(Function):
+    """y = max(x, 0).   dx = g * (x > 0)   (relu'(0) = 0, as in PyTorch)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        y = np.maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return g * (y.data > 0).astype(g.dtype)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x)).   dx = g * y * (1 - y)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        # exp(-|x|) never overflows; pick the form that is exact on each side of 0.
+        e = np.exp(-np.abs(x))
+        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return g * y * (1 - y)
+
+
+class Tanh(Function):
+    """y = tanh(x).   dx = g * (1 - y**2)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        y = np.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class Where(Function):
+    """y = cond ? a : b for a constant boolean ``cond``.   da = g * cond,  db = g * !cond."""
+
+    @staticmethod
+    def forward(ctx: Context, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.cond = cond
+        ctx.shapes = (a.shape, b.shape)
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[None, Tensor | None, Tensor | None]:
+        cond = Tensor(np.broadcast_to(ctx.cond, g.shape))
+        zero = Tensor(np.zeros((), dtype=g.dtype))
+        sa, sb = ctx.shapes
+        _, need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(Where.apply(cond, g, zero), sa) if need_a else None
+        gb = sum_to(Where.apply(cond, zero, g), sb) if need_b else None
+        return None, ga, gb
+
+
+class Cast(Function):
+    """y = x.astype(dtype).   dx = g.astype(x.dtype)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, dtype: Any) -> np.ndarray:
+        ctx.dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return Cast.apply(g, ctx.dtype)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+class Sum(Function):
+    """y = x.sum(axis, keepdims).   dx = broadcast g back to x's shape."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
+        return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        if not ctx.keepdims:
+            g = g.reshape(_keepdims_shape(ctx.shape, ctx.axis))
+        return Expand.apply(g, ctx.shape)
+
+
+class Max(Function):
+    """y = x.max(axis, keepdims).   dx = g at the first maximum (row-major over ``axis``), 0 elsewhere.
+
+    Sending the whole gradient to one element, the first maximum, is PyTorch's convention for
+    ``amax``-style reductions used by max-pooling; it keeps gradients exact when values tie.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        kept = [i for i in range(x.ndim) if i not in axis]
+        moved = x.transpose(kept + list(axis))
+        flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
+        if flat.shape[-1] == 0:
+            raise ValueError(f"max: cannot reduce over zero-size axes {axis} of shape {x.shape}")
+        idx = flat.argmax(axis=-1)[..., None]
+        y = np.take_along_axis(flat, idx, axis=-1)[..., 0]
+        ctx.x_shape, ctx.kept, ctx.axis, ctx.keepdims, ctx.idx = x.shape, kept, axis, keepdims, idx
+        ctx.moved_shape = moved.shape
+        return y.reshape(_keepdims_shape(x.shape, axis)) if keepdims else y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        mask = np.zeros(ctx.idx.shape[:-1] + (int(np.prod(ctx.moved_shape[len(ctx.kept) :])),), dtype=g.dtype)
+        np.put_along_axis(mask, ctx.idx, 1, axis=-1)
+        order = ctx.kept + list(ctx.axis)
+        mask = mask.reshape(ctx.moved_shape).transpose(np.argsort(order))
+        g = g.reshape(_keepdims_shape(ctx.x_shape, ctx.axis))
+        return Expand.apply(g, ctx.x_shape) * Tensor(mask)
+
+
+def _keepdims_shape(shape: Shape, axis: tuple[int, ...]) -> Shape:
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+# --------------------------------------------------------------------------- shape
+
+
+class Reshape(Function):
+    """y = x.reshape(shape).   dx = g.reshape(x.shape)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, shape: Shape) -> np.ndarray:
+        ctx.shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return Reshape.apply(g, ctx.shape)
+
+
+class Permute(Function):
+    """y = x.transpose(axes).   dx = g.transpose(argsort(axes))."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        ctx.axes = axes
+        return x.transpose(axes)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return Permute.apply(g, tuple(int(i) for i in np.argsort(ctx.axes)))
+
+
+class Expand(Function):
+    """y = broadcast_to(x, shape).   dx = g summed back to x's shape."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, shape: Shape) -> np.ndarray:
+        ctx.shape = x.shape
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return sum_to(g, ctx.shape)
+
+
+class GetItem(Function):
+    """y = x[index].   dx = zeros like x with g added at ``index`` (see :class:`IndexAdd`)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, index: Any) -> np.ndarray:
+        ctx.shape, ctx.index = x.shape, index
+        return np.asarray(x[index])
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return IndexAdd.apply(g, ctx.shape, ctx.index)
+
+
+class IndexAdd(Function):
+    """y = zeros(shape); y[index] += g (repeated indices add up).   dg = dy[index].
+
+    The adjoint of :class:`GetItem`, so gradients of indexing can be differentiated again.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, g: np.ndarray, shape: Shape, index: Any) -> np.ndarray:
+        ctx.index = index
+        out = np.zeros(shape, dtype=g.dtype)
+        if _is_basic_index(index):
+            out[index] = g  # basic indexing never selects an element twice
+        else:
+            np.add.at(out, index, g)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return GetItem.apply(g, ctx.index)
+
+
+def _is_basic_index(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items)
+
+
+class Pad(Function):
+    """y = x padded with a constant.   dx = g with the padding cropped off."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, pad_width: tuple[tuple[int, int], ...], value: float) -> np.ndarray:
+        ctx.crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape))
+        return np.pad(x, pad_width, constant_values=value)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return GetItem.apply(g, ctx.crop)
+
+
+class Concatenate(Function):
+    """y = concatenate(xs, axis).   dx_i = the slice of g that x_i occupies."""
+
+    @staticmethod
+    def forward(ctx: Context, axis: int, *xs: np.ndarray) -> np.ndarray:
+        ctx.axis = axis
+        ctx.bounds = np.cumsum([0] + [x.shape[axis] for x in xs])
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, ...]:
+        lead = (slice(None),) * ctx.axis
+        b = ctx.bounds
+        return (None,) + tuple(
+            GetItem.apply(g, lead + (slice(int(b[i]), int(b[i + 1])),)) if need else None
+            for i, need in enumerate(ctx.needs_input_grad[1:])
+        )
+
+
+# --------------------------------------------------------------------------- linear algebra
+
+
+class MatMul(Function):
+    """y = a @ b for a, b with ndim >= 2 (batch dims broadcast).   da = g @ b^T,  db = a^T @ g."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = sum_to(MatMul.apply(g, b.mT), a.shape) if need_a else None
+        gb = sum_to(MatMul.apply(a.mT, g), b.shape) if need_b else None
+        return ga, gb
+
+
+# --------------------------------------------------------------------------- sliding windows
+
+
+class Unfold(Function):
+    """Sliding windows ("im2col") of an NCHW image.
+
+    x: (N, C, H, W) -> y: (N, OH, OW, C, kh, kw) with
+    y[n, i, j, c, p, q] = x[n, c, i*sh + p*dh, j*sw + q*dw], OH = (H - dh*(kh-1) - 1) // sh + 1.
+    The forward is a strided view (no copy). dx = :class:`Fold` of g (the adjoint: every window
+    adds its gradient back onto the pixels it read).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        ctx.args = (x.shape, kernel, stride, dilation)
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
+        windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
+        return windows.transpose(0, 2, 3, 1, 4, 5)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return Fold.apply(g, *ctx.args)
+
+
+class Fold(Function):
+    """The adjoint of :class:`Unfold`: g (N, OH, OW, C, kh, kw) -> (N, C, H, W), overlaps summed.
+
+    One strided slice-add per kernel offset (kh*kw of them), no per-pixel loop and no np.add.at.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Context, g: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape, dilation: Shape
+    ) -> np.ndarray:
+        ctx.args = (kernel, stride, dilation)
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        oh, ow = g.shape[1], g.shape[2]
+        out = np.zeros((n, h, w, c), dtype=g.dtype)  # accumulate channels-last: contiguous adds
+        for p in range(kh):
+            for q in range(kw):
+                out[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw, :] += g[
+                    :, :, :, :, p, q
+                ]
+        return out.transpose(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        return Unfold.apply(g, *ctx.args)
+
+
+# --------------------------------------------------------------------------- softmax
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x, axis).   dx = g - exp(y) * sum(g, axis).
+
+    Stable for large logits: the maximum is subtracted before exponentiating.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axis: int) -> np.ndarray:
+        ctx.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return g - y.exp() * g.sum(axis=ctx.axis, keepdims=True)
