@@ -8,7 +8,7 @@ array([[2., 4.],
        [6., 8.]], dtype=float32)
 """
 
-from . import functional
+from . import datasets, functional, nn, optim, testing
 from .autograd import (
     AnomalyError,
     Context,
@@ -23,27 +23,35 @@ from .autograd import (
 )
 from .functional import concatenate, stack, where
 from .random import get_rng_state, manual_seed, set_rng_state
+from .serialization import CheckpointError, load, save
 from .tensor import Tensor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError",
+    "CheckpointError",
     "Context",
     "Function",
     "GraphFreedError",
     "Tensor",
     "concatenate",
+    "datasets",
     "detect_anomaly",
     "enable_grad",
     "functional",
     "get_rng_state",
     "grad",
     "is_grad_enabled",
+    "load",
     "manual_seed",
+    "nn",
     "no_grad",
+    "optim",
+    "save",
     "set_grad_enabled",
     "set_rng_state",
     "stack",
+    "testing",
     "where",
 ]

@@ -1,0 +1,257 @@
+"""Optimizers and learning-rate schedules with PyTorch's update rules.
+
+Updates happen in place on each parameter's array (no graph is recorded), using the
+parameter's own dtype: a float32 model is updated in float32.
+
+``state_dict()`` differs from PyTorch's in one respect: ``"state"`` is a list with one dict per
+parameter (in parameter order) instead of a dict keyed by int, so that it can be stored in an
+HDF5 checkpoint as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+class Optimizer:
+    """Base class: holds ``param_groups`` (dicts of ``params`` and hyper-parameters) and per-parameter state."""
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.defaults = defaults
+        self.param_groups: list[dict[str, Any]] = []
+        for group in groups:
+            group = {**defaults, **group, "params": list(group["params"])}
+            for i, p in enumerate(group["params"]):
+                if not isinstance(p, Tensor) or not p.requires_grad:
+                    raise TypeError(f"{type(self).__name__}: parameter {i} is not a Tensor that requires grad")
+            self._check_hyperparameters(group)
+            self.param_groups.append(group)
+        self.state: list[dict[str, Any]] = [{} for _ in self._params()]
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        for key in ("lr", "weight_decay", "momentum"):
+            if key in group and group[key] < 0:
+                raise ValueError(f"{type(self).__name__}: {key} must be >= 0, got {group[key]}")
+
+    def _params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def zero_grad(self) -> None:
+        """Clear the gradients (set ``.grad`` to None) of every parameter."""
+        for p in self._params():
+            p.grad = None
+
+    def step(self) -> None:
+        """Apply one update to every parameter that has a gradient."""
+        index = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if p.grad.shape != p.shape:
+                        raise ValueError(f"{type(self).__name__}: gradient shape {p.grad.shape} does not match "
+                                         f"parameter {index} of shape {p.shape}")
+                    self._update(p.data, p.grad.astype(p.dtype, copy=False), self.state[index], group)
+                index += 1
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters and per-parameter state (copies), parameters referred to by index."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            start += n
+        state = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()} for s in self.state]
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+            len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
+        ):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has a different number of "
+                             "parameter groups or parameters than this optimizer")
+        params = self._params()
+        for i, (s, p) in enumerate(zip(state_dict["state"], params)):
+            for k, v in s.items():
+                if isinstance(v, np.ndarray) and v.shape != p.shape:
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: state '{k}' of parameter {i} has "
+                                     f"shape {v.shape}, the parameter has {p.shape}")
+        for own, saved in zip(self.param_groups, groups):
+            own.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = [
+            {k: (np.array(v, dtype=p.dtype) if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+            for s, p in zip(state_dict["state"], params)
+        ]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    g = grad + weight_decay * p;  buf = momentum * buf + (1 - dampening) * g (buf = g at the first step);
+    g = g + momentum * buf if nesterov else buf;  p -= lr * g.
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        if group["weight_decay"]:
+            g = g + group["weight_decay"] * p
+        momentum = group["momentum"]
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p -= group["lr"] * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with PyTorch's bias correction; ``weight_decay`` adds an L2 term to the gradient."""
+
+    decoupled = False
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if wd and self.decoupled:
+            p *= 1 - lr * wd
+        elif wd:
+            g = g + wd * p
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(p), exp_avg_sq=np.zeros_like(p))
+        state["step"] += 1
+        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        denom = np.sqrt(v) / math.sqrt(1 - beta2**t)
+        denom += eps
+        p -= (lr / (1 - beta1**t)) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+# --------------------------------------------------------------------------- learning-rate schedules
+
+
+class LRScheduler:
+    """Sets each group's ``lr`` from the number of ``step()`` calls so far (``last_epoch``).
+
+    Call ``step()`` once per epoch (or per batch, for per-batch schedules such as OneCycleLR),
+    after ``optimizer.step()``, as in PyTorch.
+    """
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        self.last_epoch = 0
+        self._apply()
+
+    def lr_at(self, base_lr: float, t: int) -> float:
+        raise NotImplementedError
+
+    def _apply(self) -> None:
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.lr_at(base, self.last_epoch)
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [g["lr"] for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_epoch = int(state["last_epoch"])
+        self.base_lrs = [float(b) for b in state["base_lrs"]]
+        self._apply()
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (t // step_size)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, t: int) -> float:
+        return base_lr * self.gamma ** (t // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2 (PyTorch's closed form)."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.T_max, self.eta_min = T_max, eta_min
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, t: int) -> float:
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin), stepped once per batch, as PyTorch's ``OneCycleLR``
+    with cosine annealing: warm up from max_lr/div_factor to max_lr over the first
+    ``pct_start`` of ``total_steps``, then anneal to max_lr/(div_factor*final_div_factor)."""
+
+    def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4) -> None:
+        if total_steps < 2:
+            raise ValueError(f"OneCycleLR: total_steps must be >= 2, got {total_steps}")
+        self.max_lr, self.total_steps = max_lr, total_steps
+        self.initial_lr, self.min_lr = max_lr / div_factor, max_lr / div_factor / final_div_factor
+        self.warmup_end = float(pct_start * total_steps) - 1
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, t: int) -> float:
+        if t > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {t} times, more than total_steps={self.total_steps}")
+
+        def cos(start: float, end: float, frac: float) -> float:
+            return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
+
+        if t <= self.warmup_end:
+            return cos(self.initial_lr, self.max_lr, t / self.warmup_end)
+        return cos(self.max_lr, self.min_lr, (t - self.warmup_end) / (self.total_steps - 1 - self.warmup_end))
