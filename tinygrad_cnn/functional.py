@@ -405,11 +405,11 @@ def _out_size(op: str, x_shape: tuple[int, ...], kernel: tuple[int, int], stride
 
 def unfold(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: IntOrPair = 0,
            dilation: IntOrPair = 1, pad_value: float = 0.0) -> Tensor:
-    """Sliding windows of an image: (N, C, H, W) -> (N, OH, OW, C, kh, kw).
+    """Sliding windows of an image: (N, C, H, W) -> (N, OH, OW, kh, kw, C).
 
-    The building block of :func:`conv2d` and the pools. Note the layout differs from
-    ``torch.nn.functional.unfold`` (which returns (N, C*kh*kw, L)): windows are indexed first,
-    so that reshaping to (N*OH*OW, C*kh*kw) gives the im2col matrix directly.
+    The building block of :func:`conv2d` and the pools. The layout differs from
+    ``torch.nn.functional.unfold`` (which returns (N, C*kh*kw, L)): windows are indexed first and
+    channels last, so that reshaping to (N*OH*OW, kh*kw*C) gives the im2col matrix directly.
     """
     _check_image("unfold", x)
     k = _pair("unfold", "kernel_size", kernel_size, 1)
@@ -444,26 +444,26 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
         "conv2d", "dilation", dilation, 1)
     oh, ow = _out_size("conv2d", x.shape, (kh, kw), s, p, d)
-    patches = unfold(x, (kh, kw), s, p, d)  # (N, OH, OW, C, kh, kw)
-    cols = reshape(patches, (n * oh * ow, c * kh * kw))
-    out = matmul(cols, reshape(weight, (c_out, c * kh * kw)).T)  # (N*OH*OW, C_out)
+    patches = unfold(x, (kh, kw), s, p, d)  # (N, OH, OW, kh, kw, C)
+    cols = reshape(patches, (n * oh * ow, kh * kw * c))
+    w_cols = reshape(transpose(weight, 0, 2, 3, 1), (c_out, kh * kw * c))  # same (kh, kw, C) order
+    out = matmul(cols, w_cols.T)  # (N*OH*OW, C_out)
     if bias is not None:
         out = out + bias
+    # A channels-last result seen as NCHW: the next layer's windows read it without a transpose copy.
     return transpose(reshape(out, (n, oh, ow, c_out)), 0, 3, 1, 2)
 
 
 def _pool_windows(op: str, x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,
                   dilation: IntOrPair, pad_value: float) -> Tensor:
-    """Pooling windows as (N, OH, OW, C, kh*kw), after PyTorch's argument checks."""
+    """Pooling windows as a (N, OH, OW, kh, kw, C) view, after PyTorch's argument checks."""
     _check_image(op, x)
     k = _pair(op, "kernel_size", kernel_size, 1)
     s = k if stride is None else _pair(op, "stride", stride, 1)
     p, d = _pair(op, "padding", padding, 0), _pair(op, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
-    oh, ow = _out_size(op, x.shape, k, s, p, d)
-    windows = unfold(x, k, s, p, d, pad_value=pad_value)
-    return reshape(windows, (x.shape[0], oh, ow, x.shape[1], k[0] * k[1]))
+    return unfold(x, k, s, p, d, pad_value=pad_value)
 
 
 def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
@@ -474,7 +474,7 @@ def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
     order, as in PyTorch.
     """
     windows = _pool_windows("max_pool2d", x, kernel_size, stride, padding, dilation, -np.inf)
-    return transpose(max(windows, axis=-1), 0, 3, 1, 2)
+    return transpose(max(windows, axis=(3, 4)), 0, 3, 1, 2)
 
 
 def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
@@ -482,7 +482,7 @@ def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
     """Average pooling: (N, C, H, W) -> (N, C, OH, OW); zero padding is counted in the average
     (PyTorch's default ``count_include_pad=True``)."""
     windows = _pool_windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
-    return transpose(mean(windows, axis=-1), 0, 3, 1, 2)
+    return transpose(mean(windows, axis=(3, 4)), 0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------- softmax family

@@ -254,30 +254,62 @@ class Max(Function):
     """y = x.max(axis, keepdims).   dx = g at the first maximum (row-major over ``axis``), 0 elsewhere.
 
     Sending the whole gradient to one element, the first maximum, is PyTorch's convention for
-    ``amax``-style reductions used by max-pooling; it keeps gradients exact when values tie.
+    max-pooling; it keeps gradients exact when values tie (MNIST's flat background ties a lot).
+    A NaN counts as the maximum, as in NumPy and PyTorch.
     """
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
-        kept = [i for i in range(x.ndim) if i not in axis]
-        moved = x.transpose(kept + list(axis))
-        flat = moved.reshape(moved.shape[: len(kept)] + (-1,))
-        if flat.shape[-1] == 0:
+        reduced = tuple(x.shape[a] for a in axis)
+        if 0 in reduced:
             raise ValueError(f"max: cannot reduce over zero-size axes {axis} of shape {x.shape}")
-        idx = flat.argmax(axis=-1)[..., None]
-        y = np.take_along_axis(flat, idx, axis=-1)[..., 0]
-        ctx.x_shape, ctx.kept, ctx.axis, ctx.keepdims, ctx.idx = x.shape, kept, axis, keepdims, idx
-        ctx.moved_shape = moved.shape
+        count = int(np.prod(reduced))
+        kept_shape = tuple(n for i, n in enumerate(x.shape) if i not in axis)
+        ctx.x_shape, ctx.axis = x.shape, axis
+        if count <= _UNROLL_MAX and x.size >= 4 * count:
+            # Few elements per output (pooling windows): a running maximum over strided views of
+            # x, with no copy of the windows. The backward finds the first maximum again.
+            positions = list(np.ndindex(*reduced))
+            y = _select(x, axis, positions[0]).copy()
+            for pos in positions[1:]:
+                np.maximum(y, _select(x, axis, pos), out=y)
+            ctx.windows = (x, y)
+        else:
+            kept = [i for i in range(x.ndim) if i not in axis]
+            flat = x.transpose(kept + list(axis)).reshape(kept_shape + (count,))
+            first = flat.argmax(axis=-1)
+            y = np.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
+            ctx.first = first
         return y.reshape(_keepdims_shape(x.shape, axis)) if keepdims else y
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
-        mask = np.zeros(ctx.idx.shape[:-1] + (int(np.prod(ctx.moved_shape[len(ctx.kept) :])),), dtype=g.dtype)
-        np.put_along_axis(mask, ctx.idx, 1, axis=-1)
-        order = ctx.kept + list(ctx.axis)
-        mask = mask.reshape(ctx.moved_shape).transpose(np.argsort(order))
+        reduced = tuple(ctx.x_shape[a] for a in ctx.axis)
+        mask = np.zeros(ctx.x_shape, dtype=g.dtype)
+        if hasattr(ctx, "windows"):
+            x, y = ctx.windows
+            taken = np.zeros(y.shape, dtype=bool)
+            for pos in np.ndindex(*reduced):
+                hit = ~(_select(x, ctx.axis, pos) < y)  # equal to the maximum (or NaN)
+                hit &= ~taken
+                taken |= hit
+                _select(mask, ctx.axis, pos)[...] = hit
+        else:
+            for k, pos in enumerate(np.ndindex(*reduced)):
+                _select(mask, ctx.axis, pos)[...] = ctx.first == k
         g = g.reshape(_keepdims_shape(ctx.x_shape, ctx.axis))
         return Expand.apply(g, ctx.x_shape) * Tensor(mask)
+
+
+_UNROLL_MAX = 64  # reductions over at most this many elements use Max's running-maximum path
+
+
+def _select(x: np.ndarray, axis: tuple[int, ...], position: tuple[int, ...]) -> np.ndarray:
+    """The view of x at ``position`` along the reduced ``axis`` (those axes removed)."""
+    index: list[Any] = [slice(None)] * x.ndim
+    for a, i in zip(axis, position):
+        index[a] = i
+    return x[tuple(index)]
 
 
 def _keepdims_shape(shape: Shape, axis: tuple[int, ...]) -> Shape:
@@ -421,12 +453,13 @@ class MatMul(Function):
 
 
 class Unfold(Function):
-    """Sliding windows ("im2col") of an NCHW image.
+    """Sliding windows ("im2col") of an NCHW image, windows first and channels last.
 
-    x: (N, C, H, W) -> y: (N, OH, OW, C, kh, kw) with
-    y[n, i, j, c, p, q] = x[n, c, i*sh + p*dh, j*sw + q*dw], OH = (H - dh*(kh-1) - 1) // sh + 1.
-    The forward is a strided view (no copy). dx = :class:`Fold` of g (the adjoint: every window
-    adds its gradient back onto the pixels it read).
+    x: (N, C, H, W) -> y: (N, OH, OW, kh, kw, C) with
+    y[n, i, j, p, q, c] = x[n, c, i*sh + p*dh, j*sw + q*dw], OH = (H - dh*(kh-1) - 1) // sh + 1.
+    The forward is a strided view (no copy). Channels come last so that, when x is stored
+    channels-last in memory (as conv2d's outputs are), copying the windows reads contiguous runs.
+    dx = :class:`Fold` of g (the adjoint: every window adds its gradient back onto the pixels it read).
     """
 
     @staticmethod
@@ -434,9 +467,9 @@ class Unfold(Function):
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         ctx.args = (x.shape, kernel, stride, dilation)
         span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-        windows = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))
-        windows = windows[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, OH, OW, kh, kw)
-        return windows.transpose(0, 2, 3, 1, 4, 5)
+        windows = np.lib.stride_tricks.sliding_window_view(x.transpose(0, 2, 3, 1), span, axis=(1, 2))
+        windows = windows[:, ::sh, ::sw, :, ::dh, ::dw]  # (N, OH, OW, C, kh, kw)
+        return windows.transpose(0, 1, 2, 4, 5, 3)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
@@ -444,7 +477,7 @@ class Unfold(Function):
 
 
 class Fold(Function):
-    """The adjoint of :class:`Unfold`: g (N, OH, OW, C, kh, kw) -> (N, C, H, W), overlaps summed.
+    """The adjoint of :class:`Unfold`: g (N, OH, OW, kh, kw, C) -> (N, C, H, W), overlaps summed.
 
     One strided slice-add per kernel offset (kh*kw of them), no per-pixel loop and no np.add.at.
     """
@@ -457,12 +490,12 @@ class Fold(Function):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         oh, ow = g.shape[1], g.shape[2]
-        out = np.zeros((n, h, w, c), dtype=g.dtype)  # accumulate channels-last: contiguous adds
+        out = np.zeros((n, h, w, c), dtype=g.dtype)  # channels-last, like the windows
         for p in range(kh):
             for q in range(kw):
-                out[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw, :] += g[
-                    :, :, :, :, p, q
-                ]
+                rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
+                cols = slice(q * dw, q * dw + sw * (ow - 1) + 1, sw)
+                out[:, rows, cols, :] += g[:, :, :, p, q, :]
         return out.transpose(0, 3, 1, 2)
 
     @staticmethod
