@@ -166,8 +166,8 @@ def bench_models(rounds: int) -> list[dict]:
         if torch:
             theirs = build_torch(spec, ours)
             tx, ty, txi = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xi)
-            train["pytorch"] = lambda m=theirs: torch_train_step(m, tx, ty)
-            infer["pytorch"] = lambda m=theirs: torch_infer(m, txi)
+            train["pytorch"] = lambda m=theirs, tx=tx, ty=ty: torch_train_step(m, tx, ty)
+            infer["pytorch"] = lambda m=theirs, txi=txi: torch_infer(m, txi)
         for mode, contenders, n in (("train", train, batch), ("inference", infer, INFERENCE_BATCH)):
             med = round_robin(contenders, rounds, repeats=3)
             row = {"benchmark": f"{name} {mode} (batch {n})", "unit": "img/s",

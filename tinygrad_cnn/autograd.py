@@ -113,11 +113,7 @@ class Context:
         from .tensor import Tensor
 
         if self._freed:
-            raise GraphFreedError(
-                f"{self.fn.__name__}: trying to run backward through the graph a second time, but the "
-                "values it saved were freed after the first backward. Pass retain_graph=True to the "
-                "first backward() if you need to go through the graph twice."
-            )
+            raise self.freed_error()
         output = self._output() if self._output is not None else None
         result = []
         for arr in self._saved:
@@ -134,6 +130,13 @@ class Context:
                 else:
                     result.append(Tensor(arr))
         return tuple(result)
+
+    def freed_error(self) -> GraphFreedError:
+        return GraphFreedError(
+            f"{self.fn.__name__}: trying to run backward through the graph a second time, but the "
+            "values it saved were freed after the first backward. Pass retain_graph=True to the "
+            "first backward() if you need to go through the graph twice."
+        )
 
     def free(self) -> None:
         """Drop what the forward saved (called after backward unless ``retain_graph``)."""
@@ -332,8 +335,10 @@ def run_backward(
             captured[key] = captured[key] + g if key in captured else g
         elif t._ctx is None:
             if wanted is None and t.requires_grad:
-                gd = g.data
-                t.grad = gd.copy() if t.grad is None else t.grad + gd
+                if t.grad is None:
+                    t.grad = np.array(g.data, copy=True)
+                else:
+                    t.grad += g.data  # accumulate in place, as PyTorch does
         else:
             grads[key] = grads[key] + g if key in grads else g
 
@@ -348,7 +353,7 @@ def run_backward(
                 continue
             ctx = node._ctx
             if ctx._freed:
-                ctx.saved_tensors  # raises GraphFreedError with the op's name
+                raise ctx.freed_error()
             rule = ctx.fn.__name__
             in_grads = ctx.fn.backward(ctx, g)
             if not isinstance(in_grads, tuple):

@@ -75,13 +75,24 @@ class Module:
         return (m for _, m in self.named_modules())
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, parameter) pairs, e.g. ``("0.weight", ...)``, as PyTorch names them."""
-        for name, value in vars(self).items():
-            full = f"{prefix}.{name}" if prefix else name
-            if isinstance(value, Parameter):
-                yield full, value
-            elif isinstance(value, Module):
-                yield from value.named_parameters(full)
+        """(dotted name, parameter) pairs, e.g. ``("0.weight", ...)``, as PyTorch names them.
+
+        A parameter shared by several layers is listed once, under its first name.
+        """
+        seen: set[int] = set()
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        while stack:
+            base, module = stack.pop()
+            children = []
+            for name, value in vars(module).items():
+                full = f"{base}.{name}" if base else name
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield full, value
+                elif isinstance(value, Module):
+                    children.append((full, value))
+            # depth first, in assignment order: parameters of earlier children come first
+            stack.extend(reversed(children))
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -323,7 +334,9 @@ class Sequential(Module):
     def __len__(self) -> int:
         return sum(1 for _ in self.children())
 
-    def __getitem__(self, index: int) -> Module:
+    def __getitem__(self, index: int | slice) -> Module:
+        if isinstance(index, slice):
+            return Sequential(*list(self.children())[index])
         return list(self.children())[index]
 
     def __iter__(self) -> Iterator[Module]:

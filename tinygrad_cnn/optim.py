@@ -39,8 +39,8 @@ class Optimizer:
         self.state: list[dict[str, Any]] = [{} for _ in self._params()]
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
-        for key in ("lr", "weight_decay", "momentum"):
-            if key in group and group[key] < 0:
+        for key in ("lr", "weight_decay", "momentum", "eps", "dampening"):
+            if key in group and not group[key] >= 0:  # also rejects NaN
                 raise ValueError(f"{type(self).__name__}: {key} must be >= 0, got {group[key]}")
 
     def _params(self) -> list[Tensor]:
@@ -60,7 +60,7 @@ class Optimizer:
                     if p.grad.shape != p.shape:
                         raise ValueError(f"{type(self).__name__}: gradient shape {p.grad.shape} does not match "
                                          f"parameter {index} of shape {p.shape}")
-                    self._update(p.data, p.grad.astype(p.dtype, copy=False), self.state[index], group)
+                    self._update(p.data, np.asarray(p.grad, dtype=p.dtype), self.state[index], group)
                 index += 1
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -71,7 +71,8 @@ class Optimizer:
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            hyper = {k: v for k, v in group.items() if k != "params"}
+            groups.append({**hyper, "params": list(range(start, start + n))})
             start += n
         state = [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()} for s in self.state]
         return {"state": state, "param_groups": groups}
@@ -84,6 +85,9 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has a different number of "
                              "parameter groups or parameters than this optimizer")
         params = self._params()
+        if len(state_dict["state"]) != len(params):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state covers "
+                             f"{len(state_dict['state'])} parameters, this optimizer has {len(params)}")
         for i, (s, p) in enumerate(zip(state_dict["state"], params)):
             for k, v in s.items():
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
@@ -118,7 +122,7 @@ class SGD(Optimizer):
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
+                buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype)  # an array even for 0-d
             else:
                 buf *= momentum
                 buf += (1 - group["dampening"]) * g

@@ -1,0 +1,200 @@
+"""End-to-end tests of examples/mnist_cnn.py, run in-process through its ``main(argv)``.
+
+One run trains on the real bundled MNIST and is evaluated on the full test set; the others (seed
+determinism, exact resume) use the bundled data loaded once, with the test set cut to its first
+1000 images to keep the file fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygrad_cnn as tg
+from tinygrad_cnn.datasets import load_mnist
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_cnn.py"
+FAST = ["--limit-train", "1000", "--batch-size", "128", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("mnist_cnn_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture
+def fast_example(example, mnist, monkeypatch):
+    """The example with the bundled data loaded once and a 1000-image test set (for --data: unchanged)."""
+    (x_train, y_train), (x_test, y_test) = mnist
+    real = example.load_mnist
+
+    def cached(path=None):
+        if path is not None:
+            return real(path)
+        return (x_train, y_train), (x_test[:1000], y_test[:1000])
+
+    monkeypatch.setattr(example, "load_mnist", cached)
+    return example
+
+
+def curve(metrics):
+    """Everything in the history that does not depend on timing."""
+    return [(h["epoch"], h["loss"], h["train_accuracy"], h["test_accuracy"]) for h in metrics["history"]]
+
+
+def json_line(out):
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, out
+    return json.loads(lines[0])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training on the real data
+
+
+def test_trains_well_above_chance_and_prints_json(example, capsys):
+    metrics = example.main(["--limit-train", "2000", "--epochs", "1", "--quiet", "--json"])
+    out = capsys.readouterr().out
+    assert metrics["test_accuracy"] > 0.8
+    assert metrics["epochs"] == 1 and len(metrics["history"]) == 1
+    record = metrics["history"][0]
+    assert record["epoch"] == 1 and record["loss"] < math.log(10) and 0.3 < record["train_accuracy"] <= 1
+    assert record["test_accuracy"] == metrics["test_accuracy"]
+
+    assert "MNIST: 2,000 training and 10,000 test images (bundled)" in out
+    assert "total parameters" in out and "18,378" in out  # the model summary
+    assert "[" not in out.split("total parameters")[1].split("epoch 1/1:")[0]  # --quiet: no progress lines
+    assert "confusion matrix" in out
+    printed = json_line(out)
+    assert set(printed) == {"test_accuracy", "train_seconds", "epochs", "train_images_per_second", "history"}
+    assert printed["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert printed["epochs"] == 1
+    assert set(printed["history"][0]) == {"epoch", "loss", "train_accuracy", "test_accuracy", "seconds",
+                                          "images_per_second"}
+    assert printed["history"][0]["loss"] == pytest.approx(record["loss"])
+    assert printed["train_seconds"] > 0 and printed["train_images_per_second"] > 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Determinism and exact resume
+
+
+def test_same_seed_same_run_different_seed_different_run(fast_example, capsys):
+    args = FAST + ["--epochs", "1"]
+    a = fast_example.main(args + ["--seed", "3"])
+    b = fast_example.main(args + ["--seed", "3"])
+    c = fast_example.main(args + ["--seed", "4"])
+    capsys.readouterr()
+    assert curve(a) == curve(b)
+    assert a["test_accuracy"] == b["test_accuracy"]
+    assert curve(a)[0][1] != curve(c)[0][1]  # different initialisation and shuffling
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_interrupted_run_resumes_exactly(fast_example, tmp_path, monkeypatch, capsys, optimizer):
+    args = FAST + ["--epochs", "2", "--optimizer", optimizer]
+    reference_ckpt = tmp_path / "reference.h5"
+    reference = fast_example.main(args + ["--checkpoint", str(reference_ckpt)])
+
+    # The same two-epoch command (so the OneCycleLR schedule is the same), killed right after the
+    # first checkpoint is written, then run again with --resume.
+    ckpt = tmp_path / "run.h5"
+    command = args + ["--checkpoint", str(ckpt), "--resume"]  # no checkpoint yet: starts from scratch
+    real_save = tg.save
+
+    def save_then_interrupt(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tg, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fast_example.main(command)
+    monkeypatch.setattr(tg, "save", real_save)
+    assert "resumed from" not in capsys.readouterr().out
+    assert tg.load(ckpt)["epoch"] == 1
+
+    resumed = fast_example.main(command)
+    out = capsys.readouterr().out
+    assert f"resumed from {ckpt} after epoch 1" in out
+    assert "epoch 1/2:" not in out and "epoch 2/2:" in out
+
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    assert curve(resumed) == curve(reference)
+    assert len(curve(resumed)) == 2
+    # The final checkpoints agree too: model, optimizer, schedule and loader state.
+    want, got = tg.load(reference_ckpt), tg.load(ckpt)
+    for k, v in want["model"].items():
+        np.testing.assert_array_equal(got["model"][k], v, err_msg=k)
+    for s_want, s_got in zip(want["optimizer"]["state"], got["optimizer"]["state"], strict=True):
+        assert s_want.keys() == s_got.keys()
+        for k in s_want:
+            np.testing.assert_array_equal(s_got[k], s_want[k])
+    assert got["schedule"] == want["schedule"] and got["loader"] == want["loader"]
+    assert got["epoch"] == want["epoch"] == 2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command-line handling
+
+
+def test_user_npz_data(example, mnist, tmp_path, capsys):
+    (x_train, y_train), (x_test, y_test) = mnist
+    path = tmp_path / "mini.npz"
+    # Float images in [0, 1], flattened to (N, 784), and (N, 1) labels: converted by load_mnist.
+    np.savez(path, x_train=x_train[:300].reshape(300, 784).astype(np.float32) / 255,
+             y_train=y_train[:300, None],
+             x_test=x_test[:200], y_test=y_test[:200])
+    metrics = example.main(["--data", str(path), "--epochs", "1", "--batch-size", "64", "--quiet", "--json"])
+    out = capsys.readouterr().out
+    assert f"MNIST: 300 training and 200 test images ({path})" in out
+    assert 0 <= metrics["test_accuracy"] <= 1 and len(metrics["history"]) == 1
+    assert json_line(out)["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("corrupt.npz", b"this is not a zip archive", "not a valid .npz archive"),
+        ("corrupt.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 20, "not a valid HDF5 file"),
+        ("data.txt", b"1 2 3", "unsupported MNIST source"),
+        ("missing.npz", None, "no such file"),
+    ],
+)
+def test_bad_data_exits_with_a_clear_message(example, tmp_path, capsys, name, content, match):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as info:
+        example.main(["--data", str(path), "--epochs", "1", "--quiet"])
+    message = info.value.code
+    assert isinstance(message, str) and message.startswith("error: "), message
+    assert str(path) in message and match in message
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--resume"], "--resume needs --checkpoint"),
+        (["--epochs", "0"], "must be positive"),
+        (["--batch-size", "0"], "must be positive"),
+        (["--optimizer", "rmsprop"], "invalid choice"),
+    ],
+)
+def test_argument_errors(example, capsys, argv, match):
+    with pytest.raises(SystemExit) as info:
+        example.main(argv)
+    assert info.value.code == 2
+    assert match in capsys.readouterr().err
