@@ -189,9 +189,10 @@ class Function:
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
         record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(cls, args) if record else _Scratch()
-        out = cls.forward(ctx, *arrays, **kwargs)
-        if not isinstance(out, np.ndarray):
-            out = np.asarray(out)
+        raw = cls.forward(ctx, *arrays, **kwargs)
+        out = raw if isinstance(raw, np.ndarray) else np.asarray(raw)
+        if out is not raw and record:  # NumPy returned a scalar for a 0-d result
+            ctx._saved = tuple(out if a is raw else a for a in ctx._saved)
         if _anomaly_mode.enabled:
             _check_finite(cls.__name__, "forward output", out, ctx if record else None)
         if not record:
@@ -217,6 +218,7 @@ class _Scratch:
 
 class _AnomalyMode(threading.local):
     enabled: bool = False
+    in_backward_of: Context | None = None  # the node whose backward rule is running
 
 
 _anomaly_mode = _AnomalyMode()
@@ -254,10 +256,17 @@ def _user_frame() -> str:
 def _check_finite(op: str, what: str, arr: np.ndarray, ctx: Context | None) -> None:
     if arr.dtype.kind not in "fc" or np.isfinite(arr).all():
         return
-    kinds = [k for k, bad in (("NaN", np.isnan(arr).any()), ("Inf", np.isinf(arr).any())) if bad]
-    site = ctx.__dict__.get("_trace") if ctx is not None else None
-    site = site or _user_frame()
-    raise AnomalyError(f"{op}: {' and '.join(kinds)} in its {what} (shape {arr.shape}).\n{op} was recorded at:\n{site}")
+    kinds = " and ".join(k for k, bad in (("NaN", np.isnan(arr).any()), ("Inf", np.isinf(arr).any())) if bad)
+    outer = _anomaly_mode.in_backward_of
+    if outer is not None and outer is not ctx:
+        # an op run inside a backward rule: blame the rule, and the line that recorded its op
+        message = f"{outer.fn.__name__}.backward: {kinds} in the {what} of {op} (shape {arr.shape})"
+        ctx = outer
+    else:
+        message = f"{op}: {kinds} in its {what} (shape {arr.shape})"
+    site = (ctx.__dict__.get("_trace") if ctx is not None else None) or _user_frame()
+    name = ctx.fn.__name__ if ctx is not None else op
+    raise AnomalyError(f"{message}.\n{name} was recorded at:\n{site}")
 
 
 # --------------------------------------------------------------------------- reverse mode
@@ -355,11 +364,16 @@ def run_backward(
             if ctx._freed:
                 raise ctx.freed_error()
             rule = ctx.fn.__name__
-            in_grads = ctx.fn.backward(ctx, g)
+            if _anomaly_mode.enabled:
+                _anomaly_mode.in_backward_of = ctx
+                try:
+                    in_grads = ctx.fn.backward(ctx, g)
+                finally:
+                    _anomaly_mode.in_backward_of = None
+            else:
+                in_grads = ctx.fn.backward(ctx, g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
-            if not retain_graph:
-                ctx.free()
             for i, (t, gi, needed) in enumerate(zip(ctx.inputs, in_grads, ctx.needs_input_grad)):
                 if gi is None or not needed:
                     continue
@@ -367,6 +381,8 @@ def run_backward(
                 if _anomaly_mode.enabled:
                     _check_finite(rule, f"gradient for input {i}", gi.data, ctx)
                 accumulate(t, gi)
+            if not retain_graph:
+                ctx.free()
     if inputs is None:
         return None
     return [captured.get(id(t)) for t in inputs]
@@ -434,7 +450,9 @@ def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
                 "for scalar outputs. Pass the gradient of the output explicitly."
             )
         return Tensor(np.ones_like(out.data))
-    g = seed if isinstance(seed, Tensor) else Tensor(np.asarray(seed, dtype=out.dtype))
+    g = seed if isinstance(seed, Tensor) else Tensor(np.array(seed, dtype=out.dtype))
+    if g.dtype != out.dtype:
+        g = Tensor(g.data.astype(out.dtype))
     if g.shape != out.shape:
         raise ValueError(f"{op}: gradient of shape {g.shape} given for an output of shape {out.shape}")
     return g

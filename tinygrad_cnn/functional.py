@@ -255,7 +255,8 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
 def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
     """Permute axes (no arguments: reverse them), as ``ndarray.transpose``."""
     perm = _shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
-    if sorted(a % builtins.max(x.ndim, 1) for a in perm) != list(range(x.ndim)) or len(perm) != x.ndim:
+    if (len(perm) != x.ndim or any(not -x.ndim <= a < x.ndim for a in perm)
+            or sorted(a % x.ndim for a in perm) != list(range(x.ndim))):
         raise ValueError(f"transpose: {perm} is not a permutation of the {x.ndim} axes of shape {x.shape}")
     perm = tuple(a % x.ndim for a in perm)
     return x if perm == tuple(range(x.ndim)) else P.Permute.apply(x, perm)
@@ -309,6 +310,8 @@ def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
         raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape {x.shape}") from None
     if (widths < 0).any():
         raise ValueError(f"pad: negative padding {pad_width!r}")
+    if x.ndim == 0:
+        return x  # nothing to pad, as np.pad
     return P.Pad.apply(x, tuple((int(a), int(b)) for a, b in widths), value)
 
 
@@ -358,10 +361,10 @@ def matmul(a: Any, b: Any) -> Tensor:
     a2 = reshape(ta, (1, k_a)) if ta.ndim == 1 else ta
     b2 = reshape(tb, (k_b, 1)) if tb.ndim == 1 else tb
     out = P.MatMul.apply(a2, b2)
+    if ta.ndim == 1:  # drop the promoted row axis first, then the promoted column axis
+        out = reshape(out, out.shape[:-2] + out.shape[-1:])
     if tb.ndim == 1:
         out = reshape(out, out.shape[:-1])
-    if ta.ndim == 1:
-        out = reshape(out, out.shape[:-2] + out.shape[-1:])
     return out
 
 
@@ -566,8 +569,14 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") ->
     if probs.size and (np.nanmin(probs.data) < 0 or np.nanmax(probs.data) > 1):
         raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
                          "for raw scores use binary_cross_entropy_with_logits")
-    losses = -(t * clip(log(probs), -100.0) + (1 - t) * clip(log(1 - probs), -100.0))
+    losses = -(t * _clamped_log(probs) + (1 - t) * _clamped_log(1 - probs))
     return _reduce("binary_cross_entropy", losses, reduction)
+
+
+def _clamped_log(p: Tensor) -> Tensor:
+    """max(log p, -100) with a finite gradient everywhere: 0 where the clamp is active
+    (clipping p first keeps Log's backward away from 0/0 at p = 0)."""
+    return clip(log(clip(p, min=math.exp(-100.0))), min=-100.0)
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:

@@ -309,7 +309,7 @@ def _select(x: np.ndarray, axis: tuple[int, ...], position: tuple[int, ...]) -> 
     index: list[Any] = [slice(None)] * x.ndim
     for a, i in zip(axis, position):
         index[a] = i
-    return x[tuple(index)]
+    return x[(*index, Ellipsis)]  # the Ellipsis keeps a 0-d result a view, not a scalar
 
 
 def _keepdims_shape(shape: Shape, axis: tuple[int, ...]) -> Shape:

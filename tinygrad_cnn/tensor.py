@@ -24,12 +24,15 @@ def _to_array(data: Any, dtype: DTypeLike | None) -> np.ndarray:
         data = data.data
     if isinstance(data, (np.ndarray, np.generic)):
         arr = np.asarray(data)
-        return arr if dtype is None else arr.astype(dtype, copy=False)
-    arr = np.asarray(data, dtype=dtype)
-    if dtype is None and arr.dtype == np.float64:
-        arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
-    if arr.dtype == object or arr.dtype.kind in "USV":
-        raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (dtype {arr.dtype})")
+        if dtype is not None:
+            arr = arr.astype(dtype, copy=False)
+    else:
+        arr = np.asarray(data, dtype=dtype)
+        if dtype is None and arr.dtype == np.float64:
+            arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (dtype {arr.dtype}); "
+                        "tensors hold numbers or booleans")
     return arr
 
 

@@ -1,0 +1,403 @@
+"""Hypothesis strategies for property-based tests of tinygrad_cnn ops (and of your own ops).
+
+This module needs `Hypothesis <https://hypothesis.readthedocs.io>`_ (``pip install hypothesis``,
+part of the ``dev`` extra); :func:`~tinygrad_cnn.testing.gradcheck` does not.
+
+* :func:`shapes`, :func:`broadcastable_shapes`: array shapes, and pairs that broadcast.
+* :func:`arrays`, :func:`tensors`: finite float arrays / Tensors of a given or drawn shape.
+* :func:`conv2d_configs`, :func:`pool2d_configs`: valid convolution / pooling arguments.
+* :func:`away_from`, :func:`distinct_values` (``unique=True`` in :func:`arrays`/:func:`tensors`):
+  inputs that keep finite differences away from kinks.
+
+Why kink avoidance
+------------------
+A finite difference straddling a kink measures the average of the two one-sided slopes, which no
+gradient convention reproduces: ``relu`` and ``abs`` at 0, ``clip`` at its bounds, ``maximum`` at
+``a == b``, and ``max`` / ``max_pool2d`` whenever two candidates of a window are within ``eps`` of
+each other (a perturbation then changes which one wins). Hypothesis is good at finding exactly
+those inputs, so a gradient test that draws arbitrary floats is flaky. :func:`away_from` pushes
+elements out of a ``margin`` around given points; :func:`distinct_values` draws arrays whose
+elements are pairwise at least ``margin`` apart, so maxima never tie.
+
+Example: testing your own op
+----------------------------
+::
+
+    import numpy as np
+    from hypothesis import given
+    from tinygrad_cnn import Function
+    from tinygrad_cnn.testing import gradcheck, gradgradcheck
+    from tinygrad_cnn.testing.strategies import away_from, shapes, tensors
+
+    class Softsign(Function):
+        "y = x / (1 + |x|),  dy/dx = 1 / (1 + |x|)**2"
+
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x / (1 + np.abs(x))
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors          # the input Tensor: the rule stays differentiable
+            return g / ((1 + x.abs()) ** 2)
+
+    @given(tensors(shape=shapes(max_dims=3, max_side=4)))
+    def test_softsign_gradient(x):
+        assert gradcheck(Softsign.apply, x)
+
+    # |x| has a kink at 0 and so does the second derivative of Softsign: keep away from it.
+    @given(tensors(shape=shapes(max_dims=2, max_side=4)).map(away_from((0.0,), margin=1e-2)))
+    def test_softsign_second_order(x):
+        assert gradgradcheck(Softsign.apply, x)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+
+try:
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError as e:  # pragma: no cover - exercised only without the dev extra
+    raise ImportError(
+        "tinygrad_cnn.testing.strategies needs Hypothesis: pip install hypothesis "
+        "(tinygrad_cnn.testing.gradcheck works without it)"
+    ) from e
+
+from ..tensor import Tensor
+
+__all__ = [
+    "Conv2dConfig",
+    "Pool2dConfig",
+    "arrays",
+    "away_from",
+    "broadcastable_shapes",
+    "conv2d_configs",
+    "distinct_values",
+    "pool2d_configs",
+    "shapes",
+    "tensors",
+]
+
+Shape = tuple[int, ...]
+T = TypeVar("T")
+
+
+def _resolve(value: T | st.SearchStrategy[T]) -> st.SearchStrategy[T]:
+    return value if isinstance(value, st.SearchStrategy) else st.just(value)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def shapes(
+    min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: int = 5
+) -> st.SearchStrategy[Shape]:
+    """Shapes with ``min_dims..max_dims`` axes, each of size ``min_side..max_side``."""
+    if not 0 <= min_dims <= max_dims or not 0 <= min_side <= max_side:
+        raise ValueError(f"shapes: need 0 <= min_dims <= max_dims and 0 <= min_side <= max_side, got "
+                         f"dims {min_dims}..{max_dims}, sides {min_side}..{max_side}")
+    return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
+
+
+def broadcastable_shapes(
+    min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: int = 5
+) -> st.SearchStrategy[tuple[Shape, Shape]]:
+    """Pairs of shapes that broadcast together under NumPy's rules.
+
+    Both are drawn from one result shape: each keeps a trailing part of it (so leading axes may be
+    missing from either) and any of its axes may be replaced by 1. Each shape has between
+    ``min_dims`` and ``max_dims`` axes; axes of size 1 appear whatever ``min_side`` is.
+    """
+
+    @st.composite
+    def pairs(draw: Callable[..., Any]) -> tuple[Shape, Shape]:
+        full = draw(shapes(min_dims, max_dims, min_side, max_side))
+        result = []
+        for _ in range(2):
+            ndim = draw(st.integers(min_dims, len(full)))
+            tail = full[len(full) - ndim :]
+            ones = draw(st.lists(st.booleans(), min_size=ndim, max_size=ndim))
+            result.append(tuple(1 if one else n for n, one in zip(tail, ones, strict=True)))
+        return result[0], result[1]
+
+    return pairs()
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _float_width(dtype: np.dtype) -> int:
+    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+        raise TypeError(f"expected float16, float32 or float64, got dtype {dtype}")
+    return dtype.itemsize * 8
+
+
+def distinct_values(
+    shape: Shape | st.SearchStrategy[Shape],
+    margin: float = 1e-2,
+    min_value: float = -3.0,
+    max_value: float = 3.0,
+    dtype: Any = np.float64,
+) -> st.SearchStrategy[np.ndarray]:
+    """Arrays in ``[min_value, max_value]`` whose elements are pairwise at least ``margin`` apart.
+
+    Built as a shuffled, evenly spaced grid plus jitter smaller than the slack between grid
+    points, so no two elements ever tie (or come within ``margin``): ``max``, ``max_pool2d`` and
+    ``maximum`` then have a unique winner that a finite-difference step of ``eps < margin / 2``
+    cannot change. Needs ``size * margin <= max_value - min_value``.
+    """
+    dt = np.dtype(dtype)
+    _float_width(dt)
+    if margin <= 0 or max_value <= min_value:
+        raise ValueError(f"distinct_values: need margin > 0 and min_value < max_value, got margin {margin}, "
+                         f"range [{min_value}, {max_value}]")
+
+    def check(size: int) -> float:
+        spacing = (max_value - min_value) / max(size, 1)
+        if spacing < margin:
+            raise ValueError(f"distinct_values: {size} elements cannot be {margin} apart within "
+                             f"[{min_value}, {max_value}]; widen the range or use a smaller shape/margin")
+        return spacing
+
+    if not isinstance(shape, st.SearchStrategy):
+        check(math.prod(shape))
+
+    @st.composite
+    def draw_values(draw: Callable[..., Any]) -> np.ndarray:
+        shp = tuple(draw(_resolve(shape)))
+        size = math.prod(shp)
+        spacing = check(size)
+        order = np.asarray(draw(st.permutations(range(size))), dtype=np.float64)
+        room = 0.45 * (spacing - margin)  # < half the slack, so neighbours stay margin apart
+        if room > 0 and size:
+            jitter_elements = st.floats(-room, room, allow_subnormal=False)
+            jitter = draw(hnp.arrays(np.float64, size, elements=jitter_elements))
+        else:
+            jitter = np.zeros(size)
+        values = min_value + (order + 0.5) * spacing + jitter
+        return values.astype(dt).reshape(shp)
+
+    return draw_values()
+
+
+def arrays(
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+    dtype: Any = np.float64,
+    elements: st.SearchStrategy[float] | None = None,
+    min_value: float = -3.0,
+    max_value: float = 3.0,
+    unique: bool = False,
+    margin: float = 1e-2,
+) -> st.SearchStrategy[np.ndarray]:
+    """Finite float arrays of ``shape`` (a tuple or a strategy; default :func:`shapes`).
+
+    Elements are drawn from ``[min_value, max_value]`` (no NaN, no infinity, no subnormals)
+    unless ``elements`` is given. With ``unique=True`` they come from :func:`distinct_values`
+    (pairwise at least ``margin`` apart).
+    """
+    dt = np.dtype(dtype)
+    width = _float_width(dt)
+    shape = shapes() if shape is None else shape
+    if unique:
+        if elements is not None:
+            raise ValueError("arrays: pass either elements or unique=True, not both")
+        return distinct_values(shape, margin, min_value, max_value, dt)
+    if elements is None:
+        elements = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False,
+                             allow_subnormal=False, width=width)
+    return hnp.arrays(dt, shape, elements=elements)
+
+
+def tensors(
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+    dtype: Any = np.float64,
+    elements: st.SearchStrategy[float] | None = None,
+    requires_grad: bool = True,
+    min_value: float = -3.0,
+    max_value: float = 3.0,
+    unique: bool = False,
+    margin: float = 1e-2,
+) -> st.SearchStrategy[Tensor]:
+    """Tensors holding :func:`arrays` (same arguments), with ``requires_grad`` set as asked."""
+    return arrays(shape, dtype, elements, min_value, max_value, unique, margin).map(
+        lambda a: Tensor(a, requires_grad=requires_grad)
+    )
+
+
+def away_from(points: Sequence[float] = (0.0,), margin: float = 1e-2) -> Callable[[Any], Any]:
+    """A function that pushes values out of ``(p - margin, p + margin)`` for every point ``p``.
+
+    Use it with ``.map`` on a strategy of floats, arrays or Tensors (the type, dtype and
+    ``requires_grad`` are kept)::
+
+        tensors(shape=(3, 4)).map(away_from((0.0,)))          # relu, abs
+        arrays(shape=(5,)).map(away_from((-1.0, 1.0)))         # clip(-1, 1)
+
+    An element closer than ``margin`` to ``p`` moves to ``p - margin`` or ``p + margin``
+    (whichever is nearer; ``p`` itself goes up), so results can lie up to ``margin`` outside the
+    drawn range. Mapping rather than filtering keeps Hypothesis from rejecting most arrays.
+    Points must be at least ``2 * margin`` apart.
+    """
+    pts = sorted(float(p) for p in points)
+    if margin <= 0:
+        raise ValueError(f"away_from: margin must be positive, got {margin}")
+    if any(b - a < 2 * margin for a, b in zip(pts[:-1], pts[1:], strict=True)):
+        raise ValueError(f"away_from: points {pts} must be at least 2 * margin = {2 * margin} apart")
+
+    def push(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return Tensor(push(value.data), requires_grad=value.requires_grad)
+        arr = np.array(value, dtype=np.float64)
+        for p in pts:
+            d = arr - p
+            near = np.abs(d) < margin
+            arr = np.where(near, np.where(d >= 0, p + margin, p - margin), arr)
+        if isinstance(value, np.ndarray):
+            return arr.astype(value.dtype)
+        if isinstance(value, np.generic):
+            return value.dtype.type(arr)
+        return float(arr)
+
+    return push
+
+
+# --------------------------------------------------------------------------- conv / pool configs
+
+
+def _out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+class Conv2dConfig(NamedTuple):
+    """Arguments of one valid ``conv2d`` call (all pairs are (height, width))."""
+
+    input_shape: tuple[int, int, int, int]  # (N, C_in, H, W)
+    weight_shape: tuple[int, int, int, int]  # (C_out, C_in, kh, kw)
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    bias: bool
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """(N, C_out, OH, OW)."""
+        n, _, h, w = self.input_shape
+        c_out, _, kh, kw = self.weight_shape
+        return (n, c_out, _out(h, kh, self.stride[0], self.padding[0], self.dilation[0]),
+                _out(w, kw, self.stride[1], self.padding[1], self.dilation[1]))
+
+
+class Pool2dConfig(NamedTuple):
+    """Arguments of one valid ``max_pool2d`` / ``avg_pool2d`` call (pairs are (height, width))."""
+
+    input_shape: tuple[int, int, int, int]  # (N, C, H, W)
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """(N, C, OH, OW)."""
+        n, c, h, w = self.input_shape
+        k, s, p, d = self.kernel_size, self.stride, self.padding, self.dilation
+        return (n, c, _out(h, k[0], s[0], p[0], d[0]), _out(w, k[1], s[1], p[1], d[1]))
+
+
+def conv2d_configs(
+    max_batch: int = 2,
+    max_in_channels: int = 3,
+    max_out_channels: int = 3,
+    min_side: int = 1,
+    max_side: int = 6,
+    max_kernel: int = 3,
+    max_stride: int = 3,
+    max_padding: int = 2,
+    max_dilation: int = 2,
+    bias: bool | None = None,
+) -> st.SearchStrategy[Conv2dConfig]:
+    """Valid :class:`Conv2dConfig`: the (dilated) kernel always fits the padded input.
+
+    Height and width are drawn independently (non-square kernels, strides, paddings and
+    dilations). ``bias=None`` draws whether there is a bias.
+    """
+
+    @st.composite
+    def axis(draw: Callable[..., Any]) -> tuple[int, int, int, int, int]:
+        side = draw(st.integers(min_side, max_side))
+        p = draw(st.integers(0, max_padding))
+        padded = side + 2 * p
+        k = draw(st.integers(1, max(1, min(max_kernel, padded))))
+        d = 1 if k == 1 else draw(st.integers(1, max(1, min(max_dilation, (padded - 1) // (k - 1)))))
+        s = draw(st.integers(1, max_stride))
+        return side, k, s, p, d
+
+    @st.composite
+    def configs(draw: Callable[..., Any]) -> Conv2dConfig:
+        n = draw(st.integers(1, max_batch))
+        c_in = draw(st.integers(1, max_in_channels))
+        c_out = draw(st.integers(1, max_out_channels))
+        h, w = draw(axis()), draw(axis())
+        has_bias = draw(st.booleans()) if bias is None else bias
+        return Conv2dConfig((n, c_in, h[0], w[0]), (c_out, c_in, h[1], w[1]), (h[2], w[2]), (h[3], w[3]),
+                            (h[4], w[4]), has_bias)
+
+    if min(min_side, max_batch, max_in_channels, max_out_channels, max_kernel, max_stride, max_dilation) < 1:
+        raise ValueError("conv2d_configs: sizes, kernel, stride and dilation bounds must be >= 1")
+    return configs()
+
+
+def _every_window_sees_input(size: int, k: int, s: int, p: int, d: int) -> bool:
+    for o in range(_out(size, k, s, p, d)):
+        if not any(p <= o * s + t * d < p + size for t in range(k)):
+            return False
+    return True
+
+
+def pool2d_configs(
+    max_batch: int = 2,
+    max_channels: int = 3,
+    min_side: int = 1,
+    max_side: int = 6,
+    max_kernel: int = 3,
+    max_stride: int = 3,
+    max_dilation: int = 2,
+    padding: bool = True,
+) -> st.SearchStrategy[Pool2dConfig]:
+    """Valid :class:`Pool2dConfig` under PyTorch's rules: ``padding <= kernel // 2`` and the
+    (dilated) kernel fits the padded input.
+
+    Also, every window covers at least one real (non-padding) element: a window made only of
+    padding has max ``-inf`` and no gradient, which PyTorch allows but no test wants. Use
+    ``max_dilation=1`` for ``avg_pool2d`` (it has no dilation) and ``padding=False`` to draw no
+    padding.
+    """
+
+    @st.composite
+    def axis(draw: Callable[..., Any]) -> tuple[int, int, int, int, int]:
+        side = draw(st.integers(min_side, max_side))
+        p = draw(st.integers(0, max_kernel // 2)) if padding else 0
+        padded = side + 2 * p
+        k = draw(st.integers(max(1, 2 * p), min(max_kernel, padded)))
+        d = 1 if k == 1 else draw(st.integers(1, max(1, min(max_dilation, (padded - 1) // (k - 1)))))
+        s = draw(st.integers(1, max_stride))
+        while not _every_window_sees_input(side, k, s, p, d):
+            d -= 1  # terminates: with d == 1 and p <= k // 2 every window overlaps the input
+        return side, k, s, p, d
+
+    @st.composite
+    def configs(draw: Callable[..., Any]) -> Pool2dConfig:
+        n = draw(st.integers(1, max_batch))
+        c = draw(st.integers(1, max_channels))
+        h, w = draw(axis()), draw(axis())
+        return Pool2dConfig((n, c, h[0], w[0]), (h[1], w[1]), (h[2], w[2]), (h[3], w[3]), (h[4], w[4]))
+
+    if min(min_side, max_batch, max_channels, max_kernel, max_stride, max_dilation) < 1:
+        raise ValueError("pool2d_configs: sizes, kernel, stride and dilation bounds must be >= 1")
+    return configs()
