@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import Context, Function
+from .autograd import Context, Function, is_grad_enabled
 from .tensor import Tensor
 
 Shape = tuple[int, ...]
@@ -164,7 +164,7 @@ class ReLU(Function):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return g * (y.data > 0).astype(g.dtype)
+        return g * Tensor(y.data > 0)
 
 
 class Sigmoid(Function):
@@ -284,24 +284,38 @@ class Max(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
-        reduced = tuple(ctx.x_shape[a] for a in ctx.axis)
-        mask = np.zeros(ctx.x_shape, dtype=g.dtype)
-        if hasattr(ctx, "windows"):
-            x, y = ctx.windows
-            taken = np.zeros(y.shape, dtype=bool)
-            for pos in np.ndindex(*reduced):
-                hit = ~(_select(x, ctx.axis, pos) < y)  # equal to the maximum (or NaN)
-                hit &= ~taken
-                taken |= hit
-                _select(mask, ctx.axis, pos)[...] = hit
-        else:
-            for k, pos in enumerate(np.ndindex(*reduced)):
-                _select(mask, ctx.axis, pos)[...] = ctx.first == k
+        first_max = _first_max_masks(ctx)  # one boolean mask per reduced position
+        if not is_grad_enabled():
+            # Plain backward: write g where each mask holds, straight into the gradient array.
+            grad = np.empty(ctx.x_shape, dtype=g.dtype)
+            g_kept = g.data.reshape(first_max[0][1].shape)
+            for pos, hit in first_max:
+                np.multiply(g_kept, hit, out=_select(grad, ctx.axis, pos))
+            return Tensor(grad)
+        mask = np.zeros(ctx.x_shape, dtype=g.dtype)  # create_graph: stay differentiable in g
+        for pos, hit in first_max:
+            _select(mask, ctx.axis, pos)[...] = hit
         g = g.reshape(_keepdims_shape(ctx.x_shape, ctx.axis))
         return Expand.apply(g, ctx.x_shape) * Tensor(mask)
 
 
 _UNROLL_MAX = 64  # reductions over at most this many elements use Max's running-maximum path
+
+
+def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """(position, mask) for every reduced position: where that position holds the first maximum."""
+    positions = list(np.ndindex(*(ctx.x_shape[a] for a in ctx.axis)))
+    if not hasattr(ctx, "windows"):
+        return [(pos, ctx.first == k) for k, pos in enumerate(positions)]
+    x, y = ctx.windows
+    taken = np.zeros(y.shape, dtype=bool)
+    masks = []
+    for pos in positions:
+        hit = ~(_select(x, ctx.axis, pos) < y)  # equal to the maximum (or NaN)
+        hit &= ~taken
+        taken |= hit
+        masks.append((pos, hit))
+    return masks
 
 
 def _select(x: np.ndarray, axis: tuple[int, ...], position: tuple[int, ...]) -> np.ndarray:
@@ -490,6 +504,12 @@ class Fold(Function):
         n, c, h, w = x_shape
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         oh, ow = g.shape[1], g.shape[2]
+        if (sh, sw) == (kh, kw) and (dh, dw) == (1, 1):
+            # Windows that tile the image without overlap (pooling): a single rearranging copy.
+            tiles = g.transpose(0, 1, 3, 2, 4, 5).reshape(n, oh * kh, ow * kw, c)
+            if (oh * kh, ow * kw) != (h, w):  # rows and columns no window reached get 0
+                tiles = np.pad(tiles, ((0, 0), (0, h - oh * kh), (0, w - ow * kw), (0, 0)))
+            return tiles.transpose(0, 3, 1, 2)
         out = np.zeros((n, h, w, c), dtype=g.dtype)  # channels-last, like the windows
         for p in range(kh):
             for q in range(kw):
