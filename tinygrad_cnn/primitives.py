@@ -308,12 +308,20 @@ def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
     if not hasattr(ctx, "windows"):
         return [(pos, ctx.first == k) for k, pos in enumerate(positions)]
     x, y = ctx.windows
-    taken = np.zeros(y.shape, dtype=bool)
+    has_nan = bool(np.isnan(y).any()) if y.dtype.kind == "f" else False
     masks = []
-    for pos in positions:
-        hit = ~(_select(x, ctx.axis, pos) < y)  # equal to the maximum (or NaN)
-        hit &= ~taken
-        taken |= hit
+    taken = None  # where an earlier position already holds the maximum
+    for k, pos in enumerate(positions):
+        candidate = _select(x, ctx.axis, pos)
+        hit = np.greater_equal(candidate, y)  # the maximum itself
+        if has_nan:  # a NaN is the maximum (as np.maximum and argmax have it)
+            hit |= np.isnan(candidate)
+        if taken is None:
+            taken = hit.copy()
+        else:
+            hit &= ~taken
+            if k + 1 < len(positions):
+                taken |= hit
         masks.append((pos, hit))
     return masks
 
