@@ -286,8 +286,11 @@ class Max(Function):
     def backward(ctx: Context, g: Tensor) -> Tensor:
         first_max = _first_max_masks(ctx)  # one boolean mask per reduced position
         if not is_grad_enabled():
-            # Plain backward: write g where each mask holds, straight into the gradient array.
-            grad = np.empty(ctx.x_shape, dtype=g.dtype)
+            # Plain backward: write g where each mask holds, straight into the gradient array,
+            # laid out in memory like x (for tiling pooling windows: like the image, so the
+            # Fold that follows is a free reshape).
+            x = ctx.windows[0] if hasattr(ctx, "windows") else None
+            grad = np.empty(ctx.x_shape, dtype=g.dtype) if x is None else np.empty_like(x, dtype=g.dtype)
             g_kept = g.data.reshape(first_max[0][1].shape)
             for pos, hit in first_max:
                 np.multiply(g_kept, hit, out=_select(grad, ctx.axis, pos))
