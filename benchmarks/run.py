@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tinygrad_cnn as tg  # noqa: E402
 from tinygrad_cnn import functional as F  # noqa: E402
-from tinygrad_cnn import nn  # noqa: E402
+from tinygrad_cnn import nn, parallel  # noqa: E402
+from tinygrad_cnn.memory import tune_allocator  # noqa: E402
 
 try:
     import torch
@@ -49,6 +50,7 @@ MODELS = {
 }
 INFERENCE_BATCH = 1000
 LR = 0.01
+WORKERS = 1  # set from --workers
 
 
 def build_ours(spec: list) -> nn.Sequential:
@@ -115,6 +117,16 @@ def torch_train_step(model, x, y) -> float:
     return loss.item()
 
 
+def ours_train_step_parallel(model: nn.Module, x: np.ndarray, y: np.ndarray, workers: int) -> float:
+    model.zero_grad()
+    loss, _ = parallel.backward(lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(),
+                                x, y, workers=workers)
+    with tg.no_grad():
+        for p in model.parameters():
+            p.data -= np.float32(LR) * p.grad
+    return loss
+
+
 def ours_infer(model: nn.Module, x: np.ndarray) -> None:
     with tg.no_grad():
         model(tg.Tensor(x))
@@ -162,6 +174,8 @@ def bench_models(rounds: int) -> list[dict]:
         x, y = data(batch)
         xi, _ = data(INFERENCE_BATCH)
         train = {"tinygrad_cnn": lambda m=ours, x=x, y=y: ours_train_step(m, x, y)}
+        if WORKERS > 1:
+            train[f"tinygrad_cnn x{WORKERS}"] = lambda m=ours, x=x, y=y: ours_train_step_parallel(m, x, y, WORKERS)
         infer = {"tinygrad_cnn": lambda m=ours, x=xi: ours_infer(m, x)}
         if torch:
             theirs = build_torch(spec, ours)
@@ -170,14 +184,15 @@ def bench_models(rounds: int) -> list[dict]:
             infer["pytorch"] = lambda m=theirs, txi=txi: torch_infer(m, txi)
         for mode, contenders, n in (("train", train, batch), ("inference", infer, INFERENCE_BATCH)):
             med = round_robin(contenders, rounds, repeats=3)
-            row = {"benchmark": f"{name} {mode} (batch {n})", "unit": "img/s",
-                   "tinygrad_cnn": n / med["tinygrad_cnn"]}
-            if torch:
-                row["pytorch"] = n / med["pytorch"]
-                row["ratio"] = row["tinygrad_cnn"] / row["pytorch"]
-            if mode == "train":
-                row["loss_check"] = {"ours": loss_ours, "pytorch": loss_theirs}
-            rows.append(row)
+            for label in [k for k in contenders if k != "pytorch"]:
+                row = {"benchmark": f"{name} {mode} (batch {n}){label[len('tinygrad_cnn'):]}", "unit": "img/s",
+                       "tinygrad_cnn": n / med[label]}
+                if torch:
+                    row["pytorch"] = n / med["pytorch"]
+                    row["ratio"] = row["tinygrad_cnn"] / row["pytorch"]
+                if mode == "train":
+                    row["loss_check"] = {"ours": loss_ours, "pytorch": loss_theirs}
+                rows.append(row)
     return rows
 
 
@@ -276,13 +291,21 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--skip-ops", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--workers", type=int, default=parallel.default_workers(),
+                        help="also measure training with the batch split over this many threads (1: off)")
+    parser.add_argument("--no-tune", action="store_true", help="skip tinygrad_cnn.memory.tune_allocator()")
     parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global WORKERS
+    WORKERS = args.workers
+    if not args.no_tune:
+        tune_allocator()  # process-wide: PyTorch's CPU allocations go through the same malloc
     if args.memory_probe:
         memory_probe(*args.memory_probe)
         return
     print(f"numpy {np.__version__}, torch {torch.__version__ if torch else 'not installed'}"
-          f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, {os.cpu_count()} CPUs; "
+          f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, {os.cpu_count()} CPUs, "
+          f"allocator {'default' if args.no_tune else 'tuned'}; "
           f"ratio = ours / PyTorch for img/s and MiB, PyTorch / ours for ms (higher is better for us except MiB)")
     rows = bench_models(args.rounds)
     if not args.skip_ops:
