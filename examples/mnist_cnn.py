@@ -4,6 +4,7 @@
     python examples/mnist_cnn.py --limit-train 5000 --epochs 1    # a quick look
     python examples/mnist_cnn.py --checkpoint run.h5              # save after every epoch ...
     python examples/mnist_cnn.py --checkpoint run.h5 --resume     # ... and continue exactly there
+    python examples/mnist_cnn.py --plots plots/   # learning curves, filters, confusion matrix (needs matplotlib)
 
 The model is ordinary composed layers; tinygrad_cnn's tape differentiates it. Read it top to
 bottom: data, model, optimizer, the training loop, evaluation.
@@ -22,7 +23,7 @@ import numpy as np
 
 import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
-from tinygrad_cnn import nn, optim
+from tinygrad_cnn import nn, optim, plots
 from tinygrad_cnn.datasets import DataLoader, DatasetError, load_mnist
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
@@ -51,6 +52,32 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 1000) -> np.
              for i in range(0, len(images), batch_size)]
     model.train()
     return np.concatenate(preds)
+
+
+@tg.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
+             batch_size: int = 1000) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy loss and the predicted classes on a held-out set."""
+    model.eval()
+    total, preds = 0.0, []
+    for i in range(0, len(images), batch_size):
+        logits = model(normalize(images[i : i + batch_size]))
+        total += F.cross_entropy(logits, labels[i : i + batch_size], reduction="sum").item()
+        preds.append(logits.data.argmax(axis=1))
+    model.train()
+    return total / max(len(images), 1), np.concatenate(preds)
+
+
+def write_plots(directory: str, model: nn.Module, history: list[dict], batch_losses: list[tuple[float, float]],
+                images: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> list[str]:
+    """Learning curves, first-layer filters, confusion matrix and misclassified digits as PNGs."""
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    return [str(path) for path in (
+        plots.learning_curves(history, os.path.join(directory, "learning_curves.png"), batch_losses),
+        plots.filter_grid(first_conv.weight, os.path.join(directory, "filters.png"), "First-layer filters"),
+        plots.confusion_matrix(confusion_matrix(labels, preds), os.path.join(directory, "confusion_matrix.png")),
+        plots.misclassified(images, labels, preds, os.path.join(directory, "misclassified.png")),
+    )]
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -94,6 +121,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
     p.add_argument("--json", action="store_true", help="print a final JSON line of metrics")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write learning curves, filters, confusion matrix, misclassified digits (PNG; needs "
+                        "matplotlib) and metrics.jsonl to DIR")
+    p.add_argument("--metrics", default=None, metavar="FILE", help="write the metrics of every epoch as JSON lines")
     p.add_argument("--quiet", action="store_true", help="no per-batch progress")
     args = p.parse_args(argv)
     if args.resume and not args.checkpoint:
@@ -102,6 +133,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--epochs and --batch-size must be positive")
     if args.lr is None:
         args.lr = 0.1 if args.optimizer == "sgd" else 3e-3
+    if args.plots and not plots.available():
+        p.error(f"--plots needs matplotlib, which is not installed: {plots.INSTALL_HINT}")
+    if args.plots and not args.metrics:
+        args.metrics = os.path.join(args.plots, "metrics.jsonl")
     return args
 
 
@@ -136,6 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"resumed from {args.checkpoint} after epoch {start_epoch}")
     if start_epoch == 0:
         print(model.summary((1, 1, 28, 28)))
+    if args.metrics:  # one JSON object per epoch, rewritten from the history on resume
+        plots.write_jsonl(history, args.metrics)
+    batch_losses: list[tuple[float, float]] = []  # (fractional epoch, loss) for the learning-curve plot
 
     for epoch in range(start_epoch, args.epochs):
         t0 = time.perf_counter()
@@ -152,12 +190,17 @@ def main(argv: list[str] | None = None) -> dict:
             correct += int((logits.data.argmax(axis=1) == labels).sum())
             seen += len(labels)
             progress.update(step, seen, loss.item())
+            batch_losses.append((epoch + step / len(loader), loss.item()))
         seconds = time.perf_counter() - t0
         trained_seconds += seconds
-        test_acc = float((predict(model, x_test) == y_test).mean())
+        test_loss, test_preds = evaluate(model, x_test, y_test)
+        test_acc = float((test_preds == y_test).mean())
         record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen,
-                  "test_accuracy": test_acc, "seconds": seconds, "images_per_second": seen / seconds}
+                  "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds,
+                  "images_per_second": seen / seconds}
         history.append(record)
+        if args.metrics:
+            plots.write_jsonl([record], args.metrics, append=True)
         print(f"epoch {epoch + 1}/{args.epochs}: loss {record['loss']:.4f}, train accuracy {correct / seen:.2%}, "
               f"test accuracy {test_acc:.2%}, {seconds:.1f}s ({seen / seconds:,.0f} img/s)", flush=True)
         if args.checkpoint:
@@ -174,6 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = {"test_accuracy": test_acc, "train_seconds": trained_seconds, "epochs": args.epochs,
                "train_images_per_second": sum(h["images_per_second"] for h in history) / max(len(history), 1),
                "history": history}
+    if args.plots:
+        written = write_plots(args.plots, model, history, batch_losses, x_test, y_test, preds)
+        print(f"plots: {', '.join(written)}; metrics: {args.metrics}")
     if args.json:
         print(json.dumps({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
                           for k, v in metrics.items()}))

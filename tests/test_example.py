@@ -82,7 +82,7 @@ def test_trains_well_above_chance_and_prints_json(example, capsys):
     assert set(printed) == {"test_accuracy", "train_seconds", "epochs", "train_images_per_second", "history"}
     assert printed["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert printed["epochs"] == 1
-    assert set(printed["history"][0]) == {"epoch", "loss", "train_accuracy", "test_accuracy", "seconds",
+    assert set(printed["history"][0]) == {"epoch", "loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
                                           "images_per_second"}
     assert printed["history"][0]["loss"] == pytest.approx(record["loss"])
     assert printed["train_seconds"] > 0 and printed["train_images_per_second"] > 0

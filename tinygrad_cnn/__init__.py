@@ -8,7 +8,7 @@ array([[2., 4.],
        [6., 8.]], dtype=float32)
 """
 
-from . import datasets, functional, nn, optim, testing
+from . import datasets, functional, graph, nn, optim, testing
 from .autograd import (
     AnomalyError,
     Context,
@@ -42,6 +42,7 @@ __all__ = [
     "functional",
     "get_rng_state",
     "grad",
+    "graph",
     "is_grad_enabled",
     "load",
     "manual_seed",

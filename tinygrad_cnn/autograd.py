@@ -14,6 +14,7 @@ which is what makes gradients of gradients work.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -81,6 +82,12 @@ class GraphFreedError(RuntimeError):
 
 _FREED = object()
 
+_sequence = itertools.count()  # Context.seq: the order in which ops were recorded (for the tape viewer)
+
+# Called as observer(tensor, gradient) for every recorded tensor the reverse sweep reaches, with
+# the total gradient of that tensor. Empty unless a tinygrad_cnn.graph.Tape is recording gradients.
+_grad_observers: list[Any] = []
+
 
 class Context:
     """One node of the tape: the function applied, its inputs, and what it saved.
@@ -92,7 +99,7 @@ class Context:
     uses them is itself differentiable; any other array comes back as a constant.
     """
 
-    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "__dict__")
+    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "seq", "__dict__")
 
     def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
@@ -103,6 +110,7 @@ class Context:
         self._saved: tuple[Any, ...] = ()
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
+        self.seq = next(_sequence)
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays (or None) for the backward pass; read them back as :attr:`saved_tensors`."""
@@ -360,6 +368,8 @@ def run_backward(
                 captured[id(node)] = g if g is not None else None
             if g is None:
                 continue
+            for observe in _grad_observers:
+                observe(node, g)
             ctx = node._ctx
             if ctx._freed:
                 raise ctx.freed_error()

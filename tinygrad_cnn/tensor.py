@@ -163,6 +163,12 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
+    def tape(self, **kwargs: Any) -> Any:
+        """The recorded ops that produced this tensor, printable as a table: see :func:`tinygrad_cnn.graph.tape`."""
+        from .graph import tape
+
+        return tape(self, **kwargs)
+
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other: Any) -> Tensor:
         return F.add(self, other)
