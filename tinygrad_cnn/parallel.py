@@ -10,6 +10,7 @@ equals one ``loss.backward()`` over the whole batch for a mean-reduced loss (up 
                                 model.parameters(), images, labels, workers=2)
     optimizer.step()
 
+While the shards run, NumPy's OpenBLAS is limited to one thread (each worker has a core already).
 The model itself is unchanged: ordinary composed ops. Random ops inside ``fn`` (dropout) draw
 from the shared generator in whatever order the threads reach it, so runs that use them are
 reproducible only with ``workers=1``.
@@ -17,8 +18,11 @@ reproducible only with ``workers=1``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +40,59 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+class _OpenBLAS:
+    """NumPy's bundled OpenBLAS, found among the loaded libraries, to set its thread count.
+
+    Each worker already has a core: a GEMM that also spreads over every core would oversubscribe
+    them (measured: slower than one thread). Does nothing where the BLAS is not OpenBLAS.
+    """
+
+    _prefixes = ("scipy_openblas", "openblas")  # NumPy >= 2 wheels, then plain OpenBLAS builds
+    _suffixes = ("64_", "")
+
+    def __init__(self) -> None:
+        self.get = self.set = None
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+        except OSError:
+            return
+        for path in sorted(paths):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in self._prefixes:
+                for suffix in self._suffixes:
+                    get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                    set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                    if get is not None and set_ is not None:
+                        self.get, self.set = get, set_
+                        return
+
+
+_blas: _OpenBLAS | None = None
+_blas_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the block with NumPy's OpenBLAS on one thread (restored afterwards)."""
+    global _blas
+    with _blas_lock:
+        if _blas is None:
+            _blas = _OpenBLAS()
+    if _blas.set is None:
+        yield
+        return
+    previous = _blas.get()
+    _blas.set(1)
+    try:
+        yield
+    finally:
+        _blas.set(previous)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -79,7 +136,8 @@ def backward(
     if len(shards) == 1:
         results = [run(shards[0])]
     else:
-        results = list(_pool(len(shards)).map(run, shards))
+        with single_threaded_blas():
+            results = list(_pool(len(shards)).map(run, shards))
     weights = [len(s[0]) / n for s in shards]
     for i, p in enumerate(params):
         total = sum(w * r[2][i].data for w, r in zip(weights, results))
