@@ -36,17 +36,19 @@ def images(x: np.ndarray, shift: float = 0.0) -> np.ndarray:
 
 
 def parse_args(argv: list[str] | None, doc: str, epochs: int, quick_epochs: int = 1, lr: float | None = None,
-               flags: dict[str, str] | None = None) -> argparse.Namespace:
+               quick_lr: float | None = None, flags: dict[str, str] | None = None) -> argparse.Namespace:
     """--epochs, --seed, --quick, --quiet, --stop-at; --lr when ``lr`` is given; boolean ``flags`` {name: help}.
 
-    Without --epochs, a run has ``epochs`` epochs (the write-up's regime), or ``quick_epochs`` with --quick.
+    Without --epochs, a run has ``epochs`` epochs (the write-up's regime), or ``quick_epochs`` with --quick;
+    likewise without --lr, the learning rate is ``lr``, or ``quick_lr`` (when given) with --quick.
     """
     p = argparse.ArgumentParser(description=doc.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(doc.split("\n")[1:]))
     p.add_argument("--epochs", type=int, default=None,
                    help=f"default {epochs}, the write-up's regime ({quick_epochs} with --quick)")
     if lr is not None:
-        p.add_argument("--lr", type=float, default=lr, help=f"default {lr}")
+        p.add_argument("--lr", type=float, default=None,
+                       help=f"default {lr}" + (f" ({quick_lr} with --quick)" if quick_lr is not None else ""))
     for name, text in (flags or {}).items():
         p.add_argument(name, action="store_true", help=text)
     p.add_argument("--seed", type=int, default=0)
@@ -57,6 +59,8 @@ def parse_args(argv: list[str] | None, doc: str, epochs: int, quick_epochs: int 
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = quick_epochs if args.quick else epochs
+    if lr is not None and args.lr is None:
+        args.lr = quick_lr if args.quick and quick_lr is not None else lr
     if args.epochs < 1:
         p.error("--epochs must be positive")
     return args

@@ -2,10 +2,11 @@
 squared error against one-hot labels, per-sample gradient descent on the first 1,000 images, 37 epochs.
 
     python examples/seeds/d.py             # reported: 91 of the first 100 test images right
-    python examples/seeds/d.py --quick     # seconds, for tests
+    python examples/seeds/d.py --quick     # seconds, for tests (at lr 0.5: lr 2.0 sits ~7 epochs on a plateau)
 
 Inputs are x/255. The loss of one sample is 1/2 * sum over the 10 outputs of (output - one-hot)^2, the
-classic backpropagation error; the write-up gives no learning rate, so --lr (default 0.5) is ours.
+classic backpropagation error. The write-up gives no learning rate: --lr defaults to 2.0, the best of
+0.25, 0.5, 1 and 2 on 5,000 held-out training images (10,000-14,999), never on the test set.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def squared_error(outputs: tg.Tensor, y: np.ndarray) -> tg.Tensor:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv, __doc__, epochs=37, quick_epochs=5, lr=0.5)
+    args = parse_args(argv, __doc__, epochs=37, quick_epochs=5, lr=2.0, quick_lr=0.5)
     (x_train, y_train), (x_test, y_test) = mnist()
     n_train, n_test = (1000, 1000) if args.quick else (1000, len(x_test))
     data = (images(x_train[:n_train]), y_train[:n_train], images(x_test[:n_test]), y_test[:n_test])
