@@ -131,6 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--resume needs --checkpoint PATH")
     if args.epochs < 1 or args.batch_size < 1:
         p.error("--epochs and --batch-size must be positive")
+    if args.limit_train is not None and args.limit_train < 1:
+        p.error("--limit-train must be positive")
     if args.lr is None:
         args.lr = 0.1 if args.optimizer == "sgd" else 3e-3
     if args.plots and not plots.available():
@@ -160,14 +162,30 @@ def main(argv: list[str] | None = None) -> dict:
     history: list[dict] = []
     start_epoch, trained_seconds = 0, 0.0
 
+    # What a resumed run must share with the run that wrote the checkpoint to continue it exactly.
+    # (--epochs may differ: training then continues to the new count, with that count's schedule.)
+    config = {"batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
+              "train_images": len(x_train)}
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
-        state = tg.load(args.checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        loader.load_state_dict(state["loader"])
-        tg.set_rng_state(state["rng"])
-        start_epoch, trained_seconds, history = state["epoch"], state["seconds"], state["history"]
+        try:
+            state = tg.load(args.checkpoint)
+            saved = state.get("config", config)
+            changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in config.items() if saved.get(k) != v]
+            if changed:
+                raise ValueError("it was written by a run with other options (" + ", ".join(changed)
+                                 + "); resume with the same options, or start a new --checkpoint")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            loader.load_state_dict(state["loader"])
+            tg.set_rng_state(state["rng"])
+            start_epoch, trained_seconds, history = state["epoch"], state["seconds"], state["history"]
+        except KeyError as e:  # load_state_dict's missing/unexpected keys, or an entry missing from the file
+            detail = str(e.args[0]) if e.args else ""
+            sys.exit(f"error: cannot resume from {args.checkpoint}: "
+                     + (detail if " " in detail else f"it has no {detail!r} entry (not this example's checkpoint?)"))
+        except (tg.CheckpointError, ValueError, TypeError, AttributeError) as e:
+            sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
         print(f"resumed from {args.checkpoint} after epoch {start_epoch}")
     if start_epoch == 0:
         print(model.summary((1, 1, 28, 28)))
@@ -206,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.checkpoint:
             tg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "schedule": schedule.state_dict(), "loader": loader.state_dict(), "rng": tg.get_rng_state(),
-                     "epoch": epoch + 1, "seconds": trained_seconds, "history": history}, args.checkpoint)
+                     "epoch": epoch + 1, "seconds": trained_seconds, "history": history, "config": config},
+                    args.checkpoint)
 
     preds = predict(model, x_test)
     test_acc = float((preds == y_test).mean())

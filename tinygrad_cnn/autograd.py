@@ -99,7 +99,7 @@ class Context:
     uses them is itself differentiable; any other array comes back as a constant.
     """
 
-    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "seq", "__dict__")
+    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "seq", "_locked", "__dict__")
 
     def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
@@ -110,6 +110,7 @@ class Context:
         self._saved: tuple[Any, ...] = ()
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
+        self._locked: list[np.ndarray] = []  # arrays made read-only for this node (see _protect)
         self.seq = next(_sequence)
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -152,6 +153,18 @@ class Context:
         self._freed = True
         for key in list(self.__dict__):
             del self.__dict__[key]
+        if self._locked:
+            _release(self._locked)
+            self._locked = []
+
+    def __del__(self) -> None:
+        # A graph dropped without a backward pass (evaluation with grad on, a discarded loss):
+        # give the arrays it protected their write access back.
+        if self._locked:
+            try:
+                _release(self._locked)
+            except Exception:  # noqa: S110  (interpreter shutdown: module globals may be gone)
+                pass
 
 
 # --------------------------------------------------------------------------- Function
@@ -203,10 +216,11 @@ class Function:
             ctx._saved = tuple(out if a is raw else a for a in ctx._saved)
         if _anomaly_mode.enabled:
             _check_finite(cls.__name__, "forward output", out, ctx if record else None)
-        if not record:
+        if not record or out.dtype.kind != "f":  # integer/bool outputs are constants, like comparisons
             return Tensor(out)
         result = Tensor._from_op(out, ctx)
         ctx._output = weakref.ref(result)
+        _protect(ctx)
         if _anomaly_mode.enabled:
             ctx.__dict__["_trace"] = _user_frame()
         return result
@@ -219,6 +233,147 @@ class _Scratch:
 
     def save_for_backward(self, *arrays: Any) -> None:
         pass
+
+
+# --------------------------------------------------------------------------- in-place safety
+#
+# A backward rule reads the arrays its forward saved. If one of them were changed in place before
+# the backward pass (``t.data[...] = 0``, an optimizer step, ``np.copyto``), the gradient would be
+# silently wrong. So while a node is alive, every array it keeps is read-only: the arrays passed to
+# ``save_for_backward``, every ndarray attribute of ``ctx`` (one level into tuples), the arrays they
+# are views of (their ``.base`` chain, up to the array that owns the memory) and the ``.data`` of
+# every tensor of the graph they are views of. NumPy then refuses any write through those array
+# objects ("assignment destination is read-only"). The flags are restored when the node is freed
+# (after backward, unless retain_graph) or garbage-collected. Arrays that were read-only already
+# are left alone. Cost: a few attribute checks per saved array, nothing when nothing is recorded.
+#
+# Not covered: another ndarray object viewing the same memory that was created *before* the
+# forward pass and is not in the chain above (e.g. ``v = a[1:]`` made earlier, then ``Tensor(a)``
+# recorded: writing through ``v`` is not blocked); writes that bypass NumPy's flag (ctypes, C code).
+
+_lock_counts: dict[int, list[Any]] = {}  # id(array) -> [array, number of live nodes protecting it]
+_deferred: dict[int, np.ndarray] = {}  # released, but its base was still protected: restore later
+
+
+class InPlaceError(ValueError):
+    """An array saved for a backward pass is about to be modified in place."""
+
+
+def _lock_chain(arr: np.ndarray, locked: list[np.ndarray]) -> np.ndarray:
+    """Make ``arr`` and every array it is a view of read-only (counted); return the memory's owner."""
+    counts = _lock_counts
+    while True:
+        key = id(arr)
+        entry = counts.get(key)
+        if entry is not None:
+            entry[1] += 1
+            locked.append(arr)
+        elif arr.flags.writeable:
+            arr.setflags(write=False)
+            counts[key] = [arr, 1]
+            locked.append(arr)
+        elif key in _deferred:  # read-only only because we could not restore it yet
+            counts[key] = [_deferred.pop(key), 1]
+            locked.append(arr)
+        # else: read-only already (a broadcast view, the user's own choice): not ours to restore
+        base = arr.base
+        if base is None:
+            return arr
+        if type(base) is not np.ndarray:  # as_strided / sliding_window_view keep a DummyArray
+            base = getattr(base, "base", None)
+            if not isinstance(base, np.ndarray):
+                return arr
+        arr = base
+
+
+def _root(arr: np.ndarray) -> Any:
+    while True:
+        base = arr.base
+        if base is None:
+            return arr
+        if type(base) is not np.ndarray:
+            base = getattr(base, "base", None)
+            if not isinstance(base, np.ndarray):
+                return arr
+        arr = base
+
+
+def _protect(ctx: Context) -> None:
+    """Make every array ``ctx`` keeps read-only for the node's lifetime (see the comment above)."""
+    arrays = [a for a in ctx._saved if type(a) is np.ndarray]
+    for value in ctx.__dict__.values():
+        kind = type(value)
+        if kind is np.ndarray:
+            arrays.append(value)
+        elif kind is tuple:
+            for v in value:
+                if type(v) is np.ndarray:
+                    arrays.append(v)
+    if not arrays:
+        return
+    locked = ctx._locked
+    output = ctx._output() if ctx._output is not None else None
+    out_root = _root(output.data) if output is not None else None
+    for arr in arrays:
+        root = _lock_chain(arr, locked)
+        if root is out_root and output.data is not arr:  # the output is (a view of) what was saved
+            _lock_chain(output.data, locked)
+            out_root = None
+        # The tensor of the graph holding this array, and the tensors it is a view of.
+        t = None
+        for u in ctx.inputs:
+            if getattr(u, "data", None) is arr:
+                t = u
+                break
+        while t is not None:
+            if t.data is not arr:
+                _lock_chain(t.data, locked)
+            parent = t._ctx
+            t = None
+            if parent is not None:
+                for u in parent.inputs:
+                    data = getattr(u, "data", None)
+                    if type(data) is np.ndarray and data.base is not None and _root(data) is root:
+                        t = u  # the parent op made a view of u
+                        break
+
+
+def _release(locked: list[np.ndarray]) -> None:
+    restored = False
+    for arr in reversed(locked):  # bases were locked after their views: restore them first
+        key = id(arr)
+        entry = _lock_counts[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del _lock_counts[key]
+            try:
+                arr.setflags(write=True)
+                restored = True
+            except ValueError:  # a base is still protected by another node
+                _deferred[key] = arr
+    while restored and _deferred:
+        restored = False
+        for key, arr in list(_deferred.items()):
+            try:
+                arr.setflags(write=True)
+            except ValueError:
+                continue
+            del _deferred[key]
+            restored = True
+
+
+def check_writable(arr: np.ndarray, what: str) -> None:
+    """Raise :class:`InPlaceError` naming ``what`` if ``arr`` cannot be written in place."""
+    if arr.flags.writeable:
+        return
+    if id(arr) in _lock_counts or id(_root(arr)) in _lock_counts or id(arr) in _deferred:
+        raise InPlaceError(
+            f"{what} is saved for the backward pass of a graph that is still alive, so changing it in place "
+            "would make that backward pass return a wrong gradient. Run backward() on that graph first "
+            "(without retain_graph=True), or drop it (del loss, or compute it under tg.no_grad()) "
+            "before changing the values."
+        )
+    raise InPlaceError(f"{what} is a read-only array (not made so by tinygrad_cnn); it cannot be changed in place")
 
 
 # --------------------------------------------------------------------------- anomaly detection
@@ -257,7 +412,8 @@ def _user_frame() -> str:
     package_dir = __file__.rsplit("/", 1)[0]
     for frame in reversed(traceback.extract_stack()):
         if not frame.filename.startswith(package_dir):
-            return f'File "{frame.filename}", line {frame.lineno}, in {frame.name}\n    {frame.line}'
+            site = f'File "{frame.filename}", line {frame.lineno}, in {frame.name}'
+            return f"{site}\n    {frame.line}" if frame.line else site  # no source line for exec'd code
     return "(recording site unknown)"
 
 
@@ -313,7 +469,11 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     from .tensor import Tensor
 
     if not isinstance(g, Tensor):
-        g = Tensor(np.asarray(g))
+        try:
+            g = Tensor(np.asarray(g))
+        except (TypeError, ValueError):
+            raise RuntimeError(f"{rule}.backward returned {type(g).__name__} {str(g)[:40]!r} for input {index}, "
+                               "not a gradient (a Tensor, an ndarray or None)") from None
     if g.shape != target.shape:
         raise RuntimeError(
             f"{rule}.backward returned a gradient of shape {g.shape} for input {index}, "
@@ -354,8 +514,10 @@ def run_backward(
             if wanted is None and t.requires_grad:
                 if t.grad is None:
                     t.grad = np.array(g.data, copy=True)
-                else:
+                elif t.grad.flags.writeable:
                     t.grad += g.data  # accumulate in place, as PyTorch does
+                else:  # .grad is saved by a live graph (or read-only): leave that array alone
+                    t.grad = t.grad + g.data
         else:
             grads[key] = grads[key] + g if key in grads else g
 
@@ -367,6 +529,8 @@ def run_backward(
             if wanted is not None and id(node) in wanted:
                 captured[id(node)] = g if g is not None else None
             if g is None:
+                if not retain_graph and not node._ctx._freed:
+                    node._ctx.free()  # no gradient reached it: still, nothing of this graph stays saved
                 continue
             for observe in _grad_observers:
                 observe(node, g)
@@ -384,6 +548,12 @@ def run_backward(
                 in_grads = ctx.fn.backward(ctx, g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
+            if len(in_grads) < len(ctx.inputs) and any(ctx.needs_input_grad[len(in_grads):]) or len(
+                    in_grads) > len(ctx.inputs):
+                raise RuntimeError(
+                    f"{rule}.backward returned {len(in_grads)} gradient(s) for the {len(ctx.inputs)} positional "
+                    "argument(s) of forward; return one per argument (None for those without a gradient)"
+                )
             for i, (t, gi, needed) in enumerate(zip(ctx.inputs, in_grads, ctx.needs_input_grad)):
                 if gi is None or not needed:
                     continue
@@ -460,7 +630,13 @@ def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
                 "for scalar outputs. Pass the gradient of the output explicitly."
             )
         return Tensor(np.ones_like(out.data))
-    g = seed if isinstance(seed, Tensor) else Tensor(np.array(seed, dtype=out.dtype))
+    try:
+        g = seed if isinstance(seed, Tensor) else Tensor(np.array(seed, dtype=out.dtype))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{op}: the gradient must be a Tensor or an array of numbers, got "
+                        f"{type(seed).__name__} ({e})") from None
+    if g.dtype.kind not in "biuf":
+        raise TypeError(f"{op}: the gradient must hold real numbers, got dtype {g.dtype}")
     if g.dtype != out.dtype:
         g = Tensor(g.data.astype(out.dtype))
     if g.shape != out.shape:

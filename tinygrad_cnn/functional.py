@@ -24,18 +24,30 @@ IntOrPair = int | tuple[int, int]
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
-    """Wrap a scalar or array as a constant tensor; Python scalars take ``like``'s float dtype."""
+def _as_tensor(x: Any, like: Tensor | None = None, op: str = "", name: str = "input") -> Tensor:
+    """Wrap a scalar or array as a constant tensor; Python scalars take ``like``'s float dtype.
+
+    Anything that is not numbers (None, strings, objects, ragged lists) is a TypeError naming ``op``.
+    """
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
         return Tensor(np.asarray(x, dtype=like.dtype))
-    return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
+    try:
+        return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{op or 'tensor op'}: {name} must be a Tensor or an array of numbers, got "
+                        f"{type(x).__name__} ({e})") from None
+
+
+def _tensor(op: str, x: Any, name: str = "input") -> Tensor:
+    """The tensor argument ``name`` of ``op``: a Tensor, or an array/number/list wrapped as a constant."""
+    return x if isinstance(x, Tensor) else _as_tensor(x, None, op, name)
 
 
 def _binary(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    ta = _as_tensor(a, b if isinstance(b, Tensor) else None)
-    tb = _as_tensor(b, ta)
+    ta = _as_tensor(a, b if isinstance(b, Tensor) else None, op, "first operand")
+    tb = _as_tensor(b, ta, op, "second operand")
     if ta.shape != tb.shape:
         try:
             np.broadcast_shapes(ta.shape, tb.shape)
@@ -47,13 +59,14 @@ def _binary(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
 
 def _aligned(sa: tuple[int, ...], sb: tuple[int, ...]) -> str:
     n = builtins.max(len(sa), len(sb))
-    fmt = lambda s: " ".join(f"{d:>5}" for d in (None,) * (n - len(s)) + s).replace(" None", "     ")  # noqa: E731
+    fmt = lambda s: " ".join(" " * 5 for _ in range(n - len(s))) + " " * (n > len(s) and len(s) > 0) + " ".join(  # noqa: E731
+        f"{d:>5}" for d in s)
     return f"{fmt(sa)}\n  {fmt(sb)}"
 
 
 def _require_float(op: str, *tensors: Tensor, names: Sequence[str] = ("input",)) -> None:
     for t, name in zip(tensors, names):
-        if t.dtype.kind != "f":
+        if t.dtype.kind != "f" or t.dtype.itemsize > 8:
             raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {t.dtype} "
                             f"(convert with .astype(np.float32))")
 
@@ -62,10 +75,15 @@ def _axes(op: str, axis: Axis, ndim: int) -> tuple[int, ...]:
     """Normalise ``axis`` (None, int or tuple) to a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    try:
+        items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    except TypeError:
+        raise TypeError(f"{op}: axis must be an int, a tuple of ints or None, got {axis!r}") from None
     out = []
     for a in items:
-        if not isinstance(a, (int, np.integer)) or not -ndim <= a < builtins.max(ndim, 1):
+        if not isinstance(a, (int, np.integer)) or isinstance(a, (bool, np.bool_)):
+            raise TypeError(f"{op}: axis must be an int, a tuple of ints or None, got {axis!r}")
+        if not -ndim <= a < builtins.max(ndim, 1):
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
         out.append(int(a) % builtins.max(ndim, 1))
     if len(set(out)) != len(out):
@@ -73,8 +91,18 @@ def _axes(op: str, axis: Axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _axis(op: str, axis: Any, ndim: int) -> int:
+    """One axis (an int, not a tuple), normalised to be non-negative."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    return _axes(op, axis, ndim)[0]
+
+
 def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    try:
+        pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}") from None
     if len(pair) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in pair):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
     if builtins.min(pair) < minimum:
@@ -106,64 +134,105 @@ def div(a: Any, b: Any) -> Tensor:
 
 
 def neg(x: Tensor) -> Tensor:
+    x = _tensor("neg", x)
+    if x.dtype == np.bool_:
+        raise TypeError("neg: not defined for bool tensors (use ~ or np.logical_not on .data)")
     return P.Neg.apply(x)
 
 
 def pow(x: Tensor, exponent: float) -> Tensor:
     """x ** exponent for a constant (Python or NumPy) scalar exponent."""
-    if isinstance(exponent, Tensor) or np.ndim(exponent) != 0:
-        raise TypeError("pow: the exponent must be a scalar constant; for x ** t use exp(t * log(x))")
-    return P.Pow.apply(_as_tensor(x), float(exponent))
+    if (isinstance(exponent, (Tensor, str, bytes, bool, np.bool_)) or np.ndim(exponent) != 0
+            or np.asarray(exponent).dtype.kind not in "iuf"):
+        raise TypeError(f"pow: the exponent must be a real scalar constant, got {exponent!r}; "
+                        "for x ** t with a tensor t use exp(t * log(x))")
+    x = _tensor("pow", x)
+    p = float(exponent)
+    if x.dtype.kind != "f" and not (p.is_integer() and p >= 0):
+        raise TypeError(f"pow: a {x.dtype} tensor can only be raised to a non-negative integer power, got {exponent}; "
+                        "convert it first with .astype(np.float32)")
+    if x.dtype == np.bool_:
+        raise TypeError("pow: not defined for bool tensors")
+    return P.Pow.apply(x, p)
 
 
 def exp(x: Tensor) -> Tensor:
+    x = _tensor("exp", x)
+    _require_float("exp", x)
     return P.Exp.apply(x)
 
 
 def log(x: Tensor) -> Tensor:
     """Natural logarithm (log(0) = -inf, log of a negative = nan, as NumPy)."""
+    x = _tensor("log", x)
+    _require_float("log", x)
     return P.Log.apply(x)
 
 
 def sqrt(x: Tensor) -> Tensor:
+    x = _tensor("sqrt", x)
+    _require_float("sqrt", x)
     return P.Pow.apply(x, 0.5)
 
 
 def relu(x: Tensor) -> Tensor:
     """max(x, 0), with relu'(0) = 0."""
-    return P.ReLU.apply(x)
+    return P.ReLU.apply(_tensor("relu", x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
+    x = _tensor("sigmoid", x)
+    _require_float("sigmoid", x)
     return P.Sigmoid.apply(x)
 
 
 def tanh(x: Tensor) -> Tensor:
+    x = _tensor("tanh", x)
+    _require_float("tanh", x)
     return P.Tanh.apply(x)
 
 
 def abs(x: Tensor) -> Tensor:
     """|x| = x * sign(x); the gradient at 0 is 0, as in PyTorch."""
+    x = _tensor("abs", x)
+    if x.dtype == np.bool_:
+        return x
     return x * Tensor(np.sign(x.data))
 
 
 def softplus(x: Tensor) -> Tensor:
     """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
+    x = _tensor("softplus", x)
+    _require_float("softplus", x)
     m = Tensor(np.maximum(x.data, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
     return m + ((-m).exp() + (x - m).exp()).log()
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
     """``cond ? a : b`` elementwise; ``cond`` is a boolean constant."""
-    c = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+    given = cond.data if isinstance(cond, Tensor) else cond
+    raw = np.asarray(given)
+    if raw.dtype.kind not in "biuf":
+        raise TypeError(f"where: cond must be a boolean array, got dtype {raw.dtype}")
+    # A private copy: the tape keeps cond for the backward pass, and the caller's mask stays theirs.
+    c = raw.astype(bool, copy=raw is given or raw.dtype != np.bool_)
     ta, tb = _binary("where", a, b)
-    np.broadcast_shapes(c.shape, ta.shape, tb.shape)
+    try:
+        np.broadcast_shapes(c.shape, ta.shape, tb.shape)
+    except ValueError:
+        raise ValueError(f"where: cond of shape {c.shape} and values of shapes {ta.shape} and {tb.shape} "
+                         "cannot be broadcast together") from None
     return P.Where.apply(c, ta, tb)
 
 
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     """Limit values to [min, max]; the gradient passes where min <= x <= max (PyTorch's clamp)."""
-    if min is not None and max is not None and min > max:
+    x = _tensor("clip", x)
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and (isinstance(bound, (str, bytes, Tensor))
+                                  or np.asarray(bound).dtype.kind not in "biuf"):
+            raise TypeError(f"clip: {name} must be a number (or an array of numbers), got {bound!r}")
+    if min is not None and max is not None and np.any(np.asarray(min) > np.asarray(max)):
         raise ValueError(f"clip: min {min} is greater than max {max}")
     inside = np.ones(x.shape, dtype=bool)
     if min is not None:
@@ -176,20 +245,32 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("maximum", a, b)
+    if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result and dtype exactly
+        return Tensor(np.maximum(ta.data, tb.data))
     return where(ta.data > tb.data, ta, where(ta.data < tb.data, tb, ta * 0.5 + tb * 0.5))
 
 
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("minimum", a, b)
+    if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result and dtype exactly
+        return Tensor(np.minimum(ta.data, tb.data))
     return where(ta.data < tb.data, ta, where(ta.data > tb.data, tb, ta * 0.5 + tb * 0.5))
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
-    """Convert to ``dtype``; differentiable between floating types."""
-    if np.dtype(dtype) == x.dtype:
+    """Convert to ``dtype``; differentiable between floating types (a cast to an integer or bool
+    dtype gives a constant, as a comparison does)."""
+    x = _tensor("astype", x)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"astype: {dtype!r} is not a NumPy dtype") from None
+    if dt.kind not in "biufc":
+        raise TypeError(f"astype: tensors hold numbers or booleans, cannot convert to {dt}")
+    if dt == x.dtype:
         return x
-    return P.Cast.apply(x, np.dtype(dtype))
+    return P.Cast.apply(x, dt)
 
 
 def compare(fn: Callable[[Any, Any], np.ndarray], a: Any, b: Any) -> Tensor:
@@ -203,10 +284,13 @@ def compare(fn: Callable[[Any, Any], np.ndarray], a: Any, b: Any) -> Tensor:
 
 def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Sum over ``axis`` (None: all)."""
+    x = _tensor("sum", x)
     return P.Sum.apply(x, _axes("sum", axis, x.ndim), keepdims)
 
 
 def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis``; the mean of zero elements is NaN, as in NumPy and PyTorch."""
+    x = _tensor("mean", x)
     axes = _axes("mean", axis, x.ndim)
     count = math.prod(x.shape[a] for a in axes)
     return sum(x, axes, keepdims) / count
@@ -214,6 +298,9 @@ def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
 
 def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
     """Variance over ``axis`` (NumPy's default ``ddof=0``)."""
+    x = _tensor("var", x)
+    if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
+        raise ValueError(f"var: ddof must be a non-negative int, got {ddof!r}")
     axes = _axes("var", axis, x.ndim)
     count = math.prod(x.shape[a] for a in axes)
     centred = x - mean(x, axes, keepdims=True)
@@ -222,28 +309,46 @@ def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> 
 
 def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Maximum over ``axis``; the gradient goes to the first maximum in row-major order."""
-    return P.Max.apply(x, _axes("max", axis, x.ndim), keepdims)
+    x = _tensor("max", x)
+    axes = _axes("max", axis, x.ndim)
+    if x.size == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
+        raise ValueError(f"max: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
+                         "(a maximum of no elements is undefined)")
+    return P.Max.apply(x, axes, keepdims)
 
 
 def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Minimum over ``axis``; the gradient goes to the first minimum in row-major order."""
-    return -max(-x, axis, keepdims)
+    x = _tensor("min", x)
+    if x.dtype == np.bool_:
+        raise TypeError("min: not defined for bool tensors")
+    axes = _axes("min", axis, x.ndim)
+    if x.size == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
+        raise ValueError(f"min: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
+                         "(a minimum of no elements is undefined)")
+    return -max(-x, axes, keepdims)
 
 
 # --------------------------------------------------------------------------- shape
 
 
-def _shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
+def _shape_arg(shape: tuple[Any, ...], op: str = "reshape", what: str = "shape") -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for s in shape:
+        if not isinstance(s, (int, np.integer)) or isinstance(s, (bool, np.bool_)):
+            raise TypeError(f"{op}: {what} must be ints, got {shape!r}")
     return tuple(int(s) for s in shape)
 
 
 def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
     """Reshape (one dimension may be -1), e.g. ``x.reshape(n, -1)`` or ``x.reshape((n, -1))``."""
+    x = _tensor("reshape", x)
     new = _shape_arg(shape)
     if new == x.shape:
         return x
+    if any(n < -1 for n in new) or new.count(-1) > 1:
+        raise ValueError(f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1")
     try:
         np.empty(x.shape, dtype=[]).reshape(new)  # validates without touching the data
     except ValueError:
@@ -254,7 +359,8 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
 
 def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
     """Permute axes (no arguments: reverse them), as ``ndarray.transpose``."""
-    perm = _shape_arg(axes) if axes else tuple(reversed(range(x.ndim)))
+    x = _tensor("transpose", x)
+    perm = _shape_arg(axes, "transpose", "axes") if axes else tuple(reversed(range(x.ndim)))
     if (len(perm) != x.ndim or any(not -x.ndim <= a < x.ndim for a in perm)
             or sorted(a % x.ndim for a in perm) != list(range(x.ndim))):
         raise ValueError(f"transpose: {perm} is not a permutation of the {x.ndim} axes of shape {x.shape}")
@@ -263,7 +369,8 @@ def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
 
 
 def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
-    a, b = _axes("swapaxes", axis1, x.ndim)[0], _axes("swapaxes", axis2, x.ndim)[0]
+    x = _tensor("swapaxes", x)
+    a, b = _axis("swapaxes", axis1, x.ndim), _axis("swapaxes", axis2, x.ndim)
     perm = list(range(x.ndim))
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(x, *perm)
@@ -271,14 +378,16 @@ def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
 
 def flatten(x: Tensor, start_axis: int = 1, end_axis: int = -1) -> Tensor:
     """Merge axes ``start_axis..end_axis`` into one (default: keep the batch axis)."""
-    start, end = _axes("flatten", start_axis, x.ndim)[0], _axes("flatten", end_axis, x.ndim)[0]
+    x = _tensor("flatten", x)
+    start, end = _axis("flatten", start_axis, x.ndim), _axis("flatten", end_axis, x.ndim)
     if start > end:
         raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis}")
     return reshape(x, x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :])
 
 
 def broadcast_to(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
-    new = _shape_arg(shape)
+    x = _tensor("broadcast_to", x)
+    new = _shape_arg(shape, "broadcast_to")
     try:
         np.broadcast_shapes(x.shape, new)
         assert np.broadcast_shapes(x.shape, new) == new
@@ -289,10 +398,13 @@ def broadcast_to(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]`` with basic slicing and integer/boolean array indexing, as NumPy."""
-    if isinstance(index, Tensor):
-        index = index.data
+    x = _tensor("getitem", x)
+    # Index arrays are copied: the tape keeps them for the backward pass, the caller's stay theirs.
+    if isinstance(index, (Tensor, np.ndarray)):
+        index = np.array(index.data if isinstance(index, Tensor) else index)
     elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        index = tuple(np.array(i.data if isinstance(i, Tensor) else i) if isinstance(i, (Tensor, np.ndarray)) else i
+                      for i in index)
     elif isinstance(index, list):
         index = np.asarray(index)
     try:
@@ -304,12 +416,18 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Constant padding with NumPy's ``pad_width`` convention: an int, a ``(before, after)``
     pair for every axis, or one pair per axis."""
+    x = _tensor("pad", x)
+    raw = np.asarray(pad_width) if not isinstance(pad_width, str) else np.asarray(None)
+    if raw.dtype.kind not in "iu" and raw.size:
+        raise TypeError(f"pad: pad_width must be an int or (before, after) pairs of ints, got {pad_width!r}")
     try:
-        widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+        widths = np.broadcast_to(raw.astype(np.int64), (x.ndim, 2))
     except ValueError:
         raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape {x.shape}") from None
     if (widths < 0).any():
         raise ValueError(f"pad: negative padding {pad_width!r}")
+    if isinstance(value, (str, bytes, Tensor)) or np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "biuf":
+        raise TypeError(f"pad: value must be a number, got {value!r}")
     if x.ndim == 0:
         return x  # nothing to pad, as np.pad
     return P.Pad.apply(x, tuple((int(a), int(b)) for a, b in widths), value)
@@ -317,10 +435,14 @@ def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
 
 def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
-    ts = [_as_tensor(t) for t in tensors]
+    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"concatenate: expects a list or tuple of tensors, got {type(tensors).__name__}")
+    ts = [_as_tensor(t, None, "concatenate", f"tensor {i}") for i, t in enumerate(tensors)]
     if not ts:
         raise ValueError("concatenate: needs at least one tensor")
-    ax = _axes("concatenate", axis, ts[0].ndim)[0]
+    if ts[0].ndim == 0:
+        raise ValueError("concatenate: cannot join 0-d tensors (use stack)")
+    ax = _axis("concatenate", axis, ts[0].ndim)
     for i, t in enumerate(ts):
         if t.ndim != ts[0].ndim or t.shape[:ax] + t.shape[ax + 1 :] != ts[0].shape[:ax] + ts[0].shape[ax + 1 :]:
             raise ValueError(f"concatenate: tensor {i} has shape {t.shape}, which does not match "
@@ -330,10 +452,12 @@ def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """Join tensors of equal shape along a new axis."""
-    ts = [_as_tensor(t) for t in tensors]
+    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"stack: expects a list or tuple of tensors, got {type(tensors).__name__}")
+    ts = [_as_tensor(t, None, "stack", f"tensor {i}") for i, t in enumerate(tensors)]
     if not ts:
         raise ValueError("stack: needs at least one tensor")
-    ax = _axes("stack", axis, ts[0].ndim + 1)[0]
+    ax = _axis("stack", axis, ts[0].ndim + 1)
     for i, t in enumerate(ts):
         if t.shape != ts[0].shape:
             raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {ts[0].shape}")
@@ -346,7 +470,7 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
 def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with ``numpy.matmul``'s rules: 1-D operands are promoted to a row
     (left) or a column (right) and that axis is removed again; batch axes broadcast."""
-    ta, tb = _as_tensor(a), _as_tensor(b)
+    ta, tb = _as_tensor(a, None, "matmul", "first operand"), _as_tensor(b, None, "matmul", "second operand")
     if ta.ndim == 0 or tb.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {ta.shape} and {tb.shape}")
     k_a, k_b = ta.shape[-1], tb.shape[-2] if tb.ndim > 1 else tb.shape[0]
@@ -370,6 +494,8 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x @ weight.T + bias.   x: (..., in), weight: (out, in), bias: (out,) -> (..., out)."""
+    x, weight = _tensor("linear", x), _tensor("linear", weight, "weight")
+    bias = None if bias is None else _tensor("linear", bias, "bias")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
@@ -377,6 +503,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"but weight {weight.shape} expects {weight.shape[1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
+    _require_float("linear", x, weight, names=("input", "weight"))
+    for name, t in (("input", x), ("bias", bias)):
+        if t is not None and t.dtype != weight.dtype:
+            raise TypeError(f"linear: {name} dtype {t.dtype} differs from weight dtype {weight.dtype}; "
+                            "convert with .astype()")
     flat = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
     out = matmul(flat, weight.T)
     if bias is not None:
@@ -414,6 +545,7 @@ def unfold(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: In
     ``torch.nn.functional.unfold`` (which returns (N, C*kh*kw, L)): windows are indexed first and
     channels last, so that reshaping to (N*OH*OW, kh*kw*C) gives the im2col matrix directly.
     """
+    x = _tensor("unfold", x)
     _check_image("unfold", x)
     k = _pair("unfold", "kernel_size", kernel_size, 1)
     s, p, d = _pair("unfold", "stride", stride, 1), _pair("unfold", "padding", padding, 0), _pair(
@@ -432,6 +564,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. Computed as unfold + one GEMM, so the backward
     is the GEMM's transpose and a fold.
     """
+    x, weight = _tensor("conv2d", x), _tensor("conv2d", weight, "weight")
+    bias = None if bias is None else _tensor("conv2d", bias, "bias")
     _check_image("conv2d", x)
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, kh, kw), got shape {weight.shape}")
@@ -444,6 +578,10 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
         raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
     if bias is not None and bias.shape != (c_out,):
         raise ValueError(f"conv2d: bias has shape {bias.shape}, expected ({c_out},)")
+    if bias is not None and bias.dtype != x.dtype:
+        raise TypeError(f"conv2d: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"conv2d: weight {weight.shape} has an empty kernel ({kh}x{kw}); kernels must be at least 1x1")
     s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
         "conv2d", "dilation", dilation, 1)
     oh, ow = _out_size("conv2d", x.shape, (kh, kw), s, p, d)
@@ -460,12 +598,14 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
 def _pool_windows(op: str, x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,
                   dilation: IntOrPair, pad_value: float) -> Tensor:
     """Pooling windows as a (N, OH, OW, kh, kw, C) view, after PyTorch's argument checks."""
+    x = _tensor(op, x)
     _check_image(op, x)
     k = _pair(op, "kernel_size", kernel_size, 1)
     s = k if stride is None else _pair(op, "stride", stride, 1)
     p, d = _pair(op, "padding", padding, 0), _pair(op, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    _out_size(op, x.shape, k, s, p, d)  # a kernel larger than the input: an error naming this op
     return unfold(x, k, s, p, d, pad_value=pad_value)
 
 
@@ -493,16 +633,23 @@ def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) computed stably (the maximum is subtracted first)."""
+    x = _tensor("log_softmax", x)
     _require_float("log_softmax", x)
-    return P.LogSoftmax.apply(x, _axes("log_softmax", axis, x.ndim)[0])
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"log_softmax: axis must be an int, got {axis!r}")
+    ax = _axes("log_softmax", axis, x.ndim)[0]
+    if x.shape[ax] == 0:
+        raise ValueError(f"log_softmax: axis {axis} of shape {x.shape} has no elements to normalise over")
+    return P.LogSoftmax.apply(x, ax)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return exp(log_softmax(x, axis))
+    return P.Exp.apply(log_softmax(x, axis))
 
 
 def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x), axis)) without overflow; its gradient is softmax(x)."""
+    x = _tensor("logsumexp", x)
     _require_float("logsumexp", x)
     axes = _axes("logsumexp", axis, x.ndim)
     m = x.data.max(axis=axes, keepdims=True) if x.size else np.zeros(())
@@ -525,9 +672,16 @@ def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
 
 
 def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
-    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    try:
+        t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: target must hold integer class indices, got {type(target).__name__} "
+                        f"{str(target)[:40]}") from None
     if scores.ndim != 2:
         raise ValueError(f"{op}: expected scores of shape (N, C), got {scores.shape}")
+    _require_float(op, scores)
+    if scores.shape[1] == 0 and scores.shape[0]:
+        raise ValueError(f"{op}: scores of shape {scores.shape} have no classes")
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
     if t.shape != scores.shape[:1]:
@@ -540,6 +694,7 @@ def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
 
 def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of integer class targets.   log_probs: (N, C), target: (N,)."""
+    log_probs = _tensor("nll_loss", log_probs)
     t = _class_targets("nll_loss", log_probs, target)
     onehot = np.zeros(log_probs.shape, dtype=log_probs.dtype)
     onehot[np.arange(len(t)), t] = 1
@@ -548,13 +703,15 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of raw scores.   logits: (N, C), target: (N,) integer classes."""
+    logits = _tensor("cross_entropy", logits)
     _class_targets("cross_entropy", logits, target)
     return nll_loss(log_softmax(logits, axis=1), target, reduction)
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error; ``input`` and ``target`` must have the same shape."""
-    t = _as_tensor(target, input)
+    input = _tensor("mse_loss", input)
+    t = _as_tensor(target, input, "mse_loss", "target")
     if t.shape != input.shape:
         raise ValueError(f"mse_loss: input shape {input.shape} and target shape {t.shape} differ")
     diff = input - t
@@ -563,12 +720,15 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 
 def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """-(t log p + (1-t) log(1-p)) of probabilities; each log is clamped at -100, as PyTorch."""
-    t = _as_tensor(target, probs)
+    probs = _tensor("binary_cross_entropy", probs)
+    _require_float("binary_cross_entropy", probs)
+    t = _as_tensor(target, probs, "binary_cross_entropy", "target")
     if t.shape != probs.shape:
         raise ValueError(f"binary_cross_entropy: input shape {probs.shape} and target shape {t.shape} differ")
     if probs.size and (np.nanmin(probs.data) < 0 or np.nanmax(probs.data) > 1):
-        raise ValueError("binary_cross_entropy: input must hold probabilities in [0, 1]; "
-                         "for raw scores use binary_cross_entropy_with_logits")
+        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+                         f"[{np.nanmin(probs.data):g}, {np.nanmax(probs.data):g}]; for raw scores use "
+                         "binary_cross_entropy_with_logits")
     losses = -(t * _clamped_log(probs) + (1 - t) * _clamped_log(1 - probs))
     return _reduce("binary_cross_entropy", losses, reduction)
 
@@ -581,7 +741,8 @@ def _clamped_log(p: Tensor) -> Tensor:
 
 def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Binary cross-entropy of raw scores, stable for any logit: softplus(z) - t z."""
-    t = _as_tensor(target, logits)
+    logits = _tensor("binary_cross_entropy_with_logits", logits)
+    t = _as_tensor(target, logits, "binary_cross_entropy_with_logits", "target")
     if t.shape != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: input shape {logits.shape} and target shape "
                          f"{t.shape} differ")
@@ -590,6 +751,9 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    x = _tensor("dropout", x)
+    if isinstance(p, (str, bytes, bool)) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"dropout: p must be a number in [0, 1], got {p!r}")
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from .autograd import no_grad
+from .autograd import check_writable, no_grad
 from .random import default_generator
 from .tensor import Tensor
 
@@ -32,6 +32,22 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def _positive(layer: str, **sizes: Any) -> None:
+    for name, v in sizes.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1:
+            raise ValueError(f"{layer}: {name} must be a positive int, got {v!r}")
+
+
+def _float_dtype(layer: str, dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{layer}: {dtype!r} is not a NumPy dtype") from None
+    if dt.kind != "f":
+        raise TypeError(f"{layer}: parameters must have a floating-point dtype, got {dt}")
+    return dt
 
 
 def _uniform(shape: tuple[int, ...], bound: float, dtype: Any) -> Parameter:
@@ -120,8 +136,13 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Copy arrays into the parameters (in place, keeping each parameter's dtype).
 
-        With ``strict=True`` missing or unexpected keys are an error; a shape mismatch always is.
+        With ``strict=True`` missing or unexpected keys are an error; a shape mismatch always is, and
+        so is a value that is not an array of real numbers. Everything is checked before anything is
+        copied, so a failed load leaves the model unchanged.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict for {type(self).__name__}: expected a mapping of parameter names to "
+                            f"arrays, got {type(state_dict).__name__}")
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -133,18 +154,25 @@ class Module:
                 parts.append(f"unexpected keys {unexpected}")
             raise KeyError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts)
                            + " (is this state from a different model?)")
-        mismatched = []
+        mismatched, values = [], {}
         for name, p in own.items():
             if name in state_dict:
-                value = np.asarray(state_dict[name].data if isinstance(state_dict[name], Tensor) else state_dict[name])
+                raw = state_dict[name]
+                value = np.asarray(raw.data if isinstance(raw, Tensor) else raw)
+                if value.dtype.kind not in "biuf":
+                    raise TypeError(f"load_state_dict for {type(self).__name__}: {name} holds {value.dtype} data "
+                                    f"({type(raw).__name__}), not an array of real numbers")
                 if value.shape != p.shape:
                     mismatched.append(f"{name}: checkpoint {value.shape} vs model {p.shape}")
+                values[name] = value
         if mismatched:
-            raise ValueError(f"load_state_dict for {type(self).__name__}: shape mismatch for " + "; ".join(mismatched))
+            raise ValueError(f"load_state_dict for {type(self).__name__}: shape mismatch for " + "; ".join(mismatched)
+                             + " (is this state from a different model?)")
         for name, p in own.items():
-            if name in state_dict:
-                value = state_dict[name]
-                np.copyto(p.data, np.asarray(value.data if isinstance(value, Tensor) else value), casting="same_kind")
+            if name in values:
+                check_writable(p.data, f"load_state_dict for {type(self).__name__}: parameter {name}")
+        for name, value in values.items():
+            np.copyto(own[name].data, value, casting="unsafe")
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self) -> str:
@@ -199,6 +227,8 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32) -> None:
+        _positive("Linear", in_features=in_features, out_features=out_features)
+        dtype = _float_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
         self.weight = _uniform((out_features, in_features), bound, dtype)
@@ -220,7 +250,11 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: IntOrPair = 0, dilation: IntOrPair = 1, bias: bool = True, dtype: Any = np.float32) -> None:
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        _positive("Conv2d", in_channels=in_channels, out_channels=out_channels)
+        dtype = _float_dtype("Conv2d", dtype)
+        kh, kw = F._pair("Conv2d", "kernel_size", kernel_size, 1)
+        F._pair("Conv2d", "stride", stride, 1), F._pair("Conv2d", "padding", padding, 0)
+        F._pair("Conv2d", "dilation", dilation, 1)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
         self.stride, self.padding, self.dilation = stride, padding, dilation
         bound = 1 / math.sqrt(in_channels * kh * kw)
@@ -244,6 +278,7 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
                  dilation: IntOrPair = 1) -> None:
+        _check_pool("MaxPool2d", kernel_size, stride, padding, dilation)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
 
     def forward(self, x: Tensor) -> Tensor:
@@ -257,6 +292,7 @@ class AvgPool2d(Module):
     """Average pooling (zero padding counted); stride defaults to kernel_size."""
 
     def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> None:
+        _check_pool("AvgPool2d", kernel_size, stride, padding, 1)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
@@ -264,6 +300,16 @@ class AvgPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+
+
+def _check_pool(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
+    k = F._pair(layer, "kernel_size", kernel_size, 1)
+    if stride is not None:
+        F._pair(layer, "stride", stride, 1)
+    p = F._pair(layer, "padding", padding, 0)
+    F._pair(layer, "dilation", dilation, 1)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{layer}: padding {p} must be at most half the kernel size {k}")
 
 
 class ReLU(Module):
@@ -308,6 +354,8 @@ class Dropout(Module):
     """Zero elements with probability p while training; identity in eval mode."""
 
     def __init__(self, p: float = 0.5) -> None:
+        if isinstance(p, (str, bytes, bool)) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Dropout: p must be a number in [0, 1], got {p!r}")
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = p

@@ -16,32 +16,65 @@ from typing import Any
 
 import numpy as np
 
+from .autograd import check_writable
 from .tensor import Tensor
 
 
 class Optimizer:
     """Base class: holds ``param_groups`` (dicts of ``params`` and hyper-parameters) and per-parameter state."""
 
+    _state_keys: frozenset[str] = frozenset()  # what one parameter's state may hold
+
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
+        name = type(self).__name__
+        if isinstance(params, Tensor) or not isinstance(params, Iterable):
+            raise TypeError(f"{name}: params must be an iterable of tensors (e.g. model.parameters(), or [t]), "
+                            f"got {type(params).__name__}")
         params = list(params)
         if not params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+            raise ValueError(f"{name}: got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
+        seen: set[int] = set()
         for group in groups:
-            group = {**defaults, **group, "params": list(group["params"])}
-            for i, p in enumerate(group["params"]):
+            if not isinstance(group, dict) or "params" not in group:
+                raise TypeError(f"{name}: a parameter group must be a dict with a 'params' list, got {group!r:.80}")
+            members = [group["params"]] if isinstance(group["params"], Tensor) else list(group["params"])
+            group = {**defaults, **group, "params": members}
+            for p in group["params"]:
+                i = len(seen)
                 if not isinstance(p, Tensor) or not p.requires_grad:
-                    raise TypeError(f"{type(self).__name__}: parameter {i} is not a Tensor that requires grad")
+                    raise TypeError(f"{name}: parameter {i} is not a Tensor that requires grad")
+                if p._ctx is not None:
+                    raise ValueError(f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor: it was computed "
+                                     "by an op, so backward never fills its .grad; pass the tensor you created")
+                if id(p) in seen:
+                    raise ValueError(f"{name}: parameter {i} (shape {p.shape}) is listed twice; it would be updated "
+                                     "twice per step")
+                seen.add(id(p))
             self._check_hyperparameters(group)
             self.param_groups.append(group)
         self.state: list[dict[str, Any]] = [{} for _ in self._params()]
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        name = type(self).__name__
         for key in ("lr", "weight_decay", "momentum", "eps", "dampening"):
-            if key in group and not group[key] >= 0:  # also rejects NaN
-                raise ValueError(f"{type(self).__name__}: {key} must be >= 0, got {group[key]}")
+            if key not in group:
+                continue
+            value = group[key]
+            if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name}: {key} must be a number, got {value!r}")
+            if not value >= 0 or value == math.inf:  # also rejects NaN
+                raise ValueError(f"{name}: {key} must be >= 0 and finite, got {value}")
+        if "betas" in group:
+            betas = group["betas"]
+            try:
+                b1, b2 = (float(b) for b in betas)
+            except (TypeError, ValueError):
+                raise TypeError(f"{name}: betas must be a pair of numbers, got {betas!r}") from None
+            if not (0 <= b1 < 1 and 0 <= b2 < 1):
+                raise ValueError(f"{name}: betas must be in [0, 1), got {betas}")
 
     def _params(self) -> list[Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
@@ -52,14 +85,22 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Apply one update to every parameter that has a gradient."""
+        """Apply one update to every parameter that has a gradient.
+
+        Raises :class:`~tinygrad_cnn.autograd.InPlaceError` (and changes nothing) if a parameter is
+        still saved by a graph that has not run backward: updating it would corrupt that backward.
+        """
+        name = type(self).__name__
+        for index, p in enumerate(self._params()):  # check everything first: no half-done step
+            if p.grad is not None:
+                if np.shape(p.grad) != p.shape:
+                    raise ValueError(f"{name}.step: gradient shape {np.shape(p.grad)} does not match "
+                                     f"parameter {index} of shape {p.shape}")
+                check_writable(p.data, f"{name}.step: parameter {index} (shape {p.shape})")
         index = 0
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    if p.grad.shape != p.shape:
-                        raise ValueError(f"{type(self).__name__}: gradient shape {p.grad.shape} does not match "
-                                         f"parameter {index} of shape {p.shape}")
                     self._update(p.data, np.asarray(p.grad, dtype=p.dtype), self.state[index], group)
                 index += 1
 
@@ -78,7 +119,30 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. Everything is checked first; on an error nothing changes."""
+        name = type(self).__name__
+        if (not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list)
+                or not isinstance(state_dict.get("state"), list)
+                or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                           for g in state_dict["param_groups"])
+                or not all(isinstance(s, dict) for s in state_dict["state"])):
+            raise ValueError(f"{name}.load_state_dict: expected {{'state': [dict per parameter], 'param_groups': "
+                             f"[dict with 'params']}} as returned by state_dict(), got {str(state_dict)[:120]}")
         groups = state_dict["param_groups"]
+        own_keys = set(self.defaults)
+        for g in groups:
+            saved_keys = set(g) - {"params", "initial_lr"}
+            if saved_keys != own_keys:
+                raise ValueError(f"{name}.load_state_dict: the saved state is from a different optimizer: it has "
+                                 f"hyper-parameters {sorted(saved_keys)}, {name} has {sorted(own_keys)}")
+            try:
+                self._check_hyperparameters(g)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{name}.load_state_dict: bad saved hyper-parameter: {e}") from None
+        for i, s in enumerate(state_dict["state"]):
+            if not set(s) <= self._state_keys or (self._state_keys_all and s and set(s) != self._state_keys):
+                raise ValueError(f"{name}.load_state_dict: the state of parameter {i} has entries {sorted(s)}; "
+                                 f"{name} keeps {sorted(self._state_keys)} (a state from a different optimizer?)")
         if len(groups) != len(self.param_groups) or any(
             len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
         ):
@@ -90,6 +154,8 @@ class Optimizer:
                              f"{len(state_dict['state'])} parameters, this optimizer has {len(params)}")
         for i, (s, p) in enumerate(zip(state_dict["state"], params)):
             for k, v in s.items():
+                if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
+                    raise ValueError(f"{name}.load_state_dict: state '{k}' of parameter {i} holds {v.dtype} data")
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
                     raise ValueError(f"{type(self).__name__}.load_state_dict: state '{k}' of parameter {i} has "
                                      f"shape {v.shape}, the parameter has {p.shape}")
@@ -107,6 +173,9 @@ class SGD(Optimizer):
     g = grad + weight_decay * p;  buf = momentum * buf + (1 - dampening) * g (buf = g at the first step);
     g = g + momentum * buf if nesterov else buf;  p -= lr * g.
     """
+
+    _state_keys = frozenset({"momentum_buffer"})
+    _state_keys_all = False
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
@@ -134,11 +203,12 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba), with PyTorch's bias correction; ``weight_decay`` adds an L2 term to the gradient."""
 
     decoupled = False
+    _state_keys = frozenset({"step", "exp_avg", "exp_avg_sq"})
+    _state_keys_all = True
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        self._check_hyperparameters({"betas": betas})
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -204,8 +274,19 @@ class LRScheduler:
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_epoch = int(state["last_epoch"])
-        self.base_lrs = [float(b) for b in state["base_lrs"]]
+        name = type(self).__name__
+        try:
+            last_epoch, base_lrs = int(state["last_epoch"]), [float(b) for b in state["base_lrs"]]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{name}.load_state_dict: expected {{'last_epoch': int, 'base_lrs': [float, ...]}} "
+                             f"as returned by state_dict(), got {str(state)[:120]}") from None
+        if len(base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the saved state has {len(base_lrs)} learning rates, the "
+                             f"optimizer has {len(self.optimizer.param_groups)} parameter groups")
+        if last_epoch < 0:
+            raise ValueError(f"{name}.load_state_dict: last_epoch must be >= 0, got {last_epoch}")
+        self.lr_at(base_lrs[0], last_epoch)  # e.g. OneCycleLR past its total_steps: an error now, not later
+        self.last_epoch, self.base_lrs = last_epoch, base_lrs
         self._apply()
 
 
@@ -242,8 +323,13 @@ class OneCycleLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4) -> None:
-        if total_steps < 2:
-            raise ValueError(f"OneCycleLR: total_steps must be >= 2, got {total_steps}")
+        if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 2:
+            raise ValueError(f"OneCycleLR: total_steps must be an int >= 2, got {total_steps!r}")
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start}")
+        if not (max_lr > 0 and div_factor > 0 and final_div_factor > 0) or math.inf in (max_lr, div_factor):
+            raise ValueError(f"OneCycleLR: max_lr, div_factor and final_div_factor must be finite and > 0, got "
+                             f"{max_lr}, {div_factor}, {final_div_factor}")
         self.max_lr, self.total_steps = max_lr, total_steps
         self.initial_lr, self.min_lr = max_lr / div_factor, max_lr / div_factor / final_div_factor
         self.warmup_end = float(pct_start * total_steps) - 1
@@ -256,6 +342,6 @@ class OneCycleLR(LRScheduler):
         def cos(start: float, end: float, frac: float) -> float:
             return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
 
-        if t <= self.warmup_end:
+        if t <= self.warmup_end and self.warmup_end > 0:  # warmup_end <= 0: no warm-up phase at all
             return cos(self.initial_lr, self.max_lr, t / self.warmup_end)
         return cos(self.max_lr, self.min_lr, (t - self.warmup_end) / (self.total_steps - 1 - self.warmup_end))

@@ -22,8 +22,13 @@ Everything else raises :class:`TypeError` naming the key path, e.g.
 ``save: unsupported type set at 'optimizer/state/3'``.
 
 File layout: the root group carries the attribute ``tinygrad_cnn_format`` (currently 1) and every node
-an attribute ``tgc_type`` saying what it holds. :func:`load` raises :class:`CheckpointError` for files
-that are missing, not HDF5 (text, truncated, ...), lack the marker, or come from a newer format.
+an attribute ``tgc_type`` saying what it holds. The file starts with a 512-byte HDF5 *user block* (which
+HDF5 itself ignores) holding a one-line header, ``tinygrad_cnn checkpoint crc32=<hex> size=<bytes>``: the
+CRC-32 and length of the rest of the file. :func:`load` checks them before HDF5 parses anything, so a
+truncated or damaged file (a flipped bit, a block of zeros) is reported as such instead of returning wrong
+numbers, or hanging inside libhdf5, which some damaged files make it do. Files without the header (written
+before it existed) load without the check. :func:`load` raises :class:`CheckpointError` for files that are
+missing, not HDF5 (text, truncated, ...), lack the marker, come from a newer format, or fail the check.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,9 @@ FORMAT_ATTR = "tinygrad_cnn_format"
 FORMAT_VERSION = 1
 
 _TYPE_ATTR = "tgc_type"
+_USERBLOCK = 512  # bytes before the HDF5 superblock: our header
+_HEADER_PREFIX = b"tinygrad_cnn checkpoint "
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ROOT_VALUE = "value"  # name of the single member when the saved object is not a dict/list/None
 _ARRAY_KINDS = "biufc"  # bool, signed/unsigned int, float, complex
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -200,10 +209,11 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        with h5py.File(tmp, "w", track_order=True, userblock_size=_USERBLOCK) as f:
             f.attrs[FORMAT_ATTR] = FORMAT_VERSION
             _write(f, None, obj, "", set())
             f.flush()
+        _stamp(tmp)
         _fsync_path(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -253,6 +263,55 @@ def _read(node: h5py.Group | h5py.Dataset, where: str) -> Any:
     raise CheckpointError(f"{where}: corrupt checkpoint: member {node.name!r} has unknown type {tag!r}")
 
 
+def _crc_after_userblock(fh: Any) -> tuple[int, int]:
+    """CRC-32 and length of everything after the user block of an open binary file."""
+    fh.seek(_USERBLOCK)
+    crc, size = 0, 0
+    while chunk := fh.read(1 << 20):
+        crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+    return crc, size
+
+
+def _stamp(path: str | os.PathLike[str]) -> None:
+    """Write the header (CRC-32 and size of the HDF5 data) into the user block of a saved file.
+
+    :func:`save` does it; call it yourself only after editing a checkpoint with h5py on purpose.
+    """
+    with open(path, "r+b") as fh:
+        crc, size = _crc_after_userblock(fh)
+        header = _HEADER_PREFIX + f"crc32={crc:08x} size={size}\n".encode()
+        fh.seek(0)
+        fh.write(header.ljust(_USERBLOCK, b"\0"))
+
+
+def _check_file(path: Path) -> None:
+    """Verify the header written by :func:`save` before HDF5 parses the file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_USERBLOCK + len(_HDF5_SIGNATURE))
+            if not head.startswith(_HEADER_PREFIX):
+                if head[_USERBLOCK:] == _HDF5_SIGNATURE and not head.startswith(_HDF5_SIGNATURE):
+                    raise CheckpointError(f"{path}: corrupt checkpoint: its header is damaged")
+                return  # no header: a file from before the check existed, or not a checkpoint at all
+            line = head[len(_HEADER_PREFIX) : head.find(b"\n")].decode("ascii", "replace")
+            try:
+                fields = dict(item.split("=", 1) for item in line.split())
+                crc, size = int(fields["crc32"], 16), int(fields["size"])
+            except (KeyError, ValueError):
+                raise CheckpointError(f"{path}: corrupt checkpoint: its header is damaged") from None
+            actual_crc, actual_size = _crc_after_userblock(fh)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e}") from e
+    if actual_size != size:
+        what = "truncated" if actual_size < size else "longer than written"
+        raise CheckpointError(f"{path}: not a valid HDF5 file: {what} ({actual_size + _USERBLOCK} bytes, "
+                              f"written as {size + _USERBLOCK}); was the write interrupted or the file copied "
+                              "incompletely?")
+    if actual_crc != crc:
+        raise CheckpointError(f"{path}: corrupt checkpoint: its content does not match its checksum "
+                              "(the file was damaged after it was written)")
+
+
 def load(path: str | os.PathLike[str]) -> Any:
     """Load a checkpoint written by :func:`save`.
 
@@ -260,33 +319,43 @@ def load(path: str | os.PathLike[str]) -> Any:
 
     Raises:
         CheckpointError: the file is missing, is not a valid HDF5 file (truncated or foreign), is not a
-            tinygrad_cnn checkpoint, or was written by a newer format version. The message names the path.
+            tinygrad_cnn checkpoint, was written by a newer format version, or is damaged (checksum
+            mismatch, unreadable members). The message names the path.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    _check_file(path)
     try:
         f = h5py.File(path, "r")
-    except OSError as e:
+    except Exception as e:  # h5py raises OSError, but a damaged file can surface as other errors too
         raise CheckpointError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
     with f:
-        version = f.attrs.get(FORMAT_ATTR)
-        if version is None:
-            raise CheckpointError(f"{path}: not a tinygrad_cnn checkpoint (no '{FORMAT_ATTR}' attribute)")
         try:
-            version = int(version)
-        except (TypeError, ValueError):
-            raise CheckpointError(f"{path}: bad '{FORMAT_ATTR}' attribute {version!r}") from None
-        if version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path}: checkpoint format {version} is newer than this version of tinygrad_cnn "
-                f"supports ({FORMAT_VERSION}); upgrade tinygrad_cnn"
-            )
-        if version < 1:
-            raise CheckpointError(f"{path}: bad '{FORMAT_ATTR}' attribute {version!r}")
-        try:
-            return _read(f, str(path))
-        except (OSError, KeyError, ValueError) as e:
-            if isinstance(e, CheckpointError):
-                raise
-            raise CheckpointError(f"{path}: corrupt checkpoint (truncated or damaged?): {e}") from e
+            return _load_checked(f, path)
+        except CheckpointError:
+            raise
+        except Exception as e:  # whatever a damaged file makes h5py or the reader raise
+            raise CheckpointError(f"{path}: corrupt checkpoint (truncated or damaged?): "
+                                  f"{type(e).__name__}: {e}") from e
+
+
+def _load_checked(f: h5py.File, path: Path) -> Any:
+    """Validate the marker, version and checksum of an open checkpoint, then read it."""
+    version = f.attrs.get(FORMAT_ATTR)
+    if version is None:
+        raise CheckpointError(f"{path}: not a tinygrad_cnn checkpoint (no '{FORMAT_ATTR}' attribute)")
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: bad '{FORMAT_ATTR}' attribute {version!r}") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {version} is newer than this version of tinygrad_cnn "
+            f"supports ({FORMAT_VERSION}); upgrade tinygrad_cnn"
+        )
+    if version < 1:
+        raise CheckpointError(f"{path}: bad '{FORMAT_ATTR}' attribute {version!r}")
+    return _read(f, str(path))

@@ -22,14 +22,20 @@ Axis = int | tuple[int, ...] | None
 def _to_array(data: Any, dtype: DTypeLike | None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, (np.ndarray, np.generic)):
-        arr = np.asarray(data)
+    try:
         if dtype is not None:
-            arr = arr.astype(dtype, copy=False)
-    else:
-        arr = np.asarray(data, dtype=dtype)
-        if dtype is None and arr.dtype == np.float64:
-            arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
+            dtype = np.dtype(dtype)
+        if isinstance(data, (np.ndarray, np.generic)):
+            arr = np.asarray(data)
+            if dtype is not None:
+                arr = arr.astype(dtype, copy=False)
+        else:
+            arr = np.asarray(data, dtype=dtype)
+            if dtype is None and arr.dtype == np.float64:
+                arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__}"
+                        + (f" with dtype {dtype!r}" if dtype is not None else "") + f": {e}") from None
     if arr.dtype.kind not in "biufc":
         raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (dtype {arr.dtype}); "
                         "tensors hold numbers or booleans")
@@ -63,9 +69,9 @@ class Tensor:
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaf tensors only); returns self."""
-        if requires_grad and self.data.dtype.kind not in "fc":
+        if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(
-                f"Tensor: only floating-point tensors can require grad; this one has dtype {self.data.dtype} "
+                f"Tensor: only (real) floating-point tensors can require grad; this one has dtype {self.data.dtype} "
                 "(integer tensors are for labels and indices). Convert first, e.g. t.astype(np.float32)."
             )
         if not requires_grad and self._ctx is not None:
