@@ -695,6 +695,22 @@ def test_bad_model_state_dicts_change_nothing(mutate):
         np.testing.assert_array_equal(v, before[k])
 
 
+@given(where=st.sampled_from(["outputs", "inputs", "grad_outputs", "backward"]),
+       bad=st.sampled_from([3, None, "x", [None], np.ones(4), [np.ones(2), np.ones(2)], np.array(["a"]), 1j]))
+def test_bad_arguments_to_backward_and_grad(where, bad):
+    x = T(np.ones(2), requires_grad=True)
+    y = (x * x).sum()
+    call = {
+        "outputs": lambda: tg.grad(bad, x), "inputs": lambda: tg.grad(y, bad),
+        "grad_outputs": lambda: tg.grad(y, x, grad_outputs=bad), "backward": lambda: y.backward(bad),
+    }[where]
+    out, err = outcome(call, ("grad", "backward"))
+    if err is None:  # accepted: the default (None: ones) or a real gradient that fits the scalar output
+        assert where in ("grad_outputs", "backward")
+        assert bad is None or (where == "grad_outputs" and bad == [None]) or (
+            np.size(bad) == 1 and np.asarray(bad).dtype.kind in "iuf")
+
+
 # ====================================================================================================
 # 9. Broken backward rules (custom ops)
 

@@ -27,6 +27,7 @@ from tinygrad_cnn import functional as F
 from tinygrad_cnn.autograd import InPlaceError
 
 T = tg.Tensor
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # exp chains in the random graphs may overflow
 
 
 def leaf(*shape, seed=0):

@@ -588,14 +588,25 @@ def grad(
     """
     from .tensor import Tensor
 
-    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    def as_list(what: str, value: Any) -> list[Any]:
+        if isinstance(value, Tensor):
+            return [value]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"grad: {what} must be a Tensor or a list/tuple of Tensors, got {type(value).__name__}")
+        return list(value)
+
+    outs, ins = as_list("outputs", outputs), as_list("inputs", inputs)
     if grad_outputs is None:
         seeds: list[Any] = [None] * len(outs)
     elif isinstance(grad_outputs, (Tensor, np.ndarray)):
         seeds = [grad_outputs]
     else:
-        seeds = list(grad_outputs)
+        seeds = as_list("grad_outputs", grad_outputs)
+    if len(seeds) != len(outs):
+        raise ValueError(f"grad: {len(seeds)} grad_outputs given for {len(outs)} outputs")
+    for i, t in enumerate(outs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: output {i} is a {type(t).__name__}, not a Tensor")
     for i, t in enumerate(ins):
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise ValueError(f"grad: input {i} does not require grad")
