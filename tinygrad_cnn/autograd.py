@@ -162,7 +162,7 @@ class Context:
         # give the arrays it protected their write access back.
         if self._locked:
             try:
-                _release(self._locked)
+                _release_from_finalizer(self._locked)
             except Exception:  # noqa: S110  (interpreter shutdown: module globals may be gone)
                 pass
 
@@ -241,41 +241,54 @@ class _Scratch:
 # the backward pass (``t.data[...] = 0``, an optimizer step, ``np.copyto``), the gradient would be
 # silently wrong. So while a node is alive, every array it keeps is read-only: the arrays passed to
 # ``save_for_backward``, every ndarray attribute of ``ctx`` (one level into tuples), the arrays they
-# are views of (their ``.base`` chain, up to the array that owns the memory) and the ``.data`` of
-# every tensor of the graph they are views of. NumPy then refuses any write through those array
-# objects ("assignment destination is read-only"). The flags are restored when the node is freed
-# (after backward, unless retain_graph) or garbage-collected. Arrays that were read-only already
-# are left alone. Cost: a few attribute checks per saved array, nothing when nothing is recorded.
+# are views of (their ``.base`` chain, up to the array that owns the memory), the ``.data`` of
+# every tensor of the graph they are views of, and the node's output when it is a view (reshape,
+# transpose, slicing: it shares memory with what other nodes save). NumPy then refuses any write
+# through those array objects ("assignment destination is read-only"). The flags are restored when
+# the node is freed (after backward, unless retain_graph) or garbage-collected. Arrays that were
+# read-only already are left alone. Cost: a few attribute checks per saved array, nothing when
+# nothing is recorded.
 #
-# Not covered: another ndarray object viewing the same memory that was created *before* the
-# forward pass and is not in the chain above (e.g. ``v = a[1:]`` made earlier, then ``Tensor(a)``
-# recorded: writing through ``v`` is not blocked); writes that bypass NumPy's flag (ctypes, C code).
+# Not covered: an ndarray object viewing the same memory that was made outside the graph before
+# the forward pass and is not in the chain above (e.g. ``v = a[1:]`` made earlier, then ``Tensor(a)``
+# recorded: writing through ``v`` is not blocked; ``Tensor(a[1:])`` and ``Tensor(a[2:])`` are two
+# such leaves); writes that bypass NumPy's flag (ctypes, C code).
 
 _lock_counts: dict[int, list[Any]] = {}  # id(array) -> [array, number of live nodes protecting it]
 _deferred: dict[int, np.ndarray] = {}  # released, but its base was still protected: restore later
+# The bookkeeping is shared by threads (parallel.backward records one tape per thread over the same
+# parameters), so it is guarded by a lock. A finalizer (Context.__del__) may run at any allocation,
+# even inside a guarded section of its own thread: it never waits for the lock, it queues its release
+# for whoever holds the lock to finish.
+_guard = threading.Lock()
+_pending: list[list[np.ndarray]] = []
 
 
 class InPlaceError(ValueError):
     """An array saved for a backward pass is about to be modified in place."""
 
 
+def _lock_one(arr: np.ndarray, locked: list[np.ndarray]) -> None:
+    """Make ``arr`` read-only (counted, so that the last node to release it restores it)."""
+    key = id(arr)
+    entry = _lock_counts.get(key)
+    if entry is not None:
+        entry[1] += 1
+        locked.append(arr)
+    elif arr.flags.writeable:
+        arr.setflags(write=False)
+        _lock_counts[key] = [arr, 1]
+        locked.append(arr)
+    elif key in _deferred:  # read-only only because we could not restore it yet
+        _lock_counts[key] = [_deferred.pop(key), 1]
+        locked.append(arr)
+    # else: read-only already (a broadcast view, the user's own choice): not ours to restore
+
+
 def _lock_chain(arr: np.ndarray, locked: list[np.ndarray]) -> np.ndarray:
     """Make ``arr`` and every array it is a view of read-only (counted); return the memory's owner."""
-    counts = _lock_counts
     while True:
-        key = id(arr)
-        entry = counts.get(key)
-        if entry is not None:
-            entry[1] += 1
-            locked.append(arr)
-        elif arr.flags.writeable:
-            arr.setflags(write=False)
-            counts[key] = [arr, 1]
-            locked.append(arr)
-        elif key in _deferred:  # read-only only because we could not restore it yet
-            counts[key] = [_deferred.pop(key), 1]
-            locked.append(arr)
-        # else: read-only already (a broadcast view, the user's own choice): not ours to restore
+        _lock_one(arr, locked)
         base = arr.base
         if base is None:
             return arr
@@ -309,8 +322,23 @@ def _protect(ctx: Context) -> None:
             for v in value:
                 if type(v) is np.ndarray:
                     arrays.append(v)
-    if not arrays:
+    # An output that is a view (reshape, transpose, slicing) shares memory with what other nodes of
+    # the graph may save: it is read-only for the node's lifetime too.
+    output = ctx._output() if ctx._output is not None else None
+    out_view = output is not None and output.data.base is not None and output.data.flags.writeable
+    if not arrays and not out_view:
         return
+    with _guard:
+        if arrays:
+            _protect_arrays(ctx, arrays)
+        if out_view:
+            _lock_one(output.data, ctx._locked)
+        _drain()
+    if _pending:
+        _release_from_finalizer([])
+
+
+def _protect_arrays(ctx: Context, arrays: list[np.ndarray]) -> None:
     locked = ctx._locked
     output = ctx._output() if ctx._output is not None else None
     out_root = _root(output.data) if output is not None else None
@@ -339,6 +367,30 @@ def _protect(ctx: Context) -> None:
 
 
 def _release(locked: list[np.ndarray]) -> None:
+    """Undo what :func:`_protect` did for one node."""
+    with _guard:
+        _release_arrays(locked)
+        _drain()
+    if _pending:
+        _release_from_finalizer([])
+
+
+def _release_from_finalizer(locked: list[np.ndarray]) -> None:
+    if locked:
+        _pending.append(locked)  # list.append is atomic and allocates no tracked object
+    while _pending and _guard.acquire(blocking=False):
+        try:
+            _drain()
+        finally:
+            _guard.release()
+
+
+def _drain() -> None:
+    while _pending:
+        _release_arrays(_pending.pop())
+
+
+def _release_arrays(locked: list[np.ndarray]) -> None:
     restored = False
     for arr in reversed(locked):  # bases were locked after their views: restore them first
         key = id(arr)
