@@ -8,7 +8,7 @@ Both frameworks get the same initial weights and the same data, and are measured
 one process (the machine is shared and noisy: only same-run ratios mean anything). Before timing,
 the losses of both after a few SGD steps are compared, so a wrong computation is never
 benchmarked. Peak memory per training step is measured in a fresh subprocess per framework (RSS
-growth over the process's state before the first step). PyTorch is optional
+growth over the process's state before the first step, from /proc/self/status). PyTorch is optional
 (`pip install torch==2.13.0`); without it only our numbers are printed.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -257,10 +256,20 @@ def memory_probe(framework: str, model_name: str) -> None:
         step = lambda: torch_train_step(model, x, y)  # noqa: E731
     else:
         step = lambda: ours_train_step(ours, x, y)  # noqa: E731
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _status_kib("VmRSS")
     for _ in range(5):
         step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    print((_status_kib("VmHWM") - before) / 1024)
+
+
+def _status_kib(field: str) -> int:
+    """A memory figure of this process from /proc (VmHWM: peak RSS since exec; ru_maxrss is not
+    reset by exec on Linux, so a child would report its parent's peak)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def bench_memory() -> list[dict]:

@@ -23,7 +23,7 @@ import numpy as np
 
 import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
-from tinygrad_cnn import nn, optim, parallel, plots
+from tinygrad_cnn import nn, optim, plots
 from tinygrad_cnn.datasets import DataLoader, DatasetError, load_mnist
 from tinygrad_cnn.memory import tune_allocator
 
@@ -117,8 +117,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 3e-3 Adam/AdamW, 0.1 SGD)")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2,
-                   help="threads that share each batch (results depend on this number, not on the machine)")
     p.add_argument("--data", default=None, help="your own MNIST: a directory of IDX files, a .h5 or an .npz")
     p.add_argument("--checkpoint", default=None, help="save model and training state here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
@@ -132,8 +130,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
-    if args.workers < 1:
-        p.error("--workers must be at least 1")
     if args.epochs < 1 or args.batch_size < 1:
         p.error("--epochs and --batch-size must be positive")
     if args.limit_train is not None and args.limit_train < 1:
@@ -161,11 +157,6 @@ def main(argv: list[str] | None = None) -> dict:
     tune_allocator()  # reuse freed buffers between steps instead of page-faulting them back in (glibc)
     tg.manual_seed(args.seed)
     model = build_model()
-
-    def loss_and_logits(images: np.ndarray, labels: np.ndarray) -> tuple[tg.Tensor, np.ndarray]:
-        logits = model(normalize(images))
-        return F.cross_entropy(logits, labels), logits.data
-
     loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     make = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": lambda p, lr: optim.SGD(p, lr, momentum=0.9)}
     optimizer = make[args.optimizer](model.parameters(), lr=args.lr)
@@ -176,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     # What a resumed run must share with the run that wrote the checkpoint to continue it exactly.
     # (--epochs may differ: training then continues to the new count, with that count's schedule.)
     config = {"batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
-              "train_images": len(x_train), "workers": args.workers}
+              "train_images": len(x_train)}
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         try:
             state = tg.load(args.checkpoint)
@@ -209,18 +200,17 @@ def main(argv: list[str] | None = None) -> dict:
         progress = Progress(len(loader), epoch, args.epochs, enabled=not args.quiet)
         total_loss, correct, seen = 0.0, 0, 0
         for step, (images, labels) in enumerate(loader, start=1):
+            logits = model(normalize(images))
+            loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad()
-            # loss_and_logits(images, labels)[0].backward(), with the batch split over --workers
-            # threads: the same gradients, computed on every core
-            loss, logits = parallel.backward(loss_and_logits, model.parameters(), images, labels,
-                                             workers=args.workers)
+            loss.backward()
             optimizer.step()
             schedule.step()
-            total_loss += loss * len(labels)
-            correct += int((np.concatenate(logits).argmax(axis=1) == labels).sum())
+            total_loss += loss.item() * len(labels)
+            correct += int((logits.data.argmax(axis=1) == labels).sum())
             seen += len(labels)
-            progress.update(step, seen, loss)
-            batch_losses.append((epoch + step / len(loader), loss))
+            progress.update(step, seen, loss.item())
+            batch_losses.append((epoch + step / len(loader), loss.item()))
         seconds = time.perf_counter() - t0
         trained_seconds += seconds
         test_loss, test_preds = evaluate(model, x_test, y_test)
