@@ -561,7 +561,7 @@ def test_binary_cross_entropy(data, seed, reduction):
     t = data.draw(arrays(shape, st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1))))
     compare(
         lambda x: F.binary_cross_entropy(x, t, reduction),
-        lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t), reduction=reduction),
+        lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t.copy()), reduction=reduction),
         [p],
         seed,
     )
@@ -572,7 +572,7 @@ def test_binary_cross_entropy_at_0_and_1_forward():
     t = np.array([1.0, 0.0, 0.0, 1.0, 0.3])
     compare(
         lambda x: F.binary_cross_entropy(x, t, "none"),
-        lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t), reduction="none"),
+        lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t.copy()), reduction="none"),
         [p],
         0,
         grads=False,
@@ -592,7 +592,7 @@ def test_binary_cross_entropy_gradient_at_0_and_1_is_finite():
     np.testing.assert_allclose(x.grad, [1.0, -1.0, -0.3 / 0.5 + 0.7 / 0.5])
     compare(
         lambda x: F.binary_cross_entropy(x, t[2:], "sum"),
-        lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t[2:]), reduction="sum"),
+        lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t[2:].copy()), reduction="sum"),
         [p[2:]],
         0,
     )
@@ -605,7 +605,7 @@ def test_binary_cross_entropy_with_logits(data, seed, reduction):
     t = data.draw(arrays(shape, st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1))))
     compare(
         lambda x: F.binary_cross_entropy_with_logits(x, t, reduction),
-        lambda x: TF.binary_cross_entropy_with_logits(x, torch.from_numpy(t), reduction=reduction),
+        lambda x: TF.binary_cross_entropy_with_logits(x, torch.from_numpy(t.copy()), reduction=reduction),
         [z],
         seed,
     )
@@ -616,7 +616,7 @@ def test_binary_cross_entropy_with_logits_at_exactly_zero():
     t = np.array([0.0, 1.0, 0.5, 0.25])
     compare(
         lambda x: F.binary_cross_entropy_with_logits(x, t, "none"),
-        lambda x: TF.binary_cross_entropy_with_logits(x, torch.from_numpy(t), reduction="none"),
+        lambda x: TF.binary_cross_entropy_with_logits(x, torch.from_numpy(t.copy()), reduction="none"),
         [z],
         0,
     )
