@@ -71,6 +71,13 @@ def _require_float(op: str, *tensors: Tensor, names: Sequence[str] = ("input",))
                             f"(convert with .astype(np.float32))")
 
 
+def _float_tensor(op: str, x: Any) -> Tensor:
+    """The input of ``op`` as a tensor, which must be floating-point."""
+    x = _tensor(op, x)
+    _require_float(op, x)
+    return x
+
+
 def _axes(op: str, axis: Axis, ndim: int) -> tuple[int, ...]:
     """Normalise ``axis`` (None, int or tuple) to a sorted tuple of non-negative axes."""
     if axis is None:
@@ -157,22 +164,16 @@ def pow(x: Tensor, exponent: float) -> Tensor:
 
 
 def exp(x: Tensor) -> Tensor:
-    x = _tensor("exp", x)
-    _require_float("exp", x)
-    return P.Exp.apply(x)
+    return P.Exp.apply(_float_tensor("exp", x))
 
 
 def log(x: Tensor) -> Tensor:
     """Natural logarithm (log(0) = -inf, log of a negative = nan, as NumPy)."""
-    x = _tensor("log", x)
-    _require_float("log", x)
-    return P.Log.apply(x)
+    return P.Log.apply(_float_tensor("log", x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    x = _tensor("sqrt", x)
-    _require_float("sqrt", x)
-    return P.Pow.apply(x, 0.5)
+    return P.Pow.apply(_float_tensor("sqrt", x), 0.5)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -181,15 +182,11 @@ def relu(x: Tensor) -> Tensor:
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    x = _tensor("sigmoid", x)
-    _require_float("sigmoid", x)
-    return P.Sigmoid.apply(x)
+    return P.Sigmoid.apply(_float_tensor("sigmoid", x))
 
 
 def tanh(x: Tensor) -> Tensor:
-    x = _tensor("tanh", x)
-    _require_float("tanh", x)
-    return P.Tanh.apply(x)
+    return P.Tanh.apply(_float_tensor("tanh", x))
 
 
 def abs(x: Tensor) -> Tensor:
@@ -202,8 +199,7 @@ def abs(x: Tensor) -> Tensor:
 
 def softplus(x: Tensor) -> Tensor:
     """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
-    x = _tensor("softplus", x)
-    _require_float("softplus", x)
+    x = _float_tensor("softplus", x)
     m = Tensor(np.maximum(x.data, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
     return m + ((-m).exp() + (x - m).exp()).log()
 
@@ -633,8 +629,7 @@ def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """log(softmax(x)) computed stably (the maximum is subtracted first)."""
-    x = _tensor("log_softmax", x)
-    _require_float("log_softmax", x)
+    x = _float_tensor("log_softmax", x)
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise TypeError(f"log_softmax: axis must be an int, got {axis!r}")
     ax = _axes("log_softmax", axis, x.ndim)[0]
@@ -649,8 +644,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
 def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """log(sum(exp(x), axis)) without overflow; its gradient is softmax(x)."""
-    x = _tensor("logsumexp", x)
-    _require_float("logsumexp", x)
+    x = _float_tensor("logsumexp", x)
     axes = _axes("logsumexp", axis, x.ndim)
     m = x.data.max(axis=axes, keepdims=True) if x.size else np.zeros(())
     m = Tensor(np.where(np.isfinite(m), m, 0).astype(x.dtype))  # a constant shift
