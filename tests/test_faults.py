@@ -135,16 +135,19 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_checkpoin
 def test_kill_at_a_random_moment_resumes_with_nothing_lost(driver, small_data, reference, tmp_path):
     ckpt = tmp_path / "run.h5"
     args = [*RUN, "--data", str(small_data), "--checkpoint", str(ckpt), "--resume"]
-    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = np.random.default_rng(seed)
     proc = _start(driver, args)
-    _wait_for(proc, "epoch 1/3:")  # some time into epoch 2 (or during its checkpoint write)
+    _wait_for(proc, "epoch 1/3:")  # during epoch 1's checkpoint write, or some time after it
     time.sleep(rng.uniform(0, 0.6))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
+    # 0: killed before the first checkpoint was complete (a slow or loaded machine): start afresh
     epoch = tg.load(ckpt)["epoch"] if ckpt.exists() else 0
-    assert epoch in (1, 2, 3)
+    assert epoch in (0, 1, 2, 3), f"kill-time seed {seed}"
     out, resumed = _finish(_start(driver, args))
-    assert (f"resumed from {ckpt} after epoch {epoch}" in out) or epoch == 3
+    if 0 < epoch < 3:
+        assert f"resumed from {ckpt} after epoch {epoch}" in out, f"kill-time seed {seed}"
     assert _curve(resumed) == _curve(reference)
     assert resumed["test_accuracy"] == reference["test_accuracy"]
 
