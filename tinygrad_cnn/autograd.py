@@ -80,8 +80,6 @@ class GraphFreedError(RuntimeError):
     """Backward was asked to run through a graph whose saved values were already freed."""
 
 
-_FREED = object()
-
 _sequence = itertools.count()  # Context.seq: the order in which ops were recorded (for the tape viewer)
 
 # Called as observer(tensor, gradient) for every recorded tensor the reverse sweep reaches, with
@@ -285,30 +283,29 @@ def _lock_one(arr: np.ndarray, locked: list[np.ndarray]) -> None:
     # else: read-only already (a broadcast view, the user's own choice): not ours to restore
 
 
+def _base_array(arr: np.ndarray) -> np.ndarray | None:
+    """The array ``arr`` is a view of, or None if it owns its memory (or the owner is not an array)."""
+    base = arr.base
+    if base is not None and type(base) is not np.ndarray:  # as_strided / sliding_window_view keep a DummyArray
+        base = getattr(base, "base", None)
+    return base if isinstance(base, np.ndarray) else None
+
+
 def _lock_chain(arr: np.ndarray, locked: list[np.ndarray]) -> np.ndarray:
     """Make ``arr`` and every array it is a view of read-only (counted); return the memory's owner."""
     while True:
         _lock_one(arr, locked)
-        base = arr.base
+        base = _base_array(arr)
         if base is None:
             return arr
-        if type(base) is not np.ndarray:  # as_strided / sliding_window_view keep a DummyArray
-            base = getattr(base, "base", None)
-            if not isinstance(base, np.ndarray):
-                return arr
         arr = base
 
 
-def _root(arr: np.ndarray) -> Any:
-    while True:
-        base = arr.base
-        if base is None:
-            return arr
-        if type(base) is not np.ndarray:
-            base = getattr(base, "base", None)
-            if not isinstance(base, np.ndarray):
-                return arr
+def _root(arr: np.ndarray) -> np.ndarray:
+    """The array that owns ``arr``'s memory (``arr`` itself if it is not a view)."""
+    while (base := _base_array(arr)) is not None:
         arr = base
+    return arr
 
 
 def _protect(ctx: Context) -> None:
