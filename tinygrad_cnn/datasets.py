@@ -311,9 +311,12 @@ def _read_h5(path: Path) -> dict[str, Any]:
 def _read_npz(path: Path) -> dict[str, Any]:
     import zipfile
 
+    # what a damaged archive raises: zipfile reports flipped flag bits as encryption (RuntimeError) or
+    # an unsupported method (NotImplementedError), a corrupt stream as zlib.error
+    errors = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except errors as e:
         raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DatasetError(f"{path}: not a .npz archive (looks like a single .npy array)")
@@ -324,7 +327,7 @@ def _read_npz(path: Path) -> dict[str, Any]:
                 raise DatasetError(f"{path}: missing key '{key}' (has: {', '.join(sorted(archive.files))})")
             try:
                 out[key] = archive[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            except errors as e:
                 raise DatasetError(f"{path}: key '{key}': cannot read: {e}") from e
     return out
 
