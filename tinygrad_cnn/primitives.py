@@ -241,6 +241,10 @@ class Sum(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
+        lead = len(axis)
+        if axis == tuple(range(lead)) and _sums_rows_slowly(x, lead):
+            y = _sum_rows(x.reshape(-1, int(np.prod(x.shape[lead:]))))
+            return y.reshape(_keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
         return np.asarray(x.sum(axis=axis, keepdims=keepdims))
 
     @staticmethod
@@ -248,6 +252,25 @@ class Sum(Function):
         if not ctx.keepdims:
             g = g.reshape(_keepdims_shape(ctx.shape, ctx.axis))
         return Expand.apply(g, ctx.shape)
+
+
+_ROW_BLOCK = 1024  # elements summed side by side when adding up many short rows
+
+
+def _sums_rows_slowly(x: np.ndarray, lead: int) -> bool:
+    """True when NumPy would sum the leading axes of x one short row at a time (e.g. a bias gradient)."""
+    width = int(np.prod(x.shape[lead:]))
+    return x.dtype.kind == "f" and x.flags.c_contiguous and 0 < width <= _ROW_BLOCK // 4 and x.size >= 4 * _ROW_BLOCK
+
+
+def _sum_rows(rows: np.ndarray) -> np.ndarray:
+    """rows (M, T) summed over M. NumPy adds short rows one by one with a loop of only T elements;
+    summing blocks of r rows as rows of r*T elements first makes its inner loop r times longer."""
+    m, t = rows.shape
+    r = _ROW_BLOCK // t
+    full = m - m % r
+    total = rows[:full].reshape(full // r, r * t).sum(axis=0).reshape(r, t).sum(axis=0)
+    return total + rows[full:].sum(axis=0) if full < m else total
 
 
 class Max(Function):
@@ -522,16 +545,29 @@ class Fold(Function):
                 tiles = np.pad(tiles, ((0, 0), (0, h - oh * kh), (0, w - ow * kw), (0, 0)))
             return tiles.transpose(0, 3, 1, 2)
         out = np.zeros((n, h, w, c), dtype=g.dtype)  # channels-last, like the windows
-        for p in range(kh):
-            for q in range(kw):
-                rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
-                cols = slice(q * dw, q * dw + sw * (ow - 1) + 1, sw)
-                out[:, rows, cols, :] += g[:, :, :, p, q, :]
+        # Each slice-add below reads one kernel offset of g. In g's own layout that is runs of only
+        # C elements; copying a few images' windows at a time offset-major first (a block that
+        # stays in cache) makes every slice-add read one contiguous block instead.
+        offset_major = c * g.itemsize < _LONG_RUN_BYTES
+        chunk = max(1, _FOLD_BLOCK_BYTES // max(1, g[:1].nbytes)) if offset_major else n
+        for start in range(0, n, chunk):
+            part = g[start:start + chunk].transpose(3, 4, 0, 1, 2, 5)  # (kh, kw, n', OH, OW, C)
+            part = np.ascontiguousarray(part) if offset_major else part
+            dst = out[start:start + chunk]
+            for p in range(kh):
+                for q in range(kw):
+                    rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
+                    cols = slice(q * dw, q * dw + sw * (ow - 1) + 1, sw)
+                    dst[:, rows, cols, :] += part[p, q]
         return out.transpose(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         return Unfold.apply(g, *ctx.args)
+
+
+_LONG_RUN_BYTES = 256  # contiguous runs at least this long copy and add at close to full speed
+_FOLD_BLOCK_BYTES = 2 << 20  # window gradients Fold rearranges at a time: well inside a core's L2
 
 
 # --------------------------------------------------------------------------- softmax

@@ -1,0 +1,85 @@
+"""The speed-only paths inside primitives compute exactly what the plain paths compute.
+
+Some primitives pick a faster NumPy formulation by shape or memory layout (see
+docs/performance.md). The property tests elsewhere draw small arrays, which mostly take the plain
+path; here every fast path is forced on arrays that take it, and compared with a plain NumPy
+computation of the same thing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygrad_cnn.functional as F
+from tinygrad_cnn import Tensor
+from tinygrad_cnn import primitives as P
+from tinygrad_cnn.testing import gradcheck
+
+
+@given(rows=st.integers(1, 5000), width=st.sampled_from([1, 3, 16, 100, 256]),
+       dtype=st.sampled_from([np.float32, np.float64]), keepdims=st.booleans())
+@settings(max_examples=30, deadline=None)
+def test_sum_over_many_short_rows(rows, width, dtype, keepdims):
+    """A bias gradient's shape: (M, T) summed over M, with a remainder of rows after the blocks."""
+    x = np.random.default_rng(rows).standard_normal((rows, width)).astype(dtype)
+    got = F.sum(Tensor(x), axis=0, keepdims=keepdims).data
+    want = x.astype(np.float64).sum(axis=0, keepdims=keepdims)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3 if dtype == np.float32 else 1e-10)
+
+
+def test_sum_over_leading_axes_of_an_image_batch():
+    x = np.random.default_rng(0).standard_normal((64, 24, 24, 8)).astype(np.float32)
+    got = F.sum(Tensor(x), axis=(0, 1, 2)).data
+    np.testing.assert_allclose(got, x.astype(np.float64).sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-3)
+    assert P._sums_rows_slowly(x, 3)  # the case above took the fast path
+
+
+def _naive_fold(g, x_shape, kernel, stride, dilation):
+    """Fold by np.add.at over every window element: slow, obviously right."""
+    n, c, h, w = x_shape
+    out = np.zeros((n, c, h, w), dtype=g.dtype)
+    _, oh, ow, kh, kw, _ = g.shape
+    for p in range(kh):
+        for q in range(kw):
+            rows = p * dilation[0] + stride[0] * np.arange(oh)
+            cols = q * dilation[1] + stride[1] * np.arange(ow)
+            np.add.at(out, (slice(None), slice(None), rows[:, None], cols[None, :]),
+                      g[:, :, :, p, q, :].transpose(0, 3, 1, 2))
+    return out
+
+
+@pytest.mark.parametrize("block_bytes", [1, 5000, P._FOLD_BLOCK_BYTES])
+@pytest.mark.parametrize("channels", [1, 3, 16, 80])
+def test_fold_in_blocks_of_images(monkeypatch, block_bytes, channels):
+    """Fold copies a few images' window gradients at a time offset-major; any block size agrees."""
+    monkeypatch.setattr(P, "_FOLD_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(channels)
+    x_shape, kernel, stride, dilation = (7, channels, 9, 8), (3, 2), (1, 2), (2, 1)
+    oh = (9 - 2 * 2 - 1) // 1 + 1
+    ow = (8 - 1 * 1 - 1) // 2 + 1
+    g = rng.standard_normal((7, oh, ow, 3, 2, channels)).astype(np.float32)
+    got = P.Fold.apply(Tensor(g), x_shape, kernel, stride, dilation).data
+    np.testing.assert_allclose(got, _naive_fold(g, x_shape, kernel, stride, dilation), rtol=1e-6, atol=1e-5)
+
+
+def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
+    """A wide one-channel image takes the column-major im2col copy; forward and gradients stay right."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 1, 6, 30)), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
+    b = Tensor(rng.standard_normal(3), requires_grad=True)
+    patches = F.unfold(x, 3)
+    data = patches.data
+    assert F._contiguous_run(data.transpose(3, 4, 5, 0, 1, 2).shape, data.transpose(3, 4, 5, 0, 1, 2).strides, 8) \
+        > 2 * F._contiguous_run(data.shape, data.strides, 8)
+    out = F.conv2d(x, w, b)
+    want = np.zeros((2, 3, 4, 28))
+    for i in range(4):
+        for j in range(28):
+            want[:, :, i, j] = np.einsum("nchw,ochw->no", x.data[:, :, i:i + 3, j:j + 3], w.data) + b.data
+    np.testing.assert_allclose(out.data, want, rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
