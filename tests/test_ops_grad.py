@@ -455,6 +455,17 @@ def test_matmul_second_order(shapes_, data):
     assert gradgradcheck(lambda x, y: (x @ y) * (x @ y), a, b)
 
 
+@given(data=st.data(), n=DIM, k=DIM, m=DIM, c_shape=st.sampled_from(["row", "1xm", "nxm", "scalar"]))
+def test_matmul_add(data, n, k, m, c_shape):
+    """The fused primitive behind linear and conv2d with a bias: y = a @ b + c, c broadcast to y."""
+    a, b = data.draw(tensors((n, k))), data.draw(tensors((k, m)))
+    c = data.draw(tensors({"row": (m,), "1xm": (1, m), "nxm": (n, m), "scalar": ()}[c_shape]))
+    fused = tg.primitives.MatMulAdd.apply
+    np.testing.assert_allclose(fused(a, b, c).data, a.data @ b.data + c.data, rtol=1e-12, atol=1e-12)
+    assert gradcheck(fused, a, b, c)
+    assert gradgradcheck(lambda x, y, z: fused(x, y, z) * fused(x, y, z), a, b, c)
+
+
 @given(data=st.data(), lead=shapes(max_dims=2, max_side=3), n_in=DIM, n_out=DIM, bias=st.booleans())
 def test_linear(data, lead, n_in, n_out, bias):
     x = data.draw(tensors(lead + (n_in,)))

@@ -505,9 +505,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             raise TypeError(f"linear: {name} dtype {t.dtype} differs from weight dtype {weight.dtype}; "
                             "convert with .astype()")
     flat = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
-    out = matmul(flat, weight.T)
-    if bias is not None:
-        out = out + bias
+    out = matmul(flat, weight.T) if bias is None else P.MatMulAdd.apply(flat, weight.T, bias)
     return reshape(out, x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
 
 
@@ -584,9 +582,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     patches = unfold(x, (kh, kw), s, p, d)  # (N, OH, OW, kh, kw, C)
     cols = _im2col(patches, n * oh * ow, kh * kw * c)
     w_cols = reshape(transpose(weight, 0, 2, 3, 1), (c_out, kh * kw * c))  # same (kh, kw, C) order
-    out = matmul(cols, w_cols.T)  # (N*OH*OW, C_out)
-    if bias is not None:
-        out = out + bias
+    out = matmul(cols, w_cols.T) if bias is None else P.MatMulAdd.apply(cols, w_cols.T, bias)  # (N*OH*OW, C_out)
     # A channels-last result seen as NCHW: the next layer's windows read it without a transpose copy.
     return transpose(reshape(out, (n, oh, ow, c_out)), 0, 3, 1, 2)
 

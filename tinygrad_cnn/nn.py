@@ -16,6 +16,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import check_writable, no_grad
+from .parallel import map_batches
 from .random import default_generator
 from .tensor import Tensor
 
@@ -129,6 +130,21 @@ class Module:
         return self.train(False)
 
     # ------------------------------------------------------------------ state
+    def predict(self, x: Tensor | np.ndarray, batch_size: int = 128, workers: int | None = None) -> Tensor:
+        """The model's outputs for a batch ``x``, computed for inference, like Keras's ``predict``.
+
+        Eval mode (restored afterwards), no graph, and the batch run in pieces of ``batch_size``
+        samples spread over ``workers`` threads (default: one per core), which on a CPU is much
+        faster than one ``model(x)`` over a large batch (see :func:`tinygrad_cnn.parallel.map_batches`).
+        The values are those of ``model.eval(); model(x)`` under ``no_grad``, up to float rounding.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            return map_batches(self, x, batch_size, workers)
+        finally:
+            self.train(was_training)
+
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter's array, keyed by dotted name."""
         return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())

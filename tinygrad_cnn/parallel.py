@@ -1,4 +1,4 @@
-"""Use several CPU cores for one training step: split the batch, one shard per thread.
+"""Use several CPU cores: split a batch, one shard per thread, for a training step or for inference.
 
 NumPy releases the GIL inside its copies, ufuncs and BLAS calls, so the forward and backward
 passes of two half-batches really run side by side on two cores. Each thread records its own tape
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import grad
+from .autograd import grad, no_grad
 from .tensor import Tensor
 
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -145,3 +145,46 @@ def backward(
         p.grad = total if p.grad is None else p.grad + total
     loss = sum(w * r[0] for w, r in zip(weights, results))
     return float(loss), [r[1] for r in results]
+
+
+def map_batches(
+    fn: Callable[[Tensor], Tensor | np.ndarray],
+    x: Tensor | np.ndarray,
+    batch_size: int = 128,
+    workers: int | None = None,
+) -> Tensor:
+    """``fn`` applied to consecutive slices of ``batch_size`` samples of ``x`` (axis 0), the outputs
+    concatenated: inference in cache-sized pieces, spread over ``workers`` threads (default: one per core).
+
+    Runs without recording a graph. ``fn`` must treat samples independently (every layer of
+    :mod:`tinygrad_cnn.nn` does in eval mode) and return one output per sample along axis 0.
+    Why pieces: on a CPU, a whole large batch's activations do not fit in the cache, and every op
+    then streams them from memory; LeNet-ish on 1,000 MNIST digits ran 1.7x faster in pieces of
+    128 than in one piece, on one core (docs/performance.md).
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"map_batches: batch_size must be a positive int, got {batch_size!r}")
+    workers = default_workers() if workers is None else workers
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"map_batches: workers must be a positive int, got {workers!r}")
+    data = x.data if isinstance(x, Tensor) else np.asarray(x)
+    if data.ndim == 0:
+        raise ValueError("map_batches: x must have a batch axis, got a 0-d array")
+    starts = list(range(0, len(data), batch_size)) or [0]
+
+    def run(start: int) -> np.ndarray:
+        piece = data[start:start + batch_size]
+        with no_grad():
+            out = fn(Tensor(piece))
+        out = out.data if isinstance(out, Tensor) else np.asarray(out)
+        if out.ndim == 0 or len(out) != len(piece):
+            raise ValueError(f"map_batches: fn returned shape {out.shape} for a batch of {len(piece)}; "
+                             "it must return one output per sample along axis 0")
+        return out
+
+    if workers == 1 or len(starts) == 1:
+        outputs = [run(start) for start in starts]
+    else:
+        with single_threaded_blas():
+            outputs = list(_pool(min(workers, len(starts))).map(run, starts))
+    return Tensor(np.concatenate(outputs))

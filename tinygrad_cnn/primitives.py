@@ -497,6 +497,31 @@ class MatMul(Function):
         return ga, gb
 
 
+class MatMulAdd(Function):
+    """y = a @ b + c for 2-D a, b and a c that broadcasts to y's shape (a bias row).
+    da = g @ b^T,  db = a^T @ g,  dc = g summed back to c's shape.
+
+    MatMul then Add, with the bias added into the GEMM's fresh output in place: one pass fewer
+    over y than two primitives (a layer's output is the largest array of its forward pass).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        ctx.c_shape = c.shape
+        y = a @ b
+        y += c
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        a, b = ctx.saved_tensors
+        need_a, need_b, need_c = ctx.needs_input_grad
+        ga = MatMul.apply(g, b.mT) if need_a else None
+        gb = MatMul.apply(a.mT, g) if need_b else None
+        return ga, gb, (sum_to(g, ctx.c_shape) if need_c else None)
+
+
 # --------------------------------------------------------------------------- sliding windows
 
 
