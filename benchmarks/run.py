@@ -159,13 +159,22 @@ def check_agreement(spec: list, batch: int, steps: int = 5) -> tuple[float, floa
     return loss_ours, loss_theirs
 
 
+SETTLE = 0.3  # seconds between contenders (see round_robin)
+
+
 def round_robin(contenders: dict[str, Callable[[], None]], rounds: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each contender, measured in alternation."""
+    """Median seconds per call of each contender, measured in alternation.
+
+    Each measurement starts after a pause and one untimed call: after a multi-threaded GEMM,
+    OpenBLAS's worker threads keep spinning on a core for about 0.1 s (PyTorch's OpenMP workers
+    briefly too), which would slow down whichever contender runs next; and a contender's own
+    first call after the pause wakes its sleeping threads.
+    """
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for fn in contenders.values():  # warm-up
-        fn()
     for _ in range(rounds):
         for name, fn in contenders.items():
+            time.sleep(SETTLE)
+            fn()
             t = time.perf_counter()
             for _ in range(repeats):
                 fn()
@@ -195,7 +204,7 @@ def bench_models(rounds: int) -> list[dict]:
             infer["pytorch"] = lambda m=theirs, txi=txi: torch_infer(m, txi)
             infer["pytorch pieces"] = lambda m=theirs, txi=txi: torch_infer_pieces(m, txi)
         for mode, contenders, n in (("train", train, batch), ("inference", infer, INFERENCE_BATCH)):
-            med = round_robin(contenders, rounds, repeats=3)
+            med = round_robin(contenders, rounds, repeats=10)  # consecutive steps, as in training
             for label in [k for k in contenders if not k.startswith("pytorch")]:
                 row = {"benchmark": f"{name} {mode} (batch {n}){label[len('tinygrad_cnn'):]}", "unit": "img/s",
                        "tinygrad_cnn": n / med[label]}

@@ -20,8 +20,9 @@ def model_and_batch(n: int, dtype=np.float64):
     return model, rng.standard_normal((n, 1, 8, 8)).astype(dtype), rng.integers(0, 4, n)
 
 
-@pytest.mark.parametrize("n,workers", [(8, 2), (7, 2), (5, 3), (6, 1), (2, 4)])
-def test_sharded_gradients_equal_full_batch(n, workers):
+@pytest.mark.parametrize("n,workers,shard_size", [(8, 2, None), (7, 2, None), (5, 3, None), (6, 1, None), (2, 4, None),
+                                                  (8, 2, 3), (9, 1, 2), (7, 3, 1), (4, 2, 100)])
+def test_sharded_gradients_equal_full_batch(n, workers, shard_size):
     model, x, y = model_and_batch(n)
     loss = F.cross_entropy(model(tg.Tensor(x)), y)
     loss.backward()
@@ -32,7 +33,9 @@ def test_sharded_gradients_equal_full_batch(n, workers):
         logits = model(tg.Tensor(xs))
         return F.cross_entropy(logits, ys), logits.data
 
-    value, extras = parallel.backward(fn, model.parameters(), x, y, workers=workers)
+    value, extras = parallel.backward(fn, model.parameters(), x, y, workers=workers, shard_size=shard_size)
+    if shard_size is not None:
+        assert len(extras) == min(n, max(workers, -(-n // shard_size)))  # shards of at most shard_size
     assert value == pytest.approx(loss.item(), rel=1e-12)
     for p, g in zip(model.parameters(), expected):
         assert p.grad.dtype == p.dtype
@@ -63,6 +66,9 @@ def test_bad_arguments():
         parallel.backward(fn, model.parameters(), x, y[:3])
     with pytest.raises(ValueError, match="workers"):
         parallel.backward(fn, model.parameters(), x, y, workers=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="shard_size"):
+            parallel.backward(fn, model.parameters(), x, y, shard_size=bad)
     with pytest.raises(ValueError, match="scalar loss"):
         parallel.backward(lambda xs, ys: model(tg.Tensor(xs)), model.parameters(), x, y, workers=2)
 

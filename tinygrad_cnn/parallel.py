@@ -106,14 +106,17 @@ def backward(
     params: Sequence[Tensor],
     *arrays: np.ndarray,
     workers: int | None = None,
+    shard_size: int | None = None,
 ) -> tuple[float, list[Any]]:
     """Accumulate into ``p.grad`` the gradient of ``fn`` over the whole batch, computed in shards.
 
     ``fn(*shards)`` gets the same slice (along axis 0) of every array and returns a mean-reduced
     scalar loss Tensor, or ``(loss, extra)``. The shards are computed in ``workers`` threads
-    (default: one per core). Returns the batch's loss (the size-weighted mean of the shards')
-    and the list of ``extra`` values, one per shard in batch order (e.g. logits, to count correct
-    predictions).
+    (default: one per core). There is one shard per worker, or, with ``shard_size``, as many
+    equal shards of at most that many samples as it takes (more shards than workers: each
+    thread runs several in turn, and a smaller shard's activations stay in the cache). Returns
+    the batch's loss (the size-weighted mean of the shards') and the list of ``extra`` values,
+    one per shard in batch order (e.g. logits, to count correct predictions).
     """
     if not arrays:
         raise ValueError("parallel.backward: needs at least one array to split")
@@ -123,7 +126,11 @@ def backward(
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"parallel.backward: workers must be >= 1, got {workers}")
-    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+    if shard_size is not None and (not isinstance(shard_size, (int, np.integer)) or isinstance(shard_size, bool)
+                                   or shard_size < 1):
+        raise ValueError(f"parallel.backward: shard_size must be a positive int, got {shard_size!r}")
+    count = workers if shard_size is None else max(workers, -(-n // shard_size))
+    bounds = np.linspace(0, n, min(count, n) + 1).astype(int)
     shards = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
     def run(shard: tuple[np.ndarray, ...]) -> tuple[float, Any, tuple[Tensor, ...]]:
@@ -133,11 +140,11 @@ def backward(
             raise ValueError("parallel.backward: fn must return a scalar loss Tensor (or (loss, extra))")
         return loss.item(), extra, grad(loss, params, allow_unused=True)
 
-    if len(shards) == 1:
-        results = [run(shards[0])]
+    if workers == 1 or len(shards) == 1:
+        results = [run(shard) for shard in shards]
     else:
         with single_threaded_blas():
-            results = list(_pool(len(shards)).map(run, shards))
+            results = list(_pool(min(workers, len(shards))).map(run, shards))
     weights = [len(s[0]) / n for s in shards]
     for i, p in enumerate(params):
         total = sum(w * r[2][i].data for w, r in zip(weights, results))
