@@ -148,7 +148,7 @@ def test_norms_of_a_cnn_loss_are_all_recorded():
     loss = F.cross_entropy(model(x), np.array([0, 2]))  # x requires grad: its padding is recorded too
     t = loss.tape(names=model.named_parameters())
     loss.backward()
-    assert {"Pad", "Unfold", "MatMulAdd", "Max", "LogSoftmax"} <= set(t.ops)
+    assert {"Pad", "Unfold", "WindowMatMul", "MatMulAdd", "Max", "LogSoftmax"} <= set(t.ops)
     assert all(n.grad_norm is not None and np.isfinite(n.grad_norm) for n in t)
     assert all(lf.grad_norm is not None for lf in t.leaves if lf.requires_grad)
 

@@ -466,6 +466,20 @@ def test_matmul_add(data, n, k, m, c_shape):
     assert gradgradcheck(lambda x, y, z: fused(x, y, z) * fused(x, y, z), a, b, c)
 
 
+@given(data=st.data(), n=DIM, oh=DIM, ow=DIM, kh=DIM, kw=DIM, c=DIM, c_out=DIM, bias=st.booleans())
+def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias):
+    """The primitive behind conv2d, on arbitrary (not only sliding-window) arrays of its shapes."""
+    windows = data.draw(tensors((n, oh, ow, kh, kw, c)))
+    w = data.draw(tensors((kh, kw, c, c_out)))
+    b = data.draw(tensors((c_out,))) if bias else None
+    op = tg.primitives.WindowMatMul.apply
+    want = np.tensordot(windows.data, w.data, axes=3) + (0 if b is None else b.data)
+    np.testing.assert_allclose(op(windows, w, b).data, want, rtol=1e-12, atol=1e-12)
+    inputs = (windows, w) if b is None else (windows, w, b)
+    assert gradcheck(lambda *t: op(t[0], t[1], t[2] if bias else None), *inputs)
+    assert gradgradcheck(lambda *t: op(t[0], t[1], t[2] if bias else None) ** 2, *inputs)
+
+
 @given(data=st.data(), lead=shapes(max_dims=2, max_side=3), n_in=DIM, n_out=DIM, bias=st.booleans())
 def test_linear(data, lead, n_in, n_out, bias):
     x = data.draw(tensors(lead + (n_in,)))

@@ -555,15 +555,15 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     """2-D convolution (cross-correlation, as PyTorch).
 
     x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) -> (N, C_out, OH, OW),
-    OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. Computed as unfold + one GEMM, so the backward
-    is the GEMM's transpose and a fold.
+    OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. Computed as unfold and a windowed matrix product
+    (im2col + one GEMM), so the backward is the product's two transposes and a fold.
     """
     x, weight = _tensor("conv2d", x), _tensor("conv2d", weight, "weight")
     bias = None if bias is None else _tensor("conv2d", bias, "bias")
     _check_image("conv2d", x)
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, kh, kw), got shape {weight.shape}")
-    n, c, _, _ = x.shape
+    c = x.shape[1]
     c_out, c_in, kh, kw = weight.shape
     if c != c_in:
         raise ValueError(f"conv2d: input has {c} channels (shape {x.shape}) but weight {weight.shape} "
@@ -578,42 +578,11 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
         raise ValueError(f"conv2d: weight {weight.shape} has an empty kernel ({kh}x{kw}); kernels must be at least 1x1")
     s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
         "conv2d", "dilation", dilation, 1)
-    oh, ow = _out_size("conv2d", x.shape, (kh, kw), s, p, d)
+    _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
     patches = unfold(x, (kh, kw), s, p, d)  # (N, OH, OW, kh, kw, C)
-    cols = _im2col(patches, n * oh * ow, kh * kw * c)
-    w_cols = reshape(transpose(weight, 0, 2, 3, 1), (c_out, kh * kw * c))  # same (kh, kw, C) order
-    out = matmul(cols, w_cols.T) if bias is None else P.MatMulAdd.apply(cols, w_cols.T, bias)  # (N*OH*OW, C_out)
+    out = P.WindowMatMul.apply(patches, transpose(weight, 2, 3, 1, 0), bias)  # (N, OH, OW, C_out)
     # A channels-last result seen as NCHW: the next layer's windows read it without a transpose copy.
-    return transpose(reshape(out, (n, oh, ow, c_out)), 0, 3, 1, 2)
-
-
-def _im2col(patches: Tensor, rows: int, cols: int) -> Tensor:
-    """The (N*OH*OW, kh*kw*C) im2col matrix of windows (N, OH, OW, kh, kw, C): the one copy of conv2d.
-
-    Row-major, the copy reads each window's channels, a contiguous run of C (times kw when the
-    image is channels-last). With few channels (an input layer) that run is short, and copying
-    the matrix column-major, which reads runs along the image's rows, is several times faster.
-    The GEMM takes either memory order.
-    """
-    data, item = patches.data, patches.dtype.itemsize
-    by_window = _contiguous_run(data.shape, data.strides, item)
-    kernel_major = data.transpose(3, 4, 5, 0, 1, 2)
-    by_kernel_offset = _contiguous_run(kernel_major.shape, kernel_major.strides, item)
-    if by_kernel_offset <= 2 * by_window:
-        return reshape(patches, (rows, cols))
-    return transpose(reshape(transpose(patches, 3, 4, 5, 0, 1, 2), (cols, rows)))
-
-
-def _contiguous_run(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> int:
-    """How many elements a row-major read of this strided array takes in one contiguous run."""
-    run = 1
-    for n, stride in zip(reversed(shape), reversed(strides)):
-        if n == 1:
-            continue
-        if stride != run * itemsize:
-            break
-        run *= n
-    return run
+    return transpose(out, 0, 3, 1, 2)
 
 
 def _pool_windows(op: str, x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,

@@ -522,6 +522,78 @@ class MatMulAdd(Function):
         return ga, gb, (sum_to(g, ctx.c_shape) if need_c else None)
 
 
+class WindowMatMul(Function):
+    """The product of sliding windows with a weight, the core of conv2d (a tensordot over the window axes).
+
+    windows (N, OH, OW, kh, kw, C), as :class:`Unfold` gives them, w (kh, kw, C, C_out), b (C_out,)
+    or None -> y (N, OH, OW, C_out),  y[n,i,j,o] = sum over p,q,c of windows[n,i,j,p,q,c] * w[p,q,c,o] + b[o].
+    Forward: the windows copied once into the im2col matrix (N*OH*OW, kh*kw*C), one GEMM, the bias
+    added into its output in place.
+    dwindows = g (x) w^T, one small GEMM per kernel offset (a batched MatMul), so each offset's
+    gradient is a contiguous block: what :class:`Fold` reads fastest.   dw = im2col^T @ g.
+    db = g summed over (N, OH, OW).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, windows: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        n, oh, ow, kh, kw, c = windows.shape
+        c_out = w.shape[-1]
+        cols = _im2col(windows)
+        ctx.save_for_backward(windows, w)
+        ctx.cols = cols  # the plain backward's weight gradient reads it instead of copying again
+        y = cols @ w.reshape(kh * kw * c, c_out)
+        if b is not None:
+            y += b
+        return y.reshape(n, oh, ow, c_out)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        windows, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        n, oh, ow, kh, kw, c = windows.shape
+        rows, c_out = n * oh * ow, w.shape[-1]
+        g_rows = g.reshape(rows, c_out)
+        gx = gw = gb = None
+        if need_x:
+            per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
+            gx = MatMul.apply(g_rows.reshape(1, rows, c_out), per_offset)  # (kh*kw, rows, C)
+            gx = gx.reshape(kh, kw, n, oh, ow, c).transpose(2, 3, 4, 0, 1, 5)
+        if need_w:
+            # create_graph: the im2col matrix as a function of the windows, so dw stays differentiable
+            cols = windows.reshape(rows, kh * kw * c) if is_grad_enabled() else Tensor(ctx.cols)
+            gw = MatMul.apply(cols.mT, g_rows).reshape(kh, kw, c, c_out)
+        if need_b:
+            gb = Sum.apply(g_rows, (0,), False)
+        return gx, gw, gb
+
+
+def _im2col(windows: np.ndarray) -> np.ndarray:
+    """The (N*OH*OW, kh*kw*C) im2col matrix of windows (N, OH, OW, kh, kw, C): conv2d's one copy.
+
+    Row-major, the copy reads each window's channels, a contiguous run of C (times kw when the
+    image is channels-last). With few channels (an input layer) that run is short, and copying
+    the matrix column-major, which reads runs along the image's rows, is several times faster.
+    The GEMM takes either memory order.
+    """
+    n, oh, ow, kh, kw, c = windows.shape
+    kernel_major = windows.transpose(3, 4, 5, 0, 1, 2)
+    if _contiguous_run(kernel_major) <= 2 * _contiguous_run(windows):
+        return windows.reshape(n * oh * ow, kh * kw * c)
+    return kernel_major.reshape(kh * kw * c, n * oh * ow).T
+
+
+def _contiguous_run(x: np.ndarray) -> int:
+    """How many elements a row-major read of x takes in one contiguous run."""
+    run = 1
+    for size, stride in zip(reversed(x.shape), reversed(x.strides)):
+        if size == 1:
+            continue
+        if stride != run * x.itemsize:
+            break
+        run *= size
+    return run
+
+
 # --------------------------------------------------------------------------- sliding windows
 
 
@@ -570,14 +642,15 @@ class Fold(Function):
                 tiles = np.pad(tiles, ((0, 0), (0, h - oh * kh), (0, w - ow * kw), (0, 0)))
             return tiles.transpose(0, 3, 1, 2)
         out = np.zeros((n, h, w, c), dtype=g.dtype)  # channels-last, like the windows
-        # Each slice-add below reads one kernel offset of g. In g's own layout that is runs of only
-        # C elements; copying a few images' windows at a time offset-major first (a block that
-        # stays in cache) makes every slice-add read one contiguous block instead.
-        offset_major = c * g.itemsize < _LONG_RUN_BYTES
-        chunk = max(1, _FOLD_BLOCK_BYTES // max(1, g[:1].nbytes)) if offset_major else n
+        # Each slice-add below reads one kernel offset of g. Unless g is laid out offset-major
+        # already (as WindowMatMul's gradient is), that is runs of only C elements; copying a few
+        # images' windows at a time offset-major first (a block that stays in cache) makes every
+        # slice-add read one contiguous block instead.
+        rearrange = c * g.itemsize < _LONG_RUN_BYTES and not g.transpose(3, 4, 0, 1, 2, 5).flags.c_contiguous
+        chunk = max(1, _FOLD_BLOCK_BYTES // max(1, g[:1].nbytes) if rearrange else n)
         for start in range(0, n, chunk):
             part = g[start:start + chunk].transpose(3, 4, 0, 1, 2, 5)  # (kh, kw, n', OH, OW, C)
-            part = np.ascontiguousarray(part) if offset_major else part
+            part = np.ascontiguousarray(part) if rearrange else part
             dst = out[start:start + chunk]
             for p in range(kh):
                 for q in range(kw):
