@@ -105,6 +105,10 @@ def test_predict_restores_the_mode_when_the_model_fails():
     model.eval()
     model.predict(np.zeros((3, 4), np.float32))
     assert not model.training
+    model.train()
+    model[1].eval()  # a mixed mode comes back as it was
+    model.predict(np.zeros((3, 4), np.float32))
+    assert model.training and model[0].training and not model[1].training
 
 
 def test_map_batches_checks_its_arguments_and_outputs():

@@ -129,22 +129,24 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ inference
     def predict(self, x: Tensor | np.ndarray, batch_size: int = 128, workers: int | None = None) -> Tensor:
         """The model's outputs for a batch ``x``, computed for inference, like Keras's ``predict``.
 
-        Eval mode (restored afterwards), no graph, and the batch run in pieces of ``batch_size``
+        Eval mode (every submodule's mode is restored afterwards), no graph, and the batch run in pieces of ``batch_size``
         samples spread over ``workers`` threads (default: one per core), which on a CPU is much
         faster than one ``model(x)`` over a large batch (see :func:`tinygrad_cnn.parallel.map_batches`).
         The values are those of ``model.eval(); model(x)`` under ``no_grad``, up to float rounding.
         """
-        was_training = self.training
+        modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
             return map_batches(self, x, batch_size, workers)
         finally:
-            self.train(was_training)
+            for m, training in modes:  # each submodule's own mode, even a mixed one
+                m.training = training
 
+    # ------------------------------------------------------------------ state
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter's array, keyed by dotted name."""
         return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())

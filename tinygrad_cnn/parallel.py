@@ -95,6 +95,12 @@ def single_threaded_blas() -> Iterator[None]:
         _blas.set(previous)
 
 
+def _positive_int(op: str, name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="tinygrad_cnn")
@@ -123,12 +129,9 @@ def backward(
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f"parallel.backward: arrays of different lengths {[len(a) for a in arrays]}")
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"parallel.backward: workers must be >= 1, got {workers}")
-    if shard_size is not None and (not isinstance(shard_size, (int, np.integer)) or isinstance(shard_size, bool)
-                                   or shard_size < 1):
-        raise ValueError(f"parallel.backward: shard_size must be a positive int, got {shard_size!r}")
+    workers = _positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
+    if shard_size is not None:
+        _positive_int("parallel.backward", "shard_size", shard_size)
     count = workers if shard_size is None else max(workers, -(-n // shard_size))
     bounds = np.linspace(0, n, min(count, n) + 1).astype(int)
     shards = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
@@ -169,11 +172,8 @@ def map_batches(
     then streams them from memory; LeNet-ish on 1,000 MNIST digits ran 1.7x faster in pieces of
     128 than in one piece, on one core (docs/performance.md).
     """
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"map_batches: batch_size must be a positive int, got {batch_size!r}")
-    workers = default_workers() if workers is None else workers
-    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"map_batches: workers must be a positive int, got {workers!r}")
+    _positive_int("map_batches", "batch_size", batch_size)
+    workers = _positive_int("map_batches", "workers", default_workers() if workers is None else workers)
     data = x.data if isinstance(x, Tensor) else np.asarray(x)
     if data.ndim == 0:
         raise ValueError("map_batches: x must have a batch axis, got a 0-d array")
