@@ -127,6 +127,15 @@ def ours_train_step_parallel(model: nn.Module, x: np.ndarray, y: np.ndarray, wor
     return loss
 
 
+def ours_train_step_pool(model: nn.Module, pool: parallel.WorkerPool, x: np.ndarray, y: np.ndarray) -> float:
+    model.zero_grad()
+    loss, _ = pool.backward(x, y)
+    with tg.no_grad():
+        for p in model.parameters():
+            p.data -= np.float32(LR) * p.grad
+    return loss
+
+
 def ours_infer(model: nn.Module, x: np.ndarray) -> None:
     with tg.no_grad():
         model(tg.Tensor(x))
@@ -193,8 +202,13 @@ def bench_models(rounds: int) -> list[dict]:
         x, y = data(batch)
         xi, _ = data(INFERENCE_BATCH)
         train = {"tinygrad_cnn": lambda m=ours, x=x, y=y: ours_train_step(m, x, y)}
+        pool = None
         if WORKERS > 1:
             train[f"tinygrad_cnn x{WORKERS}"] = lambda m=ours, x=x, y=y: ours_train_step_parallel(m, x, y, WORKERS)
+            pool = parallel.WorkerPool(lambda xs, ys, m=ours: F.cross_entropy(m(tg.Tensor(xs)), ys),
+                                       ours.parameters(), workers=WORKERS)
+            train[f"tinygrad_cnn x{WORKERS} processes"] = (
+                lambda m=ours, pool=pool, x=x, y=y: ours_train_step_pool(m, pool, x, y))
         infer = {"tinygrad_cnn": lambda m=ours, x=xi: ours_infer(m, x),
                  "tinygrad_cnn predict": lambda m=ours, x=xi: ours_predict(m, x)}
         if torch:
@@ -217,6 +231,8 @@ def bench_models(rounds: int) -> list[dict]:
                 if mode == "train":
                     row["loss_check"] = {"ours": loss_ours, "pytorch": loss_theirs}
                 rows.append(row)
+        if pool is not None:
+            pool.close()
     return rows
 
 
@@ -326,7 +342,8 @@ def main() -> None:
     parser.add_argument("--skip-ops", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--workers", type=int, default=parallel.default_workers(),
-                        help="also measure training with the batch split over this many threads (1: off)")
+                        help="also measure training with the batch split over this many threads, and over "
+                             "this many worker processes (1: off)")
     parser.add_argument("--no-tune", action="store_true", help="skip tinygrad_cnn.memory.tune_allocator()")
     parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()

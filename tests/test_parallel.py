@@ -124,3 +124,73 @@ def test_map_batches_checks_its_arguments_and_outputs():
         parallel.map_batches(double, np.float64(1.0))
     with pytest.raises(ValueError, match=r"one output per sample"):
         parallel.map_batches(lambda t: t.sum(), np.zeros((4, 2)), batch_size=2)
+
+
+@pytest.mark.parametrize("n,workers,shard_size", [(8, 2, None), (7, 2, None), (9, 2, 2), (5, 1, None), (3, 4, None)])
+def test_worker_pool_gradients_equal_full_batch(n, workers, shard_size):
+    model, x, y = model_and_batch(n)
+
+    def fn(xs, ys):
+        logits = model(tg.Tensor(xs))
+        return F.cross_entropy(logits, ys), logits.data
+
+    with parallel.WorkerPool(fn, model.parameters(), workers=workers) as pool:
+        for _ in range(2):  # the second call sees the parameters as the first step left them
+            loss = F.cross_entropy(model(tg.Tensor(x)), y)
+            model.zero_grad()
+            loss.backward()
+            expected = [p.grad.copy() for p in model.parameters()]
+            model.zero_grad()
+            value, extras = pool.backward(x, y, shard_size=shard_size)
+            assert value == pytest.approx(loss.item(), rel=1e-12)
+            for p, g in zip(model.parameters(), expected):
+                assert p.grad.dtype == p.dtype
+                np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(np.concatenate(extras), model(tg.Tensor(x)).data)  # shards in batch order
+            for p in model.parameters():
+                p.data -= 0.1 * p.grad  # an optimizer step in this process
+
+
+def test_worker_pool_grows_its_buffers_and_reports_errors():
+    model, x, y = model_and_batch(6)
+
+    def fn(xs, ys):
+        if len(xs) == 1:
+            raise ValueError("a shard of one")
+        return F.cross_entropy(model(tg.Tensor(xs)), ys)
+
+    pool = parallel.WorkerPool(fn, model.parameters(), workers=2)
+    pool.backward(x[:4], y[:4])
+    model.zero_grad()
+    big_x, big_y = np.concatenate([x, x]), np.concatenate([y, y])
+    pool.backward(big_x, big_y)  # a larger batch than the first: new shared buffers
+    got = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    F.cross_entropy(model(tg.Tensor(big_x)), big_y).backward()
+    for p, g in zip(model.parameters(), got):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="a shard of one"):
+        pool.backward(x[:2], y[:2])
+    pool.backward(x, y)  # the workers survive an error in fn
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.backward(x, y)
+    with pytest.raises(ValueError, match="workers"):
+        parallel.WorkerPool(fn, model.parameters(), workers=0)
+
+
+def test_worker_pool_leaves_the_random_stream_alone_and_seeds_each_worker():
+    tg.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 2, dtype=np.float64))
+    state = tg.get_rng_state()
+    x, y = np.ones((8, 16)), np.zeros(8, np.int64)
+
+    def fn(xs, ys):
+        logits = model(tg.Tensor(xs))
+        return F.cross_entropy(logits, ys), logits.data
+
+    with parallel.WorkerPool(fn, model.parameters(), workers=2) as pool:
+        assert tg.get_rng_state() == state  # starting a pool draws nothing from the caller's stream
+        _, extras = pool.backward(x, y)
+    first, second = extras  # identical inputs: only the workers' dropout masks differ
+    assert not np.allclose(first, second)

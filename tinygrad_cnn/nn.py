@@ -133,9 +133,10 @@ class Module:
     def predict(self, x: Tensor | np.ndarray, batch_size: int = 128, workers: int | None = None) -> Tensor:
         """The model's outputs for a batch ``x``, computed for inference, like Keras's ``predict``.
 
-        Eval mode (every submodule's mode is restored afterwards), no graph, and the batch run in pieces of ``batch_size``
-        samples spread over ``workers`` threads (default: one per core), which on a CPU is much
-        faster than one ``model(x)`` over a large batch (see :func:`tinygrad_cnn.parallel.map_batches`).
+        Eval mode (every submodule's mode is restored afterwards), no graph, and the batch run in
+        pieces of ``batch_size`` samples spread over ``workers`` threads (default: one per core),
+        which on a CPU is much faster than one ``model(x)`` over a large batch (see
+        :func:`tinygrad_cnn.parallel.map_batches`).
         The values are those of ``model.eval(); model(x)`` under ``no_grad``, up to float rounding.
         """
         modes = [(m, m.training) for m in self.modules()]

@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
+import multiprocessing
 import os
+import pickle
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
 import numpy as np
 
 from .autograd import grad, no_grad
+from .random import default_generator, manual_seed
 from .tensor import Tensor
 
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -124,37 +130,262 @@ def backward(
     the batch's loss (the size-weighted mean of the shards') and the list of ``extra`` values,
     one per shard in batch order (e.g. logits, to count correct predictions).
     """
-    if not arrays:
-        raise ValueError("parallel.backward: needs at least one array to split")
-    n = len(arrays[0])
-    if any(len(a) != n for a in arrays):
-        raise ValueError(f"parallel.backward: arrays of different lengths {[len(a) for a in arrays]}")
     workers = _positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
-    if shard_size is not None:
-        _positive_int("parallel.backward", "shard_size", shard_size)
-    count = workers if shard_size is None else max(workers, -(-n // shard_size))
-    bounds = np.linspace(0, n, min(count, n) + 1).astype(int)
-    shards = [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    shards = _split("parallel.backward", arrays, workers, shard_size)
 
-    def run(shard: tuple[np.ndarray, ...]) -> tuple[float, Any, tuple[Tensor, ...]]:
-        out = fn(*shard)
-        loss, extra = out if isinstance(out, tuple) else (out, None)
-        if not isinstance(loss, Tensor) or loss.size != 1:
-            raise ValueError("parallel.backward: fn must return a scalar loss Tensor (or (loss, extra))")
-        return loss.item(), extra, grad(loss, params, allow_unused=True)
+    def run(shard: tuple[np.ndarray, ...]) -> _ShardResult:
+        return _shard_gradients("parallel.backward", fn, params, shard)
 
     if workers == 1 or len(shards) == 1:
         results = [run(shard) for shard in shards]
     else:
         with single_threaded_blas():
             results = list(_pool(min(workers, len(shards))).map(run, shards))
+    return _accumulate(params, shards, results)
+
+
+_ShardResult = tuple[float, Any, list[np.ndarray | None]]  # loss, extra, one gradient per parameter
+
+
+def _split(op: str, arrays: Sequence[np.ndarray], workers: int, shard_size: int | None) -> list[tuple[np.ndarray, ...]]:
+    """The batch cut along axis 0 into one shard per worker, or into shards of at most ``shard_size``."""
+    if not arrays:
+        raise ValueError(f"{op}: needs at least one array to split")
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"{op}: arrays of different lengths {[len(a) for a in arrays]}")
+    count = workers if shard_size is None else max(workers, -(-n // _positive_int(op, "shard_size", shard_size)))
+    bounds = np.linspace(0, n, min(count, n) + 1).astype(int)
+    return [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _shard_gradients(op: str, fn: Callable[..., Any], params: Sequence[Tensor],
+                     shard: tuple[np.ndarray, ...]) -> _ShardResult:
+    out = fn(*shard)
+    loss, extra = out if isinstance(out, tuple) else (out, None)
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        raise ValueError(f"{op}: fn must return a scalar loss Tensor (or (loss, extra))")
+    grads = grad(loss, params, allow_unused=True)
+    return loss.item(), extra, [None if g is None else g.data for g in grads]
+
+
+def _accumulate(params: Sequence[Tensor], shards: list[tuple[np.ndarray, ...]],
+                results: list[_ShardResult]) -> tuple[float, list[Any]]:
+    """Add the size-weighted sum of the shards' gradients into ``.grad``; the batch's loss and extras."""
+    n = sum(len(s[0]) for s in shards)
     weights = [len(s[0]) / n for s in shards]
     for i, p in enumerate(params):
-        total = sum(w * r[2][i].data for w, r in zip(weights, results))
-        total = np.asarray(total, dtype=p.dtype)
+        parts = [w * r[2][i] for w, r in zip(weights, results) if r[2][i] is not None]
+        if not parts:
+            continue
+        total = np.asarray(sum(parts), dtype=p.dtype)
         p.grad = total if p.grad is None else p.grad + total
     loss = sum(w * r[0] for w, r in zip(weights, results))
     return float(loss), [r[1] for r in results]
+
+
+class WorkerPool:
+    """:func:`backward` in worker processes instead of threads: the shards run without sharing a GIL.
+
+    Threads share Python's GIL, which the bookkeeping of every recorded op holds, so two threads
+    keep only about 1.6 of 2 cores busy; processes do not share it. ``fn`` and the model it uses
+    are copied into each worker when the pool starts (the workers are forked: this needs the
+    ``fork`` start method, i.e. Linux). Parameters, gradients and the batch travel through shared
+    memory: at every :meth:`backward` the current values of ``params`` are what the workers use,
+    so optimizer steps in this process are seen; anything else ``fn`` depends on stays as it was
+    when the pool started. Random ops in ``fn`` (dropout) draw from one generator per worker,
+    seeded from the library generator's state at the start (which is left as it was).
+
+        with parallel.WorkerPool(loss_fn, model.parameters(), workers=2) as pool:
+            for images, labels in loader:
+                optimizer.zero_grad()
+                loss, extras = pool.backward(images, labels)
+                optimizer.step()
+    """
+
+    def __init__(self, fn: Callable[..., Tensor | tuple[Tensor, Any]], params: Sequence[Tensor],
+                 workers: int | None = None) -> None:
+        if "fork" not in multiprocessing.get_all_start_methods():
+            raise RuntimeError("WorkerPool: needs the 'fork' start method (Linux); use parallel.backward, "
+                               "which uses threads, on this system")
+        self.params = list(params)
+        self.workers = _positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
+        # Shared before the fork, so the workers see the same memory: the parameter values they
+        # compute with, and one gradient buffer per worker.
+        self._values = [_shared_like(p.data) for p in self.params]
+        self._grads = [[_shared_like(p.data) for p in self.params] for _ in range(self.workers)]
+        self._inputs: list[list[shared_memory.SharedMemory]] = [[] for _ in range(self.workers)]
+        # Per-worker seeds derived from the library generator's state without drawing from it, so
+        # that starting a pool leaves the caller's random stream (shuffling, a resumed run) as it was.
+        state = default_generator().bit_generator.state["state"]["state"]
+        seeds = [np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0] >> 1
+                 for k in range(self.workers)]
+        resource_tracker.ensure_running()  # before the fork: the workers share it, and it frees no block of ours
+        context = multiprocessing.get_context("fork")
+        self._connections: list[Any] = []
+        self._processes: list[Any] = []
+        for k in range(self.workers):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_serve, name=f"tinygrad_cnn-worker-{k}", daemon=True,
+                                      args=(theirs, fn, self.params, self._values, self._grads[k], int(seeds[k])))
+            process.start()
+            theirs.close()
+            self._connections.append(mine)
+            self._processes.append(process)
+
+    def backward(self, *arrays: np.ndarray, shard_size: int | None = None) -> tuple[float, list[Any]]:
+        """As :func:`backward`: accumulate the batch's gradient into ``.grad``; return (loss, extras)."""
+        if not self._processes:
+            raise RuntimeError("WorkerPool.backward: the pool is closed")
+        shards = _split("WorkerPool.backward", arrays, self.workers, shard_size)
+        n = sum(len(s[0]) for s in shards)
+        for value, p in zip(self._values, self.params):
+            value[...] = p.data
+        # Worker k takes a contiguous run of shards, handed over as one slice of each array.
+        runs = [r for r in np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))]
+        start = 0
+        for k, run in enumerate(runs):
+            sizes = [len(shards[i][0]) for i in run]
+            stop = start + sum(sizes)
+            specs = [self._stage(k, j, np.ascontiguousarray(a[start:stop])) for j, a in enumerate(arrays)]
+            self._connections[k].send((specs, sizes, n))
+            start = stop
+        replies = [self._receive(k) for k in range(len(runs))]  # every reply, so none is left in a pipe
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        losses, extras = 0.0, []
+        for k, (loss, run_extras, has_grad) in enumerate(replies):
+            losses += loss
+            extras += run_extras
+            for i, p in enumerate(self.params):
+                if has_grad[i]:
+                    g = self._grads[k][i].astype(p.dtype, copy=True)
+                    p.grad = g if p.grad is None else p.grad + g
+        return losses, extras
+
+    def _stage(self, k: int, j: int, a: np.ndarray) -> tuple[str, tuple[int, ...], str]:
+        """Copy array ``a`` into worker k's shared input buffer j (grown when too small)."""
+        buffers = self._inputs[k]
+        if j == len(buffers) or buffers[j].size < a.nbytes:
+            block = shared_memory.SharedMemory(create=True, size=max(a.nbytes, 1))
+            if j == len(buffers):
+                buffers.append(block)
+            else:
+                _unlink(buffers[j])
+                buffers[j] = block
+        np.ndarray(a.shape, a.dtype, buffers[j].buf)[...] = a
+        return buffers[j].name, a.shape, a.dtype.str
+
+    def _receive(self, k: int) -> tuple[float, list[Any], list[bool]] | BaseException:
+        """Worker k's reply: (loss, extras, which parameters got a gradient), or the error it raised."""
+        try:
+            status, *payload = self._connections[k].recv()
+        except (EOFError, OSError):
+            code = self._processes[k].exitcode
+            self.close()
+            raise RuntimeError(f"WorkerPool: worker {k} died (exit code {code})") from None
+        if status == "error":
+            error, trace = payload
+            error.__cause__ = RuntimeError(f"in WorkerPool worker {k}:\n{trace}")
+            return error
+        return payload[0]
+
+    def close(self) -> None:
+        """Stop the workers and free the shared memory (also at the end of a ``with`` block)."""
+        for connection in self._connections:
+            try:
+                connection.send(None)
+            except (OSError, ValueError):
+                pass
+            connection.close()
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+        for buffers in self._inputs:
+            for block in buffers:
+                _unlink(block)
+        self._connections, self._processes, self._inputs = [], [], [[] for _ in range(self.workers)]
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: S110  (interpreter shutdown)
+            pass
+
+
+def _shared_like(a: np.ndarray) -> np.ndarray:
+    """A zeroed array shaped like ``a`` in anonymous shared memory (inherited by forked workers)."""
+    return np.frombuffer(mmap.mmap(-1, max(a.nbytes, 1)), dtype=a.dtype, count=a.size).reshape(a.shape)
+
+
+def _unlink(block: shared_memory.SharedMemory) -> None:
+    block.close()
+    with contextlib.suppress(FileNotFoundError):
+        block.unlink()
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    """Open the pool's shared block ``name``; the pool's process frees it."""
+    try:
+        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
+    except TypeError:  # older: registered again with the tracker shared with the pool, which has it already
+        return shared_memory.SharedMemory(name=name)
+
+
+def _serve(connection: Any, fn: Callable[..., Any], params: list[Tensor], values: list[np.ndarray],
+           grads: list[np.ndarray], seed: int) -> None:
+    """A worker's loop: for each batch slice, the shards' losses and extras, gradients into ``grads``."""
+    manual_seed(seed)
+    blas = _OpenBLAS()
+    if blas.set is not None:
+        blas.set(1)  # one process per core already
+    for p, value in zip(params, values):
+        p.data = value  # this worker's model computes with the shared parameter values
+    attached: dict[str, shared_memory.SharedMemory] = {}
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        specs, sizes, n = message
+        try:
+            arrays = []
+            for name, shape, dtype in specs:
+                if name not in attached:
+                    attached[name] = _attach(name)
+                arrays.append(np.ndarray(shape, np.dtype(dtype), attached[name].buf))
+            for g in grads:
+                g[...] = 0
+            has_grad = [False] * len(params)
+            loss, extras, start = 0.0, [], 0
+            for size in sizes:
+                shard = tuple(a[start:start + size] for a in arrays)
+                shard_loss, extra, shard_grads = _shard_gradients("WorkerPool.backward", fn, params, shard)
+                weight = size / n
+                loss += weight * shard_loss
+                extras.append(extra)
+                for i, g in enumerate(shard_grads):
+                    if g is not None:
+                        grads[i] += weight * g
+                        has_grad[i] = True
+                start += size
+            connection.send(("ok", (loss, extras, has_grad)))
+        except BaseException as error:  # noqa: BLE001  (any failure goes back to the caller)
+            try:
+                pickle.dumps(error)
+            except Exception:  # noqa: BLE001
+                error = RuntimeError(repr(error))
+            connection.send(("error", error, traceback.format_exc()))
 
 
 def map_batches(
