@@ -194,3 +194,16 @@ def test_worker_pool_leaves_the_random_stream_alone_and_seeds_each_worker():
         _, extras = pool.backward(x, y)
     first, second = extras  # identical inputs: only the workers' dropout masks differ
     assert not np.allclose(first, second)
+
+
+def test_worker_pool_reports_a_dead_worker_and_bad_arrays():
+    model, x, y = model_and_batch(4)
+    pool = parallel.WorkerPool(lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(), workers=2)
+    with pytest.raises(TypeError, match="numbers"):
+        pool.backward(x, np.array([object()] * 4))
+    pool._processes[1].kill()
+    pool._processes[1].join()
+    with pytest.raises(RuntimeError, match="worker 1 died"):
+        pool.backward(x, y)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.backward(x, y)

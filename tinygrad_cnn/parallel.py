@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import resource_tracker, shared_memory
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -237,18 +237,25 @@ class WorkerPool:
         """As :func:`backward`: accumulate the batch's gradient into ``.grad``; return (loss, extras)."""
         if not self._processes:
             raise RuntimeError("WorkerPool.backward: the pool is closed")
+        arrays = tuple(np.asarray(a) for a in arrays)
+        for a in arrays:
+            if a.dtype.hasobject:
+                raise TypeError(f"WorkerPool.backward: arrays must hold numbers, got dtype {a.dtype}")
         shards = _split("WorkerPool.backward", arrays, self.workers, shard_size)
         n = sum(len(s[0]) for s in shards)
         for value, p in zip(self._values, self.params):
             value[...] = p.data
         # Worker k takes a contiguous run of shards, handed over as one slice of each array.
-        runs = [r for r in np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))]
+        runs = np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))
         start = 0
         for k, run in enumerate(runs):
             sizes = [len(shards[i][0]) for i in run]
             stop = start + sum(sizes)
-            specs = [self._stage(k, j, np.ascontiguousarray(a[start:stop])) for j, a in enumerate(arrays)]
-            self._connections[k].send((specs, sizes, n))
+            specs = [self._stage(k, j, a[start:stop]) for j, a in enumerate(arrays)]
+            try:
+                self._connections[k].send((specs, sizes, n))
+            except OSError:  # its end of the pipe is gone
+                self._died(k)
             start = stop
         replies = [self._receive(k) for k in range(len(runs))]  # every reply, so none is left in a pipe
         for reply in replies:
@@ -282,14 +289,18 @@ class WorkerPool:
         try:
             status, *payload = self._connections[k].recv()
         except (EOFError, OSError):
-            code = self._processes[k].exitcode
-            self.close()
-            raise RuntimeError(f"WorkerPool: worker {k} died (exit code {code})") from None
+            self._died(k)
         if status == "error":
             error, trace = payload
             error.__cause__ = RuntimeError(f"in WorkerPool worker {k}:\n{trace}")
             return error
         return payload[0]
+
+    def _died(self, k: int) -> NoReturn:
+        self._processes[k].join(timeout=1)
+        code = self._processes[k].exitcode
+        self.close()
+        raise RuntimeError(f"WorkerPool: worker {k} died (exit code {code}); start a new pool")
 
     def close(self) -> None:
         """Stop the workers and free the shared memory (also at the end of a ``with`` block)."""
