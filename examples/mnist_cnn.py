@@ -5,6 +5,7 @@
     python examples/mnist_cnn.py --checkpoint run.h5              # save after every epoch ...
     python examples/mnist_cnn.py --checkpoint run.h5 --resume     # ... and continue exactly there
     python examples/mnist_cnn.py --plots plots/   # learning curves, filters, confusion matrix (needs matplotlib)
+    python examples/mnist_cnn.py --workers 2      # each batch's halves on two cores, in two processes (Linux)
 
 The model is ordinary composed layers; tinygrad_cnn's tape differentiates it. Read it top to
 bottom: data, model, optimizer, the training loop, evaluation.
@@ -23,7 +24,7 @@ import numpy as np
 
 import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
-from tinygrad_cnn import nn, optim, plots
+from tinygrad_cnn import nn, optim, parallel, plots
 from tinygrad_cnn.datasets import DataLoader, DatasetError, load_mnist
 from tinygrad_cnn.memory import tune_allocator
 
@@ -113,11 +114,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "matplotlib) and metrics.jsonl to DIR")
     p.add_argument("--metrics", default=None, metavar="FILE", help="write the metrics of every epoch as JSON lines")
     p.add_argument("--quiet", action="store_true", help="no per-batch progress")
+    p.add_argument("--workers", type=int, default=1,
+                   help="split each batch over this many cores with parallel.WorkerPool (Linux; default 1: "
+                        "one loss.backward())")
     args = p.parse_args(argv)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
-    if args.epochs < 1 or args.batch_size < 1:
-        p.error("--epochs and --batch-size must be positive")
+    if args.epochs < 1 or args.batch_size < 1 or args.workers < 1:
+        p.error("--epochs, --batch-size and --workers must be positive")
     if args.limit_train is not None and args.limit_train < 1:
         p.error("--limit-train must be positive")
     if args.lr is None:
@@ -181,22 +185,33 @@ def main(argv: list[str] | None = None) -> dict:
         plots.write_jsonl(history, args.metrics)
     batch_losses: list[tuple[float, float]] = []  # (fractional epoch, loss) for the learning-curve plot
 
+    def batch_loss(images: np.ndarray, labels: np.ndarray) -> tuple[tg.Tensor, np.ndarray]:
+        logits = model(normalize(images))
+        return F.cross_entropy(logits, labels), logits.data
+
+    # --workers N: the same gradients, each batch cut into N shards computed side by side
+    # (one here, the others in worker processes that hold a copy of the model; docs/training.md).
+    pool = parallel.WorkerPool(batch_loss, model.parameters(), args.workers) if args.workers > 1 else None
     for epoch in range(start_epoch, args.epochs):
         t0 = time.perf_counter()
         progress = Progress(len(loader), epoch, args.epochs, enabled=not args.quiet)
         total_loss, correct, seen = 0.0, 0, 0
         for step, (images, labels) in enumerate(loader, start=1):
-            logits = model(normalize(images))
-            loss = F.cross_entropy(logits, labels)
             optimizer.zero_grad()
-            loss.backward()
+            if pool is None:
+                loss, logits = batch_loss(images, labels)
+                loss.backward()
+                loss = loss.item()
+            else:
+                loss, shard_logits = pool.backward(images, labels)
+                logits = np.concatenate(shard_logits)
             optimizer.step()
             schedule.step()
-            total_loss += loss.item() * len(labels)
-            correct += int((logits.data.argmax(axis=1) == labels).sum())
+            total_loss += loss * len(labels)
+            correct += int((logits.argmax(axis=1) == labels).sum())
             seen += len(labels)
-            progress.update(step, seen, loss.item())
-            batch_losses.append((epoch + step / len(loader), loss.item()))
+            progress.update(step, seen, loss)
+            batch_losses.append((epoch + step / len(loader), loss))
         seconds = time.perf_counter() - t0
         trained_seconds += seconds
         test_loss, test_preds = evaluate(model, x_test, y_test)
@@ -215,6 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "epoch": epoch + 1, "seconds": trained_seconds, "history": history, "config": config},
                     args.checkpoint)
 
+    if pool is not None:
+        pool.close()
     preds = model.predict(normalize(x_test)).data.argmax(axis=1)
     test_acc = float((preds == y_test).mean())
     print(f"\ntest accuracy {test_acc:.2%} ({int((preds == y_test).sum()):,}/{len(y_test):,}), "

@@ -103,6 +103,16 @@ def test_same_seed_same_run_different_seed_different_run(fast_example, capsys):
     assert curve(a)[0][1] != curve(c)[0][1]  # different initialisation and shuffling
 
 
+def test_workers_give_the_same_training_up_to_rounding(fast_example, capsys):
+    args = FAST + ["--epochs", "1"]
+    one = fast_example.main(args)
+    two = fast_example.main(args + ["--workers", "2"])
+    capsys.readouterr()
+    for a, b in zip(curve(one), curve(two)):  # the same batches, the same gradients up to float rounding
+        assert a[0] == b[0] and a[1] == pytest.approx(b[1], rel=1e-3)
+        assert a[2] == pytest.approx(b[2], abs=0.01) and a[3] == pytest.approx(b[3], abs=0.01)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_interrupted_run_resumes_exactly(fast_example, tmp_path, monkeypatch, capsys, optimizer):
     args = FAST + ["--epochs", "2", "--optimizer", optimizer]
@@ -190,6 +200,7 @@ def test_bad_data_exits_with_a_clear_message(example, tmp_path, capsys, name, co
         (["--resume"], "--resume needs --checkpoint"),
         (["--epochs", "0"], "must be positive"),
         (["--batch-size", "0"], "must be positive"),
+        (["--workers", "0"], "must be positive"),
         (["--optimizer", "rmsprop"], "invalid choice"),
     ],
 )

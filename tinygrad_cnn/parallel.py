@@ -188,13 +188,15 @@ class WorkerPool:
     """:func:`backward` in worker processes instead of threads: the shards run without sharing a GIL.
 
     Threads share Python's GIL, which the bookkeeping of every recorded op holds, so two threads
-    keep only about 1.6 of 2 cores busy; processes do not share it. ``fn`` and the model it uses
-    are copied into each worker when the pool starts (the workers are forked: this needs the
-    ``fork`` start method, i.e. Linux). Parameters, gradients and the batch travel through shared
+    keep only about 1.6 of 2 cores busy; processes do not share it. ``workers`` shards run at once
+    (default: one per core): one in this process, the others in ``workers - 1`` worker processes.
+    ``fn`` and the model it uses are copied into each worker when the pool starts (the workers are
+    forked: this needs the ``fork`` start method, i.e. Linux). Parameters, gradients and the batch travel through shared
     memory: at every :meth:`backward` the current values of ``params`` are what the workers use,
     so optimizer steps in this process are seen; anything else ``fn`` depends on stays as it was
-    when the pool started. Random ops in ``fn`` (dropout) draw from one generator per worker,
-    seeded from the library generator's state at the start (which is left as it was).
+    when the pool started. Random ops in ``fn`` (dropout) draw from one generator per worker
+    process, seeded from the library generator's state at the start (which is left as it was),
+    and, in the shard this process computes, from the library generator itself.
 
         with parallel.WorkerPool(loss_fn, model.parameters(), workers=2) as pool:
             for images, labels in loader:
@@ -208,23 +210,26 @@ class WorkerPool:
         if "fork" not in multiprocessing.get_all_start_methods():
             raise RuntimeError("WorkerPool: needs the 'fork' start method (Linux); use parallel.backward, "
                                "which uses threads, on this system")
+        self.fn = fn
         self.params = list(params)
         self.workers = _positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
+        self._closed = False
         # Shared before the fork, so the workers see the same memory: the parameter values they
         # compute with, and one gradient buffer per worker.
         self._values = [_shared_like(p.data) for p in self.params]
-        self._grads = [[_shared_like(p.data) for p in self.params] for _ in range(self.workers)]
-        self._inputs: list[list[shared_memory.SharedMemory]] = [[] for _ in range(self.workers)]
+        helpers = self.workers - 1  # worker processes; this process computes one shard too
+        self._grads = [[_shared_like(p.data) for p in self.params] for _ in range(helpers)]
+        self._inputs: list[list[shared_memory.SharedMemory]] = [[] for _ in range(helpers)]
         # Per-worker seeds derived from the library generator's state without drawing from it, so
         # that starting a pool leaves the caller's random stream (shuffling, a resumed run) as it was.
         state = default_generator().bit_generator.state["state"]["state"]
         seeds = [np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0] >> 1
-                 for k in range(self.workers)]
+                 for k in range(helpers)]
         resource_tracker.ensure_running()  # before the fork: the workers share it, and it frees no block of ours
         context = multiprocessing.get_context("fork")
         self._connections: list[Any] = []
         self._processes: list[Any] = []
-        for k in range(self.workers):
+        for k in range(helpers):
             mine, theirs = context.Pipe()
             process = context.Process(target=_serve, name=f"tinygrad_cnn-worker-{k}", daemon=True,
                                       args=(theirs, fn, self.params, self._values, self._grads[k], int(seeds[k])))
@@ -235,7 +240,7 @@ class WorkerPool:
 
     def backward(self, *arrays: np.ndarray, shard_size: int | None = None) -> tuple[float, list[Any]]:
         """As :func:`backward`: accumulate the batch's gradient into ``.grad``; return (loss, extras)."""
-        if not self._processes:
+        if self._closed:
             raise RuntimeError("WorkerPool.backward: the pool is closed")
         arrays = tuple(np.asarray(a) for a in arrays)
         for a in arrays:
@@ -245,29 +250,36 @@ class WorkerPool:
         n = sum(len(s[0]) for s in shards)
         for value, p in zip(self._values, self.params):
             value[...] = p.data
-        # Worker k takes a contiguous run of shards, handed over as one slice of each array.
-        runs = np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))
-        start = 0
-        for k, run in enumerate(runs):
-            sizes = [len(shards[i][0]) for i in run]
-            stop = start + sum(sizes)
-            specs = [self._stage(k, j, a[start:stop]) for j, a in enumerate(arrays)]
+        # Each takes a contiguous run of shards, handed over as one slice of each array: the first
+        # run is this process's, run k + 1 goes to worker process k.
+        runs = [[len(shards[i][0]) for i in run]
+                for run in np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))]
+        bounds = np.cumsum([0] + [sum(sizes) for sizes in runs])
+        for k, sizes in enumerate(runs[1:]):
+            lo, hi = bounds[k + 1], bounds[k + 2]
+            specs = [self._stage(k, j, a[lo:hi]) for j, a in enumerate(arrays)]
             try:
                 self._connections[k].send((specs, sizes, n))
             except OSError:  # its end of the pipe is gone
                 self._died(k)
-            start = stop
-        replies = [self._receive(k) for k in range(len(runs))]  # every reply, so none is left in a pipe
+        own_grads = [np.zeros_like(p.data) for p in self.params]
+        with single_threaded_blas():  # the other cores are the workers'
+            try:
+                own = _run_shards(self.fn, self.params, [a[: bounds[1]] for a in arrays], runs[0], n, own_grads)
+            except BaseException as error:  # noqa: BLE001  (collect the workers' replies first)
+                own = error
+        replies = [own] + [self._receive(k) for k in range(len(runs) - 1)]  # every reply: none left in a pipe
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
+        grads = [own_grads] + self._grads
         losses, extras = 0.0, []
         for k, (loss, run_extras, has_grad) in enumerate(replies):
             losses += loss
             extras += run_extras
             for i, p in enumerate(self.params):
                 if has_grad[i]:
-                    g = self._grads[k][i].astype(p.dtype, copy=True)
+                    g = grads[k][i].astype(p.dtype, copy=True)
                     p.grad = g if p.grad is None else p.grad + g
         return losses, extras
 
@@ -317,7 +329,8 @@ class WorkerPool:
         for buffers in self._inputs:
             for block in buffers:
                 _unlink(block)
-        self._connections, self._processes, self._inputs = [], [], [[] for _ in range(self.workers)]
+        self._connections, self._processes, self._inputs = [], [], []
+        self._closed = True
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -330,6 +343,29 @@ class WorkerPool:
             self.close()
         except Exception:  # noqa: S110  (interpreter shutdown)
             pass
+
+
+def _run_shards(fn: Callable[..., Any], params: list[Tensor], arrays: Sequence[np.ndarray], sizes: list[int],
+                n: int, grads: list[np.ndarray]) -> tuple[float, list[Any], list[bool]]:
+    """Consecutive shards of ``sizes`` samples of ``arrays``: their losses and gradients, each
+    weighted by its share of the batch of ``n``, summed (gradients into ``grads``, zeroed first);
+    their extras; which parameters got a gradient."""
+    for g in grads:
+        g[...] = 0
+    has_grad = [False] * len(params)
+    loss, extras, start = 0.0, [], 0
+    for size in sizes:
+        shard = tuple(a[start:start + size] for a in arrays)
+        shard_loss, extra, shard_grads = _shard_gradients("WorkerPool.backward", fn, params, shard)
+        weight = size / n
+        loss += weight * shard_loss
+        extras.append(extra)
+        for i, g in enumerate(shard_grads):
+            if g is not None:
+                grads[i] += weight * g
+                has_grad[i] = True
+        start += size
+    return loss, extras, has_grad
 
 
 def _shared_like(a: np.ndarray) -> np.ndarray:
@@ -375,22 +411,7 @@ def _serve(connection: Any, fn: Callable[..., Any], params: list[Tensor], values
                 if name not in attached:
                     attached[name] = _attach(name)
                 arrays.append(np.ndarray(shape, np.dtype(dtype), attached[name].buf))
-            for g in grads:
-                g[...] = 0
-            has_grad = [False] * len(params)
-            loss, extras, start = 0.0, [], 0
-            for size in sizes:
-                shard = tuple(a[start:start + size] for a in arrays)
-                shard_loss, extra, shard_grads = _shard_gradients("WorkerPool.backward", fn, params, shard)
-                weight = size / n
-                loss += weight * shard_loss
-                extras.append(extra)
-                for i, g in enumerate(shard_grads):
-                    if g is not None:
-                        grads[i] += weight * g
-                        has_grad[i] = True
-                start += size
-            connection.send(("ok", (loss, extras, has_grad)))
+            connection.send(("ok", _run_shards(fn, params, arrays, sizes, n, grads)))
         except BaseException as error:  # noqa: BLE001  (any failure goes back to the caller)
             try:
                 pickle.dumps(error)
