@@ -16,7 +16,7 @@ import numpy as np
 
 from . import functional as F
 from .autograd import check_writable, no_grad
-from .parallel import map_batches
+from .parallel import _positive_int, map_batches
 from .random import default_generator
 from .tensor import Tensor
 
@@ -33,12 +33,6 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
-
-
-def _positive(layer: str, **sizes: Any) -> None:
-    for name, v in sizes.items():
-        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1:
-            raise ValueError(f"{layer}: {name} must be a positive int, got {v!r}")
 
 
 def _float_dtype(layer: str, dtype: Any) -> np.dtype:
@@ -246,7 +240,8 @@ class Linear(Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32) -> None:
-        _positive("Linear", in_features=in_features, out_features=out_features)
+        _positive_int("Linear", "in_features", in_features)
+        _positive_int("Linear", "out_features", out_features)
         dtype = _float_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
@@ -269,7 +264,8 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: IntOrPair = 0, dilation: IntOrPair = 1, bias: bool = True, dtype: Any = np.float32) -> None:
-        _positive("Conv2d", in_channels=in_channels, out_channels=out_channels)
+        _positive_int("Conv2d", "in_channels", in_channels)
+        _positive_int("Conv2d", "out_channels", out_channels)
         dtype = _float_dtype("Conv2d", dtype)
         kh, kw = F._pair("Conv2d", "kernel_size", kernel_size, 1)
         F._pair("Conv2d", "stride", stride, 1), F._pair("Conv2d", "padding", padding, 0)

@@ -102,6 +102,7 @@ def single_threaded_blas() -> Iterator[None]:
 
 
 def _positive_int(op: str, name: str, value: Any) -> int:
+    """``value`` as an int, or a ValueError naming ``op`` and ``name`` (bools and floats are refused)."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
     return int(value)
@@ -132,16 +133,18 @@ def backward(
     """
     workers = _positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
     shards = _split("parallel.backward", arrays, workers, shard_size)
+    n = sum(len(shard[0]) for shard in shards)
 
-    def run(shard: tuple[np.ndarray, ...]) -> _ShardResult:
-        return _shard_gradients("parallel.backward", fn, params, shard)
+    def run(shard: tuple[np.ndarray, ...]) -> tuple[_RunResult, list[np.ndarray]]:
+        grads = [np.zeros_like(p.data) for p in params]
+        return _run_shards("parallel.backward", fn, params, shard, [len(shard[0])], n, grads), grads
 
     if workers == 1 or len(shards) == 1:
         results = [run(shard) for shard in shards]
     else:
         with single_threaded_blas():
             results = list(_pool(min(workers, len(shards))).map(run, shards))
-    return _accumulate(params, shards, results)
+    return _add_to_grads(params, [r for r, _ in results], [g for _, g in results])
 
 
 _ShardResult = tuple[float, Any, list[np.ndarray | None]]  # loss, extra, one gradient per parameter
@@ -169,19 +172,19 @@ def _shard_gradients(op: str, fn: Callable[..., Any], params: Sequence[Tensor],
     return loss.item(), extra, [None if g is None else g.data for g in grads]
 
 
-def _accumulate(params: Sequence[Tensor], shards: list[tuple[np.ndarray, ...]],
-                results: list[_ShardResult]) -> tuple[float, list[Any]]:
-    """Add the size-weighted sum of the shards' gradients into ``.grad``; the batch's loss and extras."""
-    n = sum(len(s[0]) for s in shards)
-    weights = [len(s[0]) / n for s in shards]
-    for i, p in enumerate(params):
-        parts = [w * r[2][i] for w, r in zip(weights, results) if r[2][i] is not None]
-        if not parts:
-            continue
-        total = np.asarray(sum(parts), dtype=p.dtype)
-        p.grad = total if p.grad is None else p.grad + total
-    loss = sum(w * r[0] for w, r in zip(weights, results))
-    return float(loss), [r[1] for r in results]
+def _add_to_grads(params: Sequence[Tensor], results: list[_RunResult],
+                  grads: list[list[np.ndarray]]) -> tuple[float, list[Any]]:
+    """Add each run's weighted gradient sum (``grads``, one list per run) into ``.grad``;
+    return the batch's loss and the extras of every shard, in batch order."""
+    loss, extras = 0.0, []
+    for (run_loss, run_extras, has_grad), run_grads in zip(results, grads):
+        loss += run_loss
+        extras += run_extras
+        for p, got, g in zip(params, has_grad, run_grads):
+            if got:
+                g = g.astype(p.dtype, copy=True)  # a worker's shared buffer is overwritten next call
+                p.grad = g if p.grad is None else p.grad + g
+    return loss, extras
 
 
 class WorkerPool:
@@ -265,23 +268,15 @@ class WorkerPool:
         own_grads = [np.zeros_like(p.data) for p in self.params]
         with single_threaded_blas():  # the other cores are the workers'
             try:
-                own = _run_shards(self.fn, self.params, [a[: bounds[1]] for a in arrays], runs[0], n, own_grads)
+                own = _run_shards("WorkerPool.backward", self.fn, self.params, [a[: bounds[1]] for a in arrays],
+                              runs[0], n, own_grads)
             except BaseException as error:  # noqa: BLE001  (collect the workers' replies first)
                 own = error
         replies = [own] + [self._receive(k) for k in range(len(runs) - 1)]  # every reply: none left in a pipe
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        grads = [own_grads] + self._grads
-        losses, extras = 0.0, []
-        for k, (loss, run_extras, has_grad) in enumerate(replies):
-            losses += loss
-            extras += run_extras
-            for i, p in enumerate(self.params):
-                if has_grad[i]:
-                    g = grads[k][i].astype(p.dtype, copy=True)
-                    p.grad = g if p.grad is None else p.grad + g
-        return losses, extras
+        return _add_to_grads(self.params, replies, [own_grads] + self._grads)
 
     def _stage(self, k: int, j: int, a: np.ndarray) -> tuple[str, tuple[int, ...], str]:
         """Copy array ``a`` into worker k's shared input buffer j (grown when too small)."""
@@ -296,7 +291,7 @@ class WorkerPool:
         np.ndarray(a.shape, a.dtype, buffers[j].buf)[...] = a
         return buffers[j].name, a.shape, a.dtype.str
 
-    def _receive(self, k: int) -> tuple[float, list[Any], list[bool]] | BaseException:
+    def _receive(self, k: int) -> _RunResult | BaseException:
         """Worker k's reply: (loss, extras, which parameters got a gradient), or the error it raised."""
         try:
             status, *payload = self._connections[k].recv()
@@ -345,8 +340,11 @@ class WorkerPool:
             pass
 
 
-def _run_shards(fn: Callable[..., Any], params: list[Tensor], arrays: Sequence[np.ndarray], sizes: list[int],
-                n: int, grads: list[np.ndarray]) -> tuple[float, list[Any], list[bool]]:
+_RunResult = tuple[float, list[Any], list[bool]]  # weighted loss, extras, which parameters got a gradient
+
+
+def _run_shards(op: str, fn: Callable[..., Any], params: Sequence[Tensor], arrays: Sequence[np.ndarray],
+                sizes: list[int], n: int, grads: list[np.ndarray]) -> _RunResult:
     """Consecutive shards of ``sizes`` samples of ``arrays``: their losses and gradients, each
     weighted by its share of the batch of ``n``, summed (gradients into ``grads``, zeroed first);
     their extras; which parameters got a gradient."""
@@ -356,7 +354,7 @@ def _run_shards(fn: Callable[..., Any], params: list[Tensor], arrays: Sequence[n
     loss, extras, start = 0.0, [], 0
     for size in sizes:
         shard = tuple(a[start:start + size] for a in arrays)
-        shard_loss, extra, shard_grads = _shard_gradients("WorkerPool.backward", fn, params, shard)
+        shard_loss, extra, shard_grads = _shard_gradients(op, fn, params, shard)
         weight = size / n
         loss += weight * shard_loss
         extras.append(extra)
@@ -411,7 +409,7 @@ def _serve(connection: Any, fn: Callable[..., Any], params: list[Tensor], values
                 if name not in attached:
                     attached[name] = _attach(name)
                 arrays.append(np.ndarray(shape, np.dtype(dtype), attached[name].buf))
-            connection.send(("ok", _run_shards(fn, params, arrays, sizes, n, grads)))
+            connection.send(("ok", _run_shards("WorkerPool.backward", fn, params, arrays, sizes, n, grads)))
         except BaseException as error:  # noqa: BLE001  (any failure goes back to the caller)
             try:
                 pickle.dumps(error)
