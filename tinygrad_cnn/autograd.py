@@ -138,6 +138,14 @@ class Context:
                     result.append(Tensor(arr))
         return tuple(result)
 
+    @property
+    def saved_arrays(self) -> tuple[Any, ...]:
+        """What ``forward`` saved, as the arrays themselves: for a backward rule's plain path
+        (``not is_grad_enabled()``: no graph is built, so constants are all it needs)."""
+        if self._freed:
+            raise self.freed_error()
+        return self._saved
+
     def freed_error(self) -> GraphFreedError:
         return GraphFreedError(
             f"{self.fn.__name__}: trying to run backward through the graph a second time, but the "
@@ -149,8 +157,7 @@ class Context:
         """Drop what the forward saved (called after backward unless ``retain_graph``)."""
         self._saved = ()
         self._freed = True
-        for key in list(self.__dict__):
-            del self.__dict__[key]
+        self.__dict__.clear()
         if self._locked:
             _release(self._locked)
             self._locked = []

@@ -20,13 +20,17 @@ from .tensor import Tensor
 Shape = tuple[int, ...]
 
 
-def sum_to(g: Tensor, shape: Shape) -> Tensor:
-    """Sum a broadcast gradient back to ``shape`` (the adjoint of broadcasting)."""
+def sum_to(g: Any, shape: Shape) -> Any:
+    """Sum a broadcast gradient (a Tensor, or an ndarray in a plain backward) back to ``shape``
+    (the adjoint of broadcasting)."""
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
-    return Sum.apply(g, axes, False).reshape(shape) if axes else g.reshape(shape)
+    if not axes:
+        return g.reshape(shape)
+    summed = _sum(g, axes, False) if isinstance(g, np.ndarray) else Sum.apply(g, axes, False)
+    return summed.reshape(shape)
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -162,7 +166,10 @@ class ReLU(Function):
         return y
 
     @staticmethod
-    def backward(ctx: Context, g: Tensor) -> Tensor:
+    def backward(ctx: Context, g: Tensor) -> Any:
+        if not is_grad_enabled():  # plain backward: on the arrays
+            (y,) = ctx.saved_arrays
+            return g.data * (y > 0)
         (y,) = ctx.saved_tensors
         return g * Tensor(y.data > 0)
 
@@ -241,17 +248,21 @@ class Sum(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
         ctx.shape, ctx.axis, ctx.keepdims = x.shape, axis, keepdims
-        lead = len(axis)
-        if axis == tuple(range(lead)) and _sums_rows_slowly(x, lead):
-            y = _sum_rows(x.reshape(-1, int(np.prod(x.shape[lead:]))))
-            return y.reshape(_keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
-        return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+        return _sum(x, axis, keepdims)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         if not ctx.keepdims:
             g = g.reshape(_keepdims_shape(ctx.shape, ctx.axis))
         return Expand.apply(g, ctx.shape)
+
+
+def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    lead = len(axis)
+    if axis == tuple(range(lead)) and _sums_rows_slowly(x, lead):
+        y = _sum_rows(x.reshape(-1, int(np.prod(x.shape[lead:]))))
+        return y.reshape(_keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
+    return np.asarray(x.sum(axis=axis, keepdims=keepdims))
 
 
 _ROW_BLOCK = 1024  # elements summed side by side when adding up many short rows
@@ -385,12 +396,12 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-        ctx.axes = axes
+        ctx.inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))  # argsort(axes)
         return x.transpose(axes)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
-        return Permute.apply(g, tuple(int(i) for i in np.argsort(ctx.axes)))
+        return Permute.apply(g, ctx.inverse)
 
 
 class Expand(Function):
@@ -489,11 +500,14 @@ class MatMul(Function):
         return a @ b
 
     @staticmethod
-    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        a, b = ctx.saved_tensors
+    def backward(ctx: Context, g: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        ga = sum_to(MatMul.apply(g, b.mT), a.shape) if need_a else None
-        gb = sum_to(MatMul.apply(a.mT, g), b.shape) if need_b else None
+        if is_grad_enabled():
+            a, b = ctx.saved_tensors
+        else:  # plain backward: the same products on the arrays
+            (a, b), g = ctx.saved_arrays, g.data
+        ga = sum_to(g @ b.swapaxes(-1, -2), a.shape) if need_a else None
+        gb = sum_to(a.swapaxes(-1, -2) @ g, b.shape) if need_b else None
         return ga, gb
 
 
@@ -514,12 +528,14 @@ class MatMulAdd(Function):
         return y
 
     @staticmethod
-    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        a, b = ctx.saved_tensors
+    def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
         need_a, need_b, need_c = ctx.needs_input_grad
-        ga = MatMul.apply(g, b.mT) if need_a else None
-        gb = MatMul.apply(a.mT, g) if need_b else None
-        return ga, gb, (sum_to(g, ctx.c_shape) if need_c else None)
+        if is_grad_enabled():
+            a, b = ctx.saved_tensors
+        else:  # plain backward: the same products on the arrays
+            (a, b), g = ctx.saved_arrays, g.data
+        return (g @ b.swapaxes(-1, -2) if need_a else None, a.swapaxes(-1, -2) @ g if need_b else None,
+                sum_to(g, ctx.c_shape) if need_c else None)
 
 
 class WindowMatMul(Function):
@@ -547,24 +563,33 @@ class WindowMatMul(Function):
         return y.reshape(n, oh, ow, c_out)
 
     @staticmethod
-    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        windows, w = ctx.saved_tensors
+    def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
         need_x, need_w, need_b = ctx.needs_input_grad
-        n, oh, ow, kh, kw, c = windows.shape
-        rows, c_out = n * oh * ow, w.shape[-1]
-        g_rows = g.reshape(rows, c_out)
-        gx = gw = gb = None
-        if need_x:
-            per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
-            gx = MatMul.apply(g_rows.reshape(1, rows, c_out), per_offset)  # (kh*kw, rows, C)
-            gx = gx.reshape(kh, kw, n, oh, ow, c).transpose(2, 3, 4, 0, 1, 5)
-        if need_w:
-            # create_graph: the im2col matrix as a function of the windows, so dw stays differentiable
-            cols = windows.reshape(rows, kh * kw * c) if is_grad_enabled() else Tensor(ctx.cols)
-            gw = MatMul.apply(cols.mT, g_rows).reshape(kh, kw, c, c_out)
-        if need_b:
-            gb = Sum.apply(g_rows, (0,), False)
-        return gx, gw, gb
+        if not is_grad_enabled():  # plain backward: the same products on the arrays, without a dozen tiny ops
+            windows, w = ctx.saved_arrays
+            return _window_matmul_vjp(g.data, windows.shape, w, ctx.cols, need_x, need_w, need_b)
+        windows, w = ctx.saved_tensors
+        # create_graph: the im2col matrix as a function of the windows, so dw stays differentiable
+        cols = windows.reshape(-1, int(np.prod(windows.shape[3:])))
+        return _window_matmul_vjp(g, windows.shape, w, cols, need_x, need_w, need_b)
+
+
+def _window_matmul_vjp(g: Any, shape: Shape, w: Any, cols: Any, need_x: bool, need_w: bool,
+                       need_b: bool) -> tuple[Any, Any, Any]:
+    """WindowMatMul's three gradients, written once for ndarrays (plain backward) and Tensors (create_graph)."""
+    n, oh, ow, kh, kw, c = shape
+    rows, c_out = n * oh * ow, w.shape[-1]
+    g_rows = g.reshape(rows, c_out)
+    gx = gw = gb = None
+    if need_x:
+        per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
+        gx = g_rows.reshape(1, rows, c_out) @ per_offset  # (kh*kw, rows, C): one GEMM per offset
+        gx = gx.reshape(kh, kw, n, oh, ow, c).transpose(2, 3, 4, 0, 1, 5)
+    if need_w:
+        gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
+    if need_b:
+        gb = _sum(g_rows, (0,), False) if isinstance(g_rows, np.ndarray) else Sum.apply(g_rows, (0,), False)
+    return gx, gw, gb
 
 
 def _im2col(windows: np.ndarray) -> np.ndarray:
@@ -611,10 +636,11 @@ class Unfold(Function):
     def forward(ctx: Context, x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
         (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         ctx.args = (x.shape, kernel, stride, dilation)
-        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
-        windows = np.lib.stride_tricks.sliding_window_view(x.transpose(0, 2, 3, 1), span, axis=(1, 2))
-        windows = windows[:, ::sh, ::sw, :, ::dh, ::dw]  # (N, OH, OW, C, kh, kw)
-        return windows.transpose(0, 1, 2, 4, 5, 3)
+        n, c, h, w = x.shape
+        oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+        s_n, s_c, s_h, s_w = x.strides
+        return np.lib.stride_tricks.as_strided(
+            x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
@@ -686,6 +712,9 @@ class LogSoftmax(Function):
         return y
 
     @staticmethod
-    def backward(ctx: Context, g: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return g - y.exp() * g.sum(axis=ctx.axis, keepdims=True)
+    def backward(ctx: Context, g: Tensor) -> Any:
+        if is_grad_enabled():
+            (y,) = ctx.saved_tensors
+            return g - y.exp() * g.sum(axis=ctx.axis, keepdims=True)
+        (y,) = ctx.saved_arrays  # plain backward: on the arrays
+        return g.data - np.exp(y) * g.data.sum(axis=ctx.axis, keepdims=True)
