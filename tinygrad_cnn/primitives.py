@@ -303,10 +303,7 @@ class Max(Function):
         if count <= _UNROLL_MAX and x.size >= 4 * count:
             # Few elements per output (pooling windows): a running maximum over strided views of
             # x, with no copy of the windows. The backward finds the first maximum again.
-            positions = list(np.ndindex(*reduced))
-            y = _select(x, axis, positions[0]).copy()
-            for pos in positions[1:]:
-                np.maximum(y, _select(x, axis, pos), out=y)
+            y = _running_max(x, axis)
             ctx.windows = (x, y)
         else:
             kept = [i for i in range(x.ndim) if i not in axis]
@@ -339,6 +336,27 @@ class Max(Function):
 _UNROLL_MAX = 64  # reductions over at most this many elements use Max's running-maximum path
 
 
+def _running_max(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
+    """x.max(axis) as np.maximum over views of x, one reduced axis at a time, the outermost in
+    memory first. Pooling windows of a channels-last image: reducing over the window's rows first
+    reads whole image rows (runs of W*C elements); its columns, then, runs of C. Each step's result
+    keeps x's memory order (``empty_like``), so the next step's views are as long."""
+    y, dims = x, list(range(x.ndim))  # dims: which axis of x each axis of y is
+    for a in sorted(axis, key=lambda a: -abs(x.strides[a])):
+        i = dims.index(a)
+        views = [y[(slice(None),) * i + (k, Ellipsis)] for k in range(y.shape[i])]
+        out = np.empty_like(views[0])
+        if len(views) == 1:
+            out[...] = views[0]
+        else:
+            np.maximum(views[0], views[1], out=out)
+            for view in views[2:]:
+                np.maximum(out, view, out=out)
+        y = out
+        dims.pop(i)
+    return y
+
+
 def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
     """(position, mask) for every reduced position: where that position holds the first maximum."""
     positions = list(np.ndindex(*(ctx.x_shape[a] for a in ctx.axis)))
@@ -349,6 +367,9 @@ def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
     masks = []
     taken = None  # where an earlier position already holds the maximum
     for k, pos in enumerate(positions):
+        if k + 1 == len(positions) and taken is not None and not has_nan:
+            masks.append((pos, ~taken))  # every window holds its maximum somewhere: the rest is the last's
+            break
         candidate = _select(x, ctx.axis, pos)
         hit = np.greater_equal(candidate, y)  # the maximum itself
         if has_nan:  # a NaN is the maximum (as np.maximum and argmax have it)
@@ -356,9 +377,8 @@ def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
         if taken is None:
             taken = hit.copy()
         else:
-            hit &= ~taken
-            if k + 1 < len(positions):
-                taken |= hit
+            np.greater(hit, taken, out=hit)  # hit and not taken (booleans: True > False only)
+            taken |= hit
         masks.append((pos, hit))
     return masks
 
