@@ -32,11 +32,33 @@ def test_sum_over_many_short_rows(rows, width, dtype, keepdims):
     np.testing.assert_allclose(got, want, rtol=1e-5 if single else 1e-12, atol=1e-3 if single else 1e-10)
 
 
+@given(rows=st.integers(1, 5000), width=st.sampled_from([1, 3, 16, 100, 256, 300]),
+       dtype=st.sampled_from([np.float32, np.float64]))
+@settings(max_examples=30, deadline=None)
+def test_bias_added_to_many_short_rows(rows, width, dtype):
+    """A bias added to a GEMM's output in blocks of rows: exactly y + b, remainder rows included."""
+    rng = np.random.default_rng(rows)
+    y, b = rng.standard_normal((rows, width)).astype(dtype), rng.standard_normal(width).astype(dtype)
+    want = y + b
+    P._add_row(y, b)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))
+    np.testing.assert_allclose(F.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b, rtol=1e-5, atol=1e-5)
+    assert P._many_short_rows(x @ w.T, 1)
+    img, k = (rng.standard_normal(s).astype(np.float32) for s in ((8, 1, 28, 28), (16, 1, 5, 5)))
+    no_bias = F.conv2d(Tensor(img), Tensor(k)).data
+    np.testing.assert_array_equal(F.conv2d(Tensor(img), Tensor(k), Tensor(b)).data, no_bias + b[:, None, None])
+
+
 def test_sum_over_leading_axes_of_an_image_batch():
     x = np.random.default_rng(0).standard_normal((64, 24, 24, 8)).astype(np.float32)
     got = F.sum(Tensor(x), axis=(0, 1, 2)).data
     np.testing.assert_allclose(got, x.astype(np.float64).sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-3)
-    assert P._sums_rows_slowly(x, 3)  # the case above took the fast path
+    assert P._many_short_rows(x, 3)  # the case above took the fast path
 
 
 def _naive_fold(g, x_shape, kernel, stride, dilation):

@@ -259,7 +259,7 @@ class Sum(Function):
 
 def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     lead = len(axis)
-    if axis == tuple(range(lead)) and _sums_rows_slowly(x, lead):
+    if axis == tuple(range(lead)) and _many_short_rows(x, lead):
         y = _sum_rows(x.reshape(-1, int(np.prod(x.shape[lead:]))))
         return y.reshape(_keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
     return np.asarray(x.sum(axis=axis, keepdims=keepdims))
@@ -268,8 +268,9 @@ def _sum(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
 _ROW_BLOCK = 1024  # elements summed side by side when adding up many short rows
 
 
-def _sums_rows_slowly(x: np.ndarray, lead: int) -> bool:
-    """True when NumPy would sum the leading axes of x one short row at a time (e.g. a bias gradient)."""
+def _many_short_rows(x: np.ndarray, lead: int) -> bool:
+    """True when NumPy would loop over x one short row (the axes after ``lead``) at a time, as when
+    summing a bias gradient or adding a bias: worth blocking rows together."""
     width = int(np.prod(x.shape[lead:]))
     return x.dtype.kind == "f" and x.flags.c_contiguous and 0 < width <= _ROW_BLOCK // 4 and x.size >= 4 * _ROW_BLOCK
 
@@ -282,6 +283,20 @@ def _sum_rows(rows: np.ndarray) -> np.ndarray:
     full = m - m % r
     total = rows[:full].reshape(full // r, r * t).sum(axis=0).reshape(r, t).sum(axis=0)
     return total + rows[full:].sum(axis=0) if full < m else total
+
+
+def _add_row(y: np.ndarray, row: np.ndarray) -> None:
+    """y += row in place, for a bias: y (M, T), row (T,) or anything else that broadcasts.
+    As with :func:`_sum_rows`, NumPy would loop over one short row of y at a time; adding the row
+    repeated to ~1024 elements to blocks of rows makes its loop that much longer."""
+    if not (row.ndim == 1 and y.ndim == 2 and _many_short_rows(y, 1)):
+        y += row
+        return
+    m, t = y.shape
+    r = _ROW_BLOCK // t
+    full = m - m % r
+    y[:full].reshape(full // r, r * t)[...] += np.tile(row, r)
+    y[full:] += row
 
 
 class Max(Function):
@@ -544,7 +559,7 @@ class MatMulAdd(Function):
         ctx.save_for_backward(a, b)
         ctx.c_shape = c.shape
         y = a @ b
-        y += c
+        _add_row(y, c)
         return y
 
     @staticmethod
@@ -579,7 +594,7 @@ class WindowMatMul(Function):
         ctx.cols = cols  # the plain backward's weight gradient reads it instead of copying again
         y = cols @ w.reshape(kh * kw * c, c_out)
         if b is not None:
-            y += b
+            _add_row(y, b)
         return y.reshape(n, oh, ow, c_out)
 
     @staticmethod
