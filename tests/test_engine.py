@@ -13,6 +13,7 @@ import pytest
 
 import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
+from tinygrad_cnn.testing import gradcheck, gradgradcheck
 
 THIS_FILE = os.path.basename(__file__)
 
@@ -634,7 +635,39 @@ class NaNGrad(tg.Function):
         return np.full(ctx.shape, np.nan)
 
 
+class PlainCube(tg.Function):
+    """Cube with the plain path of the library's hot rules: NumPy on ctx.saved_arrays when nothing is recorded."""
+
+    calls: list[str] = []
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad):
+        if tg.is_grad_enabled():
+            PlainCube.calls.append("tensor")
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x * x
+        PlainCube.calls.append("plain")
+        (x,) = ctx.saved_arrays
+        return grad.data * 3 * x * x
+
+
 class TestCustomFunction:
+    def test_plain_and_differentiable_backward_paths_agree(self):
+        PlainCube.calls.clear()
+        x = leaf([1.0, -2.0, 0.5])
+        assert gradcheck(PlainCube.apply, x) and gradgradcheck(PlainCube.apply, x)
+        assert {"plain", "tensor"} <= set(PlainCube.calls)
+        y = PlainCube.apply(x)
+        y.sum().backward()
+        np.testing.assert_allclose(x.grad, 3 * x.data**2)
+        with pytest.raises(tg.GraphFreedError, match="^PlainCube"):
+            _ = y._ctx.saved_arrays
+
     def test_cube_in_a_graph(self):
         x = leaf([1.0, -2.0, 0.5])
         y = Cube.apply(x * 2)
