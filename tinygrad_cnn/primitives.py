@@ -4,7 +4,10 @@ This module is the whole table of derivative rules. Everything else in the libra
 pooling and the losses included, is composed from these in :mod:`tinygrad_cnn.functional`.
 
 Notation in the rule comments: ``g`` is the gradient of the output, ``y`` the output.
-Backward rules are written with Tensor operations, so they can be differentiated again.
+Backward rules are written with Tensor operations, so they can be differentiated again. The rules
+a CNN step runs most also have a plain path: in an ordinary backward pass nothing is recorded, and
+they apply the same formula to the arrays themselves (see :func:`_operands`), which skips a few
+microseconds of bookkeeping per operation.
 Elementwise binary ops broadcast like NumPy; their rules sum ``g`` back to each input's shape.
 """
 
@@ -31,6 +34,15 @@ def sum_to(g: Any, shape: Shape) -> Any:
         return g.reshape(shape)
     summed = _sum(g, axes, False) if isinstance(g, np.ndarray) else Sum.apply(g, axes, False)
     return summed.reshape(shape)
+
+
+def _operands(ctx: Context, g: Tensor) -> tuple[tuple[Any, ...], Any]:
+    """What ``forward`` saved, and ``g``: as Tensors when the backward pass is itself recorded
+    (``create_graph``), as plain arrays otherwise. Formulas written with ``@``, ``*``,
+    ``swapaxes`` and ``reshape`` then serve both cases."""
+    if is_grad_enabled():
+        return ctx.saved_tensors, g
+    return ctx.saved_arrays, g.data
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -167,11 +179,8 @@ class ReLU(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Any:
-        if not is_grad_enabled():  # plain backward: on the arrays
-            (y,) = ctx.saved_arrays
-            return g.data * (y > 0)
-        (y,) = ctx.saved_tensors
-        return g * Tensor(y.data > 0)
+        (y,), g = _operands(ctx, g)
+        return g * (y > 0)
 
 
 class Sigmoid(Function):
@@ -537,10 +546,7 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Any, Any]:
         need_a, need_b = ctx.needs_input_grad
-        if is_grad_enabled():
-            a, b = ctx.saved_tensors
-        else:  # plain backward: the same products on the arrays
-            (a, b), g = ctx.saved_arrays, g.data
+        (a, b), g = _operands(ctx, g)
         ga = sum_to(g @ b.swapaxes(-1, -2), a.shape) if need_a else None
         gb = sum_to(a.swapaxes(-1, -2) @ g, b.shape) if need_b else None
         return ga, gb
@@ -565,10 +571,7 @@ class MatMulAdd(Function):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
         need_a, need_b, need_c = ctx.needs_input_grad
-        if is_grad_enabled():
-            a, b = ctx.saved_tensors
-        else:  # plain backward: the same products on the arrays
-            (a, b), g = ctx.saved_arrays, g.data
+        (a, b), g = _operands(ctx, g)
         return (g @ b.swapaxes(-1, -2) if need_a else None, a.swapaxes(-1, -2) @ g if need_b else None,
                 sum_to(g, ctx.c_shape) if need_c else None)
 
@@ -600,31 +603,23 @@ class WindowMatMul(Function):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
         need_x, need_w, need_b = ctx.needs_input_grad
-        if not is_grad_enabled():  # plain backward: the same products on the arrays, without a dozen tiny ops
-            windows, w = ctx.saved_arrays
-            return _window_matmul_vjp(g.data, windows.shape, w, ctx.cols, need_x, need_w, need_b)
-        windows, w = ctx.saved_tensors
-        # create_graph: the im2col matrix as a function of the windows, so dw stays differentiable
-        cols = windows.reshape(-1, int(np.prod(windows.shape[3:])))
-        return _window_matmul_vjp(g, windows.shape, w, cols, need_x, need_w, need_b)
-
-
-def _window_matmul_vjp(g: Any, shape: Shape, w: Any, cols: Any, need_x: bool, need_w: bool,
-                       need_b: bool) -> tuple[Any, Any, Any]:
-    """WindowMatMul's three gradients, written once for ndarrays (plain backward) and Tensors (create_graph)."""
-    n, oh, ow, kh, kw, c = shape
-    rows, c_out = n * oh * ow, w.shape[-1]
-    g_rows = g.reshape(rows, c_out)
-    gx = gw = gb = None
-    if need_x:
-        per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
-        gx = g_rows.reshape(1, rows, c_out) @ per_offset  # (kh*kw, rows, C): one GEMM per offset
-        gx = gx.reshape(kh, kw, n, oh, ow, c).transpose(2, 3, 4, 0, 1, 5)
-    if need_w:
-        gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
-    if need_b:
-        gb = _sum(g_rows, (0,), False) if isinstance(g_rows, np.ndarray) else Sum.apply(g_rows, (0,), False)
-    return gx, gw, gb
+        (windows, w), g = _operands(ctx, g)
+        n, oh, ow, kh, kw, c = windows.shape
+        rows, c_out = n * oh * ow, w.shape[-1]
+        g_rows = g.reshape(rows, c_out)
+        gx = gw = gb = None
+        if need_x:
+            per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
+            gx = g_rows.reshape(1, rows, c_out) @ per_offset  # (kh*kw, rows, C): one GEMM per offset
+            gx = gx.reshape(kh, kw, n, oh, ow, c).transpose(2, 3, 4, 0, 1, 5)
+        if need_w:
+            # Plain: the forward's im2col copy. Recorded: the im2col matrix as a function of the
+            # windows, so that dw stays differentiable.
+            cols = windows.reshape(rows, kh * kw * c) if isinstance(windows, Tensor) else ctx.cols
+            gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
+        if need_b:
+            gb = sum_to(g_rows, (c_out,))
+        return gx, gw, gb
 
 
 def _im2col(windows: np.ndarray) -> np.ndarray:
