@@ -117,3 +117,32 @@ def test_conv2d_backward_of_empty_batches_and_channels(n, c, c_out):
     y.sum().backward()
     assert x.grad.shape == x.shape and w.grad.shape == w.shape and b.grad.shape == b.shape
     assert not x.grad.any() and not w.grad.any() and np.all(b.grad == n * 9)
+
+
+@given(data=st.data(), shape=st.lists(st.integers(1, 4), min_size=2, max_size=4).filter(lambda s: np.prod(s) <= 64 * 4),
+       order=st.permutations(range(4)), nan=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_running_max_in_any_memory_order(data, shape, order, nan):
+    """Max's running path (one reduced axis at a time, the outermost in memory first) on arrays laid
+    out in every axis order, with heavy ties and NaNs: the value of np.max, and the whole gradient
+    at the first maximum of each window in row-major order of the reduced axes (a NaN counts as it)."""
+    ndim = len(shape)
+    perm = [a for a in order if a < ndim]
+    axis = tuple(sorted(data.draw(st.sets(st.integers(0, ndim - 1), min_size=1))))
+    values = data.draw(st.lists(st.sampled_from([-np.inf, -1.0, 0.0, 2.0] + [np.nan] * nan),
+                                min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+    base = np.array(values).reshape([shape[a] for a in perm])
+    x = base.transpose(np.argsort(perm))  # shape `shape`, memory in the order `perm`
+    kept = [i for i in range(ndim) if i not in axis]
+    count = int(np.prod([shape[a] for a in axis]))  # up to 64 elements: the running path, unless x is tiny
+    t = Tensor(x, requires_grad=True)
+    y = F.max(t, axis=axis)
+    np.testing.assert_array_equal(y.data, np.max(x, axis=axis))
+    g_out = np.arange(1.0, y.size + 1).reshape(y.shape)
+    y.backward(g_out)
+    flat = x.transpose(kept + list(axis)).reshape([shape[i] for i in kept] + [count])
+    first = np.where(np.isnan(flat).any(-1), np.isnan(flat).argmax(-1), flat.argmax(-1))  # NumPy's argmax: the first
+    want = np.zeros(flat.shape)
+    np.put_along_axis(want, first[..., None], g_out[..., None], axis=-1)
+    want = want.reshape([shape[i] for i in kept] + [shape[a] for a in axis]).transpose(np.argsort(kept + list(axis)))
+    np.testing.assert_array_equal(t.grad, want)

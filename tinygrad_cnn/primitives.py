@@ -391,8 +391,10 @@ def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
     masks = []
     taken = None  # where an earlier position already holds the maximum
     for k, pos in enumerate(positions):
-        if k + 1 == len(positions) and taken is not None and not has_nan:
-            masks.append((pos, ~taken))  # every window holds its maximum somewhere: the rest is the last's
+        if k + 1 == len(positions) and taken is not None:
+            # Every window holds its maximum (or its first NaN) somewhere: what no earlier
+            # position took is the last one's, with no comparison.
+            masks.append((pos, ~taken))
             break
         candidate = _select(x, ctx.axis, pos)
         hit = np.greater_equal(candidate, y)  # the maximum itself
