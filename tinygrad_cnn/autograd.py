@@ -24,6 +24,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .tensor import Tensor
+else:
+    Tensor = None  # tinygrad_cnn.tensor imports this module, then sets Tensor here (the two refer to each other)
 
 # --------------------------------------------------------------------------- grad mode
 
@@ -102,8 +104,6 @@ class Context:
     def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
         self.inputs = inputs
-        from .tensor import Tensor
-
         self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         self._saved: tuple[Any, ...] = ()
         self._output: weakref.ReferenceType[Tensor] | None = None
@@ -117,8 +117,6 @@ class Context:
 
     @property
     def saved_tensors(self) -> tuple[Tensor | None, ...]:
-        from .tensor import Tensor
-
         if self._freed:
             raise self.freed_error()
         output = self._output() if self._output is not None else None
@@ -210,8 +208,6 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        from .tensor import Tensor
-
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
         record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(cls, args) if record else _Scratch()
@@ -497,8 +493,6 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
 
     Iterative depth-first post-order, so graphs of any depth work (no recursion limit).
     """
-    from .tensor import Tensor
-
     order: list[Tensor] = []
     visited: set[int] = set()
     for root in roots:
@@ -522,8 +516,6 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
 
 def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     """Check a gradient returned by a backward rule against the input it belongs to."""
-    from .tensor import Tensor
-
     if not isinstance(g, Tensor):
         try:
             g = Tensor(np.asarray(g))
@@ -642,8 +634,6 @@ def grad(
     An input that does not influence the outputs is an error unless ``allow_unused=True``,
     in which case its gradient is a tensor of zeros.
     """
-    from .tensor import Tensor
-
     def as_list(what: str, value: Any) -> list[Any]:
         if isinstance(value, Tensor):
             return [value]
@@ -688,8 +678,6 @@ def grad(
 
 
 def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
-    from .tensor import Tensor
-
     if seed is None:
         if out.size != 1:
             raise ValueError(

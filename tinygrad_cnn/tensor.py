@@ -333,4 +333,7 @@ class Tensor:
         return F.logsumexp(self, axis, keepdims)
 
 
+from . import autograd as _autograd  # noqa: E402
+
+_autograd.Tensor = Tensor  # the tape needs the class at run time; it cannot import this module first
 from . import functional as F  # noqa: E402  (functional builds on Tensor; imported last to break the cycle)
