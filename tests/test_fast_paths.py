@@ -42,6 +42,10 @@ def test_bias_added_to_many_short_rows(rows, width, dtype):
     want = y + b
     P._add_row(y, b)
     np.testing.assert_array_equal(y, want)
+    one = rng.standard_normal(1).astype(dtype)  # a row that broadcasts along it: the plain add
+    want = y + one
+    P._add_row(y, one)
+    np.testing.assert_array_equal(y, want)
 
 
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():

@@ -298,7 +298,7 @@ def _add_row(y: np.ndarray, row: np.ndarray) -> None:
     """y += row in place, for a bias: y (M, T), row (T,) or anything else that broadcasts.
     As with :func:`_sum_rows`, NumPy would loop over one short row of y at a time; adding the row
     repeated to ~1024 elements to blocks of rows makes its loop that much longer."""
-    if not (row.ndim == 1 and y.ndim == 2 and _many_short_rows(y, 1)):
+    if not (y.ndim == 2 and row.shape == y.shape[1:] and _many_short_rows(y, 1)):
         y += row
         return
     m, t = y.shape
