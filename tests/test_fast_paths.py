@@ -34,7 +34,6 @@ def test_sum_over_many_short_rows(rows, width, dtype, keepdims):
 
 @given(rows=st.integers(1, 5000), width=st.sampled_from([1, 3, 16, 100, 256, 300]),
        dtype=st.sampled_from([np.float32, np.float64]))
-@settings(max_examples=30, deadline=None)
 def test_bias_added_to_many_short_rows(rows, width, dtype):
     """A bias added to a GEMM's output in blocks of rows: exactly y + b, remainder rows included."""
     rng = np.random.default_rng(rows)
@@ -123,9 +122,8 @@ def test_conv2d_backward_of_empty_batches_and_channels(n, c, c_out):
     assert not x.grad.any() and not w.grad.any() and np.all(b.grad == n * 9)
 
 
-@given(data=st.data(), shape=st.lists(st.integers(1, 4), min_size=2, max_size=4).filter(lambda s: np.prod(s) <= 64 * 4),
+@given(data=st.data(), shape=st.lists(st.integers(1, 4), min_size=2, max_size=4),
        order=st.permutations(range(4)), nan=st.booleans())
-@settings(max_examples=60, deadline=None)
 def test_running_max_in_any_memory_order(data, shape, order, nan):
     """Max's running path (one reduced axis at a time, the outermost in memory first) on arrays laid
     out in every axis order, with heavy ties and NaNs: the value of np.max, and the whole gradient
