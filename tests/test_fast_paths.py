@@ -136,7 +136,7 @@ def test_running_max_in_any_memory_order(data, shape, order, nan):
     base = np.array(values).reshape([shape[a] for a in perm])
     x = base.transpose(np.argsort(perm))  # shape `shape`, memory in the order `perm`
     kept = [i for i in range(ndim) if i not in axis]
-    count = int(np.prod([shape[a] for a in axis]))  # up to 64 elements: the running path, unless x is tiny
+    count = int(np.prod([shape[a] for a in axis]))  # up to 64 (and x not tiny): the running path; more: argmax
     t = Tensor(x, requires_grad=True)
     y = F.max(t, axis=axis)
     np.testing.assert_array_equal(y.data, np.max(x, axis=axis))
