@@ -284,14 +284,21 @@ def _many_short_rows(x: np.ndarray, lead: int) -> bool:
     return x.dtype.kind == "f" and x.flags.c_contiguous and 0 < width <= _ROW_BLOCK // 4 and x.size >= 4 * _ROW_BLOCK
 
 
-def _sum_rows(rows: np.ndarray) -> np.ndarray:
-    """rows (M, T) summed over M. NumPy adds short rows one by one with a loop of only T elements;
-    summing blocks of r rows as rows of r*T elements first makes its inner loop r times longer."""
+def _row_blocks(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A C-contiguous (M, T) seen as blocks of r rows, each one row of r*T (~1024) elements: the
+    (M // r, r*T) view, the remaining rows (M % r, T), and r."""
     m, t = rows.shape
     r = _ROW_BLOCK // t
     full = m - m % r
-    total = rows[:full].reshape(full // r, r * t).sum(axis=0).reshape(r, t).sum(axis=0)
-    return total + rows[full:].sum(axis=0) if full < m else total
+    return rows[:full].reshape(full // r, r * t), rows[full:], r
+
+
+def _sum_rows(rows: np.ndarray) -> np.ndarray:
+    """rows (M, T) summed over M. NumPy adds short rows one by one with a loop of only T elements;
+    summing blocks of r rows as rows of r*T elements first makes its inner loop r times longer."""
+    blocks, rest, r = _row_blocks(rows)
+    total = blocks.sum(axis=0).reshape(r, rows.shape[1]).sum(axis=0)
+    return total + rest.sum(axis=0) if len(rest) else total
 
 
 def _add_row(y: np.ndarray, row: np.ndarray) -> None:
@@ -301,11 +308,9 @@ def _add_row(y: np.ndarray, row: np.ndarray) -> None:
     if not (y.ndim == 2 and row.shape == y.shape[1:] and _many_short_rows(y, 1)):
         y += row
         return
-    m, t = y.shape
-    r = _ROW_BLOCK // t
-    full = m - m % r
-    y[:full].reshape(full // r, r * t)[...] += np.tile(row, r)
-    y[full:] += row
+    blocks, rest, r = _row_blocks(y)
+    blocks += np.tile(row, r)
+    rest += row
 
 
 class Max(Function):
@@ -745,8 +750,6 @@ class LogSoftmax(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Any:
-        if is_grad_enabled():
-            (y,) = ctx.saved_tensors
-            return g - y.exp() * g.sum(axis=ctx.axis, keepdims=True)
-        (y,) = ctx.saved_arrays  # plain backward: on the arrays
-        return g.data - np.exp(y) * g.data.sum(axis=ctx.axis, keepdims=True)
+        (y,), g = _operands(ctx, g)
+        exp_y = y.exp() if isinstance(y, Tensor) else np.exp(y)
+        return g - exp_y * g.sum(axis=ctx.axis, keepdims=True)
