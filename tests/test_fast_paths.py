@@ -92,6 +92,22 @@ def test_fold_in_blocks_of_images(monkeypatch, block_bytes, channels):
     np.testing.assert_allclose(got, _naive_fold(g, x_shape, kernel, stride, dilation), rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 3000, P._FOLD_BLOCK_BYTES])
+def test_conv2d_input_gradient_in_blocks_of_images(monkeypatch, block_bytes):
+    """conv2d's plain backward multiplies and folds a few images at a time, one kernel offset
+    after another; any block size gives the fold of the whole window gradient."""
+    monkeypatch.setattr(P, "_FOLD_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(block_bytes)
+    x = Tensor(rng.standard_normal((5, 3, 9, 8)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 3, 3, 2)))
+    out = F.conv2d(x, w, stride=(1, 2), dilation=(2, 1))
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    window_grad = np.einsum("noij,ocpq->nijpqc", g, w.data)  # (N, OH, OW, kh, kw, C)
+    want = _naive_fold(window_grad, x.shape, (3, 2), (1, 2), (2, 1))
+    np.testing.assert_allclose(x.grad, want, rtol=1e-12, atol=1e-12)
+
+
 def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     """A wide one-channel image takes the column-major im2col copy; forward and gradients stay right."""
     rng = np.random.default_rng(0)

@@ -466,18 +466,33 @@ def test_matmul_add(data, n, k, m, c_shape):
     assert gradgradcheck(lambda x, y, z: fused(x, y, z) * fused(x, y, z), a, b, c)
 
 
-@given(data=st.data(), n=DIM, oh=DIM, ow=DIM, kh=DIM, kw=DIM, c=DIM, c_out=DIM, bias=st.booleans())
-def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias):
-    """The primitive behind conv2d, on arbitrary (not only sliding-window) arrays of its shapes."""
-    windows = data.draw(tensors((n, oh, ow, kh, kw, c)))
+@given(data=st.data(), n=DIM, oh=DIM, ow=DIM, kh=DIM, kw=DIM, c=DIM, c_out=DIM, bias=st.booleans(),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       spare=st.tuples(st.integers(0, 1), st.integers(0, 1)))
+def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias, stride, dilation, spare):
+    """The primitive behind conv2d on its own: an image's windows times a weight, with strides,
+    dilations and (with a stride of 2) rows or columns that no window reaches (``spare``); the forward against an
+    explicit sum over the windows."""
+    h = (oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1 + spare[0] * (stride[0] - 1)
+    w_ = (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1 + spare[1] * (stride[1] - 1)
+    x = data.draw(tensors((n, c, h, w_)))
     w = data.draw(tensors((kh, kw, c, c_out)))
     b = data.draw(tensors((c_out,))) if bias else None
-    op = tg.primitives.WindowMatMul.apply
-    want = np.tensordot(windows.data, w.data, axes=3) + (0 if b is None else b.data)
-    np.testing.assert_allclose(op(windows, w, b).data, want, rtol=1e-12, atol=1e-12)
-    inputs = (windows, w) if b is None else (windows, w, b)
-    assert gradcheck(lambda *t: op(t[0], t[1], t[2] if bias else None), *inputs)
-    assert gradgradcheck(lambda *t: op(t[0], t[1], t[2] if bias else None) ** 2, *inputs)
+    want = np.zeros((n, oh, ow, c_out)) + (0 if b is None else b.data)
+    for p in range(kh):
+        for q in range(kw):
+            rows = p * dilation[0] + stride[0] * np.arange(oh)
+            cols = q * dilation[1] + stride[1] * np.arange(ow)
+            pixels = x.data[:, :, rows[:, None], cols[None, :]]  # (N, C, OH, OW)
+            want += np.einsum("ncij,co->nijo", pixels, w.data[p, q])
+
+    def op(*t: Tensor) -> Tensor:
+        return tg.primitives.WindowMatMul.apply(t[0], t[1], t[2] if bias else None, stride, dilation)
+
+    inputs = (x, w) if b is None else (x, w, b)
+    np.testing.assert_allclose(op(*inputs).data, want, rtol=1e-12, atol=1e-12)
+    assert gradcheck(op, *inputs)
+    assert gradgradcheck(lambda *t: op(*t) ** 2, *inputs)
 
 
 @given(data=st.data(), lead=shapes(max_dims=2, max_side=3), n_in=DIM, n_out=DIM, bias=st.booleans())

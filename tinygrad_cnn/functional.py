@@ -579,8 +579,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
         "conv2d", "dilation", dilation, 1)
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
-    patches = unfold(x, (kh, kw), s, p, d)  # (N, OH, OW, kh, kw, C)
-    out = P.WindowMatMul.apply(patches, transpose(weight, 2, 3, 1, 0), bias)  # (N, OH, OW, C_out)
+    if p != (0, 0):
+        x = P.Pad.apply(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), 0.0)
+    out = P.WindowMatMul.apply(x, transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
     # A channels-last result seen as NCHW: the next layer's windows read it without a transpose copy.
     return transpose(out, 0, 3, 1, 2)
 

@@ -13,6 +13,7 @@ Elementwise binary ops broadcast like NumPy; their rules sum ``g`` back to each 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -584,24 +585,27 @@ class MatMulAdd(Function):
 
 
 class WindowMatMul(Function):
-    """The product of sliding windows with a weight, the core of conv2d (a tensordot over the window axes).
+    """The core of conv2d: the sliding windows of an image times a weight (a tensordot over the
+    window axes).
 
-    windows (N, OH, OW, kh, kw, C), as :class:`Unfold` gives them, w (kh, kw, C, C_out), b (C_out,)
-    or None -> y (N, OH, OW, C_out),  y[n,i,j,o] = sum over p,q,c of windows[n,i,j,p,q,c] * w[p,q,c,o] + b[o].
-    Forward: the windows copied once into the im2col matrix (N*OH*OW, kh*kw*C), one GEMM, the bias
-    added into its output in place.
-    dwindows = g (x) w^T, one small GEMM per kernel offset (a batched MatMul), so each offset's
-    gradient is a contiguous block: what :class:`Fold` reads fastest.   dw = im2col^T @ g.
-    db = g summed over (N, OH, OW).
+    x (N, C, H, W), w (kh, kw, C, C_out), b (C_out,) or None, stride, dilation -> y (N, OH, OW, C_out),
+    y[n,i,j,o] = sum over p,q,c of x[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o]: the windows
+    are :class:`Unfold`'s. Forward: the windows copied once into the im2col matrix
+    (N*OH*OW, kh*kw*C), one GEMM, the bias added into its output in place.
+    dx = Fold(g (x) w^T): one small GEMM per kernel offset, each added onto the image while it is
+    still in the cache.   dw = im2col^T @ g.   db = g summed over (N, OH, OW).
     """
 
     @staticmethod
-    def forward(ctx: Context, windows: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-        n, oh, ow, kh, kw, c = windows.shape
-        c_out = w.shape[-1]
+    def forward(ctx: Context, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape,
+                dilation: Shape) -> np.ndarray:
+        kh, kw, c, c_out = w.shape
+        windows = _windows(x, (kh, kw), stride, dilation)
+        n, oh, ow = windows.shape[:3]
         cols = _im2col(windows)
-        ctx.save_for_backward(windows, w)
+        ctx.save_for_backward(x, w)
         ctx.cols = cols  # the plain backward's weight gradient reads it instead of copying again
+        ctx.args = (x.shape, (kh, kw), stride, dilation)
         y = cols @ w.reshape(kh * kw * c, c_out)
         if b is not None:
             _add_row(y, b)
@@ -609,24 +613,48 @@ class WindowMatMul(Function):
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
-        need_x, need_w, need_b = ctx.needs_input_grad
-        (windows, w), g = _operands(ctx, g)
-        n, oh, ow, kh, kw, c = windows.shape
-        rows, c_out = n * oh * ow, w.shape[-1]
-        g_rows = g.reshape(rows, c_out)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        (x, w), g = _operands(ctx, g)
+        n, oh, ow, c_out = g.shape
+        kh, kw, c = w.shape[:3]
+        g_rows = g.reshape(n * oh * ow, c_out)
         gx = gw = gb = None
         if need_x:
             per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
-            gx = g_rows.reshape(1, rows, c_out) @ per_offset  # (kh*kw, rows, C): one GEMM per offset
-            gx = gx.reshape(kh, kw, n, oh, ow, c).transpose(2, 3, 4, 0, 1, 5)
+            if isinstance(g, Tensor):  # recorded: the same product and fold, as differentiable ops
+                gx = (g_rows.reshape(1, n * oh * ow, c_out) @ per_offset).reshape(kh, kw, n, oh, ow, c)
+                gx = Fold.apply(gx.transpose(2, 3, 4, 0, 1, 5), *ctx.args)
+            else:
+                gx = _fold_products(g_rows, per_offset, *ctx.args)
         if need_w:
-            # Plain: the forward's im2col copy. Recorded: the im2col matrix as a function of the
-            # windows, so that dw stays differentiable.
-            cols = windows.reshape(rows, kh * kw * c) if isinstance(windows, Tensor) else ctx.cols
+            # Plain: the forward's im2col copy. Recorded: the im2col matrix as a function of x,
+            # so that dw stays differentiable.
+            cols = ctx.cols if not isinstance(x, Tensor) else Unfold.apply(x, *ctx.args[1:]).reshape(
+                n * oh * ow, kh * kw * c)
             gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
         if need_b:
             gb = sum_to(g_rows, (c_out,))
         return gx, gw, gb
+
+
+def _fold_products(g_rows: np.ndarray, per_offset: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape,
+                   dilation: Shape) -> np.ndarray:
+    """Fold(g (x) w^T) without the window gradient in memory: g_rows (N*OH*OW, C_out) times each
+    kernel offset's (C_out, C) block, added onto the image at once. A few images at a time, so
+    that the product block and the image rows it lands on stay in the cache (materialising all
+    kh*kw blocks first and folding them afterwards streams kh*kw times the image through memory)."""
+    n, c, h, w = x_shape
+    rows_per_image = len(g_rows) // max(n, 1)
+    out = np.zeros((n, h, w, c), dtype=np.result_type(g_rows, per_offset))  # channels-last
+    chunk = max(1, _FOLD_BLOCK_BYTES // 2 // max(1, rows_per_image * c * out.itemsize))
+    for start in range(0, n, chunk):
+        g_part = g_rows[start * rows_per_image:(start + chunk) * rows_per_image]
+        dst = out[start:start + chunk]
+        block = np.empty((len(g_part), c), dtype=out.dtype)
+        for view, w_offset in zip(_offset_views(dst, kernel, stride, dilation), per_offset):
+            np.matmul(g_part, w_offset, out=block)
+            view += block.reshape(view.shape)
+    return out.transpose(0, 3, 1, 2)
 
 
 def _im2col(windows: np.ndarray) -> np.ndarray:
@@ -671,17 +699,33 @@ class Unfold(Function):
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
-        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
         ctx.args = (x.shape, kernel, stride, dilation)
-        n, c, h, w = x.shape
-        oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
-        s_n, s_c, s_h, s_w = x.strides
-        return np.lib.stride_tricks.as_strided(
-            x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False)
+        return _windows(x, kernel, stride, dilation)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         return Fold.apply(g, *ctx.args)
+
+
+def _windows(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+    """The read-only (N, OH, OW, kh, kw, C) view of the sliding windows of x (N, C, H, W)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, c, h, w = x.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    s_n, s_c, s_h, s_w = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False)
+
+
+def _offset_views(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> Iterator[np.ndarray]:
+    """For each kernel offset (p, q), row-major, the view (N, OH, OW, C) of a channels-last image
+    (N, H, W, C) holding the pixels that every window's (p, q) element reads."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    h, w = image.shape[1:3]
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    for p in range(kh):
+        for q in range(kw):
+            yield image[:, p * dh:p * dh + sh * (oh - 1) + 1:sh, q * dw:q * dw + sw * (ow - 1) + 1:sw, :]
 
 
 class Fold(Function):
@@ -714,12 +758,9 @@ class Fold(Function):
         for start in range(0, n, chunk):
             part = g[start:start + chunk].transpose(3, 4, 0, 1, 2, 5)  # (kh, kw, n', OH, OW, C)
             part = np.ascontiguousarray(part) if rearrange else part
-            dst = out[start:start + chunk]
-            for p in range(kh):
-                for q in range(kw):
-                    rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
-                    cols = slice(q * dw, q * dw + sw * (ow - 1) + 1, sw)
-                    dst[:, rows, cols, :] += part[p, q]
+            offsets = (part[p, q] for p in range(kh) for q in range(kw))
+            for view, offset_grad in zip(_offset_views(out[start:start + chunk], kernel, stride, dilation), offsets):
+                view += offset_grad
         return out.transpose(0, 3, 1, 2)
 
     @staticmethod
