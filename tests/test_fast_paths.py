@@ -114,8 +114,7 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     x = Tensor(rng.standard_normal((2, 1, 6, 30)), requires_grad=True)
     w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
     b = Tensor(rng.standard_normal(3), requires_grad=True)
-    windows = F.unfold(x, 3).data
-    assert P._im2col(windows).flags.f_contiguous  # the column-major copy was taken
+    assert P._im2col(x.data, (3, 3), (1, 1), (1, 1)).flags.f_contiguous  # the column-major copy was taken
     out = F.conv2d(x, w, b)
     want = np.zeros((2, 3, 4, 28))
     for i in range(4):
@@ -164,3 +163,73 @@ def test_running_max_in_any_memory_order(data, shape, order, nan):
     np.put_along_axis(want, first[..., None], g_out[..., None], axis=-1)
     want = want.reshape([shape[i] for i in kept] + [shape[a] for a in axis]).transpose(np.argsort(kept + list(axis)))
     np.testing.assert_array_equal(t.grad, want)
+
+
+def test_conv2d_output_is_laid_out_batch_inner():
+    """WindowMatMul's rows run (OH, OW, N): conv2d's NCHW output is a view of (H, W, N, C) memory."""
+    rng = np.random.default_rng(0)
+    for c in (1, 3, 20):  # the column-major and the row-major im2col copies
+        x = Tensor(rng.standard_normal((4, c, 9, 8)).astype(np.float32))
+        y = F.conv2d(x, Tensor(rng.standard_normal((5, c, 3, 3)).astype(np.float32)))
+        assert P._memory_order(y.data) == [2, 3, 0, 1] and y.data.transpose(2, 3, 0, 1).flags.c_contiguous
+
+
+def test_cnn_gradients_through_batch_inner_layouts():
+    """conv -> relu -> max-pool -> conv -> relu -> flatten -> linear: every layer after the first
+    conv reads (and its backward writes) batch-inner arrays; the gradients of the input and of
+    every parameter against finite differences, in float64."""
+    rng = np.random.default_rng(1)
+    x, w1, b1, w2, b2, w3 = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in (
+        (3, 2, 10, 9), (4, 2, 3, 3), (4,), (5, 4, 2, 2), (5,), (2, 5 * 3 * 2)))
+
+    def net(x, w1, b1, w2, b2, w3):
+        h = F.max_pool2d(F.relu(F.conv2d(x, w1, b1)), 2)  # (3, 4, 4, 3)
+        h = F.relu(F.conv2d(h, w2, b2))  # (3, 5, 3, 2)
+        return F.linear(h.reshape(3, -1), w3)
+
+    assert gradcheck(net, x, w1, b1, w2, b2, w3)
+
+
+@given(data=st.data(), shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), step=st.integers(1, 2))
+def test_reshape_without_copy_exactly_where_numpy_can(data, shape, step):
+    """Reshape's own test for a view agrees with NumPy's reshape on permuted and sliced arrays."""
+    order = data.draw(st.permutations(range(len(shape))))
+    x = np.arange(int(np.prod(shape)) * step)[::step].reshape(shape).transpose(order)
+    sizes, rest = [], x.size
+    while rest > 1:
+        factor = data.draw(st.sampled_from([f for f in range(2, rest + 1) if rest % f == 0]))
+        sizes += [factor] + ([1] if data.draw(st.booleans()) else [])
+        rest //= factor
+    if sizes and data.draw(st.booleans()):
+        sizes[data.draw(st.integers(0, len(sizes) - 1))] = -1
+    new_shape = tuple(sizes) or (1,)
+    want = x.reshape(new_shape)
+    got = P._reshaped_view(x, new_shape)
+    assert (got is None) == (not np.shares_memory(want, x))
+    if got is not None:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("slab_bytes", [1, 100, P._SLAB_BYTES])
+def test_copy_between_layouts_in_slabs(monkeypatch, slab_bytes):
+    monkeypatch.setattr(P, "_SLAB_BYTES", slab_bytes)
+    rng = np.random.default_rng(slab_bytes)
+    for order in [(2, 3, 0, 1), (0, 2, 3, 1), (3, 1, 0, 2)]:
+        src = rng.standard_normal((3, 4, 5, 2)).transpose(order)
+        dst = np.empty(src.shape)
+        assert P._copy_in_slabs(src, dst) is dst
+        np.testing.assert_array_equal(dst, src)
+
+
+def test_reshape_of_a_batch_inner_array_gives_its_gradient_the_same_layout():
+    """Flattening a conv output copies it into NCHW order; the plain backward lays the gradient
+    out like the conv output again, so the relu and conv backward rules see matching layouts."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((6, 1, 8, 8)).astype(np.float32), rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    h = Tensor(F.relu(F.conv2d(Tensor(x), Tensor(w))).data, requires_grad=True)  # a conv output's layout
+    flat = h.reshape(6, -1)
+    np.testing.assert_array_equal(flat.data, np.ascontiguousarray(h.data).reshape(6, -1))
+    g = rng.standard_normal(flat.shape).astype(np.float32)
+    flat.backward(g)
+    np.testing.assert_array_equal(h.grad, g.reshape(h.shape))
+    assert P._memory_order(h.grad) == P._memory_order(h.data) == [2, 3, 0, 1]

@@ -227,9 +227,6 @@ def test_max_min_distinct_values(name, data, seed, keepdims):
     x = data.draw(arrays(shapes(min_dims=1), st.floats(-100, 100), unique=True))
     axis = data.draw(axes_for(x.ndim))
     dims = norm_axes(axis, x.ndim)
-    # Reducing over every axis is a known core bug (backward raises TypeError); it has its own
-    # strict xfail in test_engine.py (test_max_over_all_axes_backward), so it is left out here.
-    assume(len(dims) < x.ndim)
     torch_fn = torch.amax if name == "max" else torch.amin
     compare(
         lambda t: getattr(t, name)(axis, keepdims=keepdims),

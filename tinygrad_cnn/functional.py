@@ -582,7 +582,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     if p != (0, 0):
         x = P.Pad.apply(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), 0.0)
     out = P.WindowMatMul.apply(x, transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
-    # A channels-last result seen as NCHW: the next layer's windows read it without a transpose copy.
+    # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see WindowMatMul).
     return transpose(out, 0, 3, 1, 2)
 
 

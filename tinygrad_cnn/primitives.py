@@ -368,8 +368,9 @@ _UNROLL_MAX = 64  # reductions over at most this many elements use Max's running
 
 def _running_max(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
     """x.max(axis) as np.maximum over views of x, one reduced axis at a time, the outermost in
-    memory first. Pooling windows of a channels-last image: reducing over the window's rows first
-    reads whole image rows (runs of W*C elements); its columns, then, runs of C. Each step's result
+    memory first. Pooling windows of conv2d's batch-inner (H, W, N, C) output: reducing over the
+    window's rows first reads whole image rows of all images (runs of W*N*C elements); its
+    columns, then, runs of N*C (of a channels-last image: W*C, then only C). Each step's result
     keeps x's memory order (``empty_like``), so the next step's views are as long."""
     y, dims = x, list(range(x.ndim))  # dims: which axis of x each axis of y is
     for a in sorted(axis, key=lambda a: -abs(x.strides[a])):
@@ -407,7 +408,7 @@ def _first_max_masks(ctx: Context) -> list[tuple[tuple[int, ...], np.ndarray]]:
         if has_nan:  # a NaN is the maximum (as np.maximum and argmax have it)
             hit |= np.isnan(candidate)
         if taken is None:
-            taken = hit.copy()
+            taken = hit.copy(order="K")  # laid out like hit, so that the mask operations stay contiguous
         else:
             np.greater(hit, taken, out=hit)  # hit and not taken (booleans: True > False only)
             taken |= hit
@@ -431,16 +432,81 @@ def _keepdims_shape(shape: Shape, axis: tuple[int, ...]) -> Shape:
 
 
 class Reshape(Function):
-    """y = x.reshape(shape).   dx = g.reshape(x.shape)."""
+    """y = x.reshape(shape).   dx = g.reshape(x.shape).
+
+    When x's memory order differs from its axis order (conv2d's outputs are laid out batch-inner),
+    the reshape is a copy: it is made in cache-sized slabs, and the plain backward lays dx out in
+    memory like x, so that the backward rules before it see g in the layout of their own arrays.
+    """
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, shape: Shape) -> np.ndarray:
         ctx.shape = x.shape
-        return x.reshape(shape)
+        y = _reshaped_view(x, shape)
+        if y is not None:
+            return y
+        ctx.memory_order = _memory_order(x)
+        return _copy_in_slabs(x, np.empty(x.shape, dtype=x.dtype)).reshape(shape)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
-        return Reshape.apply(g, ctx.shape)
+        order = getattr(ctx, "memory_order", None)
+        if order is None or is_grad_enabled():
+            return Reshape.apply(g, ctx.shape)
+        laid_out_like_x = np.empty([ctx.shape[a] for a in order], dtype=g.dtype).transpose(np.argsort(order))
+        return Tensor(_copy_in_slabs(g.data.reshape(ctx.shape), laid_out_like_x))
+
+
+def _reshaped_view(x: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """x seen with ``shape`` without a copy, or None where NumPy's reshape would copy.
+
+    NumPy's own test (C order): leaving out axes of length 1, the old axes fall into consecutive
+    groups whose sizes multiply to the new axes' sizes, and within a group each axis steps over
+    exactly the next one (stride = next stride * next length)."""
+    if x.flags.c_contiguous or x.size == 0:
+        return x.reshape(shape)
+    known = int(np.prod([n for n in shape if n != -1]))
+    new = [x.size // known if n == -1 else n for n in shape if n != 1]
+    old = [(n, stride) for n, stride in zip(x.shape, x.strides) if n != 1]
+    i = j = 0
+    while i < len(old) and j < len(new):
+        i_end, j_end, old_size, new_size = i + 1, j + 1, old[i][0], new[j]
+        while old_size != new_size:
+            if old_size < new_size:
+                old_size *= old[i_end][0]
+                i_end += 1
+            else:
+                new_size *= new[j_end]
+                j_end += 1
+        if any(old[k][1] != old[k + 1][1] * old[k + 1][0] for k in range(i, i_end - 1)):
+            return None
+        i, j = i_end, j_end
+    return x.reshape(shape)
+
+
+def _memory_order(x: np.ndarray) -> list[int]:
+    """x's axes from the outermost in memory to the innermost (by stride; ties keep axis order)."""
+    return sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))
+
+
+_SLAB_BYTES = 256 << 10  # how much of the source a layout-changing copy reads at a time
+
+
+def _copy_in_slabs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """dst[...] = src, for arrays of one shape laid out differently in memory (a transpose);
+    returns dst. Copied a slab of src's outermost memory axis at a time: one ``np.copyto``
+    walks dst in its own order and, across layouts, reads src one element per cache line, so
+    that src falls out of the cache before the rest of each line is used; a slab stays in it."""
+    if src.ndim == 0 or src.size == 0:
+        dst[...] = src
+        return dst
+    axis = _memory_order(src)[0]
+    step = max(1, _SLAB_BYTES * src.shape[axis] // max(1, src.nbytes))
+    index: list[Any] = [slice(None)] * src.ndim
+    for start in range(0, src.shape[axis], step):
+        index[axis] = slice(start, start + step)
+        np.copyto(dst[tuple(index)], src[tuple(index)])
+    return dst
 
 
 class Permute(Function):
@@ -591,25 +657,30 @@ class WindowMatMul(Function):
     x (N, C, H, W), w (kh, kw, C, C_out), b (C_out,) or None, stride, dilation -> y (N, OH, OW, C_out),
     y[n,i,j,o] = sum over p,q,c of x[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o]: the windows
     are :class:`Unfold`'s. Forward: the windows copied once into the im2col matrix
-    (N*OH*OW, kh*kw*C), one GEMM, the bias added into its output in place.
+    (OH*OW*N, kh*kw*C), one GEMM, the bias added into its output in place.
     dx = Fold(g (x) w^T): one small GEMM per kernel offset, each added onto the image while it is
     still in the cache.   dw = im2col^T @ g.   db = g summed over (N, OH, OW).
+
+    Memory layout: the im2col rows, and so y's memory, run batch-inner, (OH, OW, N, C_out): one
+    pixel of every image, then the next pixel. Any window of such an image (a pooling window, a
+    kernel offset) is then a block of N*C contiguous values, so the ops after it (pooling, its
+    backward, the fold of dx) read long runs instead of runs of C. y is returned as a view with
+    the shape (N, OH, OW, C_out); nothing outside the primitives sees the layout.
     """
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape,
                 dilation: Shape) -> np.ndarray:
         kh, kw, c, c_out = w.shape
-        windows = _windows(x, (kh, kw), stride, dilation)
-        n, oh, ow = windows.shape[:3]
-        cols = _im2col(windows)
+        oh, ow = _out_hw(x.shape[2:], (kh, kw), stride, dilation)
+        cols = _im2col(x, (kh, kw), stride, dilation)
         ctx.save_for_backward(x, w)
         ctx.cols = cols  # the plain backward's weight gradient reads it instead of copying again
         ctx.args = (x.shape, (kh, kw), stride, dilation)
         y = cols @ w.reshape(kh * kw * c, c_out)
         if b is not None:
             _add_row(y, b)
-        return y.reshape(n, oh, ow, c_out)
+        return y.reshape(oh, ow, len(x), c_out).transpose(2, 0, 1, 3)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
@@ -617,20 +688,21 @@ class WindowMatMul(Function):
         (x, w), g = _operands(ctx, g)
         n, oh, ow, c_out = g.shape
         kh, kw, c = w.shape[:3]
-        g_rows = g.reshape(n * oh * ow, c_out)
+        rows = oh * ow * n
+        g_rows = g.transpose(1, 2, 0, 3).reshape(rows, c_out)  # batch-inner, like the im2col rows
         gx = gw = gb = None
         if need_x:
             per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
             if isinstance(g, Tensor):  # recorded: the same product and fold, as differentiable ops
-                gx = (g_rows.reshape(1, n * oh * ow, c_out) @ per_offset).reshape(kh, kw, n, oh, ow, c)
-                gx = Fold.apply(gx.transpose(2, 3, 4, 0, 1, 5), *ctx.args)
+                gx = (g_rows.reshape(1, rows, c_out) @ per_offset).reshape(kh, kw, oh, ow, n, c)
+                gx = Fold.apply(gx.transpose(4, 2, 3, 0, 1, 5), *ctx.args)
             else:
                 gx = _fold_products(g_rows, per_offset, *ctx.args)
         if need_w:
             # Plain: the forward's im2col copy. Recorded: the im2col matrix as a function of x,
             # so that dw stays differentiable.
-            cols = ctx.cols if not isinstance(x, Tensor) else Unfold.apply(x, *ctx.args[1:]).reshape(
-                n * oh * ow, kh * kw * c)
+            cols = ctx.cols if not isinstance(x, Tensor) else Unfold.apply(x, *ctx.args[1:]).transpose(
+                1, 2, 0, 3, 4, 5).reshape(rows, kh * kw * c)
             gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
         if need_b:
             gb = sum_to(g_rows, (c_out,))
@@ -639,37 +711,52 @@ class WindowMatMul(Function):
 
 def _fold_products(g_rows: np.ndarray, per_offset: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape,
                    dilation: Shape) -> np.ndarray:
-    """Fold(g (x) w^T) without the window gradient in memory: g_rows (N*OH*OW, C_out) times each
-    kernel offset's (C_out, C) block, added onto the image at once. A few images at a time, so
-    that the product block and the image rows it lands on stay in the cache (materialising all
-    kh*kw blocks first and folding them afterwards streams kh*kw times the image through memory)."""
+    """Fold(g (x) w^T) without the window gradient in memory: g_rows (OH*OW*N, C_out), batch-inner,
+    times each kernel offset's (C_out, C) block, added onto the image at once, a batch-inner
+    (H, W, N, C) array: each slice-add reads and writes runs of N*C values. A few images at a time
+    when the whole batch is large, so that the product block and the image it lands on stay in
+    the cache (materialising all kh*kw blocks first and folding them afterwards streams kh*kw
+    times the image through memory)."""
     n, c, h, w = x_shape
-    rows_per_image = len(g_rows) // max(n, 1)
-    out = np.zeros((n, h, w, c), dtype=np.result_type(g_rows, per_offset))  # channels-last
-    chunk = max(1, _FOLD_BLOCK_BYTES // 2 // max(1, rows_per_image * c * out.itemsize))
-    for start in range(0, n, chunk):
-        g_part = g_rows[start * rows_per_image:(start + chunk) * rows_per_image]
-        dst = out[start:start + chunk]
+    oh, ow = _out_hw((h, w), kernel, stride, dilation)
+    g_pixels = g_rows.reshape(oh * ow, n, g_rows.shape[1])  # (OH*OW, N, C_out)
+    out = np.zeros((h, w, n, c), dtype=np.result_type(g_rows, per_offset))
+    for images in _image_blocks(n, oh * ow * c * out.itemsize, _FOLD_BLOCK_BYTES // 2):
+        g_part = g_rows if images == slice(0, n) else g_pixels[:, images].reshape(-1, g_rows.shape[1])
+        dst = out[:, :, images]
         block = np.empty((len(g_part), c), dtype=out.dtype)
-        for view, w_offset in zip(_offset_views(dst, kernel, stride, dilation), per_offset):
+        for view, w_offset in zip(_offset_views(dst.transpose(2, 0, 1, 3), kernel, stride, dilation), per_offset):
             np.matmul(g_part, w_offset, out=block)
-            view += block.reshape(view.shape)
-    return out.transpose(0, 3, 1, 2)
+            view += block.reshape(view.shape[1], view.shape[2], view.shape[0], c).transpose(2, 0, 1, 3)
+    return out.transpose(2, 3, 0, 1)
 
 
-def _im2col(windows: np.ndarray) -> np.ndarray:
-    """The (N*OH*OW, kh*kw*C) im2col matrix of windows (N, OH, OW, kh, kw, C): conv2d's one copy.
+def _image_blocks(n: int, bytes_per_image: int, budget: int) -> Iterator[slice]:
+    """Consecutive slices of a batch of n images, as many images each as fit in ``budget`` bytes
+    of per-image work (at least one)."""
+    step = max(1, budget // max(1, bytes_per_image))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+def _im2col(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+    """The (OH*OW*N, kh*kw*C) im2col matrix of x (N, C, H, W): conv2d's one copy. Rows run
+    batch-inner (OH, OW, N); columns (kh, kw, C).
 
     Row-major, the copy reads each window's channels, a contiguous run of C (times kw when the
-    image is channels-last). With few channels (an input layer) that run is short, and copying
-    the matrix column-major, which reads runs along the image's rows, is several times faster.
-    The GEMM takes either memory order.
+    image is channels-last). With few channels that run is short, and the copy is several times
+    faster column-major, from the image laid out batch-inner (C, H, W, N) (a copy of the image
+    first, unless it is laid out so already, as conv2d's outputs are when C is 1): that reads
+    runs along the image's rows of all N images. The GEMM takes either memory order.
     """
-    n, oh, ow, kh, kw, c = windows.shape
-    kernel_major = windows.transpose(3, 4, 5, 0, 1, 2)
-    if _contiguous_run(kernel_major) <= 2 * _contiguous_run(windows):
-        return windows.reshape(n * oh * ow, kh * kw * c)
-    return kernel_major.reshape(kh * kw * c, n * oh * ow).T
+    n, c = x.shape[:2]
+    windows = _windows(x, kernel, stride, dilation).transpose(1, 2, 0, 3, 4, 5)  # (OH, OW, N, kh, kw, C)
+    oh, ow, _, kh, kw, _ = windows.shape
+    if _contiguous_run(windows) * x.itemsize >= _LONG_RUN_BYTES:
+        return windows.reshape(oh * ow * n, kh * kw * c)
+    batch_inner = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)  # (N, C, H, W) view
+    kernel_major = _windows(batch_inner, kernel, stride, dilation).transpose(3, 4, 5, 1, 2, 0)
+    return kernel_major.reshape(kh * kw * c, oh * ow * n).T
 
 
 def _contiguous_run(x: np.ndarray) -> int:
@@ -692,8 +779,8 @@ class Unfold(Function):
 
     x: (N, C, H, W) -> y: (N, OH, OW, kh, kw, C) with
     y[n, i, j, p, q, c] = x[n, c, i*sh + p*dh, j*sw + q*dw], OH = (H - dh*(kh-1) - 1) // sh + 1.
-    The forward is a strided view (no copy). Channels come last so that, when x is stored
-    channels-last in memory (as conv2d's outputs are), copying the windows reads contiguous runs.
+    The forward is a strided view (no copy). Channels come last so that, when x is stored with
+    channels innermost in memory (as conv2d's outputs are), copying the windows reads contiguous runs.
     dx = :class:`Fold` of g (the adjoint: every window adds its gradient back onto the pixels it read).
     """
 
@@ -711,18 +798,22 @@ def _windows(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np
     """The read-only (N, OH, OW, kh, kw, C) view of the sliding windows of x (N, C, H, W)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     n, c, h, w = x.shape
-    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = _out_hw((h, w), kernel, stride, dilation)
     s_n, s_c, s_h, s_w = x.strides
     return np.lib.stride_tricks.as_strided(
         x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False)
 
 
+def _out_hw(hw: Shape, kernel: Shape, stride: Shape, dilation: Shape) -> tuple[int, int]:
+    """(OH, OW): how many windows fit along the height and the width."""
+    return tuple((size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(hw, kernel, stride, dilation))
+
+
 def _offset_views(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> Iterator[np.ndarray]:
-    """For each kernel offset (p, q), row-major, the view (N, OH, OW, C) of a channels-last image
-    (N, H, W, C) holding the pixels that every window's (p, q) element reads."""
+    """For each kernel offset (p, q), row-major, the view (N, OH, OW, C) of an image indexed
+    (N, H, W, C) (laid out in memory in any order) holding the pixels every window's (p, q) element reads."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    h, w = image.shape[1:3]
-    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = _out_hw(image.shape[1:3], kernel, stride, dilation)
     for p in range(kh):
         for q in range(kw):
             yield image[:, p * dh:p * dh + sh * (oh - 1) + 1:sh, q * dw:q * dw + sw * (ow - 1) + 1:sw, :]
