@@ -467,6 +467,8 @@ def _reshaped_view(x: np.ndarray, shape: Shape) -> np.ndarray | None:
         return x.reshape(shape)
     known = int(np.prod([n for n in shape if n != -1]))
     new = [x.size // known if n == -1 else n for n in shape if n != 1]
+    if int(np.prod(new)) != x.size:
+        return x.reshape(shape)  # NumPy's error for a shape that does not fit
     old = [(n, stride) for n, stride in zip(x.shape, x.strides) if n != 1]
     i = j = 0
     while i < len(old) and j < len(new):
