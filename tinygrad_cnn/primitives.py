@@ -724,12 +724,14 @@ def _fold_products(g_rows: np.ndarray, per_offset: np.ndarray, x_shape: Shape, k
     g_pixels = g_rows.reshape(oh * ow, n, g_rows.shape[1])  # (OH*OW, N, C_out)
     out = np.zeros((h, w, n, c), dtype=np.result_type(g_rows, per_offset))
     for images in _image_blocks(n, oh * ow * c * out.itemsize, _FOLD_BLOCK_BYTES // 2):
-        g_part = g_rows if images == slice(0, n) else g_pixels[:, images].reshape(-1, g_rows.shape[1])
-        dst = out[:, :, images]
-        block = np.empty((len(g_part), c), dtype=out.dtype)
-        for view, w_offset in zip(_offset_views(dst.transpose(2, 0, 1, 3), kernel, stride, dilation), per_offset):
+        count = images.stop - images.start
+        g_part = g_rows if count == n else g_pixels[:, images].reshape(-1, g_rows.shape[1])
+        block = np.empty((oh * ow * count, c), dtype=out.dtype)
+        block_pixels = block.reshape(oh, ow, count, c).transpose(2, 0, 1, 3)  # (N', OH, OW, C) view
+        image = out[:, :, images].transpose(2, 0, 1, 3)  # (N', H, W, C) view
+        for view, w_offset in zip(_offset_views(image, kernel, stride, dilation), per_offset):
             np.matmul(g_part, w_offset, out=block)
-            view += block.reshape(view.shape[1], view.shape[2], view.shape[0], c).transpose(2, 0, 1, 3)
+            view += block_pixels
     return out.transpose(2, 3, 0, 1)
 
 
