@@ -545,9 +545,13 @@ def unfold(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: In
     s, p, d = _pair("unfold", "stride", stride, 1), _pair("unfold", "padding", padding, 0), _pair(
         "unfold", "dilation", dilation, 1)
     _out_size("unfold", x.shape, k, s, p, d)
-    if p != (0, 0):
-        x = P.Pad.apply(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), pad_value)
-    return P.Unfold.apply(x, k, s, d)
+    return P.Unfold.apply(_pad_hw(x, p, pad_value), k, s, d)
+
+
+def _pad_hw(x: Tensor, padding: tuple[int, int], value: float) -> Tensor:
+    """x (N, C, H, W) padded by ``padding`` rows and columns of ``value`` on each side (x itself if none)."""
+    ph, pw = padding
+    return P.Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), value) if (ph, pw) != (0, 0) else x
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
@@ -579,9 +583,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
         "conv2d", "dilation", dilation, 1)
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
-    if p != (0, 0):
-        x = P.Pad.apply(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), 0.0)
-    out = P.WindowMatMul.apply(x, transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
+    out = P.WindowMatMul.apply(_pad_hw(x, p, 0.0), transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
     # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see WindowMatMul).
     return transpose(out, 0, 3, 1, 2)
 

@@ -373,7 +373,7 @@ def _running_max(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
     columns, then, runs of N*C (of a channels-last image: W*C, then only C). Each step's result
     keeps x's memory order (``empty_like``), so the next step's views are as long."""
     y, dims = x, list(range(x.ndim))  # dims: which axis of x each axis of y is
-    for a in sorted(axis, key=lambda a: -abs(x.strides[a])):
+    for a in (a for a in _memory_order(x) if a in axis):
         i = dims.index(a)
         views = [y[(slice(None),) * i + (k, Ellipsis)] for k in range(y.shape[i])]
         out = np.empty_like(views[0])
@@ -845,16 +845,15 @@ class Fold(Function):
             return tiles.transpose(0, 3, 1, 2)
         out = np.zeros((n, h, w, c), dtype=g.dtype)  # channels-last, like the windows
         # Each slice-add below reads one kernel offset of g. Unless g is laid out offset-major
-        # already (as WindowMatMul's gradient is), that is runs of only C elements; copying a few
+        # already, that is runs of only C elements; copying a few
         # images' windows at a time offset-major first (a block that stays in cache) makes every
         # slice-add read one contiguous block instead.
         rearrange = c * g.itemsize < _LONG_RUN_BYTES and not g.transpose(3, 4, 0, 1, 2, 5).flags.c_contiguous
-        chunk = max(1, _FOLD_BLOCK_BYTES // max(1, g[:1].nbytes) if rearrange else n)
-        for start in range(0, n, chunk):
-            part = g[start:start + chunk].transpose(3, 4, 0, 1, 2, 5)  # (kh, kw, n', OH, OW, C)
+        for images in _image_blocks(n, g[:1].nbytes, _FOLD_BLOCK_BYTES) if rearrange else [slice(0, n)]:
+            part = g[images].transpose(3, 4, 0, 1, 2, 5)  # (kh, kw, n', OH, OW, C)
             part = np.ascontiguousarray(part) if rearrange else part
             offsets = (part[p, q] for p in range(kh) for q in range(kw))
-            for view, offset_grad in zip(_offset_views(out[start:start + chunk], kernel, stride, dilation), offsets):
+            for view, offset_grad in zip(_offset_views(out[images], kernel, stride, dilation), offsets):
                 view += offset_grad
         return out.transpose(0, 3, 1, 2)
 
