@@ -46,8 +46,14 @@ def serve(repo: Path, batch: int, tune: bool) -> None:
     def param(*shape: int, fan_in: int) -> tg.Tensor:
         return tg.Tensor((rng.uniform(-1, 1, shape) / np.sqrt(fan_in)).astype(np.float32), requires_grad=True)
 
-    params = [param(16, 1, 5, 5, fan_in=25), param(16, fan_in=25), param(32, 16, 5, 5, fan_in=400),
-              param(32, fan_in=400), param(10, 512, fan_in=512), param(10, fan_in=512)]
+    params = [
+        param(16, 1, 5, 5, fan_in=25),
+        param(16, fan_in=25),
+        param(32, 16, 5, 5, fan_in=400),
+        param(32, fan_in=400),
+        param(10, 512, fan_in=512),
+        param(10, fan_in=512),
+    ]
     w1, b1, w2, b2, w3, b3 = params
     raw = gzip.open(repo / "tinygrad_cnn/data/mnist/train-images-idx3-ubyte.gz").read()
     pixels = np.frombuffer(raw, np.uint8, offset=16)[: batch * 784].reshape(batch, 1, 28, 28)
@@ -87,8 +93,11 @@ def main() -> None:
     children = []
     for repo in args.repos:
         command = [sys.executable, __file__, str(repo.resolve()), "--serve", "--batch", str(args.batch)]
-        children.append(subprocess.Popen(pin + command + ["--tune"] * args.tune, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True))
+        children.append(
+            subprocess.Popen(
+                pin + command + ["--tune"] * args.tune, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+        )
     samples: list[list[float]] = [[] for _ in children]
     for r in range(args.rounds):
         order = range(len(children)) if r % 2 == 0 else reversed(range(len(children)))
@@ -102,8 +111,10 @@ def main() -> None:
     tuned = " (tuned allocator)" if args.tune else ""
     for repo, times in zip(args.repos, samples):
         median = statistics.median(times)
-        print(f"{repo}{tuned}: {median:.1f} ms CPU per step (median of {len(times)}; min {min(times):.1f}), "
-              f"{args.batch / median * 1e3:,.0f} img/s per core, batch {args.batch}")
+        print(
+            f"{repo}{tuned}: {median:.1f} ms CPU per step (median of {len(times)}; min {min(times):.1f}), "
+            f"{args.batch / median * 1e3:,.0f} img/s per core, batch {args.batch}"
+        )
 
 
 if __name__ == "__main__":

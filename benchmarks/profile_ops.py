@@ -35,6 +35,7 @@ def timed(fn, label):
         finally:
             seconds[label] += time.process_time() - start
             calls[label] += 1
+
     return staticmethod(wrapper)
 
 
@@ -45,8 +46,16 @@ for name, cls in vars(P).items():
 
 tune_allocator()
 tg.manual_seed(0)
-model = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(),
-                      nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 10))
+model = nn.Sequential(
+    nn.Conv2d(1, 16, 5),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Conv2d(16, 32, 5),
+    nn.ReLU(),
+    nn.MaxPool2d(2),
+    nn.Flatten(),
+    nn.Linear(512, 10),
+)
 (images, labels), _ = tg.datasets.load_mnist()
 x = ((images[:128, None] / 255.0 - 0.1307) / 0.3081).astype(np.float32)
 y = labels[:128]

@@ -43,8 +43,19 @@ except ImportError:  # the peer is optional
 
 # name: (layers as (kind, args), batch size)
 MODELS = {
-    "lenet": ([("conv", (1, 16, 5, 0)), ("relu",), ("pool", 2), ("conv", (16, 32, 5, 0)), ("relu",), ("pool", 2),
-               ("flatten",), ("linear", (512, 10))], 128),
+    "lenet": (
+        [
+            ("conv", (1, 16, 5, 0)),
+            ("relu",),
+            ("pool", 2),
+            ("conv", (16, 32, 5, 0)),
+            ("relu",),
+            ("pool", 2),
+            ("flatten",),
+            ("linear", (512, 10)),
+        ],
+        128,
+    ),
     "single_conv": ([("conv", (1, 32, 7, 1)), ("relu",), ("flatten",), ("linear", (32 * 24 * 24, 10))], 64),
 }
 INFERENCE_BATCH = 1000
@@ -119,8 +130,9 @@ def torch_train_step(model, x, y) -> float:
 
 def ours_train_step_parallel(model: nn.Module, x: np.ndarray, y: np.ndarray, workers: int) -> float:
     model.zero_grad()
-    loss, _ = parallel.backward(lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(),
-                                x, y, workers=workers)
+    loss, _ = parallel.backward(
+        lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(), x, y, workers=workers
+    )
     with tg.no_grad():
         for p in model.parameters():
             p.data -= np.float32(LR) * p.grad
@@ -205,12 +217,16 @@ def bench_models(rounds: int) -> list[dict]:
         pool = None
         if WORKERS > 1:
             train[f"tinygrad_cnn x{WORKERS}"] = lambda m=ours, x=x, y=y: ours_train_step_parallel(m, x, y, WORKERS)
-            pool = parallel.WorkerPool(lambda xs, ys, m=ours: F.cross_entropy(m(tg.Tensor(xs)), ys),
-                                       ours.parameters(), workers=WORKERS)
-            train[f"tinygrad_cnn x{WORKERS} processes"] = (
-                lambda m=ours, pool=pool, x=x, y=y: ours_train_step_pool(m, pool, x, y))
-        infer = {"tinygrad_cnn": lambda m=ours, x=xi: ours_infer(m, x),
-                 "tinygrad_cnn predict": lambda m=ours, x=xi: ours_predict(m, x)}
+            pool = parallel.WorkerPool(
+                lambda xs, ys, m=ours: F.cross_entropy(m(tg.Tensor(xs)), ys), ours.parameters(), workers=WORKERS
+            )
+            train[f"tinygrad_cnn x{WORKERS} processes"] = lambda m=ours, pool=pool, x=x, y=y: ours_train_step_pool(
+                m, pool, x, y
+            )
+        infer = {
+            "tinygrad_cnn": lambda m=ours, x=xi: ours_infer(m, x),
+            "tinygrad_cnn predict": lambda m=ours, x=xi: ours_predict(m, x),
+        }
         if torch:
             theirs = build_torch(spec, ours)
             tx, ty, txi = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xi)
@@ -220,8 +236,11 @@ def bench_models(rounds: int) -> list[dict]:
         for mode, contenders, n in (("train", train, batch), ("inference", infer, INFERENCE_BATCH)):
             med = round_robin(contenders, rounds, repeats=10)  # consecutive steps, as in training
             for label in [k for k in contenders if not k.startswith("pytorch")]:
-                row = {"benchmark": f"{name} {mode} (batch {n}){label[len('tinygrad_cnn'):]}", "unit": "img/s",
-                       "tinygrad_cnn": n / med[label]}
+                row = {
+                    "benchmark": f"{name} {mode} (batch {n}){label[len('tinygrad_cnn') :]}",
+                    "unit": "img/s",
+                    "tinygrad_cnn": n / med[label],
+                }
                 if torch:
                     # predict runs the batch in pieces: PyTorch gets the same split, or the whole
                     # batch at once, whichever it does faster
@@ -244,24 +263,39 @@ def bench_ops(rounds: int) -> list[dict]:
         return rng.standard_normal(shape).astype(np.float32)
 
     cases = {
-        "conv2d 128x1x28x28 * 16x1x5x5": (lambda a, w: F.conv2d(a, w), lambda a, w: TF.conv2d(a, w),
-                                           [arr(128, 1, 28, 28), arr(16, 1, 5, 5)]),
-        "conv2d 128x16x12x12 * 32x16x5x5": (lambda a, w: F.conv2d(a, w), lambda a, w: TF.conv2d(a, w),
-                                             [arr(128, 16, 12, 12), arr(32, 16, 5, 5)]),
-        "conv2d 64x1x28x28 * 32x1x7x7 pad 1": (lambda a, w: F.conv2d(a, w, padding=1),
-                                                lambda a, w: TF.conv2d(a, w, padding=1),
-                                                [arr(64, 1, 28, 28), arr(32, 1, 7, 7)]),
-        "max_pool2d 128x16x24x24 k2": (lambda a: F.max_pool2d(a, 2), lambda a: TF.max_pool2d(a, 2),
-                                       [arr(128, 16, 24, 24)]),
+        "conv2d 128x1x28x28 * 16x1x5x5": (
+            lambda a, w: F.conv2d(a, w),
+            lambda a, w: TF.conv2d(a, w),
+            [arr(128, 1, 28, 28), arr(16, 1, 5, 5)],
+        ),
+        "conv2d 128x16x12x12 * 32x16x5x5": (
+            lambda a, w: F.conv2d(a, w),
+            lambda a, w: TF.conv2d(a, w),
+            [arr(128, 16, 12, 12), arr(32, 16, 5, 5)],
+        ),
+        "conv2d 64x1x28x28 * 32x1x7x7 pad 1": (
+            lambda a, w: F.conv2d(a, w, padding=1),
+            lambda a, w: TF.conv2d(a, w, padding=1),
+            [arr(64, 1, 28, 28), arr(32, 1, 7, 7)],
+        ),
+        "max_pool2d 128x16x24x24 k2": (
+            lambda a: F.max_pool2d(a, 2),
+            lambda a: TF.max_pool2d(a, 2),
+            [arr(128, 16, 24, 24)],
+        ),
         "matmul 128x512 @ 512x10": (lambda a, b: a @ b, lambda a, b: a @ b, [arr(128, 512), arr(512, 10)]),
         "matmul 64x18432 @ 18432x10": (lambda a, b: a @ b, lambda a, b: a @ b, [arr(64, 18432), arr(18432, 10)]),
-        "log_softmax+nll 128x10": (lambda a: F.cross_entropy(a, labels), lambda a: TF.cross_entropy(a, tlabels),
-                                   [arr(128, 10)]),
+        "log_softmax+nll 128x10": (
+            lambda a: F.cross_entropy(a, labels),
+            lambda a: TF.cross_entropy(a, tlabels),
+            [arr(128, 10)],
+        ),
     }
     labels = rng.integers(0, 10, 128)
     tlabels = torch.from_numpy(labels) if torch else None
     rows = []
     for name, (ours_fn, torch_fn, arrays) in cases.items():
+
         def run_ours(fn=ours_fn, arrays=arrays) -> None:
             ts = [tg.Tensor(a, requires_grad=True) for a in arrays]
             out = fn(*ts)
@@ -269,6 +303,7 @@ def bench_ops(rounds: int) -> list[dict]:
 
         contenders = {"tinygrad_cnn": run_ours}
         if torch:
+
             def run_torch(fn=torch_fn, arrays=arrays) -> None:
                 ts = [torch.from_numpy(a).requires_grad_() for a in arrays]
                 out = fn(*ts)
@@ -318,8 +353,12 @@ def bench_memory() -> list[dict]:
     for name in MODELS:
         row = {"benchmark": f"{name} peak RSS growth per training step", "unit": "MiB"}
         for framework in ["tinygrad_cnn"] + (["pytorch"] if torch else []):
-            out = subprocess.run([sys.executable, __file__, "--memory-probe", framework, name],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-probe", framework, name],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row[framework] = float(out.stdout.strip().splitlines()[-1])
         if torch:
             row["ratio"] = row["tinygrad_cnn"] / max(row["pytorch"], 1e-9)
@@ -341,9 +380,13 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--skip-ops", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--workers", type=int, default=parallel.default_workers(),
-                        help="also measure training with the batch split over this many threads, and over "
-                             "this many worker processes (1: off)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=parallel.default_workers(),
+        help="also measure training with the batch split over this many threads, and over "
+        "this many worker processes (1: off)",
+    )
     parser.add_argument("--no-tune", action="store_true", help="skip tinygrad_cnn.memory.tune_allocator()")
     parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -354,10 +397,12 @@ def main() -> None:
     if args.memory_probe:
         memory_probe(*args.memory_probe)
         return
-    print(f"numpy {np.__version__}, torch {torch.__version__ if torch else 'not installed'}"
-          f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, {os.cpu_count()} CPUs, "
-          f"allocator {'default' if args.no_tune else 'tuned'}; "
-          f"ratio = ours / PyTorch for img/s and MiB, PyTorch / ours for ms (higher is better for us except MiB)")
+    print(
+        f"numpy {np.__version__}, torch {torch.__version__ if torch else 'not installed'}"
+        f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, {os.cpu_count()} CPUs, "
+        f"allocator {'default' if args.no_tune else 'tuned'}; "
+        f"ratio = ours / PyTorch for img/s and MiB, PyTorch / ours for ms (higher is better for us except MiB)"
+    )
     rows = bench_models(args.rounds)
     if not args.skip_ops:
         rows += bench_ops(args.rounds)

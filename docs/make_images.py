@@ -64,8 +64,11 @@ def make_tapes(out: Path) -> list[Path]:
     loss = F.cross_entropy(logits, y_train[:8])
     cnn = loss.tape(names=model.named_parameters())
     loss.backward()
-    paths.append(cnn.render(out / "tape_mnist_cnn.png", dpi=90, constants=False,
-                            title="examples/mnist_cnn.py: the loss of a batch of 8"))
+    paths.append(
+        cnn.render(
+            out / "tape_mnist_cnn.png", dpi=90, constants=False, title="examples/mnist_cnn.py: the loss of a batch of 8"
+        )
+    )
     return paths
 
 
@@ -109,8 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     for path in paths:
         shrink(path)
         size = path.stat().st_size
-        print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {size / 1024:.0f} KiB"
-              + ("  (over 200 KiB!)" if size > 200 * 1024 else ""))
+        print(
+            f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {size / 1024:.0f} KiB"
+            + ("  (over 200 KiB!)" if size > 200 * 1024 else "")
+        )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
 def build_model() -> nn.Module:
     """Two conv-relu-pool blocks and a small classifier: (N, 1, 28, 28) -> (N, 10) logits."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2),  # -> (N, 16, 12, 12)
-        nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),  # -> (N, 32, 4, 4)
+        nn.Conv2d(1, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # -> (N, 16, 12, 12)
+        nn.Conv2d(16, 32, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # -> (N, 32, 4, 4)
         nn.Flatten(),  # -> (N, 512)
         nn.Linear(512, 10),
     )
@@ -56,16 +60,26 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> tuple[
     return F.cross_entropy(logits, labels).item(), logits.data.argmax(axis=1)
 
 
-def write_plots(directory: str, model: nn.Module, history: list[dict], batch_losses: list[tuple[float, float]],
-                images: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> list[str]:
+def write_plots(
+    directory: str,
+    model: nn.Module,
+    history: list[dict],
+    batch_losses: list[tuple[float, float]],
+    images: np.ndarray,
+    labels: np.ndarray,
+    preds: np.ndarray,
+) -> list[str]:
     """Learning curves, first-layer filters, confusion matrix and misclassified digits as PNGs."""
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    return [str(path) for path in (
-        plots.learning_curves(history, os.path.join(directory, "learning_curves.png"), batch_losses),
-        plots.filter_grid(first_conv.weight, os.path.join(directory, "filters.png"), "First-layer filters"),
-        plots.confusion_matrix(confusion_matrix(labels, preds), os.path.join(directory, "confusion_matrix.png")),
-        plots.misclassified(images, labels, preds, os.path.join(directory, "misclassified.png")),
-    )]
+    return [
+        str(path)
+        for path in (
+            plots.learning_curves(history, os.path.join(directory, "learning_curves.png"), batch_losses),
+            plots.filter_grid(first_conv.weight, os.path.join(directory, "filters.png"), "First-layer filters"),
+            plots.confusion_matrix(confusion_matrix(labels, preds), os.path.join(directory, "confusion_matrix.png")),
+            plots.misclassified(images, labels, preds, os.path.join(directory, "misclassified.png")),
+        )
+    ]
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, classes: int = 10) -> np.ndarray:
@@ -92,8 +106,10 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         rate = images / elapsed if elapsed else 0.0
         eta = elapsed / done * (self.total - done)
-        line = (f"epoch {self.epoch + 1}/{self.epochs} [{done:>4}/{self.total}] loss {loss:.4f} "
-                f"{rate:,.0f} img/s ETA {eta:4.0f}s")
+        line = (
+            f"epoch {self.epoch + 1}/{self.epochs} [{done:>4}/{self.total}] loss {loss:.4f} "
+            f"{rate:,.0f} img/s ETA {eta:4.0f}s"
+        )
         print(("\r" + line) if self.tty else line, end="" if self.tty and done != self.total else "\n", flush=True)
 
 
@@ -109,14 +125,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--limit-train", type=int, default=None, metavar="N", help="train on the first N images only")
     p.add_argument("--json", action="store_true", help="print a final JSON line of metrics")
-    p.add_argument("--plots", default=None, metavar="DIR",
-                   help="write learning curves, filters, confusion matrix, misclassified digits (PNG; needs "
-                        "matplotlib) and metrics.jsonl to DIR")
+    p.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write learning curves, filters, confusion matrix, misclassified digits (PNG; needs "
+        "matplotlib) and metrics.jsonl to DIR",
+    )
     p.add_argument("--metrics", default=None, metavar="FILE", help="write the metrics of every epoch as JSON lines")
     p.add_argument("--quiet", action="store_true", help="no per-batch progress")
-    p.add_argument("--workers", type=int, default=1,
-                   help="split each batch over this many cores with parallel.WorkerPool (Linux; default 1: "
-                        "one loss.backward())")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="split each batch over this many cores with parallel.WorkerPool (Linux; default 1: one loss.backward())",
+    )
     args = p.parse_args(argv)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
@@ -141,8 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {e}")
     if args.limit_train:
         x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
-    print(f"MNIST: {len(x_train):,} training and {len(x_test):,} test images"
-          f" ({'bundled' if args.data is None else args.data})")
+    print(
+        f"MNIST: {len(x_train):,} training and {len(x_test):,} test images"
+        f" ({'bundled' if args.data is None else args.data})"
+    )
 
     tune_allocator()  # reuse freed buffers between steps instead of page-faulting them back in (glibc)
     tg.manual_seed(args.seed)
@@ -156,16 +181,24 @@ def main(argv: list[str] | None = None) -> dict:
 
     # What a resumed run must share with the run that wrote the checkpoint to continue it exactly.
     # (--epochs may differ: training then continues to the new count, with that count's schedule.)
-    config = {"batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer, "seed": args.seed,
-              "train_images": len(x_train)}
+    config = {
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "seed": args.seed,
+        "train_images": len(x_train),
+    }
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         try:
             state = tg.load(args.checkpoint)
             saved = state.get("config", config)
             changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in config.items() if saved.get(k) != v]
             if changed:
-                raise ValueError("it was written by a run with other options (" + ", ".join(changed)
-                                 + "); resume with the same options, or start a new --checkpoint")
+                raise ValueError(
+                    "it was written by a run with other options ("
+                    + ", ".join(changed)
+                    + "); resume with the same options, or start a new --checkpoint"
+                )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
@@ -174,8 +207,10 @@ def main(argv: list[str] | None = None) -> dict:
             start_epoch, trained_seconds, history = state["epoch"], state["seconds"], state["history"]
         except KeyError as e:  # load_state_dict's missing/unexpected keys, or an entry missing from the file
             detail = str(e.args[0]) if e.args else ""
-            sys.exit(f"error: cannot resume from {args.checkpoint}: "
-                     + (detail if " " in detail else f"it has no {detail!r} entry (not this example's checkpoint?)"))
+            sys.exit(
+                f"error: cannot resume from {args.checkpoint}: "
+                + (detail if " " in detail else f"it has no {detail!r} entry (not this example's checkpoint?)")
+            )
         except (tg.CheckpointError, ValueError, TypeError, AttributeError) as e:
             sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
         print(f"resumed from {args.checkpoint} after epoch {start_epoch}")
@@ -216,37 +251,65 @@ def main(argv: list[str] | None = None) -> dict:
         trained_seconds += seconds
         test_loss, test_preds = evaluate(model, x_test, y_test)
         test_acc = float((test_preds == y_test).mean())
-        record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen,
-                  "test_loss": test_loss, "test_accuracy": test_acc, "seconds": seconds,
-                  "images_per_second": seen / seconds}
+        record = {
+            "epoch": epoch + 1,
+            "loss": total_loss / seen,
+            "train_accuracy": correct / seen,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "seconds": seconds,
+            "images_per_second": seen / seconds,
+        }
         history.append(record)
         if args.metrics:
             plots.write_jsonl([record], args.metrics, append=True)
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {record['loss']:.4f}, train accuracy {correct / seen:.2%}, "
-              f"test accuracy {test_acc:.2%}, {seconds:.1f}s ({seen / seconds:,.0f} img/s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {record['loss']:.4f}, train accuracy {correct / seen:.2%}, "
+            f"test accuracy {test_acc:.2%}, {seconds:.1f}s ({seen / seconds:,.0f} img/s)",
+            flush=True,
+        )
         if args.checkpoint:
-            tg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "schedule": schedule.state_dict(), "loader": loader.state_dict(), "rng": tg.get_rng_state(),
-                     "epoch": epoch + 1, "seconds": trained_seconds, "history": history, "config": config},
-                    args.checkpoint)
+            tg.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "loader": loader.state_dict(),
+                    "rng": tg.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "seconds": trained_seconds,
+                    "history": history,
+                    "config": config,
+                },
+                args.checkpoint,
+            )
 
     if pool is not None:
         pool.close()
     preds = model.predict(normalize(x_test)).data.argmax(axis=1)
     test_acc = float((preds == y_test).mean())
-    print(f"\ntest accuracy {test_acc:.2%} ({int((preds == y_test).sum()):,}/{len(y_test):,}), "
-          f"training time {trained_seconds:.1f}s")
+    print(
+        f"\ntest accuracy {test_acc:.2%} ({int((preds == y_test).sum()):,}/{len(y_test):,}), "
+        f"training time {trained_seconds:.1f}s"
+    )
     print("confusion matrix (rows: true digit, columns: predicted):")
     print(format_confusion(confusion_matrix(y_test, preds)))
-    metrics = {"test_accuracy": test_acc, "train_seconds": trained_seconds, "epochs": args.epochs,
-               "train_images_per_second": sum(h["images_per_second"] for h in history) / max(len(history), 1),
-               "history": history}
+    metrics = {
+        "test_accuracy": test_acc,
+        "train_seconds": trained_seconds,
+        "epochs": args.epochs,
+        "train_images_per_second": sum(h["images_per_second"] for h in history) / max(len(history), 1),
+        "history": history,
+    }
     if args.plots:
         written = write_plots(args.plots, model, history, batch_losses, x_test, y_test, preds)
         print(f"plots: {', '.join(written)}; metrics: {args.metrics}")
     if args.json:
-        print(json.dumps({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
-                          for k, v in metrics.items()}))
+        print(
+            json.dumps(
+                {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in metrics.items()}
+            )
+        )
     return metrics
 
 

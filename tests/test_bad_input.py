@@ -75,8 +75,14 @@ def values(dtype, shape, data):
 # 1. Wrong shapes
 
 
-BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "maximum": np.maximum,
-          "minimum": np.minimum}
+BINARY = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+}
 
 
 @given(op=st.sampled_from(sorted(BINARY)), sa=small_shapes, sb=small_shapes, data=st.data())
@@ -97,8 +103,11 @@ def test_wrong_shapes_elementwise(op, sa, sb, data):
     assert ta.grad.shape == sa and tb.grad.shape == sb
 
 
-@given(sa=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
-       sb=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4), data=st.data())
+@given(
+    sa=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+    sb=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+    data=st.data(),
+)
 def test_wrong_shapes_matmul(sa, sb, data):
     a = data.draw(hnp.arrays(np.float64, sa, elements=st.floats(-2, 2)))
     b = data.draw(hnp.arrays(np.float64, sb, elements=st.floats(-2, 2)))
@@ -112,8 +121,13 @@ def test_wrong_shapes_matmul(sa, sb, data):
     same(out, want)
 
 
-@given(n=st.integers(0, 3), f_in=st.integers(1, 5), w_shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
-       bias_len=st.integers(0, 5), data=st.data())
+@given(
+    n=st.integers(0, 3),
+    f_in=st.integers(1, 5),
+    w_shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+    bias_len=st.integers(0, 5),
+    data=st.data(),
+)
 def test_wrong_shapes_linear(n, f_in, w_shape, bias_len, data):
     x = data.draw(hnp.arrays(np.float64, (n, f_in), elements=st.floats(-2, 2)))
     w = data.draw(hnp.arrays(np.float64, w_shape, elements=st.floats(-2, 2)))
@@ -147,8 +161,9 @@ def _int_pair(v):
     if isinstance(v, bool):
         raise TypeError
     pair = (v, v) if isinstance(v, int) else v
-    if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
-                                                              for i in pair)):
+    if not (
+        isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
+    ):
         raise TypeError
     return pair
 
@@ -160,8 +175,9 @@ def _windows(xp, kh, kw, s, d):
     out = np.empty((n, c, oh, ow, kh, kw), dtype=xp.dtype)
     for i in range(oh):
         for j in range(ow):
-            out[:, :, i, j] = xp[:, :, i * s[0] : i * s[0] + d[0] * (kh - 1) + 1 : d[0],
-                                 j * s[1] : j * s[1] + d[1] * (kw - 1) + 1 : d[1]]
+            out[:, :, i, j] = xp[
+                :, :, i * s[0] : i * s[0] + d[0] * (kh - 1) + 1 : d[0], j * s[1] : j * s[1] + d[1] * (kw - 1) + 1 : d[1]
+            ]
     return out
 
 
@@ -198,15 +214,31 @@ def ref_pool(x, kernel, stride, padding, dilation, kind):
     return win.max(axis=(4, 5)) if kind == "max" else win.mean(axis=(4, 5))
 
 
-hyper = st.one_of(st.integers(-2, 4), st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
-                  st.sampled_from([1.5, None, True, "2", (1, 1, 1), ()]))
+hyper = st.one_of(
+    st.integers(-2, 4),
+    st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+    st.sampled_from([1.5, None, True, "2", (1, 1, 1), ()]),
+)
 
 
-@given(n=st.integers(0, 2), c=st.integers(0, 3), h=st.integers(0, 6), w=st.integers(0, 6),
-       c_out=st.integers(0, 3), c_in=st.integers(0, 3), kh=st.integers(0, 8), kw=st.integers(0, 8),
-       bias=st.sampled_from(["none", "ok", "wrong"]), stride=hyper, padding=hyper, dilation=hyper, data=st.data())
-def test_conv2d_huge_kernels_bad_strides_paddings_channels(n, c, h, w, c_out, c_in, kh, kw, bias, stride, padding,
-                                                           dilation, data):
+@given(
+    n=st.integers(0, 2),
+    c=st.integers(0, 3),
+    h=st.integers(0, 6),
+    w=st.integers(0, 6),
+    c_out=st.integers(0, 3),
+    c_in=st.integers(0, 3),
+    kh=st.integers(0, 8),
+    kw=st.integers(0, 8),
+    bias=st.sampled_from(["none", "ok", "wrong"]),
+    stride=hyper,
+    padding=hyper,
+    dilation=hyper,
+    data=st.data(),
+)
+def test_conv2d_huge_kernels_bad_strides_paddings_channels(
+    n, c, h, w, c_out, c_in, kh, kw, bias, stride, padding, dilation, data
+):
     x = data.draw(hnp.arrays(np.float64, (n, c, h, w), elements=st.floats(-2, 2)))
     wt = data.draw(hnp.arrays(np.float64, (c_out, c_in, kh, kw), elements=st.floats(-2, 2)))
     b = None if bias == "none" else np.arange(c_out + (bias == "wrong"), dtype=np.float64)
@@ -224,8 +256,16 @@ def test_conv2d_huge_kernels_bad_strides_paddings_channels(n, c, h, w, c_out, c_
         assert tx.grad.shape == x.shape and tw.grad.shape == wt.shape
 
 
-@given(kind=st.sampled_from(["max", "avg"]), h=st.integers(0, 6), w=st.integers(1, 6), kernel=hyper,
-       stride=st.one_of(st.none(), hyper), padding=hyper, dilation=hyper, data=st.data())
+@given(
+    kind=st.sampled_from(["max", "avg"]),
+    h=st.integers(0, 6),
+    w=st.integers(1, 6),
+    kernel=hyper,
+    stride=st.one_of(st.none(), hyper),
+    padding=hyper,
+    dilation=hyper,
+    data=st.data(),
+)
 def test_pooling_huge_kernels_bad_strides_paddings(kind, h, w, kernel, stride, padding, dilation, data):
     x = data.draw(hnp.arrays(np.float64, (2, 2, h, w), elements=st.floats(-2, 2), unique=True))
     op = f"{kind}_pool2d"
@@ -245,12 +285,18 @@ def test_pooling_huge_kernels_bad_strides_paddings(kind, h, w, kernel, stride, p
     same(out, want)
 
 
-@given(layer=st.sampled_from(["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout"]),
-       bad=st.sampled_from([0, -1, 2.5, None, "3", True, (3,), (1, 2, 3), float("nan"), 10**3]))
+@given(
+    layer=st.sampled_from(["Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "Dropout"]),
+    bad=st.sampled_from([0, -1, 2.5, None, "3", True, (3,), (1, 2, 3), float("nan"), 10**3]),
+)
 def test_layer_constructors_bad_sizes(layer, bad):
-    make = {"Linear": lambda v: nn.Linear(v, 2), "Conv2d": lambda v: nn.Conv2d(1, 2, v),
-            "MaxPool2d": lambda v: nn.MaxPool2d(v), "AvgPool2d": lambda v: nn.AvgPool2d(v),
-            "Dropout": lambda v: nn.Dropout(v)}[layer]
+    make = {
+        "Linear": lambda v: nn.Linear(v, 2),
+        "Conv2d": lambda v: nn.Conv2d(1, 2, v),
+        "MaxPool2d": lambda v: nn.MaxPool2d(v),
+        "AvgPool2d": lambda v: nn.AvgPool2d(v),
+        "Dropout": lambda v: nn.Dropout(v),
+    }[layer]
     out, err = outcome(lambda: make(bad), layer)
     if err is None:  # accepted: then it must be a sensible value for that argument
         assert isinstance(bad, int) and not isinstance(bad, bool) and bad >= 1 or (layer == "Dropout" and bad == 0)
@@ -260,15 +306,28 @@ def test_layer_constructors_bad_sizes(layer, bad):
 # 3. Wrong dtypes
 
 UNARY = {
-    "exp": (np.exp, True), "log": (np.log, True), "sqrt": (np.sqrt, True), "tanh": (np.tanh, True),
-    "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), True), "softplus": (lambda a: np.logaddexp(0, a), True),
-    "relu": (lambda a: np.maximum(a, 0), False), "abs": (np.abs, False), "neg": (np.negative, False),
-    "sum": (np.sum, False), "mean": (np.mean, False), "log_softmax": (None, True), "logsumexp": (None, True),
+    "exp": (np.exp, True),
+    "log": (np.log, True),
+    "sqrt": (np.sqrt, True),
+    "tanh": (np.tanh, True),
+    "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), True),
+    "softplus": (lambda a: np.logaddexp(0, a), True),
+    "relu": (lambda a: np.maximum(a, 0), False),
+    "abs": (np.abs, False),
+    "neg": (np.negative, False),
+    "sum": (np.sum, False),
+    "mean": (np.mean, False),
+    "log_softmax": (None, True),
+    "logsumexp": (None, True),
 }
 
 
-@given(op=st.sampled_from(sorted(UNARY)), dtype=st.sampled_from(DTYPES),
-       shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3), data=st.data())
+@given(
+    op=st.sampled_from(sorted(UNARY)),
+    dtype=st.sampled_from(DTYPES),
+    shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3),
+    data=st.data(),
+)
 def test_wrong_dtypes_unary(op, dtype, shape, data):
     a = values(dtype, shape, data)
     ref, float_only = UNARY[op]
@@ -307,9 +366,12 @@ def test_wrong_dtypes_binary(op, da, db, data):
 def test_wrong_dtypes_cnn_ops(dx, dw):
     x, w = np.ones((1, 2, 4, 4), dtype=dx), np.ones((3, 2, 2, 2), dtype=dw)
     ok = np.dtype(dx).kind == "f" and dx == dw
-    for op, call in [("conv2d", lambda: F.conv2d(T(x), T(w))),
-                     ("linear", lambda: F.linear(T(x[0, 0]), T(np.ones((3, 4), dw)))),
-                     ("max_pool2d", lambda: F.max_pool2d(T(x), 2)), ("matmul", lambda: T(x) @ T(w))]:
+    for op, call in [
+        ("conv2d", lambda: F.conv2d(T(x), T(w))),
+        ("linear", lambda: F.linear(T(x[0, 0]), T(np.ones((3, 4), dw)))),
+        ("max_pool2d", lambda: F.max_pool2d(T(x), 2)),
+        ("matmul", lambda: T(x) @ T(w)),
+    ]:
         out, err = outcome(call, op)
         if op == "conv2d" or op == "linear":
             assert (err is None) == ok, (op, dx, dw, err)
@@ -319,15 +381,23 @@ def test_wrong_dtypes_cnn_ops(dx, dw):
             assert out.dtype == dx and np.all(out.data == 8)
 
 
-@given(bad=st.sampled_from(["abc", None, object(), {"a": 1}, [[1, 2], [3]], [1, "x"], b"bytes", {1, 2}]),
-       requires_grad=st.booleans())
+@given(
+    bad=st.sampled_from(["abc", None, object(), {"a": 1}, [[1, 2], [3]], [1, "x"], b"bytes", {1, 2}]),
+    requires_grad=st.booleans(),
+)
 def test_wrong_dtypes_tensor_construction(bad, requires_grad):
     with pytest.raises(TypeError, match="Tensor: "):
         T(bad, requires_grad=requires_grad)
-    for op, call in [("add", lambda: T([1.0]) + bad), ("mul", lambda: bad * T([1.0])), ("exp", lambda: F.exp(bad)),
-                     ("conv2d", lambda: F.conv2d(bad, T(np.ones((1, 1, 1, 1), np.float32)))),
-                     ("sum", lambda: F.sum(bad)), ("cross_entropy", lambda: F.cross_entropy(T(np.zeros((1, 2))), bad)),
-                     ("matmul", lambda: F.matmul(T([1.0]), bad)), ("concatenate", lambda: F.concatenate([bad, bad]))]:
+    for op, call in [
+        ("add", lambda: T([1.0]) + bad),
+        ("mul", lambda: bad * T([1.0])),
+        ("exp", lambda: F.exp(bad)),
+        ("conv2d", lambda: F.conv2d(bad, T(np.ones((1, 1, 1, 1), np.float32)))),
+        ("sum", lambda: F.sum(bad)),
+        ("cross_entropy", lambda: F.cross_entropy(T(np.zeros((1, 2))), bad)),
+        ("matmul", lambda: F.matmul(T([1.0]), bad)),
+        ("concatenate", lambda: F.concatenate([bad, bad])),
+    ]:
         out, err = outcome(call, op)
         assert err is not None and isinstance(err, TypeError), (op, bad)
 
@@ -359,8 +429,11 @@ def test_wrong_dtypes_requires_grad_and_astype(dtype):
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min, "logsumexp": None, "var": np.var}
 
 
-@given(op=st.sampled_from(sorted(REDUCTIONS)), shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0,
-                                                                        max_side=3), data=st.data())
+@given(
+    op=st.sampled_from(sorted(REDUCTIONS)),
+    shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=3),
+    data=st.data(),
+)
 def test_empty_arrays_reductions(op, shape, data):
     k = data.draw(st.integers(0, len(shape) - 1))
     shape = shape[:k] + (0,) + shape[k + 1 :]
@@ -421,12 +494,16 @@ def test_empty_arrays_cnn(n, c, h):
 
 SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 5e-324, 1.0])
 NAN_OPS = {
-    "exp": (lambda t: t.exp(), np.exp), "log": (lambda t: t.log(), np.log), "tanh": (lambda t: t.tanh(), np.tanh),
+    "exp": (lambda t: t.exp(), np.exp),
+    "log": (lambda t: t.log(), np.log),
+    "tanh": (lambda t: t.tanh(), np.tanh),
     "sigmoid": (lambda t: t.sigmoid(), lambda a: 0.5 * (1 + np.tanh(a / 2))),
     "relu": (lambda t: t.relu(), lambda a: np.where(np.isnan(a), np.nan, np.maximum(a, 0))),
     "max": (lambda t: t.max(axis=-1), lambda a: np.max(a, axis=-1)),
-    "mul": (lambda t: t * t, lambda a: a * a), "div": (lambda t: 1.0 / t, lambda a: 1.0 / a),
-    "log_softmax": (lambda t: t.log_softmax(-1), None), "matmul": (lambda t: t @ t.T, lambda a: a @ a.T),
+    "mul": (lambda t: t * t, lambda a: a * a),
+    "div": (lambda t: 1.0 / t, lambda a: 1.0 / a),
+    "log_softmax": (lambda t: t.log_softmax(-1), None),
+    "matmul": (lambda t: t @ t.T, lambda a: a @ a.T),
     "sum": (lambda t: t.sum(), np.sum),
 }
 
@@ -533,14 +610,17 @@ def test_noncontiguous_and_readonly_inputs_give_the_same_results(kind_x, kind_w,
 # 7. Wrong target ranges
 
 
-@given(n=st.integers(1, 4), c=st.integers(1, 5), data=st.data(),
-       dtype=st.sampled_from([np.int64, np.int32, np.uint8, np.int8, np.float64, np.bool_]),
-       op=st.sampled_from(["cross_entropy", "nll_loss"]))
+@given(
+    n=st.integers(1, 4),
+    c=st.integers(1, 5),
+    data=st.data(),
+    dtype=st.sampled_from([np.int64, np.int32, np.uint8, np.int8, np.float64, np.bool_]),
+    op=st.sampled_from(["cross_entropy", "nll_loss"]),
+)
 def test_wrong_target_ranges(n, c, data, dtype, op):
     logits = data.draw(hnp.arrays(np.float64, (n, c), elements=st.floats(-3, 3)))
     lo = 0 if np.dtype(dtype).kind in "ub" else -3
-    target = data.draw(hnp.arrays(dtype, (n,), elements=st.booleans() if dtype == np.bool_
-                                  else st.integers(lo, c + 2)))
+    target = data.draw(hnp.arrays(dtype, (n,), elements=st.booleans() if dtype == np.bool_ else st.integers(lo, c + 2)))
     t = T(logits, requires_grad=True)
     inp = t if op == "cross_entropy" else t.log_softmax(1)
     out, err = outcome(lambda: getattr(F, op)(inp, target), op)
@@ -560,8 +640,7 @@ def test_wrong_target_ranges(n, c, data, dtype, op):
 
 @given(probs=hnp.arrays(np.float64, (3,), elements=st.one_of(st.floats(-0.5, 1.5), st.just(np.nan))))
 def test_wrong_probability_ranges_bce(probs):
-    out, err = outcome(lambda: F.binary_cross_entropy(T(probs, requires_grad=True), np.ones(3)),
-                       "binary_cross_entropy")
+    out, err = outcome(lambda: F.binary_cross_entropy(T(probs, requires_grad=True), np.ones(3)), "binary_cross_entropy")
     finite = probs[~np.isnan(probs)]
     if finite.size and (finite.min() < 0 or finite.max() > 1):
         assert isinstance(err, ValueError) and "probabilities in [0, 1]" in str(err)
@@ -573,24 +652,33 @@ def test_wrong_probability_ranges_bce(probs):
 # ====================================================================================================
 # 8. Bad arguments to shape ops and optimizers
 
-ARGS = st.one_of(st.integers(-4, 6), st.sampled_from([1.5, True, None, "a", -1, ()]),
-                 st.tuples(st.integers(-3, 4), st.integers(-3, 4)))
+ARGS = st.one_of(
+    st.integers(-4, 6),
+    st.sampled_from([1.5, True, None, "a", -1, ()]),
+    st.tuples(st.integers(-3, 4), st.integers(-3, 4)),
+)
 
 
 def _strict_ints(args):
     return all(isinstance(a, int) and not isinstance(a, bool) for a in args)
 
 
-@given(op=st.sampled_from(["reshape", "transpose", "sum", "flatten", "pad", "expand", "getitem", "swapaxes"]),
-       args=st.lists(ARGS, min_size=0, max_size=3))
+@given(
+    op=st.sampled_from(["reshape", "transpose", "sum", "flatten", "pad", "expand", "getitem", "swapaxes"]),
+    args=st.lists(ARGS, min_size=0, max_size=3),
+)
 def test_bad_arguments_to_shape_ops(op, args):
     a = np.arange(6.0).reshape(2, 3)
     t = T(a, requires_grad=True)
     call = {
-        "reshape": lambda: t.reshape(*args), "transpose": lambda: t.transpose(*args),
-        "sum": lambda: t.sum(axis=args[0] if args else None), "flatten": lambda: t.flatten(*args[:2]),
-        "pad": lambda: t.pad(args[0] if args else 0), "expand": lambda: t.expand(*args),
-        "getitem": lambda: t[tuple(args)], "swapaxes": lambda: t.swapaxes(*args[:2]),
+        "reshape": lambda: t.reshape(*args),
+        "transpose": lambda: t.transpose(*args),
+        "sum": lambda: t.sum(axis=args[0] if args else None),
+        "flatten": lambda: t.flatten(*args[:2]),
+        "pad": lambda: t.pad(args[0] if args else 0),
+        "expand": lambda: t.expand(*args),
+        "getitem": lambda: t[tuple(args)],
+        "swapaxes": lambda: t.swapaxes(*args[:2]),
     }[op]
     names = ("expand", "broadcast_to") if op == "expand" else op
     out, err = outcome(call, names, allowed=(ValueError, TypeError, IndexError))
@@ -605,29 +693,38 @@ def test_bad_arguments_to_shape_ops(op, args):
         assert all(n >= -1 for n in flat) and flat.count(-1) <= 1, f"reshape accepted {args}"
 
     def flatten_ref():
-        start, end = (tuple(used) + (1, -1)[len(used):])
+        start, end = tuple(used) + (1, -1)[len(used) :]
         start, end = start % 2, end % 2
-        return a.reshape(a.shape[:start] + (-1,) + a.shape[end + 1:])
+        return a.reshape(a.shape[:start] + (-1,) + a.shape[end + 1 :])
 
     want = {
         "reshape": lambda: a.reshape(*args) if args else a.reshape(()),
-        "transpose": lambda: a.transpose(*args), "sum": lambda: a.sum(axis=args[0] if args else None),
-        "flatten": flatten_ref, "pad": lambda: np.pad(a, args[0] if args else 0),
-        "expand": lambda: np.broadcast_to(a, args), "getitem": lambda: a[tuple(args)],
+        "transpose": lambda: a.transpose(*args),
+        "sum": lambda: a.sum(axis=args[0] if args else None),
+        "flatten": flatten_ref,
+        "pad": lambda: np.pad(a, args[0] if args else 0),
+        "expand": lambda: np.broadcast_to(a, args),
+        "getitem": lambda: a[tuple(args)],
         "swapaxes": lambda: np.swapaxes(a, *args[:2]),
     }[op]()
     same(out, want)
 
 
-@given(opt=st.sampled_from(["SGD", "Adam", "AdamW"]),
-       key=st.sampled_from(["lr", "momentum", "weight_decay", "eps", "betas"]),
-       value=st.sampled_from([-1.0, float("nan"), float("inf"), "0.1", None, True, (0.9,), (0.9, 1.0), (-0.1, 0.5),
-                              0.0, 0.5]))
+@given(
+    opt=st.sampled_from(["SGD", "Adam", "AdamW"]),
+    key=st.sampled_from(["lr", "momentum", "weight_decay", "eps", "betas"]),
+    value=st.sampled_from(
+        [-1.0, float("nan"), float("inf"), "0.1", None, True, (0.9,), (0.9, 1.0), (-0.1, 0.5), 0.0, 0.5]
+    ),
+)
 def test_bad_optimizer_hyperparameters(opt, key, value):
     cls = getattr(optim, opt)
     p = T(np.ones(3), requires_grad=True)
-    valid_keys = {"SGD": {"lr", "momentum", "weight_decay"}, "Adam": {"lr", "weight_decay", "eps", "betas"},
-                  "AdamW": {"lr", "weight_decay", "eps", "betas"}}[opt]
+    valid_keys = {
+        "SGD": {"lr", "momentum", "weight_decay"},
+        "Adam": {"lr", "weight_decay", "eps", "betas"},
+        "AdamW": {"lr", "weight_decay", "eps", "betas"},
+    }[opt]
     assume(key in valid_keys)
     out, err = outcome(lambda: cls([p], **{key: value}), opt)
     if err is None:
@@ -637,8 +734,12 @@ def test_bad_optimizer_hyperparameters(opt, key, value):
             assert isinstance(value, float) and math.isfinite(value) and value >= 0
 
 
-@given(opt=st.sampled_from(["SGD", "Adam"]), mutate=st.sampled_from(
-    ["other optimizer", "drop key", "garbage", "wrong shape", "string state", "extra group", "nan lr", "not a dict"]))
+@given(
+    opt=st.sampled_from(["SGD", "Adam"]),
+    mutate=st.sampled_from(
+        ["other optimizer", "drop key", "garbage", "wrong shape", "string state", "extra group", "nan lr", "not a dict"]
+    ),
+)
 def test_bad_optimizer_state_dicts_change_nothing(opt, mutate):
     params = [T(np.ones(3), requires_grad=True), T(np.ones((2, 2)), requires_grad=True)]
     make = {"SGD": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), "Adam": lambda ps: optim.Adam(ps, lr=0.1)}
@@ -688,27 +789,35 @@ def test_bad_model_state_dicts_change_nothing(mutate):
     else:
         state = list(state.items())
     before = model.state_dict()
-    out, err = outcome(lambda: model.load_state_dict(state), "load_state_dict",
-                       allowed=(ValueError, TypeError, KeyError))
+    out, err = outcome(
+        lambda: model.load_state_dict(state), "load_state_dict", allowed=(ValueError, TypeError, KeyError)
+    )
     assert err is not None
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
 
 
-@given(where=st.sampled_from(["outputs", "inputs", "grad_outputs", "backward"]),
-       bad=st.sampled_from([3, None, "x", [None], np.ones(4), [np.ones(2), np.ones(2)], np.array(["a"]), 1j]))
+@given(
+    where=st.sampled_from(["outputs", "inputs", "grad_outputs", "backward"]),
+    bad=st.sampled_from([3, None, "x", [None], np.ones(4), [np.ones(2), np.ones(2)], np.array(["a"]), 1j]),
+)
 def test_bad_arguments_to_backward_and_grad(where, bad):
     x = T(np.ones(2), requires_grad=True)
     y = (x * x).sum()
     call = {
-        "outputs": lambda: tg.grad(bad, x), "inputs": lambda: tg.grad(y, bad),
-        "grad_outputs": lambda: tg.grad(y, x, grad_outputs=bad), "backward": lambda: y.backward(bad),
+        "outputs": lambda: tg.grad(bad, x),
+        "inputs": lambda: tg.grad(y, bad),
+        "grad_outputs": lambda: tg.grad(y, x, grad_outputs=bad),
+        "backward": lambda: y.backward(bad),
     }[where]
     out, err = outcome(call, ("grad", "backward"))
     if err is None:  # accepted: the default (None: ones) or a real gradient that fits the scalar output
         assert where in ("grad_outputs", "backward")
-        assert bad is None or (where == "grad_outputs" and bad == [None]) or (
-            np.size(bad) == 1 and np.asarray(bad).dtype.kind in "iuf")
+        assert (
+            bad is None
+            or (where == "grad_outputs" and bad == [None])
+            or (np.size(bad) == 1 and np.asarray(bad).dtype.kind in "iuf")
+        )
 
 
 # ====================================================================================================
@@ -737,8 +846,10 @@ class _Broken(tg.Function):
         return "not a gradient", g
 
 
-@given(mode=st.sampled_from(["shape", "dtype", "count", "too many", "garbage"]),
-       shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=3))
+@given(
+    mode=st.sampled_from(["shape", "dtype", "count", "too many", "garbage"]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=3),
+)
 def test_broken_backward_rules_are_caught_naming_the_rule(mode, shape):
     x, y = T(np.ones((2, 3)), requires_grad=True), T(np.ones((2, 3)), requires_grad=True)
     assume(mode != "shape" or shape != (2, 3))
@@ -771,8 +882,7 @@ def _equal(a, b):
     return type(a) is type(b) and a == b
 
 
-damage = st.tuples(st.sampled_from(["truncate", "flip", "zero block", "append"]), st.floats(0, 1),
-                   st.integers(0, 7))
+damage = st.tuples(st.sampled_from(["truncate", "flip", "zero block", "append"]), st.floats(0, 1), st.integers(0, 7))
 
 
 def _damaged(data: bytes, how) -> bytes:
@@ -803,9 +913,22 @@ def test_damaged_checkpoints_raise_checkpoint_error_or_load_unchanged(checkpoint
     assert _equal(loaded, original), "a damaged checkpoint loaded with different content"
 
 
-@given(content=st.one_of(st.binary(max_size=2048), st.sampled_from([
-    b"", b"\x89HDF\r\n\x1a\n", b"\x89HDF\r\n\x1a\n" + b"\0" * 600, gzip.compress(b"hello"), b"PK\x03\x04junk",
-    b"tinygrad_cnn checkpoint crc32=zz size=1\n", b"tinygrad_cnn checkpoint crc32=0 size=0\n" + b"\0" * 600])))
+@given(
+    content=st.one_of(
+        st.binary(max_size=2048),
+        st.sampled_from(
+            [
+                b"",
+                b"\x89HDF\r\n\x1a\n",
+                b"\x89HDF\r\n\x1a\n" + b"\0" * 600,
+                gzip.compress(b"hello"),
+                b"PK\x03\x04junk",
+                b"tinygrad_cnn checkpoint crc32=zz size=1\n",
+                b"tinygrad_cnn checkpoint crc32=0 size=0\n" + b"\0" * 600,
+            ]
+        ),
+    )
+)
 def test_foreign_files_raise_checkpoint_error(tmp_path_factory, content):
     path = tmp_path_factory.mktemp("foreign") / "x.h5"
     path.write_bytes(content)
@@ -834,16 +957,22 @@ def test_damaged_idx_files_raise_dataset_error_or_read_consistently(tmp_path_fac
     # is exactly the original; a plain IDX file has no checksum, so only its pixels can differ.
     if gz:
         np.testing.assert_array_equal(out, arr) if out.shape == arr.shape else None
-    assert out.size * out.itemsize == len(_damaged(blob, how) if not gz else gzip.decompress(
-        _damaged(blob, how))) - 4 - 4 * out.ndim
+    assert (
+        out.size * out.itemsize
+        == len(_damaged(blob, how) if not gz else gzip.decompress(_damaged(blob, how))) - 4 - 4 * out.ndim
+    )
 
 
 @given(how=damage)
 def test_damaged_npz_datasets_raise_dataset_error_or_load_unchanged(tmp_path_factory, how):
     d = tmp_path_factory.mktemp("npz")
     rng = np.random.default_rng(0)
-    arrays = dict(x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), y_train=np.arange(4),
-                  x_test=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), y_test=np.arange(2))
+    arrays = dict(
+        x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        y_train=np.arange(4),
+        x_test=rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+        y_test=np.arange(2),
+    )
     np.savez(d / "good.npz", **arrays)
     path = d / "bad.npz"
     path.write_bytes(_damaged((d / "good.npz").read_bytes(), how))

@@ -81,8 +81,11 @@ def test_ops_reference_covers_every_op_and_tensor_method() -> None:
     text = (ROOT / "docs" / "ops.md").read_text()
     code = " ".join(re.findall(r"`([^`]+)`", text))
     words = set(re.findall(r"[A-Za-z_]\w*", code))
-    ops = {name for name, fn in vars(F).items()
-           if inspect.isfunction(fn) and fn.__module__ == F.__name__ and not name.startswith("_")}
+    ops = {
+        name
+        for name, fn in vars(F).items()
+        if inspect.isfunction(fn) and fn.__module__ == F.__name__ and not name.startswith("_")
+    }
     methods = {name for name in dir(tg.Tensor) if not name.startswith("_")}
     assert not ops - words, f"docs/ops.md does not mention these functional ops: {sorted(ops - words)}"
     assert not methods - words, f"docs/ops.md does not mention these Tensor methods: {sorted(methods - words)}"

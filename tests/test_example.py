@@ -82,8 +82,15 @@ def test_trains_well_above_chance_and_prints_json(example, capsys):
     assert set(printed) == {"test_accuracy", "train_seconds", "epochs", "train_images_per_second", "history"}
     assert printed["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
     assert printed["epochs"] == 1
-    assert set(printed["history"][0]) == {"epoch", "loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
-                                          "images_per_second"}
+    assert set(printed["history"][0]) == {
+        "epoch",
+        "loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "seconds",
+        "images_per_second",
+    }
     assert printed["history"][0]["loss"] == pytest.approx(record["loss"])
     assert printed["train_seconds"] > 0 and printed["train_images_per_second"] > 0
 
@@ -164,9 +171,13 @@ def test_user_npz_data(example, mnist, tmp_path, capsys):
     (x_train, y_train), (x_test, y_test) = mnist
     path = tmp_path / "mini.npz"
     # Float images in [0, 1], flattened to (N, 784), and (N, 1) labels: converted by load_mnist.
-    np.savez(path, x_train=x_train[:300].reshape(300, 784).astype(np.float32) / 255,
-             y_train=y_train[:300, None],
-             x_test=x_test[:200], y_test=y_test[:200])
+    np.savez(
+        path,
+        x_train=x_train[:300].reshape(300, 784).astype(np.float32) / 255,
+        y_train=y_train[:300, None],
+        x_test=x_test[:200],
+        y_test=y_test[:200],
+    )
     metrics = example.main(["--data", str(path), "--epochs", "1", "--batch-size", "64", "--quiet", "--json"])
     out = capsys.readouterr().out
     assert f"MNIST: 300 training and 200 test images ({path})" in out

@@ -19,8 +19,12 @@ from tinygrad_cnn import primitives as P
 from tinygrad_cnn.testing import gradcheck
 
 
-@given(rows=st.integers(1, 5000), width=st.sampled_from([1, 3, 16, 100, 256]),
-       dtype=st.sampled_from([np.float32, np.float64]), keepdims=st.booleans())
+@given(
+    rows=st.integers(1, 5000),
+    width=st.sampled_from([1, 3, 16, 100, 256]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    keepdims=st.booleans(),
+)
 @settings(max_examples=30, deadline=None)
 def test_sum_over_many_short_rows(rows, width, dtype, keepdims):
     """A bias gradient's shape: (M, T) summed over M, with a remainder of rows after the blocks."""
@@ -32,8 +36,11 @@ def test_sum_over_many_short_rows(rows, width, dtype, keepdims):
     np.testing.assert_allclose(got, want, rtol=1e-5 if single else 1e-12, atol=1e-3 if single else 1e-10)
 
 
-@given(rows=st.integers(1, 5000), width=st.sampled_from([1, 3, 16, 100, 256, 300]),
-       dtype=st.sampled_from([np.float32, np.float64]))
+@given(
+    rows=st.integers(1, 5000),
+    width=st.sampled_from([1, 3, 16, 100, 256, 300]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
 def test_bias_added_to_many_short_rows(rows, width, dtype):
     """A bias added to a GEMM's output in blocks of rows: exactly y + b, remainder rows included."""
     rng = np.random.default_rng(rows)
@@ -73,8 +80,9 @@ def _naive_fold(g, x_shape, kernel, stride, dilation):
         for q in range(kw):
             rows = p * dilation[0] + stride[0] * np.arange(oh)
             cols = q * dilation[1] + stride[1] * np.arange(ow)
-            np.add.at(out, (slice(None), slice(None), rows[:, None], cols[None, :]),
-                      g[:, :, :, p, q, :].transpose(0, 3, 1, 2))
+            np.add.at(
+                out, (slice(None), slice(None), rows[:, None], cols[None, :]), g[:, :, :, p, q, :].transpose(0, 3, 1, 2)
+            )
     return out
 
 
@@ -119,7 +127,7 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     want = np.zeros((2, 3, 4, 28))
     for i in range(4):
         for j in range(28):
-            want[:, :, i, j] = np.einsum("nchw,ochw->no", x.data[:, :, i:i + 3, j:j + 3], w.data) + b.data
+            want[:, :, i, j] = np.einsum("nchw,ochw->no", x.data[:, :, i : i + 3, j : j + 3], w.data) + b.data
     np.testing.assert_allclose(out.data, want, rtol=1e-12, atol=1e-12)
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
 
@@ -137,8 +145,12 @@ def test_conv2d_backward_of_empty_batches_and_channels(n, c, c_out):
     assert not x.grad.any() and not w.grad.any() and np.all(b.grad == n * 9)
 
 
-@given(data=st.data(), shape=st.lists(st.integers(1, 4), min_size=2, max_size=4),
-       order=st.permutations(range(4)), nan=st.booleans())
+@given(
+    data=st.data(),
+    shape=st.lists(st.integers(1, 4), min_size=2, max_size=4),
+    order=st.permutations(range(4)),
+    nan=st.booleans(),
+)
 def test_running_max_in_any_memory_order(data, shape, order, nan):
     """Max's running path (one reduced axis at a time, the outermost in memory first) on arrays laid
     out in every axis order, with heavy ties and NaNs: the value of np.max, and the whole gradient
@@ -146,8 +158,13 @@ def test_running_max_in_any_memory_order(data, shape, order, nan):
     ndim = len(shape)
     perm = [a for a in order if a < ndim]
     axis = tuple(sorted(data.draw(st.sets(st.integers(0, ndim - 1), min_size=1))))
-    values = data.draw(st.lists(st.sampled_from([-np.inf, -1.0, 0.0, 2.0] + [np.nan] * nan),
-                                min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+    values = data.draw(
+        st.lists(
+            st.sampled_from([-np.inf, -1.0, 0.0, 2.0] + [np.nan] * nan),
+            min_size=int(np.prod(shape)),
+            max_size=int(np.prod(shape)),
+        )
+    )
     base = np.array(values).reshape([shape[a] for a in perm])
     x = base.transpose(np.argsort(perm))  # shape `shape`, memory in the order `perm`
     kept = [i for i in range(ndim) if i not in axis]
@@ -179,8 +196,10 @@ def test_cnn_gradients_through_batch_inner_layouts():
     conv reads (and its backward writes) batch-inner arrays; the gradients of the input and of
     every parameter against finite differences, in float64."""
     rng = np.random.default_rng(1)
-    x, w1, b1, w2, b2, w3 = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in (
-        (3, 2, 10, 9), (4, 2, 3, 3), (4,), (5, 4, 2, 2), (5,), (2, 5 * 3 * 2)))
+    x, w1, b1, w2, b2, w3 = (
+        Tensor(rng.standard_normal(shape), requires_grad=True)
+        for shape in ((3, 2, 10, 9), (4, 2, 3, 3), (4,), (5, 4, 2, 2), (5,), (2, 5 * 3 * 2))
+    )
 
     def net(x, w1, b1, w2, b2, w3):
         h = F.max_pool2d(F.relu(F.conv2d(x, w1, b1)), 2)  # (3, 4, 4, 3)

@@ -72,8 +72,14 @@ def driver(tmp_path_factory):
 
 def _start(driver, args, kill_at_save=0):
     env = dict(os.environ, KILL_AT_SAVE=str(kill_at_save), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, str(driver), str(EXAMPLE), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, str(driver), str(EXAMPLE), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _finish(proc, timeout=300):
@@ -108,8 +114,9 @@ def reference(driver, small_data):
     return metrics
 
 
-def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_checkpoint(driver, small_data, reference,
-                                                                                  tmp_path):
+def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_checkpoint(
+    driver, small_data, reference, tmp_path
+):
     ckpt = tmp_path / "run.h5"
     args = [*RUN, "--data", str(small_data), "--checkpoint", str(ckpt), "--resume"]
     proc = _start(driver, args, kill_at_save=2)  # stalls while writing the checkpoint of epoch 2
@@ -205,8 +212,20 @@ def _exit_message(example, argv, capsys):
 
 def _checkpoint_of(example, small_data, tmp_path, capsys, extra=()):
     ckpt = tmp_path / "run.h5"
-    example.main(["--data", str(small_data), "--batch-size", "256", "--epochs", "1", "--quiet", "--checkpoint",
-                  str(ckpt), *extra])
+    example.main(
+        [
+            "--data",
+            str(small_data),
+            "--batch-size",
+            "256",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--checkpoint",
+            str(ckpt),
+            *extra,
+        ]
+    )
     capsys.readouterr()
     return ckpt
 
@@ -219,16 +238,22 @@ def test_resume_from_a_checkpoint_of_a_different_model(example, small_data, tmp_
     other = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 26 * 26, 10))
     state["model"] = other.state_dict()
     tg.save(state, ckpt)
-    message = _exit_message(example, ["--data", str(small_data), "--batch-size", "256", "--epochs", "1",
-                                      "--checkpoint", str(ckpt), "--resume"], capsys)
+    message = _exit_message(
+        example,
+        ["--data", str(small_data), "--batch-size", "256", "--epochs", "1", "--checkpoint", str(ckpt), "--resume"],
+        capsys,
+    )
     assert f"cannot resume from {ckpt}" in message and "load_state_dict" in message
     assert "different model" in message
 
 
 def test_resume_with_other_options_is_refused(example, small_data, tmp_path, capsys):
     ckpt = _checkpoint_of(example, small_data, tmp_path, capsys)
-    message = _exit_message(example, ["--data", str(small_data), "--batch-size", "128", "--epochs", "2",
-                                      "--checkpoint", str(ckpt), "--resume"], capsys)
+    message = _exit_message(
+        example,
+        ["--data", str(small_data), "--batch-size", "128", "--epochs", "2", "--checkpoint", str(ckpt), "--resume"],
+        capsys,
+    )
     assert "other options" in message and "batch_size 256 -> 128" in message and "epochs" not in message
 
 
@@ -255,8 +280,12 @@ def test_resume_from_a_damaged_or_foreign_checkpoint(example, small_data, tmp_pa
         tg.save(state, ckpt)
     message = _exit_message(example, argv, capsys)
     assert f"cannot resume from {ckpt}" in message
-    expected = {"truncated": "truncated", "flipped": "corrupt checkpoint", "text": "not a valid HDF5 file",
-                "other optimizer": "different optimizer"}[damage]
+    expected = {
+        "truncated": "truncated",
+        "flipped": "corrupt checkpoint",
+        "text": "not a valid HDF5 file",
+        "other optimizer": "different optimizer",
+    }[damage]
     assert expected in message
 
 
@@ -285,9 +314,12 @@ def test_corrupt_user_data_stops_before_training(example, small_data, tmp_path, 
         path = tmp_path / "idx"
         path.mkdir()
         arrays = np.load(small_data)
-        for name, key, magic in [("train-images-idx3-ubyte", "x_train", 0x803), ("train-labels-idx1-ubyte", "y_train",
-                                 0x801), ("t10k-images-idx3-ubyte", "x_test", 0x803),
-                                 ("t10k-labels-idx1-ubyte", "y_test", 0x801)]:
+        for name, key, magic in [
+            ("train-images-idx3-ubyte", "x_train", 0x803),
+            ("train-labels-idx1-ubyte", "y_train", 0x801),
+            ("t10k-images-idx3-ubyte", "x_test", 0x803),
+            ("t10k-labels-idx1-ubyte", "y_test", 0x801),
+        ]:
             a = arrays[key].astype(np.uint8)
             header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in a.shape)
             (path / name).write_bytes(header + a.tobytes())

@@ -173,14 +173,16 @@ def test_grad_saved_by_a_graph_is_not_accumulated_into():
 
 def _model_and_loss(seed=0):
     tg.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=np.float64), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(2 * 4 * 4, 3, dtype=np.float64))
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, dtype=np.float64), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3, dtype=np.float64)
+    )
     x = T(np.random.default_rng(seed).standard_normal((2, 1, 6, 6)))
     return model, lambda: F.cross_entropy(model(x), np.array([0, 2]))
 
 
-@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)],
-                         ids=["sgd", "adam"])
+@pytest.mark.parametrize(
+    "make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1)], ids=["sgd", "adam"]
+)
 def test_step_after_backward_updates_in_place(make):
     model, loss_fn = _model_and_loss()
     opt = make(model.parameters())
@@ -286,7 +288,7 @@ def _build(program, leaves):
         else:
             other = made[j % len(made)]
             made.append(BINARY[name](made[-1], other.sum() if other.shape != made[-1].shape else other))
-    return made, sum(t.sum() for t in made[len(leaves):])
+    return made, sum(t.sum() for t in made[len(leaves) :])
 
 
 programs = st.lists(
@@ -294,7 +296,8 @@ programs = st.lists(
         st.tuples(st.just("u"), st.sampled_from(sorted(UNARY)), st.just(0)),
         st.tuples(st.just("b"), st.sampled_from(sorted(BINARY)), st.integers(0, 20)),
     ),
-    min_size=1, max_size=6,
+    min_size=1,
+    max_size=6,
 )
 
 
@@ -355,8 +358,12 @@ def _cnn_loss(x, w, b, fc, labels, pool):
 @given(pool=st.sampled_from(["max", "avg"]), seed=st.integers(0, 2**16), order=st.randoms(use_true_random=False))
 def test_writes_into_a_live_cnn_graph_are_refused_or_harmless(pool, seed, order):
     rng = np.random.default_rng(seed)
-    init = [rng.standard_normal((2, 1, 4, 4)), rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3),
-            rng.standard_normal((5, 12))]
+    init = [
+        rng.standard_normal((2, 1, 4, 4)),
+        rng.standard_normal((3, 1, 3, 3)),
+        rng.standard_normal(3),
+        rng.standard_normal((5, 12)),
+    ]
     labels = rng.integers(0, 5, 2)
     ref = [T(a.copy(), requires_grad=True) for a in init]
     _cnn_loss(*ref, labels, pool).backward()

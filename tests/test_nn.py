@@ -21,8 +21,7 @@ class Net(nn.Module):
     """Sub-modules and a direct Parameter, interleaved: (N, 1, 8, 8) -> (N, 5)."""
 
     def __init__(self) -> None:
-        self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                                      nn.MaxPool2d(2))
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
         self.scale = nn.Parameter(np.ones(1, dtype=np.float32))
         self.dropout = nn.Dropout(0.5)
         self.head = nn.Linear(4 * 3 * 3, 5)
@@ -33,8 +32,15 @@ class Net(nn.Module):
 
 
 # PyTorch's order: a module's own parameters first, then each child's, depth first.
-NET_NAMES = ["scale", "features.0.weight", "features.0.bias", "features.1.weight", "features.1.bias",
-             "head.weight", "head.bias"]
+NET_NAMES = [
+    "scale",
+    "features.0.weight",
+    "features.0.bias",
+    "features.1.weight",
+    "features.1.bias",
+    "head.weight",
+    "head.bias",
+]
 NET_SHAPES = [(1,), (4, 1, 3, 3), (4,), (4, 4, 3, 3), (4,), (5, 36), (5,)]
 
 
@@ -84,8 +90,7 @@ def test_modules_and_children():
     assert [n for n, _ in net.named_children()] == ["features", "dropout", "head"]
     assert list(net.children()) == [net.features, net.dropout, net.head]
     names = [n for n, _ in net.named_modules()]
-    assert names == ["", "features", "features.0", "features.1", "features.2", "features.3",
-                     "dropout", "head"]
+    assert names == ["", "features", "features.0", "features.1", "features.2", "features.3", "dropout", "head"]
     assert next(iter(net.modules())) is net
 
 
@@ -526,30 +531,62 @@ def _torch_models(torch):
     tnn = torch.nn
     return {
         "conv-stride-pad-maxpool-linear": (
-            lambda: nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                  nn.Conv2d(4, 6, 3, padding=1), nn.Tanh(), nn.AvgPool2d(2, stride=1),
-                                  nn.Flatten(), nn.Linear(54, 10), nn.Sigmoid(), nn.Linear(10, 3)),
-            lambda: tnn.Sequential(tnn.Conv2d(2, 4, 3, stride=2, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                                   tnn.Conv2d(4, 6, 3, padding=1), tnn.Tanh(), tnn.AvgPool2d(2, stride=1),
-                                   tnn.Flatten(), tnn.Linear(54, 10), tnn.Sigmoid(), tnn.Linear(10, 3)),
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 4, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(4, 6, 3, padding=1),
+                nn.Tanh(),
+                nn.AvgPool2d(2, stride=1),
+                nn.Flatten(),
+                nn.Linear(54, 10),
+                nn.Sigmoid(),
+                nn.Linear(10, 3),
+            ),
+            lambda: tnn.Sequential(
+                tnn.Conv2d(2, 4, 3, stride=2, padding=1),
+                tnn.ReLU(),
+                tnn.MaxPool2d(2),
+                tnn.Conv2d(4, 6, 3, padding=1),
+                tnn.Tanh(),
+                tnn.AvgPool2d(2, stride=1),
+                tnn.Flatten(),
+                tnn.Linear(54, 10),
+                tnn.Sigmoid(),
+                tnn.Linear(10, 3),
+            ),
             (3, 2, 16, 16),
         ),
         "rect-kernels-padded-pools-no-bias": (
-            lambda: nn.Sequential(nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False),
-                                  nn.Sigmoid(), nn.MaxPool2d(3, stride=2, padding=1),
-                                  nn.Conv2d(5, 4, 2, dilation=2), nn.AvgPool2d(3, stride=2, padding=1),
-                                  nn.Flatten(), nn.Linear(4 * 2 * 3, 6, bias=False), nn.Tanh()),
-            lambda: tnn.Sequential(tnn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False),
-                                   tnn.Sigmoid(), tnn.MaxPool2d(3, stride=2, padding=1),
-                                   tnn.Conv2d(5, 4, 2, dilation=2), tnn.AvgPool2d(3, stride=2, padding=1),
-                                   tnn.Flatten(), tnn.Linear(4 * 2 * 3, 6, bias=False), tnn.Tanh()),
+            lambda: nn.Sequential(
+                nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False),
+                nn.Sigmoid(),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                nn.Conv2d(5, 4, 2, dilation=2),
+                nn.AvgPool2d(3, stride=2, padding=1),
+                nn.Flatten(),
+                nn.Linear(4 * 2 * 3, 6, bias=False),
+                nn.Tanh(),
+            ),
+            lambda: tnn.Sequential(
+                tnn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(1, 0), bias=False),
+                tnn.Sigmoid(),
+                tnn.MaxPool2d(3, stride=2, padding=1),
+                tnn.Conv2d(5, 4, 2, dilation=2),
+                tnn.AvgPool2d(3, stride=2, padding=1),
+                tnn.Flatten(),
+                tnn.Linear(4 * 2 * 3, 6, bias=False),
+                tnn.Tanh(),
+            ),
             (2, 3, 21, 17),
         ),
         "mlp": (
-            lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 7), nn.Tanh(),
-                                  nn.Linear(7, 2)),
-            lambda: tnn.Sequential(tnn.Flatten(), tnn.Linear(12, 7), tnn.ReLU(), tnn.Linear(7, 7), tnn.Tanh(),
-                                   tnn.Linear(7, 2)),
+            lambda: nn.Sequential(
+                nn.Flatten(), nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 7), nn.Tanh(), nn.Linear(7, 2)
+            ),
+            lambda: tnn.Sequential(
+                tnn.Flatten(), tnn.Linear(12, 7), tnn.ReLU(), tnn.Linear(7, 7), tnn.Tanh(), tnn.Linear(7, 2)
+            ),
             (4, 3, 2, 2),
         ),
     }
@@ -611,8 +648,9 @@ def test_nested_names_match_torch():
     class TorchNet(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.features = tnn.Sequential(tnn.Conv2d(1, 4, 3), tnn.Conv2d(4, 4, 3, padding=1), tnn.ReLU(),
-                                           tnn.MaxPool2d(2))
+            self.features = tnn.Sequential(
+                tnn.Conv2d(1, 4, 3), tnn.Conv2d(4, 4, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2)
+            )
             self.scale = tnn.Parameter(torch.ones(1))
             self.dropout = tnn.Dropout(0.5)
             self.head = tnn.Linear(36, 5)

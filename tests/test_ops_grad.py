@@ -257,8 +257,9 @@ def test_max_min(name, shape, data, keepdims):
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
-@pytest.mark.parametrize("shape,axis,keepdims", [((), None, False), ((3,), 0, True), ((2, 3), None, False),
-                                                 ((2, 3, 4), (0, 1, 2), True)])
+@pytest.mark.parametrize(
+    "shape,axis,keepdims", [((), None, False), ((3,), 0, True), ((2, 3), None, False), ((2, 3, 4), (0, 1, 2), True)]
+)
 def test_max_min_full_reduction(name, shape, axis, keepdims):
     x = t(np.random.default_rng(0).permutation(math.prod(shape)).reshape(shape) / 4)
     assert gradcheck(lambda v: getattr(v, name)(axis=axis, keepdims=keepdims), x)
@@ -432,9 +433,19 @@ def matmul_shapes(draw):
     return a, b
 
 
-@pytest.mark.parametrize("a_shape,b_shape", [((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)), ((2, 3), (3, 4)),
-                                             ((3,), (2, 3, 4)), ((2, 4, 3), (3,)),
-                                             ((2, 1, 2, 3), (4, 3, 2)), ((1, 2, 3), (5, 3, 2))])
+@pytest.mark.parametrize(
+    "a_shape,b_shape",
+    [
+        ((3,), (3,)),
+        ((3,), (3, 2)),
+        ((2, 3), (3,)),
+        ((2, 3), (3, 4)),
+        ((3,), (2, 3, 4)),
+        ((2, 4, 3), (3,)),
+        ((2, 1, 2, 3), (4, 3, 2)),
+        ((1, 2, 3), (5, 3, 2)),
+    ],
+)
 def test_matmul_cases(a_shape, b_shape):
     rng = np.random.default_rng(0)
     a, b = t(rng.standard_normal(a_shape)), t(rng.standard_normal(b_shape))
@@ -466,9 +477,20 @@ def test_matmul_add(data, n, k, m, c_shape):
     assert gradgradcheck(lambda x, y, z: fused(x, y, z) * fused(x, y, z), a, b, c)
 
 
-@given(data=st.data(), n=DIM, oh=DIM, ow=DIM, kh=DIM, kw=DIM, c=DIM, c_out=DIM, bias=st.booleans(),
-       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-       spare=st.tuples(st.integers(0, 1), st.integers(0, 1)))
+@given(
+    data=st.data(),
+    n=DIM,
+    oh=DIM,
+    ow=DIM,
+    kh=DIM,
+    kw=DIM,
+    c=DIM,
+    c_out=DIM,
+    bias=st.booleans(),
+    stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    spare=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+)
 def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias, stride, dilation, spare):
     """The primitive behind conv2d on its own: an image's windows times a weight, with strides,
     dilations and (with a stride of 2) rows or columns that no window reaches (``spare``); the forward against an
@@ -522,8 +544,7 @@ def test_conv2d(cfg, data):
         assert gradcheck(lambda x_, w_: x_.conv2d(w_, **args), x, w)
 
 
-@given(cfg=conv2d_configs(max_batch=1, max_in_channels=2, max_out_channels=2, max_side=3, max_kernel=2),
-       data=st.data())
+@given(cfg=conv2d_configs(max_batch=1, max_in_channels=2, max_out_channels=2, max_side=3, max_kernel=2), data=st.data())
 def test_conv2d_second_order(cfg, data):
     x, w = data.draw(tensors(cfg.input_shape)), data.draw(tensors(cfg.weight_shape))
     b = data.draw(tensors((cfg.weight_shape[0],))) if cfg.bias else None
@@ -565,6 +586,7 @@ def test_avg_pool2d(cfg, data):
 
 
 # --------------------------------------------------------------------------- softmax family
+
 
 @pytest.mark.parametrize("name", ["log_softmax", "softmax"])
 @given(shape=NONEMPTY, data=st.data())
@@ -682,8 +704,6 @@ def test_abs_gradient_at_zero_is_zero():
     np.testing.assert_array_equal(g.data, [-1.0, 0.0, 1.0])
 
 
-
-
 @pytest.mark.parametrize("name", ["max", "min"])
 @pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 2), (1, 2), (0, 1, 2)])
 @pytest.mark.parametrize("keepdims", [False, True])
@@ -706,9 +726,16 @@ def test_max_partial_ties_first_of_the_tied():
     np.testing.assert_array_equal(g.data, [[0, 1, 0, 0], [1, 0, 0, 0]])
 
 
-@pytest.mark.parametrize("kernel,stride,padding,dilation", [
-    (2, 2, 0, 1), (2, 1, 0, 1), (3, 1, 1, 1), (3, 2, 1, 2), ((2, 3), (1, 2), (1, 1), (2, 1)),
-])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation",
+    [
+        (2, 2, 0, 1),
+        (2, 1, 0, 1),
+        (3, 1, 1, 1),
+        (3, 2, 1, 2),
+        ((2, 3), (1, 2), (1, 1), (2, 1)),
+    ],
+)
 def test_max_pool2d_ties_go_to_first_in_window(kernel, stride, padding, dilation):
     x = t(np.full((1, 2, 5, 6), -0.5))
     out = F.max_pool2d(x, kernel, stride, padding, dilation)

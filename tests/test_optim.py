@@ -130,8 +130,9 @@ ADAMW_CONFIGS = [
     dict(lr=0.05, weight_decay=0.5, betas=(0.5, 0.9)),
     dict(lr=0.01, weight_decay=0.0, eps=1e-4),
 ]
-ALL_CONFIGS = ([("SGD", c) for c in SGD_CONFIGS] + [("Adam", c) for c in ADAM_CONFIGS]
-               + [("AdamW", c) for c in ADAMW_CONFIGS])
+ALL_CONFIGS = (
+    [("SGD", c) for c in SGD_CONFIGS] + [("Adam", c) for c in ADAM_CONFIGS] + [("AdamW", c) for c in ADAMW_CONFIGS]
+)
 
 
 def config_id(item):
@@ -289,13 +290,15 @@ def test_param_groups_against_torch(name):
     group_opts = [dict(lr=0.2), dict(weight_decay=0.3)]
 
     ours = make_params(arrays)
-    opt = getattr(optim, name)([{"params": ours[:2], **group_opts[0]}, {"params": ours[2:], **group_opts[1]}],
-                               **defaults)
+    opt = getattr(optim, name)(
+        [{"params": ours[:2], **group_opts[0]}, {"params": ours[2:], **group_opts[1]}], **defaults
+    )
     got = run(opt, ours, 4)
 
     theirs = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
-    topt = getattr(torch.optim, name)([{"params": theirs[:2], **group_opts[0]},
-                                       {"params": theirs[2:], **group_opts[1]}], **defaults)
+    topt = getattr(torch.optim, name)(
+        [{"params": theirs[:2], **group_opts[0]}, {"params": theirs[2:], **group_opts[1]}], **defaults
+    )
     want = []
     for t in range(4):
         for i, p in enumerate(theirs):
@@ -486,19 +489,37 @@ def one_cycle_lr(t, max_lr, total, pct_start=0.3, div=25.0, final_div=1e4):
 
 
 SCHEDULES = {
-    "StepLR": (lambda o: optim.StepLR(o, step_size=3, gamma=0.5),
-               lambda t, base: step_lr(base, t, 3, 0.5), dict(step_size=3, gamma=0.5), 15),
-    "CosineAnnealingLR": (lambda o: optim.CosineAnnealingLR(o, T_max=8, eta_min=1e-3),
-                          lambda t, base: cosine_lr(base, t, 8, 1e-3), dict(T_max=8, eta_min=1e-3), 30),
-    "CosineAnnealingLR-eta0": (lambda o: optim.CosineAnnealingLR(o, T_max=5),
-                               lambda t, base: cosine_lr(base, t, 5, 0.0), dict(T_max=5), 12),
-    "OneCycleLR": (lambda o: optim.OneCycleLR(o, max_lr=0.2, total_steps=20),
-                   lambda t, base: one_cycle_lr(t, 0.2, 20), dict(max_lr=0.2, total_steps=20), 21),
+    "StepLR": (
+        lambda o: optim.StepLR(o, step_size=3, gamma=0.5),
+        lambda t, base: step_lr(base, t, 3, 0.5),
+        dict(step_size=3, gamma=0.5),
+        15,
+    ),
+    "CosineAnnealingLR": (
+        lambda o: optim.CosineAnnealingLR(o, T_max=8, eta_min=1e-3),
+        lambda t, base: cosine_lr(base, t, 8, 1e-3),
+        dict(T_max=8, eta_min=1e-3),
+        30,
+    ),
+    "CosineAnnealingLR-eta0": (
+        lambda o: optim.CosineAnnealingLR(o, T_max=5),
+        lambda t, base: cosine_lr(base, t, 5, 0.0),
+        dict(T_max=5),
+        12,
+    ),
+    "OneCycleLR": (
+        lambda o: optim.OneCycleLR(o, max_lr=0.2, total_steps=20),
+        lambda t, base: one_cycle_lr(t, 0.2, 20),
+        dict(max_lr=0.2, total_steps=20),
+        21,
+    ),
     "OneCycleLR-custom": (
-        lambda o: optim.OneCycleLR(o, max_lr=1.0, total_steps=37, pct_start=0.25, div_factor=10.0,
-                                   final_div_factor=100.0),
+        lambda o: optim.OneCycleLR(
+            o, max_lr=1.0, total_steps=37, pct_start=0.25, div_factor=10.0, final_div_factor=100.0
+        ),
         lambda t, base: one_cycle_lr(t, 1.0, 37, 0.25, 10.0, 100.0),
-        dict(max_lr=1.0, total_steps=37, pct_start=0.25, div_factor=10.0, final_div_factor=100.0), 38,
+        dict(max_lr=1.0, total_steps=37, pct_start=0.25, div_factor=10.0, final_div_factor=100.0),
+        38,
     ),
 }
 BASE_LRS = [0.1, 0.03]

@@ -14,14 +14,27 @@ from tinygrad_cnn.memory import tune_allocator
 
 def model_and_batch(n: int, dtype=np.float64):
     tg.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(3 * 3 * 3, 4, dtype=dtype))
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 3 * 3, 4, dtype=dtype)
+    )
     rng = np.random.default_rng(0)
     return model, rng.standard_normal((n, 1, 8, 8)).astype(dtype), rng.integers(0, 4, n)
 
 
-@pytest.mark.parametrize("n,workers,shard_size", [(8, 2, None), (7, 2, None), (5, 3, None), (6, 1, None), (2, 4, None),
-                                                  (8, 2, 3), (9, 1, 2), (7, 3, 1), (4, 2, 100)])
+@pytest.mark.parametrize(
+    "n,workers,shard_size",
+    [
+        (8, 2, None),
+        (7, 2, None),
+        (5, 3, None),
+        (6, 1, None),
+        (2, 4, None),
+        (8, 2, 3),
+        (9, 1, 2),
+        (7, 3, 1),
+        (4, 2, 100),
+    ],
+)
 def test_sharded_gradients_equal_full_batch(n, workers, shard_size):
     model, x, y = model_and_batch(n)
     loss = F.cross_entropy(model(tg.Tensor(x)), y)
@@ -83,8 +96,14 @@ def test_tune_allocator_keeps_results_identical():
 @pytest.mark.parametrize("n,batch_size,workers", [(10, 3, 2), (10, 10, 2), (7, 2, 1), (5, 100, 3), (9, 1, 4)])
 def test_predict_equals_one_forward_in_eval_mode(n, batch_size, workers):
     tg.manual_seed(5)
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, dtype=np.float64), nn.ReLU(), nn.Dropout(0.5), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(27, 4, dtype=np.float64))
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, dtype=np.float64),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(27, 4, dtype=np.float64),
+    )
     x = np.random.default_rng(1).standard_normal((n, 1, 8, 8))
     model.eval()
     with tg.no_grad():

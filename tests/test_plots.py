@@ -82,15 +82,19 @@ def test_plots_without_matplotlib_is_a_clear_error(example, monkeypatch, capsys)
 
 
 def test_matplotlib_is_imported_lazily():
-    code = ("import sys, tinygrad_cnn, tinygrad_cnn.plots, tinygrad_cnn.graph; "
-            "assert 'matplotlib' not in sys.modules, 'imported at import time'")
+    code = (
+        "import sys, tinygrad_cnn, tinygrad_cnn.plots, tinygrad_cnn.graph; "
+        "assert 'matplotlib' not in sys.modules, 'imported at import time'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @needs_matplotlib
 def test_plot_functions_directly(tmp_path):
-    history = [{"epoch": 1, "loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.85},  # no test_loss: fine
-               {"epoch": 2, "loss": 0.2, "train_accuracy": 0.93, "test_loss": 0.25, "test_accuracy": 0.9}]
+    history = [
+        {"epoch": 1, "loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.85},  # no test_loss: fine
+        {"epoch": 2, "loss": 0.2, "train_accuracy": 0.93, "test_loss": 0.25, "test_accuracy": 0.9},
+    ]
     assert plots.learning_curves(history, tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
     rng = np.random.default_rng(0)
     plots.filter_grid(rng.standard_normal((3, 2, 3, 3)), tmp_path / "f.png")

@@ -141,8 +141,9 @@ def test_conv2d_matches_reference(cfg, data):
     bias = None if b is None else Tensor(b)
     got = F.conv2d(Tensor(x), Tensor(w), bias, cfg.stride, cfg.padding, cfg.dilation)
     assert got.shape == cfg.output_shape
-    np.testing.assert_allclose(got.data, conv2d_ref(x, w, b, cfg.stride, cfg.padding, cfg.dilation),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        got.data, conv2d_ref(x, w, b, cfg.stride, cfg.padding, cfg.dilation), rtol=1e-12, atol=1e-12
+    )
 
 
 @given(cfg=conv2d_configs(max_side=5), data=st.data())
@@ -164,22 +165,23 @@ def test_conv2d_int_arguments_and_float32(cfg, data):
 def test_max_pool2d_matches_reference(cfg, data):
     x = data.draw(arrays(cfg.input_shape))
     got = F.max_pool2d(Tensor(x), cfg.kernel_size, cfg.stride, cfg.padding, cfg.dilation)
-    np.testing.assert_array_equal(got.data, max_pool2d_ref(x, cfg.kernel_size, cfg.stride, cfg.padding,
-                                                           cfg.dilation))
+    np.testing.assert_array_equal(got.data, max_pool2d_ref(x, cfg.kernel_size, cfg.stride, cfg.padding, cfg.dilation))
 
 
 @given(cfg=pool2d_configs(max_side=6, max_dilation=1), data=st.data())
 def test_avg_pool2d_matches_reference(cfg, data):
     x = data.draw(arrays(cfg.input_shape))
     got = F.avg_pool2d(Tensor(x), cfg.kernel_size, cfg.stride, cfg.padding)
-    np.testing.assert_allclose(got.data, avg_pool2d_ref(x, cfg.kernel_size, cfg.stride, cfg.padding),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        got.data, avg_pool2d_ref(x, cfg.kernel_size, cfg.stride, cfg.padding), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_pool_default_stride_is_the_kernel():
     x = np.arange(2 * 3 * 7 * 6, dtype=np.float64).reshape(2, 3, 7, 6) % 11
-    np.testing.assert_array_equal(F.max_pool2d(Tensor(x), (3, 2)).data,
-                                  max_pool2d_ref(x, (3, 2), (3, 2), (0, 0), (1, 1)))
+    np.testing.assert_array_equal(
+        F.max_pool2d(Tensor(x), (3, 2)).data, max_pool2d_ref(x, (3, 2), (3, 2), (0, 0), (1, 1))
+    )
     np.testing.assert_allclose(F.avg_pool2d(Tensor(x), 2).data, avg_pool2d_ref(x, (2, 2), (2, 2), (0, 0)))
 
 
@@ -209,8 +211,13 @@ def test_log_softmax_and_softmax_match_reference(shape, data):
 def test_logsumexp_matches_reference(shape, data, keepdims):
     x = data.draw(arrays(shape, **data.draw(st.sampled_from([{}, LOGITS]))))
     n = len(shape)
-    axis = data.draw(st.one_of(st.none(), axis_of(n) if n else st.nothing(),
-                               st.lists(st.integers(0, max(n - 1, 0)), unique=True, max_size=n).map(tuple)))
+    axis = data.draw(
+        st.one_of(
+            st.none(),
+            axis_of(n) if n else st.nothing(),
+            st.lists(st.integers(0, max(n - 1, 0)), unique=True, max_size=n).map(tuple),
+        )
+    )
     got = F.logsumexp(Tensor(x), axis, keepdims)
     want = logsumexp_ref(x, axis, keepdims)
     assert got.shape == want.shape == np.sum(x, axis=axis, keepdims=keepdims).shape
@@ -219,15 +226,15 @@ def test_logsumexp_matches_reference(shape, data, keepdims):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_huge_logits(dtype):
-    x = Tensor(np.array([[1000.0, 0.0, -1000.0], [1000.0, 1000.0, 1000.0], [-1000.0, -1000.0, -999.0]],
-                        dtype=dtype))
+    x = Tensor(np.array([[1000.0, 0.0, -1000.0], [1000.0, 1000.0, 1000.0], [-1000.0, -1000.0, -999.0]], dtype=dtype))
     ls, sm, lse = x.log_softmax(axis=1), x.softmax(axis=1), x.logsumexp(axis=1)
     for out in (ls, sm, lse):
         assert out.dtype == dtype and np.isfinite(out.data).all()
     log3 = math.log(3.0)
     tail = math.log1p(2 * math.exp(-1.0))  # log(e^-1 + e^-1 + e^0)
-    np.testing.assert_allclose(ls.data, [[0.0, -1000.0, -2000.0], [-log3] * 3, [-1 - tail, -1 - tail, -tail]],
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        ls.data, [[0.0, -1000.0, -2000.0], [-log3] * 3, [-1 - tail, -1 - tail, -tail]], rtol=1e-6, atol=1e-6
+    )
     np.testing.assert_allclose(sm.data[0], [1.0, 0.0, 0.0], atol=1e-30)
     np.testing.assert_allclose(sm.data[1], [1 / 3] * 3, rtol=1e-6)
     np.testing.assert_allclose(lse.data, [1000.0, 1000.0 + log3, -999.0 + tail], rtol=1e-6)
@@ -274,9 +281,10 @@ def test_matmul_matches_numpy(operands):
         np.testing.assert_allclose(got.data, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("a_shape,b_shape", [((3,), (3,)),
-                                             ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (5, 3, 2)),
-                                             ((5, 2, 3), (3,)), ((2, 1, 2, 3), (4, 3, 5))])
+@pytest.mark.parametrize(
+    "a_shape,b_shape",
+    [((3,), (3,)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (5, 3, 2)), ((5, 2, 3), (3,)), ((2, 1, 2, 3), (4, 3, 5))],
+)
 def test_matmul_shapes_like_numpy(a_shape, b_shape):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)

@@ -326,16 +326,19 @@ def test_gradcheck_rejects_bad_fn_and_inputs():
 # --------------------------------------------------------------------------- gradgradcheck
 
 
-@pytest.mark.parametrize("fn", [
-    lambda x: x**3,
-    lambda x: x.tanh(),
-    lambda x: x.sigmoid() * x,
-    lambda x: (x * x).exp().sum(),
-    lambda x: x.log_softmax(axis=-1),
-    lambda x: Cube.apply(x),
-    lambda x: x * 2,  # a constant gradient: the second derivative is 0
-    lambda x: (x @ x.T).relu(),
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: x**3,
+        lambda x: x.tanh(),
+        lambda x: x.sigmoid() * x,
+        lambda x: (x * x).exp().sum(),
+        lambda x: x.log_softmax(axis=-1),
+        lambda x: Cube.apply(x),
+        lambda x: x * 2,  # a constant gradient: the second derivative is 0
+        lambda x: (x @ x.T).relu(),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gradgradcheck_passes(fn, dtype):
     x = Tensor(rand(2, 3, dtype=dtype), requires_grad=True)
@@ -376,12 +379,15 @@ def test_module_docstring_examples_run():
     import tinygrad_cnn.testing as testing
     import tinygrad_cnn.testing.strategies as strategies
 
-    for module, names in [(testing, ["test_cube"]), (strategies, ["test_softsign_gradient",
-                                                                  "test_softsign_second_order"])]:
+    for module, names in [
+        (testing, ["test_cube"]),
+        (strategies, ["test_softsign_gradient", "test_softsign_second_order"]),
+    ]:
         doc = module.__doc__
         start = doc.index("    import numpy as np")
-        code = textwrap.dedent("\n".join(line for line in doc[start:].splitlines()
-                                         if line.startswith("    ") or not line.strip()))
+        code = textwrap.dedent(
+            "\n".join(line for line in doc[start:].splitlines() if line.startswith("    ") or not line.strip())
+        )
         namespace: dict = {}
         exec(compile(code, f"<{module.__name__} docstring>", "exec"), namespace)
         for name in names:
@@ -524,8 +530,14 @@ def test_conv2d_configs_cover_the_options():
 
     @given(cfg=conv2d_configs())
     def collect(cfg):
-        seen.update({"stride" if max(cfg.stride) > 1 else None, "padding" if max(cfg.padding) > 0 else None,
-                     "dilation" if max(cfg.dilation) > 1 else None, "bias" if cfg.bias else "no bias"})
+        seen.update(
+            {
+                "stride" if max(cfg.stride) > 1 else None,
+                "padding" if max(cfg.padding) > 0 else None,
+                "dilation" if max(cfg.dilation) > 1 else None,
+                "bias" if cfg.bias else "no bias",
+            }
+        )
 
     collect()
     assert {"stride", "padding", "dilation", "bias", "no bias"} <= seen
@@ -549,12 +561,15 @@ def test_pool2d_configs_options(cfg):
     assert out.shape == cfg.output_shape
 
 
-@pytest.mark.parametrize("strategy", [
-    lambda: shapes(min_dims=3, max_dims=2),
-    lambda: conv2d_configs(max_kernel=0),
-    lambda: pool2d_configs(max_stride=0),
-    lambda: arrays((2,), dtype=np.int64),
-])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        lambda: shapes(min_dims=3, max_dims=2),
+        lambda: conv2d_configs(max_kernel=0),
+        lambda: pool2d_configs(max_stride=0),
+        lambda: arrays((2,), dtype=np.int64),
+    ],
+)
 def test_strategies_reject_bad_arguments(strategy):
     with pytest.raises((ValueError, TypeError)):
         strategy()

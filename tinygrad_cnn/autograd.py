@@ -520,18 +520,18 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
         try:
             g = Tensor(np.asarray(g))
         except (TypeError, ValueError):
-            raise RuntimeError(f"{rule}.backward returned {type(g).__name__} {str(g)[:40]!r} for input {index}, "
-                               "not a gradient (a Tensor, an ndarray or None)") from None
+            raise RuntimeError(
+                f"{rule}.backward returned {type(g).__name__} {str(g)[:40]!r} for input {index}, "
+                "not a gradient (a Tensor, an ndarray or None)"
+            ) from None
     if g.shape != target.shape:
         raise RuntimeError(
-            f"{rule}.backward returned a gradient of shape {g.shape} for input {index}, "
-            f"which has shape {target.shape}"
+            f"{rule}.backward returned a gradient of shape {g.shape} for input {index}, which has shape {target.shape}"
         )
     if g.dtype != target.dtype:
         if g.dtype.kind != "f":
             raise RuntimeError(
-                f"{rule}.backward returned a gradient of dtype {g.dtype} for input {index} "
-                f"of dtype {target.dtype}"
+                f"{rule}.backward returned a gradient of dtype {g.dtype} for input {index} of dtype {target.dtype}"
             )
         g = g.astype(target.dtype)
     return g
@@ -596,8 +596,11 @@ def run_backward(
                 in_grads = ctx.fn.backward(ctx, g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
-            if len(in_grads) < len(ctx.inputs) and any(ctx.needs_input_grad[len(in_grads):]) or len(
-                    in_grads) > len(ctx.inputs):
+            if (
+                len(in_grads) < len(ctx.inputs)
+                and any(ctx.needs_input_grad[len(in_grads) :])
+                or len(in_grads) > len(ctx.inputs)
+            ):
                 raise RuntimeError(
                     f"{rule}.backward returned {len(in_grads)} gradient(s) for the {len(ctx.inputs)} positional "
                     "argument(s) of forward; return one per argument (None for those without a gradient)"
@@ -634,6 +637,7 @@ def grad(
     An input that does not influence the outputs is an error unless ``allow_unused=True``,
     in which case its gradient is a tensor of zeros.
     """
+
     def as_list(what: str, value: Any) -> list[Any]:
         if isinstance(value, Tensor):
             return [value]
@@ -688,8 +692,9 @@ def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
     try:
         g = seed if isinstance(seed, Tensor) else Tensor(np.array(seed, dtype=out.dtype))
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{op}: the gradient must be a Tensor or an array of numbers, got "
-                        f"{type(seed).__name__} ({e})") from None
+        raise TypeError(
+            f"{op}: the gradient must be a Tensor or an array of numbers, got {type(seed).__name__} ({e})"
+        ) from None
     if g.dtype.kind not in "biuf":
         raise TypeError(f"{op}: the gradient must hold real numbers, got dtype {g.dtype}")
     if g.dtype != out.dtype:

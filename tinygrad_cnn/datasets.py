@@ -106,13 +106,10 @@ def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.
     magic = int.from_bytes(data[:4], "big")
     if expected_magic is not None and magic != expected_magic:
         raise DatasetError(
-            f"{name}: bad magic 0x{magic:08X}, expected 0x{expected_magic:08X} "
-            f"({_describe_magic(expected_magic)})"
+            f"{name}: bad magic 0x{magic:08X}, expected 0x{expected_magic:08X} ({_describe_magic(expected_magic)})"
         )
     if data[0] != 0 or data[1] != 0:
-        raise DatasetError(
-            f"{name}: bad magic 0x{magic:08X}: the first two bytes must be zero (not an IDX file?)"
-        )
+        raise DatasetError(f"{name}: bad magic 0x{magic:08X}: the first two bytes must be zero (not an IDX file?)")
     code, ndim = data[2], data[3]
     if code not in _IDX_TYPES:
         raise DatasetError(
@@ -124,8 +121,7 @@ def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DatasetError(
-            f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, "
-            f"file has {len(data)}"
+            f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, file has {len(data)}"
         )
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype, tname = _IDX_TYPES[code]
@@ -192,9 +188,7 @@ def _to_images(arr: Any, where: str) -> np.ndarray:
         raise DatasetError(f"{where}: pixel values contain NaN or infinity")
     lo, hi = float(arr.min()), float(arr.max())
     if lo < 0.0 or hi > 255.0:
-        raise DatasetError(
-            f"{where}: float pixel values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}]"
-        )
+        raise DatasetError(f"{where}: float pixel values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}]")
     if hi <= 1.0:  # [0, 1] scaled data
         arr = arr * 255.0
     return np.rint(arr).astype(np.uint8)
@@ -217,9 +211,7 @@ def _to_labels(arr: Any, where: str) -> np.ndarray:
     if arr.size:
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi > _NUM_CLASSES - 1:
-            raise DatasetError(
-                f"{where}: labels must lie in 0..{_NUM_CLASSES - 1}, got values in [{lo:g}, {hi:g}]"
-            )
+            raise DatasetError(f"{where}: labels must lie in 0..{_NUM_CLASSES - 1}, got values in [{lo:g}, {hi:g}]")
     return arr.astype(np.int64)
 
 
@@ -254,12 +246,8 @@ def _load_idx_files(files: dict[str, Path], verify_md5: bool) -> dict[str, np.nd
 
 def _idx_splits(files: dict[str, Path], verify_md5: bool):
     arrays = _load_idx_files(files, verify_md5)
-    train = _split(
-        arrays[_TRAIN_IMAGES], arrays[_TRAIN_LABELS], str(files[_TRAIN_IMAGES]), str(files[_TRAIN_LABELS])
-    )
-    test = _split(
-        arrays[_TEST_IMAGES], arrays[_TEST_LABELS], str(files[_TEST_IMAGES]), str(files[_TEST_LABELS])
-    )
+    train = _split(arrays[_TRAIN_IMAGES], arrays[_TRAIN_LABELS], str(files[_TRAIN_IMAGES]), str(files[_TRAIN_LABELS]))
+    test = _split(arrays[_TEST_IMAGES], arrays[_TEST_LABELS], str(files[_TEST_IMAGES]), str(files[_TEST_LABELS]))
     return train, test
 
 

@@ -36,8 +36,9 @@ def _as_tensor(x: Any, like: Tensor | None = None, op: str = "", name: str = "in
     try:
         return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{op or 'tensor op'}: {name} must be a Tensor or an array of numbers, got "
-                        f"{type(x).__name__} ({e})") from None
+        raise TypeError(
+            f"{op or 'tensor op'}: {name} must be a Tensor or an array of numbers, got {type(x).__name__} ({e})"
+        ) from None
 
 
 def _tensor(op: str, x: Any, name: str = "input") -> Tensor:
@@ -52,23 +53,29 @@ def _binary(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
         try:
             np.broadcast_shapes(ta.shape, tb.shape)
         except ValueError:
-            raise ValueError(f"{op}: shapes {ta.shape} and {tb.shape} cannot be broadcast together "
-                             f"(aligned from the right:\n  {_aligned(ta.shape, tb.shape)})") from None
+            raise ValueError(
+                f"{op}: shapes {ta.shape} and {tb.shape} cannot be broadcast together "
+                f"(aligned from the right:\n  {_aligned(ta.shape, tb.shape)})"
+            ) from None
     return ta, tb
 
 
 def _aligned(sa: tuple[int, ...], sb: tuple[int, ...]) -> str:
     n = builtins.max(len(sa), len(sb))
-    fmt = lambda s: " ".join(" " * 5 for _ in range(n - len(s))) + " " * (n > len(s) and len(s) > 0) + " ".join(  # noqa: E731
-        f"{d:>5}" for d in s)
+
+    def fmt(s: tuple[int, ...]) -> str:
+        pad = " ".join(" " * 5 for _ in range(n - len(s))) + " " * (n > len(s) and len(s) > 0)
+        return pad + " ".join(f"{d:>5}" for d in s)
+
     return f"{fmt(sa)}\n  {fmt(sb)}"
 
 
 def _require_float(op: str, *tensors: Tensor, names: Sequence[str] = ("input",)) -> None:
     for t, name in zip(tensors, names):
         if t.dtype.kind != "f" or t.dtype.itemsize > 8:
-            raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {t.dtype} "
-                            f"(convert with .astype(np.float32))")
+            raise TypeError(
+                f"{op}: {name} must be a floating-point tensor, got dtype {t.dtype} (convert with .astype(np.float32))"
+            )
 
 
 def _float_tensor(op: str, x: Any) -> Tensor:
@@ -149,15 +156,22 @@ def neg(x: Tensor) -> Tensor:
 
 def pow(x: Tensor, exponent: float) -> Tensor:
     """x ** exponent for a constant (Python or NumPy) scalar exponent."""
-    if (isinstance(exponent, (Tensor, str, bytes, bool, np.bool_)) or np.ndim(exponent) != 0
-            or np.asarray(exponent).dtype.kind not in "iuf"):
-        raise TypeError(f"pow: the exponent must be a real scalar constant, got {exponent!r}; "
-                        "for x ** t with a tensor t use exp(t * log(x))")
+    if (
+        isinstance(exponent, (Tensor, str, bytes, bool, np.bool_))
+        or np.ndim(exponent) != 0
+        or np.asarray(exponent).dtype.kind not in "iuf"
+    ):
+        raise TypeError(
+            f"pow: the exponent must be a real scalar constant, got {exponent!r}; "
+            "for x ** t with a tensor t use exp(t * log(x))"
+        )
     x = _tensor("pow", x)
     p = float(exponent)
     if x.dtype.kind != "f" and not (p.is_integer() and p >= 0):
-        raise TypeError(f"pow: a {x.dtype} tensor can only be raised to a non-negative integer power, got {exponent}; "
-                        "convert it first with .astype(np.float32)")
+        raise TypeError(
+            f"pow: a {x.dtype} tensor can only be raised to a non-negative integer power, got {exponent}; "
+            "convert it first with .astype(np.float32)"
+        )
     if x.dtype == np.bool_:
         raise TypeError("pow: not defined for bool tensors")
     return P.Pow.apply(x, p)
@@ -216,8 +230,10 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     try:
         np.broadcast_shapes(c.shape, ta.shape, tb.shape)
     except ValueError:
-        raise ValueError(f"where: cond of shape {c.shape} and values of shapes {ta.shape} and {tb.shape} "
-                         "cannot be broadcast together") from None
+        raise ValueError(
+            f"where: cond of shape {c.shape} and values of shapes {ta.shape} and {tb.shape} "
+            "cannot be broadcast together"
+        ) from None
     return P.Where.apply(c, ta, tb)
 
 
@@ -225,8 +241,9 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
     """Limit values to [min, max]; the gradient passes where min <= x <= max (PyTorch's clamp)."""
     x = _tensor("clip", x)
     for name, bound in (("min", min), ("max", max)):
-        if bound is not None and (isinstance(bound, (str, bytes, Tensor))
-                                  or np.asarray(bound).dtype.kind not in "biuf"):
+        if bound is not None and (
+            isinstance(bound, (str, bytes, Tensor)) or np.asarray(bound).dtype.kind not in "biuf"
+        ):
             raise TypeError(f"clip: {name} must be a number (or an array of numbers), got {bound!r}")
     if min is not None and max is not None and np.any(np.asarray(min) > np.asarray(max)):
         raise ValueError(f"clip: min {min} is greater than max {max}")
@@ -308,8 +325,10 @@ def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = _tensor("max", x)
     axes = _axes("max", axis, x.ndim)
     if x.size == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
-        raise ValueError(f"max: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
-                         "(a maximum of no elements is undefined)")
+        raise ValueError(
+            f"max: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
+            "(a maximum of no elements is undefined)"
+        )
     return P.Max.apply(x, axes, keepdims)
 
 
@@ -320,8 +339,10 @@ def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
         raise TypeError("min: not defined for bool tensors")
     axes = _axes("min", axis, x.ndim)
     if x.size == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
-        raise ValueError(f"min: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
-                         "(a minimum of no elements is undefined)")
+        raise ValueError(
+            f"min: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
+            "(a minimum of no elements is undefined)"
+        )
     return -max(-x, axes, keepdims)
 
 
@@ -348,8 +369,9 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
     try:
         np.empty(x.shape, dtype=[]).reshape(new)  # validates without touching the data
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) "
-                         f"into {new}") from None
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {new}"
+        ) from None
     return P.Reshape.apply(x, new)
 
 
@@ -357,8 +379,11 @@ def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
     """Permute axes (no arguments: reverse them), as ``ndarray.transpose``."""
     x = _tensor("transpose", x)
     perm = _shape_arg(axes, "transpose", "axes") if axes else tuple(reversed(range(x.ndim)))
-    if (len(perm) != x.ndim or any(not -x.ndim <= a < x.ndim for a in perm)
-            or sorted(a % x.ndim for a in perm) != list(range(x.ndim))):
+    if (
+        len(perm) != x.ndim
+        or any(not -x.ndim <= a < x.ndim for a in perm)
+        or sorted(a % x.ndim for a in perm) != list(range(x.ndim))
+    ):
         raise ValueError(f"transpose: {perm} is not a permutation of the {x.ndim} axes of shape {x.shape}")
     perm = tuple(a % x.ndim for a in perm)
     return x if perm == tuple(range(x.ndim)) else P.Permute.apply(x, perm)
@@ -399,8 +424,10 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     if isinstance(index, (Tensor, np.ndarray)):
         index = np.array(index.data if isinstance(index, Tensor) else index)
     elif isinstance(index, tuple):
-        index = tuple(np.array(i.data if isinstance(i, Tensor) else i) if isinstance(i, (Tensor, np.ndarray)) else i
-                      for i in index)
+        index = tuple(
+            np.array(i.data if isinstance(i, Tensor) else i) if isinstance(i, (Tensor, np.ndarray)) else i
+            for i in index
+        )
     elif isinstance(index, list):
         index = np.asarray(index)
     try:
@@ -441,8 +468,9 @@ def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     ax = _axis("concatenate", axis, ts[0].ndim)
     for i, t in enumerate(ts):
         if t.ndim != ts[0].ndim or t.shape[:ax] + t.shape[ax + 1 :] != ts[0].shape[:ax] + ts[0].shape[ax + 1 :]:
-            raise ValueError(f"concatenate: tensor {i} has shape {t.shape}, which does not match "
-                             f"{ts[0].shape} outside axis {axis}")
+            raise ValueError(
+                f"concatenate: tensor {i} has shape {t.shape}, which does not match {ts[0].shape} outside axis {axis}"
+            )
     return P.Concatenate.apply(ax, *ts)
 
 
@@ -495,15 +523,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input has {x.shape[-1] if x.ndim else 'no'} features (shape {x.shape}) "
-                         f"but weight {weight.shape} expects {weight.shape[1]}")
+        raise ValueError(
+            f"linear: input has {x.shape[-1] if x.ndim else 'no'} features (shape {x.shape}) "
+            f"but weight {weight.shape} expects {weight.shape[1]}"
+        )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
     _require_float("linear", x, weight, names=("input", "weight"))
     for name, t in (("input", x), ("bias", bias)):
         if t is not None and t.dtype != weight.dtype:
-            raise TypeError(f"linear: {name} dtype {t.dtype} differs from weight dtype {weight.dtype}; "
-                            "convert with .astype()")
+            raise TypeError(
+                f"linear: {name} dtype {t.dtype} differs from weight dtype {weight.dtype}; convert with .astype()"
+            )
     flat = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
     out = matmul(flat, weight.T) if bias is None else P.MatMulAdd.apply(flat, weight.T, bias)
     return reshape(out, x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
@@ -518,21 +549,36 @@ def _check_image(op: str, x: Tensor) -> None:
     _require_float(op, x)
 
 
-def _out_size(op: str, x_shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
-              padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+def _out_size(
+    op: str,
+    x_shape: tuple[int, ...],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int]:
     sizes = []
     for axis, k, s, p, d in zip(("height", "width"), kernel, stride, padding, dilation):
         n = x_shape[2 if axis == "height" else 3] + 2 * p
         span = d * (k - 1) + 1
         if span > n:
-            raise ValueError(f"{op}: kernel {axis} {k}" + (f" (dilated to {span})" if d > 1 else "")
-                             + f" is larger than the padded input {axis} {n} (input shape {x_shape}, padding {p})")
+            raise ValueError(
+                f"{op}: kernel {axis} {k}"
+                + (f" (dilated to {span})" if d > 1 else "")
+                + f" is larger than the padded input {axis} {n} (input shape {x_shape}, padding {p})"
+            )
         sizes.append((n - span) // s + 1)
     return sizes[0], sizes[1]
 
 
-def unfold(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: IntOrPair = 0,
-           dilation: IntOrPair = 1, pad_value: float = 0.0) -> Tensor:
+def unfold(
+    x: Tensor,
+    kernel_size: IntOrPair,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    pad_value: float = 0.0,
+) -> Tensor:
     """Sliding windows of an image: (N, C, H, W) -> (N, OH, OW, kh, kw, C).
 
     The building block of :func:`conv2d` and the pools. The layout differs from
@@ -542,8 +588,11 @@ def unfold(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: In
     x = _tensor("unfold", x)
     _check_image("unfold", x)
     k = _pair("unfold", "kernel_size", kernel_size, 1)
-    s, p, d = _pair("unfold", "stride", stride, 1), _pair("unfold", "padding", padding, 0), _pair(
-        "unfold", "dilation", dilation, 1)
+    s, p, d = (
+        _pair("unfold", "stride", stride, 1),
+        _pair("unfold", "padding", padding, 0),
+        _pair("unfold", "dilation", dilation, 1),
+    )
     _out_size("unfold", x.shape, k, s, p, d)
     return P.Unfold.apply(_pad_hw(x, p, pad_value), k, s, d)
 
@@ -554,8 +603,14 @@ def _pad_hw(x: Tensor, padding: tuple[int, int], value: float) -> Tensor:
     return P.Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), value) if (ph, pw) != (0, 0) else x
 
 
-def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1,
-           padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch).
 
     x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) -> (N, C_out, OH, OW),
@@ -570,8 +625,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
     c = x.shape[1]
     c_out, c_in, kh, kw = weight.shape
     if c != c_in:
-        raise ValueError(f"conv2d: input has {c} channels (shape {x.shape}) but weight {weight.shape} "
-                         f"expects {c_in}")
+        raise ValueError(f"conv2d: input has {c} channels (shape {x.shape}) but weight {weight.shape} expects {c_in}")
     if weight.dtype != x.dtype:
         raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
     if bias is not None and bias.shape != (c_out,):
@@ -580,16 +634,26 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: IntOrP
         raise TypeError(f"conv2d: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
     if kh < 1 or kw < 1:
         raise ValueError(f"conv2d: weight {weight.shape} has an empty kernel ({kh}x{kw}); kernels must be at least 1x1")
-    s, p, d = _pair("conv2d", "stride", stride, 1), _pair("conv2d", "padding", padding, 0), _pair(
-        "conv2d", "dilation", dilation, 1)
+    s, p, d = (
+        _pair("conv2d", "stride", stride, 1),
+        _pair("conv2d", "padding", padding, 0),
+        _pair("conv2d", "dilation", dilation, 1),
+    )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
     out = P.WindowMatMul.apply(_pad_hw(x, p, 0.0), transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
     # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see WindowMatMul).
     return transpose(out, 0, 3, 1, 2)
 
 
-def _pool_windows(op: str, x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None, padding: IntOrPair,
-                  dilation: IntOrPair, pad_value: float) -> Tensor:
+def _pool_windows(
+    op: str,
+    x: Tensor,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None,
+    padding: IntOrPair,
+    dilation: IntOrPair,
+    pad_value: float,
+) -> Tensor:
     """Pooling windows as a (N, OH, OW, kh, kw, C) view, after PyTorch's argument checks."""
     x = _tensor(op, x)
     _check_image(op, x)
@@ -602,8 +666,9 @@ def _pool_windows(op: str, x: Tensor, kernel_size: IntOrPair, stride: IntOrPair 
     return unfold(x, k, s, p, d, pad_value=pad_value)
 
 
-def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-               dilation: IntOrPair = 1) -> Tensor:
+def max_pool2d(
+    x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
+) -> Tensor:
     """Max pooling: (N, C, H, W) -> (N, C, OH, OW); stride defaults to kernel_size.
 
     Padding counts as -inf. The gradient of each window goes to its first maximum in row-major
@@ -613,8 +678,7 @@ def max_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = Non
     return transpose(max(windows, axis=(3, 4)), 0, 3, 1, 2)
 
 
-def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None,
-               padding: IntOrPair = 0) -> Tensor:
+def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> Tensor:
     """Average pooling: (N, C, H, W) -> (N, C, OH, OW); zero padding is counted in the average
     (PyTorch's default ``count_include_pad=True``)."""
     windows = _pool_windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
@@ -666,8 +730,9 @@ def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
     try:
         t = np.asarray(target.data if isinstance(target, Tensor) else target)
     except (TypeError, ValueError):
-        raise TypeError(f"{op}: target must hold integer class indices, got {type(target).__name__} "
-                        f"{str(target)[:40]}") from None
+        raise TypeError(
+            f"{op}: target must hold integer class indices, got {type(target).__name__} {str(target)[:40]}"
+        ) from None
     if scores.ndim != 2:
         raise ValueError(f"{op}: expected scores of shape (N, C), got {scores.shape}")
     _require_float(op, scores)
@@ -717,9 +782,11 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") ->
     if t.shape != probs.shape:
         raise ValueError(f"binary_cross_entropy: input shape {probs.shape} and target shape {t.shape} differ")
     if probs.size and (np.nanmin(probs.data) < 0 or np.nanmax(probs.data) > 1):
-        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
-                         f"[{np.nanmin(probs.data):g}, {np.nanmax(probs.data):g}]; for raw scores use "
-                         "binary_cross_entropy_with_logits")
+        raise ValueError(
+            f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+            f"[{np.nanmin(probs.data):g}, {np.nanmax(probs.data):g}]; for raw scores use "
+            "binary_cross_entropy_with_logits"
+        )
     losses = -(t * _clamped_log(probs) + (1 - t) * _clamped_log(1 - probs))
     return _reduce("binary_cross_entropy", losses, reduction)
 
@@ -735,8 +802,9 @@ def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str
     logits = _tensor("binary_cross_entropy_with_logits", logits)
     t = _as_tensor(target, logits, "binary_cross_entropy_with_logits", "target")
     if t.shape != logits.shape:
-        raise ValueError(f"binary_cross_entropy_with_logits: input shape {logits.shape} and target shape "
-                         f"{t.shape} differ")
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: input shape {logits.shape} and target shape {t.shape} differ"
+        )
     return _reduce("binary_cross_entropy_with_logits", softplus(logits) - logits * t, reduction)
 
 

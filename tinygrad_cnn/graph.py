@@ -146,20 +146,22 @@ def tape(
         tensor_inputs = [a for a in ctx.inputs if isinstance(a, Tensor)]
         in_names = tuple(label[id(a)] if a._ctx is not None else leaf_name(a) for a in tensor_inputs)
         saved, extra = _saved_bytes(ctx, t)
-        nodes.append(Node(
-            index=i,
-            op=ctx.fn.__name__,
-            inputs=in_names,
-            input_shapes=tuple(a.shape for a in tensor_inputs),
-            args=tuple(a for a in ctx.inputs if not isinstance(a, Tensor)),
-            shape=t.shape,
-            dtype=t.dtype,
-            output_bytes=t.data.nbytes,
-            output_is_view=not t.data.flags.owndata,
-            saved_bytes=saved,
-            extra_bytes=extra,
-            freed=ctx._freed,
-        ))
+        nodes.append(
+            Node(
+                index=i,
+                op=ctx.fn.__name__,
+                inputs=in_names,
+                input_shapes=tuple(a.shape for a in tensor_inputs),
+                args=tuple(a for a in ctx.inputs if not isinstance(a, Tensor)),
+                shape=t.shape,
+                dtype=t.dtype,
+                output_bytes=t.data.nbytes,
+                output_is_view=not t.data.flags.owndata,
+                saved_bytes=saved,
+                extra_bytes=extra,
+                freed=ctx._freed,
+            )
+        )
     for r in roots:  # a root that is itself a leaf
         if r._ctx is None:
             leaf_name(r)
@@ -290,19 +292,35 @@ class Tape:
         out = []
         for leaf in self.leaves:
             g = leaf.grad_norm
-            out.append({"node": leaf.name, "op": "leaf" if leaf.requires_grad else "const", "inputs": "",
-                        "input shapes": "", "args": "", "shape": _shape(leaf.shape), "dtype": str(leaf.dtype),
-                        "saved": "", "extra": "", "|grad|": _num(g) if g is not None else ""})
+            out.append(
+                {
+                    "node": leaf.name,
+                    "op": "leaf" if leaf.requires_grad else "const",
+                    "inputs": "",
+                    "input shapes": "",
+                    "args": "",
+                    "shape": _shape(leaf.shape),
+                    "dtype": str(leaf.dtype),
+                    "saved": "",
+                    "extra": "",
+                    "|grad|": _num(g) if g is not None else "",
+                }
+            )
         for n in self.nodes:
-            out.append({
-                "node": n.name, "op": n.op, "inputs": ", ".join(n.inputs),
-                "input shapes": ", ".join(_shape(s) for s in n.input_shapes),
-                "args": _abbrev(", ".join(_fmt_arg(a) for a in n.args), 32),
-                "shape": _shape(n.shape) + (" view" if n.output_is_view else ""), "dtype": str(n.dtype),
-                "saved": "freed" if n.freed else _bytes(n.saved_bytes),
-                "extra": "" if n.freed else _bytes(n.extra_bytes),
-                "|grad|": _num(n.grad_norm) if n.grad_norm is not None else "-",
-            })
+            out.append(
+                {
+                    "node": n.name,
+                    "op": n.op,
+                    "inputs": ", ".join(n.inputs),
+                    "input shapes": ", ".join(_shape(s) for s in n.input_shapes),
+                    "args": _abbrev(", ".join(_fmt_arg(a) for a in n.args), 32),
+                    "shape": _shape(n.shape) + (" view" if n.output_is_view else ""),
+                    "dtype": str(n.dtype),
+                    "saved": "freed" if n.freed else _bytes(n.saved_bytes),
+                    "extra": "" if n.freed else _bytes(n.extra_bytes),
+                    "|grad|": _num(n.grad_norm) if n.grad_norm is not None else "-",
+                }
+            )
         return out
 
     def __str__(self) -> str:
@@ -317,9 +335,11 @@ class Tape:
 
         body = [line({h: h for h in headers})] + [line(r) for r in rows]
         out_bytes = sum(n.output_bytes for n in self.nodes if not n.output_is_view)
-        body.append(f"{len(self.nodes)} ops; outputs {_bytes(out_bytes)} (views not counted); "
-                    f"saved for backward {_bytes(self.saved_bytes)}, of which {_bytes(self.extra_bytes)} "
-                    "beyond inputs and outputs")
+        body.append(
+            f"{len(self.nodes)} ops; outputs {_bytes(out_bytes)} (views not counted); "
+            f"saved for backward {_bytes(self.saved_bytes)}, of which {_bytes(self.extra_bytes)} "
+            "beyond inputs and outputs"
+        )
         return "\n".join(body)
 
     def __repr__(self) -> str:
@@ -330,9 +350,12 @@ class Tape:
         """The graph as Graphviz DOT text: leaves as ellipses (blue: require grad, grey: constants),
         ops as boxes labelled with their output shape and, after backward, the gradient norm.
         ``constants=False`` leaves out constant leaves (labels, masks)."""
-        lines = ["digraph tape {", f"  rankdir={rankdir};",
-                 '  node [fontname="Helvetica", fontsize=10, margin="0.08,0.03", height=0.3];',
-                 '  edge [arrowsize=0.6, color="#555555"];']
+        lines = [
+            "digraph tape {",
+            f"  rankdir={rankdir};",
+            '  node [fontname="Helvetica", fontsize=10, margin="0.08,0.03", height=0.3];',
+            '  edge [arrowsize=0.6, color="#555555"];',
+        ]
         if title:
             lines.append(f'  labelloc=t; label="{_dot_escape(title)}"; fontname="Helvetica"; fontsize=12;')
         ids: dict[str, str] = {}
@@ -357,8 +380,9 @@ class Tape:
                 text += f"\n|grad| {_num(n.grad_norm)}"
             root = n.name in self.roots
             fill = "#ffd8a8" if root else "#fff3bf"
-            lines.append(f'  op{n.index} [shape=box, style="rounded,filled", fillcolor="{fill}", '
-                         f'label="{_dot_escape(text)}"];')
+            lines.append(
+                f'  op{n.index} [shape=box, style="rounded,filled", fillcolor="{fill}", label="{_dot_escape(text)}"];'
+            )
         for n in self.nodes:
             for name in n.inputs:
                 if name in ids:
@@ -381,8 +405,7 @@ class Tape:
                 "Tape.to_dot() to a .dot file and render it elsewhere."
             )
         command = [exe, f"-T{fmt}", "-o", str(path)] + ([f"-Gdpi={int(dpi)}"] if dpi else [])
-        proc = subprocess.run(command, input=self.to_dot(**dot_options).encode(),
-                              capture_output=True, check=False)
+        proc = subprocess.run(command, input=self.to_dot(**dot_options).encode(), capture_output=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"Tape.render: dot failed ({proc.returncode}): {proc.stderr.decode().strip()}")
         return path

@@ -154,8 +154,10 @@ class Module:
         copied, so a failed load leaves the model unchanged.
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"load_state_dict for {type(self).__name__}: expected a mapping of parameter names to "
-                            f"arrays, got {type(state_dict).__name__}")
+            raise TypeError(
+                f"load_state_dict for {type(self).__name__}: expected a mapping of parameter names to "
+                f"arrays, got {type(state_dict).__name__}"
+            )
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -165,22 +167,30 @@ class Module:
                 parts.append(f"missing keys {missing}")
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
-            raise KeyError(f"load_state_dict for {type(self).__name__}: " + "; ".join(parts)
-                           + " (is this state from a different model?)")
+            raise KeyError(
+                f"load_state_dict for {type(self).__name__}: "
+                + "; ".join(parts)
+                + " (is this state from a different model?)"
+            )
         mismatched, values = [], {}
         for name, p in own.items():
             if name in state_dict:
                 raw = state_dict[name]
                 value = np.asarray(raw.data if isinstance(raw, Tensor) else raw)
                 if value.dtype.kind not in "biuf":
-                    raise TypeError(f"load_state_dict for {type(self).__name__}: {name} holds {value.dtype} data "
-                                    f"({type(raw).__name__}), not an array of real numbers")
+                    raise TypeError(
+                        f"load_state_dict for {type(self).__name__}: {name} holds {value.dtype} data "
+                        f"({type(raw).__name__}), not an array of real numbers"
+                    )
                 if value.shape != p.shape:
                     mismatched.append(f"{name}: checkpoint {value.shape} vs model {p.shape}")
                 values[name] = value
         if mismatched:
-            raise ValueError(f"load_state_dict for {type(self).__name__}: shape mismatch for " + "; ".join(mismatched)
-                             + " (is this state from a different model?)")
+            raise ValueError(
+                f"load_state_dict for {type(self).__name__}: shape mismatch for "
+                + "; ".join(mismatched)
+                + " (is this state from a different model?)"
+            )
         for name, p in own.items():
             if name in values:
                 check_writable(p.data, f"load_state_dict for {type(self).__name__}: parameter {name}")
@@ -262,8 +272,17 @@ class Conv2d(Module):
     ±1/sqrt(in_channels*kh*kw), PyTorch's default.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrPair, stride: IntOrPair = 1,
-                 padding: IntOrPair = 0, dilation: IntOrPair = 1, bias: bool = True, dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: IntOrPair = 0,
+        dilation: IntOrPair = 1,
+        bias: bool = True,
+        dtype: Any = np.float32,
+    ) -> None:
         _positive_int("Conv2d", "in_channels", in_channels)
         _positive_int("Conv2d", "out_channels", out_channels)
         dtype = _float_dtype("Conv2d", dtype)
@@ -280,9 +299,12 @@ class Conv2d(Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}" + (f", dilation={self.dilation}" if self.dilation != 1 else "")
-                + ("" if self.bias is not None else ", bias=False"))
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}"
+            + (f", dilation={self.dilation}" if self.dilation != 1 else "")
+            + ("" if self.bias is not None else ", bias=False")
+        )
 
 
 # --------------------------------------------------------------------------- layers without parameters
@@ -291,8 +313,9 @@ class Conv2d(Module):
 class MaxPool2d(Module):
     """Max pooling; stride defaults to kernel_size."""
 
-    def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
-                 dilation: IntOrPair = 1) -> None:
+    def __init__(
+        self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
+    ) -> None:
         _check_pool("MaxPool2d", kernel_size, stride, padding, dilation)
         self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
 

@@ -28,8 +28,10 @@ class Optimizer:
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
         name = type(self).__name__
         if isinstance(params, Tensor) or not isinstance(params, Iterable):
-            raise TypeError(f"{name}: params must be an iterable of tensors (e.g. model.parameters(), or [t]), "
-                            f"got {type(params).__name__}")
+            raise TypeError(
+                f"{name}: params must be an iterable of tensors (e.g. model.parameters(), or [t]), "
+                f"got {type(params).__name__}"
+            )
         params = list(params)
         if not params:
             raise ValueError(f"{name}: got an empty parameter list")
@@ -47,11 +49,14 @@ class Optimizer:
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     raise TypeError(f"{name}: parameter {i} is not a Tensor that requires grad")
                 if p._ctx is not None:
-                    raise ValueError(f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor: it was computed "
-                                     "by an op, so backward never fills its .grad; pass the tensor you created")
+                    raise ValueError(
+                        f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor: it was computed "
+                        "by an op, so backward never fills its .grad; pass the tensor you created"
+                    )
                 if id(p) in seen:
-                    raise ValueError(f"{name}: parameter {i} (shape {p.shape}) is listed twice; it would be updated "
-                                     "twice per step")
+                    raise ValueError(
+                        f"{name}: parameter {i} (shape {p.shape}) is listed twice; it would be updated twice per step"
+                    )
                 seen.add(id(p))
             self._check_hyperparameters(group)
             self.param_groups.append(group)
@@ -94,8 +99,10 @@ class Optimizer:
         for index, p in enumerate(self._params()):  # check everything first: no half-done step
             if p.grad is not None:
                 if np.shape(p.grad) != p.shape:
-                    raise ValueError(f"{name}.step: gradient shape {np.shape(p.grad)} does not match "
-                                     f"parameter {index} of shape {p.shape}")
+                    raise ValueError(
+                        f"{name}.step: gradient shape {np.shape(p.grad)} does not match "
+                        f"parameter {index} of shape {p.shape}"
+                    )
                 check_writable(p.data, f"{name}.step: parameter {index} (shape {p.shape})")
         index = 0
         for group in self.param_groups:
@@ -121,44 +128,58 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`. Everything is checked first; on an error nothing changes."""
         name = type(self).__name__
-        if (not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list)
-                or not isinstance(state_dict.get("state"), list)
-                or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                           for g in state_dict["param_groups"])
-                or not all(isinstance(s, dict) for s in state_dict["state"])):
-            raise ValueError(f"{name}.load_state_dict: expected {{'state': [dict per parameter], 'param_groups': "
-                             f"[dict with 'params']}} as returned by state_dict(), got {str(state_dict)[:120]}")
+        if (
+            not isinstance(state_dict, dict)
+            or not isinstance(state_dict.get("param_groups"), list)
+            or not isinstance(state_dict.get("state"), list)
+            or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in state_dict["param_groups"])
+            or not all(isinstance(s, dict) for s in state_dict["state"])
+        ):
+            raise ValueError(
+                f"{name}.load_state_dict: expected {{'state': [dict per parameter], 'param_groups': "
+                f"[dict with 'params']}} as returned by state_dict(), got {str(state_dict)[:120]}"
+            )
         groups = state_dict["param_groups"]
         own_keys = set(self.defaults)
         for g in groups:
             saved_keys = set(g) - {"params", "initial_lr"}
             if saved_keys != own_keys:
-                raise ValueError(f"{name}.load_state_dict: the saved state is from a different optimizer: it has "
-                                 f"hyper-parameters {sorted(saved_keys)}, {name} has {sorted(own_keys)}")
+                raise ValueError(
+                    f"{name}.load_state_dict: the saved state is from a different optimizer: it has "
+                    f"hyper-parameters {sorted(saved_keys)}, {name} has {sorted(own_keys)}"
+                )
             try:
                 self._check_hyperparameters(g)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{name}.load_state_dict: bad saved hyper-parameter: {e}") from None
         for i, s in enumerate(state_dict["state"]):
             if not set(s) <= self._state_keys or (self._state_keys_all and s and set(s) != self._state_keys):
-                raise ValueError(f"{name}.load_state_dict: the state of parameter {i} has entries {sorted(s)}; "
-                                 f"{name} keeps {sorted(self._state_keys)} (a state from a different optimizer?)")
+                raise ValueError(
+                    f"{name}.load_state_dict: the state of parameter {i} has entries {sorted(s)}; "
+                    f"{name} keeps {sorted(self._state_keys)} (a state from a different optimizer?)"
+                )
         if len(groups) != len(self.param_groups) or any(
             len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
         ):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state has a different number of "
-                             "parameter groups or parameters than this optimizer")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the saved state has a different number of "
+                "parameter groups or parameters than this optimizer"
+            )
         params = self._params()
         if len(state_dict["state"]) != len(params):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the saved state covers "
-                             f"{len(state_dict['state'])} parameters, this optimizer has {len(params)}")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the saved state covers "
+                f"{len(state_dict['state'])} parameters, this optimizer has {len(params)}"
+            )
         for i, (s, p) in enumerate(zip(state_dict["state"], params)):
             for k, v in s.items():
                 if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
                     raise ValueError(f"{name}.load_state_dict: state '{k}' of parameter {i} holds {v.dtype} data")
                 if isinstance(v, np.ndarray) and v.shape != p.shape:
-                    raise ValueError(f"{type(self).__name__}.load_state_dict: state '{k}' of parameter {i} has "
-                                     f"shape {v.shape}, the parameter has {p.shape}")
+                    raise ValueError(
+                        f"{type(self).__name__}.load_state_dict: state '{k}' of parameter {i} has "
+                        f"shape {v.shape}, the parameter has {p.shape}"
+                    )
         for own, saved in zip(self.param_groups, groups):
             own.update({k: v for k, v in saved.items() if k != "params"})
         self.state = [
@@ -177,12 +198,20 @@ class SGD(Optimizer):
     _state_keys = frozenset({"momentum_buffer"})
     _state_keys_all = False
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        )
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         if group["weight_decay"]:
@@ -206,8 +235,14 @@ class Adam(Optimizer):
     _state_keys = frozenset({"step", "exp_avg", "exp_avg_sq"})
     _state_keys_all = True
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         self._check_hyperparameters({"betas": betas})
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
@@ -235,8 +270,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
@@ -278,11 +319,15 @@ class LRScheduler:
         try:
             last_epoch, base_lrs = int(state["last_epoch"]), [float(b) for b in state["base_lrs"]]
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{name}.load_state_dict: expected {{'last_epoch': int, 'base_lrs': [float, ...]}} "
-                             f"as returned by state_dict(), got {str(state)[:120]}") from None
+            raise ValueError(
+                f"{name}.load_state_dict: expected {{'last_epoch': int, 'base_lrs': [float, ...]}} "
+                f"as returned by state_dict(), got {str(state)[:120]}"
+            ) from None
         if len(base_lrs) != len(self.optimizer.param_groups):
-            raise ValueError(f"{name}.load_state_dict: the saved state has {len(base_lrs)} learning rates, the "
-                             f"optimizer has {len(self.optimizer.param_groups)} parameter groups")
+            raise ValueError(
+                f"{name}.load_state_dict: the saved state has {len(base_lrs)} learning rates, the "
+                f"optimizer has {len(self.optimizer.param_groups)} parameter groups"
+            )
         if last_epoch < 0:
             raise ValueError(f"{name}.load_state_dict: last_epoch must be >= 0, got {last_epoch}")
         self.lr_at(base_lrs[0], last_epoch)  # e.g. OneCycleLR past its total_steps: an error now, not later
@@ -321,15 +366,24 @@ class OneCycleLR(LRScheduler):
     with cosine annealing: warm up from max_lr/div_factor to max_lr over the first
     ``pct_start`` of ``total_steps``, then anneal to max_lr/(div_factor*final_div_factor)."""
 
-    def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ) -> None:
         if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 2:
             raise ValueError(f"OneCycleLR: total_steps must be an int >= 2, got {total_steps!r}")
         if not 0 <= pct_start <= 1:
             raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start}")
         if not (max_lr > 0 and div_factor > 0 and final_div_factor > 0) or math.inf in (max_lr, div_factor):
-            raise ValueError(f"OneCycleLR: max_lr, div_factor and final_div_factor must be finite and > 0, got "
-                             f"{max_lr}, {div_factor}, {final_div_factor}")
+            raise ValueError(
+                f"OneCycleLR: max_lr, div_factor and final_div_factor must be finite and > 0, got "
+                f"{max_lr}, {div_factor}, {final_div_factor}"
+            )
         self.max_lr, self.total_steps = max_lr, total_steps
         self.initial_lr, self.min_lr = max_lr / div_factor, max_lr / div_factor / final_div_factor
         self.warmup_end = float(pct_start * total_steps) - 1

@@ -162,8 +162,9 @@ def _split(op: str, arrays: Sequence[np.ndarray], workers: int, shard_size: int 
     return [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _shard_gradients(op: str, fn: Callable[..., Any], params: Sequence[Tensor],
-                     shard: tuple[np.ndarray, ...]) -> _ShardResult:
+def _shard_gradients(
+    op: str, fn: Callable[..., Any], params: Sequence[Tensor], shard: tuple[np.ndarray, ...]
+) -> _ShardResult:
     out = fn(*shard)
     loss, extra = out if isinstance(out, tuple) else (out, None)
     if not isinstance(loss, Tensor) or loss.size != 1:
@@ -172,8 +173,9 @@ def _shard_gradients(op: str, fn: Callable[..., Any], params: Sequence[Tensor],
     return loss.item(), extra, [None if g is None else g.data for g in grads]
 
 
-def _add_to_grads(params: Sequence[Tensor], results: list[_RunResult],
-                  grads: list[list[np.ndarray]]) -> tuple[float, list[Any]]:
+def _add_to_grads(
+    params: Sequence[Tensor], results: list[_RunResult], grads: list[list[np.ndarray]]
+) -> tuple[float, list[Any]]:
     """Add each run's weighted gradient sum (``grads``, one list per run) into ``.grad``;
     return the batch's loss and the extras of every shard, in batch order."""
     loss, extras = 0.0, []
@@ -208,11 +210,14 @@ class WorkerPool:
                 optimizer.step()
     """
 
-    def __init__(self, fn: Callable[..., Tensor | tuple[Tensor, Any]], params: Sequence[Tensor],
-                 workers: int | None = None) -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor | tuple[Tensor, Any]], params: Sequence[Tensor], workers: int | None = None
+    ) -> None:
         if "fork" not in multiprocessing.get_all_start_methods():
-            raise RuntimeError("WorkerPool: needs the 'fork' start method (Linux); use parallel.backward, "
-                               "which uses threads, on this system")
+            raise RuntimeError(
+                "WorkerPool: needs the 'fork' start method (Linux); use parallel.backward, "
+                "which uses threads, on this system"
+            )
         self.fn = fn
         self.params = list(params)
         self.workers = _positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
@@ -226,16 +231,21 @@ class WorkerPool:
         # Per-worker seeds derived from the library generator's state without drawing from it, so
         # that starting a pool leaves the caller's random stream (shuffling, a resumed run) as it was.
         state = default_generator().bit_generator.state["state"]["state"]
-        seeds = [np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0] >> 1
-                 for k in range(helpers)]
+        seeds = [
+            np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0] >> 1 for k in range(helpers)
+        ]
         resource_tracker.ensure_running()  # before the fork: the workers share it, and it frees no block of ours
         context = multiprocessing.get_context("fork")
         self._connections: list[Any] = []
         self._processes: list[Any] = []
         for k in range(helpers):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_serve, name=f"tinygrad_cnn-worker-{k}", daemon=True,
-                                      args=(theirs, fn, self.params, self._values, self._grads[k], int(seeds[k])))
+            process = context.Process(
+                target=_serve,
+                name=f"tinygrad_cnn-worker-{k}",
+                daemon=True,
+                args=(theirs, fn, self.params, self._values, self._grads[k], int(seeds[k])),
+            )
             process.start()
             theirs.close()
             self._connections.append(mine)
@@ -255,8 +265,10 @@ class WorkerPool:
             value[...] = p.data
         # Each takes a contiguous run of shards, handed over as one slice of each array: the first
         # run is this process's, run k + 1 goes to worker process k.
-        runs = [[len(shards[i][0]) for i in run]
-                for run in np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))]
+        runs = [
+            [len(shards[i][0]) for i in run]
+            for run in np.array_split(np.arange(len(shards)), min(self.workers, len(shards)))
+        ]
         bounds = np.cumsum([0] + [sum(sizes) for sizes in runs])
         for k, sizes in enumerate(runs[1:]):
             lo, hi = bounds[k + 1], bounds[k + 2]
@@ -268,8 +280,9 @@ class WorkerPool:
         own_grads = [np.zeros_like(p.data) for p in self.params]
         with single_threaded_blas():  # the other cores are the workers'
             try:
-                own = _run_shards("WorkerPool.backward", self.fn, self.params, [a[: bounds[1]] for a in arrays],
-                              runs[0], n, own_grads)
+                own = _run_shards(
+                    "WorkerPool.backward", self.fn, self.params, [a[: bounds[1]] for a in arrays], runs[0], n, own_grads
+                )
             except BaseException as error:  # noqa: BLE001  (collect the workers' replies first)
                 own = error
         replies = [own] + [self._receive(k) for k in range(len(runs) - 1)]  # every reply: none left in a pipe
@@ -343,8 +356,15 @@ class WorkerPool:
 _RunResult = tuple[float, list[Any], list[bool]]  # weighted loss, extras, which parameters got a gradient
 
 
-def _run_shards(op: str, fn: Callable[..., Any], params: Sequence[Tensor], arrays: Sequence[np.ndarray],
-                sizes: list[int], n: int, grads: list[np.ndarray]) -> _RunResult:
+def _run_shards(
+    op: str,
+    fn: Callable[..., Any],
+    params: Sequence[Tensor],
+    arrays: Sequence[np.ndarray],
+    sizes: list[int],
+    n: int,
+    grads: list[np.ndarray],
+) -> _RunResult:
     """Consecutive shards of ``sizes`` samples of ``arrays``: their losses and gradients, each
     weighted by its share of the batch of ``n``, summed (gradients into ``grads``, zeroed first);
     their extras; which parameters got a gradient."""
@@ -353,7 +373,7 @@ def _run_shards(op: str, fn: Callable[..., Any], params: Sequence[Tensor], array
     has_grad = [False] * len(params)
     loss, extras, start = 0.0, [], 0
     for size in sizes:
-        shard = tuple(a[start:start + size] for a in arrays)
+        shard = tuple(a[start : start + size] for a in arrays)
         shard_loss, extra, shard_grads = _shard_gradients(op, fn, params, shard)
         weight = size / n
         loss += weight * shard_loss
@@ -385,8 +405,14 @@ def _attach(name: str) -> shared_memory.SharedMemory:
         return shared_memory.SharedMemory(name=name)
 
 
-def _serve(connection: Any, fn: Callable[..., Any], params: list[Tensor], values: list[np.ndarray],
-           grads: list[np.ndarray], seed: int) -> None:
+def _serve(
+    connection: Any,
+    fn: Callable[..., Any],
+    params: list[Tensor],
+    values: list[np.ndarray],
+    grads: list[np.ndarray],
+    seed: int,
+) -> None:
     """A worker's loop: for each batch slice, the shards' losses and extras, gradients into ``grads``."""
     manual_seed(seed)
     blas = _OpenBLAS()
@@ -441,13 +467,15 @@ def map_batches(
     starts = list(range(0, len(data), batch_size)) or [0]
 
     def run(start: int) -> np.ndarray:
-        piece = data[start:start + batch_size]
+        piece = data[start : start + batch_size]
         with no_grad():
             out = fn(Tensor(piece))
         out = out.data if isinstance(out, Tensor) else np.asarray(out)
         if out.ndim == 0 or len(out) != len(piece):
-            raise ValueError(f"map_batches: fn returned shape {out.shape} for a batch of {len(piece)}; "
-                             "it must return one output per sample along axis 0")
+            raise ValueError(
+                f"map_batches: fn returned shape {out.shape} for a batch of {len(piece)}; "
+                "it must return one output per sample along axis 0"
+            )
         return out
 
     if workers == 1 or len(starts) == 1:

@@ -59,8 +59,12 @@ def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | Path, append: 
     return path
 
 
-def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path,
-                    batch_losses: Sequence[tuple[float, float]] | None = None, dpi: int = 100) -> Path:
+def learning_curves(
+    history: Sequence[Mapping[str, float]],
+    path: str | Path,
+    batch_losses: Sequence[tuple[float, float]] | None = None,
+    dpi: int = 100,
+) -> Path:
     """Loss (left) and accuracy (right) per epoch, train and test.
 
     ``history``: one dict per epoch with ``epoch`` and any of ``loss`` (mean training loss),
@@ -69,6 +73,7 @@ def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path,
     """
     fig = _figure(9, 3.4)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax_loss, ax_acc = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
     if batch_losses:
@@ -93,8 +98,15 @@ def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path,
             ax_acc.plot(*zip(*points), marker="o", color=color, label=label)
             e, v = points[-1]
             below = key == "train_accuracy"
-            ax_acc.annotate(f"{v:.2f}%", (e, v), textcoords="offset points", xytext=(-6, -14 if below else 7),
-                            ha="right", fontsize=8, color=color)
+            ax_acc.annotate(
+                f"{v:.2f}%",
+                (e, v),
+                textcoords="offset points",
+                xytext=(-6, -14 if below else 7),
+                ha="right",
+                fontsize=8,
+                color=color,
+            )
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     ax_acc.margins(x=0.08, y=0.12)
     for ax in (ax_loss, ax_acc):
@@ -130,8 +142,9 @@ def filter_grid(weight: Any, path: str | Path, title: str = "Learned filters", d
     return _save(fig, path, dpi)
 
 
-def confusion_matrix(cm: Any, path: str | Path, labels: Sequence[str] | None = None,
-                     title: str = "Confusion matrix", dpi: int = 100) -> Path:
+def confusion_matrix(
+    cm: Any, path: str | Path, labels: Sequence[str] | None = None, title: str = "Confusion matrix", dpi: int = 100
+) -> Path:
     """A confusion matrix (rows: true class, columns: predicted) with every count written in.
 
     Colours follow the fraction of each true class, on a log scale, so a few mistakes stand out
@@ -150,18 +163,33 @@ def confusion_matrix(cm: Any, path: str | Path, labels: Sequence[str] | None = N
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7 if cm[i, j] < 1000 else 6,
-                        color="white" if fractions[i, j] > 0.3 else "black")
-    ax.set(xticks=range(k), yticks=range(k), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title=title)
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7 if cm[i, j] < 1000 else 6,
+                    color="white" if fractions[i, j] > 0.3 else "black",
+                )
+    ax.set(
+        xticks=range(k),
+        yticks=range(k),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
     total = int(cm.sum())
     if total:
         ax.set_title(f"{title}: {int(np.trace(cm)):,}/{total:,} correct", fontsize=10)
     return _save(fig, path, dpi)
 
 
-def misclassified(images: Any, labels: Any, preds: Any, path: str | Path, max_images: int = 32,
-                  cols: int = 8, dpi: int = 100) -> Path:
+def misclassified(
+    images: Any, labels: Any, preds: Any, path: str | Path, max_images: int = 32, cols: int = 8, dpi: int = 100
+) -> Path:
     """A grid of the first ``max_images`` misclassified images, titled "pred P (true T)".
 
     ``images``: (N, H, W) or (N, 1, H, W); ``labels`` and ``preds``: (N,) class indices.
@@ -175,8 +203,11 @@ def misclassified(images: Any, labels: Any, preds: Any, path: str | Path, max_im
     cols = min(cols, n)
     rows = math.ceil(n / cols)
     fig = _figure(1.1 * cols, 1.25 * rows + 0.4)
-    fig.suptitle(f"{len(wrong):,} misclassified of {len(labels):,}"
-                 + (f" (first {len(shown)})" if len(wrong) > len(shown) else ""), fontsize=10)
+    fig.suptitle(
+        f"{len(wrong):,} misclassified of {len(labels):,}"
+        + (f" (first {len(shown)})" if len(wrong) > len(shown) else ""),
+        fontsize=10,
+    )
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax, i in zip(axes, list(shown) + [None] * (len(axes) - len(shown))):
         ax.set_axis_off()

@@ -648,8 +648,11 @@ class MatMulAdd(Function):
     def backward(ctx: Context, g: Tensor) -> tuple[Any, Any, Any]:
         need_a, need_b, need_c = ctx.needs_input_grad
         (a, b), g = _operands(ctx, g)
-        return (g @ b.swapaxes(-1, -2) if need_a else None, a.swapaxes(-1, -2) @ g if need_b else None,
-                sum_to(g, ctx.c_shape) if need_c else None)
+        return (
+            g @ b.swapaxes(-1, -2) if need_a else None,
+            a.swapaxes(-1, -2) @ g if need_b else None,
+            sum_to(g, ctx.c_shape) if need_c else None,
+        )
 
 
 class WindowMatMul(Function):
@@ -671,8 +674,9 @@ class WindowMatMul(Function):
     """
 
     @staticmethod
-    def forward(ctx: Context, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape,
-                dilation: Shape) -> np.ndarray:
+    def forward(
+        ctx: Context, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape, dilation: Shape
+    ) -> np.ndarray:
         kh, kw, c, c_out = w.shape
         oh, ow = _out_hw(x.shape[2:], (kh, kw), stride, dilation)
         cols = _im2col(x, (kh, kw), stride, dilation)
@@ -703,16 +707,20 @@ class WindowMatMul(Function):
         if need_w:
             # Plain: the forward's im2col copy. Recorded: the im2col matrix as a function of x,
             # so that dw stays differentiable.
-            cols = ctx.cols if not isinstance(x, Tensor) else Unfold.apply(x, *ctx.args[1:]).transpose(
-                1, 2, 0, 3, 4, 5).reshape(rows, kh * kw * c)
+            cols = (
+                ctx.cols
+                if not isinstance(x, Tensor)
+                else Unfold.apply(x, *ctx.args[1:]).transpose(1, 2, 0, 3, 4, 5).reshape(rows, kh * kw * c)
+            )
             gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
         if need_b:
             gb = sum_to(g_rows, (c_out,))
         return gx, gw, gb
 
 
-def _fold_products(g_rows: np.ndarray, per_offset: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape,
-                   dilation: Shape) -> np.ndarray:
+def _fold_products(
+    g_rows: np.ndarray, per_offset: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape, dilation: Shape
+) -> np.ndarray:
     """Fold(g (x) w^T) without the window gradient in memory: g_rows (OH*OW*N, C_out), batch-inner,
     times each kernel offset's (C_out, C) block, added onto the image at once, a batch-inner
     (H, W, N, C) array: each slice-add reads and writes runs of N*C values. A few images at a time
@@ -805,7 +813,8 @@ def _windows(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np
     oh, ow = _out_hw((h, w), kernel, stride, dilation)
     s_n, s_c, s_h, s_w = x.strides
     return np.lib.stride_tricks.as_strided(
-        x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False)
+        x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False
+    )
 
 
 def _out_hw(hw: Shape, kernel: Shape, stride: Shape, dilation: Shape) -> tuple[int, int]:
@@ -820,7 +829,7 @@ def _offset_views(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Sha
     oh, ow = _out_hw(image.shape[1:3], kernel, stride, dilation)
     for p in range(kh):
         for q in range(kw):
-            yield image[:, p * dh:p * dh + sh * (oh - 1) + 1:sh, q * dw:q * dw + sw * (ow - 1) + 1:sw, :]
+            yield image[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw, :]
 
 
 class Fold(Function):

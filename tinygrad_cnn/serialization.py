@@ -304,12 +304,16 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"{path}: cannot read the checkpoint: {e}") from e
     if actual_size != size:
         what = "truncated" if actual_size < size else "longer than written"
-        raise CheckpointError(f"{path}: not a valid HDF5 file: {what} ({actual_size + _USERBLOCK} bytes, "
-                              f"written as {size + _USERBLOCK}); was the write interrupted or the file copied "
-                              "incompletely?")
+        raise CheckpointError(
+            f"{path}: not a valid HDF5 file: {what} ({actual_size + _USERBLOCK} bytes, "
+            f"written as {size + _USERBLOCK}); was the write interrupted or the file copied "
+            "incompletely?"
+        )
     if actual_crc != crc:
-        raise CheckpointError(f"{path}: corrupt checkpoint: its content does not match its checksum "
-                              "(the file was damaged after it was written)")
+        raise CheckpointError(
+            f"{path}: corrupt checkpoint: its content does not match its checksum "
+            "(the file was damaged after it was written)"
+        )
 
 
 def load(path: str | os.PathLike[str]) -> Any:
@@ -338,8 +342,7 @@ def load(path: str | os.PathLike[str]) -> Any:
         except CheckpointError:
             raise
         except Exception as e:  # whatever a damaged file makes h5py or the reader raise
-            raise CheckpointError(f"{path}: corrupt checkpoint (truncated or damaged?): "
-                                  f"{type(e).__name__}: {e}") from e
+            raise CheckpointError(f"{path}: corrupt checkpoint (truncated or damaged?): {type(e).__name__}: {e}") from e
 
 
 def _load_checked(f: h5py.File, path: Path) -> Any:

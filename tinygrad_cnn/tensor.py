@@ -34,11 +34,16 @@ def _to_array(data: Any, dtype: DTypeLike | None) -> np.ndarray:
             if dtype is None and arr.dtype == np.float64:
                 arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
     except (TypeError, ValueError, OverflowError) as e:
-        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__}"
-                        + (f" with dtype {dtype!r}" if dtype is not None else "") + f": {e}") from None
+        raise TypeError(
+            f"Tensor: cannot make a tensor from {type(data).__name__}"
+            + (f" with dtype {dtype!r}" if dtype is not None else "")
+            + f": {e}"
+        ) from None
     if arr.dtype.kind not in "biufc":
-        raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (dtype {arr.dtype}); "
-                        "tensors hold numbers or booleans")
+        raise TypeError(
+            f"Tensor: cannot hold data of type {type(data).__name__} (dtype {arr.dtype}); "
+            "tensors hold numbers or booleans"
+        )
     return arr
 
 
@@ -313,8 +318,9 @@ class Tensor:
     def matmul(self, other: Any) -> Tensor:
         return F.matmul(self, other)
 
-    def conv2d(self, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-               dilation: Any = 1) -> Tensor:
+    def conv2d(
+        self, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1
+    ) -> Tensor:
         return F.conv2d(self, weight, bias, stride, padding, dilation)
 
     def max_pool2d(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1) -> Tensor:

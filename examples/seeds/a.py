@@ -22,8 +22,10 @@ from tinygrad_cnn import nn  # noqa: E402
 
 def build_model() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 5, 5, bias=False), nn.ReLU(),  # (N, 5, 24, 24)
-        nn.Flatten(), nn.Linear(24 * 24 * 5, 10),   # logits; softmax is inside the loss
+        nn.Conv2d(1, 5, 5, bias=False),
+        nn.ReLU(),  # (N, 5, 24, 24)
+        nn.Flatten(),
+        nn.Linear(24 * 24 * 5, 10),  # logits; softmax is inside the loss
     )
 
 

@@ -24,8 +24,11 @@ from tinygrad_cnn import nn  # noqa: E402
 
 def build_model() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2, 2),  # (N, 8, 13, 13)
-        nn.Flatten(), nn.Linear(13 * 13 * 8, 10),            # logits
+        nn.Conv2d(1, 8, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),  # (N, 8, 13, 13)
+        nn.Flatten(),
+        nn.Linear(13 * 13 * 8, 10),  # logits
     )
 
 

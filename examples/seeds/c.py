@@ -28,14 +28,14 @@ from tinygrad_cnn.random import default_generator  # noqa: E402
 
 class Net(nn.Module):
     def __init__(self):
-        self.conv = nn.Conv2d(1, 5, 3, bias=False)                                   # (N, 5, 26, 26)
+        self.conv = nn.Conv2d(1, 5, 3, bias=False)  # (N, 5, 26, 26)
         self.bias = nn.Parameter(default_generator().uniform(-1 / 3, 1 / 3, (5, 26, 26)).astype(np.float32))
         self.fc1 = nn.Linear(5 * 25 * 25, 100)
         self.fc2 = nn.Linear(100, 2)
 
     def forward(self, x):
-        x = (self.conv(x) + self.bias).relu()        # one bias per output position
-        x = F.max_pool2d(x, 2, stride=1)             # (N, 5, 25, 25)
+        x = (self.conv(x) + self.bias).relu()  # one bias per output position
+        x = F.max_pool2d(x, 2, stride=1)  # (N, 5, 25, 25)
         return self.fc2(self.fc1(x.flatten()).tanh())  # logits; the softmax is in the loss
 
 
@@ -68,9 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
         metrics["anomaly"] = None
     except tg.AnomalyError as e:
         print(f"\nAnomalyError after {len(regime.history)} full epochs:\n{e}\n", flush=True)
-        metrics = {"test_accuracy": accuracy(model, x_te, y_te), "epochs": len(regime.history),
-                   "train_seconds": regime.history[-1]["train_seconds"] if regime.history else 0.0,
-                   "history": regime.history, "anomaly": str(e).splitlines()[0]}
+        metrics = {
+            "test_accuracy": accuracy(model, x_te, y_te),
+            "epochs": len(regime.history),
+            "train_seconds": regime.history[-1]["train_seconds"] if regime.history else 0.0,
+            "history": regime.history,
+            "anomaly": str(e).splitlines()[0],
+        }
     return report("C (as written)", metrics)
 
 

@@ -35,27 +35,50 @@ def images(x: np.ndarray, shift: float = 0.0) -> np.ndarray:
     return (x.astype(np.float32)[:, None] * np.float32(1 / 255) - np.float32(shift)).astype(np.float32)
 
 
-def parse_args(argv: list[str] | None, doc: str, epochs: int, quick_epochs: int = 1, lr: float | None = None,
-               quick_lr: float | None = None, flags: dict[str, str] | None = None) -> argparse.Namespace:
+def parse_args(
+    argv: list[str] | None,
+    doc: str,
+    epochs: int,
+    quick_epochs: int = 1,
+    lr: float | None = None,
+    quick_lr: float | None = None,
+    flags: dict[str, str] | None = None,
+) -> argparse.Namespace:
     """--epochs, --seed, --quick, --quiet, --stop-at; --lr when ``lr`` is given; boolean ``flags`` {name: help}.
 
     Without --epochs, a run has ``epochs`` epochs (the write-up's regime), or ``quick_epochs`` with --quick;
     likewise without --lr, the learning rate is ``lr``, or ``quick_lr`` (when given) with --quick.
     """
-    p = argparse.ArgumentParser(description=doc.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(doc.split("\n")[1:]))
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"default {epochs}, the write-up's regime ({quick_epochs} with --quick)")
+    p = argparse.ArgumentParser(
+        description=doc.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(doc.split("\n")[1:]),
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"default {epochs}, the write-up's regime ({quick_epochs} with --quick)",
+    )
     if lr is not None:
-        p.add_argument("--lr", type=float, default=None,
-                       help=f"default {lr}" + (f" ({quick_lr} with --quick)" if quick_lr is not None else ""))
+        p.add_argument(
+            "--lr",
+            type=float,
+            default=None,
+            help=f"default {lr}" + (f" ({quick_lr} with --quick)" if quick_lr is not None else ""),
+        )
     for name, text in (flags or {}).items():
         p.add_argument(name, action="store_true", help=text)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="a few seconds on a small subset, for tests")
     p.add_argument("--quiet", action="store_true", help="only the final JSON line")
-    p.add_argument("--stop-at", type=float, default=None, metavar="ACC",
-                   help="end after the first epoch whose test accuracy reaches ACC (e.g. 0.978)")
+    p.add_argument(
+        "--stop-at",
+        type=float,
+        default=None,
+        metavar="ACC",
+        help="end after the first epoch whose test accuracy reaches ACC (e.g. 0.978)",
+    )
     args = p.parse_args(argv)
     if args.epochs is None:
         args.epochs = quick_epochs if args.quick else epochs
@@ -86,16 +109,24 @@ class Regime:
 
 @tg.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    return np.concatenate([model(tg.Tensor(x[i : i + batch_size])).data.argmax(axis=1)
-                           for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [model(tg.Tensor(x[i : i + batch_size])).data.argmax(axis=1) for i in range(0, len(x), batch_size)]
+    )
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict(model, x) == y).mean())
 
 
-def train(model: nn.Module, loss_fn: Callable[[tg.Tensor, np.ndarray], tg.Tensor], data: tuple, regime: Regime,
-          epochs: int, seed: int, quiet: bool = False) -> dict:
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[tg.Tensor, np.ndarray], tg.Tensor],
+    data: tuple,
+    regime: Regime,
+    epochs: int,
+    seed: int,
+    quiet: bool = False,
+) -> dict:
     """Train ``model`` with ``loss_fn(outputs, labels)`` and return the metrics of the run.
 
     The per-epoch record holds the running loss and train accuracy (of the outputs seen *during* the
@@ -125,20 +156,33 @@ def train(model: nn.Module, loss_fn: Callable[[tg.Tensor, np.ndarray], tg.Tensor
             correct += int((out.data.argmax(axis=1) == y_train[idx]).sum())
             if (step + 1) % log_every == 0 and steps_per_epoch > 1:
                 seen = (step + 1) * bs if step + 1 < steps_per_epoch else n
-                say(f"  epoch {epoch} [{min(seen, n):>6}/{n}] running loss {total_loss / min(seen, n):.4f} "
-                    f"{time.perf_counter() - t0:6.1f}s")
+                say(
+                    f"  epoch {epoch} [{min(seen, n):>6}/{n}] running loss {total_loss / min(seen, n):.4f} "
+                    f"{time.perf_counter() - t0:6.1f}s"
+                )
         seconds = time.perf_counter() - t0
         trained += seconds
-        record = {"epoch": epoch, "loss": total_loss / n, "train_accuracy": correct / n,
-                  "test_accuracy": accuracy(model, x_test, y_test), "seconds": seconds, "train_seconds": trained}
+        record = {
+            "epoch": epoch,
+            "loss": total_loss / n,
+            "train_accuracy": correct / n,
+            "test_accuracy": accuracy(model, x_test, y_test),
+            "seconds": seconds,
+            "train_seconds": trained,
+        }
         regime.history.append(record)
-        say(f"epoch {epoch}/{epochs}: loss {record['loss']:.4f}, train accuracy {record['train_accuracy']:.2%}, "
-            f"test accuracy {record['test_accuracy']:.2%}, {seconds:.1f}s (total {trained:.1f}s)")
+        say(
+            f"epoch {epoch}/{epochs}: loss {record['loss']:.4f}, train accuracy {record['train_accuracy']:.2%}, "
+            f"test accuracy {record['test_accuracy']:.2%}, {seconds:.1f}s (total {trained:.1f}s)"
+        )
         if regime.stop_at is not None and record["test_accuracy"] >= regime.stop_at:
             say(f"test accuracy {record['test_accuracy']:.2%} >= {regime.stop_at:.2%}: stopping")
             break
-    metrics = {"test_accuracy": regime.history[-1]["test_accuracy"], "train_seconds": trained,
-               "epochs": len(regime.history)}
+    metrics = {
+        "test_accuracy": regime.history[-1]["test_accuracy"],
+        "train_seconds": trained,
+        "epochs": len(regime.history),
+    }
     if regime.reported is not None:
         passed = [h for h in regime.history if h["test_accuracy"] >= regime.reported]
         metrics["epochs_to_reported"] = passed[0]["epoch"] if passed else None

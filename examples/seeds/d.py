@@ -26,9 +26,14 @@ from tinygrad_cnn import nn  # noqa: E402
 
 def build_model() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 5, 3), nn.Sigmoid(), nn.MaxPool2d(2),  # (N, 5, 13, 13)
-        nn.Flatten(), nn.Linear(845, 25), nn.Sigmoid(),
-        nn.Linear(25, 10), nn.Sigmoid(),                     # outputs in (0, 1), one per digit
+        nn.Conv2d(1, 5, 3),
+        nn.Sigmoid(),
+        nn.MaxPool2d(2),  # (N, 5, 13, 13)
+        nn.Flatten(),
+        nn.Linear(845, 25),
+        nn.Sigmoid(),
+        nn.Linear(25, 10),
+        nn.Sigmoid(),  # outputs in (0, 1), one per digit
     )
 
 

@@ -26,8 +26,10 @@ REPORTED = 0.9771  # the write-up's test accuracy, after 25 epochs
 
 def build_model() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 32, 7, padding=1), nn.ReLU(),  # (N, 32, 24, 24)
-        nn.Flatten(), nn.Linear(32 * 24 * 24, 10),   # logits
+        nn.Conv2d(1, 32, 7, padding=1),
+        nn.ReLU(),  # (N, 32, 24, 24)
+        nn.Flatten(),
+        nn.Linear(32 * 24 * 24, 10),  # logits
     )
 
 

@@ -111,11 +111,13 @@ def _as_outputs(fn_name: str, result: Any) -> list[Tensor]:
         raise GradcheckError(f"{fn_name}: fn returned no outputs")
     for k, out in enumerate(outs):
         if not isinstance(out, Tensor):
-            raise GradcheckError(f"{fn_name}: fn must return a Tensor or a tuple of Tensors; "
-                                 f"output {k} is a {type(out).__name__}")
+            raise GradcheckError(
+                f"{fn_name}: fn must return a Tensor or a tuple of Tensors; output {k} is a {type(out).__name__}"
+            )
         if out.dtype.kind != "f":
-            raise GradcheckError(f"{fn_name}: output {k} has dtype {out.dtype}; only floating outputs "
-                                 "can be differentiated")
+            raise GradcheckError(
+                f"{fn_name}: output {k} has dtype {out.dtype}; only floating outputs can be differentiated"
+            )
     return outs
 
 
@@ -125,8 +127,10 @@ def _projections(outs: Sequence[Tensor], grad_output: Any, seed: int) -> list[np
         rng = np.random.default_rng(seed)
         # Rounded to float32 so that the float32 analytic side and the float64 numeric side use
         # exactly the same values.
-        return [np.ones(o.shape) if o.size == 1 else
-                rng.standard_normal(o.shape).astype(np.float32).astype(np.float64) for o in outs]
+        return [
+            np.ones(o.shape) if o.size == 1 else rng.standard_normal(o.shape).astype(np.float32).astype(np.float64)
+            for o in outs
+        ]
     single = isinstance(grad_output, (Tensor, np.ndarray)) or len(outs) == 1
     given = [grad_output] if single else list(grad_output)
     if len(given) != len(outs):
@@ -135,8 +139,7 @@ def _projections(outs: Sequence[Tensor], grad_output: Any, seed: int) -> list[np
     for k, (g, o) in enumerate(zip(given, outs, strict=True)):
         arr = np.asarray(g.data if isinstance(g, Tensor) else g, dtype=np.float64)
         if arr.shape != o.shape:
-            raise ValueError(f"gradcheck: grad_output {k} has shape {arr.shape}, "
-                             f"output {k} has shape {o.shape}")
+            raise ValueError(f"gradcheck: grad_output {k} has shape {arr.shape}, output {k} has shape {o.shape}")
         result.append(arr)
     return result
 
@@ -175,23 +178,26 @@ def _analytic(
                         raise
                     gs.append(None)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise GradcheckError(
-            f"{fn_name}: computing the analytic gradient failed: {type(e).__name__}: {e}"
-        ) from e
+        raise GradcheckError(f"{fn_name}: computing the analytic gradient failed: {type(e).__name__}: {e}") from e
     result: list[np.ndarray | None] = []
     for i, x, g in zip(checked, ins, gs, strict=True):
         if g is None:
             result.append(None)
             continue
         if g.shape != x.shape:
-            raise GradcheckError(f"{fn_name}: the analytic gradient of input {i} has shape {g.shape}, "
-                                 f"but the input has shape {x.shape}")
+            raise GradcheckError(
+                f"{fn_name}: the analytic gradient of input {i} has shape {g.shape}, but the input has shape {x.shape}"
+            )
         result.append(np.asarray(g.data, dtype=np.float64))
     return result
 
 
 def _numeric(
-    fn: Callable[..., Any], fn_name: str, args: list[Any], checked: list[int], us: list[np.ndarray],
+    fn: Callable[..., Any],
+    fn_name: str,
+    args: list[Any],
+    checked: list[int],
+    us: list[np.ndarray],
     eps: float,
 ) -> list[np.ndarray]:
     """Central differences of sum_k <u_k, out_k> with fn run on float64 copies."""
@@ -224,8 +230,14 @@ def _numeric(
 
 
 def _compare(
-    fn_name: str, args: list[Any], checked: list[int], analytic: list[np.ndarray | None],
-    numeric: list[np.ndarray], atol: float, rtol: float, what: str,
+    fn_name: str,
+    args: list[Any],
+    checked: list[int],
+    analytic: list[np.ndarray | None],
+    numeric: list[np.ndarray],
+    atol: float,
+    rtol: float,
+    what: str,
 ) -> None:
     for i, a, n in zip(checked, analytic, numeric, strict=True):
         x = args[i]
@@ -263,8 +275,15 @@ def _compare(
 
 
 def _check(
-    fn: Callable[..., Any], fn_name: str, inputs: Sequence[Any], eps: float | None, atol: float | None,
-    rtol: float | None, grad_output: Any, seed: int, what: str,
+    fn: Callable[..., Any],
+    fn_name: str,
+    inputs: Sequence[Any],
+    eps: float | None,
+    atol: float | None,
+    rtol: float | None,
+    grad_output: Any,
+    seed: int,
+    what: str,
 ) -> bool:
     args, checked = _prepare(inputs)
     outs = _as_outputs(fn_name, fn(*args))
@@ -366,5 +385,4 @@ def gradgradcheck(
             live_outs = [outs[k] for k in live]
             return grad(live_outs, ins, grad_outputs=seeds, create_graph=True, allow_unused=True)
 
-    return _check(first_order, "gradgradcheck", args, eps, atol, rtol, None, seed + 1,
-                  "second-order gradient")
+    return _check(first_order, "gradgradcheck", args, eps, atol, rtol, None, seed + 1, "second-order gradient")

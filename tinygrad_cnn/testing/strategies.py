@@ -95,13 +95,13 @@ def _resolve(value: T | st.SearchStrategy[T]) -> st.SearchStrategy[T]:
 # --------------------------------------------------------------------------- shapes
 
 
-def shapes(
-    min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: int = 5
-) -> st.SearchStrategy[Shape]:
+def shapes(min_dims: int = 0, max_dims: int = 4, min_side: int = 1, max_side: int = 5) -> st.SearchStrategy[Shape]:
     """Shapes with ``min_dims..max_dims`` axes, each of size ``min_side..max_side``."""
     if not 0 <= min_dims <= max_dims or not 0 <= min_side <= max_side:
-        raise ValueError(f"shapes: need 0 <= min_dims <= max_dims and 0 <= min_side <= max_side, got "
-                         f"dims {min_dims}..{max_dims}, sides {min_side}..{max_side}")
+        raise ValueError(
+            f"shapes: need 0 <= min_dims <= max_dims and 0 <= min_side <= max_side, got "
+            f"dims {min_dims}..{max_dims}, sides {min_side}..{max_side}"
+        )
     return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
 
 
@@ -155,14 +155,18 @@ def distinct_values(
     dt = np.dtype(dtype)
     _float_width(dt)
     if margin <= 0 or max_value <= min_value:
-        raise ValueError(f"distinct_values: need margin > 0 and min_value < max_value, got margin {margin}, "
-                         f"range [{min_value}, {max_value}]")
+        raise ValueError(
+            f"distinct_values: need margin > 0 and min_value < max_value, got margin {margin}, "
+            f"range [{min_value}, {max_value}]"
+        )
 
     def check(size: int) -> float:
         spacing = (max_value - min_value) / max(size, 1)
         if spacing < margin:
-            raise ValueError(f"distinct_values: {size} elements cannot be {margin} apart within "
-                             f"[{min_value}, {max_value}]; widen the range or use a smaller shape/margin")
+            raise ValueError(
+                f"distinct_values: {size} elements cannot be {margin} apart within "
+                f"[{min_value}, {max_value}]; widen the range or use a smaller shape/margin"
+            )
         return spacing
 
     if not isinstance(shape, st.SearchStrategy):
@@ -209,8 +213,9 @@ def arrays(
             raise ValueError("arrays: pass either elements or unique=True, not both")
         return distinct_values(shape, margin, min_value, max_value, dt)
     if elements is None:
-        elements = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False,
-                             allow_subnormal=False, width=width)
+        elements = st.floats(
+            min_value, max_value, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=width
+        )
     return hnp.arrays(dt, shape, elements=elements)
 
 
@@ -289,8 +294,12 @@ class Conv2dConfig(NamedTuple):
         """(N, C_out, OH, OW)."""
         n, _, h, w = self.input_shape
         c_out, _, kh, kw = self.weight_shape
-        return (n, c_out, _out(h, kh, self.stride[0], self.padding[0], self.dilation[0]),
-                _out(w, kw, self.stride[1], self.padding[1], self.dilation[1]))
+        return (
+            n,
+            c_out,
+            _out(h, kh, self.stride[0], self.padding[0], self.dilation[0]),
+            _out(w, kw, self.stride[1], self.padding[1], self.dilation[1]),
+        )
 
 
 class Pool2dConfig(NamedTuple):
@@ -345,8 +354,9 @@ def conv2d_configs(
         c_out = draw(st.integers(1, max_out_channels))
         h, w = draw(axis()), draw(axis())
         has_bias = draw(st.booleans()) if bias is None else bias
-        return Conv2dConfig((n, c_in, h[0], w[0]), (c_out, c_in, h[1], w[1]), (h[2], w[2]), (h[3], w[3]),
-                            (h[4], w[4]), has_bias)
+        return Conv2dConfig(
+            (n, c_in, h[0], w[0]), (c_out, c_in, h[1], w[1]), (h[2], w[2]), (h[3], w[3]), (h[4], w[4]), has_bias
+        )
 
     if min(min_side, max_batch, max_in_channels, max_out_channels, max_kernel, max_stride, max_dilation) < 1:
         raise ValueError("conv2d_configs: sizes, kernel, stride and dilation bounds must be >= 1")
