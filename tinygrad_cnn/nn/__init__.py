@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from . import functional as F
-from .autograd import check_writable, no_grad
-from .parallel import _positive_int, map_batches
-from .random import default_generator
-from .tensor import Tensor
+from .. import functional as F
+from ..autograd import check_writable, no_grad
+from ..parallel import _positive_int, map_batches
+from ..random import default_generator
+from ..tensor import Tensor
 
 IntOrPair = int | tuple[int, int]
 
