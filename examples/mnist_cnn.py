@@ -57,7 +57,7 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> tuple[
     ``model.predict`` runs in eval mode without a graph, in pieces of 128 images spread over the cores.
     """
     logits = model.predict(normalize(images))
-    return F.cross_entropy(logits, labels).item(), logits.data.argmax(axis=1)
+    return F.cross_entropy(logits, labels).item(), logits.argmax(1).numpy()
 
 
 def write_plots(
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def batch_loss(images: np.ndarray, labels: np.ndarray) -> tuple[tg.Tensor, np.ndarray]:
         logits = model(normalize(images))
-        return F.cross_entropy(logits, labels), logits.data
+        return F.cross_entropy(logits, labels), logits.detach().numpy()
 
     # --workers N: the same gradients, each batch cut into N shards computed side by side
     # (one here, the others in worker processes that hold a copy of the model; docs/training.md).
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if pool is not None:
         pool.close()
-    preds = model.predict(normalize(x_test)).data.argmax(axis=1)
+    preds = model.predict(normalize(x_test)).argmax(1).numpy()
     test_acc = float((preds == y_test).mean())
     print(
         f"\ntest accuracy {test_acc:.2%} ({int((preds == y_test).sum()):,}/{len(y_test):,}), "

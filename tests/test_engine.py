@@ -44,7 +44,7 @@ class TestConstruction:
         a = np.arange(6.0).reshape(2, 3)
         t = tg.Tensor(a)
         assert t.dtype == np.float64
-        assert t.data is a
+        assert t.array is a
         a[0, 0] = 42.0
         assert t.data[0, 0] == 42.0
 
@@ -99,12 +99,12 @@ class TestAttributes:
     def test_basic_attributes(self):
         a = np.arange(6, dtype=np.float32).reshape(2, 3)
         t = tg.Tensor(a, requires_grad=True)
-        assert t.data is a and t.numpy() is a
+        assert t.array is a and t.detach().numpy() is a
         assert t.grad is None and t.requires_grad and t.is_leaf
-        assert t.shape == (2, 3) and t.ndim == 2 and t.size == 6 and t.dtype == np.float32
+        assert t.shape == (2, 3) and t.ndim == 2 and t.numel() == 6 and t.dtype == np.float32
         assert len(t) == 2
-        assert np.asarray(t) is a
-        np.testing.assert_array_equal(np.asarray(t, dtype=np.float64), a)
+        assert np.asarray(t.detach()) is a
+        np.testing.assert_array_equal(np.asarray(t.detach(), dtype=np.float64), a)
 
     def test_item(self):
         assert tg.Tensor(2.5).item() == 2.5 and isinstance(tg.Tensor(2.5).item(), float)
@@ -120,14 +120,14 @@ class TestAttributes:
         x = leaf([1.0, 2.0])
         y = x * 3
         d = y.detach()
-        assert d.data is y.data
+        assert d.array is y.array
         assert not d.requires_grad and d.is_leaf and d._ctx is None
 
     def test_repr(self):
         x = tg.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-        assert repr(x).startswith("Tensor([[1., 2.],")
+        assert repr(x).startswith("tensor([[1., 2.],")
         assert "requires_grad=True" in repr(x)
-        assert "op=Mul" in repr(x * x)
+        assert "grad_fn=<MulBackward>" in repr(x * x)
         assert "dtype=float64" in repr(tg.Tensor(np.zeros(2)))
         assert "dtype" not in repr(tg.Tensor([1.0]))
 
@@ -139,7 +139,7 @@ class TestBackward:
     def test_readme_example(self):
         x = tg.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
         (x * x).sum().backward()
-        assert isinstance(x.grad, np.ndarray)
+        assert isinstance(x.grad, tg.Tensor) and not x.grad.requires_grad
         assert x.grad.dtype == np.float32
         np.testing.assert_array_equal(x.grad, [[2, 4], [6, 8]])
 
@@ -227,7 +227,7 @@ class TestBackward:
         x = leaf([0.3, -0.7])
         loss = (x.exp() * x).sum()
         loss.backward(retain_graph=True)
-        once = x.grad.copy()
+        once = x.grad.array.copy()
         loss.backward()
         np.testing.assert_allclose(x.grad, 2 * once)
 
@@ -284,7 +284,7 @@ class TestBackward:
     def test_max_gradient_goes_to_first_maximum(self, shape, axis):
         # small windows take Max's running-maximum path, larger ones its argmax path
         x = leaf(np.zeros(shape))
-        x.max(axis=axis).sum().backward()
+        (x.max(axis).values if isinstance(axis, int) else tg.primitives.Max.apply(x, axis, False)).sum().backward()
         first = np.zeros(shape)
         index = [slice(None)] * len(shape)
         for a in (axis,) if isinstance(axis, int) else axis:
@@ -407,7 +407,7 @@ class TestMemory:
 
     def test_context_attributes_released_after_backward(self):
         x = leaf(np.arange(12.0).reshape(3, 4))
-        m = x.max(axis=1)
+        m = x.max(axis=1).values
         stored = [v for v in vars(m._ctx).values() if isinstance(v, np.ndarray)]
         assert stored  # Max.forward keeps the positions of the maxima on ctx
         refs = [weakref.ref(v) for v in stored]
@@ -421,7 +421,7 @@ class TestMemory:
     def test_array_saved_by_exp_is_collected(self):
         x = leaf(np.random.default_rng(0).standard_normal(1000))
         y = x.exp()
-        ref = weakref.ref(y.data)
+        ref = weakref.ref(y.array)
         loss = (y * 2.0).sum()
         del y
         assert ref() is not None  # kept alive by the graph
@@ -711,7 +711,7 @@ def test_float32_conv_net_has_no_float64_upcasts():
     w1, b1, w2, b2, w3, b3 = params
     h = F.max_pool2d(F.conv2d(x, w1, b1, padding=1).relu(), 2)
     h = F.avg_pool2d(F.conv2d(h, w2, b2, stride=1).sigmoid(), 2)
-    logits = F.linear(h.flatten(), w3, b3)
+    logits = F.linear(h.flatten(1), w3, b3)
     loss = (
         F.cross_entropy(logits, labels)
         + 0.01 * sum((q * q).sum() for q in params)

@@ -29,7 +29,7 @@ from tinygrad_cnn.testing import gradcheck
 def test_sum_over_many_short_rows(rows, width, dtype, keepdims):
     """A bias gradient's shape: (M, T) summed over M, with a remainder of rows after the blocks."""
     x = np.random.default_rng(rows).standard_normal((rows, width)).astype(dtype)
-    got = F.sum(Tensor(x), axis=0, keepdims=keepdims).data
+    got = F.sum(Tensor(x), axis=0, keepdims=keepdims).array
     want = x.astype(np.float64).sum(axis=0, keepdims=keepdims)
     assert got.dtype == dtype and got.shape == want.shape
     single = dtype == np.float32
@@ -57,16 +57,16 @@ def test_bias_added_to_many_short_rows(rows, width, dtype):
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))
-    np.testing.assert_allclose(F.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(F.linear(Tensor(x), Tensor(w), Tensor(b)).array, x @ w.T + b, rtol=1e-5, atol=1e-5)
     assert P._many_short_rows(x @ w.T, 1)
     img, k = (rng.standard_normal(s).astype(np.float32) for s in ((8, 1, 28, 28), (16, 1, 5, 5)))
-    no_bias = F.conv2d(Tensor(img), Tensor(k)).data
-    np.testing.assert_array_equal(F.conv2d(Tensor(img), Tensor(k), Tensor(b)).data, no_bias + b[:, None, None])
+    no_bias = F.conv2d(Tensor(img), Tensor(k)).array
+    np.testing.assert_array_equal(F.conv2d(Tensor(img), Tensor(k), Tensor(b)).array, no_bias + b[:, None, None])
 
 
 def test_sum_over_leading_axes_of_an_image_batch():
     x = np.random.default_rng(0).standard_normal((64, 24, 24, 8)).astype(np.float32)
-    got = F.sum(Tensor(x), axis=(0, 1, 2)).data
+    got = F.sum(Tensor(x), axis=(0, 1, 2)).array
     np.testing.assert_allclose(got, x.astype(np.float64).sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-3)
     assert P._many_short_rows(x, 3)  # the case above took the fast path
 
@@ -96,7 +96,7 @@ def test_fold_in_blocks_of_images(monkeypatch, block_bytes, channels):
     oh = (9 - 2 * 2 - 1) // 1 + 1
     ow = (8 - 1 * 1 - 1) // 2 + 1
     g = rng.standard_normal((7, oh, ow, 3, 2, channels)).astype(np.float32)
-    got = P.Fold.apply(Tensor(g), x_shape, kernel, stride, dilation).data
+    got = P.Fold.apply(Tensor(g), x_shape, kernel, stride, dilation).array
     np.testing.assert_allclose(got, _naive_fold(g, x_shape, kernel, stride, dilation), rtol=1e-6, atol=1e-5)
 
 
@@ -111,7 +111,7 @@ def test_conv2d_input_gradient_in_blocks_of_images(monkeypatch, block_bytes):
     out = F.conv2d(x, w, stride=(1, 2), dilation=(2, 1))
     g = rng.standard_normal(out.shape)
     out.backward(g)
-    window_grad = np.einsum("noij,ocpq->nijpqc", g, w.data)  # (N, OH, OW, kh, kw, C)
+    window_grad = np.einsum("noij,ocpq->nijpqc", g, w.array)  # (N, OH, OW, kh, kw, C)
     want = _naive_fold(window_grad, x.shape, (3, 2), (1, 2), (2, 1))
     np.testing.assert_allclose(x.grad, want, rtol=1e-12, atol=1e-12)
 
@@ -122,13 +122,13 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     x = Tensor(rng.standard_normal((2, 1, 6, 30)), requires_grad=True)
     w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
     b = Tensor(rng.standard_normal(3), requires_grad=True)
-    assert P._im2col(x.data, (3, 3), (1, 1), (1, 1)).flags.f_contiguous  # the column-major copy was taken
+    assert P._im2col(x.array, (3, 3), (1, 1), (1, 1)).flags.f_contiguous  # the column-major copy was taken
     out = F.conv2d(x, w, b)
     want = np.zeros((2, 3, 4, 28))
     for i in range(4):
         for j in range(28):
-            want[:, :, i, j] = np.einsum("nchw,ochw->no", x.data[:, :, i : i + 3, j : j + 3], w.data) + b.data
-    np.testing.assert_allclose(out.data, want, rtol=1e-12, atol=1e-12)
+            want[:, :, i, j] = np.einsum("nchw,ochw->no", x.array[:, :, i : i + 3, j : j + 3], w.array) + b.array
+    np.testing.assert_allclose(out.array, want, rtol=1e-12, atol=1e-12)
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
 
 
@@ -170,9 +170,9 @@ def test_running_max_in_any_memory_order(data, shape, order, nan):
     kept = [i for i in range(ndim) if i not in axis]
     count = int(np.prod([shape[a] for a in axis]))  # up to 64 (and x not tiny): the running path; more: argmax
     t = Tensor(x, requires_grad=True)
-    y = F.max(t, axis=axis)
-    np.testing.assert_array_equal(y.data, np.max(x, axis=axis))
-    g_out = np.arange(1.0, y.size + 1).reshape(y.shape)
+    y = P.Max.apply(t, axis, False)  # the rule itself: the first maximum takes the gradient
+    np.testing.assert_array_equal(y.array, np.max(x, axis=axis))
+    g_out = np.arange(1.0, y.numel() + 1).reshape(y.shape)
     y.backward(g_out)
     flat = x.transpose(kept + list(axis)).reshape([shape[i] for i in kept] + [count])
     first = np.where(np.isnan(flat).any(-1), np.isnan(flat).argmax(-1), flat.argmax(-1))  # NumPy's argmax: the first
@@ -188,7 +188,7 @@ def test_conv2d_output_is_laid_out_batch_inner():
     for c in (1, 3, 20):  # the column-major and the row-major im2col copies
         x = Tensor(rng.standard_normal((4, c, 9, 8)).astype(np.float32))
         y = F.conv2d(x, Tensor(rng.standard_normal((5, c, 3, 3)).astype(np.float32)))
-        assert P._memory_order(y.data) == [2, 3, 0, 1] and y.data.transpose(2, 3, 0, 1).flags.c_contiguous
+        assert P._memory_order(y.array) == [2, 3, 0, 1] and y.array.transpose(2, 3, 0, 1).flags.c_contiguous
 
 
 def test_cnn_gradients_through_batch_inner_layouts():
@@ -245,10 +245,10 @@ def test_reshape_of_a_batch_inner_array_gives_its_gradient_the_same_layout():
     out like the conv output again, so the relu and conv backward rules see matching layouts."""
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((6, 1, 8, 8)).astype(np.float32), rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
-    h = Tensor(F.relu(F.conv2d(Tensor(x), Tensor(w))).data, requires_grad=True)  # a conv output's layout
+    h = Tensor(F.relu(F.conv2d(Tensor(x), Tensor(w))).array, requires_grad=True)  # a conv output's layout
     flat = h.reshape(6, -1)
-    np.testing.assert_array_equal(flat.data, np.ascontiguousarray(h.data).reshape(6, -1))
+    np.testing.assert_array_equal(flat.array, np.ascontiguousarray(h.array).reshape(6, -1))
     g = rng.standard_normal(flat.shape).astype(np.float32)
     flat.backward(g)
     np.testing.assert_array_equal(h.grad, g.reshape(h.shape))
-    assert P._memory_order(h.grad) == P._memory_order(h.data) == [2, 3, 0, 1]
+    assert P._memory_order(h.grad.array) == P._memory_order(h.array) == [2, 3, 0, 1]

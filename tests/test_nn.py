@@ -27,7 +27,7 @@ class Net(nn.Module):
         self.head = nn.Linear(4 * 3 * 3, 5)
 
     def forward(self, x):
-        x = F.flatten(self.features(x)) * self.scale
+        x = F.flatten(self.features(x), 1) * self.scale
         return self.head(self.dropout(x))
 
 
@@ -76,7 +76,7 @@ def test_named_parameters_in_pytorch_order_with_dotted_names():
 def test_num_parameters():
     net = Net()
     expected = (4 * 9 + 4) + (4 * 4 * 9 + 4) + 1 + (36 * 5 + 5)
-    assert net.num_parameters() == expected == sum(p.size for p in net.parameters()) == 374
+    assert net.num_parameters() == expected == sum(p.numel() for p in net.parameters()) == 374
     assert nn.ReLU().num_parameters() == 0 and nn.ReLU().parameters() == []
 
 
@@ -179,10 +179,10 @@ def test_dropout_in_train_mode_keeps_the_right_fraction_and_scales(p):
     n = 200_000
     x = tg.Tensor(np.abs(rand(n)) + 0.5, requires_grad=True)
     y = drop(x)
-    kept = y.data != 0
+    kept = y.array != 0
     # Binomial(n, 1-p): 5 standard deviations.
     assert abs(kept.mean() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n)
-    np.testing.assert_allclose(y.data[kept], x.data[kept] / (1 - p), rtol=1e-6)
+    np.testing.assert_allclose(y.array[kept], x.array[kept] / (1 - p), rtol=1e-6)
     assert y.dtype == np.float32
     y.sum().backward()
     np.testing.assert_allclose(x.grad, kept / (1 - p), rtol=1e-6)
@@ -320,7 +320,7 @@ def test_state_dict_returns_copies():
     sd = net.state_dict()
     assert list(sd) == NET_NAMES
     assert all(type(v) is np.ndarray and v.dtype == np.float32 for v in sd.values())
-    before = net.head.weight.data.copy()
+    before = net.head.weight.array.copy()
     sd["head.weight"][...] = 42.0
     np.testing.assert_array_equal(net.head.weight.data, before)
     net.head.weight.data[...] = -1.0

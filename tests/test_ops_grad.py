@@ -233,6 +233,10 @@ def test_astype_float32_to_float64(x):
 def test_smooth_reductions(name, shape, data, keepdims):
     x = data.draw(tensors(shape))
     axis = data.draw(axes_for(len(shape)))
+    if name == "var":  # the biased variance: defined for one element too
+        assert gradcheck(lambda v: v.var(axis=axis, keepdims=keepdims, unbiased=False), x)
+        assert gradcheck(lambda v: F.var(v, axis, False, keepdims), x)
+        return
     assert gradcheck(lambda v: getattr(v, name)(axis=axis, keepdims=keepdims), x)
     assert gradcheck(lambda v: getattr(F, name)(v, axis, keepdims), x)
 
@@ -247,29 +251,47 @@ def test_var_ddof1(shape, data, keepdims):
     assert gradcheck(lambda v: v.var(axis=axis, keepdims=keepdims, ddof=1), x)
 
 
-@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("name", ["amax", "amin"])
 @given(shape=shapes(min_dims=2, max_dims=3, max_side=4), data=st.data(), keepdims=st.booleans())
-def test_max_min(name, shape, data, keepdims):
+def test_amax_amin(name, shape, data, keepdims):
     x = t(data.draw(distinct_values(shape)))  # no ties: the winner is stable under +-eps
     axis = data.draw(axes_for(len(shape)))
+    if name == "var":  # the biased variance: defined for one element too
+        assert gradcheck(lambda v: v.var(axis=axis, keepdims=keepdims, unbiased=False), x)
+        assert gradcheck(lambda v: F.var(v, axis, False, keepdims), x)
+        return
     assert gradcheck(lambda v: getattr(v, name)(axis=axis, keepdims=keepdims), x)
     assert gradcheck(lambda v: getattr(F, name)(v, axis, keepdims), x)
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
+@given(shape=shapes(min_dims=1, max_dims=3, max_side=4), data=st.data(), keepdim=st.booleans())
+def test_max_min_over_a_dim(name, shape, data, keepdim):
+    x = t(data.draw(distinct_values(shape)))
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    assert gradcheck(lambda v: getattr(v, name)(dim, keepdim).values, x)
+    values, indices = getattr(F, name)(x, dim, keepdim)
+    pick = np.argmax if name == "max" else np.argmin
+    np.testing.assert_array_equal(indices.numpy(), pick(x.detach().numpy(), axis=dim, keepdims=keepdim))
+
+
+@pytest.mark.parametrize("name", ["max", "min", "amax", "amin"])
 @pytest.mark.parametrize(
     "shape,axis,keepdims", [((), None, False), ((3,), 0, True), ((2, 3), None, False), ((2, 3, 4), (0, 1, 2), True)]
 )
 def test_max_min_full_reduction(name, shape, axis, keepdims):
     x = t(np.random.default_rng(0).permutation(math.prod(shape)).reshape(shape) / 4)
-    assert gradcheck(lambda v: getattr(v, name)(axis=axis, keepdims=keepdims), x)
+    if name in ("max", "min"):
+        assert gradcheck(lambda v: getattr(v, name)(), x)
+    else:
+        assert gradcheck(lambda v: getattr(v, name)(axis=axis, keepdims=keepdims), x)
 
 
 @given(shape=shapes(min_dims=2, max_dims=3, max_side=3), data=st.data())
 def test_reductions_second_order(shape, data):
     x = t(data.draw(distinct_values(shape)))
     axis = data.draw(axes_for(len(shape)))
-    assert gradgradcheck(lambda v: v.var(axis=axis) * v.max(axis=axis) + v.mean(axis=axis) ** 2, x)
+    assert gradgradcheck(lambda v: v.var(axis=axis, correction=0) * v.amax(axis=axis) + v.mean(axis=axis) ** 2, x)
 
 
 # --------------------------------------------------------------------------- shape ops
@@ -288,8 +310,11 @@ def test_reshape(shape, data):
 def test_transpose_permute(shape, data):
     x = data.draw(tensors(shape))
     perm = tuple(data.draw(st.permutations(range(len(shape)))))
-    assert gradcheck(lambda v: v.transpose(perm), x)
+    assert gradcheck(lambda v: v.permute(perm), x)
     assert gradcheck(lambda v: v.permute(*perm), x)
+    if len(shape) >= 2:
+        d0, d1 = data.draw(st.integers(-len(shape), len(shape) - 1)), data.draw(st.integers(0, len(shape) - 1))
+        assert gradcheck(lambda v: v.transpose(d0, d1), x)
     assert gradcheck(lambda v: v.T, x)
     if len(shape) >= 2:
         assert gradcheck(lambda v: v.mT, x)
@@ -311,7 +336,8 @@ def test_flatten(shape, data):
     end = data.draw(st.integers(start, len(shape) - 1))
     assert gradcheck(lambda v: v.flatten(start, end), x)
     if len(shape) >= 2:
-        assert gradcheck(lambda v: F.flatten(v), x)  # default start_axis=1
+        assert gradcheck(lambda v: F.flatten(v, 1), x)
+    assert gradcheck(lambda v: F.flatten(v), x)  # default start_dim=0: everything
 
 
 @given(pair=PAIRS, data=st.data())
@@ -705,25 +731,40 @@ def test_abs_gradient_at_zero_is_zero():
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
-@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 2), (1, 2), (0, 1, 2)])
+@pytest.mark.parametrize("axis", [0, 1, -1])
 @pytest.mark.parametrize("keepdims", [False, True])
-def test_max_min_ties_go_to_first_in_row_major_order(name, axis, keepdims):
+def test_max_min_over_a_dim_ties_go_to_the_first(name, axis, keepdims):
+    """PyTorch's max(dim)/min(dim): the index is the first extreme's, and it takes the whole gradient."""
     x = t(np.full((2, 3, 4), 1.5))
-    out = getattr(x, name)(axis=axis, keepdims=keepdims)
-    g_out = np.arange(1.0, out.size + 1).reshape(out.shape)
+    out, indices = getattr(x, name)(axis, keepdims)
+    np.testing.assert_array_equal(indices.numpy(), 0)
+    g_out = np.arange(1.0, out.numel() + 1).reshape(out.shape)
     (g,) = tg.grad(out, x, grad_outputs=g_out)
-    axes = (0, 1, 2) if axis is None else (axis % 3,) if isinstance(axis, int) else axis
+    axes = (axis % 3,)
     expected = np.zeros(x.shape)
     g_keep = g_out.reshape([1 if i in axes else n for i, n in enumerate(x.shape)])
     first = tuple(slice(0, 1) if i in axes else slice(None) for i in range(3))
     expected[first] = g_keep
-    np.testing.assert_array_equal(g.data, expected)
+    np.testing.assert_array_equal(g.numpy(), expected)
+
+
+@pytest.mark.parametrize("name", ["amax", "amin"])
+@pytest.mark.parametrize("axis", [None, 0, (0, 2), (0, 1, 2)])
+def test_amax_amin_ties_share_the_gradient_evenly(name, axis):
+    """PyTorch's amax/amin and max()/min() without a dim: tied extremes share the gradient."""
+    x = t(np.full((2, 3, 4), 1.5))
+    out = getattr(x, name)(axis)
+    (g,) = tg.grad(out.sum(), x)
+    count = 24 if axis is None else math.prod(x.shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+    np.testing.assert_allclose(g.numpy(), np.full(x.shape, 1 / count))
+    (g,) = tg.grad(x.max() if name == "amax" else x.min(), x)
+    np.testing.assert_allclose(g.numpy(), np.full(x.shape, 1 / 24))
 
 
 def test_max_partial_ties_first_of_the_tied():
     x = t(np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]]))
-    (g,) = tg.grad(x.max(axis=1).sum(), x)
-    np.testing.assert_array_equal(g.data, [[0, 1, 0, 0], [1, 0, 0, 0]])
+    (g,) = tg.grad(x.max(1).values.sum(), x)
+    np.testing.assert_array_equal(g.numpy(), [[0, 1, 0, 0], [1, 0, 0, 0]])
 
 
 @pytest.mark.parametrize(
@@ -739,7 +780,7 @@ def test_max_partial_ties_first_of_the_tied():
 def test_max_pool2d_ties_go_to_first_in_window(kernel, stride, padding, dilation):
     x = t(np.full((1, 2, 5, 6), -0.5))
     out = F.max_pool2d(x, kernel, stride, padding, dilation)
-    g_out = np.arange(1.0, out.size + 1).reshape(out.shape)
+    g_out = np.arange(1.0, out.numel() + 1).reshape(out.shape)
     (g,) = tg.grad(out, x, grad_outputs=g_out)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     sh, sw = (stride, stride) if isinstance(stride, int) else stride

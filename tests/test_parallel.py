@@ -39,7 +39,7 @@ def test_sharded_gradients_equal_full_batch(n, workers, shard_size):
     model, x, y = model_and_batch(n)
     loss = F.cross_entropy(model(tg.Tensor(x)), y)
     loss.backward()
-    expected = [p.grad.copy() for p in model.parameters()]
+    expected = [p.grad.array.copy() for p in model.parameters()]
     model.zero_grad()
 
     def fn(xs, ys):
@@ -60,7 +60,7 @@ def test_gradients_accumulate_like_backward():
     model, x, y = model_and_batch(4)
     fn = lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys)  # noqa: E731
     parallel.backward(fn, model.parameters(), x, y, workers=2)
-    once = [p.grad.copy() for p in model.parameters()]
+    once = [p.grad.array.copy() for p in model.parameters()]
     parallel.backward(fn, model.parameters(), x, y, workers=2)
     for p, g in zip(model.parameters(), once):
         np.testing.assert_allclose(p.grad, 2 * g)
@@ -158,7 +158,7 @@ def test_worker_pool_gradients_equal_full_batch(n, workers, shard_size):
             loss = F.cross_entropy(model(tg.Tensor(x)), y)
             model.zero_grad()
             loss.backward()
-            expected = [p.grad.copy() for p in model.parameters()]
+            expected = [p.grad.array.copy() for p in model.parameters()]
             model.zero_grad()
             value, extras = pool.backward(x, y, shard_size=shard_size)
             assert value == pytest.approx(loss.item(), rel=1e-12)
@@ -183,7 +183,7 @@ def test_worker_pool_grows_its_buffers_and_reports_errors():
     model.zero_grad()
     big_x, big_y = np.concatenate([x, x]), np.concatenate([y, y])
     pool.backward(big_x, big_y)  # a larger batch than the first: new shared buffers
-    got = [p.grad.copy() for p in model.parameters()]
+    got = [p.grad.array.copy() for p in model.parameters()]
     model.zero_grad()
     F.cross_entropy(model(tg.Tensor(big_x)), big_y).backward()
     for p, g in zip(model.parameters(), got):

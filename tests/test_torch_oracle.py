@@ -197,7 +197,7 @@ def test_sum_mean_var(name, data, seed, keepdims):
     dims = norm_axes(axis, x.ndim)
     if name == "var":
         compare(
-            lambda t: t.var(axis, keepdims=keepdims),
+            lambda t: t.var(axis, unbiased=False, keepdims=keepdims),
             lambda t: torch.var(t, dim=dims, unbiased=False, keepdim=keepdims),
             [x],
             seed,
@@ -217,23 +217,36 @@ def test_var_with_ddof_1(data, seed, keepdims):
     axis = data.draw(axes_for(x.ndim))
     dims = norm_axes(axis, x.ndim)
     assume(int(np.prod([x.shape[d] for d in dims])) > 1)
-    compare(lambda t: t.var(axis, keepdims, ddof=1), lambda t: torch.var(t, dim=dims, keepdim=keepdims), [x], seed)
+    compare(lambda t: t.var(axis, keepdim=keepdims), lambda t: torch.var(t, dim=dims, keepdim=keepdims), [x], seed)
+
+
+@pytest.mark.parametrize("name", ["amax", "amin"])
+@given(data=st.data(), seed=SEEDS, keepdims=st.booleans())
+def test_amax_amin(name, data, seed, keepdims):
+    x = data.draw(arrays(shapes(min_dims=1), st.sampled_from([-1.0, 0.0, 2.0, 2.5]) | st.floats(-100, 100)))
+    axis = data.draw(axes_for(x.ndim))
+    dims = norm_axes(axis, x.ndim)
+    torch_fn = getattr(torch, name)  # ties share the gradient evenly, in both
+    compare(lambda t: getattr(t, name)(axis, keepdims=keepdims), lambda t: torch_fn(t, dim=dims, keepdim=keepdims), [x], seed)
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
-@given(data=st.data(), seed=SEEDS, keepdims=st.booleans())
-def test_max_min_distinct_values(name, data, seed, keepdims):
-    # torch.amax splits the gradient among ties, ours sends it to the first: compare distinct values only.
-    x = data.draw(arrays(shapes(min_dims=1), st.floats(-100, 100), unique=True))
-    axis = data.draw(axes_for(x.ndim))
-    dims = norm_axes(axis, x.ndim)
-    torch_fn = torch.amax if name == "max" else torch.amin
-    compare(
-        lambda t: getattr(t, name)(axis, keepdims=keepdims),
-        lambda t: torch_fn(t, dim=dims, keepdim=keepdims),
-        [x],
-        seed,
-    )
+@given(data=st.data(), seed=SEEDS, keepdim=st.booleans())
+def test_max_min_over_a_dim_with_ties(name, data, seed, keepdim):
+    """max(dim)/min(dim): values, the index of the first extreme, and its gradient, as PyTorch's."""
+    x = data.draw(arrays(shapes(min_dims=1), st.sampled_from([-1.0, 0.0, 2.0])))
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    compare(lambda t: getattr(t, name)(dim, keepdim).values, lambda t: getattr(t, name)(dim, keepdim).values, [x], seed)
+    got = getattr(tg.Tensor(x), name)(dim, keepdim).indices
+    want = getattr(torch.from_numpy(x), name)(dim, keepdim).indices
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@given(data=st.data(), seed=SEEDS)
+def test_max_min_of_everything_with_ties(name, data, seed):
+    x = data.draw(arrays(shapes(min_dims=0), st.sampled_from([-1.0, 0.0, 2.0])))
+    compare(lambda t: getattr(t, name)(), lambda t: getattr(t, name)(), [x], seed)
 
 
 def test_sum_of_0d_tensor():

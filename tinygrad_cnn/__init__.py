@@ -1,14 +1,46 @@
-"""tinygrad_cnn: a small, fast, correct autograd framework on NumPy.
+"""tinygrad_cnn: a small, fast, correct autograd framework on NumPy, with PyTorch's API.
 
 >>> import tinygrad_cnn as tg
->>> x = tg.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+>>> x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
 >>> (x * x).sum().backward()
 >>> x.grad
-array([[2., 4.],
-       [6., 8.]], dtype=float32)
+tensor([[2., 4.],
+        [6., 8.]])
+
+The namespace mirrors ``torch``'s: ``tg.tensor``, ``tg.zeros``, ``tg.cat``, ``tg.float32``,
+``tg.no_grad``, ``tg.nn.functional``, ``tg.autograd.grad``, ... (see docs/pytorch.md).
 """
 
-from . import datasets, functional, graph, nn, optim, testing
+import builtins
+
+from . import _dtypes
+from ._device import accelerator, cuda, device
+from ._dtypes import (
+    bool,
+    cdouble,
+    cfloat,
+    complex64,
+    complex128,
+    double,
+    float,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    half,
+    int,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    promote_types,
+    result_type,
+    set_default_dtype,
+    short,
+    uint8,
+)
+from ._tensor import Tensor
 from .autograd import (
     AnomalyError,
     Context,
@@ -18,43 +50,156 @@ from .autograd import (
     detect_anomaly,
     enable_grad,
     grad,
+    inference_mode,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
 )
-from .functional import concatenate, stack, where
-from .random import get_rng_state, manual_seed, set_rng_state
+from .factories import (
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .functional import (
+    abs,
+    absolute,
+    all,
+    allclose,
+    amax,
+    amin,
+    any,
+    argmax,
+    argmin,
+    bmm,
+    broadcast_to,
+    cat,
+    ceil,
+    chunk,
+    clamp,
+    clip,
+    clone,
+    concat,
+    concatenate,
+    cos,
+    count_nonzero,
+    cumsum,
+    div,
+    divide,
+    dot,
+    einsum,
+    eq,
+    equal,
+    exp,
+    flatten,
+    flip,
+    floor,
+    gather,
+    ge,
+    gt,
+    index_select,
+    isclose,
+    isfinite,
+    isinf,
+    isnan,
+    le,
+    log,
+    log1p,
+    log_softmax,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    logsumexp,
+    lt,
+    masked_fill,
+    masked_select,
+    matmul,
+    max,
+    maximum,
+    mean,
+    min,
+    minimum,
+    mm,
+    movedim,
+    mul,
+    multiply,
+    narrow,
+    ne,
+    neg,
+    nonzero,
+    norm,
+    permute,
+    pow,
+    prod,
+    relu,
+    remainder,
+    repeat,
+    reshape,
+    round,
+    rsqrt,
+    scatter,
+    scatter_add,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    split,
+    sqrt,
+    square,
+    squeeze,
+    stack,
+    std,
+    sub,
+    subtract,
+    sum,
+    swapaxes,
+    swapdims,
+    tanh,
+    transpose,
+    true_divide,
+    trunc,
+    unbind,
+    unflatten,
+    unsqueeze,
+    var,
+    where,
+)
+from .functional import add as add
+from .random import get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
-from .tensor import Tensor
+
+from . import autograd, datasets, functional, graph, nn, optim, testing  # noqa: E402  (after Tensor)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AnomalyError",
-    "CheckpointError",
-    "Context",
-    "Function",
-    "GraphFreedError",
-    "InPlaceError",
-    "Tensor",
-    "concatenate",
-    "datasets",
-    "detect_anomaly",
-    "enable_grad",
-    "functional",
-    "get_rng_state",
-    "grad",
-    "graph",
-    "is_grad_enabled",
-    "load",
-    "manual_seed",
-    "nn",
-    "no_grad",
-    "optim",
-    "save",
-    "set_grad_enabled",
-    "set_rng_state",
-    "stack",
-    "testing",
-    "where",
-]
+
+
+def is_tensor(obj: object) -> builtins.bool:
+    """Whether ``obj`` is a :class:`Tensor`."""
+    return isinstance(obj, Tensor)
+
+
+def numel(x: Tensor) -> builtins.int:
+    """The number of elements of ``x``."""
+    return x.numel()
+
+
+__all__ = [name for name in dir() if not name.startswith("_") and name != "builtins"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .tensor import Tensor
+    from ._tensor import Tensor
 else:
     Tensor = None  # tinygrad_cnn.tensor imports this module, then sets Tensor here (the two refer to each other)
 
@@ -66,6 +66,13 @@ class no_grad(set_grad_enabled):
 
     def __init__(self) -> None:
         super().__init__(False)
+
+
+class inference_mode(set_grad_enabled):
+    """``torch.inference_mode``: here the same as :class:`no_grad` (``inference_mode(False)`` records)."""
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__(not mode)
 
 
 class enable_grad(set_grad_enabled):
@@ -111,6 +118,13 @@ class Context:
         self._locked: list[np.ndarray] = []  # arrays made read-only for this node (see _protect)
         self.seq = next(_sequence)
 
+    def name(self) -> str:
+        """The node's name as PyTorch's ``grad_fn.name()`` spells it, e.g. ``"MulBackward"``."""
+        return f"{self.fn.__name__}Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays (or None) for the backward pass; read them back as :attr:`saved_tensors`."""
         self._saved = arrays
@@ -126,11 +140,13 @@ class Context:
                 result.append(arr)
                 continue
             for t in self.inputs:
-                if isinstance(t, Tensor) and t.data is arr:
+                if isinstance(t, Tensor) and t._before is not None:
+                    t = as_used_by(t, self.seq)
+                if isinstance(t, Tensor) and t.array is arr:
                     result.append(t)
                     break
             else:
-                if output is not None and output.data is arr:
+                if output is not None and output.array is arr:
                     result.append(output)
                 else:
                     result.append(Tensor(arr))
@@ -208,7 +224,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        arrays = [a.array if isinstance(a, Tensor) else a for a in args]
         record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(cls, args) if record else _Scratch()
         raw = cls.forward(ctx, *arrays, **kwargs)
@@ -218,7 +234,7 @@ class Function:
         if _anomaly_mode.enabled:
             _check_finite(cls.__name__, "forward output", out, ctx if record else None)
         if not record or out.dtype.kind != "f":  # integer/bool outputs are constants, like comparisons
-            return Tensor(out)
+            return Tensor._wrap(out)
         result = Tensor._from_op(out, ctx)
         ctx._output = weakref.ref(result)
         _protect(ctx)
@@ -239,10 +255,10 @@ class _Scratch:
 # --------------------------------------------------------------------------- in-place safety
 #
 # A backward rule reads the arrays its forward saved. If one of them were changed in place before
-# the backward pass (``t.data[...] = 0``, an optimizer step, ``np.copyto``), the gradient would be
+# the backward pass (``t.array[...] = 0``, an optimizer step, ``np.copyto``), the gradient would be
 # silently wrong. So while a node is alive, every array it keeps is read-only: the arrays passed to
 # ``save_for_backward``, every ndarray attribute of ``ctx`` (one level into tuples), the arrays they
-# are views of (their ``.base`` chain, up to the array that owns the memory), the ``.data`` of
+# are views of (their ``.base`` chain, up to the array that owns the memory), the ``.array`` of
 # every tensor of the graph they are views of, and the node's output when it is a view (reshape,
 # transpose, slicing: it shares memory with what other nodes save). NumPy then refuses any write
 # through those array objects ("assignment destination is read-only"). The flags are restored when
@@ -325,14 +341,14 @@ def _protect(ctx: Context) -> None:
     # An output that is a view (reshape, transpose, slicing) shares memory with what other nodes of
     # the graph may save: it is read-only for the node's lifetime too.
     output = ctx._output() if ctx._output is not None else None
-    out_view = output is not None and output.data.base is not None and output.data.flags.writeable
+    out_view = output is not None and output.array.base is not None and output.array.flags.writeable
     if not arrays and not out_view:
         return
     with _guard:
         if arrays:
             _protect_arrays(ctx, arrays)
         if out_view:
-            _lock_one(output.data, ctx._locked)
+            _lock_one(output.array, ctx._locked)
         _drain()
     if _pending:
         _release_from_finalizer([])
@@ -341,26 +357,26 @@ def _protect(ctx: Context) -> None:
 def _protect_arrays(ctx: Context, arrays: list[np.ndarray]) -> None:
     locked = ctx._locked
     output = ctx._output() if ctx._output is not None else None
-    out_root = _root(output.data) if output is not None else None
+    out_root = _root(output.array) if output is not None else None
     for arr in arrays:
         root = _lock_chain(arr, locked)
-        if root is out_root and output.data is not arr:  # the output is (a view of) what was saved
-            _lock_chain(output.data, locked)
+        if root is out_root and output.array is not arr:  # the output is (a view of) what was saved
+            _lock_chain(output.array, locked)
             out_root = None
         # The tensor of the graph holding this array, and the tensors it is a view of.
         t = None
         for u in ctx.inputs:
-            if getattr(u, "data", None) is arr:
+            if getattr(u, "array", None) is arr:
                 t = u
                 break
         while t is not None:
-            if t.data is not arr:
-                _lock_chain(t.data, locked)
+            if t.array is not arr:
+                _lock_chain(t.array, locked)
             parent = t._ctx
             t = None
             if parent is not None:
                 for u in parent.inputs:
-                    data = getattr(u, "data", None)
+                    data = getattr(u, "array", None)
                     if type(data) is np.ndarray and data.base is not None and _root(data) is root:
                         t = u  # the parent op made a view of u
                         break
@@ -488,6 +504,14 @@ def _check_finite(op: str, what: str, arr: np.ndarray, ctx: Context | None) -> N
 # --------------------------------------------------------------------------- reverse mode
 
 
+def as_used_by(t: Tensor, seq: int) -> Tensor:
+    """``t`` as the node recorded ``seq``-th used it: what it was before the in-place ops recorded
+    on it since (``Tensor._inplace`` keeps each earlier version in ``_before``)."""
+    while t._before is not None and t._ctx is not None and t._ctx.seq > seq:
+        t = t._before
+    return t
+
+
 def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Non-leaf tensors reachable from ``roots``, each after every tensor that consumes it.
 
@@ -503,6 +527,8 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
         while stack:
             node, children = stack[-1]
             for child in children:
+                if isinstance(child, Tensor) and child._before is not None:
+                    child = as_used_by(child, node._ctx.seq)
                 if isinstance(child, Tensor) and child._ctx is not None and id(child) not in visited:
                     visited.add(id(child))
                     stack.append((child, iter(child._ctx.inputs)))
@@ -561,11 +587,11 @@ def run_backward(
         elif t._ctx is None:
             if wanted is None and t.requires_grad:
                 if t.grad is None:
-                    t.grad = np.array(g.data, copy=True)
-                elif t.grad.flags.writeable:
-                    t.grad += g.data  # accumulate in place, as PyTorch does
+                    t.grad = Tensor._wrap(np.array(g.array, copy=True))
+                elif t.grad.array.flags.writeable:
+                    t.grad.array += g.array  # accumulate in place, as PyTorch does
                 else:  # .grad is saved by a live graph (or read-only): leave that array alone
-                    t.grad = t.grad + g.data
+                    t.grad = Tensor._wrap(t.grad.array + g.array)
         else:
             grads[key] = grads[key] + g if key in grads else g
 
@@ -576,6 +602,8 @@ def run_backward(
             g = grads.pop(id(node), None)
             if wanted is not None and id(node) in wanted:
                 captured[id(node)] = g if g is not None else None
+            if g is not None and node._retains_grad:
+                node.grad = Tensor._wrap(np.array(g.array, copy=True))
             if g is None:
                 if not retain_graph and not node._ctx._freed:
                     node._ctx.free()  # no gradient reached it: still, nothing of this graph stays saved
@@ -608,9 +636,11 @@ def run_backward(
             for i, (t, gi, needed) in enumerate(zip(ctx.inputs, in_grads, ctx.needs_input_grad)):
                 if gi is None or not needed:
                     continue
+                if t._before is not None:
+                    t = as_used_by(t, ctx.seq)
                 gi = _as_gradient(rule, i, gi, t)
                 if _anomaly_mode.enabled:
-                    _check_finite(rule, f"gradient for input {i}", gi.data, ctx)
+                    _check_finite(rule, f"gradient for input {i}", gi.array, ctx)
                 accumulate(t, gi)
             if not retain_graph:
                 ctx.free()
@@ -676,19 +706,39 @@ def grad(
                     f"grad: input {i} (shape {t.shape}) was not used to compute the outputs; "
                     "pass allow_unused=True to get zeros for it"
                 )
-            g = Tensor(np.zeros_like(t.data))
+            g = Tensor(np.zeros_like(t.array))
         final.append(g)
     return tuple(final)
 
 
+def backward(
+    tensors: Tensor | Sequence[Tensor],
+    grad_tensors: Tensor | Sequence[Any] | None = None,
+    retain_graph: bool | None = None,
+) -> None:
+    """``torch.autograd.backward``: accumulate into ``.grad`` of the leaves the gradients of
+    ``tensors`` (each seeded with its entry of ``grad_tensors``; default 1 for scalars)."""
+    outs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        seeds: list[Any] = [grad_tensors] if grad_tensors is not None else [None] * len(outs)
+    else:
+        seeds = list(grad_tensors)
+    if len(seeds) != len(outs):
+        raise ValueError(f"backward: {len(seeds)} grad_tensors given for {len(outs)} tensors")
+    for i, t in enumerate(outs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    run_backward(outs, [_seed_gradient("backward", t, s) for t, s in zip(outs, seeds)], retain_graph=bool(retain_graph))
+
+
 def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
     if seed is None:
-        if out.size != 1:
+        if out.numel() != 1:
             raise ValueError(
                 f"{op}: the output has shape {out.shape}; gradients can be implicitly created only "
                 "for scalar outputs. Pass the gradient of the output explicitly."
             )
-        return Tensor(np.ones_like(out.data))
+        return Tensor(np.ones_like(out.array))
     try:
         g = seed if isinstance(seed, Tensor) else Tensor(np.array(seed, dtype=out.dtype))
     except (TypeError, ValueError) as e:
@@ -698,7 +748,7 @@ def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
     if g.dtype.kind not in "biuf":
         raise TypeError(f"{op}: the gradient must hold real numbers, got dtype {g.dtype}")
     if g.dtype != out.dtype:
-        g = Tensor(g.data.astype(out.dtype))
+        g = Tensor(g.array.astype(out.dtype))
     if g.shape != out.shape:
         raise ValueError(f"{op}: gradient of shape {g.shape} given for an output of shape {out.shape}")
     return g

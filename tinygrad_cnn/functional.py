@@ -2,8 +2,11 @@
 
 Nothing here writes a backward rule. Composites (conv2d, the pools, softmax, the losses, ...)
 are built from the primitives in :mod:`tinygrad_cnn.primitives`, and reverse mode follows from
-theirs. Names, shapes and defaults follow PyTorch (NCHW images, conv weight
-``(C_out, C_in, kh, kw)``, linear weight ``(out, in)``); axes are called ``axis``, as in NumPy.
+theirs. Names, arguments, shapes and defaults follow PyTorch (NCHW images, conv weight
+``(C_out, C_in, kh, kw)``, linear weight ``(out, in)``, ``dim``/``keepdim``, with NumPy's
+``axis``/``keepdims`` accepted as aliases, as PyTorch accepts them). Dtypes promote as in PyTorch
+(see :mod:`tinygrad_cnn._dtypes`). The neural-network ones are also at PyTorch's path,
+:mod:`tinygrad_cnn.nn.functional`.
 """
 
 from __future__ import annotations
@@ -11,15 +14,125 @@ from __future__ import annotations
 import builtins
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _dtypes
 from . import primitives as P
+from ._tensor import Axis, Tensor
+from .autograd import no_grad
 from .random import default_generator
-from .tensor import Axis, Tensor
 
 IntOrPair = int | tuple[int, int]
+
+# The ops that are also Tensor methods, bound in tinygrad_cnn._tensor (``x.sum(1)`` is ``sum(x, 1)``).
+TENSOR_METHODS = (
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "remainder",
+    "neg",
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "rsqrt",
+    "square",
+    "sin",
+    "cos",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "sign",
+    "abs",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "softplus",
+    "masked_fill",
+    "clamp",
+    "clip",
+    "maximum",
+    "minimum",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "logical_not",
+    "bitwise_not",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "equal",
+    "allclose",
+    "isclose",
+    "sum",
+    "mean",
+    "var",
+    "std",
+    "prod",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "count_nonzero",
+    "norm",
+    "logsumexp",
+    "cumsum",
+    "reshape",
+    "view",
+    "view_as",
+    "reshape_as",
+    "permute",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "movedim",
+    "flatten",
+    "ravel",
+    "unflatten",
+    "unsqueeze",
+    "squeeze",
+    "broadcast_to",
+    "expand",
+    "expand_as",
+    "repeat",
+    "flip",
+    "narrow",
+    "split",
+    "chunk",
+    "unbind",
+    "gather",
+    "scatter",
+    "scatter_add",
+    "index_select",
+    "masked_select",
+    "nonzero",
+    "matmul",
+    "mm",
+    "bmm",
+    "dot",
+    "softmax",
+    "log_softmax",
+    "pad",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+)
+_wrap = Tensor._wrap
 
 # --------------------------------------------------------------------------- helpers
 
@@ -32,7 +145,7 @@ def _as_tensor(x: Any, like: Tensor | None = None, op: str = "", name: str = "in
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
-        return Tensor(np.asarray(x, dtype=like.dtype))
+        return _wrap(np.asarray(x, dtype=like.dtype))
     try:
         return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
     except (TypeError, ValueError) as e:
@@ -46,9 +159,40 @@ def _tensor(op: str, x: Any, name: str = "input") -> Tensor:
     return x if isinstance(x, Tensor) else _as_tensor(x, None, op, name)
 
 
+def _is_scalar(x: Any) -> bool:
+    return isinstance(x, (int, float, bool, complex, np.number, np.bool_))
+
+
+def _promoted(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """``a`` and ``b`` as tensors of their common dtype under PyTorch's promotion rules (a Python
+    scalar takes the tensor's dtype unless it is of a higher kind: int tensor + 2.5 is float32)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.dtype == b.dtype:
+            return a, b
+        dt = _dtypes.result_type(a.array, b.array)
+    elif isinstance(a, Tensor) and _is_scalar(b):
+        if a.dtype.kind == "f" and not isinstance(b, (complex, np.complexfloating)):
+            return a, _wrap(np.asarray(b, dtype=a.dtype))
+        dt = _dtypes.result_type(a.array, b)
+    elif isinstance(b, Tensor) and _is_scalar(a):
+        if b.dtype.kind == "f" and not isinstance(a, (complex, np.complexfloating)):
+            return _wrap(np.asarray(a, dtype=b.dtype)), b
+        dt = _dtypes.result_type(a, b.array)
+    else:
+        ta, tb = _as_tensor(a, None, op, "first operand"), _as_tensor(b, None, op, "second operand")
+        dt = _dtypes.result_type(ta.array, tb.array)
+        a, b = ta, tb
+    ta = _cast(a, dt) if isinstance(a, Tensor) else _wrap(np.asarray(a, dtype=dt))
+    tb = _cast(b, dt) if isinstance(b, Tensor) else _wrap(np.asarray(b, dtype=dt))
+    return ta, tb
+
+
+def _cast(x: Tensor, dtype: np.dtype) -> Tensor:
+    return x if x.dtype == dtype else P.Cast.apply(x, dtype)
+
+
 def _binary(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    ta = _as_tensor(a, b if isinstance(b, Tensor) else None, op, "first operand")
-    tb = _as_tensor(b, ta, op, "second operand")
+    ta, tb = _promoted(op, a, b)
     if ta.shape != tb.shape:
         try:
             np.broadcast_shapes(ta.shape, tb.shape)
@@ -58,6 +202,20 @@ def _binary(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
                 f"(aligned from the right:\n  {_aligned(ta.shape, tb.shape)})"
             ) from None
     return ta, tb
+
+
+def _dim(op: str, dim: Any, axis: Any, name: str = "dim") -> Any:
+    """``dim``, or NumPy's alias ``axis`` (not both)."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}: got both {name}={dim!r} and its alias axis={axis!r}")
+        return axis
+    return dim
+
+
+def _keepdim(op: str, keepdim: bool, keepdims: bool | None) -> bool:
+    """``keepdim``, or NumPy's alias ``keepdims``."""
+    return bool(keepdim if keepdims is None else keepdims)
 
 
 def _aligned(sa: tuple[int, ...], sb: tuple[int, ...]) -> str:
@@ -117,7 +275,7 @@ def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
         pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
     except TypeError:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}") from None
-    if len(pair) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in pair):
+    if len(pair) != 2 or not builtins.all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in pair):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
     if builtins.min(pair) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
@@ -127,54 +285,105 @@ def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- elementwise
 
 
-def add(a: Any, b: Any) -> Tensor:
-    """a + b with NumPy broadcasting."""
-    return P.Add.apply(*_binary("add", a, b))
+def _scaled(op: str, b: Any, alpha: Any) -> Any:
+    if alpha == 1:
+        return b
+    if isinstance(alpha, (bool, np.bool_)) or not _is_scalar(alpha):
+        raise TypeError(f"{op}: alpha must be a number, got {alpha!r}")
+    return mul(b, alpha)
 
 
-def sub(a: Any, b: Any) -> Tensor:
-    """a - b with NumPy broadcasting."""
-    return P.Sub.apply(*_binary("sub", a, b))
+def add(a: Any, b: Any, *, alpha: Any = 1) -> Tensor:
+    """a + alpha * b with broadcasting."""
+    return P.Add.apply(*_binary("add", a, _scaled("add", b, alpha)))
+
+
+def sub(a: Any, b: Any, *, alpha: Any = 1) -> Tensor:
+    """a - alpha * b with broadcasting."""
+    return P.Sub.apply(*_binary("sub", a, _scaled("sub", b, alpha)))
+
+
+subtract = sub
 
 
 def mul(a: Any, b: Any) -> Tensor:
-    """a * b with NumPy broadcasting."""
+    """a * b with broadcasting."""
     return P.Mul.apply(*_binary("mul", a, b))
 
 
-def div(a: Any, b: Any) -> Tensor:
-    """a / b with NumPy broadcasting."""
-    return P.Div.apply(*_binary("div", a, b))
+multiply = mul
+
+
+def div(a: Any, b: Any, *, rounding_mode: str | None = None) -> Tensor:
+    """a / b with broadcasting; integers divide to the default float dtype, as in PyTorch.
+    ``rounding_mode="trunc"`` or ``"floor"``: rounded (a constant, keeping integer dtypes)."""
+    ta, tb = _binary("div", a, b)
+    if rounding_mode is not None:
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
+        if ta.dtype.kind in "biu":
+            if (tb.array == 0).any():
+                raise ZeroDivisionError("ZeroDivisionError: integer division by zero")
+            q = np.floor_divide(ta.array, tb.array)
+            if rounding_mode == "trunc":
+                q = q + ((np.remainder(ta.array, tb.array) != 0) & ((ta.array < 0) != (tb.array < 0)))
+            return _wrap(np.asarray(q, dtype=ta.dtype))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.true_divide(ta.array, tb.array)
+        return _wrap(np.floor(q) if rounding_mode == "floor" else np.trunc(q))
+    if ta.dtype.kind in "biu":
+        dt = _dtypes.get_default_dtype()
+        ta, tb = _cast(ta, dt), _cast(tb, dt)
+    return P.Div.apply(ta, tb)
+
+
+divide = true_divide = div
+
+
+def remainder(a: Any, b: Any) -> Tensor:
+    """a - floor(a / b) * b (Python's and PyTorch's sign convention: the sign of b)."""
+    ta, tb = _binary("remainder", a, b)
+    if ta.dtype.kind in "iu" and (tb.array == 0).any():
+        raise ZeroDivisionError("ZeroDivisionError: integer division by zero")
+    q = div(ta.detach(), tb.detach(), rounding_mode="floor")
+    return ta - q * tb if ta.requires_grad or tb.requires_grad else _wrap(np.remainder(ta.array, tb.array))
 
 
 def neg(x: Tensor) -> Tensor:
     x = _tensor("neg", x)
     if x.dtype == np.bool_:
-        raise TypeError("neg: not defined for bool tensors (use ~ or np.logical_not on .data)")
+        raise TypeError(
+            "Negation, the `-` operator, on a bool tensor is not supported. "
+            "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead."
+        )
     return P.Neg.apply(x)
 
 
-def pow(x: Tensor, exponent: float) -> Tensor:
-    """x ** exponent for a constant (Python or NumPy) scalar exponent."""
-    if (
-        isinstance(exponent, (Tensor, str, bytes, bool, np.bool_))
-        or np.ndim(exponent) != 0
-        or np.asarray(exponent).dtype.kind not in "iuf"
-    ):
-        raise TypeError(
-            f"pow: the exponent must be a real scalar constant, got {exponent!r}; "
-            "for x ** t with a tensor t use exp(t * log(x))"
-        )
+negative = neg
+
+
+def pow(x: Any, exponent: Any) -> Tensor:
+    """x ** exponent, each a tensor or a number (broadcast). With a constant exponent the rule is
+    ``p * x ** (p - 1)``; with a tensor exponent e, ``d/de = x ** e * log(x)`` (0 where x == 0)."""
+    if isinstance(exponent, Tensor) or not _is_scalar(exponent):
+        if isinstance(exponent, (str, bytes)):
+            raise TypeError(f"pow: the exponent must be a number or a tensor, got {exponent!r}")
+        tx, te = _binary("pow", x, exponent)
+        if not (tx.requires_grad or te.requires_grad):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return _wrap(np.asarray(np.power(tx.array, te.array)))
+        _require_float("pow", tx)
+        return P.PowTensor.apply(tx, te)
+    if isinstance(exponent, (bool, np.bool_)) or isinstance(exponent, (complex, np.complexfloating)):
+        raise TypeError(f"pow: the exponent must be a real number or a tensor, got {exponent!r}")
     x = _tensor("pow", x)
-    p = float(exponent)
-    if x.dtype.kind != "f" and not (p.is_integer() and p >= 0):
-        raise TypeError(
-            f"pow: a {x.dtype} tensor can only be raised to a non-negative integer power, got {exponent}; "
-            "convert it first with .astype(np.float32)"
-        )
     if x.dtype == np.bool_:
         raise TypeError("pow: not defined for bool tensors")
-    return P.Pow.apply(x, p)
+    if x.dtype.kind != "f" and not float(exponent).is_integer():
+        x = _cast(x, _dtypes.get_default_dtype())
+    if x.dtype.kind != "f" and exponent < 0:
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    return P.Pow.apply(x, float(exponent))
 
 
 def exp(x: Tensor) -> Tensor:
@@ -186,8 +395,32 @@ def log(x: Tensor) -> Tensor:
     return P.Log.apply(_float_tensor("log", x))
 
 
+def log1p(x: Tensor) -> Tensor:
+    """log(1 + x), accurate near 0."""
+    return P.Log1p.apply(_float_tensor("log1p", x))
+
+
 def sqrt(x: Tensor) -> Tensor:
     return P.Pow.apply(_float_tensor("sqrt", x), 0.5)
+
+
+def rsqrt(x: Tensor) -> Tensor:
+    """1 / sqrt(x)."""
+    return P.Pow.apply(_float_tensor("rsqrt", x), -0.5)
+
+
+def square(x: Tensor) -> Tensor:
+    return pow(x, 2)
+
+
+def sin(x: Tensor) -> Tensor:
+    return P.Sin.apply(_float_tensor("sin", x))
+
+
+def cos(x: Tensor) -> Tensor:
+    """cos(x) = sin(x + pi/2)."""
+    x = _float_tensor("cos", x)
+    return P.Sin.apply(x + math.pi / 2) if x.requires_grad else _wrap(np.cos(x.array))
 
 
 def relu(x: Tensor) -> Tensor:
@@ -203,72 +436,138 @@ def tanh(x: Tensor) -> Tensor:
     return P.Tanh.apply(_float_tensor("tanh", x))
 
 
+def sign(x: Tensor) -> Tensor:
+    """-1, 0 or 1 (a constant: its gradient is 0, as in PyTorch)."""
+    x = _tensor("sign", x)
+    return _wrap(np.sign(x.array) if x.dtype != np.bool_ else x.array.copy())
+
+
 def abs(x: Tensor) -> Tensor:
     """|x| = x * sign(x); the gradient at 0 is 0, as in PyTorch."""
     x = _tensor("abs", x)
     if x.dtype == np.bool_:
         return x
-    return x * Tensor(np.sign(x.data))
+    return x * _wrap(np.sign(x.array))
+
+
+absolute = abs
+
+
+def _rounding(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Tensor], Tensor]:
+    def op(x: Tensor) -> Tensor:
+        x = _tensor(name, x)
+        value = _wrap(fn(x.array) if x.dtype.kind == "f" else x.array.copy())
+        return x * 0 + value if x.requires_grad else value  # PyTorch's gradient of a rounding: 0
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{name} elementwise (its gradient is 0, as in PyTorch)."
+    return op
+
+
+floor = _rounding("floor", np.floor)
+ceil = _rounding("ceil", np.ceil)
+trunc = _rounding("trunc", np.trunc)
+
+
+def round(x: Tensor, decimals: int = 0) -> Tensor:
+    """Round half to even to ``decimals`` places (its gradient is 0, as in PyTorch)."""
+    return _rounding("round", lambda a: np.round(a, decimals))(x)
 
 
 def softplus(x: Tensor) -> Tensor:
     """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
     x = _float_tensor("softplus", x)
-    m = Tensor(np.maximum(x.data, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
+    m = _wrap(np.maximum(x.array, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
     return m + ((-m).exp() + (x - m).exp()).log()
 
 
-def where(cond: Any, a: Any, b: Any) -> Tensor:
-    """``cond ? a : b`` elementwise; ``cond`` is a boolean constant."""
-    given = cond.data if isinstance(cond, Tensor) else cond
+def _mask_array(op: str, cond: Any) -> np.ndarray:
+    given = cond.array if isinstance(cond, Tensor) else cond
     raw = np.asarray(given)
     if raw.dtype.kind not in "biuf":
-        raise TypeError(f"where: cond must be a boolean array, got dtype {raw.dtype}")
-    # A private copy: the tape keeps cond for the backward pass, and the caller's mask stays theirs.
-    c = raw.astype(bool, copy=raw is given or raw.dtype != np.bool_)
-    ta, tb = _binary("where", a, b)
+        raise TypeError(f"{op}: the condition must be a boolean tensor, got dtype {raw.dtype}")
+    # A private copy: the tape keeps the mask for the backward pass, and the caller's mask stays theirs.
+    return raw.astype(bool, copy=raw is given or raw.dtype != np.bool_)
+
+
+def where(condition: Any, input: Any = None, other: Any = None) -> Any:
+    """``condition ? input : other`` elementwise; ``condition`` is a boolean constant.
+    ``where(condition)`` alone: the indices of the true elements, one tensor per dimension."""
+    if input is None and other is None:
+        return tuple(_wrap(i) for i in np.nonzero(_mask_array("where", condition)))
+    c = _mask_array("where", condition)
+    ta, tb = _binary("where", input, other)
     try:
         np.broadcast_shapes(c.shape, ta.shape, tb.shape)
     except ValueError:
         raise ValueError(
-            f"where: cond of shape {c.shape} and values of shapes {ta.shape} and {tb.shape} "
+            f"where: condition of shape {c.shape} and values of shapes {ta.shape} and {tb.shape} "
             "cannot be broadcast together"
         ) from None
     return P.Where.apply(c, ta, tb)
 
 
-def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
-    """Limit values to [min, max]; the gradient passes where min <= x <= max (PyTorch's clamp)."""
-    x = _tensor("clip", x)
+def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
+    """x with ``value`` where ``mask`` is true (the mask broadcasts to x's shape)."""
+    x = _tensor("masked_fill", x)
+    m = _mask_array("masked_fill", mask)
+    if np.broadcast_shapes(m.shape, x.shape) != x.shape:
+        raise RuntimeError(f"masked_fill: the mask of shape {m.shape} does not broadcast to the tensor's {x.shape}")
+    v = _tensor("masked_fill", value, "value")
+    if v.ndim:
+        raise RuntimeError(
+            f"masked_fill only supports a 0-dimensional value tensor, but got tensor with {v.ndim} dimension(s)"
+        )
+    return P.Where.apply(m, _wrap(np.zeros((), dtype=x.dtype)) + _cast(v, x.dtype), x)
+
+
+def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    """Limit values to [min, max] (numbers or tensors); the gradient passes where min <= x <= max."""
+    x = _tensor("clamp", x)
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
     for name, bound in (("min", min), ("max", max)):
-        if bound is not None and (
-            isinstance(bound, (str, bytes, Tensor)) or np.asarray(bound).dtype.kind not in "biuf"
+        if bound is not None and not isinstance(bound, Tensor) and (
+            isinstance(bound, (str, bytes)) or np.asarray(bound).dtype.kind not in "biuf"
         ):
-            raise TypeError(f"clip: {name} must be a number (or an array of numbers), got {bound!r}")
-    if min is not None and max is not None and np.any(np.asarray(min) > np.asarray(max)):
-        raise ValueError(f"clip: min {min} is greater than max {max}")
-    inside = np.ones(x.shape, dtype=bool)
-    if min is not None:
-        inside &= x.data >= min
-    if max is not None:
-        inside &= x.data <= max
-    return P.Where.apply(inside, x, Tensor(np.clip(x.data, min, max)))
+            raise TypeError(f"clamp: {name} must be a number or a tensor, got {bound!r}")
+    lo = None if min is None else _tensor("clamp", min, "min")
+    hi = None if max is None else _tensor("clamp", max, "max")
+    if not x.requires_grad and not builtins.any(b is not None and b.requires_grad for b in (lo, hi)):
+        dt = _dtypes.result_type(x.array, *(b.array if b.ndim else b.item() for b in (lo, hi) if b is not None))
+        out = x.array.astype(dt, copy=True)
+        if lo is not None:
+            np.maximum(out, lo.array, out=out, casting="unsafe")
+        if hi is not None:
+            np.minimum(out, hi.array, out=out, casting="unsafe")
+        return _wrap(out)
+    out = x
+    if lo is not None:  # where x < min: min; at a tie the gradient goes to x (PyTorch's clamp)
+        ta, tb = _binary("clamp", out, lo)
+        out = where(ta.array < tb.array, tb, ta)
+    if hi is not None:  # max wins over min, as in PyTorch
+        ta, tb = _binary("clamp", out, hi)
+        out = where(ta.array > tb.array, tb, ta)
+    return out
+
+
+clip = clamp
 
 
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("maximum", a, b)
-    if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result and dtype exactly
-        return Tensor(np.maximum(ta.data, tb.data))
-    return where(ta.data > tb.data, ta, where(ta.data < tb.data, tb, ta * 0.5 + tb * 0.5))
+    if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result exactly
+        return _wrap(np.maximum(ta.array, tb.array))
+    return where(ta.array > tb.array, ta, where(ta.array < tb.array, tb, ta * 0.5 + tb * 0.5))
 
 
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("minimum", a, b)
-    if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result and dtype exactly
-        return Tensor(np.minimum(ta.data, tb.data))
-    return where(ta.data < tb.data, ta, where(ta.data > tb.data, tb, ta * 0.5 + tb * 0.5))
+    if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result exactly
+        return _wrap(np.minimum(ta.array, tb.array))
+    return where(ta.array < tb.array, ta, where(ta.array > tb.array, tb, ta * 0.5 + tb * 0.5))
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -278,7 +577,7 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"astype: {dtype!r} is not a NumPy dtype") from None
+        raise TypeError(f"astype: {dtype!r} is not a dtype") from None
     if dt.kind not in "biufc":
         raise TypeError(f"astype: tensors hold numbers or booleans, cannot convert to {dt}")
     if dt == x.dtype:
@@ -286,64 +585,393 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
     return P.Cast.apply(x, dt)
 
 
-def compare(fn: Callable[[Any, Any], np.ndarray], a: Any, b: Any) -> Tensor:
-    """A comparison (not differentiable): a boolean tensor."""
-    ta, tb = _binary(fn.__name__, a, b)
-    return Tensor(fn(ta.data, tb.data))
+def clone(x: Tensor) -> Tensor:
+    """A copy in new memory; the gradient passes through unchanged."""
+    x = _tensor("clone", x)
+    return P.Cast.apply(x, x.dtype) if x.requires_grad else _wrap(x.array.copy())
+
+
+def copy_into(x: Tensor, src: Any) -> Tensor:
+    """``src`` broadcast to x's shape and cast to x's dtype (what ``x.copy_(src)`` writes)."""
+    x, s = _tensor("copy_", x), _tensor("copy_", src, "src")
+    try:
+        np.broadcast_shapes(s.shape, x.shape)
+    except ValueError:
+        raise RuntimeError(f"copy_: the src of shape {s.shape} does not broadcast to {x.shape}") from None
+    s = _cast(s, x.dtype)
+    return broadcast_to(s, x.shape) if s.requires_grad else _wrap(np.broadcast_to(s.array, x.shape))
+
+
+def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of x's shape (and dtype, unless given) filled with ``fill_value`` (a number or a 0-d tensor)."""
+    x = _tensor("full_like", x)
+    dt = x.dtype if dtype is None else np.dtype(dtype)
+    if isinstance(fill_value, Tensor):
+        if fill_value.ndim:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {fill_value.ndim} dims")
+        if fill_value.requires_grad:
+            return broadcast_to(_cast(fill_value, dt), x.shape)
+        fill_value = fill_value.item()
+    return Tensor(np.full(x.shape, fill_value, dtype=dt), requires_grad=requires_grad)
+
+
+def random_like(x: Tensor, kind: str, a: float, b: float) -> Tensor:
+    """Random values of x's shape and dtype from the global generator: ``"uniform"`` on [a, b) or
+    ``"normal"`` with mean a and standard deviation b (what ``uniform_``/``normal_`` write)."""
+    x = _tensor(kind, x)
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"{kind}_ is implemented for floating-point tensors only, got {x.dtype}")
+    rng = default_generator()
+    values = rng.uniform(a, b, x.shape) if kind == "uniform" else rng.normal(a, b, x.shape)
+    return _wrap(values.astype(x.dtype))
+
+
+def _compare(name: str, fn: Callable[[Any, Any], np.ndarray]) -> Callable[[Any, Any], Tensor]:
+    def op(a: Any, b: Any) -> Tensor:
+        ta, tb = _binary(name, a, b)
+        return _wrap(np.asarray(fn(ta.array, tb.array)))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"``{name}(a, b)``: elementwise comparison, a boolean tensor (not differentiable)."
+    return op
+
+
+eq = _compare("eq", np.equal)
+ne = not_equal = _compare("ne", np.not_equal)
+lt = less = _compare("lt", np.less)
+le = less_equal = _compare("le", np.less_equal)
+gt = greater = _compare("gt", np.greater)
+ge = greater_equal = _compare("ge", np.greater_equal)
+logical_and = _compare("logical_and", np.logical_and)
+logical_or = _compare("logical_or", np.logical_or)
+logical_xor = _compare("logical_xor", np.logical_xor)
+
+
+def _bitwise(name: str, fn: Callable[[Any, Any], np.ndarray]) -> Callable[[Any, Any], Tensor]:
+    def op(a: Any, b: Any) -> Tensor:
+        ta, tb = _binary(name, a, b)
+        if ta.dtype.kind not in "biu":
+            raise TypeError(f"{name}: only integer and bool tensors, got {ta.dtype}")
+        return _wrap(np.asarray(fn(ta.array, tb.array)))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"``{name}(a, b)`` of integer or bool tensors (``&``, ``|``, ``^``)."
+    return op
+
+
+bitwise_and = _bitwise("bitwise_and", np.bitwise_and)
+bitwise_or = _bitwise("bitwise_or", np.bitwise_or)
+bitwise_xor = _bitwise("bitwise_xor", np.bitwise_xor)
+
+
+def logical_not(x: Tensor) -> Tensor:
+    return _wrap(np.logical_not(_tensor("logical_not", x).array))
+
+
+def bitwise_not(x: Tensor) -> Tensor:
+    x = _tensor("bitwise_not", x)
+    if x.dtype.kind not in "biu":
+        raise TypeError(f"bitwise_not: only integer and bool tensors, got {x.dtype}")
+    return _wrap(np.invert(x.array))
+
+
+def isnan(x: Tensor) -> Tensor:
+    return _wrap(np.isnan(_tensor("isnan", x).array))
+
+
+def isinf(x: Tensor) -> Tensor:
+    return _wrap(np.isinf(_tensor("isinf", x).array))
+
+
+def isfinite(x: Tensor) -> Tensor:
+    return _wrap(np.isfinite(_tensor("isfinite", x).array))
+
+
+def equal(a: Any, b: Any) -> bool:
+    """True if ``a`` and ``b`` have the same shape and values."""
+    ta, tb = _tensor("equal", a), _tensor("equal", b)
+    return ta.shape == tb.shape and bool(np.array_equal(ta.array, tb.array))
+
+
+def allclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    ta, tb = _tensor("allclose", a), _tensor("allclose", b)
+    return bool(np.allclose(ta.array, tb.array, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def isclose(a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    ta, tb = _tensor("isclose", a), _tensor("isclose", b)
+    return _wrap(np.isclose(ta.array, tb.array, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 # --------------------------------------------------------------------------- reductions
 
 
-def sum(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Sum over ``axis`` (None: all)."""
+def _reduced(op: str, x: Tensor, dim: Any) -> tuple[int, ...]:
+    return _axes(op, dim, x.ndim)
+
+
+def _drop(x: Tensor, axes: tuple[int, ...], out: Tensor, keepdim: bool) -> Tensor:
+    """``out``, reduced with keepdim=True over ``axes``, reshaped as keepdim asks."""
+    return out if keepdim else reshape(out, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def sum(x: Tensor, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None, axis: Axis = None,
+        keepdims: bool | None = None) -> Tensor:  # fmt: skip
+    """Sum over ``dim`` (None: all). Integer and bool tensors sum to int64, as in PyTorch."""
     x = _tensor("sum", x)
-    return P.Sum.apply(x, _axes("sum", axis, x.ndim), keepdims)
+    if dtype is not None:
+        x = astype(x, dtype)
+    elif x.dtype.kind in "bi" and x.dtype != np.int64 or x.dtype.kind == "u":
+        x = _cast(x, np.dtype(np.int64))
+    return P.Sum.apply(x, _reduced("sum", x, _dim("sum", dim, axis)), _keepdim("sum", keepdim, keepdims))
 
 
-def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Mean over ``axis``; the mean of zero elements is NaN, as in NumPy and PyTorch."""
+def mean(x: Tensor, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None, axis: Axis = None,
+         keepdims: bool | None = None) -> Tensor:  # fmt: skip
+    """Mean over ``dim``; the mean of zero elements is NaN, as in NumPy and PyTorch."""
     x = _tensor("mean", x)
-    axes = _axes("mean", axis, x.ndim)
+    if dtype is not None:
+        x = astype(x, dtype)
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"mean(): could not infer output dtype. Input dtype must be either a floating point or complex "
+            f"dtype. Got: {x.dtype}"
+        )
+    axes = _reduced("mean", x, _dim("mean", dim, axis))
     count = math.prod(x.shape[a] for a in axes)
-    return sum(x, axes, keepdims) / count
+    return P.Sum.apply(x, axes, _keepdim("mean", keepdim, keepdims)) / count
 
 
-def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Tensor:
-    """Variance over ``axis`` (NumPy's default ``ddof=0``)."""
-    x = _tensor("var", x)
-    if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
-        raise ValueError(f"var: ddof must be a non-negative int, got {ddof!r}")
-    axes = _axes("var", axis, x.ndim)
+def _correction(op: str, dim: Any, unbiased: Any, correction: Any, ddof: Any) -> tuple[Any, float]:
+    if isinstance(dim, (bool, np.bool_)):  # var(False): PyTorch's var(unbiased) overload
+        dim, unbiased = None, dim
+    given = [n for n, v in (("unbiased", unbiased), ("correction", correction), ("ddof", ddof)) if v is not None]
+    if len(given) > 1:
+        raise TypeError(f"{op}: give only one of unbiased, correction and ddof (got {', '.join(given)})")
+    if correction is None:
+        correction = ddof if ddof is not None else (1 if unbiased is None or unbiased else 0)
+    if isinstance(correction, (bool, np.bool_)) or not _is_scalar(correction) or correction < 0:
+        raise ValueError(f"{op}: correction must be a non-negative number, got {correction!r}")
+    return dim, float(correction)
+
+
+def var(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: float | None = None, axis: Axis = None, keepdims: bool | None = None,
+        ddof: int | None = None) -> Tensor:  # fmt: skip
+    """Variance over ``dim``: sum((x - mean)^2) / (N - correction). Unbiased (correction=1) by
+    default, as in PyTorch; ``unbiased=False`` or ``correction=0`` (NumPy's ``ddof``) for the biased one."""
+    x = _float_tensor("var", x)
+    dim, corr = _correction("var", _dim("var", dim, axis), unbiased, correction, ddof)
+    axes = _reduced("var", x, dim)
     count = math.prod(x.shape[a] for a in axes)
-    centred = x - mean(x, axes, keepdims=True)
-    return sum(centred * centred, axes, keepdims) / builtins.max(count - ddof, 0)
+    centred = x - mean(x, axes, keepdim=True)
+    return P.Sum.apply(centred * centred, axes, _keepdim("var", keepdim, keepdims)) / builtins.max(count - corr, 0)
 
 
-def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Maximum over ``axis``; the gradient goes to the first maximum in row-major order."""
+def std(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,
+        correction: float | None = None, axis: Axis = None, keepdims: bool | None = None,
+        ddof: int | None = None) -> Tensor:  # fmt: skip
+    """Standard deviation: sqrt(var), unbiased by default (see :func:`var`)."""
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims, ddof=ddof))
+
+
+def prod(x: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None, axis: int | None = None,
+         keepdims: bool | None = None) -> Tensor:  # fmt: skip
+    """Product over one ``dim`` (None: all elements). The gradient is the product of the others,
+    exact when elements are 0."""
+    x = _tensor("prod", x)
+    if dtype is not None:
+        x = astype(x, dtype)
+    elif x.dtype.kind in "biu":
+        x = _cast(x, np.dtype(np.int64))
+    dim = _dim("prod", dim, axis)
+    keep = _keepdim("prod", keepdim, keepdims)
+    if dim is None:
+        out = prod(reshape(x, -1), 0) if x.ndim else x
+        return reshape(out, (1,) * x.ndim) if keep else out
+    d = _axis("prod", dim, builtins.max(x.ndim, 1))
+    if not x.requires_grad or x.ndim == 0:
+        return _wrap(np.asarray(np.prod(x.array, axis=d if x.ndim else None, keepdims=keep)))
+    # a chain of products of the slices: exact gradients when elements are 0 (no division)
+    out = full_like(narrow(x, d, 0, 1), 1).detach()
+    for i in range(x.shape[d]):
+        out = out * narrow(x, d, i, 1)
+    return out if keep else squeeze(out, d)
+
+
+def _reduce_dims(op: str, x: Tensor, dim: Any) -> tuple[int, ...]:
+    axes = _reduced(op, x, dim)
+    if x.numel() == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
+        raise ValueError(
+            f"{op}(): Expected reduction dim to be specified for input.numel() == 0 (shape {x.shape}, dims {axes}); "
+            "a reduction of no elements is undefined"
+        )
+    return axes
+
+
+class MaxResult(NamedTuple):
+    """What ``max(dim)`` and ``min(dim)`` return, as PyTorch's ``torch.return_types.max``."""
+
+    values: Tensor
+    indices: Tensor
+
+
+def max(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+    """``max(x)``: the largest element (a 0-d tensor; at ties the gradient is shared evenly, as PyTorch).
+    ``max(x, dim)``: a named tuple ``(values, indices)`` over that dimension (the first maximum's
+    index, which takes the whole gradient, as PyTorch). ``max(x, other)``: :func:`maximum`."""
+    if isinstance(dim, Tensor):
+        return maximum(x, dim)
     x = _tensor("max", x)
-    axes = _axes("max", axis, x.ndim)
-    if x.size == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
-        raise ValueError(
-            f"max: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
-            "(a maximum of no elements is undefined)"
-        )
-    return P.Max.apply(x, axes, keepdims)
+    dim = _dim("max", dim, axis)
+    if dim is None:
+        return amax(x)
+    return _extreme("max", x, dim, _keepdim("max", keepdim, keepdims))
 
 
-def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """Minimum over ``axis``; the gradient goes to the first minimum in row-major order."""
+def min(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+    """As :func:`max`, for the smallest element."""
+    if isinstance(dim, Tensor):
+        return minimum(x, dim)
     x = _tensor("min", x)
-    if x.dtype == np.bool_:
-        raise TypeError("min: not defined for bool tensors")
-    axes = _axes("min", axis, x.ndim)
-    if x.size == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
-        raise ValueError(
-            f"min: cannot reduce over zero-size axes {axes} of a tensor of shape {x.shape} "
-            "(a minimum of no elements is undefined)"
-        )
-    return -max(-x, axes, keepdims)
+    dim = _dim("min", dim, axis)
+    if dim is None:
+        return amin(x)
+    return _extreme("min", x, dim, _keepdim("min", keepdim, keepdims))
+
+
+def _extreme(op: str, x: Tensor, dim: Any, keepdim: bool) -> MaxResult:
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, (bool, np.bool_)):
+        raise TypeError(f"{op}(): dim must be an int, got {dim!r} (amax/amin reduce over several dims)")
+    axes = _reduce_dims(op, x, dim)
+    if x.ndim == 0:
+        return MaxResult(x, _wrap(np.zeros((), dtype=np.int64)))
+    pick = np.argmax if op == "max" else np.argmin
+    index = np.asarray(pick(x.array, axis=axes[0], keepdims=keepdim), dtype=np.int64)
+    if not x.requires_grad:
+        values = np.take_along_axis(x.array, index if keepdim else np.expand_dims(index, axes[0]), axes[0])
+        return MaxResult(_wrap(values if keepdim else values.squeeze(axes[0])), _wrap(index))
+    # the first extreme takes the whole gradient (Max's rule), as PyTorch's max(dim)
+    values = P.Max.apply(x, axes, keepdim) if op == "max" else -P.Max.apply(-x, axes, keepdim)
+    return MaxResult(values, _wrap(index))
+
+
+def amax(x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    """The maximum over ``dim`` (default: all); at ties the gradient is shared evenly, as PyTorch."""
+    return _even_extreme("amax", x, dim, keepdim, axis, keepdims)
+
+
+def amin(x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    """The minimum over ``dim`` (default: all); at ties the gradient is shared evenly, as PyTorch."""
+    return _even_extreme("amin", x, dim, keepdim, axis, keepdims)
+
+
+def _even_extreme(op: str, x: Any, dim: Any, keepdim: bool, axis: Any, keepdims: bool | None) -> Tensor:
+    x = _tensor(op, x)
+    dim = _dim(op, None if dim == () else dim, axis)
+    keep = _keepdim(op, keepdim, keepdims)
+    axes = _reduce_dims(op, x, dim)
+    fn = np.max if op == "amax" else np.min
+    best = fn(x.array, axis=axes, keepdims=True)
+    if not x.requires_grad:
+        return _wrap(np.asarray(best if keep else best.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))))
+    ties = x.array == best  # every element equal to the extreme shares the gradient
+    share = (ties / np.maximum(ties.sum(axis=axes, keepdims=True), 1)).astype(x.dtype)
+    zero = _wrap(np.zeros((), dtype=x.dtype))
+    out = P.Sum.apply(P.Where.apply(ties, x, zero) * _wrap(share), axes, True)
+    # the value is the extreme exactly (the shares can round); a NaN is the extreme (it equals nothing)
+    with np.errstate(invalid="ignore"):
+        exact = np.where(np.isfinite(best), best - out.array, 0).astype(x.dtype)
+    out = where(np.isnan(best), _wrap(best), out + _wrap(exact))
+    return _drop(x, axes, out, keep)
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+    """The index of the first maximum over ``dim`` (None: of the flattened tensor), int64."""
+    return _arg("argmax", np.argmax, x, _dim("argmax", dim, axis), keepdim)
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+    """The index of the first minimum over ``dim`` (None: of the flattened tensor), int64."""
+    return _arg("argmin", np.argmin, x, _dim("argmin", dim, axis), keepdim)
+
+
+def _arg(op: str, fn: Callable[..., Any], x: Any, dim: Any, keepdim: bool) -> Tensor:
+    x = _tensor(op, x)
+    if dim is None:
+        _reduce_dims(op, x, None)
+        out = np.asarray(fn(x.array.reshape(-1)))
+        return _wrap(out.reshape((1,) * x.ndim) if keepdim else out)
+    d = _axis(op, dim, x.ndim)
+    _reduce_dims(op, x, d)
+    return _wrap(np.asarray(fn(x.array, axis=d, keepdims=keepdim), dtype=np.int64))
+
+
+def all(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
+    """True where every element over ``dim`` is nonzero (a bool tensor)."""
+    x = _tensor("all", x)
+    if out is not None:
+        raise TypeError("all: out= is not supported")
+    return _wrap(np.asarray(np.all(x.array, axis=_reduced("all", x, _dim("all", dim, axis)), keepdims=keepdim)))
+
+
+def any(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
+    """True where some element over ``dim`` is nonzero (a bool tensor)."""
+    x = _tensor("any", x)
+    if out is not None:
+        raise TypeError("any: out= is not supported")
+    return _wrap(np.asarray(np.any(x.array, axis=_reduced("any", x, _dim("any", dim, axis)), keepdims=keepdim)))
+
+
+def count_nonzero(x: Tensor, dim: Axis = None) -> Tensor:
+    x = _tensor("count_nonzero", x)
+    return _wrap(np.asarray(np.count_nonzero(x.array, axis=_reduced("count_nonzero", x, dim)), dtype=np.int64))
+
+
+def norm(x: Tensor, p: Any = "fro", dim: Axis = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    """The vector p-norm over ``dim`` (default: all elements); ``"fro"`` is the 2-norm, ``inf`` the
+    largest absolute value. At 0 the gradient of the 2-norm is 0, as in PyTorch."""
+    x = _float_tensor("norm", x if dtype is None else astype(_tensor("norm", x), dtype))
+    axes = _reduced("norm", x, dim)
+    if p in ("fro", 2, 2.0):
+        sq = P.Sum.apply(x * x, axes, True)
+        safe = where(sq.array > 0, sq, 1.0)  # sqrt's gradient at 0 would be inf * 0
+        out = where(sq.array > 0, sqrt(safe), 0.0)
+    elif p in (math.inf, "inf"):
+        out = amax(abs(x), axes, keepdim=True)
+    elif p in (-math.inf, "-inf"):
+        out = amin(abs(x), axes, keepdim=True)
+    elif p == 1:
+        out = P.Sum.apply(abs(x), axes, True)
+    elif p == 0:
+        out = _wrap(np.asarray(np.count_nonzero(x.array, axis=axes, keepdims=True), dtype=x.dtype))
+    elif _is_scalar(p) and not isinstance(p, bool):
+        out = pow(P.Sum.apply(pow(abs(x), float(p)), axes, True), 1.0 / float(p))
+    else:
+        raise ValueError(f"norm: unsupported p={p!r} (a number, inf, -inf or 'fro')")
+    return _drop(x, axes, out, keepdim)
+
+
+def logsumexp(x: Tensor, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None,
+              keepdims: bool | None = None) -> Tensor:  # fmt: skip
+    """log(sum(exp(x), dim)) without overflow; its gradient is softmax(x)."""
+    x = _float_tensor("logsumexp", x)
+    axes = _reduced("logsumexp", x, _dim("logsumexp", dim, axis))
+    m = x.array.max(axis=axes, keepdims=True) if x.array.size else np.zeros(())
+    m = _wrap(np.where(np.isfinite(m), m, 0).astype(x.dtype))  # a constant shift
+    out = log(P.Sum.apply(exp(x - m), axes, True)) + m
+    return _drop(x, axes, out, _keepdim("logsumexp", keepdim, keepdims))
+
+
+def cumsum(x: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    """Cumulative sum along ``dim``: a product with a triangular matrix of ones."""
+    x = _tensor("cumsum", x if dtype is None else astype(_tensor("cumsum", x), dtype))
+    d = _axis("cumsum", dim, builtins.max(x.ndim, 1))
+    if not x.requires_grad or x.ndim == 0:
+        return _wrap(np.cumsum(x.array, axis=d) if x.ndim else x.array.copy())
+    n = x.shape[d]
+    tri = _wrap(np.triu(np.ones((n, n), dtype=x.dtype)))
+    return transpose(matmul(transpose(x, d, -1), tri), d, -1)
 
 
 # --------------------------------------------------------------------------- shape
@@ -364,81 +992,221 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
     new = _shape_arg(shape)
     if new == x.shape:
         return x
-    if any(n < -1 for n in new) or new.count(-1) > 1:
+    if builtins.any(n < -1 for n in new) or new.count(-1) > 1:
         raise ValueError(f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1")
     try:
         np.empty(x.shape, dtype=[]).reshape(new)  # validates without touching the data
     except ValueError:
         raise ValueError(
-            f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {new}"
+            f"reshape: cannot reshape a tensor of shape {x.shape} ({x.numel()} elements) into {new}"
         ) from None
     return P.Reshape.apply(x, new)
 
 
-def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
-    """Permute axes (no arguments: reverse them), as ``ndarray.transpose``."""
-    x = _tensor("transpose", x)
-    perm = _shape_arg(axes, "transpose", "axes") if axes else tuple(reversed(range(x.ndim)))
+def view(x: Tensor, *shape: Any) -> Tensor:
+    """PyTorch's ``view``: :func:`reshape` (``view(dtype)`` reinterprets the bytes, a constant)."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+        x = _tensor("view", x)
+        return _wrap(x.array.view(np.dtype(shape[0])))
+    return reshape(x, *shape)
+
+
+def view_as(x: Tensor, other: Tensor) -> Tensor:
+    return reshape(x, _tensor("view_as", other, "other").shape)
+
+
+reshape_as = view_as
+
+
+def permute(x: Tensor, *dims: int | Sequence[int]) -> Tensor:
+    """Reorder the dimensions: ``x.permute(0, 2, 3, 1)``."""
+    x = _tensor("permute", x)
+    perm = _shape_arg(dims, "permute", "dims")
     if (
         len(perm) != x.ndim
-        or any(not -x.ndim <= a < x.ndim for a in perm)
-        or sorted(a % x.ndim for a in perm) != list(range(x.ndim))
+        or builtins.any(not -x.ndim <= a < builtins.max(x.ndim, 1) for a in perm)
+        or sorted(a % builtins.max(x.ndim, 1) for a in perm) != list(range(x.ndim))
     ):
-        raise ValueError(f"transpose: {perm} is not a permutation of the {x.ndim} axes of shape {x.shape}")
-    perm = tuple(a % x.ndim for a in perm)
+        raise ValueError(f"permute: {perm} is not a permutation of the {x.ndim} dims of shape {x.shape}")
+    perm = tuple(a % builtins.max(x.ndim, 1) for a in perm)
     return x if perm == tuple(range(x.ndim)) else P.Permute.apply(x, perm)
 
 
-def swapaxes(x: Tensor, axis1: int, axis2: int) -> Tensor:
-    x = _tensor("swapaxes", x)
-    a, b = _axis("swapaxes", axis1, x.ndim), _axis("swapaxes", axis2, x.ndim)
+def transpose(x: Tensor, dim0: int, dim1: int, *, _op: str = "transpose") -> Tensor:
+    """Swap two dimensions (PyTorch's meaning; NumPy's permutation is :func:`permute`)."""
+    x = _tensor(_op, x)
+    n = builtins.max(x.ndim, 1)
+    a, b = _axis(_op, dim0, n), _axis(_op, dim1, n)
+    if x.ndim < 2:
+        return x
     perm = list(range(x.ndim))
     perm[a], perm[b] = perm[b], perm[a]
-    return transpose(x, *perm)
+    return permute(x, *perm)
 
 
-def flatten(x: Tensor, start_axis: int = 1, end_axis: int = -1) -> Tensor:
-    """Merge axes ``start_axis..end_axis`` into one (default: keep the batch axis)."""
+def swapaxes(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """:func:`transpose` under NumPy's name (and ``torch.swapaxes``)."""
+    return transpose(x, dim0, dim1, _op="swapaxes")
+
+
+swapdims = swapaxes
+
+
+def movedim(x: Tensor, source: int, destination: int) -> Tensor:
+    x = _tensor("movedim", x)
+    s, d = _axis("movedim", source, x.ndim), _axis("movedim", destination, x.ndim)
+    perm = [i for i in range(x.ndim) if i != s]
+    perm.insert(d, s)
+    return permute(x, *perm)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim..end_dim`` into one (default: all, as ``torch.flatten``; a model's
+    ``x.flatten(1)`` keeps the batch dim). A 0-d tensor becomes 1-d."""
     x = _tensor("flatten", x)
-    start, end = _axis("flatten", start_axis, x.ndim), _axis("flatten", end_axis, x.ndim)
+    if x.ndim == 0:
+        return reshape(x, 1)
+    start, end = _axis("flatten", start_dim, x.ndim), _axis("flatten", end_dim, x.ndim)
     if start > end:
-        raise ValueError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis}")
+        raise ValueError(f"flatten() has invalid args: start_dim {start_dim} cannot come after end_dim {end_dim}")
     return reshape(x, x.shape[:start] + (math.prod(x.shape[start : end + 1]),) + x.shape[end + 1 :])
 
 
+def ravel(x: Tensor) -> Tensor:
+    return flatten(x)
+
+
+def unflatten(x: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
+    """Split dim ``dim`` into ``sizes`` (one may be -1)."""
+    x = _tensor("unflatten", x)
+    d = _axis("unflatten", dim, x.ndim)
+    inner = _shape_arg((tuple(sizes),), "unflatten", "sizes")
+    if -1 not in inner and math.prod(inner) != x.shape[d]:
+        raise RuntimeError(f"unflatten: Provided sizes {inner} don't multiply up to the size of dim {dim} ({x.shape[d]})")
+    return reshape(x, x.shape[:d] + inner + x.shape[d + 1 :])
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """A new dimension of size 1 at ``dim`` (-1: last)."""
+    x = _tensor("unsqueeze", x)
+    d = _axis("unsqueeze", dim, x.ndim + 1)
+    return reshape(x, x.shape[:d] + (1,) + x.shape[d:])
+
+
+def squeeze(x: Tensor, dim: Axis = None) -> Tensor:
+    """Remove dims of size 1: all of them, or those of ``dim`` (a dim of another size is kept, as PyTorch)."""
+    x = _tensor("squeeze", x)
+    axes = range(x.ndim) if dim is None else _axes("squeeze", dim, builtins.max(x.ndim, 1))
+    drop = {a for a in axes if a < x.ndim and x.shape[a] == 1}
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in drop))
+
+
 def broadcast_to(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
+    """x broadcast to ``shape`` (no copy; the gradient is summed back)."""
     x = _tensor("broadcast_to", x)
     new = _shape_arg(shape, "broadcast_to")
     try:
-        np.broadcast_shapes(x.shape, new)
-        assert np.broadcast_shapes(x.shape, new) == new
-    except (ValueError, AssertionError):
-        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {new}") from None
+        ok = np.broadcast_shapes(x.shape, new) == new
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {new}")
     return x if new == x.shape else P.Expand.apply(x, new)
+
+
+def expand(x: Tensor, *sizes: int | Sequence[int]) -> Tensor:
+    """x broadcast to ``sizes``; -1 keeps a dimension's size, as in PyTorch."""
+    x = _tensor("expand", x)
+    new = list(_shape_arg(sizes, "expand", "sizes"))
+    lead = len(new) - x.ndim
+    if lead < 0:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(new)}) must be greater or equal to the number "
+                           f"of dimensions in the tensor ({x.ndim})")  # fmt: skip
+    for i, n in enumerate(new):
+        if n == -1:
+            if i < lead:
+                raise RuntimeError(f"expand: -1 is not allowed in a leading, non-existing dimension ({i})")
+            new[i] = x.shape[i - lead]
+    return broadcast_to(x, tuple(new))
+
+
+def expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return broadcast_to(x, _tensor("expand_as", other, "other").shape)
+
+
+def repeat(x: Tensor, *sizes: int | Sequence[int]) -> Tensor:
+    """Tile x ``sizes[i]`` times along each dim (as ``torch.Tensor.repeat``, NumPy's ``tile``)."""
+    x = _tensor("repeat", x)
+    reps = _shape_arg(sizes, "repeat", "sizes")
+    if len(reps) < x.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of tensor")
+    x = reshape(x, (1,) * (len(reps) - x.ndim) + x.shape)
+    # (r0, n0, r1, n1, ...) broadcast, then merged: each dim repeated as a whole block
+    spread = reshape(x, tuple(v for n in x.shape for v in (1, n)))
+    tiled = broadcast_to(spread, tuple(v for r, n in zip(reps, x.shape) for v in (r, n)))
+    return reshape(tiled, tuple(r * n for r, n in zip(reps, x.shape)))
+
+
+def flip(x: Tensor, dims: int | Sequence[int]) -> Tensor:
+    x = _tensor("flip", x)
+    axes = _axes("flip", dims, x.ndim)
+    return getitem(x, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim)))
+
+
+def _index_arrays(index: Any) -> Any:
+    # Index arrays are copied: the tape keeps them for the backward pass, the caller's stay theirs.
+    if isinstance(index, (Tensor, np.ndarray)):
+        return np.array(index.array if isinstance(index, Tensor) else index)
+    if isinstance(index, tuple):
+        return tuple(
+            np.array(i.array if isinstance(i, Tensor) else i) if isinstance(i, (Tensor, np.ndarray)) else i
+            for i in index
+        )
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]`` with basic slicing and integer/boolean array indexing, as NumPy."""
     x = _tensor("getitem", x)
-    # Index arrays are copied: the tape keeps them for the backward pass, the caller's stay theirs.
-    if isinstance(index, (Tensor, np.ndarray)):
-        index = np.array(index.data if isinstance(index, Tensor) else index)
-    elif isinstance(index, tuple):
-        index = tuple(
-            np.array(i.data if isinstance(i, Tensor) else i) if isinstance(i, (Tensor, np.ndarray)) else i
-            for i in index
-        )
-    elif isinstance(index, list):
-        index = np.asarray(index)
+    index = _index_arrays(index)
     try:
         return P.GetItem.apply(x, index)
     except IndexError as e:
         raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
 
 
+def index_put(x: Tensor, index: Any, value: Any) -> Tensor:
+    """x with ``x[index] = value`` applied (what ``x[index] = value`` writes); differentiable in both."""
+    x = _tensor("__setitem__", x)
+    index = _index_arrays(index)
+    mask = np.zeros(x.shape, dtype=bool)
+    try:
+        mask[index] = True
+        target_shape = x.array[index].shape
+    except IndexError as e:
+        raise IndexError(f"__setitem__: {e} (tensor shape {x.shape})") from None
+    v = _cast(_tensor("__setitem__", value, "value"), x.dtype)
+    try:
+        np.broadcast_shapes(v.shape, target_shape)
+        placed_value = broadcast_to(v, target_shape) if v.shape != target_shape else v
+    except ValueError:
+        raise RuntimeError(
+            f"__setitem__: shape mismatch: value tensor of shape {v.shape} cannot be broadcast to "
+            f"indexing result of shape {target_shape}"
+        ) from None
+    if not (x.requires_grad or v.requires_grad):
+        out = x.array.copy()
+        out[index] = placed_value.array
+        return _wrap(out)
+    placed = P.IndexAdd.apply(placed_value, x.shape, index)
+    return P.Where.apply(mask, placed, x)
+
+
 def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     """Constant padding with NumPy's ``pad_width`` convention: an int, a ``(before, after)``
-    pair for every axis, or one pair per axis."""
+    pair for every dim, or one pair per dim (``nn.functional.pad`` takes PyTorch's flat list)."""
     x = _tensor("pad", x)
     raw = np.asarray(pad_width) if not isinstance(pad_width, str) else np.asarray(None)
     if raw.dtype.kind not in "iu" and raw.size:
@@ -456,36 +1224,167 @@ def pad(x: Tensor, pad_width: Any, value: float = 0.0) -> Tensor:
     return P.Pad.apply(x, tuple((int(a), int(b)) for a, b in widths), value)
 
 
-def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
+# --------------------------------------------------------------------------- joining and splitting
+
+
+def _tensor_list(op: str, tensors: Any) -> list[Tensor]:
     if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
-        raise TypeError(f"concatenate: expects a list or tuple of tensors, got {type(tensors).__name__}")
-    ts = [_as_tensor(t, None, "concatenate", f"tensor {i}") for i, t in enumerate(tensors)]
+        raise TypeError(f"{op}(): argument 'tensors' must be a tuple or list of Tensors, got {type(tensors).__name__}")
+    ts = [_as_tensor(t, None, op, f"tensor {i}") for i, t in enumerate(tensors)]
     if not ts:
-        raise ValueError("concatenate: needs at least one tensor")
+        raise ValueError(f"{op}(): expected a non-empty list of Tensors")
+    dt = _dtypes.result_type(*(t.array for t in ts))
+    return [_cast(t, dt) for t in ts]
+
+
+def cat(tensors: Sequence[Any], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors along an existing dim (dtypes promote)."""
+    ts = _tensor_list("cat", tensors)
+    dim = _dim("cat", dim if axis is None else None, axis)
     if ts[0].ndim == 0:
-        raise ValueError("concatenate: cannot join 0-d tensors (use stack)")
-    ax = _axis("concatenate", axis, ts[0].ndim)
+        raise ValueError("cat(): zero-dimensional tensor (at position 0) cannot be concatenated (use stack)")
+    ax = _axis("cat", dim, ts[0].ndim)
     for i, t in enumerate(ts):
         if t.ndim != ts[0].ndim or t.shape[:ax] + t.shape[ax + 1 :] != ts[0].shape[:ax] + ts[0].shape[ax + 1 :]:
             raise ValueError(
-                f"concatenate: tensor {i} has shape {t.shape}, which does not match {ts[0].shape} outside axis {axis}"
+                f"cat(): tensor {i} has shape {t.shape}, which does not match {ts[0].shape} outside dim {dim}"
             )
     return P.Concatenate.apply(ax, *ts)
 
 
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors of equal shape along a new axis."""
-    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
-        raise TypeError(f"stack: expects a list or tuple of tensors, got {type(tensors).__name__}")
-    ts = [_as_tensor(t, None, "stack", f"tensor {i}") for i, t in enumerate(tensors)]
-    if not ts:
-        raise ValueError("stack: needs at least one tensor")
-    ax = _axis("stack", axis, ts[0].ndim + 1)
+concatenate = concat = cat
+
+
+def stack(tensors: Sequence[Any], dim: int = 0, *, axis: int | None = None) -> Tensor:
+    """Join tensors of equal shape along a new dim."""
+    ts = _tensor_list("stack", tensors)
+    ax = _axis("stack", _dim("stack", dim if axis is None else None, axis), ts[0].ndim + 1)
     for i, t in enumerate(ts):
         if t.shape != ts[0].shape:
-            raise ValueError(f"stack: tensor {i} has shape {t.shape}, tensor 0 has {ts[0].shape}")
-    return concatenate([reshape(t, t.shape[:ax] + (1,) + t.shape[ax:]) for t in ts], axis=ax)
+            raise ValueError(f"stack expects each tensor to be equal size, but got {ts[0].shape} at entry 0 and "
+                             f"{t.shape} at entry {i}")  # fmt: skip
+    return cat([reshape(t, t.shape[:ax] + (1,) + t.shape[ax:]) for t in ts], ax)
+
+
+def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """The slice ``start:start+length`` of dim ``dim``."""
+    x = _tensor("narrow", x)
+    d = _axis("narrow", dim, x.ndim)
+    return getitem(x, (slice(None),) * d + (slice(start, start + length),))
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the given sizes."""
+    x = _tensor("split", x)
+    d = _axis("split", dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0 and n:
+            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {n}")
+        sizes = [builtins.min(size, n - i) for i in range(0, n, size)] if size else [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
+                               f"dimension {dim}), but got split_sizes={sizes}")  # fmt: skip
+    starts = np.cumsum([0] + sizes[:-1])
+    return tuple(narrow(x, d, int(s), k) for s, k in zip(starts, sizes))
+
+
+def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """At most ``chunks`` pieces of equal size (ceil(n / chunks)) along ``dim``."""
+    x = _tensor("chunk", x)
+    if not isinstance(chunks, (int, np.integer)) or chunks < 1:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    n = x.shape[_axis("chunk", dim, x.ndim)]
+    return split(x, builtins.max(-(-n // int(chunks)), 1), dim)
+
+
+def unbind(x: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    """The slices along ``dim``, with that dim removed."""
+    x = _tensor("unbind", x)
+    d = _axis("unbind", dim, x.ndim)
+    return tuple(getitem(x, (slice(None),) * d + (i,)) for i in range(x.shape[d]))
+
+
+# --------------------------------------------------------------------------- gather and scatter
+
+
+def _index_tensor(op: str, index: Any) -> np.ndarray:
+    idx = np.asarray(index.array if isinstance(index, Tensor) else index)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"{op}(): Expected dtype int64 for index, got {idx.dtype}")
+    return idx.astype(np.int64, copy=True)
+
+
+def _along(op: str, x: Tensor, dim: int, index: np.ndarray) -> tuple[int, tuple[np.ndarray, ...]]:
+    """The full index tuple that picks ``x[..., index[i, j, ...] (at dim), ...]`` for gather/scatter."""
+    d = _axis(op, dim, builtins.max(x.ndim, 1))
+    if index.ndim != x.ndim:
+        raise RuntimeError(f"{op}(): Index tensor must have the same number of dimensions as input tensor "
+                           f"({index.ndim} vs {x.ndim})")  # fmt: skip
+    if index.size and (index.min() < -x.shape[d] or index.max() >= x.shape[d]):
+        raise RuntimeError(f"{op}(): index {int(index.max())} is out of bounds for dimension {d} with size {x.shape[d]}")
+    grids = list(np.indices(index.shape, sparse=True))
+    grids[d] = index % builtins.max(x.shape[d], 1)
+    return d, tuple(grids)
+
+
+def gather(x: Tensor, dim: int, index: Any) -> Tensor:
+    """out[i][j] = x[index[i][j]][j] (dim 0), etc.: values picked along ``dim``."""
+    x = _tensor("gather", x)
+    idx = _index_tensor("gather", index)
+    _, full = _along("gather", x, dim, idx)
+    return P.GetItem.apply(x, full)
+
+
+def scatter(x: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None) -> Tensor:
+    """x with ``out[index[i][j]][j] = src[i][j]`` (dim 0), etc. (``value``: one number for all)."""
+    if reduce is not None:
+        if reduce != "add":
+            raise NotImplementedError(f"scatter: reduce={reduce!r} is not supported (only 'add')")
+        return scatter_add(x, dim, index, src)
+    x = _tensor("scatter", x)
+    idx = _index_tensor("scatter", index)
+    _, full = _along("scatter", x, dim, idx)
+    source = _tensor("scatter", value if src is None else src, "src")
+    if source.ndim:
+        source = getitem(source, tuple(slice(0, n) for n in idx.shape))
+    return index_put(x, full, source)
+
+
+def scatter_add(x: Tensor, dim: int, index: Any, src: Any) -> Tensor:
+    """x with ``src[i][j]`` added at ``out[index[i][j]][j]`` (dim 0), etc.; repeated indices add up."""
+    x = _tensor("scatter_add", x)
+    idx = _index_tensor("scatter_add", index)
+    _, full = _along("scatter_add", x, dim, idx)
+    source = _cast(getitem(_tensor("scatter_add", src, "src"), tuple(slice(0, n) for n in idx.shape)), x.dtype)
+    return x + P.IndexAdd.apply(source, x.shape, full)
+
+
+def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
+    """The entries ``index`` (1-D) along ``dim``."""
+    x = _tensor("index_select", x)
+    idx = _index_tensor("index_select", index)
+    if idx.ndim > 1:
+        raise RuntimeError("index_select(): Index is supposed to be a vector")
+    d = _axis("index_select", dim, builtins.max(x.ndim, 1))
+    return getitem(x, (slice(None),) * d + (idx.reshape(-1),))
+
+
+def masked_select(x: Tensor, mask: Any) -> Tensor:
+    x = _tensor("masked_select", x)
+    m = _mask_array("masked_select", mask)
+    return getitem(broadcast_to(x, np.broadcast_shapes(x.shape, m.shape)), np.broadcast_to(m, np.broadcast_shapes(x.shape, m.shape)))
+
+
+def nonzero(x: Tensor, *, as_tuple: bool = False) -> Any:
+    x = _tensor("nonzero", x)
+    found = np.nonzero(x.array)
+    if as_tuple:
+        return tuple(_wrap(i) for i in found)
+    return _wrap(np.stack(found, axis=1) if found else np.zeros((0, 0), dtype=np.int64))
 
 
 # --------------------------------------------------------------------------- linear algebra
@@ -514,6 +1413,50 @@ def matmul(a: Any, b: Any) -> Tensor:
     if tb.ndim == 1:
         out = reshape(out, out.shape[:-1])
     return out
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """The product of two matrices: (n, k) @ (k, m) -> (n, m)."""
+    ta, tb = _tensor("mm", a), _tensor("mm", b, "mat2")
+    if ta.ndim != 2 or tb.ndim != 2:
+        raise RuntimeError(f"mm: both arguments must be matrices, got shapes {ta.shape} and {tb.shape}")
+    return matmul(ta, tb)
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched matrix product: (B, n, k) @ (B, k, m) -> (B, n, m) (no broadcasting)."""
+    ta, tb = _tensor("bmm", a), _tensor("bmm", b, "mat2")
+    if ta.ndim != 3 or tb.ndim != 3 or ta.shape[0] != tb.shape[0]:
+        raise RuntimeError(f"bmm: expected 3-D tensors with the same batch size, got shapes {ta.shape} and {tb.shape}")
+    return matmul(ta, tb)
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """The inner product of two 1-D tensors."""
+    ta, tb = _tensor("dot", a), _tensor("dot", b)
+    if ta.ndim != 1 or tb.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {ta.ndim}D and {tb.ndim}D tensors")
+    return matmul(ta, tb)
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """Einstein summation, e.g. ``einsum("bij,bjk->bik", a, b)``; each operand's gradient is
+    another einsum (an index repeated within one operand, a diagonal, is not supported)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: the equation must be a string, got {type(equation).__name__}")
+    ts = [_tensor("einsum", t, f"operand {i}") for i, t in enumerate(operands)]
+    dt = _dtypes.result_type(*(t.array for t in ts))
+    ts = [_cast(t, dt) for t in ts]
+    try:
+        parsed = P.einsum_subscripts(equation.replace(" ", ""), [t.ndim for t in ts])
+    except ValueError as e:
+        raise ValueError(f"einsum: {e} (equation {equation!r}, shapes {[t.shape for t in ts]})") from None
+    try:
+        return P.Einsum.apply(parsed, *ts)
+    except ValueError as e:
+        raise ValueError(f"einsum: {e} (equation {equation!r}, shapes {[t.shape for t in ts]})") from None
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -640,9 +1583,9 @@ def conv2d(
         _pair("conv2d", "dilation", dilation, 1),
     )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
-    out = P.WindowMatMul.apply(_pad_hw(x, p, 0.0), transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
+    out = P.WindowMatMul.apply(_pad_hw(x, p, 0.0), permute(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
     # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see WindowMatMul).
-    return transpose(out, 0, 3, 1, 2)
+    return permute(out, 0, 3, 1, 2)
 
 
 def _pool_windows(
@@ -675,42 +1618,41 @@ def max_pool2d(
     order, as in PyTorch.
     """
     windows = _pool_windows("max_pool2d", x, kernel_size, stride, padding, dilation, -np.inf)
-    return transpose(max(windows, axis=(3, 4)), 0, 3, 1, 2)
+    return permute(P.Max.apply(windows, (3, 4), False), 0, 3, 1, 2)
 
 
 def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> Tensor:
     """Average pooling: (N, C, H, W) -> (N, C, OH, OW); zero padding is counted in the average
     (PyTorch's default ``count_include_pad=True``)."""
     windows = _pool_windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
-    return transpose(mean(windows, axis=(3, 4)), 0, 3, 1, 2)
+    return permute(mean(windows, (3, 4)), 0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------- softmax family
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) computed stably (the maximum is subtracted first)."""
-    x = _float_tensor("log_softmax", x)
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise TypeError(f"log_softmax: axis must be an int, got {axis!r}")
-    ax = _axes("log_softmax", axis, x.ndim)[0]
-    if x.shape[ax] == 0:
-        raise ValueError(f"log_softmax: axis {axis} of shape {x.shape} has no elements to normalise over")
-    return P.LogSoftmax.apply(x, ax)
+def _softmax_dim(op: str, x: Tensor, dim: Any) -> int:
+    if dim is None:  # PyTorch's implicit choice (deprecated there): dim 0 for 0-, 1- and 3-D, else 1
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    ax = _axes(op, dim, x.ndim)[0] if x.ndim else 0
+    if x.ndim and x.shape[ax] == 0:
+        raise ValueError(f"{op}: dim {dim} of shape {x.shape} has no elements to normalise over")
+    return ax
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return P.Exp.apply(log_softmax(x, axis))
+def log_softmax(x: Tensor, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+    """log(softmax(x)) over ``dim``, computed stably (the maximum is subtracted first)."""
+    x = _float_tensor("log_softmax", x if dtype is None else astype(_tensor("log_softmax", x), dtype))
+    if x.ndim == 0:
+        return x * 0.0
+    return P.LogSoftmax.apply(x, _softmax_dim("log_softmax", x, _dim("log_softmax", dim, axis)))
 
 
-def logsumexp(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """log(sum(exp(x), axis)) without overflow; its gradient is softmax(x)."""
-    x = _float_tensor("logsumexp", x)
-    axes = _axes("logsumexp", axis, x.ndim)
-    m = x.data.max(axis=axes, keepdims=True) if x.size else np.zeros(())
-    m = Tensor(np.where(np.isfinite(m), m, 0).astype(x.dtype))  # a constant shift
-    out = log(sum(exp(x - m), axes, keepdims=True)) + m
-    return out if keepdims else reshape(out, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+def softmax(x: Tensor, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+    """exp(x) / sum(exp(x)) over ``dim``."""
+    return P.Exp.apply(log_softmax(x, _dim("softmax", dim, axis), dtype=dtype))
 
 
 # --------------------------------------------------------------------------- losses
@@ -728,7 +1670,7 @@ def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
 
 def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
     try:
-        t = np.asarray(target.data if isinstance(target, Tensor) else target)
+        t = np.asarray(target.array if isinstance(target, Tensor) else target)
     except (TypeError, ValueError):
         raise TypeError(
             f"{op}: target must hold integer class indices, got {type(target).__name__} {str(target)[:40]}"
@@ -754,14 +1696,14 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     t = _class_targets("nll_loss", log_probs, target)
     onehot = np.zeros(log_probs.shape, dtype=log_probs.dtype)
     onehot[np.arange(len(t)), t] = 1
-    return _reduce("nll_loss", -sum(log_probs * Tensor(onehot), axis=1), reduction)
+    return _reduce("nll_loss", -sum(log_probs * _wrap(onehot), 1), reduction)
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy of raw scores.   logits: (N, C), target: (N,) integer classes."""
     logits = _tensor("cross_entropy", logits)
     _class_targets("cross_entropy", logits, target)
-    return nll_loss(log_softmax(logits, axis=1), target, reduction)
+    return nll_loss(log_softmax(logits, 1), target, reduction)
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
@@ -781,10 +1723,10 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") ->
     t = _as_tensor(target, probs, "binary_cross_entropy", "target")
     if t.shape != probs.shape:
         raise ValueError(f"binary_cross_entropy: input shape {probs.shape} and target shape {t.shape} differ")
-    if probs.size and (np.nanmin(probs.data) < 0 or np.nanmax(probs.data) > 1):
+    if probs.size and (np.nanmin(probs.array) < 0 or np.nanmax(probs.array) > 1):
         raise ValueError(
             f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
-            f"[{np.nanmin(probs.data):g}, {np.nanmax(probs.data):g}]; for raw scores use "
+            f"[{np.nanmin(probs.array):g}, {np.nanmax(probs.array):g}]; for raw scores use "
             "binary_cross_entropy_with_logits"
         )
     losses = -(t * _clamped_log(probs) + (1 - t) * _clamped_log(1 - probs))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .tensor import Tensor
+from ._tensor import Tensor
 
 __all__ = ["GraphvizNotFoundError", "Leaf", "Node", "Tape", "tape"]
 
@@ -57,7 +57,7 @@ class Leaf:
         t = self._ref() if self._ref is not None else None
         if t is None or t.grad is None:
             return None
-        return _norm(t.grad)
+        return _norm(t.grad.array)
 
 
 @dataclass
@@ -155,8 +155,8 @@ def tape(
                 args=tuple(a for a in ctx.inputs if not isinstance(a, Tensor)),
                 shape=t.shape,
                 dtype=t.dtype,
-                output_bytes=t.data.nbytes,
-                output_is_view=not t.data.flags.owndata,
+                output_bytes=t.array.nbytes,
+                output_is_view=not t.array.flags.owndata,
                 saved_bytes=saved,
                 extra_bytes=extra,
                 freed=ctx._freed,
@@ -175,7 +175,7 @@ def _arrays_in(value: Any, depth: int = 0) -> Iterator[np.ndarray]:
     if isinstance(value, np.ndarray):
         yield value
     elif isinstance(value, Tensor):
-        yield value.data
+        yield value.array
     elif isinstance(value, (tuple, list)) and depth < 3:
         for item in value:
             yield from _arrays_in(item, depth + 1)
@@ -187,7 +187,7 @@ def _saved_bytes(ctx: autograd.Context, output: Tensor) -> tuple[int, int]:
     for value in (*ctx._saved, *(v for k, v in ctx.__dict__.items() if k != "_trace")):
         for arr in _arrays_in(value):
             kept.setdefault(id(arr), arr)
-    own = [a.data for a in ctx.inputs if isinstance(a, Tensor)] + [output.data]
+    own = [a.array for a in ctx.inputs if isinstance(a, Tensor)] + [output.array]
     saved = extra = 0
     buffers: set[int] = set()
     for arr in kept.values():
@@ -278,7 +278,7 @@ class Tape:
     def _record(self, tensor: Tensor, grad: Tensor) -> None:
         entry = self._refs.get(id(tensor))
         if entry is not None and entry[0]() is tensor:
-            entry[1].grad_norm = _norm(grad.data)
+            entry[1].grad_norm = _norm(grad.array)
 
     def stop(self) -> None:
         """Stop recording gradient norms (they also stop when the tape is garbage collected)."""

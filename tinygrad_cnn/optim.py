@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import check_writable
-from .tensor import Tensor
+from ._tensor import Tensor
 
 
 class Optimizer:
@@ -98,17 +98,17 @@ class Optimizer:
         name = type(self).__name__
         for index, p in enumerate(self._params()):  # check everything first: no half-done step
             if p.grad is not None:
-                if np.shape(p.grad) != p.shape:
+                if p.grad.shape != p.shape:
                     raise ValueError(
-                        f"{name}.step: gradient shape {np.shape(p.grad)} does not match "
+                        f"{name}.step: gradient shape {p.grad.shape} does not match "
                         f"parameter {index} of shape {p.shape}"
                     )
-                check_writable(p.data, f"{name}.step: parameter {index} (shape {p.shape})")
+                check_writable(p.array, f"{name}.step: parameter {index} (shape {p.shape})")
         index = 0
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p.data, np.asarray(p.grad, dtype=p.dtype), self.state[index], group)
+                    self._update(p.array, p.grad.array.astype(p.dtype, copy=False), self.state[index], group)
                 index += 1
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:

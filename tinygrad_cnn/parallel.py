@@ -35,7 +35,7 @@ import numpy as np
 
 from .autograd import grad, no_grad
 from .random import default_generator, manual_seed
-from .tensor import Tensor
+from ._tensor import Tensor
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -136,7 +136,7 @@ def backward(
     n = sum(len(shard[0]) for shard in shards)
 
     def run(shard: tuple[np.ndarray, ...]) -> tuple[_RunResult, list[np.ndarray]]:
-        grads = [np.zeros_like(p.data) for p in params]
+        grads = [np.zeros_like(p.array) for p in params]
         return _run_shards("parallel.backward", fn, params, shard, [len(shard[0])], n, grads), grads
 
     if workers == 1 or len(shards) == 1:
@@ -167,10 +167,10 @@ def _shard_gradients(
 ) -> _ShardResult:
     out = fn(*shard)
     loss, extra = out if isinstance(out, tuple) else (out, None)
-    if not isinstance(loss, Tensor) or loss.size != 1:
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
         raise ValueError(f"{op}: fn must return a scalar loss Tensor (or (loss, extra))")
     grads = grad(loss, params, allow_unused=True)
-    return loss.item(), extra, [None if g is None else g.data for g in grads]
+    return loss.item(), extra, [None if g is None else g.array for g in grads]
 
 
 def _add_to_grads(
@@ -185,7 +185,7 @@ def _add_to_grads(
         for p, got, g in zip(params, has_grad, run_grads):
             if got:
                 g = g.astype(p.dtype, copy=True)  # a worker's shared buffer is overwritten next call
-                p.grad = g if p.grad is None else p.grad + g
+                p.grad = Tensor(g) if p.grad is None else p.grad + g
     return loss, extras
 
 
@@ -224,9 +224,9 @@ class WorkerPool:
         self._closed = False
         # Shared before the fork, so the workers see the same memory: the parameter values they
         # compute with, and one gradient buffer per worker.
-        self._values = [_shared_like(p.data) for p in self.params]
+        self._values = [_shared_like(p.array) for p in self.params]
         helpers = self.workers - 1  # worker processes; this process computes one shard too
-        self._grads = [[_shared_like(p.data) for p in self.params] for _ in range(helpers)]
+        self._grads = [[_shared_like(p.array) for p in self.params] for _ in range(helpers)]
         self._inputs: list[list[shared_memory.SharedMemory]] = [[] for _ in range(helpers)]
         # Per-worker seeds derived from the library generator's state without drawing from it, so
         # that starting a pool leaves the caller's random stream (shuffling, a resumed run) as it was.
@@ -262,7 +262,7 @@ class WorkerPool:
         shards = _split("WorkerPool.backward", arrays, self.workers, shard_size)
         n = sum(len(s[0]) for s in shards)
         for value, p in zip(self._values, self.params):
-            value[...] = p.data
+            value[...] = p.array
         # Each takes a contiguous run of shards, handed over as one slice of each array: the first
         # run is this process's, run k + 1 goes to worker process k.
         runs = [
@@ -277,7 +277,7 @@ class WorkerPool:
                 self._connections[k].send((specs, sizes, n))
             except OSError:  # its end of the pipe is gone
                 self._died(k)
-        own_grads = [np.zeros_like(p.data) for p in self.params]
+        own_grads = [np.zeros_like(p.array) for p in self.params]
         with single_threaded_blas():  # the other cores are the workers'
             try:
                 own = _run_shards(
@@ -419,7 +419,7 @@ def _serve(
     if blas.set is not None:
         blas.set(1)  # one process per core already
     for p, value in zip(params, values):
-        p.data = value  # this worker's model computes with the shared parameter values
+        p.array = value  # this worker's model computes with the shared parameter values
     attached: dict[str, shared_memory.SharedMemory] = {}
     while True:
         try:
@@ -461,7 +461,7 @@ def map_batches(
     """
     _positive_int("map_batches", "batch_size", batch_size)
     workers = _positive_int("map_batches", "workers", default_workers() if workers is None else workers)
-    data = x.data if isinstance(x, Tensor) else np.asarray(x)
+    data = x.array if isinstance(x, Tensor) else np.asarray(x)
     if data.ndim == 0:
         raise ValueError("map_batches: x must have a batch axis, got a 0-d array")
     starts = list(range(0, len(data), batch_size)) or [0]
@@ -470,7 +470,7 @@ def map_batches(
         piece = data[start : start + batch_size]
         with no_grad():
             out = fn(Tensor(piece))
-        out = out.data if isinstance(out, Tensor) else np.asarray(out)
+        out = out.array if isinstance(out, Tensor) else np.asarray(out)
         if out.ndim == 0 or len(out) != len(piece):
             raise ValueError(
                 f"map_batches: fn returned shape {out.shape} for a batch of {len(piece)}; "

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import Context, Function, is_grad_enabled
-from .tensor import Tensor
+from ._tensor import Tensor
 
 Shape = tuple[int, ...]
 
@@ -43,7 +43,12 @@ def _operands(ctx: Context, g: Tensor) -> tuple[tuple[Any, ...], Any]:
     ``swapaxes`` and ``reshape`` then serve both cases."""
     if is_grad_enabled():
         return ctx.saved_tensors, g
-    return ctx.saved_arrays, g.data
+    return ctx.saved_arrays, g.array
+
+
+def _permuted(a: Any, axes: tuple[int, ...]) -> Any:
+    """``a`` with its axes reordered: an ndarray (``transpose``) or a Tensor (``permute``)."""
+    return a.transpose(axes) if isinstance(a, np.ndarray) else a.permute(*axes)
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -216,6 +221,61 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
+class Log1p(Function):
+    """y = log(1 + x).   dx = g / (1 + x)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log1p(x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g / (x + 1)
+
+
+class Sin(Function):
+    """y = sin(x).   dx = g * cos(x), with cos(x) = sin(x + pi/2)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return np.sin(x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g * Sin.apply(x + np.pi / 2)
+
+
+class PowTensor(Function):
+    """y = a ** b for tensors a, b.   da = g * b * a ** (b - 1),  db = g * y * log(a) (0 where a == 0
+    and b >= 0, as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.power(a, b)
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b, y = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = gb = None
+        if need_a:
+            ga = sum_to(g * b * PowTensor.apply(a, b - 1), a.shape)
+        if need_b:
+            zero = (a.array == 0) & (b.array >= 0)
+            safe_a = Where.apply(zero, Tensor(np.ones((), dtype=a.dtype)), a)
+            log_a = Where.apply(zero, Tensor(np.zeros((), dtype=a.dtype)), Log.apply(safe_a))
+            gb = sum_to(g * y * log_a, b.shape)
+        return ga, gb
+
+
 class Where(Function):
     """y = cond ? a : b for a constant boolean ``cond``.   da = g * cond,  db = g * !cond."""
 
@@ -352,7 +412,7 @@ class Max(Function):
             # Fold that follows is a free reshape).
             x = ctx.windows[0] if hasattr(ctx, "windows") else None
             grad = np.empty(ctx.x_shape, dtype=g.dtype) if x is None else np.empty_like(x, dtype=g.dtype)
-            g_kept = g.data.reshape(first_max[0][1].shape)
+            g_kept = g.array.reshape(first_max[0][1].shape)
             for pos, hit in first_max:
                 np.multiply(g_kept, hit, out=_select(grad, ctx.axis, pos))
             return Tensor(grad)
@@ -454,7 +514,7 @@ class Reshape(Function):
         if order is None or is_grad_enabled():
             return Reshape.apply(g, ctx.shape)
         laid_out_like_x = np.empty([ctx.shape[a] for a in order], dtype=g.dtype).transpose(np.argsort(order))
-        return Tensor(_copy_in_slabs(g.data.reshape(ctx.shape), laid_out_like_x))
+        return Tensor(_copy_in_slabs(g.array.reshape(ctx.shape), laid_out_like_x))
 
 
 def _reshaped_view(x: np.ndarray, shape: Shape) -> np.ndarray | None:
@@ -695,13 +755,13 @@ class WindowMatMul(Function):
         n, oh, ow, c_out = g.shape
         kh, kw, c = w.shape[:3]
         rows = oh * ow * n
-        g_rows = g.transpose(1, 2, 0, 3).reshape(rows, c_out)  # batch-inner, like the im2col rows
+        g_rows = _permuted(g, (1, 2, 0, 3)).reshape(rows, c_out)  # batch-inner, like the im2col rows
         gx = gw = gb = None
         if need_x:
-            per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
+            per_offset = _permuted(w.reshape(kh * kw, c, c_out), (0, 2, 1))  # (kh*kw, C_out, C)
             if isinstance(g, Tensor):  # recorded: the same product and fold, as differentiable ops
                 gx = (g_rows.reshape(1, rows, c_out) @ per_offset).reshape(kh, kw, oh, ow, n, c)
-                gx = Fold.apply(gx.transpose(4, 2, 3, 0, 1, 5), *ctx.args)
+                gx = Fold.apply(gx.permute(4, 2, 3, 0, 1, 5), *ctx.args)
             else:
                 gx = _fold_products(g_rows, per_offset, *ctx.args)
         if need_w:
@@ -710,7 +770,7 @@ class WindowMatMul(Function):
             cols = (
                 ctx.cols
                 if not isinstance(x, Tensor)
-                else Unfold.apply(x, *ctx.args[1:]).transpose(1, 2, 0, 3, 4, 5).reshape(rows, kh * kw * c)
+                else Unfold.apply(x, *ctx.args[1:]).permute(1, 2, 0, 3, 4, 5).reshape(rows, kh * kw * c)
             )
             gw = (cols.swapaxes(0, 1) @ g_rows).reshape(kh, kw, c, c_out)
         if need_b:
@@ -873,6 +933,69 @@ class Fold(Function):
 
 _LONG_RUN_BYTES = 256  # contiguous runs at least this long copy and add at close to full speed
 _FOLD_BLOCK_BYTES = 2 << 20  # window gradients Fold rearranges at a time: well inside a core's L2
+
+
+def einsum_subscripts(equation: str, ndims: list[int]) -> str:
+    """``equation`` in explicit form (``"ij,jk->ik"``), with ``...`` spelled out as letters, after
+    checks: one term per operand, each as long as its operand's ndim, no index twice in a term."""
+    inputs, arrow, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ndims):
+        raise ValueError(f"{len(terms)} terms for {len(ndims)} operands")
+    used = set(equation) - set(",->.")
+    if not all(c.isalpha() for c in used):
+        raise ValueError("subscripts must be letters")
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used]
+    ell = max((n - len(t.replace("...", "")) for t, n in zip(terms, ndims) if "..." in t), default=0)
+    fill = "".join(spare[:ell])
+    expanded = []
+    for t, n in zip(terms, ndims):
+        if "..." in t:
+            t = t.replace("...", fill[ell - (n - len(t.replace("...", ""))) :])
+        if len(t) != n:
+            raise ValueError(f"term {t!r} has {len(t)} subscripts for an operand with {n} dimensions")
+        if len(set(t)) != len(t):
+            raise ValueError(f"an index repeated within one operand ({t!r}, a diagonal) is not supported")
+        expanded.append(t)
+    if arrow:
+        out = output.replace("...", fill)
+    else:  # implicit output: the indices seen once, in alphabetical order
+        counts = "".join(expanded)
+        out = fill + "".join(sorted(c for c in set(counts) if counts.count(c) == 1 and c not in fill))
+    return ",".join(expanded) + "->" + out
+
+
+class Einsum(Function):
+    """y = einsum("a,b,...->out", x0, x1, ...).   dx_i = einsum("out,<others>->x_i's indices", g, others),
+    broadcast along the indices that only x_i has."""
+
+    @staticmethod
+    def forward(ctx: Context, equation: str, *xs: np.ndarray) -> np.ndarray:
+        ctx.equation = equation
+        ctx.save_for_backward(*xs)
+        return np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2))
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Any, ...]:
+        xs = ctx.saved_tensors
+        terms, out = ctx.equation.split("->")
+        terms_list = terms.split(",")
+        grads: list[Any] = [None]
+        for i, need in enumerate(ctx.needs_input_grad[1:]):
+            if not need:
+                grads.append(None)
+                continue
+            others = [(t, x) for j, (t, x) in enumerate(zip(terms_list, xs)) if j != i]
+            known = set(out) | set("".join(t for t, _ in others))
+            mine = terms_list[i]
+            kept = "".join(c for c in mine if c in known)
+            eq = ",".join([out] + [t for t, _ in others]) + "->" + kept
+            gi = Einsum.apply(eq, g, *(x for _, x in others))
+            if kept != mine:  # indices only x_i has: its gradient is the same along them
+                shape = tuple(xs[i].shape[mine.index(c)] if c in kept else 1 for c in mine)
+                gi = Expand.apply(gi.reshape(shape), xs[i].shape)
+            grads.append(gi)
+        return tuple(grads)
 
 
 # --------------------------------------------------------------------------- softmax

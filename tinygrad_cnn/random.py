@@ -22,6 +22,13 @@ def manual_seed(seed: int) -> np.random.Generator:
     return _generator
 
 
+def seed() -> int:
+    """Seed the generator from the operating system's entropy; returns the seed used."""
+    s = int(np.random.SeedSequence().entropy % (1 << 63))
+    manual_seed(s)
+    return s
+
+
 def default_generator() -> np.random.Generator:
     """The global generator used for initialisation and dropout."""
     return _generator

@@ -43,6 +43,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ._device import device as _device
+
 __all__ = ["save", "load", "CheckpointError", "FORMAT_VERSION", "FORMAT_ATTR"]
 
 #: Root attribute identifying a checkpoint written by this module, and its value.
@@ -107,6 +109,8 @@ def _join(path: str, key: str) -> str:
 
 def _as_array(obj: Any) -> np.ndarray | None:
     """Array view of a tensor-like object, or None if it is not one."""
+    if isinstance(getattr(obj, "array", None), np.ndarray):  # a Tensor (one that requires grad too)
+        return obj.array
     if hasattr(obj, "__array__"):
         return np.asarray(obj)
     numpy_method = getattr(obj, "numpy", None)
@@ -189,8 +193,11 @@ def _fsync_path(p: str | Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def save(obj: Any, path: str | os.PathLike[str]) -> None:
+def save(obj: Any, path: str | os.PathLike[str], pickle_module: Any = None, pickle_protocol: int = 2,
+         _use_new_zipfile_serialization: bool = True) -> None:  # fmt: skip
     """Save ``obj`` (see the module docstring for what it may contain) to the HDF5 file ``path``.
+
+    PyTorch's other arguments are accepted and ignored (nothing is pickled).
 
     The write is atomic: ``path`` is either left untouched (on any error, including a crash) or
     replaced by the complete new checkpoint. The file gets the mode of the file it replaces, or 0o644.
@@ -316,8 +323,12 @@ def _check_file(path: Path) -> None:
         )
 
 
-def load(path: str | os.PathLike[str]) -> Any:
+def load(path: str | os.PathLike[str], map_location: Any = None, pickle_module: Any = None, *,
+         weights_only: bool | None = None, mmap: bool | None = None, **pickle_load_args: Any) -> Any:  # fmt: skip
     """Load a checkpoint written by :func:`save`.
+
+    PyTorch's other arguments are accepted: nothing here is ever unpickled, so every load is as safe
+    as ``weights_only=True``; ``map_location`` may name the CPU only.
 
     Returns the saved structure; tuples come back as lists, tensor-like objects as ``np.ndarray``.
 
@@ -326,6 +337,8 @@ def load(path: str | os.PathLike[str]) -> Any:
             tinygrad_cnn checkpoint, was written by a newer format version, or is damaged (checksum
             mismatch, unreadable members). The message names the path.
     """
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        _device(map_location)  # a clear error for anything but the CPU
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")

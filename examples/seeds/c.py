@@ -36,7 +36,7 @@ class Net(nn.Module):
     def forward(self, x):
         x = (self.conv(x) + self.bias).relu()  # one bias per output position
         x = F.max_pool2d(x, 2, stride=1)  # (N, 5, 25, 25)
-        return self.fc2(self.fc1(x.flatten()).tanh())  # logits; the softmax is in the loss
+        return self.fc2(self.fc1(x.flatten(1)).tanh())  # logits; the softmax is in the loss
 
 
 def log_loss_as_written(logits: tg.Tensor, y: np.ndarray) -> tg.Tensor:

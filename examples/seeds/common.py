@@ -110,7 +110,7 @@ class Regime:
 @tg.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(
-        [model(tg.Tensor(x[i : i + batch_size])).data.argmax(axis=1) for i in range(0, len(x), batch_size)]
+        [model(tg.Tensor(x[i : i + batch_size])).argmax(1).numpy() for i in range(0, len(x), batch_size)]
     )
 
 
@@ -153,7 +153,7 @@ def train(
             loss.backward()
             optimizer.step()
             total_loss += loss.item() * len(idx)
-            correct += int((out.data.argmax(axis=1) == y_train[idx]).sum())
+            correct += int((out.argmax(1).numpy() == y_train[idx]).sum())
             if (step + 1) % log_every == 0 and steps_per_epoch > 1:
                 seen = (step + 1) * bs if step + 1 < steps_per_epoch else n
                 say(

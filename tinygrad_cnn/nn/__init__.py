@@ -18,7 +18,7 @@ from .. import functional as F
 from ..autograd import check_writable, no_grad
 from ..parallel import _positive_int, map_batches
 from ..random import default_generator
-from ..tensor import Tensor
+from .._tensor import Tensor
 
 IntOrPair = int | tuple[int, int]
 
@@ -109,7 +109,7 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def zero_grad(self) -> None:
         for p in self.parameters():
@@ -144,7 +144,7 @@ class Module:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter's array, keyed by dotted name."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        return OrderedDict((name, p.array.copy()) for name, p in self.named_parameters())
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Copy arrays into the parameters (in place, keeping each parameter's dtype).
@@ -176,7 +176,7 @@ class Module:
         for name, p in own.items():
             if name in state_dict:
                 raw = state_dict[name]
-                value = np.asarray(raw.data if isinstance(raw, Tensor) else raw)
+                value = np.asarray(raw.array if isinstance(raw, Tensor) else raw)
                 if value.dtype.kind not in "biuf":
                     raise TypeError(
                         f"load_state_dict for {type(self).__name__}: {name} holds {value.dtype} data "
@@ -193,9 +193,9 @@ class Module:
             )
         for name, p in own.items():
             if name in values:
-                check_writable(p.data, f"load_state_dict for {type(self).__name__}: parameter {name}")
+                check_writable(p.array, f"load_state_dict for {type(self).__name__}: parameter {name}")
         for name, value in values.items():
-            np.copyto(own[name].data, value, casting="unsafe")
+            np.copyto(own[name].array, value, casting="unsafe")
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self) -> str:
@@ -231,7 +231,7 @@ class Module:
                 continue
             shape = str(tuple(out.shape)) if isinstance(out, Tensor) else "-"
             label = f"{names.get(id(module), '?')} ({type(module).__name__})"
-            lines.append(f"{label:<28}{shape:<22}{sum(p.size for p in module.parameters()):>10,}")
+            lines.append(f"{label:<28}{shape:<22}{sum(p.numel() for p in module.parameters()):>10,}")
         lines += ["-" * 60, f"{'total parameters':<50}{self.num_parameters():>10,}"]
         return "\n".join(lines)
 
@@ -366,11 +366,11 @@ class Tanh(Module):
 
 
 class LogSoftmax(Module):
-    def __init__(self, axis: int = -1) -> None:
-        self.axis = axis
+    def __init__(self, dim: int | None = None) -> None:
+        self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.log_softmax(x, self.axis)
+        return F.log_softmax(x, self.dim)
 
 
 class Identity(Module):
@@ -379,13 +379,13 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Merge axes start_axis..end_axis (default: everything but the batch axis)."""
+    """Merge dims start_dim..end_dim (default: everything but the batch dim, as ``torch.nn.Flatten``)."""
 
-    def __init__(self, start_axis: int = 1, end_axis: int = -1) -> None:
-        self.start_axis, self.end_axis = start_axis, end_axis
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.flatten(x, self.start_axis, self.end_axis)
+        return F.flatten(x, self.start_dim, self.end_dim)
 
 
 class Dropout(Module):

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import enable_grad, grad
-from ..tensor import Tensor
+from .._tensor import Tensor
 
 __all__ = ["GradcheckError", "default_tolerances", "gradcheck", "gradgradcheck"]
 
@@ -93,7 +93,7 @@ def _prepare(inputs: Sequence[Any]) -> tuple[list[Any], list[int]]:
     args: list[Any] = []
     for i, x in enumerate(inputs):
         if isinstance(x, (Tensor, np.ndarray)):
-            data = np.array(x.data if isinstance(x, Tensor) else x)  # a copy: fn cannot alter the user's data
+            data = np.array(x.array if isinstance(x, Tensor) else x)  # a copy: fn cannot alter the user's data
             check = (x.requires_grad if isinstance(x, Tensor) else False) if any_requires else _is_float(x)
             if check:
                 checked.append(i)
@@ -128,7 +128,7 @@ def _projections(outs: Sequence[Tensor], grad_output: Any, seed: int) -> list[np
         # Rounded to float32 so that the float32 analytic side and the float64 numeric side use
         # exactly the same values.
         return [
-            np.ones(o.shape) if o.size == 1 else rng.standard_normal(o.shape).astype(np.float32).astype(np.float64)
+            np.ones(o.shape) if o.numel() == 1 else rng.standard_normal(o.shape).astype(np.float32).astype(np.float64)
             for o in outs
         ]
     single = isinstance(grad_output, (Tensor, np.ndarray)) or len(outs) == 1
@@ -137,7 +137,7 @@ def _projections(outs: Sequence[Tensor], grad_output: Any, seed: int) -> list[np
         raise ValueError(f"gradcheck: {len(given)} grad_outputs given for {len(outs)} outputs")
     result = []
     for k, (g, o) in enumerate(zip(given, outs, strict=True)):
-        arr = np.asarray(g.data if isinstance(g, Tensor) else g, dtype=np.float64)
+        arr = np.asarray(g.array if isinstance(g, Tensor) else g, dtype=np.float64)
         if arr.shape != o.shape:
             raise ValueError(f"gradcheck: grad_output {k} has shape {arr.shape}, output {k} has shape {o.shape}")
         result.append(arr)
@@ -188,7 +188,7 @@ def _analytic(
             raise GradcheckError(
                 f"{fn_name}: the analytic gradient of input {i} has shape {g.shape}, but the input has shape {x.shape}"
             )
-        result.append(np.asarray(g.data, dtype=np.float64))
+        result.append(np.asarray(g.array, dtype=np.float64))
     return result
 
 
@@ -201,7 +201,7 @@ def _numeric(
     eps: float,
 ) -> list[np.ndarray]:
     """Central differences of sum_k <u_k, out_k> with fn run on float64 copies."""
-    base = [np.array(a.data, dtype=np.float64) if _is_float(a) else a for a in args]
+    base = [np.array(a.array, dtype=np.float64) if _is_float(a) else a for a in args]
 
     def f() -> float:
         call = [Tensor(b) if isinstance(b, np.ndarray) else b for b in base]
@@ -209,7 +209,7 @@ def _numeric(
         # Project immediately: an output may be a view of an input array that is perturbed next.
         total = 0.0
         for u, o in zip(us, outs, strict=True):
-            total += float(np.sum(u * np.asarray(o.data, dtype=np.float64)))
+            total += float(np.sum(u * np.asarray(o.array, dtype=np.float64)))
         return total
 
     grads = []
@@ -363,7 +363,7 @@ def gradgradcheck(
     :func:`gradcheck`: autograd's gradient of ``sum(u * g(x))`` (for another fixed random ``u``)
     against finite differences of ``g`` computed by autograd in float64. This catches backward
     rules that give correct first derivatives but are not differentiable themselves, e.g. a
-    backward that uses ``Tensor(x.data)`` (a constant) instead of the saved input tensor.
+    backward that uses ``Tensor(x.array)`` (a constant) instead of the saved input tensor.
 
     Arguments and the choice of checked inputs are those of :func:`gradcheck`.
     """
@@ -374,13 +374,13 @@ def gradgradcheck(
         with enable_grad():
             for i in checked:
                 if not xs_list[i].requires_grad:  # the numeric side passes plain float64 copies
-                    xs_list[i] = Tensor(xs_list[i].data, requires_grad=True)
+                    xs_list[i] = Tensor(xs_list[i].array, requires_grad=True)
             outs = _as_outputs("gradgradcheck", fn(*xs_list))
             vs = _projections(outs, grad_output, seed)
             live = [k for k, o in enumerate(outs) if o.requires_grad]
             ins = [xs_list[i] for i in checked]
             if not live:
-                return tuple(Tensor(np.zeros_like(x.data)) for x in ins)
+                return tuple(Tensor(np.zeros_like(x.array)) for x in ins)
             seeds = [Tensor(vs[k].astype(outs[k].dtype)) for k in live]
             live_outs = [outs[k] for k in live]
             return grad(live_outs, ins, grad_outputs=seeds, create_graph=True, allow_unused=True)

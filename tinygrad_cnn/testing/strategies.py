@@ -69,7 +69,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the dev ex
         "(tinygrad_cnn.testing.gradcheck works without it)"
     ) from e
 
-from ..tensor import Tensor
+from .._tensor import Tensor
 
 __all__ = [
     "Conv2dConfig",
@@ -257,7 +257,7 @@ def away_from(points: Sequence[float] = (0.0,), margin: float = 1e-2) -> Callabl
 
     def push(value: Any) -> Any:
         if isinstance(value, Tensor):
-            return Tensor(push(value.data), requires_grad=value.requires_grad)
+            return Tensor(push(value.array), requires_grad=value.requires_grad)
         arr = np.array(value, dtype=np.float64)
         for p in pts:
             d = arr - p

@@ -1,0 +1,905 @@
+"""The Tensor: a NumPy array, an optional gradient, and the tape node that produced it.
+
+The class is deliberately thin: arithmetic and every op are one-line delegations to
+:mod:`tinygrad_cnn.functional`, where composites are built from the primitives. Names and meanings
+are PyTorch's: ``dim``/``keepdim`` (NumPy's ``axis``/``keepdims`` accepted as aliases),
+``transpose(d0, d1)`` swaps two dimensions, ``.grad`` and ``.data`` are Tensors, and
+``t.numpy()`` (or ``t.array``, which never refuses) is the NumPy array itself.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .autograd import Context, _seed_gradient, check_writable, is_grad_enabled, run_backward
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+Axis = int | tuple[int, ...] | None
+
+_NUMPY_REFUSAL = "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
+
+
+def _to_array(data: Any, dtype: DTypeLike | None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.array
+    try:
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+        if isinstance(data, (np.ndarray, np.generic)):
+            arr = np.asarray(data)
+            if dtype is not None:
+                arr = arr.astype(dtype, copy=False)
+        else:
+            arr = np.asarray(data, dtype=dtype)
+            if dtype is None and arr.dtype == np.float64:
+                arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TypeError(
+            f"Tensor: cannot make a tensor from {type(data).__name__}"
+            + (f" with dtype {dtype!r}" if dtype is not None else "")
+            + f": {e}"
+        ) from None
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(
+            f"Tensor: cannot hold data of type {type(data).__name__} (dtype {arr.dtype}); "
+            "tensors hold numbers or booleans"
+        )
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array that records the operations applied to it.
+
+    ``Tensor(data, requires_grad=False, dtype=None)``: a NumPy array keeps its dtype (and its
+    memory: no copy is made); Python floats and lists of floats become float32, Python ints
+    int64. Only floating-point tensors can require a gradient. :func:`tinygrad_cnn.tensor` is
+    the copying factory, as ``torch.tensor``.
+
+    ``t.array`` is the NumPy array itself (shared, never refused); ``t.numpy()`` is the same
+    array but refuses a tensor that requires grad, as PyTorch does; ``t.data`` is a detached
+    Tensor sharing the memory, ``t.grad`` a Tensor (or None).
+    """
+
+    __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "_before", "__weakref__")
+    __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data: ArrayLike | Tensor, requires_grad: bool = False, dtype: DTypeLike | None = None):
+        self.array: np.ndarray = _to_array(data, dtype)
+        self._grad: Tensor | None = None
+        self._ctx: Context | None = None
+        self._retains_grad = False
+        self._before: Tensor | None = None  # what this tensor was before an in-place op that was recorded
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
+        t = cls.__new__(cls)
+        t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t._before = data, None, ctx, True, False, None
+        return t
+
+    @classmethod
+    def _wrap(cls, arr: np.ndarray) -> Tensor:
+        """A constant leaf around ``arr`` (no checks, no copy): the fast path for arrays we made."""
+        t = Tensor.__new__(Tensor)
+        t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t._before = arr, None, None, False, False, None
+        return t
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (leaf tensors only); returns self."""
+        if requires_grad and self.array.dtype.kind != "f":
+            raise TypeError(
+                f"Tensor: only (real) floating-point tensors can require grad; this one has dtype {self.array.dtype} "
+                "(integer tensors are for labels and indices). Convert first, e.g. t.float()."
+            )
+        if not requires_grad and self._ctx is not None:
+            raise ValueError(
+                "Tensor: you can only change requires_grad flags of leaf variables. "
+                "If you want to use a computed variable in a subgraph that doesn't require "
+                "differentiation use var_no_grad = var.detach()."
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    # ------------------------------------------------------------------ .data and .grad: Tensors
+    @property
+    def data(self) -> Tensor:
+        """A detached Tensor sharing this tensor's memory (PyTorch's ``.data``); assign to replace the values."""
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value: Tensor | np.ndarray) -> None:
+        self.array = value.array if isinstance(value, Tensor) else _to_array(value, None)
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated by ``backward()``: a Tensor shaped like this one, or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type {type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"assigned grad has data of a different size: {value.shape} vs {self.shape}")
+        self._grad = value
+
+    @property
+    def grad_fn(self) -> Context | None:
+        """The tape node that produced this tensor (None for a leaf), e.g. ``<MulBackward>``."""
+        return self._ctx
+
+    def retain_grad(self) -> None:
+        """Keep the gradient of this non-leaf tensor in ``.grad`` during ``backward()``."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._ctx is not None:
+            self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    # ------------------------------------------------------------------ array-like basics
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype, a ``numpy.dtype`` (equal to ``tinygrad_cnn.float32`` etc.)."""
+        return self.array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    def dim(self) -> int:
+        """The number of dimensions."""
+        return self.array.ndim
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape (a tuple), or the length of dimension ``dim``."""
+        if dim is None:
+            return self.array.shape
+        return self.array.shape[F._axis("size", dim, self.ndim)]
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return self.array.size
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self.array.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self.array.dtype.kind == "f"
+
+    def is_contiguous(self) -> bool:
+        return bool(self.array.flags.c_contiguous)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors created by the user rather than by a recorded op."""
+        return self._ctx is None
+
+    @property
+    def T(self) -> Tensor:
+        """All dimensions reversed."""
+        return F.permute(self, *reversed(range(self.ndim)))
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two dimensions swapped (batched matrix transpose)."""
+        return F.transpose(self, -2, -1)
+
+    def t(self) -> Tensor:
+        """The transpose of a matrix (a tensor of at most 2 dimensions)."""
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return F.permute(self, *reversed(range(self.ndim)))
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The underlying array (shared, not copied); refused for a tensor that requires grad unless ``force``."""
+        if self.requires_grad and not force:
+            raise RuntimeError(_NUMPY_REFUSAL)
+        return self.array
+
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python scalar."""
+        if self.array.size != 1:
+            raise ValueError(
+                f"item: only one-element tensors can be converted to a Python scalar, this one has shape {self.shape}"
+            )
+        return self.array.item()
+
+    def tolist(self) -> Any:
+        return self.array.tolist()
+
+    def detach(self) -> Tensor:
+        """A new leaf sharing this tensor's data, cut off from the tape."""
+        return Tensor._wrap(self.array)
+
+    def detach_(self) -> Tensor:
+        """Cut this tensor off from the tape in place: it becomes a leaf that requires no grad."""
+        self._ctx, self.requires_grad, self._before = None, False, None
+        return self
+
+    def clone(self) -> Tensor:
+        """A copy with its own memory; differentiable (the gradient passes through unchanged)."""
+        return F.clone(self)
+
+    def contiguous(self) -> Tensor:
+        """This tensor (every tensor can be reshaped and viewed here; see docs/pytorch.md)."""
+        return self
+
+    # ------------------------------------------------------------------ devices and dtypes
+    @property
+    def device(self) -> Any:
+        return _device.device("cpu")
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)``: only "cpu" exists here."""
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        copy = kwargs.pop("copy", False)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif isinstance(a, (str, _device.device)):
+                device = a
+            else:
+                dtype = a
+        if device is not None:
+            _device.device(device)  # a clear error for anything but the CPU
+        out = self if dtype is None else F.astype(self, dtype)
+        return F.clone(out) if copy and out is self else out
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
+        _device.device("cuda")
+        return self  # not reached: device() raises
+
+    def type(self, dtype: Any = None) -> Any:
+        """Without an argument, the type's name (``'torch.FloatTensor'`` style); else a cast."""
+        if dtype is None:
+            return _dtypes.type_name(self.dtype)
+        return F.astype(self, _dtypes.from_type_name(dtype))
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return F.astype(self, other.dtype)
+
+    def float(self) -> Tensor:
+        return F.astype(self, np.float32)
+
+    def double(self) -> Tensor:
+        return F.astype(self, np.float64)
+
+    def half(self) -> Tensor:
+        return F.astype(self, np.float16)
+
+    def long(self) -> Tensor:
+        return F.astype(self, np.int64)
+
+    def int(self) -> Tensor:
+        return F.astype(self, np.int32)
+
+    def short(self) -> Tensor:
+        return F.astype(self, np.int16)
+
+    def byte(self) -> Tensor:
+        return F.astype(self, np.uint8)
+
+    def bool(self) -> Tensor:
+        return F.astype(self, np.bool_)
+
+    def astype(self, dtype: DTypeLike) -> Tensor:
+        """NumPy's name for :meth:`to` with a dtype."""
+        return F.astype(self, dtype)
+
+    # ------------------------------------------------------------------ Python protocols
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.array)
+
+    def __iter__(self) -> Any:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.array)))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if self.requires_grad:
+            raise RuntimeError(_NUMPY_REFUSAL)
+        return self.array if dtype is None else self.array.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.array, separator=", ", prefix="tensor(", precision=4, threshold=50)
+        extras = [f"dtype={self.dtype}"] if self.dtype not in (np.float32, np.int64, np.bool_) else []
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx.fn.__name__}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"tensor({body}{''.join(', ' + e for e in extras)})"
+
+    __hash__ = object.__hash__  # __eq__ is elementwise; identity hashing keeps tensors usable as keys
+
+    def __bool__(self) -> bool:
+        if self.array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
+        return bool(self.array)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu" or self.array.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.array.item())
+
+    # ------------------------------------------------------------------ autograd
+    def backward(
+        self,
+        gradient: ArrayLike | Tensor | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Sequence[Tensor] | None = None,
+    ) -> None:
+        """Reverse-mode sweep from this tensor; fills ``.grad`` of every leaf that requires one.
+
+        ``gradient`` is the gradient of this tensor (default: 1 for a scalar). The values saved for
+        backward are freed afterwards unless ``retain_graph=True``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        if inputs is not None:
+            raise NotImplementedError("backward(inputs=...) is not supported; use tinygrad_cnn.autograd.grad")
+        if create_graph:
+            raise NotImplementedError(
+                "backward(create_graph=True) is not supported; use tinygrad_cnn.autograd.grad(..., create_graph=True)"
+            )
+        run_backward([self], [_seed_gradient("backward", self, gradient)], retain_graph=bool(retain_graph))
+
+    def zero_grad(self) -> None:
+        self._grad = None
+
+    def tape(self, **kwargs: Any) -> Any:
+        """The recorded ops that produced this tensor, printable as a table: see :func:`tinygrad_cnn.graph.tape`."""
+        from .graph import tape
+
+        return tape(self, **kwargs)
+
+    # ------------------------------------------------------------------ in-place ops
+    def _inplace(self, op: str, compute: Callable[[Tensor], Tensor], *others: Any) -> Tensor:
+        """Replace this tensor's values by ``compute(self)``, with PyTorch's rules (see docs/pytorch.md).
+
+        Nothing recorded (no grad needed, or under no_grad): the values are written into this
+        tensor's memory, so views of it see them. Recorded: the result is computed out of place and
+        this tensor becomes it; the tape keeps what it was before, for the ops that used it earlier.
+        """
+        record = is_grad_enabled() and (
+            self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others)
+        )
+        if not record:
+            with _autograd.no_grad():
+                result = compute(self)
+            _check_inplace_result(op, self, result)
+            check_writable(self.array, f"{op}: this tensor (shape {self.shape})")
+            np.copyto(self.array, result.array, casting="unsafe")
+            return self
+        if self._ctx is None and self.requires_grad:
+            raise RuntimeError(
+                f"{op}: a leaf Variable that requires grad is being used in an in-place operation. "
+                "(Update parameters under tinygrad_cnn.no_grad(), or work on a clone().)"
+            )
+        before = Tensor._wrap(self.array)  # this tensor as it is now, for the ops that used it so far
+        before._ctx, before.requires_grad, before._before = self._ctx, self.requires_grad, self._before
+        if self._ctx is not None and self._ctx._output is not None:
+            self._ctx._output = weakref.ref(before)
+        result = compute(before)
+        _check_inplace_result(op, self, result)
+        if result.dtype != self.dtype:
+            result = F.astype(result, self.dtype)
+        if result.requires_grad and result._ctx is not None:
+            self._ctx = result._ctx
+            self._ctx._output = weakref.ref(self)
+        self.array, self.requires_grad, self._before = result.array, result.requires_grad, before
+        return self
+
+    def add_(self, other: Any, *, alpha: float = 1) -> Tensor:
+        return self._inplace("add_", lambda t: F.add(t, other, alpha=alpha), other)
+
+    def sub_(self, other: Any, *, alpha: float = 1) -> Tensor:
+        return self._inplace("sub_", lambda t: F.sub(t, other, alpha=alpha), other)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace("mul_", lambda t: F.mul(t, other), other)
+
+    def div_(self, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+        return self._inplace("div_", lambda t: F.div(t, other, rounding_mode=rounding_mode), other)
+
+    def pow_(self, exponent: Any) -> Tensor:
+        return self._inplace("pow_", lambda t: F.pow(t, exponent), exponent)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:
+        return self._inplace("clamp_", lambda t: F.clamp(t, min, max), min, max)
+
+    clip_ = clamp_
+
+    def relu_(self) -> Tensor:
+        return self._inplace("relu_", F.relu)
+
+    def neg_(self) -> Tensor:
+        return self._inplace("neg_", F.neg)
+
+    def exp_(self) -> Tensor:
+        return self._inplace("exp_", F.exp)
+
+    def masked_fill_(self, mask: Any, value: Any) -> Tensor:
+        return self._inplace("masked_fill_", lambda t: F.masked_fill(t, mask, value), value)
+
+    def copy_(self, src: Any) -> Tensor:
+        """Copy ``src``'s values (broadcast to this shape, cast to this dtype) into this tensor."""
+        return self._inplace("copy_", lambda t: F.copy_into(t, src), src)
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def fill_(self, value: Any) -> Tensor:
+        return self._inplace("fill_", lambda t: F.full_like(t, value), value)
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+        return self._inplace("uniform_", lambda t: F.random_like(t, "uniform", a, b))
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        return self._inplace("normal_", lambda t: F.random_like(t, "normal", mean, std))
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._inplace("__setitem__", lambda t: F.index_put(t, index, value), value)
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other: Any) -> Tensor:
+        return F.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return F.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return F.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return F.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return F.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return F.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return F.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return F.div(other, self)
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        return F.div(self, other, rounding_mode="floor")
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return F.div(other, self, rounding_mode="floor")
+
+    def __mod__(self, other: Any) -> Tensor:
+        return F.remainder(self, other)
+
+    def __neg__(self) -> Tensor:
+        return F.neg(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return F.abs(self)
+
+    def __invert__(self) -> Tensor:
+        return F.logical_not(self) if self.dtype == np.bool_ else F.bitwise_not(self)
+
+    def __and__(self, other: Any) -> Tensor:
+        return F.bitwise_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return F.bitwise_or(self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return F.bitwise_xor(self, other)
+
+    def __pow__(self, exponent: Any) -> Tensor:
+        return F.pow(self, exponent)
+
+    def __rpow__(self, base: Any) -> Tensor:
+        return F.pow(base, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return F.matmul(other, self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return F.getitem(self, index)
+
+    # comparisons: not differentiable, return boolean tensors
+    def __lt__(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.eq(self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.ne(self, other)
+
+    # ------------------------------------------------------------------ ops (see functional.py)
+    def add(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return F.add(self, other, alpha=alpha)
+
+    def sub(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return F.sub(self, other, alpha=alpha)
+
+    def mul(self, other: Any) -> Tensor:
+        return F.mul(self, other)
+
+    def div(self, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+        return F.div(self, other, rounding_mode=rounding_mode)
+
+    def pow(self, exponent: Any) -> Tensor:
+        return F.pow(self, exponent)
+
+    def remainder(self, other: Any) -> Tensor:
+        return F.remainder(self, other)
+
+    def neg(self) -> Tensor:
+        return F.neg(self)
+
+    def exp(self) -> Tensor:
+        return F.exp(self)
+
+    def log(self) -> Tensor:
+        return F.log(self)
+
+    def log1p(self) -> Tensor:
+        return F.log1p(self)
+
+    def sqrt(self) -> Tensor:
+        return F.sqrt(self)
+
+    def rsqrt(self) -> Tensor:
+        return F.rsqrt(self)
+
+    def square(self) -> Tensor:
+        return F.square(self)
+
+    def sin(self) -> Tensor:
+        return F.sin(self)
+
+    def cos(self) -> Tensor:
+        return F.cos(self)
+
+    def relu(self) -> Tensor:
+        return F.relu(self)
+
+    def sigmoid(self) -> Tensor:
+        return F.sigmoid(self)
+
+    def tanh(self) -> Tensor:
+        return F.tanh(self)
+
+    def sign(self) -> Tensor:
+        return F.sign(self)
+
+    def abs(self) -> Tensor:
+        return F.abs(self)
+
+    def floor(self) -> Tensor:
+        return F.floor(self)
+
+    def ceil(self) -> Tensor:
+        return F.ceil(self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        return F.round(self, decimals)
+
+    def trunc(self) -> Tensor:
+        return F.trunc(self)
+
+    def softplus(self) -> Tensor:
+        return F.softplus(self)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        return F.masked_fill(self, mask, value)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:
+        return F.clamp(self, min, max)
+
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:
+        return F.clip(self, min, max)
+
+    def maximum(self, other: Any) -> Tensor:
+        return F.maximum(self, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return F.minimum(self, other)
+
+    def eq(self, other: Any) -> Tensor:
+        return F.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return F.ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    def logical_and(self, other: Any) -> Tensor:
+        return F.logical_and(self, other)
+
+    def logical_or(self, other: Any) -> Tensor:
+        return F.logical_or(self, other)
+
+    def logical_xor(self, other: Any) -> Tensor:
+        return F.logical_xor(self, other)
+
+    def logical_not(self) -> Tensor:
+        return F.logical_not(self)
+
+    def bitwise_not(self) -> Tensor:
+        return F.bitwise_not(self)
+
+    def isnan(self) -> Tensor:
+        return F.isnan(self)
+
+    def isinf(self) -> Tensor:
+        return F.isinf(self)
+
+    def isfinite(self) -> Tensor:
+        return F.isfinite(self)
+
+    def equal(self, other: Any) -> bool:
+        return F.equal(self, other)
+
+    def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+        return F.allclose(self, other, rtol, atol, equal_nan)
+
+    def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+        return F.isclose(self, other, rtol, atol, equal_nan)
+
+    def sum(self, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+        return F.sum(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
+
+    def mean(self, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+        return F.mean(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
+
+    def var(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *, correction: float | None = None, axis: Axis = None, keepdims: bool | None = None, ddof: int | None = None) -> Tensor:
+        return F.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def std(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *, correction: float | None = None, axis: Axis = None, keepdims: bool | None = None, ddof: int | None = None) -> Tensor:
+        return F.std(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None, axis: int | None = None, keepdims: bool | None = None) -> Tensor:
+        return F.prod(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
+
+    def max(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+        return F.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def min(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+        return F.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def amax(self, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+        return F.amax(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def amin(self, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+        return F.amin(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+        return F.argmax(self, dim, keepdim, axis=axis)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+        return F.argmin(self, dim, keepdim, axis=axis)
+
+    def all(self, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
+        return F.all(self, dim, keepdim, axis=axis, out=out)
+
+    def any(self, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
+        return F.any(self, dim, keepdim, axis=axis, out=out)
+
+    def count_nonzero(self, dim: Axis = None) -> Tensor:
+        return F.count_nonzero(self, dim)
+
+    def norm(self, p: Any = 'fro', dim: Axis = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+        return F.norm(self, p, dim, keepdim, dtype=dtype)
+
+    def logsumexp(self, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+        return F.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, dim: int, *, dtype: Any = None) -> Tensor:
+        return F.cumsum(self, dim, dtype=dtype)
+
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
+        return F.reshape(self, *shape)
+
+    def view(self, *shape: Any) -> Tensor:
+        return F.view(self, *shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return F.view_as(self, other)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return F.reshape_as(self, other)
+
+    def permute(self, *dims: int | Sequence[int]) -> Tensor:
+        return F.permute(self, *dims)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return F.transpose(self, dim0, dim1)
+
+    def swapaxes(self, dim0: int, dim1: int) -> Tensor:
+        return F.swapaxes(self, dim0, dim1)
+
+    def swapdims(self, dim0: int, dim1: int) -> Tensor:
+        return F.swapdims(self, dim0, dim1)
+
+    def movedim(self, source: int, destination: int) -> Tensor:
+        return F.movedim(self, source, destination)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return F.flatten(self, start_dim, end_dim)
+
+    def ravel(self) -> Tensor:
+        return F.ravel(self)
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+        return F.unflatten(self, dim, sizes)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return F.unsqueeze(self, dim)
+
+    def squeeze(self, dim: Axis = None) -> Tensor:
+        return F.squeeze(self, dim)
+
+    def broadcast_to(self, *shape: int | Sequence[int]) -> Tensor:
+        return F.broadcast_to(self, *shape)
+
+    def expand(self, *sizes: int | Sequence[int]) -> Tensor:
+        return F.expand(self, *sizes)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return F.expand_as(self, other)
+
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+        return F.repeat(self, *sizes)
+
+    def flip(self, dims: int | Sequence[int]) -> Tensor:
+        return F.flip(self, dims)
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        return F.narrow(self, dim, start, length)
+
+    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+        return F.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        return F.chunk(self, chunks, dim)
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        return F.unbind(self, dim)
+
+    def gather(self, dim: int, index: Any) -> Tensor:
+        return F.gather(self, dim, index)
+
+    def scatter(self, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None) -> Tensor:
+        return F.scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_add(self, dim: int, index: Any, src: Any) -> Tensor:
+        return F.scatter_add(self, dim, index, src)
+
+    def index_select(self, dim: int, index: Any) -> Tensor:
+        return F.index_select(self, dim, index)
+
+    def masked_select(self, mask: Any) -> Tensor:
+        return F.masked_select(self, mask)
+
+    def nonzero(self, *, as_tuple: bool = False) -> Any:
+        return F.nonzero(self, as_tuple=as_tuple)
+
+    def matmul(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+    def mm(self, other: Tensor) -> Tensor:
+        return F.mm(self, other)
+
+    def bmm(self, other: Tensor) -> Tensor:
+        return F.bmm(self, other)
+
+    def dot(self, other: Tensor) -> Tensor:
+        return F.dot(self, other)
+
+    def softmax(self, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+        return F.softmax(self, dim, dtype=dtype, axis=axis)
+
+    def log_softmax(self, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+        return F.log_softmax(self, dim, dtype=dtype, axis=axis)
+
+    def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
+        return F.pad(self, pad_width, value)
+
+    def conv2d(self, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+        return F.conv2d(self, weight, bias, stride, padding, dilation)
+
+    def max_pool2d(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+        return F.max_pool2d(self, kernel_size, stride, padding, dilation)
+
+    def avg_pool2d(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> Tensor:
+        return F.avg_pool2d(self, kernel_size, stride, padding)
+
+
+def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:
+    if result.shape != t.shape:
+        raise RuntimeError(f"{op}: output with shape {t.shape} doesn't match the broadcast shape {result.shape}")
+    if _dtypes.category(result.dtype) > _dtypes.category(t.dtype):
+        raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired output type {t.dtype}")
+
+
+from . import _dtypes  # noqa: E402
+from . import autograd as _autograd  # noqa: E402
+from . import device as _device  # noqa: E402
+
+_autograd.Tensor = Tensor  # the tape needs the class at run time; it cannot import this module first
+from . import functional as F  # noqa: E402  (functional builds on Tensor; imported last to break the cycle)
