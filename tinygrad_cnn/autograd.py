@@ -99,13 +99,25 @@ class Context:
     uses them is itself differentiable; any other array comes back as a constant.
     """
 
-    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "seq", "_locked", "__dict__")
+    __slots__ = (
+        "fn",
+        "inputs",
+        "needs_input_grad",
+        "values",
+        "_saved",
+        "_output",
+        "_freed",
+        "seq",
+        "_locked",
+        "__dict__",
+    )
 
     def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
         self.inputs = inputs
         self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         self._saved: tuple[Any, ...] = ()
+        self.values: tuple[Any, ...] = ()  # a rule's own values (shapes, axes, constant arrays)
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
         self._locked: list[np.ndarray] = []  # arrays made read-only for this node (see _protect)
@@ -154,6 +166,7 @@ class Context:
     def free(self) -> None:
         """Drop what the forward saved (called after backward unless ``retain_graph``)."""
         self._saved = ()
+        self.values = ()
         self._freed = True
         self.__dict__.clear()
         if self._locked:
@@ -231,6 +244,7 @@ class _Scratch:
     """Stand-in ctx for a forward that is not recorded: attributes work, saving is a no-op."""
 
     needs_input_grad = ()
+    values: tuple[Any, ...] = ()
 
     def save_for_backward(self, *arrays: Any) -> None:
         pass
@@ -314,14 +328,8 @@ def _root(arr: np.ndarray) -> np.ndarray:
 def _protect(ctx: Context) -> None:
     """Make every array ``ctx`` keeps read-only for the node's lifetime (see the comment above)."""
     arrays = [a for a in ctx._saved if type(a) is np.ndarray]
-    for value in ctx.__dict__.values():
-        kind = type(value)
-        if kind is np.ndarray:
-            arrays.append(value)
-        elif kind is tuple:
-            for v in value:
-                if type(v) is np.ndarray:
-                    arrays.append(v)
+    _arrays_in(ctx.values, arrays)
+    _arrays_in(tuple(ctx.__dict__.values()), arrays)
     # An output that is a view (reshape, transpose, slicing) shares memory with what other nodes of
     # the graph may save: it is read-only for the node's lifetime too.
     output = ctx._output() if ctx._output is not None else None
@@ -336,6 +344,16 @@ def _protect(ctx: Context) -> None:
         _drain()
     if _pending:
         _release_from_finalizer([])
+
+
+def _arrays_in(values: tuple[Any, ...], found: list[np.ndarray]) -> None:
+    """Append the ndarrays among ``values`` (and inside tuples among them) to ``found``."""
+    for value in values:
+        kind = type(value)
+        if kind is np.ndarray:
+            found.append(value)
+        elif kind is tuple:
+            _arrays_in(value, found)
 
 
 def _protect_arrays(ctx: Context, arrays: list[np.ndarray]) -> None:
@@ -537,6 +555,13 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     return g
 
 
+def _call_rule(ctx: Context, g: Tensor, create_graph: bool) -> Any:
+    """The gradients ``ctx``'s rule gives its inputs: ``backward_arrays`` on plain arrays where the
+    rule has one and no graph is being recorded, else the differentiable ``backward``."""
+    plain = None if create_graph else getattr(ctx.fn, "backward_arrays", None)
+    return plain(ctx, g.data) if plain is not None else ctx.fn.backward(ctx, g)
+
+
 def run_backward(
     roots: Sequence[Tensor],
     root_grads: Sequence[Tensor],
@@ -589,11 +614,11 @@ def run_backward(
             if _anomaly_mode.enabled:
                 _anomaly_mode.in_backward_of = ctx
                 try:
-                    in_grads = ctx.fn.backward(ctx, g)
+                    in_grads = _call_rule(ctx, g, create_graph)
                 finally:
                     _anomaly_mode.in_backward_of = None
             else:
-                in_grads = ctx.fn.backward(ctx, g)
+                in_grads = _call_rule(ctx, g, create_graph)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
             if (
