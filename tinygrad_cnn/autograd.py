@@ -209,6 +209,11 @@ class Function:
     receives the gradient of the output as a Tensor and returns one gradient (Tensor, ndarray
     or None) per positional input of ``forward``; gradients for non-tensor arguments are ignored.
     Write ``backward`` with Tensor operations and it can be differentiated again.
+
+    Optionally, a Function may also define ``backward_arrays(ctx, g)``: the same rule on plain
+    arrays (``g`` an ndarray; what forward saved in ``ctx.saved_arrays``), returning arrays. When no
+    graph is being recorded (``create_graph=False``) the engine calls it instead of ``backward``;
+    it is only worth having where it is measurably faster (see docs/performance.md).
     """
 
     @staticmethod

@@ -183,11 +183,6 @@ class ReLU(Function):
         (y,) = ctx.saved_tensors
         return g * (y > 0)
 
-    @staticmethod
-    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
-        (y,) = ctx.saved_arrays
-        return g * (y > 0)
-
 
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x)).   dx = g * y * (1 - y)."""
@@ -426,13 +421,6 @@ class MatMul(Function):
         need_a, need_b = ctx.needs_input_grad
         return (sum_to(g @ _mT(b), a.shape) if need_a else None, sum_to(_mT(a) @ g, b.shape) if need_b else None)
 
-    @staticmethod
-    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad]:
-        a, b = ctx.saved_arrays
-        need_a, need_b = ctx.needs_input_grad
-        ga = kernels.sum_to(g @ b.swapaxes(-1, -2), a.shape) if need_a else None
-        return ga, kernels.sum_to(a.swapaxes(-1, -2) @ g, b.shape) if need_b else None
-
 
 class MatMulAdd(Function):
     """y = a @ b + c for 2-D a, b and a c that broadcasts to y's shape (a bias row).
@@ -458,16 +446,6 @@ class MatMulAdd(Function):
             g @ _mT(b) if need_a else None,
             _mT(a) @ g if need_b else None,
             sum_to(g, ctx.values[0]) if need_c else None,
-        )
-
-    @staticmethod
-    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
-        a, b = ctx.saved_arrays
-        need_a, need_b, need_c = ctx.needs_input_grad
-        return (
-            g @ b.T if need_a else None,
-            a.T @ g if need_b else None,
-            kernels.sum_to(g, ctx.values[0]) if need_c else None,
         )
 
 
@@ -582,8 +560,3 @@ class LogSoftmax(Function):
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
         return g - Exp.apply(y) * Sum.apply(g, ctx.values, True)
-
-    @staticmethod
-    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
-        (y,) = ctx.saved_arrays
-        return g - np.exp(y) * g.sum(axis=ctx.values, keepdims=True)
