@@ -156,6 +156,14 @@ class Context:
             raise self.freed_error()
         return self._saved
 
+    def kept_arrays(self) -> list[np.ndarray]:
+        """Every ndarray this node keeps for its backward: the saved arrays, and those among its
+        ``values`` and attributes (inside tuples too)."""
+        found = [a for a in self._saved if type(a) is np.ndarray]
+        _arrays_in(self.values, found)
+        _arrays_in(tuple(v for k, v in self.__dict__.items() if k != "_trace"), found)
+        return found
+
     def freed_error(self) -> GraphFreedError:
         return GraphFreedError(
             f"{self.fn.__name__}: trying to run backward through the graph a second time, but the "
@@ -332,9 +340,7 @@ def _root(arr: np.ndarray) -> np.ndarray:
 
 def _protect(ctx: Context) -> None:
     """Make every array ``ctx`` keeps read-only for the node's lifetime (see the comment above)."""
-    arrays = [a for a in ctx._saved if type(a) is np.ndarray]
-    _arrays_in(ctx.values, arrays)
-    _arrays_in(tuple(ctx.__dict__.values()), arrays)
+    arrays = ctx.kept_arrays()
     # An output that is a view (reshape, transpose, slicing) shares memory with what other nodes of
     # the graph may save: it is read-only for the node's lifetime too.
     output = ctx._output() if ctx._output is not None else None
