@@ -2,7 +2,8 @@
 
 .ci/run installs the package with these constraints on the oldest Python that ``requires-python``
 allows, so the floors users are promised are the versions that CI runs the tests with.
-Usage: python3 .ci/oldest-versions.py [--python]   (--python: print that Python's version instead; needs Python >= 3.11 for tomllib)
+Usage: python3 .ci/oldest-versions.py [--python]   (--python: print that Python's version instead).
+Runs on Python >= 3.11 (tomllib), which .ci/run's python3 is.
 """
 
 import re
