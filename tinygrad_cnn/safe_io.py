@@ -137,10 +137,10 @@ def check_dataset(ds: h5py.Dataset, where: str, size_of_file: int, allow_compres
         raise UnsafeFileError(f"dataset {where!r} has type {_describe_h5_type(ds)}; only arrays of numbers are read")
     plist = ds.id.get_create_plist()
     if plist.get_external_count():
-        raise UnsafeFileError(f"dataset {where!r} keeps its data in external files; refused")
+        raise UnsafeFileError(f"dataset {where!r} keeps its data in external files")
     layout = plist.get_layout()
     if layout == h5py.h5d.VIRTUAL:
-        raise UnsafeFileError(f"dataset {where!r} is a virtual dataset (it maps other files); refused")
+        raise UnsafeFileError(f"dataset {where!r} is a virtual dataset (it maps other files)")
     if layout not in _LAYOUT_NAMES or (layout == h5py.h5d.CHUNKED and not allow_compression):
         raise UnsafeFileError(
             f"dataset {where!r} has a {_LAYOUT_NAMES.get(layout, f'type {layout}')} layout; "
@@ -148,7 +148,7 @@ def check_dataset(ds: h5py.Dataset, where: str, size_of_file: int, allow_compres
         )
     filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
     if filters and not allow_compression:
-        raise UnsafeFileError(f"dataset {where!r} uses HDF5 filters {filters}; refused")
+        raise UnsafeFileError(f"dataset {where!r} uses HDF5 filters {filters}, which save never writes")
     unknown = [f for f in filters if f not in _SAFE_FILTERS]
     if unknown:
         raise UnsafeFileError(
