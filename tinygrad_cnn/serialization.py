@@ -320,6 +320,19 @@ _SCALAR_TAGS = ("npscalar", "int", "float", "bool")
 _BYTES_TAGS = ("bigint", "str")
 
 
+def _names_in_creation_order(group: h5py.Group) -> list[str]:
+    """The group's member names in the order they were written (groups are created with track_order).
+
+    h5py 3.8 iterates a file's root group by name even when it tracks creation order, so the order
+    comes from each link's creation index; a group without one (a file from elsewhere) keeps h5py's.
+    """
+    names = list(group)
+    links = [group.id.links.get_info(name.encode()) for name in names]
+    if all(link.corder_valid for link in links):
+        names = [name for _, name in sorted(zip([link.corder for link in links], names))]
+    return names
+
+
 def _read_leaf(ds: h5py.Dataset, tag: str | None) -> Any:
     if tag in _SCALAR_TAGS and ds.shape != ():
         raise UnsafeFileError(f"member {ds.name!r} of type {tag!r} has shape {ds.shape}, not a scalar")
@@ -346,7 +359,7 @@ def _read_leaf(ds: h5py.Dataset, tag: str | None) -> Any:
 
 def _group_members(group: h5py.Group, tag: str | None) -> tuple[Any, list[tuple[str, Any]]]:
     """The empty container a group of type ``tag`` loads as, and (link name, key in it) of its members."""
-    names = list(group.keys())  # link names only: nothing is followed here
+    names = _names_in_creation_order(group)  # link names only: nothing is followed here
     if tag == "dict":
         keys = [_unescape_key(n) for n in names]
         container: Any = dict.fromkeys(keys)  # keeps the saved order; values filled in below
