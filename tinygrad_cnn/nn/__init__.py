@@ -516,7 +516,7 @@ class Conv2d(Module):
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
-            s += f", padding={self.padding!r}"
+            s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
@@ -575,7 +575,13 @@ class AvgPool2d(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return avg_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
         )
 
     def extra_repr(self) -> str:
@@ -748,6 +754,7 @@ class ModuleList(Module):
         return iter(self._items())
 
 
+from . import init, utils  # noqa: E402
 from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
     ELU,
     GELU,
@@ -778,7 +785,6 @@ from .loss import (  # noqa: E402
 )
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: E402
 from .sparse import Embedding  # noqa: E402
-from . import init, utils  # noqa: E402
 
 __all__ = [
     "AdaptiveAvgPool2d",

@@ -57,7 +57,12 @@ def conv2d(
         else:
             total = (d[0] * (kh - 1), d[1] * (kw - 1))
             if total[0] % 2 or total[1] % 2:  # asymmetric: the extra row/column goes at the end
-                widths = ((0, 0), (0, 0), (total[0] // 2, total[0] - total[0] // 2), (total[1] // 2, total[1] - total[1] // 2))
+                widths = (
+                    (0, 0),
+                    (0, 0),
+                    (total[0] // 2, total[0] - total[0] // 2),
+                    (total[1] // 2, total[1] - total[1] // 2),
+                )
                 input, pad = F.pad(input, widths), (0, 0)
             else:
                 pad = (total[0] // 2, total[1] // 2)
@@ -102,7 +107,9 @@ def _pool_geometry(
     for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, d):
         span = di * (ki - 1) + 1
         if span > n + 2 * pi:
-            raise ValueError(f"{op}: kernel {ki} (spanning {span}) is larger than the padded input {n + 2 * pi} ({x.shape})")
+            raise ValueError(
+                f"{op}: kernel {ki} (spanning {span}) is larger than the padded input {n + 2 * pi} ({x.shape})"
+            )
         o = (n + 2 * pi - span + (si - 1 if ceil_mode else 0)) // si + 1
         if ceil_mode and (o - 1) * si >= n + pi:  # the last window must start inside the input or its left padding
             o -= 1
@@ -141,7 +148,7 @@ def max_pool2d(
         return out
     n, oh, ow, kh, kw, c = windows.shape
     first = windows.data.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)  # (N, OH, OW, C)
-    rows = np.arange(oh)[:, None, None] * s[0] - p[0] + (first // kw).transpose(0, 3, 1, 2) * d[0]
+    rows = np.arange(oh)[:, None] * s[0] - p[0] + (first // kw).transpose(0, 3, 1, 2) * d[0]
     cols = np.arange(ow)[None, :] * s[1] - p[1] + (first % kw).transpose(0, 3, 1, 2) * d[1]
     return out, Tensor((rows * x.shape[3] + cols).astype(np.int64))
 

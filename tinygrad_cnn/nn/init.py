@@ -66,7 +66,9 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: np.rando
     return _fill(tensor, _rng(generator).uniform(a, b, tensor.shape))
 
 
-def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None) -> Tensor:
+def normal_(
+    tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None
+) -> Tensor:
     return _fill(tensor, _rng(generator).normal(mean, std, tensor.shape))
 
 

@@ -95,7 +95,9 @@ def nll_loss(
     reduction = _reduction("nll_loss", reduction, size_average, reduce)
     x = F._tensor("nll_loss", input)
     rows, t, unbatched = _class_layout("nll_loss", x, np.asarray(array_of(target)))
-    picking, row_w = _picking("nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index)
+    picking, row_w = _picking(
+        "nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index
+    )
     losses = -F.sum(rows * Tensor(picking), 1)
     if reduction == "none":
         return _shape_back(losses, x, unbatched)
@@ -129,7 +131,9 @@ def cross_entropy(
     c = x.shape[class_dim]
     if tgt.dtype.kind == "f":  # class probabilities
         if tgt.shape != x.shape:
-            raise ValueError(f"cross_entropy: probability targets must have the input's shape {x.shape}, got {tgt.shape}")
+            raise ValueError(
+                f"cross_entropy: probability targets must have the input's shape {x.shape}, got {tgt.shape}"
+            )
         w = _class_weights("cross_entropy", weight, c, x).reshape((c,) + (1,) * (x.ndim - 1 - class_dim))
         probs = tgt * (1 - label_smoothing) + label_smoothing / c
         losses = -F.sum(logp * Tensor((probs * w).astype(x.dtype)), class_dim)
@@ -237,9 +241,7 @@ def binary_cross_entropy(
     x = F._tensor("binary_cross_entropy", input)
     t = F._as_tensor(target, x, "binary_cross_entropy", "target")
     if t.shape != x.shape:
-        raise ValueError(
-            f"binary_cross_entropy: target size {t.shape} must be the same as input size {x.shape}"
-        )
+        raise ValueError(f"binary_cross_entropy: target size {t.shape} must be the same as input size {x.shape}")
     return _reduce(_weighted(F.binary_cross_entropy(x, t, "none"), weight), reduction)
 
 

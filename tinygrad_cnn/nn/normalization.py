@@ -92,6 +92,8 @@ class _BatchNorm(Module):
         track_running_stats: bool = True,
         device: Any = None,
         dtype: Any = np.float32,
+        *,
+        bias: bool = True,
     ) -> None:
         name = type(self).__name__
         if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) or num_features < 1:
@@ -100,7 +102,7 @@ class _BatchNorm(Module):
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = Parameter(np.ones(num_features, dtype=dt)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype=dt)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=dt)) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dt)))
             self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dt)))
@@ -118,14 +120,17 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             write_(self.weight, 1)
+        if self.bias is not None:
             write_(self.bias, 0)
 
     def forward(self, x: Tensor) -> Tensor:
         name = type(self).__name__
         if x.ndim not in self._dims:
-            raise ValueError(f"{name}: expected a {' or '.join(f'{d}-D' for d in self._dims)} input, got shape {x.shape}")
+            raise ValueError(
+                f"{name}: expected a {' or '.join(f'{d}-D' for d in self._dims)} input, got shape {x.shape}"
+            )
         if x.shape[1] != self.num_features:
             raise ValueError(f"{name}: input has {x.shape[1]} channels (shape {x.shape}), expected {self.num_features}")
         momentum = 0.0 if self.momentum is None else self.momentum
@@ -149,7 +154,7 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"track_running_stats={self.track_running_stats}"
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
         )
 
 
@@ -204,7 +209,10 @@ class LayerNorm(Module):
         return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 def group_norm(
@@ -213,7 +221,9 @@ def group_norm(
     """Normalise each sample over groups of ``C / num_groups`` channels (and all spatial dims)."""
     x = F._float_tensor("group_norm", input)
     if x.ndim < 2 or x.shape[1] % num_groups:
-        raise ValueError(f"group_norm: the {x.shape[1] if x.ndim > 1 else '?'} channels of {x.shape} do not split into {num_groups} groups")
+        raise ValueError(
+            f"group_norm: the channels of an input of shape {x.shape} do not split into {num_groups} groups"
+        )
     n, c = x.shape[:2]
     grouped = F.reshape(x, (n, num_groups, -1))
     y, _, _ = _normalise(grouped, (2,), eps)
@@ -224,20 +234,29 @@ class GroupNorm(Module):
     """Group normalisation (Wu & He): channels split into ``num_groups`` groups, each normalised per sample."""
 
     def __init__(
-        self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device: Any = None, dtype: Any = np.float32
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device: Any = None,
+        dtype: Any = np.float32,
+        *,
+        bias: bool = True,
     ) -> None:
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
         dt = _float_dtype("GroupNorm", dtype)
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         self.weight = Parameter(np.ones(num_channels, dtype=dt)) if affine else None
-        self.bias = Parameter(np.zeros(num_channels, dtype=dt)) if affine else None
+        self.bias = Parameter(np.zeros(num_channels, dtype=dt)) if affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        bias = self.bias is not None
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={bias}"
 
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "batch_norm", "group_norm", "layer_norm"]

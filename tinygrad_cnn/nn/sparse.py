@@ -21,7 +21,9 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
         raise TypeError(f"embedding: indices must be integers, got dtype {ids.dtype}")
     n = weight.shape[0]
     if ids.size and (ids.min() < -n or ids.max() >= n):
-        raise IndexError(f"embedding: index {ids.max() if ids.max() >= n else ids.min()} is out of range for {n} embeddings")
+        raise IndexError(
+            f"embedding: index {ids.max() if ids.max() >= n else ids.min()} is out of range for {n} embeddings"
+        )
     out = F.getitem(weight, ids)
     if padding_idx is None or not (ids == padding_idx % n).any():
         return out
