@@ -171,8 +171,17 @@ class Context:
             "first backward() if you need to go through the graph twice."
         )
 
-    def free(self) -> None:
-        """Drop what the forward saved (called after backward unless ``retain_graph``)."""
+    def free(self, hollowed: dict[int, Any] | None = None) -> None:
+        """Drop what the forward saved (called after backward unless ``retain_graph``).
+
+        The node keeps its place in the graph (for the tape viewer, and for a clear error on a second
+        backward) but no longer its inputs' arrays: each input is replaced by a hollow stand-in (see
+        :func:`_hollow`; ``hollowed`` shares them between the nodes freed by one backward), so a loss
+        kept after backward (``history.append(loss)``) keeps no activation alive, as in PyTorch.
+        """
+        if hollowed is None:
+            hollowed = {}
+        self.inputs = tuple(_hollow(t, hollowed) for t in self.inputs)
         self._saved = ()
         self.values = ()
         self._freed = True
@@ -189,6 +198,33 @@ class Context:
                 _release_from_finalizer(self._locked)
             except Exception:  # noqa: S110  (interpreter shutdown: module globals may be gone)
                 pass
+
+
+_zero_buffers: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros_view(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only array of zeros of any shape that takes no memory (all strides 0, one shared element)."""
+    buffer = _zero_buffers.get(dtype)
+    if buffer is None:
+        buffer = _zero_buffers.setdefault(dtype, np.zeros(1, dtype))
+    view = np.ndarray(shape, dtype, buffer=buffer, strides=(0,) * len(shape))
+    view.flags.writeable = False
+    return view
+
+
+def _hollow(t: Any, hollowed: dict[int, Any]) -> Any:
+    """A stand-in for input ``t`` of a freed node: the same node, shape, dtype and ``requires_grad``, but
+    a zero-strided array instead of ``t``'s values. Leaves that require grad (parameters) stay themselves."""
+    if not isinstance(t, Tensor) or (t._ctx is None and t.requires_grad):
+        return t
+    stand_in = hollowed.get(id(t))
+    if stand_in is None:
+        stand_in = Tensor.__new__(Tensor)
+        stand_in.data = _zeros_view(t.data.dtype, t.data.shape)
+        stand_in.grad, stand_in._ctx, stand_in.requires_grad = None, t._ctx, t.requires_grad
+        hollowed[id(t)] = stand_in
+    return stand_in
 
 
 # --------------------------------------------------------------------------- Function
@@ -468,8 +504,10 @@ class _AnomalyMode(threading.local):
 _anomaly_mode = _AnomalyMode()
 
 
-class AnomalyError(FloatingPointError):
-    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`."""
+class AnomalyError(RuntimeError, FloatingPointError):
+    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`.
+
+    A :class:`RuntimeError`, the class PyTorch raises there (and a :class:`FloatingPointError`)."""
 
 
 @contextlib.contextmanager
@@ -605,6 +643,7 @@ def run_backward(
         else:
             grads[key] = grads[key] + g if key in grads else g
 
+    hollowed: dict[int, Tensor] = {}  # the freed nodes' stand-ins for their inputs (Context.free)
     with set_grad_enabled(create_graph):
         for root, g in zip(roots, root_grads, strict=True):
             accumulate(root, g)
@@ -614,7 +653,7 @@ def run_backward(
                 captured[id(node)] = g if g is not None else None
             if g is None:
                 if not retain_graph and not node._ctx._freed:
-                    node._ctx.free()  # no gradient reached it: still, nothing of this graph stays saved
+                    node._ctx.free(hollowed)  # no gradient reached it: still, nothing of this graph stays saved
                 continue
             for observe in _grad_observers:
                 observe(node, g)
@@ -649,7 +688,7 @@ def run_backward(
                     _check_finite(rule, f"gradient for input {i}", gi.data, ctx)
                 accumulate(t, gi)
             if not retain_graph:
-                ctx.free()
+                ctx.free(hollowed)
     if inputs is None:
         return None
     return [captured.get(id(t)) for t in inputs]
