@@ -227,7 +227,12 @@ def test_amax_amin(name, data, seed, keepdims):
     axis = data.draw(axes_for(x.ndim))
     dims = norm_axes(axis, x.ndim)
     torch_fn = getattr(torch, name)  # ties share the gradient evenly, in both
-    compare(lambda t: getattr(t, name)(axis, keepdims=keepdims), lambda t: torch_fn(t, dim=dims, keepdim=keepdims), [x], seed)
+    compare(
+        lambda t: getattr(t, name)(axis, keepdims=keepdims),
+        lambda t: torch_fn(t, dim=dims, keepdim=keepdims),
+        [x],
+        seed,
+    )
 
 
 @pytest.mark.parametrize("name", ["max", "min"])

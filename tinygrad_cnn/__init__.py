@@ -11,9 +11,13 @@ The namespace mirrors ``torch``'s: ``tg.tensor``, ``tg.zeros``, ``tg.cat``, ``tg
 ``tg.no_grad``, ``tg.nn.functional``, ``tg.autograd.grad``, ... (see docs/pytorch.md).
 """
 
+# ruff: noqa: F401  (this module is the namespace: it re-exports PyTorch's names)
 import builtins
 
-from . import _dtypes
+from ._tensor import Tensor  # first: the modules below build on it
+
+# isort: split
+from . import _dtypes, autograd, datasets, functional, graph, nn, optim, testing
 from ._device import accelerator, cuda, device
 from ._dtypes import (
     bool,
@@ -40,7 +44,6 @@ from ._dtypes import (
     short,
     uint8,
 )
-from ._tensor import Tensor
 from .autograd import (
     AnomalyError,
     Context,
@@ -186,10 +189,7 @@ from .functional import add as add
 from .random import get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
 
-from . import autograd, datasets, functional, graph, nn, optim, testing  # noqa: E402  (after Tensor)
-
 __version__ = "0.1.0"
-
 
 
 def is_tensor(obj: object) -> builtins.bool:

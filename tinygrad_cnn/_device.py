@@ -15,6 +15,8 @@ class device:
     """A device: only ``device("cpu")`` (or ``"cpu:0"``) exists."""
 
     __slots__ = ("type", "index")
+    type: str
+    index: int | None
 
     def __init__(self, spec: Any = "cpu", index: int | None = None) -> None:
         if isinstance(spec, device):

@@ -8,9 +8,8 @@ is float32, the default float dtype; float32 tensor + 2.5 stays float32).
 
 from __future__ import annotations
 
-from typing import Any
-
 import builtins
+from typing import Any
 
 import numpy as np
 
@@ -26,13 +25,13 @@ bool = np.dtype(np.bool_)
 complex64 = cfloat = np.dtype(np.complex64)
 complex128 = cdouble = np.dtype(np.complex128)
 
-DTYPE_NAMES = {
+DTYPE_NAMES: dict[str, np.dtype] = {
     "float16": float16, "half": half, "float32": float32, "float": float, "float64": float64, "double": double,
     "uint8": uint8, "int8": int8, "int16": int16, "short": short, "int32": int32, "int": int, "int64": int64,
     "long": long, "bool": bool, "complex64": complex64, "cfloat": cfloat, "complex128": complex128, "cdouble": cdouble,
 }  # fmt: skip
 
-_TYPE_NAMES = {
+_TYPE_NAMES: dict[np.dtype, str] = {
     float16: "HalfTensor", float32: "FloatTensor", float64: "DoubleTensor", uint8: "ByteTensor", int8: "CharTensor",
     int16: "ShortTensor", int32: "IntTensor", int64: "LongTensor", bool: "BoolTensor",
 }  # fmt: skip

@@ -9,18 +9,20 @@ are PyTorch's: ``dim``/``keepdim`` (NumPy's ``axis``/``keepdims`` accepted as al
 
 from __future__ import annotations
 
+import builtins
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .autograd import Context, _seed_gradient, check_writable, is_grad_enabled, run_backward
-
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
 
+    from .autograd import Context
+
 Axis = int | tuple[int, ...] | None
+IntOrPair = int | tuple[int, int]
 
 _NUMPY_REFUSAL = "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
 
@@ -69,7 +71,7 @@ class Tensor:
     __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "_before", "__weakref__")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
-    def __init__(self, data: ArrayLike | Tensor, requires_grad: bool = False, dtype: DTypeLike | None = None):
+    def __init__(self, data: ArrayLike | Tensor, requires_grad: builtins.bool = False, dtype: DTypeLike | None = None):
         self.array: np.ndarray = _to_array(data, dtype)
         self._grad: Tensor | None = None
         self._ctx: Context | None = None
@@ -80,19 +82,20 @@ class Tensor:
             self.requires_grad_(True)
 
     @classmethod
-    def _from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
+    def from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
+        """The output of a recorded op (what ``Function.apply`` makes): ``ctx`` is its tape node."""
         t = cls.__new__(cls)
         t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t._before = data, None, ctx, True, False, None
         return t
 
     @classmethod
-    def _wrap(cls, arr: np.ndarray) -> Tensor:
-        """A constant leaf around ``arr`` (no checks, no copy): the fast path for arrays we made."""
+    def wrap(cls, arr: np.ndarray) -> Tensor:
+        """A constant leaf around the ndarray ``arr`` (no checks, no copy): for arrays the library made."""
         t = Tensor.__new__(Tensor)
         t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t._before = arr, None, None, False, False, None
         return t
 
-    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+    def requires_grad_(self, requires_grad: builtins.bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaf tensors only); returns self."""
         if requires_grad and self.array.dtype.kind != "f":
             raise TypeError(
@@ -112,7 +115,7 @@ class Tensor:
     @property
     def data(self) -> Tensor:
         """A detached Tensor sharing this tensor's memory (PyTorch's ``.data``); assign to replace the values."""
-        return Tensor._wrap(self.array)
+        return Tensor.wrap(self.array)
 
     @data.setter
     def data(self, value: Tensor | np.ndarray) -> None:
@@ -127,7 +130,9 @@ class Tensor:
     def grad(self, value: Tensor | None) -> None:
         if value is not None:
             if not isinstance(value, Tensor):
-                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of type {type(value).__name__}")
+                raise TypeError(
+                    f"assigned grad expected to be a Tensor or None but got grad of type {type(value).__name__}"
+                )
             if value.shape != self.shape:
                 raise RuntimeError(f"assigned grad has data of a different size: {value.shape} vs {self.shape}")
         self._grad = value
@@ -145,12 +150,12 @@ class Tensor:
             self._retains_grad = True
 
     @property
-    def retains_grad(self) -> bool:
+    def retains_grad(self) -> builtins.bool:
         return self._retains_grad
 
     # ------------------------------------------------------------------ array-like basics
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> tuple[builtins.int, ...]:
         return self.array.shape
 
     @property
@@ -159,36 +164,36 @@ class Tensor:
         return self.array.dtype
 
     @property
-    def ndim(self) -> int:
+    def ndim(self) -> builtins.int:
         return self.array.ndim
 
-    def dim(self) -> int:
+    def dim(self) -> builtins.int:
         """The number of dimensions."""
         return self.array.ndim
 
-    def size(self, dim: int | None = None) -> Any:
+    def size(self, dim: builtins.int | None = None) -> Any:
         """The shape (a tuple), or the length of dimension ``dim``."""
         if dim is None:
             return self.array.shape
         return self.array.shape[F._axis("size", dim, self.ndim)]
 
-    def numel(self) -> int:
+    def numel(self) -> builtins.int:
         """The number of elements."""
         return self.array.size
 
     nelement = numel
 
-    def element_size(self) -> int:
+    def element_size(self) -> builtins.int:
         return self.array.itemsize
 
-    def is_floating_point(self) -> bool:
+    def is_floating_point(self) -> builtins.bool:
         return self.array.dtype.kind == "f"
 
-    def is_contiguous(self) -> bool:
+    def is_contiguous(self) -> builtins.bool:
         return bool(self.array.flags.c_contiguous)
 
     @property
-    def is_leaf(self) -> bool:
+    def is_leaf(self) -> builtins.bool:
         """True for tensors created by the user rather than by a recorded op."""
         return self._ctx is None
 
@@ -208,13 +213,13 @@ class Tensor:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
         return F.permute(self, *reversed(range(self.ndim)))
 
-    def numpy(self, *, force: bool = False) -> np.ndarray:
+    def numpy(self, *, force: builtins.bool = False) -> np.ndarray:
         """The underlying array (shared, not copied); refused for a tensor that requires grad unless ``force``."""
         if self.requires_grad and not force:
             raise RuntimeError(_NUMPY_REFUSAL)
         return self.array
 
-    def item(self) -> float | int | bool:
+    def item(self) -> builtins.float | builtins.int | builtins.bool:
         """The value of a one-element tensor as a Python scalar."""
         if self.array.size != 1:
             raise ValueError(
@@ -227,7 +232,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A new leaf sharing this tensor's data, cut off from the tape."""
-        return Tensor._wrap(self.array)
+        return Tensor.wrap(self.array)
 
     def detach_(self) -> Tensor:
         """Cut this tensor off from the tape in place: it becomes a leaf that requires no grad."""
@@ -248,7 +253,7 @@ class Tensor:
         return _device.device("cpu")
 
     @property
-    def is_cuda(self) -> bool:
+    def is_cuda(self) -> builtins.bool:
         return False
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -316,7 +321,7 @@ class Tensor:
         return F.astype(self, dtype)
 
     # ------------------------------------------------------------------ Python protocols
-    def __len__(self) -> int:
+    def __len__(self) -> builtins.int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self.array)
@@ -326,7 +331,7 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self.array)))
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: builtins.bool | None = None) -> np.ndarray:
         if self.requires_grad:
             raise RuntimeError(_NUMPY_REFUSAL)
         return self.array if dtype is None else self.array.astype(dtype, copy=False)
@@ -342,18 +347,18 @@ class Tensor:
 
     __hash__ = object.__hash__  # __eq__ is elementwise; identity hashing keeps tensors usable as keys
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> builtins.bool:
         if self.array.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
         return bool(self.array)
 
-    def __float__(self) -> float:
+    def __float__(self) -> builtins.float:
         return float(self.item())
 
-    def __int__(self) -> int:
+    def __int__(self) -> builtins.int:
         return int(self.item())
 
-    def __index__(self) -> int:
+    def __index__(self) -> builtins.int:
         if self.dtype.kind not in "iu" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.array.item())
@@ -362,8 +367,8 @@ class Tensor:
     def backward(
         self,
         gradient: ArrayLike | Tensor | None = None,
-        retain_graph: bool | None = None,
-        create_graph: bool = False,
+        retain_graph: builtins.bool | None = None,
+        create_graph: builtins.bool = False,
         inputs: Sequence[Tensor] | None = None,
     ) -> None:
         """Reverse-mode sweep from this tensor; fills ``.grad`` of every leaf that requires one.
@@ -379,7 +384,7 @@ class Tensor:
             raise NotImplementedError(
                 "backward(create_graph=True) is not supported; use tinygrad_cnn.autograd.grad(..., create_graph=True)"
             )
-        run_backward([self], [_seed_gradient("backward", self, gradient)], retain_graph=bool(retain_graph))
+        _autograd.backward([self], [gradient], retain_graph=bool(retain_graph))
 
     def zero_grad(self) -> None:
         self._grad = None
@@ -398,14 +403,14 @@ class Tensor:
         tensor's memory, so views of it see them. Recorded: the result is computed out of place and
         this tensor becomes it; the tape keeps what it was before, for the ops that used it earlier.
         """
-        record = is_grad_enabled() and (
+        record = _autograd.is_grad_enabled() and (
             self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others)
         )
         if not record:
             with _autograd.no_grad():
                 result = compute(self)
             _check_inplace_result(op, self, result)
-            check_writable(self.array, f"{op}: this tensor (shape {self.shape})")
+            _inplace.check_writable(self.array, f"{op}: this tensor (shape {self.shape})")
             np.copyto(self.array, result.array, casting="unsafe")
             return self
         if self._ctx is None and self.requires_grad:
@@ -413,7 +418,7 @@ class Tensor:
                 f"{op}: a leaf Variable that requires grad is being used in an in-place operation. "
                 "(Update parameters under tinygrad_cnn.no_grad(), or work on a clone().)"
             )
-        before = Tensor._wrap(self.array)  # this tensor as it is now, for the ops that used it so far
+        before = Tensor.wrap(self.array)  # this tensor as it is now, for the ops that used it so far
         before._ctx, before.requires_grad, before._before = self._ctx, self.requires_grad, self._before
         if self._ctx is not None and self._ctx._output is not None:
             self._ctx._output = weakref.ref(before)
@@ -427,10 +432,10 @@ class Tensor:
         self.array, self.requires_grad, self._before = result.array, result.requires_grad, before
         return self
 
-    def add_(self, other: Any, *, alpha: float = 1) -> Tensor:
+    def add_(self, other: Any, *, alpha: builtins.float = 1) -> Tensor:
         return self._inplace("add_", lambda t: F.add(t, other, alpha=alpha), other)
 
-    def sub_(self, other: Any, *, alpha: float = 1) -> Tensor:
+    def sub_(self, other: Any, *, alpha: builtins.float = 1) -> Tensor:
         return self._inplace("sub_", lambda t: F.sub(t, other, alpha=alpha), other)
 
     def mul_(self, other: Any) -> Tensor:
@@ -469,10 +474,10 @@ class Tensor:
     def fill_(self, value: Any) -> Tensor:
         return self._inplace("fill_", lambda t: F.full_like(t, value), value)
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+    def uniform_(self, a: builtins.float = 0.0, b: builtins.float = 1.0) -> Tensor:
         return self._inplace("uniform_", lambda t: F.random_like(t, "uniform", a, b))
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    def normal_(self, mean: builtins.float = 0.0, std: builtins.float = 1.0) -> Tensor:
         return self._inplace("normal_", lambda t: F.random_like(t, "normal", mean, std))
 
     def __iadd__(self, other: Any) -> Tensor:
@@ -646,7 +651,7 @@ class Tensor:
     def ceil(self) -> Tensor:
         return F.ceil(self)
 
-    def round(self, decimals: int = 0) -> Tensor:
+    def round(self, decimals: builtins.int = 0) -> Tensor:
         return F.round(self, decimals)
 
     def trunc(self) -> Tensor:
@@ -712,67 +717,154 @@ class Tensor:
     def isfinite(self) -> Tensor:
         return F.isfinite(self)
 
-    def equal(self, other: Any) -> bool:
+    def equal(self, other: Any) -> builtins.bool:
         return F.equal(self, other)
 
-    def allclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    def allclose(
+        self, other: Any, rtol: builtins.float = 1e-05, atol: builtins.float = 1e-08, equal_nan: builtins.bool = False
+    ) -> builtins.bool:
         return F.allclose(self, other, rtol, atol, equal_nan)
 
-    def isclose(self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    def isclose(
+        self, other: Any, rtol: builtins.float = 1e-05, atol: builtins.float = 1e-08, equal_nan: builtins.bool = False
+    ) -> Tensor:
         return F.isclose(self, other, rtol, atol, equal_nan)
 
-    def sum(self, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    def sum(
+        self,
+        dim: Axis = None,
+        keepdim: builtins.bool = False,
+        *,
+        dtype: Any = None,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Tensor:
         return F.sum(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
-    def mean(self, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    def mean(
+        self,
+        dim: Axis = None,
+        keepdim: builtins.bool = False,
+        *,
+        dtype: Any = None,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Tensor:
         return F.mean(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
-    def var(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *, correction: float | None = None, axis: Axis = None, keepdims: bool | None = None, ddof: int | None = None) -> Tensor:
+    def var(
+        self,
+        dim: Axis = None,
+        unbiased: builtins.bool | None = None,
+        keepdim: builtins.bool = False,
+        *,
+        correction: builtins.float | None = None,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+        ddof: builtins.int | None = None,
+    ) -> Tensor:
         return F.var(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims, ddof=ddof)
 
-    def std(self, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *, correction: float | None = None, axis: Axis = None, keepdims: bool | None = None, ddof: int | None = None) -> Tensor:
+    def std(
+        self,
+        dim: Axis = None,
+        unbiased: builtins.bool | None = None,
+        keepdim: builtins.bool = False,
+        *,
+        correction: builtins.float | None = None,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+        ddof: builtins.int | None = None,
+    ) -> Tensor:
         return F.std(self, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims, ddof=ddof)
 
-    def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None, axis: int | None = None, keepdims: bool | None = None) -> Tensor:
+    def prod(
+        self,
+        dim: builtins.int | None = None,
+        keepdim: builtins.bool = False,
+        *,
+        dtype: Any = None,
+        axis: builtins.int | None = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Tensor:
         return F.prod(self, dim, keepdim, dtype=dtype, axis=axis, keepdims=keepdims)
 
-    def max(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+    def max(
+        self,
+        dim: Any = None,
+        keepdim: builtins.bool = False,
+        *,
+        axis: Any = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Any:
         return F.max(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def min(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+    def min(
+        self,
+        dim: Any = None,
+        keepdim: builtins.bool = False,
+        *,
+        axis: Any = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Any:
         return F.min(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def amax(self, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    def amax(
+        self,
+        dim: Axis = (),
+        keepdim: builtins.bool = False,
+        *,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Tensor:
         return F.amax(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def amin(self, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    def amin(
+        self,
+        dim: Axis = (),
+        keepdim: builtins.bool = False,
+        *,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Tensor:
         return F.amin(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+    def argmax(
+        self, dim: builtins.int | None = None, keepdim: builtins.bool = False, *, axis: builtins.int | None = None
+    ) -> Tensor:
         return F.argmax(self, dim, keepdim, axis=axis)
 
-    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None) -> Tensor:
+    def argmin(
+        self, dim: builtins.int | None = None, keepdim: builtins.bool = False, *, axis: builtins.int | None = None
+    ) -> Tensor:
         return F.argmin(self, dim, keepdim, axis=axis)
 
-    def all(self, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
+    def all(self, dim: Axis = None, keepdim: builtins.bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
         return F.all(self, dim, keepdim, axis=axis, out=out)
 
-    def any(self, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
+    def any(self, dim: Axis = None, keepdim: builtins.bool = False, *, axis: Axis = None, out: None = None) -> Tensor:
         return F.any(self, dim, keepdim, axis=axis, out=out)
 
     def count_nonzero(self, dim: Axis = None) -> Tensor:
         return F.count_nonzero(self, dim)
 
-    def norm(self, p: Any = 'fro', dim: Axis = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    def norm(self, p: Any = "fro", dim: Axis = None, keepdim: builtins.bool = False, *, dtype: Any = None) -> Tensor:
         return F.norm(self, p, dim, keepdim, dtype=dtype)
 
-    def logsumexp(self, dim: Axis = None, keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+    def logsumexp(
+        self,
+        dim: Axis = None,
+        keepdim: builtins.bool = False,
+        *,
+        axis: Axis = None,
+        keepdims: builtins.bool | None = None,
+    ) -> Tensor:
         return F.logsumexp(self, dim, keepdim, axis=axis, keepdims=keepdims)
 
-    def cumsum(self, dim: int, *, dtype: Any = None) -> Tensor:
+    def cumsum(self, dim: builtins.int, *, dtype: Any = None) -> Tensor:
         return F.cumsum(self, dim, dtype=dtype)
 
-    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
+    def reshape(self, *shape: builtins.int | Sequence[builtins.int]) -> Tensor:
         return F.reshape(self, *shape)
 
     def view(self, *shape: Any) -> Tensor:
@@ -784,79 +876,83 @@ class Tensor:
     def reshape_as(self, other: Tensor) -> Tensor:
         return F.reshape_as(self, other)
 
-    def permute(self, *dims: int | Sequence[int]) -> Tensor:
+    def permute(self, *dims: builtins.int | Sequence[builtins.int]) -> Tensor:
         return F.permute(self, *dims)
 
-    def transpose(self, dim0: int, dim1: int) -> Tensor:
+    def transpose(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
         return F.transpose(self, dim0, dim1)
 
-    def swapaxes(self, dim0: int, dim1: int) -> Tensor:
+    def swapaxes(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
         return F.swapaxes(self, dim0, dim1)
 
-    def swapdims(self, dim0: int, dim1: int) -> Tensor:
+    def swapdims(self, dim0: builtins.int, dim1: builtins.int) -> Tensor:
         return F.swapdims(self, dim0, dim1)
 
-    def movedim(self, source: int, destination: int) -> Tensor:
+    def movedim(self, source: builtins.int, destination: builtins.int) -> Tensor:
         return F.movedim(self, source, destination)
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    def flatten(self, start_dim: builtins.int = 0, end_dim: builtins.int = -1) -> Tensor:
         return F.flatten(self, start_dim, end_dim)
 
     def ravel(self) -> Tensor:
         return F.ravel(self)
 
-    def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+    def unflatten(self, dim: builtins.int, sizes: Sequence[builtins.int]) -> Tensor:
         return F.unflatten(self, dim, sizes)
 
-    def unsqueeze(self, dim: int) -> Tensor:
+    def unsqueeze(self, dim: builtins.int) -> Tensor:
         return F.unsqueeze(self, dim)
 
     def squeeze(self, dim: Axis = None) -> Tensor:
         return F.squeeze(self, dim)
 
-    def broadcast_to(self, *shape: int | Sequence[int]) -> Tensor:
+    def broadcast_to(self, *shape: builtins.int | Sequence[builtins.int]) -> Tensor:
         return F.broadcast_to(self, *shape)
 
-    def expand(self, *sizes: int | Sequence[int]) -> Tensor:
+    def expand(self, *sizes: builtins.int | Sequence[builtins.int]) -> Tensor:
         return F.expand(self, *sizes)
 
     def expand_as(self, other: Tensor) -> Tensor:
         return F.expand_as(self, other)
 
-    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+    def repeat(self, *sizes: builtins.int | Sequence[builtins.int]) -> Tensor:
         return F.repeat(self, *sizes)
 
-    def flip(self, dims: int | Sequence[int]) -> Tensor:
+    def flip(self, dims: builtins.int | Sequence[builtins.int]) -> Tensor:
         return F.flip(self, dims)
 
-    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+    def narrow(self, dim: builtins.int, start: builtins.int, length: builtins.int) -> Tensor:
         return F.narrow(self, dim, start, length)
 
-    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+    def split(
+        self, split_size_or_sections: builtins.int | Sequence[builtins.int], dim: builtins.int = 0
+    ) -> tuple[Tensor, ...]:
         return F.split(self, split_size_or_sections, dim)
 
-    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    def chunk(self, chunks: builtins.int, dim: builtins.int = 0) -> tuple[Tensor, ...]:
         return F.chunk(self, chunks, dim)
 
-    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+    def unbind(self, dim: builtins.int = 0) -> tuple[Tensor, ...]:
         return F.unbind(self, dim)
 
-    def gather(self, dim: int, index: Any) -> Tensor:
+    def gather(self, dim: builtins.int, index: Any) -> Tensor:
         return F.gather(self, dim, index)
 
-    def scatter(self, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None) -> Tensor:
+    def scatter(
+        self, dim: builtins.int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None
+    ) -> Tensor:
         return F.scatter(self, dim, index, src, value=value, reduce=reduce)
 
-    def scatter_add(self, dim: int, index: Any, src: Any) -> Tensor:
+    def scatter_add(self, dim: builtins.int, index: Any, src: Any) -> Tensor:
         return F.scatter_add(self, dim, index, src)
 
-    def index_select(self, dim: int, index: Any) -> Tensor:
+    def index_select(self, dim: builtins.int, index: Any) -> Tensor:
         return F.index_select(self, dim, index)
 
     def masked_select(self, mask: Any) -> Tensor:
         return F.masked_select(self, mask)
 
-    def nonzero(self, *, as_tuple: bool = False) -> Any:
+    def nonzero(self, *, as_tuple: builtins.bool = False) -> Any:
         return F.nonzero(self, as_tuple=as_tuple)
 
     def matmul(self, other: Any) -> Tensor:
@@ -871,19 +967,32 @@ class Tensor:
     def dot(self, other: Tensor) -> Tensor:
         return F.dot(self, other)
 
-    def softmax(self, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+    def softmax(
+        self, dim: builtins.int | None = None, *, dtype: Any = None, axis: builtins.int | None = None
+    ) -> Tensor:
         return F.softmax(self, dim, dtype=dtype, axis=axis)
 
-    def log_softmax(self, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
+    def log_softmax(
+        self, dim: builtins.int | None = None, *, dtype: Any = None, axis: builtins.int | None = None
+    ) -> Tensor:
         return F.log_softmax(self, dim, dtype=dtype, axis=axis)
 
-    def pad(self, pad_width: Any, value: float = 0.0) -> Tensor:
+    def pad(self, pad_width: Any, value: builtins.float = 0.0) -> Tensor:
         return F.pad(self, pad_width, value)
 
-    def conv2d(self, weight: Tensor, bias: Tensor | None = None, stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+    def conv2d(
+        self,
+        weight: Tensor,
+        bias: Tensor | None = None,
+        stride: IntOrPair = 1,
+        padding: IntOrPair = 0,
+        dilation: IntOrPair = 1,
+    ) -> Tensor:
         return F.conv2d(self, weight, bias, stride, padding, dilation)
 
-    def max_pool2d(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1) -> Tensor:
+    def max_pool2d(
+        self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
+    ) -> Tensor:
         return F.max_pool2d(self, kernel_size, stride, padding, dilation)
 
     def avg_pool2d(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> Tensor:
@@ -897,9 +1006,7 @@ def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:
         raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired output type {t.dtype}")
 
 
-from . import _dtypes  # noqa: E402
-from . import autograd as _autograd  # noqa: E402
-from . import device as _device  # noqa: E402
-
-_autograd.Tensor = Tensor  # the tape needs the class at run time; it cannot import this module first
+from . import _device, _dtypes  # noqa: E402
+from . import autograd as _autograd  # noqa: E402  (autograd imports this module: only its names at run time here)
 from . import functional as F  # noqa: E402  (functional builds on Tensor; imported last to break the cycle)
+from . import inplace as _inplace  # noqa: E402

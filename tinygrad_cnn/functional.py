@@ -21,8 +21,8 @@ import numpy as np
 from . import _dtypes
 from . import primitives as P
 from ._tensor import Axis, Tensor
-from .autograd import no_grad
 from .random import default_generator
+from .validation import pair
 
 IntOrPair = int | tuple[int, int]
 
@@ -132,7 +132,7 @@ TENSOR_METHODS = (
     "max_pool2d",
     "avg_pool2d",
 )
-_wrap = Tensor._wrap
+_wrap = Tensor.wrap
 
 # --------------------------------------------------------------------------- helpers
 
@@ -267,19 +267,7 @@ def _axis(op: str, axis: Any, ndim: int) -> int:
     """One axis (an int, not a tuple), normalised to be non-negative."""
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
         raise TypeError(f"{op}: axis must be an int, got {axis!r}")
-    return _axes(op, axis, ndim)[0]
-
-
-def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
-    try:
-        pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}") from None
-    if len(pair) != 2 or not builtins.all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in pair):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-    if builtins.min(pair) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
-    return int(pair[0]), int(pair[1])
+    return _axes(op, int(axis), ndim)[0]
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -320,7 +308,9 @@ def div(a: Any, b: Any, *, rounding_mode: str | None = None) -> Tensor:
     ta, tb = _binary("div", a, b)
     if rounding_mode is not None:
         if rounding_mode not in ("trunc", "floor"):
-            raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}")
+            raise ValueError(
+                f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {rounding_mode!r}"
+            )
         if ta.dtype.kind in "biu":
             if (tb.array == 0).any():
                 raise ZeroDivisionError("ZeroDivisionError: integer division by zero")
@@ -527,20 +517,22 @@ def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
     if min is None and max is None:
         raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
     for name, bound in (("min", min), ("max", max)):
-        if bound is not None and not isinstance(bound, Tensor) and (
-            isinstance(bound, (str, bytes)) or np.asarray(bound).dtype.kind not in "biuf"
+        if (
+            bound is not None
+            and not isinstance(bound, Tensor)
+            and (isinstance(bound, (str, bytes)) or np.asarray(bound).dtype.kind not in "biuf")
         ):
             raise TypeError(f"clamp: {name} must be a number or a tensor, got {bound!r}")
     lo = None if min is None else _tensor("clamp", min, "min")
     hi = None if max is None else _tensor("clamp", max, "max")
     if not x.requires_grad and not builtins.any(b is not None and b.requires_grad for b in (lo, hi)):
         dt = _dtypes.result_type(x.array, *(b.array if b.ndim else b.item() for b in (lo, hi) if b is not None))
-        out = x.array.astype(dt, copy=True)
+        values = x.array.astype(dt, copy=True)
         if lo is not None:
-            np.maximum(out, lo.array, out=out, casting="unsafe")
+            np.maximum(values, lo.array, out=values, casting="unsafe")
         if hi is not None:
-            np.minimum(out, hi.array, out=out, casting="unsafe")
-        return _wrap(out)
+            np.minimum(values, hi.array, out=values, casting="unsafe")
+        return _wrap(values)
     out = x
     if lo is not None:  # where x < min: min; at a tie the gradient goes to x (PyTorch's clamp)
         ta, tb = _binary("clamp", out, lo)
@@ -608,7 +600,9 @@ def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: b
     dt = x.dtype if dtype is None else np.dtype(dtype)
     if isinstance(fill_value, Tensor):
         if fill_value.ndim:
-            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {fill_value.ndim} dims")
+            raise RuntimeError(
+                f"fill_ only supports 0-dimension value tensor but got tensor with {fill_value.ndim} dims"
+            )
         if fill_value.requires_grad:
             return broadcast_to(_cast(fill_value, dt), x.shape)
         fill_value = fill_value.item()
@@ -803,8 +797,8 @@ def _reduce_dims(op: str, x: Tensor, dim: Any) -> tuple[int, ...]:
     axes = _reduced(op, x, dim)
     if x.numel() == 0 and (not axes or 0 in (x.shape[a] for a in axes)):
         raise ValueError(
-            f"{op}(): Expected reduction dim to be specified for input.numel() == 0 (shape {x.shape}, dims {axes}); "
-            "a reduction of no elements is undefined"
+            f"{op}: cannot reduce over zero-size dims {axes} of a tensor of shape {x.shape} "
+            "(an extreme of no elements is undefined)"
         )
     return axes
 
@@ -849,19 +843,23 @@ def _extreme(op: str, x: Tensor, dim: Any, keepdim: bool) -> MaxResult:
     pick = np.argmax if op == "max" else np.argmin
     index = np.asarray(pick(x.array, axis=axes[0], keepdims=keepdim), dtype=np.int64)
     if not x.requires_grad:
-        values = np.take_along_axis(x.array, index if keepdim else np.expand_dims(index, axes[0]), axes[0])
-        return MaxResult(_wrap(values if keepdim else values.squeeze(axes[0])), _wrap(index))
+        picked = np.take_along_axis(x.array, index if keepdim else np.expand_dims(index, axes[0]), axes[0])
+        return MaxResult(_wrap(picked if keepdim else picked.squeeze(axes[0])), _wrap(index))
     # the first extreme takes the whole gradient (Max's rule), as PyTorch's max(dim)
     values = P.Max.apply(x, axes, keepdim) if op == "max" else -P.Max.apply(-x, axes, keepdim)
     return MaxResult(values, _wrap(index))
 
 
-def amax(x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+def amax(
+    x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None
+) -> Tensor:
     """The maximum over ``dim`` (default: all); at ties the gradient is shared evenly, as PyTorch."""
     return _even_extreme("amax", x, dim, keepdim, axis, keepdims)
 
 
-def amin(x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None) -> Tensor:
+def amin(
+    x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None
+) -> Tensor:
     """The minimum over ``dim`` (default: all); at ties the gradient is shared evenly, as PyTorch."""
     return _even_extreme("amin", x, dim, keepdim, axis, keepdims)
 
@@ -874,7 +872,9 @@ def _even_extreme(op: str, x: Any, dim: Any, keepdim: bool, axis: Any, keepdims:
     fn = np.max if op == "amax" else np.min
     best = fn(x.array, axis=axes, keepdims=True)
     if not x.requires_grad:
-        return _wrap(np.asarray(best if keep else best.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))))
+        return _wrap(
+            np.asarray(best if keep else best.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes)))
+        )
     ties = x.array == best  # every element equal to the extreme shares the gradient
     share = (ties / np.maximum(ties.sum(axis=axes, keepdims=True), 1)).astype(x.dtype)
     zero = _wrap(np.zeros((), dtype=x.dtype))
@@ -1082,7 +1082,9 @@ def unflatten(x: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
     d = _axis("unflatten", dim, x.ndim)
     inner = _shape_arg((tuple(sizes),), "unflatten", "sizes")
     if -1 not in inner and math.prod(inner) != x.shape[d]:
-        raise RuntimeError(f"unflatten: Provided sizes {inner} don't multiply up to the size of dim {dim} ({x.shape[d]})")
+        raise RuntimeError(
+            f"unflatten: Provided sizes {inner} don't multiply up to the size of dim {dim} ({x.shape[d]})"
+        )
     return reshape(x, x.shape[:d] + inner + x.shape[d + 1 :])
 
 
@@ -1149,7 +1151,7 @@ def repeat(x: Tensor, *sizes: int | Sequence[int]) -> Tensor:
 
 def flip(x: Tensor, dims: int | Sequence[int]) -> Tensor:
     x = _tensor("flip", x)
-    axes = _axes("flip", dims, x.ndim)
+    axes = _axes("flip", dims if isinstance(dims, int) else tuple(dims), x.ndim)
     return getitem(x, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim)))
 
 
@@ -1325,8 +1327,10 @@ def _along(op: str, x: Tensor, dim: int, index: np.ndarray) -> tuple[int, tuple[
         raise RuntimeError(f"{op}(): Index tensor must have the same number of dimensions as input tensor "
                            f"({index.ndim} vs {x.ndim})")  # fmt: skip
     if index.size and (index.min() < -x.shape[d] or index.max() >= x.shape[d]):
-        raise RuntimeError(f"{op}(): index {int(index.max())} is out of bounds for dimension {d} with size {x.shape[d]}")
-    grids = list(np.indices(index.shape, sparse=True))
+        raise RuntimeError(
+            f"{op}(): index {int(index.max())} is out of bounds for dimension {d} with size {x.shape[d]}"
+        )
+    grids: list[np.ndarray] = list(np.indices(index.shape, sparse=True))
     grids[d] = index % builtins.max(x.shape[d], 1)
     return d, tuple(grids)
 
@@ -1339,7 +1343,9 @@ def gather(x: Tensor, dim: int, index: Any) -> Tensor:
     return P.GetItem.apply(x, full)
 
 
-def scatter(x: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None) -> Tensor:
+def scatter(
+    x: Tensor, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None
+) -> Tensor:
     """x with ``out[index[i][j]][j] = src[i][j]`` (dim 0), etc. (``value``: one number for all)."""
     if reduce is not None:
         if reduce != "add":
@@ -1376,7 +1382,10 @@ def index_select(x: Tensor, dim: int, index: Any) -> Tensor:
 def masked_select(x: Tensor, mask: Any) -> Tensor:
     x = _tensor("masked_select", x)
     m = _mask_array("masked_select", mask)
-    return getitem(broadcast_to(x, np.broadcast_shapes(x.shape, m.shape)), np.broadcast_to(m, np.broadcast_shapes(x.shape, m.shape)))
+    return getitem(
+        broadcast_to(x, np.broadcast_shapes(x.shape, m.shape)),
+        np.broadcast_to(m, np.broadcast_shapes(x.shape, m.shape)),
+    )
 
 
 def nonzero(x: Tensor, *, as_tuple: bool = False) -> Any:
@@ -1530,11 +1539,11 @@ def unfold(
     """
     x = _tensor("unfold", x)
     _check_image("unfold", x)
-    k = _pair("unfold", "kernel_size", kernel_size, 1)
+    k = pair("unfold", "kernel_size", kernel_size, 1)
     s, p, d = (
-        _pair("unfold", "stride", stride, 1),
-        _pair("unfold", "padding", padding, 0),
-        _pair("unfold", "dilation", dilation, 1),
+        pair("unfold", "stride", stride, 1),
+        pair("unfold", "padding", padding, 0),
+        pair("unfold", "dilation", dilation, 1),
     )
     _out_size("unfold", x.shape, k, s, p, d)
     return P.Unfold.apply(_pad_hw(x, p, pad_value), k, s, d)
@@ -1578,9 +1587,9 @@ def conv2d(
     if kh < 1 or kw < 1:
         raise ValueError(f"conv2d: weight {weight.shape} has an empty kernel ({kh}x{kw}); kernels must be at least 1x1")
     s, p, d = (
-        _pair("conv2d", "stride", stride, 1),
-        _pair("conv2d", "padding", padding, 0),
-        _pair("conv2d", "dilation", dilation, 1),
+        pair("conv2d", "stride", stride, 1),
+        pair("conv2d", "padding", padding, 0),
+        pair("conv2d", "dilation", dilation, 1),
     )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
     out = P.WindowMatMul.apply(_pad_hw(x, p, 0.0), permute(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
@@ -1600,9 +1609,9 @@ def _pool_windows(
     """Pooling windows as a (N, OH, OW, kh, kw, C) view, after PyTorch's argument checks."""
     x = _tensor(op, x)
     _check_image(op, x)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None else _pair(op, "stride", stride, 1)
-    p, d = _pair(op, "padding", padding, 0), _pair(op, "dilation", dilation, 1)
+    k = pair(op, "kernel_size", kernel_size, 1)
+    s = k if stride is None else pair(op, "stride", stride, 1)
+    p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
     _out_size(op, x.shape, k, s, p, d)  # a kernel larger than the input: an error naming this op
@@ -1636,7 +1645,7 @@ def _softmax_dim(op: str, x: Tensor, dim: Any) -> int:
         dim = 0 if x.ndim in (0, 1, 3) else 1
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
         raise TypeError(f"{op}: dim must be an int, got {dim!r}")
-    ax = _axes(op, dim, x.ndim)[0] if x.ndim else 0
+    ax = _axes(op, int(dim), x.ndim)[0] if x.ndim else 0
     if x.ndim and x.shape[ax] == 0:
         raise ValueError(f"{op}: dim {dim} of shape {x.shape} has no elements to normalise over")
     return ax
@@ -1723,7 +1732,7 @@ def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") ->
     t = _as_tensor(target, probs, "binary_cross_entropy", "target")
     if t.shape != probs.shape:
         raise ValueError(f"binary_cross_entropy: input shape {probs.shape} and target shape {t.shape} differ")
-    if probs.size and (np.nanmin(probs.array) < 0 or np.nanmax(probs.array) > 1):
+    if probs.numel() and (np.nanmin(probs.array) < 0 or np.nanmax(probs.array) > 1):
         raise ValueError(
             f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
             f"[{np.nanmin(probs.array):g}, {np.nanmax(probs.array):g}]; for raw scores use "

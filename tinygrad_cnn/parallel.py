@@ -33,9 +33,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ._tensor import Tensor
 from .autograd import grad, no_grad
 from .random import default_generator, manual_seed
-from ._tensor import Tensor
+from .validation import positive_int
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -59,7 +60,8 @@ class _OpenBLAS:
     _suffixes = ("64_", "")
 
     def __init__(self) -> None:
-        self.get = self.set = None
+        self.get: Callable[[], int] | None = None
+        self.set: Callable[[int], None] | None = None
         try:
             with open("/proc/self/maps") as maps:
                 paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
@@ -90,7 +92,7 @@ def single_threaded_blas() -> Iterator[None]:
     with _blas_lock:
         if _blas is None:
             _blas = _OpenBLAS()
-    if _blas.set is None:
+    if _blas.set is None or _blas.get is None:
         yield
         return
     previous = _blas.get()
@@ -99,13 +101,6 @@ def single_threaded_blas() -> Iterator[None]:
         yield
     finally:
         _blas.set(previous)
-
-
-def _positive_int(op: str, name: str, value: Any) -> int:
-    """``value`` as an int, or a ValueError naming ``op`` and ``name`` (bools and floats are refused)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -131,7 +126,7 @@ def backward(
     the batch's loss (the size-weighted mean of the shards') and the list of ``extra`` values,
     one per shard in batch order (e.g. logits, to count correct predictions).
     """
-    workers = _positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
+    workers = positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
     shards = _split("parallel.backward", arrays, workers, shard_size)
     n = sum(len(shard[0]) for shard in shards)
 
@@ -157,7 +152,7 @@ def _split(op: str, arrays: Sequence[np.ndarray], workers: int, shard_size: int 
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f"{op}: arrays of different lengths {[len(a) for a in arrays]}")
-    count = workers if shard_size is None else max(workers, -(-n // _positive_int(op, "shard_size", shard_size)))
+    count = workers if shard_size is None else max(workers, -(-n // positive_int(op, "shard_size", shard_size)))
     bounds = np.linspace(0, n, min(count, n) + 1).astype(int)
     return [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -220,7 +215,7 @@ class WorkerPool:
             )
         self.fn = fn
         self.params = list(params)
-        self.workers = _positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
+        self.workers = positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
         self._closed = False
         # Shared before the fork, so the workers see the same memory: the parameter values they
         # compute with, and one gradient buffer per worker.
@@ -232,7 +227,8 @@ class WorkerPool:
         # that starting a pool leaves the caller's random stream (shuffling, a resumed run) as it was.
         state = default_generator().bit_generator.state["state"]["state"]
         seeds = [
-            np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0] >> 1 for k in range(helpers)
+            int(np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0]) >> 1
+            for k in range(helpers)
         ]
         resource_tracker.ensure_running()  # before the fork: the workers share it, and it frees no block of ours
         context = multiprocessing.get_context("fork")
@@ -278,6 +274,7 @@ class WorkerPool:
             except OSError:  # its end of the pipe is gone
                 self._died(k)
         own_grads = [np.zeros_like(p.array) for p in self.params]
+        own: _RunResult | BaseException
         with single_threaded_blas():  # the other cores are the workers'
             try:
                 own = _run_shards(
@@ -286,10 +283,12 @@ class WorkerPool:
             except BaseException as error:  # noqa: BLE001  (collect the workers' replies first)
                 own = error
         replies = [own] + [self._receive(k) for k in range(len(runs) - 1)]  # every reply: none left in a pipe
+        results = []
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        return _add_to_grads(self.params, replies, [own_grads] + self._grads)
+            results.append(reply)
+        return _add_to_grads(self.params, results, [own_grads] + self._grads)
 
     def _stage(self, k: int, j: int, a: np.ndarray) -> tuple[str, tuple[int, ...], str]:
         """Copy array ``a`` into worker k's shared input buffer j (grown when too small)."""
@@ -378,9 +377,9 @@ def _run_shards(
         weight = size / n
         loss += weight * shard_loss
         extras.append(extra)
-        for i, g in enumerate(shard_grads):
-            if g is not None:
-                grads[i] += weight * g
+        for i, shard_grad in enumerate(shard_grads):
+            if shard_grad is not None:
+                grads[i] += weight * shard_grad
                 has_grad[i] = True
         start += size
     return loss, extras, has_grad
@@ -400,7 +399,7 @@ def _unlink(block: shared_memory.SharedMemory) -> None:
 def _attach(name: str) -> shared_memory.SharedMemory:
     """Open the pool's shared block ``name``; the pool's process frees it."""
     try:
-        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
+        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]  # Python >= 3.13
     except TypeError:  # older: registered again with the tracker shared with the pool, which has it already
         return shared_memory.SharedMemory(name=name)
 
@@ -459,8 +458,8 @@ def map_batches(
     then streams them from memory; LeNet-ish on 1,000 MNIST digits ran 1.7x faster in pieces of
     128 than in one piece, on one core (docs/performance.md).
     """
-    _positive_int("map_batches", "batch_size", batch_size)
-    workers = _positive_int("map_batches", "workers", default_workers() if workers is None else workers)
+    positive_int("map_batches", "batch_size", batch_size)
+    workers = positive_int("map_batches", "workers", default_workers() if workers is None else workers)
     data = x.array if isinstance(x, Tensor) else np.asarray(x)
     if data.ndim == 0:
         raise ValueError("map_batches: x must have a batch axis, got a 0-d array")

@@ -24,7 +24,7 @@ def manual_seed(seed: int) -> np.random.Generator:
 
 def seed() -> int:
     """Seed the generator from the operating system's entropy; returns the seed used."""
-    s = int(np.random.SeedSequence().entropy % (1 << 63))
+    s = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
     manual_seed(s)
     return s
 
@@ -36,7 +36,7 @@ def default_generator() -> np.random.Generator:
 
 def get_rng_state() -> dict[str, Any]:
     """The generator's state, a nested dict that :func:`tinygrad_cnn.save` can store."""
-    return _generator.bit_generator.state
+    return dict(_generator.bit_generator.state)
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

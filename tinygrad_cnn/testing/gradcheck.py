@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import enable_grad, grad
 from .._tensor import Tensor
+from ..autograd import enable_grad, grad
 
 __all__ = ["GradcheckError", "default_tolerances", "gradcheck", "gradgradcheck"]
 
