@@ -42,6 +42,7 @@ from typing import Any
 from .gradcheck import GradcheckError, default_tolerances, gradcheck, gradgradcheck
 
 _STRATEGIES = (
+    "check_op",
     "Conv2dConfig",
     "Pool2dConfig",
     "arrays",
@@ -49,6 +50,8 @@ _STRATEGIES = (
     "broadcastable_shapes",
     "conv2d_configs",
     "distinct_values",
+    "kink_values",
+    "kinky_arrays",
     "pool2d_configs",
     "shapes",
     "tensors",
@@ -60,6 +63,8 @@ if importlib.util.find_spec("hypothesis") is not None:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "check_op":
+        return importlib.import_module(".check", __name__).check_op
     if name in _STRATEGIES or name == "strategies":
         module = importlib.import_module(".strategies", __name__)
         return module if name == "strategies" else getattr(module, name)

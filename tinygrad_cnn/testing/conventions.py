@@ -186,9 +186,15 @@ class _Tie(Convention):
         if np.count_nonzero(kink.x == kink.value) < 2:
             return _between(kink)  # no exact tie: a near-tie within a step, unresolvable
         if not self.split:
-            # The limit from the direction in which earlier elements are a hair larger (max) or
-            # smaller (min): each window's first extremum wins, whatever the windows are.
-            order = np.arange(kink.x.size, dtype=np.float64).reshape(kink.x.shape) / max(kink.x.size, 1)
+            others = kink.x[kink.x != kink.value]
+            gap = float(np.min(np.abs(others - kink.value))) if others.size else np.inf
+            if gap < 1e-6 * max(1.0, float(np.max(np.abs(kink.x)))):
+                return _between(kink)  # another value within a step of the tie: unresolvable
+            # The limit from the direction in which the earlier of the tied elements are a hair
+            # larger (max) or smaller (min): each window's first extremum wins, whatever the
+            # windows are; the other elements stay where they are.
+            tied = kink.x == kink.value
+            order = np.cumsum(tied.reshape(-1)).reshape(kink.x.shape) * tied / np.count_nonzero(tied)
             value = kink.slope_at(-self.sign * order)
             return (value, value)
         # The elements tied with this one in the same window: equal value, and the same jump

@@ -252,13 +252,17 @@ class _Numeric:
         return lo, hi
 
     def slope_at(self, i: int, j: int, direction: np.ndarray) -> float:
-        """Central slope along element j of input i at ``x + delta * direction``, for a ``delta``
-        far below any spacing of drawn values and a step far below ``delta / size``."""
+        """Central slope along element j of input i at ``x + delta * direction``, with ``delta``
+        far below the spacing of drawn values and a step far below ``delta`` times the smallest
+        gap between the entries of ``direction``."""
         x = self.base[i]
-        delta = 1e-6 * max(1.0, float(np.max(np.abs(x), initial=0.0)))
-        step = delta / (4 * max(x.size, 1))
+        d = np.asarray(direction, dtype=np.float64)
+        levels = np.unique(d)
+        spacing = float(np.min(np.diff(levels))) if levels.size > 1 else 1.0
+        delta = 1e-7 * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+        step = delta * spacing / 4
         saved = x.copy()
-        x += delta * np.asarray(direction, dtype=np.float64)
+        x += delta * d
         try:
             return (self.at(i, j, step) - self.at(i, j, -step)) / (2 * step)
         finally:
@@ -404,21 +408,9 @@ def _compare(
             kinks[j] = abs(rj[0] - lj[0]) > tol(max(abs(lj[0]), abs(rj[0])))
         shape = x.shape
         n, left, right, kinks = n.reshape(shape), left.reshape(shape), right.reshape(shape), kinks.reshape(shape)
+        missing = a is None
         if a is None:
-            if np.any(n != 0):
-                j = np.unravel_index(int(np.argmax(np.abs(n))), shape) if n.ndim else ()
-                cause = (
-                    f"likely cause: the gradient looks constant in {name}: was the backward computed from "
-                    ".data or NumPy instead of Tensor operations on ctx.saved_tensors?"
-                    if what != "gradient"
-                    else "the input looks unused, or a backward returned None for it"
-                )
-                raise GradcheckError(
-                    f"{fn_name}: {what} mismatch for {label}: autograd gives no {what} but the numeric "
-                    f"{what} is nonzero, e.g. {float(n[j])!r} at {_where(name, shape, tuple(int(k) for k in j))}; "
-                    + cause
-                )
-            continue
+            a = np.zeros(shape)  # no gradient: zero, checked like any other (kinks included)
         # Kinks first: the most specific message.
         for flat_kink in np.flatnonzero(kinks):
             idx = tuple(int(k) for k in np.unravel_index(flat_kink, shape))
@@ -473,6 +465,18 @@ def _compare(
         av, nv = float(a[j]), float(n[j])
         abs_err = abs(av - nv)
         rel_err = abs_err / abs(nv) if nv != 0 else float("inf") if abs_err else 0.0
+        idx = tuple(int(k) for k in j)
+        if missing:
+            cause = (
+                f"the gradient looks constant in {name}: was the backward computed from .data or NumPy "
+                "instead of Tensor operations on ctx.saved_tensors?"
+                if what != "gradient"
+                else "the input looks unused, or a backward returned None for it"
+            )
+            raise GradcheckError(
+                f"{fn_name}: {what} mismatch for {label}: autograd gives no {what} but the numeric {what} is "
+                f"nonzero, e.g. {nv!r} at {_where(name, shape, idx)} = {float(x[j])!r}; likely cause: {cause}"
+            )
         hint = ""
         if not np.isfinite(nv):
             hint = " (the numeric value is not finite: is an input on a singularity or outside the domain?)"
@@ -480,7 +484,6 @@ def _compare(
             hint = " (the analytic value is not finite)"
         else:
             hint = _hint(x, a, n, bad, name)
-        idx = tuple(int(k) for k in j)
         raise GradcheckError(
             f"{fn_name}: {what} mismatch for {label} at {_where(name, shape, idx)} = {float(x[j])!r}: "
             f"analytic {av!r}, numeric {nv!r}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
