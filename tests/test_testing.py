@@ -354,7 +354,7 @@ def test_gradgradcheck_two_inputs():
 def test_gradgradcheck_catches_a_constant_in_the_backward():
     x = Tensor(rand(2, 3), requires_grad=True)
     assert gradcheck(CubeConstantBackward.apply, x)  # first order is right...
-    with pytest.raises(GradcheckError, match=r"CubeConstantBackward: second-order.*input 0.*no second-order gradient.*\.data"):
+    with pytest.raises(GradcheckError, match=r"CubeConstantBackward: second-order.*input 0.*no second-order.*\.data"):
         gradgradcheck(CubeConstantBackward.apply, x)  # ...second order is not
 
 

@@ -41,6 +41,7 @@ one-sided slopes and no gradient convention can match it.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -355,10 +356,19 @@ def _kink_report(
     )
 
 
-def _hint(x: np.ndarray, a: np.ndarray, n: np.ndarray, bad: np.ndarray, label: str) -> str:
+def _hint(
+    x: np.ndarray, a: np.ndarray, n: np.ndarray, bad: np.ndarray, label: str, out_shapes: list[tuple[int, ...]]
+) -> str:
     """A likely cause for a two-sided mismatch, from the pattern of the failing elements."""
     ab, nb = a[bad], n[bad]
     hints = []
+    for shape in out_shapes:
+        if x.shape != shape and x.size < math.prod(shape) and np.broadcast_shapes(x.shape, shape) == shape:
+            hints.append(
+                f"{label} {x.shape} is broadcast to the output's shape {shape}: its gradient must be summed "
+                "over the broadcast axes (sum_to)"
+            )
+            break
     if np.all(ab == 0) and np.any(nb != 0):
         hints.append("the gradient is zero where it should not be (a mask or a branch that drops it?)")
     elif np.allclose(ab, -nb, rtol=1e-2, atol=1e-6):
@@ -366,7 +376,7 @@ def _hint(x: np.ndarray, a: np.ndarray, n: np.ndarray, bad: np.ndarray, label: s
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = ab / nb
-        if ratio.size > 1 and np.all(np.isfinite(ratio)) and np.ptp(ratio) <= 1e-3 * np.abs(ratio).max():
+        if np.all(np.isfinite(ratio)) and np.ptp(ratio) <= 1e-3 * np.abs(ratio).max():
             hints.append(f"the gradient is off by a factor {float(ratio[0]):.4g}")
     if x.shape == a.shape and bad.any() and not bad.all():
         xb, xg = x[bad], x[~bad]
@@ -483,7 +493,7 @@ def _compare(
         elif not np.isfinite(av):
             hint = " (the analytic value is not finite)"
         else:
-            hint = _hint(x, a, n, bad, name)
+            hint = _hint(x, a, n, bad, name, [u.shape for u in numeric.us])
         raise GradcheckError(
             f"{fn_name}: {what} mismatch for {label} at {_where(name, shape, idx)} = {float(x[j])!r}: "
             f"analytic {av!r}, numeric {nv!r}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
