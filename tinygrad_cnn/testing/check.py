@@ -28,7 +28,6 @@ input and the likely cause.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -48,16 +47,15 @@ __all__ = ["check_op"]
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
-@dataclass
 class _Case:
     """One drawn example: float64 values of every input, and how to present them."""
 
-    names: list[str]
-    values: list[np.ndarray]
-    non_contiguous: bool = False
-    seed: int = 0
-    second_order: bool = True
-    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float64))
+    def __init__(
+        self, names: list[str], values: list[np.ndarray], non_contiguous: bool, seed: int, second_order: bool
+    ) -> None:
+        self.names, self.values, self.non_contiguous = names, values, non_contiguous
+        self.seed, self.second_order = seed, second_order
+        self.dtype = np.dtype(np.float64)  # the dtype being checked, for the report
 
     def __repr__(self) -> str:
         arrays = ", ".join(
@@ -205,7 +203,7 @@ def check_op(
         try:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # non-finite values are checked
                 _check_case(fn, label, case, declared, reference, dts, second_order, last)
-        except GradcheckError:
+        except Exception:
             if counter["first_failure"] is None:
                 counter["first_failure"] = counter["run"]
             raise
@@ -229,14 +227,16 @@ def check_op(
         _check_zero_size(fn, label, inputs, dts)
     try:
         test()
-    except GradcheckError as e:
+    except Exception as e:
         case = last.get("case")
         if case is not None:
-            case.dtype = last["dtype"]
-        error = GradcheckError(f"check_op({label}) failed.\n{e}\nFailing input (shrunk): {case!r}")
+            case.dtype = last.get("dtype", case.dtype)
+        what = str(e) if isinstance(e, GradcheckError) else f"{label} raised {type(e).__name__}: {e}"
+        error = GradcheckError(f"check_op({label}) failed.\n{what}\nFailing input (shrunk): {case!r}")
         error.examples_to_first_failure = counter["first_failure"]  # type: ignore[attr-defined]
         error.examples_run = counter["run"]  # type: ignore[attr-defined]
-        raise error from None
+        # A check's own failure says all; an exception from the op keeps its traceback.
+        raise error from (None if isinstance(e, GradcheckError) else e)
 
 
 def _input_names(fn: Callable[..., Any], n: int) -> list[str]:
@@ -377,7 +377,7 @@ def _compare_reference(
         if bad.any():
             j = tuple(int(t) for t in np.argwhere(bad)[0])
             raise GradcheckError(
-                f"{label}: output {k} differs from the reference at {j}: {got[j]!r} vs {e[j]!r} "
+                f"{label}: output {k} differs from the reference at {j}: {float(got[j])!r} vs {float(e[j])!r} "
                 f"({int(bad.sum())} of {bad.size} elements, {dtype})"
             )
 

@@ -376,7 +376,7 @@ def _hint(
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = ab / nb
-        if np.all(np.isfinite(ratio)) and np.ptp(ratio) <= 1e-3 * np.abs(ratio).max():
+        if ratio.size > 1 and np.all(np.isfinite(ratio)) and np.ptp(ratio) <= 1e-3 * np.abs(ratio).max():
             hints.append(f"the gradient is off by a factor {float(ratio[0]):.4g}")
     if x.shape == a.shape and bad.any() and not bad.all():
         xb, xg = x[bad], x[~bad]
@@ -385,6 +385,43 @@ def _hint(
         elif np.all(xb > 0) and np.all(xg <= 0):
             hints.append(f"it is wrong exactly where {label} > 0 (a case for positive values?)")
     return "; likely cause: " + " and ".join(hints) if hints else ""
+
+
+class _Slopes:
+    """Finite differences of f along every element of one input: central ``n``, ``left`` and
+    ``right`` slopes, which elements are kinks (the one-sided slopes differ) and which are jumps
+    (the slopes grow like 1 / step: no derivative there, e.g. the second-order check of a
+    piecewise-linear op meeting its gradient's steps). Flat arrays."""
+
+    def __init__(self, numeric: _Numeric, i: int, eps: float, tol: _Tolerance, f0: float) -> None:
+        self.numeric, self.i, self.tol, self.f0 = numeric, i, tol, f0
+        self.fine = eps / 100  # a step that tells a kink on the point from one nearby
+        size = numeric.base[i].size
+        self.left, self.right = numeric.slopes(i, range(size), eps, f0)
+        self.n = 0.5 * (self.left + self.right)
+        self.kinks = np.zeros(size, dtype=bool)
+        self.jumps = np.zeros(size, dtype=bool)
+        jump = np.abs(self.right - self.left)
+        for j in np.flatnonzero(jump > tol.atol + tol.rtol * np.maximum(np.abs(self.left), np.abs(self.right))):
+            self.refine(int(j))
+
+    def refine(self, j: int) -> None:
+        """Measure element j again with the fine step, and classify it."""
+        lj, rj = self.numeric.slopes(self.i, [j], self.fine, self.f0)
+        coarse = max(abs(self.left[j]), abs(self.right[j]), abs(self.n[j]), self.tol.atol)
+        self.left[j], self.right[j], self.n[j] = lj[0], rj[0], 0.5 * (lj[0] + rj[0])
+        self.jumps[j] = max(abs(lj[0]), abs(rj[0])) > 30 * coarse
+        self.kinks[j] = not self.jumps[j] and abs(rj[0] - lj[0]) > self.tol(max(abs(lj[0]), abs(rj[0])))
+
+    def kink_in_some_output(self, j: int) -> bool:
+        """Whether some output element has a kink along element j (the projection onto a
+        scalar can all but cancel one: an element of several pooling windows)."""
+        below, mid, above = self.numeric.around(self.i, j, self.fine)
+        for b, m, a in zip(below, mid, above, strict=True):
+            left, right = (m - b) / self.fine, (a - m) / self.fine
+            if np.any(np.abs(right - left) > self.tol.atol + self.tol.rtol * np.maximum(np.abs(left), np.abs(right))):
+                return True
+        return False
 
 
 def _compare(
@@ -398,108 +435,101 @@ def _compare(
     tol: _Tolerance,
     what: str,
 ) -> None:
-    fn_name = numeric.fn_name
     f0 = numeric.f()
     for pos, (i, a) in enumerate(zip(checked, analytic, strict=True)):
         x = numeric.base[i]
-        name = names[i]
-        label = f"{name} (input {i}, shape {x.shape}, dtype {args[i].dtype})"
-        size = x.size
-        left, right = numeric.slopes(i, range(size), eps, f0)
-        n = 0.5 * (left + right)
-        jump = np.abs(right - left)
-        candidate = jump > tol.atol + tol.rtol * np.maximum(np.abs(left), np.abs(right))
-        kinks = np.zeros(size, dtype=bool)
-        fine = eps / 100  # a step that tells a kink on the point from one nearby
-        for j in np.flatnonzero(candidate):
-            lj, rj = numeric.slopes(i, [int(j)], fine, f0)
-            left[j], right[j] = lj[0], rj[0]
-            n[j] = 0.5 * (lj[0] + rj[0])
-            kinks[j] = abs(rj[0] - lj[0]) > tol(max(abs(lj[0]), abs(rj[0])))
-        shape = x.shape
-        n, left, right, kinks = n.reshape(shape), left.reshape(shape), right.reshape(shape), kinks.reshape(shape)
         missing = a is None
-        if a is None:
-            a = np.zeros(shape)  # no gradient: zero, checked like any other (kinks included)
-        # Kinks first: the most specific message.
-        for flat_kink in np.flatnonzero(kinks):
-            idx = tuple(int(k) for k in np.unravel_index(flat_kink, shape))
-            convention = conventions[pos]
-            got = float(a[idx])
-            if convention is None:
-                lo = hi = float("nan")
-                ok = False
-            else:
-                kink = Kink(
-                    index=idx,
-                    value=float(x[idx]),
-                    left=float(left[idx]),
-                    right=float(right[idx]),
-                    x=x.copy(),
-                    lefts=left,
-                    rights=right,
-                    kinks=kinks,
-                    tolerance=tol,
-                    slope_at=lambda d, i=i, j=int(flat_kink): numeric.slope_at(i, j, d),
-                    subgradients=lambda i=i, j=int(flat_kink), h=fine: numeric.subgradients(i, j, h),
-                )
-                lo, hi = convention.expected(kink)
-                ok = bool(lo - tol(lo) <= got <= hi + tol(hi))
-            if not ok:
-                raise GradcheckError(
-                    f"{fn_name}: {what} at a kink: "
-                    + _kink_report(
-                        numeric,
-                        i,
-                        int(flat_kink),
-                        fine,
-                        _where(name, shape, idx),
-                        float(x[idx]),
-                        float(left[idx]),
-                        float(right[idx]),
-                        got,
-                        lo,
-                        hi,
-                        convention,
-                    )
-                    + f" ({label})"
-                )
-        smooth = ~kinks
-        bad = smooth & (~np.isclose(a, n, atol=tol.atol, rtol=tol.rtol) | ~np.isfinite(a) | ~np.isfinite(n))
-        if not bad.any():
-            continue
-        with np.errstate(invalid="ignore", over="ignore"):
-            excess = np.where(bad, np.abs(a - n) - (tol.atol + tol.rtol * np.abs(n)), -np.inf)
-        excess = np.where(bad & np.isnan(excess), np.inf, excess)
-        j = np.unravel_index(int(np.argmax(excess)), a.shape) if a.ndim else ()
-        av, nv = float(a[j]), float(n[j])
-        abs_err = abs(av - nv)
-        rel_err = abs_err / abs(nv) if nv != 0 else float("inf") if abs_err else 0.0
-        idx = tuple(int(k) for k in j)
-        if missing:
-            cause = (
-                f"the gradient looks constant in {name}: was the backward computed from .data or NumPy "
-                "instead of Tensor operations on ctx.saved_tensors?"
-                if what != "gradient"
-                else "the input looks unused, or a backward returned None for it"
-            )
-            raise GradcheckError(
-                f"{fn_name}: {what} mismatch for {label}: autograd gives no {what} but the numeric {what} is "
-                f"nonzero, e.g. {nv!r} at {_where(name, shape, idx)} = {float(x[j])!r}; likely cause: {cause}"
-            )
-        hint = ""
-        if not np.isfinite(nv):
-            hint = " (the numeric value is not finite: is an input on a singularity or outside the domain?)"
-        elif not np.isfinite(av):
-            hint = " (the analytic value is not finite)"
-        else:
-            hint = _hint(x, a, n, bad, name, [u.shape for u in numeric.us])
-        raise GradcheckError(
-            f"{fn_name}: {what} mismatch for {label} at {_where(name, shape, idx)} = {float(x[j])!r}: "
-            f"analytic {av!r}, numeric {nv!r}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
-            f"(atol {tol.atol:g}, rtol {tol.rtol:g}); {int(bad.sum())} of {bad.size} elements exceed "
-            f"the tolerance{hint}"
+        flat_a = np.zeros(x.size) if a is None else a.reshape(-1)  # no gradient: zero, checked like any other
+        m = _Slopes(numeric, i, eps, tol, f0)
+        for j in np.flatnonzero(_mismatch(flat_a, m.n, tol) & ~m.kinks & ~m.jumps):
+            m.refine(int(j))
+            if not m.kinks[j] and not m.jumps[j] and m.kink_in_some_output(int(j)):
+                m.kinks[j] = True
+        where = _Where(numeric, i, names[i], f"{names[i]} (input {i}, shape {x.shape}, dtype {args[i].dtype})")
+        for j in np.flatnonzero(m.kinks):
+            _check_kink(where, m, int(j), float(flat_a[j]), conventions[pos], what)
+        bad = _mismatch(flat_a, m.n, tol) & ~m.kinks & ~m.jumps
+        if bad.any():
+            _report_mismatch(where, m, flat_a, bad, missing, what)
+
+
+def _mismatch(a: np.ndarray, n: np.ndarray, tol: _Tolerance) -> np.ndarray:
+    return ~np.isclose(a, n, atol=tol.atol, rtol=tol.rtol) | ~np.isfinite(a) | ~np.isfinite(n)
+
+
+class _Where:
+    """The op, the input and how to name its elements in messages."""
+
+    def __init__(self, numeric: _Numeric, i: int, name: str, label: str) -> None:
+        self.numeric, self.i, self.name, self.label = numeric, i, name, label
+        self.x = numeric.base[i]
+
+    def element(self, j: int) -> str:
+        return _where(self.name, self.x.shape, tuple(int(k) for k in np.unravel_index(j, self.x.shape)))
+
+
+def _check_kink(where: _Where, m: _Slopes, j: int, got: float, convention: Convention | None, what: str) -> None:
+    x, shape = where.x, where.x.shape
+    idx = tuple(int(k) for k in np.unravel_index(j, shape))
+    if convention is None:
+        lo = hi = float("nan")
+    else:
+        kink = Kink(
+            index=idx,
+            value=float(x[idx]),
+            left=float(m.left[j]),
+            right=float(m.right[j]),
+            x=x.copy(),
+            lefts=m.left.reshape(shape),
+            rights=m.right.reshape(shape),
+            kinks=m.kinks.reshape(shape),
+            tolerance=m.tol,
+            slope_at=lambda d: where.numeric.slope_at(where.i, j, d),
+            subgradients=lambda: where.numeric.subgradients(where.i, j, m.fine),
         )
+        lo, hi = convention.expected(kink)
+        if lo - m.tol(lo) <= got <= hi + m.tol(hi):
+            return
+    report = _kink_report(
+        where.numeric, where.i, j, m.fine, where.element(j), float(x[idx]), m.left[j], m.right[j], got, lo, hi,
+        convention,
+    )  # fmt: skip
+    raise GradcheckError(f"{where.numeric.fn_name}: {what} at a kink: {report} ({where.label})")
+
+
+def _report_mismatch(where: _Where, m: _Slopes, a: np.ndarray, bad: np.ndarray, missing: bool, what: str) -> None:
+    n, tol, x, name = m.n, m.tol, where.x, where.name
+    with np.errstate(invalid="ignore", over="ignore"):
+        excess = np.where(bad, np.abs(a - n) - (tol.atol + tol.rtol * np.abs(n)), -np.inf)
+    j = int(np.argmax(np.where(bad & np.isnan(excess), np.inf, excess)))
+    av, nv, xv = float(a[j]), float(n[j]), float(x.reshape(-1)[j])
+    at = f"{where.element(j)} = {xv!r}"
+    if missing:
+        cause = (
+            f"the gradient looks constant in {name}: was the backward computed from .data or NumPy "
+            "instead of Tensor operations on ctx.saved_tensors?"
+            if what != "gradient"
+            else "the input looks unused, or a backward returned None for it"
+        )
+        raise GradcheckError(
+            f"{where.numeric.fn_name}: {what} mismatch for {where.label}: autograd gives no {what} but the numeric "
+            f"{what} is nonzero, e.g. {nv!r} at {at}; likely cause: {cause}"
+        )
+    abs_err = abs(av - nv)
+    rel_err = abs_err / abs(nv) if nv != 0 else float("inf") if abs_err else 0.0
+    if not np.isfinite(nv):
+        hint = " (the numeric value is not finite: is an input on a singularity or outside the domain?)"
+    elif not np.isfinite(av):
+        hint = " (the analytic value is not finite)"
+    else:
+        shape = x.shape
+        hint = _hint(x, a.reshape(shape), n.reshape(shape), bad.reshape(shape), name, [u.shape for u in m.numeric.us])
+    raise GradcheckError(
+        f"{where.numeric.fn_name}: {what} mismatch for {where.label} at {at}: "
+        f"analytic {av!r}, numeric {nv!r}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
+        f"(atol {tol.atol:g}, rtol {tol.rtol:g}); {int(bad.sum())} of {bad.size} elements exceed "
+        f"the tolerance{hint}"
+    )
 
 
 def _check(
