@@ -292,6 +292,7 @@ def test_a_failing_check_shows_no_toolkit_frames(tmp_path):
 
 def test_kink_values():
     assert kink_values((0.25,), -1, 1) == [-1.0, -0.5, 0.0, 0.25, 0.5, 1.0]
+    assert kink_values((0.0,), 0.5, 3) == [0.5, 1.0, 2.0, 3.0]
 
 
 def test_kinky_arrays_seek_kinks_ties_and_constant_regions():

@@ -257,7 +257,7 @@ def test_gradcheck_names_input_index_values_and_tolerances():
     assert "v (input 1, shape (2, 3)" in msg
     # the worst element is where |numeric| = |a| is largest: a[1, 2] = -3, analytic -4.5
     assert "at v[1, 2] = " in msg
-    assert re.search(r"analytic -4\.5\d*", msg) and re.search(r"numeric -(3\.0|2\.99999)", msg)
+    assert "analytic -4.5, numeric -3," in msg
     assert "abs error 1.5" in msg and "rel error 0.5" in msg
     assert "atol 1e-05" in msg and "rtol 0.0001" in msg
 

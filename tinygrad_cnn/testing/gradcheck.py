@@ -513,7 +513,7 @@ def _report_mismatch(where: _Where, m: _Slopes, a: np.ndarray, bad: np.ndarray, 
         )
         raise GradcheckError(
             f"{where.numeric.fn_name}: {what} mismatch for {where.label}: autograd gives no {what} but the numeric "
-            f"{what} is nonzero, e.g. {nv!r} at {at}; likely cause: {cause}"
+            f"{what} is nonzero, e.g. {_fmt(nv)} at {at}; likely cause: {cause}"
         )
     abs_err = abs(av - nv)
     rel_err = abs_err / abs(nv) if nv != 0 else float("inf") if abs_err else 0.0
@@ -526,7 +526,7 @@ def _report_mismatch(where: _Where, m: _Slopes, a: np.ndarray, bad: np.ndarray, 
         hint = _hint(x, a.reshape(shape), n.reshape(shape), bad.reshape(shape), name, [u.shape for u in m.numeric.us])
     raise GradcheckError(
         f"{where.numeric.fn_name}: {what} mismatch for {where.label} at {at}: "
-        f"analytic {av!r}, numeric {nv!r}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
+        f"analytic {_fmt(av)}, numeric {_fmt(nv)}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
         f"(atol {tol.atol:g}, rtol {tol.rtol:g}); {int(bad.sum())} of {bad.size} elements exceed "
         f"the tolerance{hint}"
     )

@@ -201,9 +201,9 @@ def kink_values(
     max_value: float = 3.0,
 ) -> list[float]:
     """The small set of values kink-seeking draws pick from: the kink points and a few round
-    numbers in range (so that maxima tie and zeros are exact)."""
-    chosen = {float(k) for k in kinks} | {v for v in _SMALL_SET if min_value <= v <= max_value}
-    return sorted(chosen)
+    numbers (so that maxima tie and zeros are exact), all within ``[min_value, max_value]``."""
+    chosen = {float(k) for k in kinks} | set(_SMALL_SET) | {float(min_value), float(max_value)}
+    return sorted(v for v in chosen if min_value <= v <= max_value)
 
 
 def kinky_arrays(
