@@ -4,7 +4,6 @@ should (and passes what it should), and the strategies generate what they promis
 from __future__ import annotations
 
 import importlib
-import re
 import subprocess
 import sys
 import textwrap
