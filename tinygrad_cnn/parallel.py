@@ -232,7 +232,8 @@ class WorkerPool:
         # that starting a pool leaves the caller's random stream (shuffling, a resumed run) as it was.
         state = default_generator().bit_generator.state["state"]["state"]
         seeds = [
-            np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0] >> 1 for k in range(helpers)
+            int(np.random.SeedSequence(state, spawn_key=(k,)).generate_state(2, np.uint64)[0]) >> 1
+            for k in range(helpers)
         ]
         resource_tracker.ensure_running()  # before the fork: the workers share it, and it frees no block of ours
         context = multiprocessing.get_context("fork")
