@@ -15,7 +15,8 @@ op's declared convention says, one of:
 ``from_below(at=...)``                 the slope from below (``relu'(0) = 0``, ``leaky_relu'(0)``)
 ``from_above(at=...)``                 the slope from above
 ``mean_of_sides(at=...)``              the mean of the two (``abs'(0) = 0``, ``maximum`` at a tie)
-``toward(target, at=...)``             the slope on the side of ``target`` (``clamp``: inside)
+``toward(target, at=...)``             the slope on the side of ``target``
+``passes_through(at=...)``             the sloped side's slope where the other is flat (``clamp``)
 ``first_max()`` / ``first_min()``      all of it to the first tied extremum in row-major order
                                        (``max(dim)``, ``max_pool2d``)
 ``split_max()`` / ``split_min()``      divided evenly among tied extrema (``max()``, ``amax``)
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -48,7 +49,9 @@ __all__ = [
     "first_min",
     "from_above",
     "from_below",
+    "declare",
     "mean_of_sides",
+    "passes_through",
     "split_max",
     "split_min",
     "toward",
@@ -162,6 +165,26 @@ def mean_of_sides(at: float | Iterable[float] | None = None) -> Convention:
     return _Sided(np.zeros_like, at, "the mean of the one-sided slopes")
 
 
+class _Passing(Convention):
+    def __init__(self, at: float | Iterable[float] | None) -> None:
+        self.at = _points(at)
+        self.kink_points = self.at or ()
+        where = "" if self.at is None else f" at {', '.join(f'{p:g}' for p in self.at)}"
+        self.description = "the slope of the side where the gradient passes" + where
+
+    def expected(self, kink: Kink) -> tuple[float, float]:
+        if self.at is not None and kink.value not in self.at:
+            return _between(kink)
+        value = kink.left if abs(kink.left) >= abs(kink.right) else kink.right
+        return (value, value)
+
+
+def passes_through(at: float | Iterable[float] | None = None) -> Convention:
+    """At a kink between a flat side and a sloped one, the slope of the sloped side: PyTorch's
+    ``clamp`` passes the gradient at both of its bounds, whatever they are."""
+    return _Passing(at)
+
+
 def toward(target: float, at: float | Iterable[float] | None = None) -> Convention:
     """At a kink the gradient is the slope on the side of ``target``: PyTorch's ``clamp(x, lo, hi)``
     passes the gradient at both bounds, i.e. ``toward((lo + hi) / 2, at=(lo, hi))``."""
@@ -226,6 +249,24 @@ def split_max() -> Convention:
 def split_min() -> Convention:
     """Tied minima share the gradient evenly (PyTorch's ``min()`` without ``dim``, ``amin``)."""
     return _Tie(-1, split=True)
+
+
+Op = TypeVar("Op", bound=Callable[..., Any])
+
+
+def declare(convention: Convention) -> Callable[[Op], Op]:
+    """Decorator declaring a composite op's convention next to its definition (a Function
+    declares it as the class attribute ``convention``)::
+
+        @declare(mean_of_sides(at=0.0))
+        def abs(x): ...
+    """
+
+    def mark(op: Op) -> Op:
+        op.convention = convention  # type: ignore[attr-defined]
+        return op
+
+    return mark
 
 
 def as_conventions(conventions: Any, n_inputs: int) -> list[Convention | None]:

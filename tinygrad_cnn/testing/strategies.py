@@ -1,23 +1,18 @@
 """Hypothesis strategies for property-based tests of tinygrad_cnn ops (and of your own ops).
 
-This module needs `Hypothesis <https://hypothesis.readthedocs.io>`_ (``pip install hypothesis``,
-part of the ``dev`` extra); :func:`~tinygrad_cnn.testing.gradcheck` does not.
+This module needs `Hypothesis <https://hypothesis.readthedocs.io>`_ (the ``testing`` extra:
+``pip install "tinygrad_cnn[testing]"``); :func:`~tinygrad_cnn.testing.gradcheck` does not.
+:func:`~tinygrad_cnn.testing.check_op` draws from these, so most tests need nothing else.
 
+* :func:`kinky_arrays` (``kinks=`` in :func:`arrays`/:func:`tensors`): arrays that seek kinks and
+  ties (values from a small set, exact kink points, MNIST-like constant regions) beside smooth
+  draws; pair them with a declared convention (:mod:`tinygrad_cnn.testing.conventions`).
 * :func:`shapes`, :func:`broadcastable_shapes`: array shapes, and pairs that broadcast.
 * :func:`arrays`, :func:`tensors`: finite float arrays / Tensors of a given or drawn shape.
 * :func:`conv2d_configs`, :func:`pool2d_configs`: valid convolution / pooling arguments.
-* :func:`away_from`, :func:`distinct_values` (``unique=True`` in :func:`arrays`/:func:`tensors`):
-  inputs that keep finite differences away from kinks.
-
-Why kink avoidance
-------------------
-A finite difference straddling a kink measures the average of the two one-sided slopes, which no
-gradient convention reproduces: ``relu`` and ``abs`` at 0, ``clip`` at its bounds, ``maximum`` at
-``a == b``, and ``max`` / ``max_pool2d`` whenever two candidates of a window are within ``eps`` of
-each other (a perturbation then changes which one wins). Hypothesis is good at finding exactly
-those inputs, so a gradient test that draws arbitrary floats is flaky. :func:`away_from` pushes
-elements out of a ``margin`` around given points; :func:`distinct_values` draws arrays whose
-elements are pairwise at least ``margin`` apart, so maxima never tie.
+* :func:`away_from`, :func:`distinct_values` (``unique=True``): inputs kept away from kinks and
+  ties, for checks of ops that declare no convention (a finite difference straddling a kink
+  measures the mean of the one-sided slopes, which no convention returns).
 
 Example: testing your own op
 ----------------------------
@@ -25,9 +20,9 @@ Example: testing your own op
 
     import numpy as np
     from hypothesis import given
-    from tinygrad_cnn import Function
+    from tinygrad_cnn import Function, Tensor
     from tinygrad_cnn.testing import gradcheck, gradgradcheck
-    from tinygrad_cnn.testing.strategies import away_from, shapes, tensors
+    from tinygrad_cnn.testing.strategies import kinky_arrays, shapes
 
     class Softsign(Function):
         "y = x / (1 + |x|),  dy/dx = 1 / (1 + |x|)**2"
@@ -42,14 +37,15 @@ Example: testing your own op
             (x,) = ctx.saved_tensors          # the input Tensor: the rule stays differentiable
             return g / ((1 + x.abs()) ** 2)
 
-    @given(tensors(shape=shapes(max_dims=3, max_side=4)))
+    # Zeros and ties on purpose: Softsign is smooth at 0 (|x| is not, and its second derivative
+    # jumps there; gradgradcheck accepts any value between the one-sided slopes at such a step).
+    @given(kinky_arrays(shapes(max_dims=3, max_side=4)))
     def test_softsign_gradient(x):
-        assert gradcheck(Softsign.apply, x)
+        assert gradcheck(Softsign.apply, Tensor(x, requires_grad=True))
 
-    # |x| has a kink at 0 and so does the second derivative of Softsign: keep away from it.
-    @given(tensors(shape=shapes(max_dims=2, max_side=4)).map(away_from((0.0,), margin=1e-2)))
+    @given(kinky_arrays(shapes(max_dims=2, max_side=4)))
     def test_softsign_second_order(x):
-        assert gradgradcheck(Softsign.apply, x)
+        assert gradgradcheck(Softsign.apply, Tensor(x, requires_grad=True))
 """
 
 from __future__ import annotations
