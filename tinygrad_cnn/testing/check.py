@@ -194,7 +194,7 @@ def check_op(
     rounded = np.dtype(np.float32) in dts
     cases = _cases(fn, inputs, broadcast, kink_points, min_value, max_value, non_contiguous, rounded)
 
-    counter = {"run": 0, "first_failure": None}
+    counter = {"run": 0, "first_failure": 0}  # first_failure: 0 until an example fails
     last: dict[str, Any] = {}
 
     def run_case(case: _Case) -> None:
@@ -204,14 +204,14 @@ def check_op(
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # non-finite values are checked
                 _check_case(fn, label, case, declared, reference, dts, second_order, last)
         except Exception:
-            if counter["first_failure"] is None:
-                counter["first_failure"] = counter["run"]
+            counter["first_failure"] = counter["first_failure"] or counter["run"]
             raise
 
     # Tells this op's examples apart from other ops' in Hypothesis' database of failures.
     run_case._hypothesis_internal_add_digest = f"check_op:{label}:{inputs!r}".encode()  # type: ignore[attr-defined]
     test = given(case=cases)(run_case)
     current = settings.default
+    assert current is not None  # a profile is always loaded
     test = settings(
         parent=current,
         max_examples=max_examples if max_examples is not None else current.max_examples,

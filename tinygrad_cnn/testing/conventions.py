@@ -124,7 +124,9 @@ def any_subgradient() -> Convention:
 def _points(at: float | Iterable[float] | None) -> tuple[float, ...] | None:
     if at is None:
         return None
-    return (float(at),) if np.isscalar(at) else tuple(float(p) for p in at)  # type: ignore[arg-type]
+    if isinstance(at, (int, float, np.number)):
+        return (float(at),)
+    return tuple(float(p) for p in at)
 
 
 class _Sided(Convention):
