@@ -39,7 +39,7 @@ from hypothesis.extra import numpy as hnp
 from ..autograd import grad
 from ..tensor import Tensor
 from .conventions import Convention
-from .gradcheck import GradcheckError, _names, declared_convention, gradcheck, gradgradcheck, op_name
+from .gradcheck import GradcheckError, _as_outputs, _names, declared_convention, gradcheck, gradgradcheck, op_name
 from .strategies import kinky_arrays, shapes
 
 __all__ = ["check_op"]
@@ -232,7 +232,12 @@ def check_op(
         case = last.get("case")
         if case is not None:
             case.dtype = last.get("dtype", case.dtype)
-        what = str(e) if isinstance(e, GradcheckError) else f"{label} raised {type(e).__name__}: {e}"
+        what = (
+            str(e)
+            if isinstance(e, GradcheckError)
+            else f"{label} raised {type(e).__name__}: {e} (if the op does not take such inputs, narrow "
+            "`inputs`, e.g. inputs=[shapes(min_dims=1)] or a range with min_value/max_value)"
+        )
         error = GradcheckError(f"check_op({label}) failed.\n{what}\nFailing input (shrunk): {case!r}")
         error.examples_to_first_failure = counter["first_failure"]  # type: ignore[attr-defined]
         error.examples_run = counter["run"]  # type: ignore[attr-defined]
@@ -262,16 +267,6 @@ def _tensors(case: _Case, dtype: np.dtype) -> list[Tensor]:
         a = v.astype(dtype)
         result.append(Tensor(_non_contiguous(a) if case.non_contiguous else a, requires_grad=True))
     return result
-
-
-def _outputs(label: str, result: Any) -> list[Tensor]:
-    outs = list(result) if isinstance(result, (tuple, list)) else [result]
-    for k, o in enumerate(outs):
-        if not isinstance(o, Tensor):
-            raise GradcheckError(
-                f"{label}: must return a Tensor or a tuple of Tensors; output {k} is {type(o).__name__}"
-            )
-    return outs
 
 
 def _analytic(label: str, outs: list[Tensor], xs: list[Tensor], seed: int) -> list[np.ndarray]:
@@ -317,7 +312,7 @@ def _check_case(
         last["dtype"] = dtype
         xs = _tensors(case, dtype)
         before = [x.numpy().copy() for x in xs]
-        outs = _outputs(label, fn(*xs))
+        outs = _as_outputs(label, fn(*xs))
         for k, o in enumerate(outs):
             if o.dtype.kind == "f" and o.dtype != dtype:
                 raise GradcheckError(
@@ -393,7 +388,7 @@ def _check_zero_size(fn: Callable[..., Any], label: str, n: int, dtypes: list[np
         for dtype in dtypes:
             xs = [Tensor(np.zeros(shape, dtype=dtype), requires_grad=True) for _ in range(n)]
             try:
-                outs = _outputs(label, fn(*xs))
+                outs = _as_outputs(label, fn(*xs))
             except (ValueError, TypeError, IndexError) as e:
                 if not str(e):
                     raise GradcheckError(

@@ -1,4 +1,4 @@
-"""Numerical gradient checking: compare autograd's gradients with central finite differences.
+"""Numerical gradient checking: compare autograd's gradients with finite differences, kinks included.
 
 :func:`gradcheck` checks first derivatives, :func:`gradgradcheck` second derivatives (that a
 ``backward`` rule is itself differentiated correctly, which ``create_graph=True`` relies on).
@@ -11,8 +11,18 @@ a fixed random ``u_k`` shaped like each output (1 for a scalar output). The chec
 ways of computing the gradient of the scalar ``f(x) = sum_k <u_k, out_k(x)>``:
 
 * analytic: ``tinygrad_cnn.grad(outs, inputs, grad_outputs=u)``, run in the inputs' own dtype;
-* numeric: ``(f(x + eps e_j) - f(x - eps e_j)) / (2 eps)`` for every element ``j`` of every
-  checked input, with ``fn`` run on float64 copies of all floating inputs.
+* numeric: for every element ``j`` of every checked input, the left and right slopes
+  ``(f(x) - f(x - eps e_j)) / eps`` and ``(f(x + eps e_j) - f(x)) / eps``, with ``fn`` run on
+  float64 copies of all floating inputs.
+
+Where the two slopes agree, the analytic value must match their mean (the central difference).
+Where they differ (measured again with ``eps / 100``, so that a kink a hair away from ``x`` is
+not taken for one on it, and, for elements that fail, per output element, so that a projection
+cannot hide one), ``x`` is a kink and the analytic value must be what the op's declared
+convention says (:mod:`tinygrad_cnn.testing.conventions`); with none declared, the check fails
+and asks for one. Where the slopes grow like ``1 / eps`` (a jump, e.g. the steps of a
+piecewise-linear op's gradient in ``gradgradcheck``) there is no derivative, and nothing is
+compared.
 
 A random projection ``u`` catches more than a vector of ones (with ones, errors that cancel
 across output elements, such as a transposed gradient of a symmetric-looking op, go unseen).
@@ -33,9 +43,7 @@ float16    1e-2      5e-2      5e-2
 
 The numeric side always runs in float64, so for float32 inputs it is accurate; the larger
 ``eps`` only protects against ``fn`` casting to float32 internally, at the price of a
-truncation error of about ``eps**2 / 6 * f'''``. Keep inputs at least ``eps`` away from kinks
-(relu and abs at 0, clip bounds, ties of max): at a kink the finite difference averages the two
-one-sided slopes and no gradient convention can match it.
+truncation error of about ``eps**2 / 6 * f'''``.
 """
 
 from __future__ import annotations
@@ -597,14 +605,20 @@ def gradcheck(
         grad_output: the projection ``u`` (one array per output). Default: ones for a scalar
             output, a fixed standard-normal draw (from ``seed``) for a non-scalar output.
         seed: seed of the default ``grad_output``.
+        conventions: what the backward returns at kinks and ties (module docstring): one
+            :class:`~tinygrad_cnn.testing.conventions.Convention` for all inputs, a sequence, or
+            a dict by input position. Default: the ``convention`` the op declares.
+        name: the op's name in messages (default: the Function's class name or fn's name).
 
     Returns:
         True when every checked input's gradient matches.
 
     Raises:
         GradcheckError: on a mismatch (naming the input, the worst element, both values, the
-            errors and the tolerances), an analytic gradient of the wrong shape, an input that
-            gets no gradient although the numeric gradient is nonzero, or a failing backward.
+            errors, the tolerances and a likely cause), at a kink where the gradient is not what
+            the convention says (both one-sided slopes, the gradient, the convention's value),
+            an analytic gradient of the wrong shape, an input that gets no gradient although the
+            numeric gradient is nonzero, or a failing backward.
 
     Example::
 
