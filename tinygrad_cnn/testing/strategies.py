@@ -131,9 +131,9 @@ def broadcastable_shapes(
 
 
 def _float_width(dtype: np.dtype) -> Literal[16, 32, 64]:
-    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
-        raise TypeError(f"expected float16, float32 or float64, got dtype {dtype}")
     widths: dict[int, Literal[16, 32, 64]] = {2: 16, 4: 32, 8: 64}
+    if dtype.kind != "f" or dtype.itemsize not in widths:
+        raise TypeError(f"expected float16, float32 or float64, got dtype {dtype}")
     return widths[dtype.itemsize]
 
 
