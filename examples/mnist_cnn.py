@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     make = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": lambda p, lr: optim.SGD(p, lr, momentum=0.9)}
     optimizer = make[args.optimizer](model.parameters(), lr=args.lr)
-    schedule = optim.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader))
+    # the learning rate only: Adam's beta1 stays 0.9 (PyTorch's default cycle_momentum=True would cycle it)
+    schedule = optim.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader), cycle_momentum=False)
     history: list[dict] = []
     start_epoch, trained_seconds = 0, 0.0
 

@@ -19,8 +19,8 @@ from .. import functional as F
 from ..autograd import check_writable, no_grad
 from ..parallel import _positive_int, map_batches
 from ..random import default_generator
+from ..storage import array_of, set_array, write_
 from ..tensor import Tensor
-from ._arrays import array_of, set_array, write_
 
 IntOrPair = int | tuple[int, int]
 
