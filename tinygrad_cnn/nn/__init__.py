@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
-from ..autograd import check_writable, no_grad
-from ..parallel import _positive_int, map_batches
+from ..autograd import no_grad
+from ..inplace import check_writable
+from ..parallel import map_batches
 from ..random import default_generator
 from ..storage import array_of, set_array, write_
 from ..tensor import Tensor
+from ..validation import pair, positive_int
 
 IntOrPair = int | tuple[int, int]
 
@@ -449,8 +451,8 @@ class Linear(Module):
     def __init__(
         self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32, device: Any = None
     ) -> None:
-        _positive_int("Linear", "in_features", in_features)
-        _positive_int("Linear", "out_features", out_features)
+        positive_int("Linear", "in_features", in_features)
+        positive_int("Linear", "out_features", out_features)
         _check_device("Linear", device)
         dtype = _float_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
@@ -488,9 +490,9 @@ class Conv2d(Module):
         device: Any = None,
         dtype: Any = np.float32,
     ) -> None:
-        _positive_int("Conv2d", "in_channels", in_channels)
-        _positive_int("Conv2d", "out_channels", out_channels)
-        _positive_int("Conv2d", "groups", groups)
+        positive_int("Conv2d", "in_channels", in_channels)
+        positive_int("Conv2d", "out_channels", out_channels)
+        positive_int("Conv2d", "groups", groups)
         _check_device("Conv2d", device)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
@@ -500,11 +502,11 @@ class Conv2d(Module):
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
         dtype = _float_dtype("Conv2d", dtype)
-        kh, kw = F._pair("Conv2d", "kernel_size", kernel_size, 1)
+        kh, kw = pair("Conv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
-        self.stride = F._pair("Conv2d", "stride", stride, 1)
+        self.stride = pair("Conv2d", "stride", stride, 1)
         self.padding: tuple[int, int] | str = conv_padding("Conv2d", padding, self.stride)
-        self.dilation = F._pair("Conv2d", "dilation", dilation, 1)
+        self.dilation = pair("Conv2d", "dilation", dilation, 1)
         self.groups, self.padding_mode = groups, padding_mode
         bound = 1 / math.sqrt(in_channels // groups * kh * kw)
         self.weight = _uniform((out_channels, in_channels // groups, kh, kw), bound, dtype)
@@ -589,11 +591,11 @@ class AvgPool2d(Module):
 
 
 def _check_pool(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
-    k = F._pair(layer, "kernel_size", kernel_size, 1)
+    k = pair(layer, "kernel_size", kernel_size, 1)
     if stride is not None:
-        F._pair(layer, "stride", stride, 1)
-    p = F._pair(layer, "padding", padding, 0)
-    F._pair(layer, "dilation", dilation, 1)
+        pair(layer, "stride", stride, 1)
+    p = pair(layer, "padding", padding, 0)
+    pair(layer, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{layer}: padding {p} must be at most half the kernel size {k}")
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
+from ..validation import pair
 from . import Module
 
 IntOrPair = int | tuple[int, int]
@@ -27,7 +28,7 @@ def conv_padding(op: str, padding: Any, stride: tuple[int, int]) -> tuple[int, i
         if padding == "same" and stride != (1, 1):
             raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride {stride})")
         return padding
-    return F._pair(op, "padding", padding, 0)
+    return pair(op, "padding", padding, 0)
 
 
 def conv2d(
@@ -45,8 +46,8 @@ def conv2d(
     ``padding="same"`` pads ``dilation * (k - 1)`` in total per axis, the odd one at the end, as PyTorch.
     With ``groups > 1`` each group of channels is convolved separately and the results concatenated.
     """
-    s = F._pair("conv2d", "stride", stride, 1)
-    d = F._pair("conv2d", "dilation", dilation, 1)
+    s = pair("conv2d", "stride", stride, 1)
+    d = pair("conv2d", "dilation", dilation, 1)
     pad = conv_padding("conv2d", padding, s)
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
@@ -98,9 +99,9 @@ def _pool_geometry(
     """kernel, stride, padding, dilation, output size and the extra padding at the end that
     ``ceil_mode`` needs, per axis, after PyTorch's checks."""
     F._check_image(op, x)
-    k = F._pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None or stride == [] or stride == () else F._pair(op, "stride", stride, 1)
-    p, d = F._pair(op, "padding", padding, 0), F._pair(op, "dilation", dilation, 1)
+    k = pair(op, "kernel_size", kernel_size, 1)
+    s = k if stride is None or stride == [] or stride == () else pair(op, "stride", stride, 1)
+    p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
     out, extra = [], []

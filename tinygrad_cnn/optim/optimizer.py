@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import check_writable, enable_grad
+from ..autograd import enable_grad
+from ..inplace import check_writable
 from ..storage import array_of
 from ..tensor import Tensor
 
