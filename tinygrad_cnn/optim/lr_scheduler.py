@@ -110,7 +110,9 @@ class LambdaLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         n = len(optimizer.param_groups)
-        self.lr_lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+        self.lr_lambdas: list[Callable[[int], float]] = (
+            list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n  # type: ignore[list-item]
+        )
         if len(self.lr_lambdas) != n:
             raise ValueError(f"LambdaLR: expected {n} lr_lambdas, got {len(self.lr_lambdas)}")
         super().__init__(optimizer, last_epoch)
@@ -254,7 +256,7 @@ class OneCycleLR(LRScheduler):
             total_steps = _int("OneCycleLR", "epochs", epochs, 1) * _int(
                 "OneCycleLR", "steps_per_epoch", steps_per_epoch, 1
             )
-        self.total_steps = _int("OneCycleLR", "total_steps", total_steps, 2)
+        self.total_steps = _int("OneCycleLR", "total_steps", total_steps, 1)
         if not 0 <= pct_start <= 1:
             raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start}")
         if anneal_strategy not in ("cos", "linear"):
@@ -268,6 +270,10 @@ class OneCycleLR(LRScheduler):
             )
         self.anneal_strategy, self.cycle_momentum, self.three_phase = anneal_strategy, cycle_momentum, three_phase
         warm = float(pct_start * self.total_steps) - 1
+        if self.total_steps - 1 - warm <= 0:  # PyTorch divides by zero here
+            raise ValueError(
+                f"OneCycleLR: total_steps={self.total_steps} with pct_start={pct_start} leaves no step to anneal"
+            )
         self._phases = (
             [
                 (warm, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
@@ -412,7 +418,7 @@ class ReduceLROnPlateau:
             )
         self.optimizer = optimizer
         n = len(optimizer.param_groups)
-        self.min_lrs = [float(m) for m in min_lr] if isinstance(min_lr, (list, tuple)) else [float(min_lr)] * n
+        self.min_lrs = [float(m) for m in min_lr] if isinstance(min_lr, (list, tuple)) else [float(min_lr)] * n  # type: ignore[arg-type]
         if len(self.min_lrs) != n:
             raise ValueError(f"ReduceLROnPlateau: expected {n} min_lrs, got {len(self.min_lrs)}")
         self.mode, self.factor, self.patience = mode, factor, patience

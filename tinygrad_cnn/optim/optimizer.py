@@ -56,13 +56,13 @@ class Optimizer:
                 f"{name}: params must be an iterable of tensors (e.g. model.parameters(), or [t]), "
                 f"got {type(params).__name__}"
             )
-        params = list(params)
-        if not params:
+        given: list[Any] = list(params)
+        if not given:
             raise ValueError(f"{name}: got an empty parameter list")
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
-        for group in params if isinstance(params[0], dict) else [{"params": params}]:
+        for group in given if isinstance(given[0], dict) else [{"params": given}]:
             self.add_param_group(group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:

@@ -157,7 +157,7 @@ class DataLoader:
         return (self.collate_fn(self.dataset[i]) for i in self.sampler)  # type: ignore[union-attr]
 
     def _iter_stream(self) -> Iterator[Any]:
-        stream = iter(self.dataset)  # type: ignore[call-overload]
+        stream = iter(self.dataset)
         if self.batch_size is None:
             yield from (self.collate_fn(s) for s in stream)
             return

@@ -83,7 +83,7 @@ class Subset(Dataset[T_co]):
 
     def __getitem__(self, index: int) -> T_co:
         if isinstance(index, list):
-            return [self.dataset[self.indices[i]] for i in index]  # type: ignore[return-value]
+            return [self.dataset[self.indices[i]] for i in index]
         return self.dataset[self.indices[index]]
 
     def __len__(self) -> int:
