@@ -318,7 +318,7 @@ def test_init_functions_fill_in_place():
 
 def test_clip_grad_and_parameter_vectors():
     a, b = nn.Parameter(np.zeros(2, dtype=np.float32)), nn.Parameter(np.zeros((1, 1), dtype=np.float32))
-    a.grad, b.grad = np.array([3.0, 0.0], dtype=np.float32), np.array([[4.0]], dtype=np.float32)
+    a.grad, b.grad = tg.Tensor(np.array([3.0, 0.0], dtype=np.float32)), tg.Tensor(np.array([[4.0]], dtype=np.float32))
     total = nn.utils.clip_grad_norm_([a, b], 1.0)
     assert total.item() == pytest.approx(5.0)
     np.testing.assert_allclose(np.asarray(a.grad), [0.6, 0.0], rtol=1e-5)

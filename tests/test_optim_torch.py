@@ -39,7 +39,7 @@ def _run_ours(name, kwargs, init, grads, groups=None):
     opt = getattr(optim, name)(spec, **kwargs)
     for step in grads:
         for p, g in zip(params, step):
-            p.grad = g.copy()
+            p.grad = tg.Tensor(g.copy())
         opt.step()
     return [p.data for p in params], opt
 
@@ -86,12 +86,12 @@ def test_adagrad_and_adadelta_by_hand():
     (p,) = [tg.Tensor(np.array([1.0]), requires_grad=True)]
     opt = optim.Adagrad([p], lr=0.5, eps=0.0)
     for g in (2.0, 1.0):
-        p.grad = np.array([g])
+        p.grad = tg.Tensor(np.array([g]))
         opt.step()
     np.testing.assert_allclose(p.data, [1 - 0.5 * 2 / 2 - 0.5 * 1 / math.sqrt(5)])
     q = tg.Tensor(np.array([0.0]), requires_grad=True)
     opt = optim.Adadelta([q], lr=1.0, rho=0.5, eps=1e-2)
-    q.grad = np.array([4.0])
+    q.grad = tg.Tensor(np.array([4.0]))
     opt.step()  # sq = 0.5 * 16 = 8; delta = sqrt(0 + .01) / sqrt(8.01) * 4
     np.testing.assert_allclose(q.data, [-0.1 / math.sqrt(8.01) * 4])
 
@@ -109,7 +109,7 @@ def test_state_dict_round_trip_of_new_optimizers(tmp_path):
         opt2.load_state_dict(tg.load(tmp_path / "opt.h5"))
         for step in grads[3:]:
             for p, g in zip(params, step):
-                p.grad = g.copy()
+                p.grad = tg.Tensor(g.copy())
             opt2.step()
         for a, b in zip(straight, params):
             np.testing.assert_array_equal(a, b.data, err_msg=key)
@@ -118,7 +118,7 @@ def test_state_dict_round_trip_of_new_optimizers(tmp_path):
 def test_zero_grad_and_closure():
     p = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
     opt = optim.SGD([p], lr=0.1)
-    p.grad = np.ones(2)
+    p.grad = tg.Tensor(np.ones(2))
     opt.zero_grad(set_to_none=False)
     np.testing.assert_array_equal(p.grad, 0)
     opt.zero_grad()
