@@ -258,9 +258,9 @@ def test_repr_is_readable():
     assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2, bias=True)"
     assert repr(nn.Linear(3, 2, bias=False)) == "Linear(in_features=3, out_features=2, bias=False)"
     conv = repr(nn.Conv2d(1, 4, 3, stride=2, padding=1))
-    assert conv.startswith("Conv2d(1, 4, kernel_size=(3, 3), stride=2, padding=1")
+    assert conv == "Conv2d(1, 4, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"  # PyTorch's text
     assert repr(nn.ReLU()) == "ReLU()"
-    assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25)"
+    assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25, inplace=False)"
     assert "kernel_size=2" in repr(nn.MaxPool2d(2))
     text = repr(Net())
     lines = text.splitlines()
@@ -268,7 +268,7 @@ def test_repr_is_readable():
     assert lines[1] == "  (features): Sequential("
     assert lines[2].startswith("    (0): Conv2d(1, 4, kernel_size=(3, 3)")
     assert "    (2): ReLU()" in lines
-    assert "  (dropout): Dropout(p=0.5)" in lines
+    assert "  (dropout): Dropout(p=0.5, inplace=False)" in lines
     assert "  (head): Linear(in_features=36, out_features=5, bias=True)" in lines
     assert lines[-1] == ")"
 

@@ -117,13 +117,13 @@ def tape(
         key = id(t)
         if key in recorded or key in leaves:
             continue
-        if t._ctx is None:
+        if t.grad_fn is None:
             leaves[key] = t
             continue
         recorded[key] = t
-        stack.extend(a for a in t._ctx.inputs if isinstance(a, Tensor))
+        stack.extend(a for a in t.grad_fn.inputs if isinstance(a, Tensor))
 
-    order = sorted(recorded.values(), key=lambda t: t._ctx.seq)
+    order = sorted(recorded.values(), key=lambda t: t.grad_fn.seq)
     label: dict[int, str] = {id(t): f"%{i}" for i, t in enumerate(order)}
     counters = {"x": 0, "c": 0}
     leaf_rows: list[Leaf] = []
@@ -142,9 +142,9 @@ def tape(
 
     nodes: list[Node] = []
     for i, t in enumerate(order):
-        ctx = t._ctx
+        ctx = t.grad_fn
         tensor_inputs = [a for a in ctx.inputs if isinstance(a, Tensor)]
-        in_names = tuple(label[id(a)] if a._ctx is not None else leaf_name(a) for a in tensor_inputs)
+        in_names = tuple(label[id(a)] if a.grad_fn is not None else leaf_name(a) for a in tensor_inputs)
         saved, extra = _saved_bytes(ctx, t)
         nodes.append(
             Node(
@@ -159,11 +159,11 @@ def tape(
                 output_is_view=not t.data.flags.owndata,
                 saved_bytes=saved,
                 extra_bytes=extra,
-                freed=ctx._freed,
+                freed=ctx.freed,
             )
         )
     for r in roots:  # a root that is itself a leaf
-        if r._ctx is None:
+        if r.grad_fn is None:
             leaf_name(r)
     result = Tape(nodes, leaf_rows, [label[id(r)] for r in roots])
     if record_grads and order:
@@ -171,22 +171,11 @@ def tape(
     return result
 
 
-def _arrays_in(value: Any, depth: int = 0) -> Iterator[np.ndarray]:
-    if isinstance(value, np.ndarray):
-        yield value
-    elif isinstance(value, Tensor):
-        yield value.data
-    elif isinstance(value, (tuple, list)) and depth < 3:
-        for item in value:
-            yield from _arrays_in(item, depth + 1)
-
-
 def _saved_bytes(ctx: autograd.Context, output: Tensor) -> tuple[int, int]:
     """(nbytes of the arrays ctx keeps, bytes of those that share no memory with inputs/output)."""
     kept: dict[int, np.ndarray] = {}
-    for value in (*ctx._saved, *(v for k, v in ctx.__dict__.items() if k != "_trace")):
-        for arr in _arrays_in(value):
-            kept.setdefault(id(arr), arr)
+    for arr in ctx.kept_arrays():
+        kept.setdefault(id(arr), arr)
     own = [a.data for a in ctx.inputs if isinstance(a, Tensor)] + [output.data]
     saved = extra = 0
     buffers: set[int] = set()
@@ -216,14 +205,21 @@ def _norm(a: np.ndarray) -> float:
 _recording: weakref.WeakSet[Tape] = weakref.WeakSet()
 
 
-def _observe(tensor: Tensor, grad: Tensor) -> None:
-    for t in list(_recording):
-        t._record(tensor, grad)
+class _GradientNorms(autograd.BackwardHook):
+    """Registered while a tape records: the norm of each gradient the sweep reaches."""
+
+    def node_reached(self, node: Tensor, grad: Tensor | None) -> None:
+        if grad is not None:
+            for t in list(_recording):
+                t._record(node, grad)
+
+
+_observer = _GradientNorms()
 
 
 def _stop_if_idle() -> None:
-    if not any(True for _ in _recording) and _observe in autograd._grad_observers:
-        autograd._grad_observers.remove(_observe)
+    if not any(True for _ in _recording):
+        autograd.remove_backward_hook(_observer)
 
 
 # --------------------------------------------------------------------------- the Tape
@@ -271,8 +267,7 @@ class Tape:
     def _watch(self, tensors: list[Tensor]) -> None:
         self._refs = {id(t): (weakref.ref(t), n) for t, n in zip(tensors, self.nodes)}
         _recording.add(self)
-        if _observe not in autograd._grad_observers:
-            autograd._grad_observers.append(_observe)
+        autograd.add_backward_hook(_observer)
         weakref.finalize(self, _stop_if_idle)
 
     def _record(self, tensor: Tensor, grad: Tensor) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import check_writable
+from .inplace import check_writable
 from .tensor import Tensor
 
 
@@ -48,7 +48,7 @@ class Optimizer:
                 i = len(seen)
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     raise TypeError(f"{name}: parameter {i} is not a Tensor that requires grad")
-                if p._ctx is not None:
+                if p.grad_fn is not None:
                     raise ValueError(
                         f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor: it was computed "
                         "by an op, so backward never fills its .grad; pass the tensor you created"

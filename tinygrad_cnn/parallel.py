@@ -36,6 +36,7 @@ import numpy as np
 from .autograd import grad, no_grad
 from .random import default_generator, manual_seed
 from .tensor import Tensor
+from .validation import positive_int
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -101,13 +102,6 @@ def single_threaded_blas() -> Iterator[None]:
         _blas.set(previous)
 
 
-def _positive_int(op: str, name: str, value: Any) -> int:
-    """``value`` as an int, or a ValueError naming ``op`` and ``name`` (bools and floats are refused)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _pool(workers: int) -> ThreadPoolExecutor:
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="tinygrad_cnn")
@@ -131,7 +125,7 @@ def backward(
     the batch's loss (the size-weighted mean of the shards') and the list of ``extra`` values,
     one per shard in batch order (e.g. logits, to count correct predictions).
     """
-    workers = _positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
+    workers = positive_int("parallel.backward", "workers", default_workers() if workers is None else workers)
     shards = _split("parallel.backward", arrays, workers, shard_size)
     n = sum(len(shard[0]) for shard in shards)
 
@@ -157,7 +151,7 @@ def _split(op: str, arrays: Sequence[np.ndarray], workers: int, shard_size: int 
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
         raise ValueError(f"{op}: arrays of different lengths {[len(a) for a in arrays]}")
-    count = workers if shard_size is None else max(workers, -(-n // _positive_int(op, "shard_size", shard_size)))
+    count = workers if shard_size is None else max(workers, -(-n // positive_int(op, "shard_size", shard_size)))
     bounds = np.linspace(0, n, min(count, n) + 1).astype(int)
     return [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
@@ -220,7 +214,7 @@ class WorkerPool:
             )
         self.fn = fn
         self.params = list(params)
-        self.workers = _positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
+        self.workers = positive_int("WorkerPool", "workers", default_workers() if workers is None else workers)
         self._closed = False
         # Shared before the fork, so the workers see the same memory: the parameter values they
         # compute with, and one gradient buffer per worker.
@@ -460,8 +454,8 @@ def map_batches(
     then streams them from memory; LeNet-ish on 1,000 MNIST digits ran 1.7x faster in pieces of
     128 than in one piece, on one core (docs/performance.md).
     """
-    _positive_int("map_batches", "batch_size", batch_size)
-    workers = _positive_int("map_batches", "workers", default_workers() if workers is None else workers)
+    positive_int("map_batches", "batch_size", batch_size)
+    workers = positive_int("map_batches", "workers", default_workers() if workers is None else workers)
     data = x.data if isinstance(x, Tensor) else np.asarray(x)
     if data.ndim == 0:
         raise ValueError("map_batches: x must have a batch axis, got a 0-d array")
