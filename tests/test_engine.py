@@ -433,6 +433,32 @@ class TestMemory:
         gc.collect()
         assert ref() is None
 
+    def test_a_loss_kept_after_backward_keeps_no_activation(self):
+        """history.append(loss) is common: the kept graph must not hold the forward's arrays (PyTorch's
+        kept grad_fn holds none either), only its structure."""
+        from tinygrad_cnn import nn
+
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+        x = tg.Tensor(np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32))
+        hidden = model[1](model[0](x))
+        activation, batch = weakref.ref(hidden.data), weakref.ref(x.data)
+        loss = F.cross_entropy(model[3](model[2](hidden)), np.array([0, 1, 2, 0, 1]))
+        del hidden, x
+        assert activation() is not None and batch() is not None  # the graph needs them until backward
+        loss.backward()
+        gc.collect()
+        assert activation() is None and batch() is None
+        nodes, stack = [], [loss]
+        while stack:  # the structure is still there, for the tape viewer and for a second backward's error
+            t = stack.pop()
+            if t._ctx is not None:
+                nodes.append(t._ctx.fn.__name__)
+                stack.extend(u for u in t._ctx.inputs if isinstance(u, tg.Tensor))
+        assert len(nodes) >= 4
+        with pytest.raises(tg.GraphFreedError):
+            loss.backward()
+
     def test_no_grad_builds_nothing(self):
         x = leaf([1.0, 2.0])
         with tg.no_grad():
@@ -745,7 +771,9 @@ class TestAnomaly:
         assert msg.startswith("Log:") and "Inf" in msg
         assert THIS_FILE in msg
         assert "loss = tg.functional.log(p).sum()" in msg
-        assert isinstance(info.value, FloatingPointError)
+        assert isinstance(info.value, RuntimeError) and isinstance(
+            info.value, FloatingPointError
+        )  # PyTorch: RuntimeError
 
     def test_without_anomaly_mode_inf_passes_silently(self):
         p = tg.Tensor(np.array([0.5, 0.0]), requires_grad=True)

@@ -302,3 +302,10 @@ def test_the_package_runs_this_script_from_any_directory(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "--epochs" in done.stdout and "--limit-train" in done.stdout
+
+
+def test_training_on_a_single_image_ends_cleanly(fast_example, capsys):
+    """All of training is one batch (--epochs 1 --limit-train 1): a one-step schedule, no traceback."""
+    metrics = fast_example.main(["--epochs", "1", "--limit-train", "1", "--quiet"])
+    capsys.readouterr()
+    assert len(metrics["history"]) == 1 and math.isfinite(metrics["history"][0]["loss"])

@@ -436,7 +436,8 @@ def _p():
         (lambda: optim.Adam(iter([])), "empty parameter list"),
         (lambda: optim.StepLR(optim.SGD(_p(), lr=0.1), step_size=0), "step_size"),
         (lambda: optim.CosineAnnealingLR(optim.SGD(_p(), lr=0.1), T_max=0), "T_max"),
-        (lambda: optim.OneCycleLR(optim.SGD(_p(), lr=0.1), max_lr=0.1, total_steps=1), "total_steps"),
+        (lambda: optim.OneCycleLR(optim.SGD(_p(), lr=0.1), max_lr=0.1, total_steps=0), "total_steps"),
+        (lambda: optim.OneCycleLR(optim.SGD(_p(), lr=0.1), max_lr=0.1, total_steps=1, pct_start=1.0), "no step"),
     ],
 )
 def test_invalid_hyperparameters(make, match):
@@ -512,6 +513,12 @@ SCHEDULES = {
         lambda t, base: one_cycle_lr(t, 0.2, 20),
         dict(max_lr=0.2, total_steps=20),
         21,
+    ),
+    "OneCycleLR-one-step": (  # all of training is one batch, which PyTorch allows
+        lambda o: optim.OneCycleLR(o, max_lr=0.003, total_steps=1),
+        lambda t, base: one_cycle_lr(t, 0.003, 1),
+        dict(max_lr=0.003, total_steps=1),
+        2,
     ),
     "OneCycleLR-custom": (
         lambda o: optim.OneCycleLR(

@@ -367,7 +367,7 @@ def run_backward(
     one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
     no ``.grad`` is touched (what :func:`grad` does).
     """
-    hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FREE_SAVED])]
+    hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
     grads = _Gradients(inputs)
     with set_grad_enabled(create_graph):
         for root, g in zip(roots, root_grads, strict=True):
@@ -539,14 +539,44 @@ def backward_hooks() -> tuple[BackwardHook, ...]:
 
 
 class _FreeSaved(BackwardHook):
-    """Drops what each node saved once the sweep is past it (a sweep without ``retain_graph``)."""
+    """Drops what each node saved once the sweep is past it (a sweep without ``retain_graph``), and
+    its inputs' arrays: each input becomes a stand-in that keeps the graph's shape but takes no memory
+    (one per tensor for the whole sweep), so a loss kept after backward (``history.append(loss)``)
+    keeps no activation alive, as in PyTorch. One instance per sweep."""
+
+    def __init__(self) -> None:
+        self.stand_ins: dict[int, Tensor] = {}
 
     def node_done(self, node: Tensor) -> None:
-        if node.grad_fn is not None and not node.grad_fn.freed:
-            node.grad_fn.free()
+        ctx = node.grad_fn
+        if ctx is not None and not ctx.freed:
+            ctx.free()
+            ctx.inputs = tuple(self._stand_in(t) for t in ctx.inputs)
+
+    def _stand_in(self, t: Any) -> Any:
+        """``t`` as a freed node keeps it: the same node, shape, dtype and ``requires_grad``, with a
+        zero-strided array for values. Leaves that require grad (parameters) stay themselves."""
+        if not isinstance(t, Tensor) or (t.grad_fn is None and t.requires_grad):
+            return t
+        stand_in = self.stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
+        if stand_in is None:
+            view = _zeros_view(t.data.dtype, t.data.shape)
+            stand_in = Tensor(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
+            self.stand_ins[id(t)] = stand_in
+        return stand_in
 
 
-_FREE_SAVED = _FreeSaved()
+_zero_buffers: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros_view(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only array of zeros of any shape that takes no memory (all strides 0, one shared element)."""
+    buffer = _zero_buffers.get(dtype)
+    if buffer is None:
+        buffer = _zero_buffers.setdefault(dtype, np.zeros(1, dtype))
+    view = np.ndarray(shape, dtype, buffer=buffer, strides=(0,) * len(shape))
+    view.flags.writeable = False
+    return view
 
 
 # --------------------------------------------------------------------------- anomaly detection
@@ -565,8 +595,10 @@ def is_anomaly_enabled() -> bool:
     return _anomaly_mode.enabled
 
 
-class AnomalyError(FloatingPointError):
-    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`."""
+class AnomalyError(RuntimeError, FloatingPointError):
+    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`.
+
+    A :class:`RuntimeError`, the class PyTorch raises there (and a :class:`FloatingPointError`)."""
 
 
 @contextlib.contextmanager

@@ -375,8 +375,8 @@ class OneCycleLR(LRScheduler):
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
     ) -> None:
-        if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 2:
-            raise ValueError(f"OneCycleLR: total_steps must be an int >= 2, got {total_steps!r}")
+        if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 1:
+            raise ValueError(f"OneCycleLR: total_steps must be a positive int, got {total_steps!r}")
         if not 0 <= pct_start <= 1:
             raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start}")
         if not (max_lr > 0 and div_factor > 0 and final_div_factor > 0) or math.inf in (max_lr, div_factor):
@@ -387,6 +387,10 @@ class OneCycleLR(LRScheduler):
         self.max_lr, self.total_steps = max_lr, total_steps
         self.initial_lr, self.min_lr = max_lr / div_factor, max_lr / div_factor / final_div_factor
         self.warmup_end = float(pct_start * total_steps) - 1
+        if total_steps - 1 - self.warmup_end <= 0:  # PyTorch divides by zero here
+            raise ValueError(
+                f"OneCycleLR: total_steps={total_steps} with pct_start={pct_start} leaves no step to anneal"
+            )
         super().__init__(optimizer)
 
     def lr_at(self, base_lr: float, t: int) -> float:

@@ -11,7 +11,7 @@ import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,6 +25,18 @@ from ..validation import pair, positive_int
 from ._arrays import array_of, set_array, write_
 
 IntOrPair = int | tuple[int, int]
+
+
+class _IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns, as PyTorch's named tuple of the same name."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
 
 
 class Parameter(Tensor):
@@ -336,12 +348,13 @@ class Module:
         """Copies of every parameter's and persistent buffer's array, keyed by dotted name."""
         return OrderedDict((name, array_of(t).copy()) for name, t in self._state_tensors().items())
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> _IncompatibleKeys:
         """Copy arrays into the parameters (in place, keeping each parameter's dtype).
 
-        With ``strict=True`` missing or unexpected keys are an error; a shape mismatch always is, and
-        so is a value that is not an array of real numbers. Everything is checked before anything is
-        copied, so a failed load leaves the model unchanged.
+        Returns ``(missing_keys, unexpected_keys)`` as a named tuple, as PyTorch does. With ``strict=True``
+        missing or unexpected keys are a :class:`RuntimeError` listing them; a shape mismatch always is
+        (both as in PyTorch), and a value that is not an array of real numbers is a :class:`TypeError`.
+        Everything is checked before anything is copied, so a failed load leaves the model unchanged.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(
@@ -357,7 +370,7 @@ class Module:
                 parts.append(f"missing keys {missing}")
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
-            raise KeyError(
+            raise RuntimeError(
                 f"load_state_dict for {type(self).__name__}: "
                 + "; ".join(parts)
                 + " (is this state from a different model?)"
@@ -376,7 +389,7 @@ class Module:
                     mismatched.append(f"{name}: checkpoint {value.shape} vs model {p.shape}")
                 values[name] = value
         if mismatched:
-            raise ValueError(
+            raise RuntimeError(
                 f"load_state_dict for {type(self).__name__}: shape mismatch for "
                 + "; ".join(mismatched)
                 + " (is this state from a different model?)"
@@ -386,6 +399,7 @@ class Module:
                 check_writable(array_of(p), f"load_state_dict for {type(self).__name__}: parameter {name}")
         for name, value in values.items():
             write_(own[name], value)
+        return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self) -> str:
