@@ -621,3 +621,44 @@ def test_schedule_state_dict_round_trip(name, via_file, tmp_path):
     assert sched2.get_last_lr() == sched.get_last_lr()
     assert sched2.optimizer.param_groups[1]["lr"] == sched.optimizer.param_groups[1]["lr"]
     assert lr_history(sched2, steps - 1 - k, first=False) == lr_history(sched, steps - 1 - k, first=False)
+
+
+class SignMomentum(optim.Optimizer):
+    """A user's optimizer, built like SGD and Adam: it says nothing about the state it keeps."""
+
+    def __init__(self, params, lr=0.01, beta=0.9):
+        super().__init__(params, {"lr": lr, "beta": beta})
+
+    def _update(self, p, g, state, group):
+        velocity = state.get("velocity")
+        state["velocity"] = g.copy() if velocity is None else group["beta"] * velocity + g
+        p -= group["lr"] * np.sign(state["velocity"])
+
+
+def test_a_users_optimizer_subclass_round_trips_its_state_dict():
+    """The base class declares everything load_state_dict reads (it used to read an attribute only
+    SGD and Adam set, so a user's subclass crashed there)."""
+    rng = np.random.default_rng(0)
+    x, start = rng.standard_normal(5), rng.standard_normal(5)
+
+    def train(opt, w, steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            (((w * tg.Tensor(x)).sum() - 1.0) ** 2).backward()
+            opt.step()
+
+    w = tg.Tensor(start.copy(), requires_grad=True)
+    opt = SignMomentum([w], lr=0.1)
+    train(opt, w, 2)
+    saved, w_saved = opt.state_dict(), w.data.copy()
+    train(opt, w, 3)
+
+    resumed = tg.Tensor(w_saved, requires_grad=True)
+    again = SignMomentum([resumed], lr=0.5)
+    again.load_state_dict(saved)
+    assert again.param_groups[0]["lr"] == 0.1
+    np.testing.assert_array_equal(again.state[0]["velocity"], saved["state"][0]["velocity"])
+    train(again, resumed, 3)
+    np.testing.assert_array_equal(resumed.data, w.data)
+    with pytest.raises(ValueError, match="different optimizer"):
+        optim.SGD([resumed], lr=0.1, momentum=0.9).load_state_dict(saved)

@@ -203,14 +203,14 @@ class Context:
         self.saved = arrays
 
     @property
-    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+    def saved_tensors(self) -> tuple[Tensor, ...]:
         """The saved arrays as Tensors: an input's array comes back as that input tensor and the
         output's as the output tensor (so a backward rule that uses them is itself differentiable);
         any other array as a constant."""
         if self._freed:
             raise self.freed_error()
         output = self._output() if self._output is not None else None
-        result: list[Tensor | None] = []
+        result: list[Any] = []  # Tensors (None where None was saved)
         for arr in self.saved:
             if arr is None or isinstance(arr, Tensor):
                 result.append(arr)
@@ -332,8 +332,8 @@ class Function:
         if out is not raw and record:  # NumPy returned a scalar for a 0-d result
             ctx.saved = tuple(out if a is raw else a for a in ctx.saved)
         if _anomaly_mode.enabled:
-            _check_finite(cls.__name__, "forward output", out, ctx if isinstance(ctx, Context) else None)
-        if not isinstance(ctx, Context) or out.dtype.kind != "f":  # integer/bool outputs are constants
+            _check_finite(cls.__name__, "forward output", out, ctx if record else None)
+        if not record or out.dtype.kind != "f":  # integer/bool outputs are constants, like comparisons
             return Tensor(out)
         result = Tensor.from_op(out, ctx)
         ctx._output = weakref.ref(result)
@@ -341,13 +341,13 @@ class Function:
         return result
 
 
-class _Scratch:
+class _Scratch(Context):
     """Stand-in ctx for a forward that is not recorded: attributes work, saving is a no-op."""
 
-    needs_input_grad = ()
-    values: tuple[Any, ...] = ()
+    def __init__(self) -> None:
+        self.needs_input_grad, self.values, self._locked = (), (), []
 
-    def save_for_backward(self, *arrays: Any) -> None:
+    def save_for_backward(self, *arrays: np.ndarray | None) -> None:
         pass
 
 
@@ -370,17 +370,17 @@ def run_backward(
     hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
     grads = _Gradients(inputs)
     with set_grad_enabled(create_graph):
-        for root, g in zip(roots, root_grads, strict=True):
-            grads.add(root, g)
-        for node in _topological_order(roots):
+        for root, seed in zip(roots, root_grads, strict=True):
+            grads.add(root, seed)
+        for node, ctx in _topological_order(roots):
             g = grads.pop(node)
             for hook in hooks:
                 hook.node_reached(node, g)
             if g is not None:
-                input_grads = _input_gradients(node.grad_fn, g, create_graph)
+                input_grads = _input_gradients(ctx, g, create_graph)
                 for hook in hooks:
                     hook.rule_returned(node, input_grads)
-                for t, gi in zip(node.grad_fn.inputs, input_grads):
+                for t, gi in zip(ctx.inputs, input_grads):
                     if gi is not None:
                         grads.add(t, gi)
             for hook in hooks:
@@ -388,28 +388,27 @@ def run_backward(
     return None if inputs is None else grads.of(inputs)
 
 
-def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Non-leaf tensors reachable from ``roots``, each after every tensor that consumes it.
-
-    Iterative depth-first post-order, so graphs of any depth work (no recursion limit).
+def _topological_order(roots: Sequence[Tensor]) -> list[tuple[Tensor, Context]]:
+    """The recorded tensors reachable from ``roots``, each with its node, each after every tensor
+    that consumes it. Iterative depth-first post-order: graphs of any depth work (no recursion limit).
     """
-    order: list[Tensor] = []
+    order: list[tuple[Tensor, Context]] = []
     visited: set[int] = set()
     for root in roots:
         if root.grad_fn is None or id(root) in visited:
             continue
         visited.add(id(root))
-        stack: list[tuple[Tensor, Iterator[Any]]] = [(root, iter(root.grad_fn.inputs))]
+        stack: list[tuple[Tensor, Context, Iterator[Any]]] = [(root, root.grad_fn, iter(root.grad_fn.inputs))]
         while stack:
-            node, children = stack[-1]
+            node, ctx, children = stack[-1]
             for child in children:
                 if isinstance(child, Tensor) and child.grad_fn is not None and id(child) not in visited:
                     visited.add(id(child))
-                    stack.append((child, iter(child.grad_fn.inputs)))
+                    stack.append((child, child.grad_fn, iter(child.grad_fn.inputs)))
                     break
             else:
                 stack.pop()
-                order.append(node)
+                order.append((node, ctx))
     order.reverse()
     return order
 

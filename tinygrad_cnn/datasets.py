@@ -137,7 +137,7 @@ def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
             compressed = fh.read(2) == _GZIP_MAGIC
             fh.seek(0)
             size = file_size(fh)
-            stream: IO[bytes] = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+            stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
             head = stream.read(8)
             header, dims, dtype, tname = _idx_header(head, name, expected_magic)
             head += stream.read(header - len(head))
@@ -244,10 +244,10 @@ def _to_images(arr: Any, where: str) -> np.ndarray:
         return arr.astype(np.uint8)
     if not np.isfinite(arr).all():
         raise DatasetError(f"{where}: pixel values contain NaN or infinity")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 255.0:
-        raise DatasetError(f"{where}: float pixel values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}]")
-    if hi <= 1.0:  # [0, 1] scaled data
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0.0 or high > 255.0:
+        raise DatasetError(f"{where}: float pixel values must lie in [0, 1] or [0, 255], got [{low:g}, {high:g}]")
+    if high <= 1.0:  # [0, 1] scaled data
         arr = arr * 255.0
     return np.rint(arr).astype(np.uint8)
 

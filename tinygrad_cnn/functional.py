@@ -110,7 +110,7 @@ def _axis(op: str, axis: Any, ndim: int) -> int:
     """One axis (an int, not a tuple), normalised to be non-negative."""
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
         raise TypeError(f"{op}: axis must be an int, got {axis!r}")
-    return _axes(op, axis, ndim)[0]
+    return _axes(op, int(axis), ndim)[0]
 
 
 # --------------------------------------------------------------------------- elementwise

@@ -109,7 +109,7 @@ def tape(
             given.setdefault(id(t), str(name))
 
     # Every tensor reachable from the roots (iteratively: graphs of any depth).
-    recorded: dict[int, Tensor] = {}
+    recorded: dict[int, tuple[Tensor, autograd.Context]] = {}
     leaves: dict[int, Tensor] = {}
     stack = list(roots)
     while stack:
@@ -120,11 +120,11 @@ def tape(
         if t.grad_fn is None:
             leaves[key] = t
             continue
-        recorded[key] = t
+        recorded[key] = (t, t.grad_fn)
         stack.extend(a for a in t.grad_fn.inputs if isinstance(a, Tensor))
 
-    order = sorted(recorded.values(), key=lambda t: t.grad_fn.seq)
-    label: dict[int, str] = {id(t): f"%{i}" for i, t in enumerate(order)}
+    order = sorted(recorded.values(), key=lambda pair: pair[1].seq)
+    label: dict[int, str] = {id(t): f"%{i}" for i, (t, _) in enumerate(order)}
     counters = {"x": 0, "c": 0}
     leaf_rows: list[Leaf] = []
 
@@ -141,8 +141,7 @@ def tape(
         return label[key]
 
     nodes: list[Node] = []
-    for i, t in enumerate(order):
-        ctx = t.grad_fn
+    for i, (t, ctx) in enumerate(order):
         tensor_inputs = [a for a in ctx.inputs if isinstance(a, Tensor)]
         in_names = tuple(label[id(a)] if a.grad_fn is not None else leaf_name(a) for a in tensor_inputs)
         saved, extra = _saved_bytes(ctx, t)
@@ -167,7 +166,7 @@ def tape(
             leaf_name(r)
     result = Tape(nodes, leaf_rows, [label[id(r)] for r in roots])
     if record_grads and order:
-        result._watch(order)
+        result._watch([t for t, _ in order])
     return result
 
 

@@ -23,7 +23,11 @@ from .tensor import Tensor
 class Optimizer:
     """Base class: holds ``param_groups`` (dicts of ``params`` and hyper-parameters) and per-parameter state."""
 
-    _state_keys: frozenset[str] = frozenset()  # what one parameter's state may hold
+    # The entries one parameter's state holds, so that load_state_dict refuses the state of another
+    # kind of optimizer. None (a subclass that does not say): any entries. With _state_keys_all, a
+    # parameter's state holds all of them once it holds any (Adam's step, exp_avg, exp_avg_sq).
+    _state_keys: frozenset[str] | None = None
+    _state_keys_all: bool = False
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
         name = type(self).__name__
@@ -32,10 +36,10 @@ class Optimizer:
                 f"{name}: params must be an iterable of tensors (e.g. model.parameters(), or [t]), "
                 f"got {type(params).__name__}"
             )
-        params = list(params)
-        if not params:
+        given: list[Any] = list(params)
+        if not given:
             raise ValueError(f"{name}: got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        groups = given if isinstance(given[0], dict) else [{"params": given}]
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
         seen: set[int] = set()
@@ -152,11 +156,12 @@ class Optimizer:
                 self._check_hyperparameters(g)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{name}.load_state_dict: bad saved hyper-parameter: {e}") from None
+        keys = self._state_keys
         for i, s in enumerate(state_dict["state"]):
-            if not set(s) <= self._state_keys or (self._state_keys_all and s and set(s) != self._state_keys):
+            if keys is not None and (not set(s) <= keys or (self._state_keys_all and s and set(s) != keys)):
                 raise ValueError(
                     f"{name}.load_state_dict: the state of parameter {i} has entries {sorted(s)}; "
-                    f"{name} keeps {sorted(self._state_keys)} (a state from a different optimizer?)"
+                    f"{name} keeps {sorted(keys)} (a state from a different optimizer?)"
                 )
         if len(groups) != len(self.param_groups) or any(
             len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)

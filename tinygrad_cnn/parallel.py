@@ -60,7 +60,8 @@ class _OpenBLAS:
     _suffixes = ("64_", "")
 
     def __init__(self) -> None:
-        self.get = self.set = None
+        self.get: Callable[[], int] | None = None
+        self.set: Callable[[int], None] | None = None
         try:
             with open("/proc/self/maps") as maps:
                 paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
@@ -91,7 +92,7 @@ def single_threaded_blas() -> Iterator[None]:
     with _blas_lock:
         if _blas is None:
             _blas = _OpenBLAS()
-    if _blas.set is None:
+    if _blas.set is None or _blas.get is None:
         yield
         return
     previous = _blas.get()
@@ -273,6 +274,7 @@ class WorkerPool:
             except OSError:  # its end of the pipe is gone
                 self._died(k)
         own_grads = [np.zeros_like(p.data) for p in self.params]
+        own: _RunResult | BaseException
         with single_threaded_blas():  # the other cores are the workers'
             try:
                 own = _run_shards(
@@ -281,10 +283,12 @@ class WorkerPool:
             except BaseException as error:  # noqa: BLE001  (collect the workers' replies first)
                 own = error
         replies = [own] + [self._receive(k) for k in range(len(runs) - 1)]  # every reply: none left in a pipe
+        results = []
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
-        return _add_to_grads(self.params, replies, [own_grads] + self._grads)
+            results.append(reply)
+        return _add_to_grads(self.params, results, [own_grads] + self._grads)
 
     def _stage(self, k: int, j: int, a: np.ndarray) -> tuple[str, tuple[int, ...], str]:
         """Copy array ``a`` into worker k's shared input buffer j (grown when too small)."""
@@ -373,9 +377,9 @@ def _run_shards(
         weight = size / n
         loss += weight * shard_loss
         extras.append(extra)
-        for i, g in enumerate(shard_grads):
-            if g is not None:
-                grads[i] += weight * g
+        for i, shard_grad in enumerate(shard_grads):
+            if shard_grad is not None:
+                grads[i] += weight * shard_grad
                 has_grad[i] = True
         start += size
     return loss, extras, has_grad
@@ -395,7 +399,7 @@ def _unlink(block: shared_memory.SharedMemory) -> None:
 def _attach(name: str) -> shared_memory.SharedMemory:
     """Open the pool's shared block ``name``; the pool's process frees it."""
     try:
-        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
+        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]  # Python >= 3.13
     except TypeError:  # older: registered again with the tracker shared with the pool, which has it already
         return shared_memory.SharedMemory(name=name)
 

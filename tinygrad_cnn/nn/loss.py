@@ -275,6 +275,8 @@ class _Loss(Module):
 
 
 class _WeightedLoss(_Loss):
+    weight: Tensor | None  # a buffer (register_buffer)
+
     def __init__(
         self, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
     ) -> None:
@@ -353,6 +355,8 @@ class BCELoss(_WeightedLoss):
 
 
 class BCEWithLogitsLoss(_WeightedLoss):
+    pos_weight: Tensor | None  # a buffer (register_buffer)
+
     def __init__(
         self,
         weight: Any = None,

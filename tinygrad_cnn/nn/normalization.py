@@ -74,14 +74,18 @@ def batch_norm(
             write_(running_mean, (1 - m) * rm + m * array_of(mean).reshape(c))
             write_(running_var, (1 - m) * rv + m * array_of(var).reshape(c) * (count / (count - 1)))
     else:
-        rm = Tensor(array_of(running_mean).astype(x.dtype).reshape(shape))
-        rv = Tensor(array_of(running_var).astype(x.dtype).reshape(shape))
-        y = (x - rm) * Tensor(((array_of(rv) + eps) ** -0.5).astype(x.dtype))
+        mean_t = Tensor(array_of(running_mean).astype(x.dtype).reshape(shape))
+        var_t = Tensor(array_of(running_var).astype(x.dtype).reshape(shape))
+        y = (x - mean_t) * Tensor(((array_of(var_t) + eps) ** -0.5).astype(x.dtype))
     return _scale_shift(y, weight, bias, shape)
 
 
 class _BatchNorm(Module):
     _dims: tuple[int, ...] = ()
+
+    running_mean: Tensor | None  # buffers (register_buffer)
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
@@ -113,10 +117,9 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def reset_running_stats(self) -> None:
-        if self.track_running_stats:
-            write_(self.running_mean, 0)
-            write_(self.running_var, 1)
-            write_(self.num_batches_tracked, 0)
+        for buffer, value in ((self.running_mean, 0), (self.running_var, 1), (self.num_batches_tracked, 0)):
+            if buffer is not None:  # None unless track_running_stats
+                write_(buffer, value)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
