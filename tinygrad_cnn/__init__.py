@@ -17,7 +17,7 @@ import builtins
 from ._tensor import Tensor  # first: the modules below build on it
 
 # isort: split
-from . import _dtypes, autograd, datasets, functional, graph, nn, optim, testing
+from . import _dtypes, autograd, datasets, functional, graph, nn, optim, testing, transforms, utils
 from ._device import accelerator, cuda, device
 from ._dtypes import (
     bool,
@@ -186,7 +186,7 @@ from .functional import (
     where,
 )
 from .functional import add as add
-from .random import get_rng_state, manual_seed, seed, set_rng_state
+from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
 
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ from . import _dtypes
 from . import primitives as P
 from ._tensor import Axis, Tensor
 from .random import default_generator
+from .testing.conventions import declare, first_max, mean_of_sides, passes_through, split_max, split_min
 from .validation import pair
 
 IntOrPair = int | tuple[int, int]
@@ -432,6 +433,7 @@ def sign(x: Tensor) -> Tensor:
     return _wrap(np.sign(x.array) if x.dtype != np.bool_ else x.array.copy())
 
 
+@declare(mean_of_sides(at=0.0))
 def abs(x: Tensor) -> Tensor:
     """|x| = x * sign(x); the gradient at 0 is 0, as in PyTorch."""
     x = _tensor("abs", x)
@@ -465,8 +467,12 @@ def round(x: Tensor, decimals: int = 0) -> Tensor:
 
 
 def softplus(x: Tensor) -> Tensor:
-    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
+    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere;
+    softplus(inf) = inf with gradient 1, as in PyTorch."""
     x = _float_tensor("softplus", x)
+    infinite = x.array == np.inf
+    if infinite.any():  # the shift below would give inf - inf there
+        return where(infinite, x, softplus(where(infinite, 0.0, x)))
     m = _wrap(np.maximum(x.array, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
     return m + ((-m).exp() + (x - m).exp()).log()
 
@@ -511,6 +517,7 @@ def masked_fill(x: Tensor, mask: Any, value: Any) -> Tensor:
     return P.Where.apply(m, _wrap(np.zeros((), dtype=x.dtype)) + _cast(v, x.dtype), x)
 
 
+@declare(passes_through())
 def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
     """Limit values to [min, max] (numbers or tensors); the gradient passes where min <= x <= max."""
     x = _tensor("clamp", x)
@@ -523,16 +530,8 @@ def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
             and (isinstance(bound, (str, bytes)) or np.asarray(bound).dtype.kind not in "biuf")
         ):
             raise TypeError(f"clamp: {name} must be a number or a tensor, got {bound!r}")
-    lo = None if min is None else _tensor("clamp", min, "min")
-    hi = None if max is None else _tensor("clamp", max, "max")
-    if not x.requires_grad and not builtins.any(b is not None and b.requires_grad for b in (lo, hi)):
-        dt = _dtypes.result_type(x.array, *(b.array if b.ndim else b.item() for b in (lo, hi) if b is not None))
-        values = x.array.astype(dt, copy=True)
-        if lo is not None:
-            np.maximum(values, lo.array, out=values, casting="unsafe")
-        if hi is not None:
-            np.minimum(values, hi.array, out=values, casting="unsafe")
-        return _wrap(values)
+    lo = min if min is None or _is_scalar(min) else _tensor("clamp", min, "min")  # scalars stay weak
+    hi = max if max is None or _is_scalar(max) else _tensor("clamp", max, "max")
     out = x
     if lo is not None:  # where x < min: min; at a tie the gradient goes to x (PyTorch's clamp)
         ta, tb = _binary("clamp", out, lo)
@@ -546,6 +545,8 @@ def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
 clip = clamp
 
 
+@declare(mean_of_sides())
+@declare(mean_of_sides())
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("maximum", a, b)
@@ -554,6 +555,8 @@ def maximum(a: Any, b: Any) -> Tensor:
     return where(ta.array > tb.array, ta, where(ta.array < tb.array, tb, ta * 0.5 + tb * 0.5))
 
 
+@declare(mean_of_sides())
+@declare(mean_of_sides())
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("minimum", a, b)
@@ -732,6 +735,8 @@ def mean(x: Tensor, dim: Axis = None, keepdim: bool = False, *, dtype: Any = Non
             f"dtype. Got: {x.dtype}"
         )
     axes = _reduced("mean", x, _dim("mean", dim, axis))
+    if x.dtype == np.float16:  # reduce in float32, as PyTorch: the sum and the count overflow float16
+        return astype(mean(astype(x, np.float32), axes, _keepdim("mean", keepdim, keepdims)), np.float16)
     count = math.prod(x.shape[a] for a in axes)
     return P.Sum.apply(x, axes, _keepdim("mean", keepdim, keepdims)) / count
 
@@ -757,6 +762,10 @@ def var(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool
     x = _float_tensor("var", x)
     dim, corr = _correction("var", _dim("var", dim, axis), unbiased, correction, ddof)
     axes = _reduced("var", x, dim)
+    if x.dtype == np.float16:  # in float32, as PyTorch (see mean)
+        return astype(
+            var(astype(x, np.float32), axes, keepdim=_keepdim("var", keepdim, keepdims), correction=corr), np.float16
+        )
     count = math.prod(x.shape[a] for a in axes)
     centred = x - mean(x, axes, keepdim=True)
     return P.Sum.apply(centred * centred, axes, _keepdim("var", keepdim, keepdims)) / builtins.max(count - corr, 0)
@@ -850,6 +859,7 @@ def _extreme(op: str, x: Tensor, dim: Any, keepdim: bool) -> MaxResult:
     return MaxResult(values, _wrap(index))
 
 
+@declare(split_max())
 def amax(
     x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None
 ) -> Tensor:
@@ -857,6 +867,7 @@ def amax(
     return _even_extreme("amax", x, dim, keepdim, axis, keepdims)
 
 
+@declare(split_min())
 def amin(
     x: Tensor, dim: Axis = (), keepdim: bool = False, *, axis: Axis = None, keepdims: bool | None = None
 ) -> Tensor:
@@ -1618,6 +1629,8 @@ def _pool_windows(
     return unfold(x, k, s, p, d, pad_value=pad_value)
 
 
+@declare(first_max())
+@declare(first_max())
 def max_pool2d(
     x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
 ) -> Tensor:
@@ -1703,9 +1716,10 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of integer class targets.   log_probs: (N, C), target: (N,)."""
     log_probs = _tensor("nll_loss", log_probs)
     t = _class_targets("nll_loss", log_probs, target)
-    onehot = np.zeros(log_probs.shape, dtype=log_probs.dtype)
-    onehot[np.arange(len(t)), t] = 1
-    return _reduce("nll_loss", -sum(log_probs * _wrap(onehot), 1), reduction)
+    target_class = np.zeros(log_probs.shape, dtype=bool)
+    target_class[np.arange(len(t)), t] = True
+    # picked with where, not multiplied by a one-hot: -inf (a masked logit) times 0 would be NaN
+    return _reduce("nll_loss", -sum(where(target_class, log_probs, 0.0), 1), reduction)
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:

@@ -1,47 +1,55 @@
 """The neural-network functions at PyTorch's path, ``torch.nn.functional``: ``import
 tinygrad_cnn.nn.functional as F`` then ``F.relu``, ``F.conv2d``, ``F.cross_entropy``, ...
 
-They are implemented in :mod:`tinygrad_cnn.functional`, composed from the primitives.
+Each is implemented next to its layer (``nn.conv``, ``nn.loss``, ``nn.activation``, ...) or, for
+the plain tensor ops, in :mod:`tinygrad_cnn.functional`; all are composed from the primitives.
 """
 
 from __future__ import annotations
 
-from ..functional import (
-    avg_pool2d,
+from ..functional import dropout, linear, relu, sigmoid, tanh, unfold
+from .activation import elu, gelu, leaky_relu, log_softmax, silu, softmax, softplus
+from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, max_pool2d
+from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
-    conv2d,
     cross_entropy,
-    dropout,
-    linear,
-    log_softmax,
-    logsumexp,
-    max_pool2d,
+    huber_loss,
+    l1_loss,
     mse_loss,
     nll_loss,
-    relu,
-    sigmoid,
-    softmax,
-    softplus,
-    tanh,
-    unfold,
+    smooth_l1_loss,
 )
+from .normalization import batch_norm, group_norm, layer_norm
+from .sparse import embedding
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "avg_pool2d",
+    "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "conv2d",
     "cross_entropy",
     "dropout",
+    "elu",
+    "embedding",
+    "gelu",
+    "group_norm",
+    "huber_loss",
+    "l1_loss",
+    "layer_norm",
+    "leaky_relu",
     "linear",
     "log_softmax",
-    "logsumexp",
     "max_pool2d",
     "mse_loss",
     "nll_loss",
     "relu",
     "sigmoid",
+    "silu",
+    "smooth_l1_loss",
     "softmax",
     "softplus",
     "tanh",

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._tensor import Tensor
 from ..random import default_generator
-from ._arrays import write_
+from ..storage import write_
 
 
 def _rng(generator: np.random.Generator | None) -> np.random.Generator:

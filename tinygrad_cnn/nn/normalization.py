@@ -16,8 +16,8 @@ import numpy as np
 
 from .. import functional as F
 from .._tensor import Tensor
+from ..storage import array_of, write_
 from . import Module, Parameter, _float_dtype
-from ._arrays import array_of, write_
 
 
 def _normalise(x: Tensor, axes: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:

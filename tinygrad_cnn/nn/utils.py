@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._tensor import Tensor
-from ._arrays import array_of, write_
+from ..storage import array_of, write_
 
 
 def _tensors(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:

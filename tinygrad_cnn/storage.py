@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._tensor import Tensor
+from ._tensor import Tensor
 
 
 def array_of(t: Any) -> np.ndarray:
