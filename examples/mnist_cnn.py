@@ -175,7 +175,14 @@ def main(argv: list[str] | None = None) -> dict:
     loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     make = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": lambda p, lr: optim.SGD(p, lr, momentum=0.9)}
     optimizer = make[args.optimizer](model.parameters(), lr=args.lr)
-    schedule = optim.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader))
+
+    def one_cycle(last_epoch: int = -1) -> optim.OneCycleLR:
+        """This run's schedule; ``last_epoch`` resumes it after that many steps (PyTorch's convention).
+        The learning rate only: Adam's beta1 stays 0.9 (PyTorch's default cycle_momentum=True would cycle it)."""
+        total = args.epochs * len(loader)
+        return optim.OneCycleLR(optimizer, args.lr, total, cycle_momentum=False, last_epoch=last_epoch)
+
+    schedule = one_cycle()
     history: list[dict] = []
     start_epoch, trained_seconds = 0, 0.0
 
@@ -201,7 +208,10 @@ def main(argv: list[str] | None = None) -> dict:
                 )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
+            if state["schedule"].get("total_steps") == schedule.total_steps:
+                schedule.load_state_dict(state["schedule"])
+            else:  # --epochs changed: this run's schedule, continued from the checkpoint's step
+                schedule = one_cycle(last_epoch=int(state["schedule"]["last_epoch"]) - 1)
             loader.load_state_dict(state["loader"])
             tg.set_rng_state(state["rng"])
             start_epoch, trained_seconds, history = state["epoch"], state["seconds"], state["history"]

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..storage import array_of
 from ..tensor import Tensor
 from . import Module
-from ._arrays import array_of
 
 
 def _reduction(op: str, reduction: str, size_average: bool | None = None, reduce: bool | None = None) -> str:
