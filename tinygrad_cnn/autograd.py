@@ -75,6 +75,38 @@ class enable_grad(set_grad_enabled):
         super().__init__(True)
 
 
+# --------------------------------------------------------------------------- leaf hooks
+
+# id(leaf) -> the hooks registered with Tensor.register_post_accumulate_grad_hook on that leaf.
+_accumulate_hooks: dict[int, list[Any]] = {}
+
+
+class RemovableHandle:
+    """What registering a hook returns: ``handle.remove()`` unregisters it."""
+
+    def __init__(self, hooks: list[Any], hook: Any) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def register_post_accumulate_grad_hook(leaf: Tensor, hook: Any) -> RemovableHandle:
+    """Call ``hook(leaf)`` once per ``backward()`` that accumulated a gradient into ``leaf.grad``,
+    after the whole reverse sweep (PyTorch's hook of this name runs when the leaf's gradient is
+    complete; this engine knows that only at the end). Hooks run in the order the sweep first
+    reached their leaves, which is the same on every run of the same graph."""
+    if leaf._ctx is not None or not leaf.requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that requires grad has a .grad")
+    key = id(leaf)
+    if key not in _accumulate_hooks:
+        _accumulate_hooks[key] = []
+        weakref.finalize(leaf, _accumulate_hooks.pop, key, None)
+    _accumulate_hooks[key].append(hook)
+    return RemovableHandle(_accumulate_hooks[key], hook)
+
+
 # --------------------------------------------------------------------------- the tape node
 
 
@@ -553,6 +585,7 @@ def run_backward(
     grads: dict[int, Tensor] = {}
     wanted = None if inputs is None else {id(t) for t in inputs}
     captured: dict[int, Tensor] = {}
+    hooked: dict[int, Tensor] = {}  # leaves with post-accumulate hooks that got a gradient, in order
 
     def accumulate(t: Tensor, g: Tensor) -> None:
         key = id(t)
@@ -560,6 +593,8 @@ def run_backward(
             captured[key] = captured[key] + g if key in captured else g
         elif t._ctx is None:
             if wanted is None and t.requires_grad:
+                if _accumulate_hooks and key in _accumulate_hooks:
+                    hooked[key] = t
                 if t.grad is None:
                     t.grad = np.array(g.data, copy=True)
                 elif t.grad.flags.writeable:
@@ -614,6 +649,9 @@ def run_backward(
                 accumulate(t, gi)
             if not retain_graph:
                 ctx.free()
+    for key, t in hooked.items():
+        for hook in list(_accumulate_hooks.get(key, ())):
+            hook(t)
     if inputs is None:
         return None
     return [captured.get(id(t)) for t in inputs]

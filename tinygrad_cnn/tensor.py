@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .autograd import Context, _seed_gradient, run_backward
+from .autograd import register_post_accumulate_grad_hook as _register_post_accumulate_grad_hook
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
@@ -170,6 +171,11 @@ class Tensor:
                 "or it was computed under no_grad)"
             )
         run_backward([self], [_seed_gradient("backward", self, grad)], retain_graph=retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call ``hook(self)`` after each ``backward()`` that accumulated into this leaf's ``.grad``;
+        returns a handle whose ``remove()`` unregisters it (see :mod:`tinygrad_cnn.autograd`)."""
+        return _register_post_accumulate_grad_hook(self, hook)
 
     def zero_grad(self) -> None:
         self.grad = None
