@@ -143,7 +143,7 @@ def test_killing_mpiexec_leaves_no_rank_and_no_shared_memory(tmp_path, sig):
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_sampler_shards(n, world, drop_last, shuffle):
-    shards = [DistributedSampler(range(n), world, r, shuffle=shuffle, seed=1, drop_last=drop_last) for r in range(world)]
+    shards = [DistributedSampler(range(n), world, r, shuffle, seed=1, drop_last=drop_last) for r in range(world)]
     got = [list(s) for s in shards]
     assert {len(g) for g in got} == {len(shards[0])}
     flat = np.concatenate([np.asarray(g, np.int64) for g in got])
@@ -201,3 +201,23 @@ def test_without_mpi4py_the_import_error_says_what_to_install():
     script = "import sys; sys.modules['mpi4py'] = None; import tinygrad_cnn.distributed"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "pip install 'tinygrad_cnn[mpi]'" in out.stderr
+
+
+@needs_mpiexec
+def test_the_training_guides_script_runs_on_two_ranks(tmp_path):
+    """docs/training.md's data-parallel script (a ```py block: pytest's doc runner does not run it in-process)."""
+    text = (CASES.parent.parent / "docs" / "training.md").read_text()
+    script = text.split("<!-- mpi script -->\n```py\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "train.py").write_text(script)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "train.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rank 0 of 2 done" in out.stdout and "rank 1 of 2 done" in out.stdout
+    assert (tmp_path / "model.h5").exists()

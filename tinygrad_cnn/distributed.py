@@ -97,15 +97,17 @@ class _Group:
         self.timeout = timeout.total_seconds()
         self.local = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
         self.previous_hook: Callable[..., Any] = sys.excepthook
-        self.blas = ThreadpoolController()
-        self.blas_limit = self.blas.limit(limits=blas_threads(self.local.Get_size()), user_api="blas")
+        blas = ThreadpoolController().select(user_api="blas")
+        current = max((lib["num_threads"] for lib in blas.info()), default=1)
+        self.blas_limit = blas.limit(limits=min(current, blas_threads(self.local.Get_size())))
 
 
 _group: _Group | None = None
 
 
 def blas_threads(local_ranks: int) -> int:
-    """BLAS threads for each of ``local_ranks`` processes sharing this machine: its share of the cores."""
+    """BLAS threads for each of ``local_ranks`` processes sharing this machine: its share of the
+    cores (a lower limit already set, e.g. by ``OPENBLAS_NUM_THREADS``, is kept)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
