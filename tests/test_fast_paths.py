@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_cnn.functional as F
-from tinygrad_cnn import Tensor
+from tinygrad_cnn import Tensor, kernels
 from tinygrad_cnn import primitives as P
 from tinygrad_cnn.testing import gradcheck
 
@@ -46,11 +46,11 @@ def test_bias_added_to_many_short_rows(rows, width, dtype):
     rng = np.random.default_rng(rows)
     y, b = rng.standard_normal((rows, width)).astype(dtype), rng.standard_normal(width).astype(dtype)
     want = y + b
-    P._add_row(y, b)
+    kernels.add_row(y, b)
     np.testing.assert_array_equal(y, want)
     one = rng.standard_normal(1).astype(dtype)  # a row that broadcasts along it: the plain add
     want = y + one
-    P._add_row(y, one)
+    kernels.add_row(y, one)
     np.testing.assert_array_equal(y, want)
 
 
@@ -58,7 +58,7 @@ def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))
     np.testing.assert_allclose(F.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b, rtol=1e-5, atol=1e-5)
-    assert P._many_short_rows(x @ w.T, 1)
+    assert kernels.many_short_rows(x @ w.T, 1)
     img, k = (rng.standard_normal(s).astype(np.float32) for s in ((8, 1, 28, 28), (16, 1, 5, 5)))
     no_bias = F.conv2d(Tensor(img), Tensor(k)).data
     np.testing.assert_array_equal(F.conv2d(Tensor(img), Tensor(k), Tensor(b)).data, no_bias + b[:, None, None])
@@ -68,7 +68,7 @@ def test_sum_over_leading_axes_of_an_image_batch():
     x = np.random.default_rng(0).standard_normal((64, 24, 24, 8)).astype(np.float32)
     got = F.sum(Tensor(x), axis=(0, 1, 2)).data
     np.testing.assert_allclose(got, x.astype(np.float64).sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-3)
-    assert P._many_short_rows(x, 3)  # the case above took the fast path
+    assert kernels.many_short_rows(x, 3)  # the case above took the fast path
 
 
 def _naive_fold(g, x_shape, kernel, stride, dilation):
@@ -86,11 +86,11 @@ def _naive_fold(g, x_shape, kernel, stride, dilation):
     return out
 
 
-@pytest.mark.parametrize("block_bytes", [1, 5000, P._FOLD_BLOCK_BYTES])
+@pytest.mark.parametrize("block_bytes", [1, 5000, kernels.FOLD_BLOCK_BYTES])
 @pytest.mark.parametrize("channels", [1, 3, 16, 80])
 def test_fold_in_blocks_of_images(monkeypatch, block_bytes, channels):
     """Fold copies a few images' window gradients at a time offset-major; any block size agrees."""
-    monkeypatch.setattr(P, "_FOLD_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(kernels, "FOLD_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(channels)
     x_shape, kernel, stride, dilation = (7, channels, 9, 8), (3, 2), (1, 2), (2, 1)
     oh = (9 - 2 * 2 - 1) // 1 + 1
@@ -100,11 +100,11 @@ def test_fold_in_blocks_of_images(monkeypatch, block_bytes, channels):
     np.testing.assert_allclose(got, _naive_fold(g, x_shape, kernel, stride, dilation), rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("block_bytes", [1, 3000, P._FOLD_BLOCK_BYTES])
+@pytest.mark.parametrize("block_bytes", [1, 3000, kernels.FOLD_BLOCK_BYTES])
 def test_conv2d_input_gradient_in_blocks_of_images(monkeypatch, block_bytes):
     """conv2d's plain backward multiplies and folds a few images at a time, one kernel offset
     after another; any block size gives the fold of the whole window gradient."""
-    monkeypatch.setattr(P, "_FOLD_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(kernels, "FOLD_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(block_bytes)
     x = Tensor(rng.standard_normal((5, 3, 9, 8)), requires_grad=True)
     w = Tensor(rng.standard_normal((4, 3, 3, 2)))
@@ -122,7 +122,7 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     x = Tensor(rng.standard_normal((2, 1, 6, 30)), requires_grad=True)
     w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
     b = Tensor(rng.standard_normal(3), requires_grad=True)
-    assert P._im2col(x.data, (3, 3), (1, 1), (1, 1)).flags.f_contiguous  # the column-major copy was taken
+    assert kernels.im2col(x.data, (3, 3), (1, 1), (1, 1)).flags.f_contiguous  # the column-major copy was taken
     out = F.conv2d(x, w, b)
     want = np.zeros((2, 3, 4, 28))
     for i in range(4):
@@ -188,7 +188,7 @@ def test_conv2d_output_is_laid_out_batch_inner():
     for c in (1, 3, 20):  # the column-major and the row-major im2col copies
         x = Tensor(rng.standard_normal((4, c, 9, 8)).astype(np.float32))
         y = F.conv2d(x, Tensor(rng.standard_normal((5, c, 3, 3)).astype(np.float32)))
-        assert P._memory_order(y.data) == [2, 3, 0, 1] and y.data.transpose(2, 3, 0, 1).flags.c_contiguous
+        assert kernels.memory_order(y.data) == [2, 3, 0, 1] and y.data.transpose(2, 3, 0, 1).flags.c_contiguous
 
 
 def test_cnn_gradients_through_batch_inner_layouts():
@@ -223,20 +223,20 @@ def test_reshape_without_copy_exactly_where_numpy_can(data, shape, step):
         sizes[data.draw(st.integers(0, len(sizes) - 1))] = -1
     new_shape = tuple(sizes) or (1,)
     want = x.reshape(new_shape)
-    got = P._reshaped_view(x, new_shape)
+    got = kernels.reshaped_view(x, new_shape)
     assert (got is None) == (not np.shares_memory(want, x))
     if got is not None:
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("slab_bytes", [1, 100, P._SLAB_BYTES])
+@pytest.mark.parametrize("slab_bytes", [1, 100, kernels.SLAB_BYTES])
 def test_copy_between_layouts_in_slabs(monkeypatch, slab_bytes):
-    monkeypatch.setattr(P, "_SLAB_BYTES", slab_bytes)
+    monkeypatch.setattr(kernels, "SLAB_BYTES", slab_bytes)
     rng = np.random.default_rng(slab_bytes)
     for order in [(2, 3, 0, 1), (0, 2, 3, 1), (3, 1, 0, 2)]:
         src = rng.standard_normal((3, 4, 5, 2)).transpose(order)
         dst = np.empty(src.shape)
-        assert P._copy_in_slabs(src, dst) is dst
+        assert kernels.copy_in_slabs(src, dst) is dst
         np.testing.assert_array_equal(dst, src)
 
 
@@ -251,4 +251,4 @@ def test_reshape_of_a_batch_inner_array_gives_its_gradient_the_same_layout():
     g = rng.standard_normal(flat.shape).astype(np.float32)
     flat.backward(g)
     np.testing.assert_array_equal(h.grad, g.reshape(h.shape))
-    assert P._memory_order(h.grad) == P._memory_order(h.data) == [2, 3, 0, 1]
+    assert kernels.memory_order(h.grad) == kernels.memory_order(h.data) == [2, 3, 0, 1]

@@ -131,13 +131,25 @@ class Context:
     uses them is itself differentiable; any other array comes back as a constant.
     """
 
-    __slots__ = ("fn", "inputs", "needs_input_grad", "_saved", "_output", "_freed", "seq", "_locked", "__dict__")
+    __slots__ = (
+        "fn",
+        "inputs",
+        "needs_input_grad",
+        "values",
+        "_saved",
+        "_output",
+        "_freed",
+        "seq",
+        "_locked",
+        "__dict__",
+    )
 
     def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
         self.inputs = inputs
         self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         self._saved: tuple[Any, ...] = ()
+        self.values: tuple[Any, ...] = ()  # a rule's own values (shapes, axes, constant arrays)
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
         self._locked: list[np.ndarray] = []  # arrays made read-only for this node (see _protect)
@@ -176,6 +188,14 @@ class Context:
             raise self.freed_error()
         return self._saved
 
+    def kept_arrays(self) -> list[np.ndarray]:
+        """Every ndarray this node keeps for its backward: the saved arrays, and those among its
+        ``values`` and attributes (inside tuples too)."""
+        found = [a for a in self._saved if type(a) is np.ndarray]
+        _arrays_in(self.values, found)
+        _arrays_in(tuple(v for k, v in self.__dict__.items() if k != "_trace"), found)
+        return found
+
     def freed_error(self) -> GraphFreedError:
         return GraphFreedError(
             f"{self.fn.__name__}: trying to run backward through the graph a second time, but the "
@@ -186,6 +206,7 @@ class Context:
     def free(self) -> None:
         """Drop what the forward saved (called after backward unless ``retain_graph``)."""
         self._saved = ()
+        self.values = ()
         self._freed = True
         self.__dict__.clear()
         if self._locked:
@@ -228,6 +249,11 @@ class Function:
     receives the gradient of the output as a Tensor and returns one gradient (Tensor, ndarray
     or None) per positional input of ``forward``; gradients for non-tensor arguments are ignored.
     Write ``backward`` with Tensor operations and it can be differentiated again.
+
+    Optionally, a Function may also define ``backward_arrays(ctx, g)``: the same rule on plain
+    arrays (``g`` an ndarray; what forward saved in ``ctx.saved_arrays``), returning arrays. When no
+    graph is being recorded (``create_graph=False``) the engine calls it instead of ``backward``;
+    it is only worth having where it is measurably faster (see docs/performance.md).
     """
 
     @staticmethod
@@ -263,6 +289,7 @@ class _Scratch:
     """Stand-in ctx for a forward that is not recorded: attributes work, saving is a no-op."""
 
     needs_input_grad = ()
+    values: tuple[Any, ...] = ()
 
     def save_for_backward(self, *arrays: Any) -> None:
         pass
@@ -345,15 +372,7 @@ def _root(arr: np.ndarray) -> np.ndarray:
 
 def _protect(ctx: Context) -> None:
     """Make every array ``ctx`` keeps read-only for the node's lifetime (see the comment above)."""
-    arrays = [a for a in ctx._saved if type(a) is np.ndarray]
-    for value in ctx.__dict__.values():
-        kind = type(value)
-        if kind is np.ndarray:
-            arrays.append(value)
-        elif kind is tuple:
-            for v in value:
-                if type(v) is np.ndarray:
-                    arrays.append(v)
+    arrays = ctx.kept_arrays()
     # An output that is a view (reshape, transpose, slicing) shares memory with what other nodes of
     # the graph may save: it is read-only for the node's lifetime too.
     output = ctx._output() if ctx._output is not None else None
@@ -368,6 +387,16 @@ def _protect(ctx: Context) -> None:
         _drain()
     if _pending:
         _release_from_finalizer([])
+
+
+def _arrays_in(values: tuple[Any, ...], found: list[np.ndarray]) -> None:
+    """Append the ndarrays among ``values`` (and inside tuples among them) to ``found``."""
+    for value in values:
+        kind = type(value)
+        if kind is np.ndarray:
+            found.append(value)
+        elif kind is tuple:
+            _arrays_in(value, found)
 
 
 def _protect_arrays(ctx: Context, arrays: list[np.ndarray]) -> None:
@@ -569,6 +598,13 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     return g
 
 
+def _call_rule(ctx: Context, g: Tensor, create_graph: bool) -> Any:
+    """The gradients ``ctx``'s rule gives its inputs: ``backward_arrays`` on plain arrays where the
+    rule has one and no graph is being recorded, else the differentiable ``backward``."""
+    plain = None if create_graph else getattr(ctx.fn, "backward_arrays", None)
+    return plain(ctx, g.data) if plain is not None else ctx.fn.backward(ctx, g)
+
+
 def run_backward(
     roots: Sequence[Tensor],
     root_grads: Sequence[Tensor],
@@ -624,11 +660,11 @@ def run_backward(
             if _anomaly_mode.enabled:
                 _anomaly_mode.in_backward_of = ctx
                 try:
-                    in_grads = ctx.fn.backward(ctx, g)
+                    in_grads = _call_rule(ctx, g, create_graph)
                 finally:
                     _anomaly_mode.in_backward_of = None
             else:
-                in_grads = ctx.fn.backward(ctx, g)
+                in_grads = _call_rule(ctx, g, create_graph)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
             if (

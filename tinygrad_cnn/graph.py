@@ -171,22 +171,11 @@ def tape(
     return result
 
 
-def _arrays_in(value: Any, depth: int = 0) -> Iterator[np.ndarray]:
-    if isinstance(value, np.ndarray):
-        yield value
-    elif isinstance(value, Tensor):
-        yield value.data
-    elif isinstance(value, (tuple, list)) and depth < 3:
-        for item in value:
-            yield from _arrays_in(item, depth + 1)
-
-
 def _saved_bytes(ctx: autograd.Context, output: Tensor) -> tuple[int, int]:
     """(nbytes of the arrays ctx keeps, bytes of those that share no memory with inputs/output)."""
     kept: dict[int, np.ndarray] = {}
-    for value in (*ctx._saved, *(v for k, v in ctx.__dict__.items() if k != "_trace")):
-        for arr in _arrays_in(value):
-            kept.setdefault(id(arr), arr)
+    for arr in ctx.kept_arrays():
+        kept.setdefault(id(arr), arr)
     own = [a.data for a in ctx.inputs if isinstance(a, Tensor)] + [output.data]
     saved = extra = 0
     buffers: set[int] = set()

@@ -230,13 +230,26 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
 # Reading
 
 
+def _names_in_creation_order(group: h5py.Group) -> list[str]:
+    """The group's member names in the order they were written (groups are created with track_order).
+
+    h5py 3.8 iterates a file's root group by name even when it tracks creation order, so the order
+    comes from each link's creation index; a group without one (a file from elsewhere) keeps h5py's.
+    """
+    names = list(group)
+    links = [group.id.links.get_info(name.encode()) for name in names]
+    if all(link.corder_valid for link in links):
+        names = [name for _, name in sorted(zip([link.corder for link in links], names))]
+    return names
+
+
 def _read(node: h5py.Group | h5py.Dataset, where: str) -> Any:
     tag = node.attrs.get(_TYPE_ATTR)
     if isinstance(tag, bytes):
         tag = tag.decode()
     if isinstance(node, h5py.Group):
         if tag == "dict":
-            return {_unescape_key(k): _read(v, where) for k, v in node.items()}
+            return {_unescape_key(k): _read(node[k], where) for k in _names_in_creation_order(node)}
         if tag == "list":
             items = [_read(node[str(i)], where) for i in range(len(node))]
             return items

@@ -42,9 +42,11 @@ def parse_args(
     quick_epochs: int = 1,
     lr: float | None = None,
     quick_lr: float | None = None,
-    flags: dict[str, str] | None = None,
+    flags: dict[str, str | dict] | None = None,
+    seed: int = 0,
 ) -> argparse.Namespace:
-    """--epochs, --seed, --quick, --quiet, --stop-at; --lr when ``lr`` is given; boolean ``flags`` {name: help}.
+    """--epochs, --seed, --quick, --quiet, --stop-at; --lr when ``lr`` is given; ``flags`` {name: help} are
+    boolean, {name: {argparse keywords}} any other option; ``seed`` is --seed's default.
 
     Without --epochs, a run has ``epochs`` epochs (the write-up's regime), or ``quick_epochs`` with --quick;
     likewise without --lr, the learning rate is ``lr``, or ``quick_lr`` (when given) with --quick.
@@ -67,9 +69,9 @@ def parse_args(
             default=None,
             help=f"default {lr}" + (f" ({quick_lr} with --quick)" if quick_lr is not None else ""),
         )
-    for name, text in (flags or {}).items():
-        p.add_argument(name, action="store_true", help=text)
-    p.add_argument("--seed", type=int, default=0)
+    for name, spec in (flags or {}).items():
+        p.add_argument(name, **(spec if isinstance(spec, dict) else {"action": "store_true", "help": spec}))
+    p.add_argument("--seed", type=int, default=seed, help=f"default {seed}")
     p.add_argument("--quick", action="store_true", help="a few seconds on a small subset, for tests")
     p.add_argument("--quiet", action="store_true", help="only the final JSON line")
     p.add_argument(

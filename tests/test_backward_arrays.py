@@ -1,0 +1,118 @@
+"""Every rule's ``backward_arrays`` (the plain path the engine takes when nothing is recorded)
+gives what its differentiable ``backward`` gives, on the same node and the same gradient.
+
+One generic test: graphs that reach every primitive with a ``backward_arrays`` in several shapes,
+layouts and argument combinations are built, and both paths are called on each of their nodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinygrad_cnn as tg
+import tinygrad_cnn.functional as F
+from tinygrad_cnn import primitives as P
+
+WITH_ARRAYS = sorted(
+    name
+    for name, cls in vars(P).items()
+    if isinstance(cls, type) and issubclass(cls, tg.Function) and getattr(cls, "backward_arrays", None) is not None
+)
+
+
+class Pick:
+    """Choices for a graph builder: drawn by Hypothesis, or by a seeded RNG."""
+
+    def __init__(self, data=None, seed: int = 0):
+        self.data, self.rng = data, np.random.default_rng(seed)
+
+    def int(self, lo: int, hi: int) -> int:
+        return self.data.draw(st.integers(lo, hi)) if self.data else int(self.rng.integers(lo, hi + 1))
+
+    def bool(self) -> bool:
+        return self.int(0, 1) == 1
+
+    def leaf(self, shape, requires_grad=None) -> tg.Tensor:
+        data = np.random.default_rng(self.int(0, 2**31)).standard_normal(shape)
+        if self.bool():  # ties: pooling over flat regions, relu at 0
+            data = np.round(data)
+        return tg.Tensor(data, requires_grad=self.bool() if requires_grad is None else requires_grad)
+
+
+def _conv(pick: Pick) -> tg.Tensor:
+    n, c, c_out, kh, kw = pick.int(0, 3), pick.int(1, 3), pick.int(1, 3), pick.int(1, 3), pick.int(1, 3)
+    stride, dilation, padding = pick.int(1, 2), pick.int(1, 2), pick.int(0, 1)
+    h, w = dilation * (kh - 1) + pick.int(1, 4), dilation * (kw - 1) + pick.int(1, 4)
+    x, weight = pick.leaf((n, c, h, w)), pick.leaf((c_out, c, kh, kw), requires_grad=True)
+    bias = pick.leaf((c_out,)) if pick.bool() else None
+    y = F.conv2d(x, weight, bias, stride, padding, dilation)
+    return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))  # relu, and a flatten of a batch-inner array (a copy)
+
+
+def _pool(pick: Pick) -> tg.Tensor:
+    x = pick.leaf((pick.int(1, 3), pick.int(1, 3), 6, 5), requires_grad=True)
+    k = pick.int(1, 3)
+    return F.max_pool2d(x, k, stride=pick.int(1, k))
+
+
+def _reductions(pick: Pick) -> tg.Tensor:
+    x = pick.leaf((pick.int(1, 4), pick.int(1, 4), pick.int(1, 70)), requires_grad=True)
+    axis = tuple(a for a in range(3) if pick.bool()) or (pick.int(0, 2),)
+    return F.max(x, axis, keepdims=pick.bool())  # few elements per output (running max) or many (argmax)
+
+
+BUILDERS = [_conv, _pool, _reductions]
+
+
+def _nodes(root: tg.Tensor) -> list:
+    """Every tape node of the graph of ``root``."""
+    seen, stack, nodes = set(), [root], []
+    while stack:
+        t = stack.pop()
+        if t._ctx is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        nodes.append(t)
+        stack.extend(u for u in t._ctx.inputs if isinstance(u, tg.Tensor))
+    return nodes
+
+
+def test_every_rule_with_a_plain_path_is_covered():
+    reached = set()
+    for build in BUILDERS:
+        for seed in range(20):
+            reached |= _check(build(Pick(seed=seed)))
+    assert reached == set(WITH_ARRAYS)
+
+
+def _check(root: tg.Tensor) -> set[str]:
+    """Call both paths on every node of root's graph that has a plain path; the names checked."""
+    checked = set()
+    rng = np.random.default_rng(0)
+    for node in _nodes(root):
+        ctx = node._ctx
+        plain = getattr(ctx.fn, "backward_arrays", None)
+        if plain is None:
+            continue
+        g = rng.standard_normal(node.shape)
+        with tg.no_grad():
+            want = ctx.fn.backward(ctx, tg.Tensor(g))
+        got = plain(ctx, g)
+        want, got = (r if isinstance(r, tuple) else (r,) for r in (want, got))
+        assert len(got) == len(want), ctx.fn.__name__
+        for i, (a, b, need) in enumerate(zip(got, want, ctx.needs_input_grad)):
+            if not need:
+                continue
+            assert isinstance(a, np.ndarray), (ctx.fn.__name__, i)
+            np.testing.assert_allclose(a, b.data, rtol=1e-12, atol=1e-12, err_msg=f"{ctx.fn.__name__} input {i}")
+        checked.add(ctx.fn.__name__)
+    return checked
+
+
+@pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__name__)
+@given(data=st.data())
+def test_plain_path_equals_differentiable_backward(build, data):
+    _check(build(Pick(data)))

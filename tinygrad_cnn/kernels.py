@@ -1,0 +1,412 @@
+"""The NumPy kernels behind the hot primitives: where the speed lives, apart from the rules.
+
+:mod:`tinygrad_cnn.primitives` states each derivative rule in a few lines; when a rule's plain
+formula would be slow in NumPy (short inner loops, copies across memory layouts, a window
+gradient kh*kw times the image), it calls one of the functions here instead. Every function
+computes exactly what its docstring's formula says (up to rounding); only the memory traffic
+differs. docs/performance.md explains the design and its measurements.
+
+Layout: conv2d's outputs are laid out batch-inner, (OH, OW, N, C) in memory (see :func:`im2col`),
+so that a pooling window or a kernel offset of all images is one run of N*C values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+Shape = tuple[int, ...]
+Axes = tuple[int, ...]
+
+ROW_BLOCK = 1024  # elements summed side by side when adding up many short rows
+UNROLL_MAX = 64  # max over at most this many elements per output takes the running-maximum path
+LONG_RUN_BYTES = 256  # contiguous runs at least this long copy and add at close to full speed
+FOLD_BLOCK_BYTES = 2 << 20  # window gradients folded at a time: well inside a core's L2
+SLAB_BYTES = 256 << 10  # how much of the source a layout-changing copy reads at a time
+
+
+def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
+    """``shape`` with the reduced ``axis`` kept as length 1."""
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+def broadcast_axes(g_shape: Shape, shape: Shape) -> Axes:
+    """The axes of a gradient of ``g_shape`` to sum to undo broadcasting ``shape`` to it."""
+    lead = len(g_shape) - len(shape)
+    return tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g_shape[i + lead] != 1)
+
+
+def sum_to(g: np.ndarray, shape: Shape) -> np.ndarray:
+    """g summed back to ``shape`` (the adjoint of broadcasting ``shape`` to g's shape)."""
+    if g.shape == shape:
+        return g
+    axes = broadcast_axes(g.shape, shape)
+    return (sum_axes(g, axes, False) if axes else g).reshape(shape)
+
+
+# --------------------------------------------------------------------------- sums and bias adds
+
+
+def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
+    """x.sum(axis, keepdims); many short rows (a bias gradient) are summed in blocks."""
+    lead = len(axis)
+    if axis == tuple(range(lead)) and many_short_rows(x, lead):
+        y = _sum_rows(x.reshape(-1, int(np.prod(x.shape[lead:]))))
+        return y.reshape(keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
+    return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+
+def many_short_rows(x: np.ndarray, lead: int) -> bool:
+    """True when NumPy would loop over x one short row (the axes after ``lead``) at a time, as when
+    summing a bias gradient or adding a bias: worth blocking rows together."""
+    width = int(np.prod(x.shape[lead:]))
+    return x.dtype.kind == "f" and x.flags.c_contiguous and 0 < width <= ROW_BLOCK // 4 and x.size >= 4 * ROW_BLOCK
+
+
+def _row_blocks(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A C-contiguous (M, T) seen as blocks of r rows, each one row of r*T (~1024) elements: the
+    (M // r, r*T) view, the remaining rows (M % r, T), and r."""
+    m, t = rows.shape
+    r = ROW_BLOCK // t
+    full = m - m % r
+    return rows[:full].reshape(full // r, r * t), rows[full:], r
+
+
+def _sum_rows(rows: np.ndarray) -> np.ndarray:
+    """rows (M, T) summed over M. NumPy adds short rows one by one with a loop of only T elements;
+    summing blocks of r rows as rows of r*T elements first makes its inner loop r times longer."""
+    blocks, rest, r = _row_blocks(rows)
+    total = blocks.sum(axis=0).reshape(r, rows.shape[1]).sum(axis=0)
+    return total + rest.sum(axis=0) if len(rest) else total
+
+
+def add_row(y: np.ndarray, row: np.ndarray) -> None:
+    """y += row in place, for a bias: y (M, T), row (T,) or anything else that broadcasts.
+    As with sums, NumPy would loop over one short row of y at a time; adding the row repeated to
+    ~1024 elements to blocks of rows makes its loop that much longer."""
+    if not (y.ndim == 2 and row.shape == y.shape[1:] and many_short_rows(y, 1)):
+        y += row
+        return
+    blocks, rest, r = _row_blocks(y)
+    blocks += np.tile(row, r)
+    rest += row
+
+
+# --------------------------------------------------------------------------- maximum
+
+
+def max_and_where(x: np.ndarray, axis: Axes) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """y = x.max(axis) (axes removed), and what finds each first maximum again (``where``):
+    (x, y) when few elements make each output (pooling windows: y is a running maximum over
+    strided views of x, no copy of the windows), else (the index of the first maximum,)."""
+    count = int(np.prod([x.shape[a] for a in axis]))
+    if count <= UNROLL_MAX and x.size >= 4 * count:
+        y = _running_max(x, axis)
+        return y, (x, y)
+    kept = [i for i in range(x.ndim) if i not in axis]
+    flat = x.transpose(kept + list(axis)).reshape([x.shape[i] for i in kept] + [count])
+    first = flat.argmax(axis=-1)
+    return np.take_along_axis(flat, first[..., None], axis=-1)[..., 0], (first,)
+
+
+def first_max_mask(x_shape: Shape, axis: Axes, where: tuple[np.ndarray, ...], dtype: Any) -> np.ndarray:
+    """The (x_shape) mask, 1 at each output's first maximum and 0 elsewhere."""
+    mask = np.zeros(x_shape, dtype=dtype)
+    for pos, hit in _first_max_masks(x_shape, axis, where):
+        _select(mask, axis, pos)[...] = hit
+    return mask
+
+
+def to_first_max(g: np.ndarray, x_shape: Shape, axis: Axes, where: tuple[np.ndarray, ...]) -> np.ndarray:
+    """g (x's shape with ``axis`` removed or kept as 1) written at each first maximum, 0 elsewhere:
+    the (x_shape) gradient of a max, straight into one array laid out in memory like x (for
+    pooling windows: like the image, so the Fold that follows is a free reshape)."""
+    masks = _first_max_masks(x_shape, axis, where)
+    grad = np.empty_like(where[0], dtype=g.dtype) if len(where) == 2 else np.empty(x_shape, dtype=g.dtype)
+    g_kept = g.reshape(masks[0][1].shape)
+    for pos, hit in masks:
+        np.multiply(g_kept, hit, out=_select(grad, axis, pos))
+    return grad
+
+
+def _running_max(x: np.ndarray, axis: Axes) -> np.ndarray:
+    """x.max(axis) as np.maximum over views of x, one reduced axis at a time, the outermost in
+    memory first. Pooling windows of conv2d's batch-inner (H, W, N, C) output: reducing over the
+    window's rows first reads whole image rows of all images (runs of W*N*C elements); its
+    columns, then, runs of N*C (of a channels-last image: W*C, then only C). Each step's result
+    keeps x's memory order (``empty_like``), so the next step's views are as long."""
+    y, dims = x, list(range(x.ndim))  # dims: which axis of x each axis of y is
+    for a in (a for a in memory_order(x) if a in axis):
+        i = dims.index(a)
+        views = [y[(slice(None),) * i + (k, Ellipsis)] for k in range(y.shape[i])]
+        out = np.empty_like(views[0])
+        if len(views) == 1:
+            out[...] = views[0]
+        else:
+            np.maximum(views[0], views[1], out=out)
+            for view in views[2:]:
+                np.maximum(out, view, out=out)
+        y = out
+        dims.pop(i)
+    return y
+
+
+def _first_max_masks(
+    x_shape: Shape, axis: Axes, where: tuple[np.ndarray, ...]
+) -> list[tuple[tuple[int, ...], np.ndarray]]:
+    """(position, mask) for every reduced position: where that position holds the first maximum."""
+    positions = list(np.ndindex(*(x_shape[a] for a in axis)))
+    if len(where) == 1:
+        return [(pos, where[0] == k) for k, pos in enumerate(positions)]
+    x, y = where
+    has_nan = bool(np.isnan(y).any()) if y.dtype.kind == "f" else False
+    masks = []
+    taken = None  # where an earlier position already holds the maximum
+    for k, pos in enumerate(positions):
+        if k + 1 == len(positions) and taken is not None:
+            # Every window holds its maximum (or its first NaN) somewhere: what no earlier
+            # position took is the last one's, with no comparison.
+            masks.append((pos, ~taken))
+            break
+        candidate = _select(x, axis, pos)
+        hit = np.greater_equal(candidate, y)  # the maximum itself
+        if has_nan:  # a NaN is the maximum (as np.maximum and argmax have it)
+            hit |= np.isnan(candidate)
+        if taken is None:
+            taken = hit.copy(order="K")  # laid out like hit, so that the mask operations stay contiguous
+        else:
+            np.greater(hit, taken, out=hit)  # hit and not taken (booleans: True > False only)
+            taken |= hit
+        masks.append((pos, hit))
+    return masks
+
+
+def _select(x: np.ndarray, axis: Axes, position: tuple[int, ...]) -> np.ndarray:
+    """The view of x at ``position`` along the reduced ``axis`` (those axes removed)."""
+    index: list[Any] = [slice(None)] * x.ndim
+    for a, i in zip(axis, position):
+        index[a] = i
+    return x[(*index, Ellipsis)]  # the Ellipsis keeps a 0-d result a view, not a scalar
+
+
+# --------------------------------------------------------------------------- reshapes and layouts
+
+
+def reshape(x: np.ndarray, shape: Shape, layout: list[int] | None = None) -> tuple[np.ndarray, list[int] | None]:
+    """x reshaped to ``shape`` (C order, as NumPy), and x's memory order if that took a copy.
+
+    Without ``layout``: a view where NumPy can make one; otherwise a copy, made in cache-sized
+    slabs (see :func:`copy_in_slabs`). The memory order returned (None for a view) is the layout to
+    give the gradient when it is reshaped back: laid out like x, the rules before this one see
+    arrays laid out like their own (conv2d's batch-inner outputs). With ``layout`` (axes of
+    ``shape`` from the outermost in memory): always a copy, laid out so.
+    """
+    if layout is not None:
+        dst = np.empty([shape[a] for a in layout], dtype=x.dtype).transpose(np.argsort(layout))
+        return copy_in_slabs(x.reshape(shape), dst), None
+    y = reshaped_view(x, shape)
+    if y is not None:
+        return y, None
+    return copy_in_slabs(x, np.empty(x.shape, dtype=x.dtype)).reshape(shape), memory_order(x)
+
+
+def reshaped_view(x: np.ndarray, shape: Shape) -> np.ndarray | None:
+    """x seen with ``shape`` without a copy, or None where NumPy's reshape would copy.
+
+    NumPy's own test (C order): leaving out axes of length 1, the old axes fall into consecutive
+    groups whose sizes multiply to the new axes' sizes, and within a group each axis steps over
+    exactly the next one (stride = next stride * next length)."""
+    if x.flags.c_contiguous or x.size == 0:
+        return x.reshape(shape)
+    known = int(np.prod([n for n in shape if n != -1]))
+    new = [x.size // known if n == -1 else n for n in shape if n != 1]
+    if int(np.prod(new)) != x.size:
+        return x.reshape(shape)  # NumPy's error for a shape that does not fit
+    old = [(n, stride) for n, stride in zip(x.shape, x.strides) if n != 1]
+    i = j = 0
+    while i < len(old) and j < len(new):
+        i_end, j_end, old_size, new_size = i + 1, j + 1, old[i][0], new[j]
+        while old_size != new_size:
+            if old_size < new_size:
+                old_size *= old[i_end][0]
+                i_end += 1
+            else:
+                new_size *= new[j_end]
+                j_end += 1
+        if any(old[k][1] != old[k + 1][1] * old[k + 1][0] for k in range(i, i_end - 1)):
+            return None
+        i, j = i_end, j_end
+    return x.reshape(shape)
+
+
+def memory_order(x: np.ndarray) -> list[int]:
+    """x's axes from the outermost in memory to the innermost (by stride; ties keep axis order)."""
+    return sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))
+
+
+def copy_in_slabs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """dst[...] = src, for arrays of one shape laid out differently in memory (a transpose);
+    returns dst. Copied a slab of src's outermost memory axis at a time: one ``np.copyto``
+    walks dst in its own order and, across layouts, reads src one element per cache line, so
+    that src falls out of the cache before the rest of each line is used; a slab stays in it."""
+    if src.ndim == 0 or src.size == 0:
+        dst[...] = src
+        return dst
+    axis = memory_order(src)[0]
+    step = max(1, SLAB_BYTES * src.shape[axis] // max(1, src.nbytes))
+    index: list[Any] = [slice(None)] * src.ndim
+    for start in range(0, src.shape[axis], step):
+        index[axis] = slice(start, start + step)
+        np.copyto(dst[tuple(index)], src[tuple(index)])
+    return dst
+
+
+def index_add(g: np.ndarray, shape: Shape, index: Any) -> np.ndarray:
+    """zeros(shape) with g added at ``index`` (repeated indices add up)."""
+    out = np.zeros(shape, dtype=g.dtype)
+    items = index if isinstance(index, tuple) else (index,)
+    if all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in items):
+        out[index] = g  # basic indexing never selects an element twice
+    else:
+        np.add.at(out, index, g)
+    return out
+
+
+# --------------------------------------------------------------------------- sliding windows
+
+
+def out_hw(hw: Shape, kernel: Shape, stride: Shape, dilation: Shape) -> tuple[int, int]:
+    """(OH, OW): how many windows fit along the height and the width."""
+    oh, ow = ((size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(hw, kernel, stride, dilation))
+    return oh, ow
+
+
+def windows(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+    """The read-only (N, OH, OW, kh, kw, C) view of the sliding windows of x (N, C, H, W)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, c, h, w = x.shape
+    oh, ow = out_hw((h, w), kernel, stride, dilation)
+    s_n, s_c, s_h, s_w = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x, (n, oh, ow, kh, kw, c), (s_n, sh * s_h, sw * s_w, dh * s_h, dw * s_w, s_c), writeable=False
+    )
+
+
+def _offset_views(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> Iterator[np.ndarray]:
+    """For each kernel offset (p, q), row-major, the view (N, OH, OW, C) of an image indexed
+    (N, H, W, C) (laid out in memory in any order) holding the pixels every window's (p, q) element reads."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh, ow = out_hw(image.shape[1:3], kernel, stride, dilation)
+    for p in range(kh):
+        for q in range(kw):
+            yield image[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw, :]
+
+
+def _image_blocks(n: int, bytes_per_image: int, budget: int) -> Iterator[slice]:
+    """Consecutive slices of a batch of n images, as many images each as fit in ``budget`` bytes
+    of per-image work (at least one)."""
+    step = max(1, budget // max(1, bytes_per_image))
+    for start in range(0, n, step):
+        yield slice(start, min(start + step, n))
+
+
+def fold(g: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+    """Window gradients g (N, OH, OW, kh, kw, C) added back onto the (N, C, H, W) image they came
+    from (overlaps summed): one strided slice-add per kernel offset, no per-pixel loop."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh, ow = g.shape[1], g.shape[2]
+    if (sh, sw) == (kh, kw) and (dh, dw) == (1, 1):
+        # Windows that tile the image without overlap (pooling): a single rearranging copy.
+        tiles = g.transpose(0, 1, 3, 2, 4, 5).reshape(n, oh * kh, ow * kw, c)
+        if (oh * kh, ow * kw) != (h, w):  # rows and columns no window reached get 0
+            tiles = np.pad(tiles, ((0, 0), (0, h - oh * kh), (0, w - ow * kw), (0, 0)))
+        return tiles.transpose(0, 3, 1, 2)
+    out = np.zeros((n, h, w, c), dtype=g.dtype)  # channels-last, like the windows
+    # Each slice-add below reads one kernel offset of g. Unless g is laid out offset-major
+    # already, that is runs of only C elements; copying a few images' windows at a time
+    # offset-major first (a block that stays in cache) makes every slice-add read one block.
+    rearrange = c * g.itemsize < LONG_RUN_BYTES and not g.transpose(3, 4, 0, 1, 2, 5).flags.c_contiguous
+    for images in _image_blocks(n, g[:1].nbytes, FOLD_BLOCK_BYTES) if rearrange else [slice(0, n)]:
+        part = g[images].transpose(3, 4, 0, 1, 2, 5)  # (kh, kw, n', OH, OW, C)
+        part = np.ascontiguousarray(part) if rearrange else part
+        offsets = (part[p, q] for p in range(kh) for q in range(kw))
+        for view, offset_grad in zip(_offset_views(out[images], kernel, stride, dilation), offsets):
+            view += offset_grad
+    return out.transpose(0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------- conv2d
+
+
+def im2col(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+    """The (OH*OW*N, kh*kw*C) im2col matrix of x (N, C, H, W): conv2d's one copy. Rows run
+    batch-inner (OH, OW, N); columns (kh, kw, C).
+
+    Row-major, the copy reads each window's channels, a contiguous run of C (times kw when the
+    image is channels-last). With few channels that run is short, and the copy is several times
+    faster column-major, from the image laid out batch-inner (C, H, W, N) (a copy of the image
+    first, unless it is laid out so already, as conv2d's outputs are when C is 1): that reads
+    runs along the image's rows of all N images. The GEMM takes either memory order.
+    """
+    n, c = x.shape[:2]
+    win = windows(x, kernel, stride, dilation).transpose(1, 2, 0, 3, 4, 5)  # (OH, OW, N, kh, kw, C)
+    oh, ow, _, kh, kw, _ = win.shape
+    if _contiguous_run(win) * x.itemsize >= LONG_RUN_BYTES:
+        return win.reshape(oh * ow * n, kh * kw * c)
+    batch_inner = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)  # (N, C, H, W) view
+    kernel_major = windows(batch_inner, kernel, stride, dilation).transpose(3, 4, 5, 1, 2, 0)
+    return kernel_major.reshape(kh * kw * c, oh * ow * n).T
+
+
+def _contiguous_run(x: np.ndarray) -> int:
+    """How many elements a row-major read of x takes in one contiguous run."""
+    run = 1
+    for size, stride in zip(reversed(x.shape), reversed(x.strides)):
+        if size == 1:
+            continue
+        if stride != run * x.itemsize:
+            break
+        run *= size
+    return run
+
+
+def conv_output(rows: np.ndarray, n: int, oh: int, ow: int) -> np.ndarray:
+    """The GEMM's batch-inner (OH*OW*N, C_out) rows seen as the (N, OH, OW, C_out) output (a view:
+    the memory stays batch-inner, so any window of the output is a run of N*C_out values)."""
+    return rows.reshape(oh, ow, n, rows.shape[1]).transpose(2, 0, 1, 3)
+
+
+def conv_rows(g: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`conv_output`: g (N, OH, OW, C) as (OH*OW*N, C) rows, batch-inner."""
+    n, oh, ow, c = g.shape
+    return g.transpose(1, 2, 0, 3).reshape(oh * ow * n, c)
+
+
+def fold_products(g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory.
+
+    g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw, C, C_out) -> (N, C, H, W), laid out (H, W, N, C).
+    Each kernel offset's (C_out, C) block of w multiplies g and the product is added onto the image
+    at once, while it is in the cache: each slice-add reads and writes runs of N*C values. A few
+    images at a time when the batch is large, so that the product block and the image it lands on
+    stay in the cache (materialising all kh*kw blocks first and folding them afterwards streams
+    kh*kw times the image through memory)."""
+    kh, kw, c, c_out = w.shape
+    per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
+    n, _, h, wd = x_shape
+    oh, ow = out_hw((h, wd), (kh, kw), stride, dilation)
+    g_pixels = g_rows.reshape(oh * ow, n, c_out)
+    out = np.zeros((h, wd, n, c), dtype=np.result_type(g_rows, w))
+    for images in _image_blocks(n, oh * ow * c * out.itemsize, FOLD_BLOCK_BYTES // 2):
+        count = images.stop - images.start
+        g_part = g_rows if count == n else g_pixels[:, images].reshape(-1, c_out)
+        block = np.empty((oh * ow * count, c), dtype=out.dtype)
+        block_pixels = block.reshape(oh, ow, count, c).transpose(2, 0, 1, 3)  # (N', OH, OW, C) view
+        image = out[:, :, images].transpose(2, 0, 1, 3)  # (N', H, W, C) view
+        for view, w_offset in zip(_offset_views(image, (kh, kw), stride, dilation), per_offset):
+            np.matmul(g_part, w_offset, out=block)
+            view += block_pixels
+    return out.transpose(2, 3, 0, 1)
