@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {e}")
     if args.limit_train:
         x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
+    smallest_batch = min(args.batch_size, len(x_train) % args.batch_size or args.batch_size)
+    if smallest_batch < world:
+        sys.exit(f"error: a batch of {smallest_batch} images cannot be split over {world} ranks; change --batch-size")
     print(
         f"MNIST: {len(x_train):,} training and {len(x_test):,} test images"
         f" ({'bundled' if args.data is None else args.data})"

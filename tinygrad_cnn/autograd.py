@@ -316,8 +316,8 @@ class _Scratch:
 
 _lock_counts: dict[int, list[Any]] = {}  # id(array) -> [array, number of live nodes protecting it]
 _deferred: dict[int, np.ndarray] = {}  # released, but its base was still protected: restore later
-# The bookkeeping is shared by threads (parallel.backward records one tape per thread over the same
-# parameters), so it is guarded by a lock. A finalizer (Context.__del__) may run at any allocation,
+# The bookkeeping is shared by threads (a user's threads may record tapes over the same parameters,
+# as PyTorch allows), so it is guarded by a lock. A finalizer (Context.__del__) may run at any allocation,
 # even inside a guarded section of its own thread: it never waits for the lock, it queues its release
 # for whoever holds the lock to finish.
 _guard = threading.Lock()

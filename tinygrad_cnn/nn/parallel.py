@@ -44,7 +44,10 @@ class _Bucket:
 
 
 def _grad_array(p: Parameter) -> np.ndarray:
+    """``p.grad`` as an array (it is one here, a Tensor in PyTorch's API); set by the backward that
+    called the hook."""
     g = p.grad
+    assert g is not None
     return g.data if isinstance(g, Tensor) else g
 
 
