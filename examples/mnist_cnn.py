@@ -227,13 +227,14 @@ def main(argv: list[str] | None = None) -> dict:
             loader.load_state_dict(state["loader"])
             tg.set_rng_state(state["rng"])
             start_epoch, trained_seconds, history = state["epoch"], state["seconds"], state["history"]
-        except KeyError as e:  # load_state_dict's missing/unexpected keys, or an entry missing from the file
+        except KeyError as e:  # an entry missing from the file
             detail = str(e.args[0]) if e.args else ""
             sys.exit(
                 f"error: cannot resume from {args.checkpoint}: "
                 + (detail if " " in detail else f"it has no {detail!r} entry (not this example's checkpoint?)")
             )
-        except (tg.CheckpointError, ValueError, TypeError, AttributeError) as e:
+        except (tg.CheckpointError, ValueError, TypeError, AttributeError, RuntimeError) as e:
+            # RuntimeError: load_state_dict's missing, unexpected or mismatched keys, as in PyTorch
             sys.exit(f"error: cannot resume from {args.checkpoint}: {e}")
         print(f"resumed from {args.checkpoint} after epoch {start_epoch}")
     if start_epoch == 0:

@@ -72,11 +72,11 @@ def _nodes(root: tg.Tensor) -> list:
     seen, stack, nodes = set(), [root], []
     while stack:
         t = stack.pop()
-        if t._ctx is None or id(t) in seen:
+        if t.grad_fn is None or id(t) in seen:
             continue
         seen.add(id(t))
         nodes.append(t)
-        stack.extend(u for u in t._ctx.inputs if isinstance(u, tg.Tensor))
+        stack.extend(u for u in t.grad_fn.inputs if isinstance(u, tg.Tensor))
     return nodes
 
 
@@ -93,7 +93,7 @@ def _check(root: tg.Tensor) -> set[str]:
     checked = set()
     rng = np.random.default_rng(0)
     for node in _nodes(root):
-        ctx = node._ctx
+        ctx = node.grad_fn
         plain = getattr(ctx.fn, "backward_arrays", None)
         if plain is None:
             continue

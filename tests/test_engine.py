@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tinygrad_cnn as tg
+from tinygrad_cnn import autograd
 from tinygrad_cnn import functional as F
 from tinygrad_cnn.testing import gradcheck, gradgradcheck
 
@@ -31,8 +32,8 @@ def walk(root: tg.Tensor):
             continue
         seen.add(id(t))
         out.append(t)
-        if t._ctx is not None:
-            stack.extend(i for i in t._ctx.inputs if isinstance(i, tg.Tensor))
+        if t.grad_fn is not None:
+            stack.extend(i for i in t.grad_fn.inputs if isinstance(i, tg.Tensor))
     return out
 
 
@@ -121,7 +122,7 @@ class TestAttributes:
         y = x * 3
         d = y.detach()
         assert d.data is y.data
-        assert not d.requires_grad and d.is_leaf and d._ctx is None
+        assert not d.requires_grad and d.is_leaf and d.grad_fn is None
 
     def test_repr(self):
         x = tg.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
@@ -351,7 +352,7 @@ class TestGradMode:
             assert not tg.is_grad_enabled()
             y = x * 2
         assert tg.is_grad_enabled()
-        assert not y.requires_grad and y._ctx is None
+        assert not y.requires_grad and y.grad_fn is None
 
     def test_no_grad_decorator(self):
         @tg.no_grad()
@@ -394,26 +395,26 @@ class TestMemory:
         e = x.exp()
         m = e * x
         loss = m.sum()
-        assert e._ctx._saved != () and m._ctx._saved != ()
+        assert e.grad_fn.saved != () and m.grad_fn.saved != ()
         loss.backward()
-        assert e._ctx._saved == () and m._ctx._saved == ()
-        assert e._ctx._freed and m._ctx._freed
+        assert e.grad_fn.saved == () and m.grad_fn.saved == ()
+        assert e.grad_fn.freed and m.grad_fn.freed
 
     def test_retain_graph_keeps_saved_values(self):
         x = leaf([0.1, 0.2])
         e = x.exp()
         e.sum().backward(retain_graph=True)
-        assert e._ctx._saved != ()
+        assert e.grad_fn.saved != ()
 
     def test_context_attributes_released_after_backward(self):
         x = leaf(np.arange(12.0).reshape(3, 4))
         m = x.max(axis=1)
-        stored = [v for v in m._ctx.values[2] if isinstance(v, np.ndarray)]
+        stored = [v for v in m.grad_fn.values[2] if isinstance(v, np.ndarray)]
         assert stored  # Max.forward keeps the positions of the maxima in ctx.values
         refs = [weakref.ref(v) for v in stored]
         del stored
         m.sum().backward()
-        assert m._ctx.values == ()
+        assert m.grad_fn.values == ()
         gc.collect()
         assert all(r() is None for r in refs)
         assert m.requires_grad  # the graph is still alive, only what it saved is gone
@@ -426,17 +427,43 @@ class TestMemory:
         del y
         assert ref() is not None  # kept alive by the graph
         loss.backward()
-        assert loss._ctx.inputs[0]._ctx.inputs[0]._ctx._saved == ()  # the Exp node
+        assert loss.grad_fn.inputs[0].grad_fn.inputs[0].grad_fn.saved == ()  # the Exp node
         del loss
         assert ref() is None  # plain reference counting suffices: no cycles through the tape
         gc.collect()
         assert ref() is None
 
+    def test_a_loss_kept_after_backward_keeps_no_activation(self):
+        """history.append(loss) is common: the kept graph must not hold the forward's arrays (PyTorch's
+        kept grad_fn holds none either), only its structure."""
+        from tinygrad_cnn import nn
+
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+        x = tg.Tensor(np.random.default_rng(0).random((5, 1, 8, 8), dtype=np.float32))
+        hidden = model[1](model[0](x))
+        activation, batch = weakref.ref(hidden.data), weakref.ref(x.data)
+        loss = F.cross_entropy(model[3](model[2](hidden)), np.array([0, 1, 2, 0, 1]))
+        del hidden, x
+        assert activation() is not None and batch() is not None  # the graph needs them until backward
+        loss.backward()
+        gc.collect()
+        assert activation() is None and batch() is None
+        nodes, stack = [], [loss]
+        while stack:  # the structure is still there, for the tape viewer and for a second backward's error
+            t = stack.pop()
+            if t._ctx is not None:
+                nodes.append(t._ctx.fn.__name__)
+                stack.extend(u for u in t._ctx.inputs if isinstance(u, tg.Tensor))
+        assert len(nodes) >= 4
+        with pytest.raises(tg.GraphFreedError):
+            loss.backward()
+
     def test_no_grad_builds_nothing(self):
         x = leaf([1.0, 2.0])
         with tg.no_grad():
             y = x.exp().sum()
-        assert y._ctx is None
+        assert y.grad_fn is None
 
 
 # =========================================================================== tg.grad and higher order
@@ -665,12 +692,12 @@ class TestCustomFunction:
         assert PlainCube.calls == ["plain"]
         np.testing.assert_allclose(x.grad, 3 * x.data**2)
         with pytest.raises(tg.GraphFreedError, match="^PlainCube"):
-            _ = y._ctx.saved_arrays
+            _ = y.grad_fn.saved_arrays
 
     def test_cube_in_a_graph(self):
         x = leaf([1.0, -2.0, 0.5])
         y = Cube.apply(x * 2)
-        assert y._ctx.fn is Cube
+        assert y.grad_fn.fn is Cube
         (y.sum() + x.sum()).backward()
         np.testing.assert_allclose(x.grad, 24 * x.data**2 + 1)
 
@@ -692,7 +719,7 @@ class TestCustomFunction:
 
     def test_unrecorded_when_no_input_requires_grad(self):
         y = Cube.apply(tg.Tensor(np.array([2.0])))
-        assert not y.requires_grad and y._ctx is None
+        assert not y.requires_grad and y.grad_fn is None
         np.testing.assert_allclose(y.data, [8.0])
 
     def test_wrong_gradient_shape_names_the_rule(self):
@@ -724,7 +751,7 @@ def test_float32_conv_net_has_no_float64_upcasts():
     )
     assert loss.dtype == np.float32
     for t in walk(loss):
-        assert t.dtype in (np.float32, np.bool_, np.int64), (t.dtype, t._ctx and t._ctx.fn.__name__)
+        assert t.dtype in (np.float32, np.bool_, np.int64), (t.dtype, t.grad_fn and t.grad_fn.fn.__name__)
     loss.backward()
     for q in params:
         assert q.grad.dtype == np.float32 and q.grad.shape == q.shape
@@ -744,7 +771,9 @@ class TestAnomaly:
         assert msg.startswith("Log:") and "Inf" in msg
         assert THIS_FILE in msg
         assert "loss = tg.functional.log(p).sum()" in msg
-        assert isinstance(info.value, FloatingPointError)
+        assert isinstance(info.value, RuntimeError) and isinstance(
+            info.value, FloatingPointError
+        )  # PyTorch: RuntimeError
 
     def test_without_anomaly_mode_inf_passes_silently(self):
         p = tg.Tensor(np.array([0.5, 0.0]), requires_grad=True)
@@ -757,7 +786,7 @@ class TestAnomaly:
         with pytest.raises(tg.AnomalyError):
             with tg.detect_anomaly():
                 tg.Tensor(np.array([0.0]), requires_grad=True).log()
-        assert not autograd._anomaly_mode.enabled
+        assert not autograd.is_anomaly_enabled()
 
     def test_nan_only_in_backward_sqrt_at_zero(self):
         x = tg.Tensor(np.array([4.0, 0.0]), requires_grad=True)
@@ -820,3 +849,92 @@ def test_post_accumulate_grad_hooks_run_once_per_backward_after_the_sweep():
     assert sorted(c[0] for c in calls) == ["b", "w"]
     with pytest.raises(RuntimeError, match="leaf"):
         (w * 2).register_post_accumulate_grad_hook(print)
+
+
+# =========================================================================== engine hooks and call sites
+
+
+class Recorder(tg.autograd.BackwardHook):
+    def __init__(self):
+        self.events = []
+
+    def node_reached(self, node, grad):
+        self.events.append(("reached", node.grad_fn.fn.__name__, None if grad is None else grad.shape))
+
+    def rule_returned(self, node, input_grads):
+        self.events.append(("returned", node.grad_fn.fn.__name__, [g is not None for g in input_grads]))
+
+    def node_done(self, node):
+        self.events.append(("done", node.grad_fn.fn.__name__, node.grad_fn.freed))
+
+
+class TestHooks:
+    def test_a_hook_sees_every_node_in_sweep_order_until_removed(self):
+        x, c = leaf([1.0, 2.0]), tg.Tensor(np.array([3.0, 4.0]))
+        loss = (x * c).sum()
+        hook = Recorder()
+        autograd.add_backward_hook(hook)
+        try:
+            assert autograd.backward_hooks() == (hook,)
+            loss.backward()
+        finally:
+            autograd.remove_backward_hook(hook)
+        assert hook.events == [
+            ("reached", "Sum", ()),
+            ("returned", "Sum", [True, False, False]),  # one per input of apply: x, axis, keepdims
+            ("done", "Sum", False),  # user hooks run before the node is freed
+            ("reached", "Mul", (2,)),
+            ("returned", "Mul", [True, False]),  # c needs no gradient
+            ("done", "Mul", False),
+        ]
+        assert loss.grad_fn.freed and autograd.backward_hooks() == ()
+        (x * c).sum().backward()
+        assert len(hook.events) == 6  # removed: not called again
+
+    def test_a_node_no_gradient_reaches_is_reported_and_freed(self):
+        class Blocks(tg.Function):  # passes no gradient back
+            @staticmethod
+            def forward(ctx, x):
+                return x.copy()
+
+            @staticmethod
+            def backward(ctx, grad):
+                return None
+
+        x = leaf([1.0, 2.0])
+        doubled = x * 2.0
+        loss = Blocks.apply(doubled).sum()
+        hook = Recorder()
+        autograd.add_backward_hook(hook)
+        try:
+            loss.backward()
+        finally:
+            autograd.remove_backward_hook(hook)
+        assert hook.events[-2:] == [("reached", "Mul", None), ("done", "Mul", False)]
+        assert doubled.grad_fn.freed and x.grad is None
+
+    def test_torch_style_backward_of_several_tensors(self):
+        x = leaf([1.0, 2.0])
+        y1, y2 = (x * x).sum(), x * 3.0
+        autograd.backward([y1, y2], [None, np.array([1.0, 10.0])])
+        np.testing.assert_allclose(x.grad, 2 * x.data + [3.0, 30.0])
+        with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad"):
+            autograd.backward(tg.Tensor(1.0))
+
+
+class TestCallSites:
+    def test_a_node_knows_the_users_line_and_the_library_calls(self):
+        x = tg.Tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
+        w = tg.Tensor(np.ones((1, 1, 3, 3)))
+        line = sys._getframe().f_lineno + 1
+        y = tg.functional.conv2d(x, w)
+        site = y.grad_fn.site
+        assert (os.path.basename(site.filename), site.lineno) == (THIS_FILE, line)
+        assert site.function == "test_a_node_knows_the_users_line_and_the_library_calls"
+        assert site.calls[0] == "conv2d" and "y = tg.functional.conv2d(x, w)" in str(site)
+        assert (x * 2.0).grad_fn.site.calls == ("mul",)
+
+    def test_a_module_is_named_by_its_class(self):
+        model = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU())
+        y = model(tg.Tensor(np.ones((1, 3), dtype=np.float32)))
+        assert y.grad_fn.site.calls[:2] == ("Sequential", "ReLU")

@@ -240,3 +240,10 @@ def test_argument_errors(example, capsys, argv, match):
         example.main(argv)
     assert info.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_training_on_a_single_image_ends_cleanly(fast_example, capsys):
+    """All of training is one batch (--epochs 1 --limit-train 1): a one-step schedule, no traceback."""
+    metrics = fast_example.main(["--epochs", "1", "--limit-train", "1", "--quiet"])
+    capsys.readouterr()
+    assert len(metrics["history"]) == 1 and math.isfinite(metrics["history"][0]["loss"])

@@ -28,26 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist_cnn.py"
 RUN = ["--batch-size", "128", "--epochs", "3", "--quiet", "--json"]
 
-# Runs the example; with KILL_AT_SAVE=N it announces and then stalls inside the N-th checkpoint write,
-# after the model but before the optimizer state is written (the parent kills it there).
+# Runs the example; with KILL_AT_SAVE=N it writes half of the N-th checkpoint's bytes to the temporary
+# file, announces it and stalls there (the parent kills it).
 DRIVER = """
 import os, runpy, sys, time
 from tinygrad_cnn import serialization
 kill_at = int(os.environ.get("KILL_AT_SAVE", "0"))
 saves = [0]
-real_save, real_write = serialization.save, serialization._write
+real_save, real_write_all = serialization.save, serialization._write_all
 
 def save(obj, path):
     saves[0] += 1
     return real_save(obj, path)
 
-def write(group, name, obj, path, stack):
-    if saves[0] == kill_at and path == "optimizer":
+def write_all(fd, data):
+    if saves[0] == kill_at:
+        real_write_all(fd, data[: len(data) // 2])
         print("KILL ME: in the middle of checkpoint write", saves[0], flush=True)
         time.sleep(600)
-    return real_write(group, name, obj, path, stack)
+    return real_write_all(fd, data)
 
-serialization.save, serialization._write = save, write
+serialization.save, serialization._write_all = save, write_all
 import tinygrad_cnn
 tinygrad_cnn.save = save
 sys.argv = [sys.argv[1]] + sys.argv[2:]
@@ -137,6 +138,7 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_checkpoin
     assert _curve(resumed) == _curve(reference)  # nothing lost: exactly the uninterrupted run
     assert resumed["test_accuracy"] == reference["test_accuracy"]
     assert tg.load(ckpt)["epoch"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["run.h5"]  # the killed write's temporary file was deleted
 
 
 def test_kill_at_a_random_moment_resumes_with_nothing_lost(driver, small_data, reference, tmp_path):

@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_cnn as tg
-from tinygrad_cnn import autograd, nn, optim
 from tinygrad_cnn import functional as F
+from tinygrad_cnn import inplace, nn, optim
 from tinygrad_cnn.autograd import InPlaceError
 
 T = tg.Tensor
@@ -153,7 +153,7 @@ def test_view_released_before_its_base_is_restored_later():
     assert refused(w.data) and refused(wt.data)
     y2.backward()
     assert not refused(w.data) and not refused(wt.data)
-    assert not autograd._deferred
+    assert not inplace.bookkeeping().deferred
 
 
 def test_grad_saved_by_a_graph_is_not_accumulated_into():
@@ -245,11 +245,11 @@ def test_protection_bookkeeping_is_empty_after_a_training_step():
     model, loss_fn = _model_and_loss()
     opt = optim.SGD(model.parameters(), lr=0.1)
     gc.collect()
-    live = len(autograd._lock_counts)
+    live = inplace.bookkeeping().locked
     opt.zero_grad()
     loss_fn().backward()
     opt.step()
-    assert len(autograd._lock_counts) == live
+    assert inplace.bookkeeping().locked == live
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -325,8 +325,8 @@ def _graph_tensors(root):
             continue
         seen.add(id(t))
         out.append(t)
-        if t._ctx is not None:
-            stack.extend(t._ctx.inputs)
+        if t.grad_fn is not None:
+            stack.extend(t.grad_fn.inputs)
     return out
 
 
@@ -404,16 +404,16 @@ def test_protection_is_thread_safe():
     assert not errors, errors
     gc.collect()
     assert all(p.data.flags.writeable for p in params)
-    assert not autograd._pending and not autograd._deferred
+    assert inplace.bookkeeping()[1:] == (0, 0)
     optim.SGD(params, lr=0.1).step()  # no graph left: the parameters are writable
 
 
 def test_graph_in_a_reference_cycle_is_released_by_the_garbage_collector():
     x = leaf(3)
     loss = (x * x).sum()
-    loss._ctx.__dict__["cycle"] = loss  # loss -> its node -> loss: only the cyclic collector frees it
+    loss.grad_fn.cycle = loss  # loss -> its node -> loss: only the cyclic collector frees it
     del loss
     assert refused(x.data)
     gc.collect()
     assert not refused(x.data)
-    assert not autograd._pending
+    assert not inplace.bookkeeping().pending

@@ -258,9 +258,9 @@ def test_repr_is_readable():
     assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2, bias=True)"
     assert repr(nn.Linear(3, 2, bias=False)) == "Linear(in_features=3, out_features=2, bias=False)"
     conv = repr(nn.Conv2d(1, 4, 3, stride=2, padding=1))
-    assert conv.startswith("Conv2d(1, 4, kernel_size=(3, 3), stride=2, padding=1")
+    assert conv == "Conv2d(1, 4, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"  # PyTorch's text
     assert repr(nn.ReLU()) == "ReLU()"
-    assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25)"
+    assert repr(nn.Dropout(0.25)) == "Dropout(p=0.25, inplace=False)"
     assert "kernel_size=2" in repr(nn.MaxPool2d(2))
     text = repr(Net())
     lines = text.splitlines()
@@ -268,7 +268,7 @@ def test_repr_is_readable():
     assert lines[1] == "  (features): Sequential("
     assert lines[2].startswith("    (0): Conv2d(1, 4, kernel_size=(3, 3)")
     assert "    (2): ReLU()" in lines
-    assert "  (dropout): Dropout(p=0.5)" in lines
+    assert "  (dropout): Dropout(p=0.5, inplace=False)" in lines
     assert "  (head): Linear(in_features=36, out_features=5, bias=True)" in lines
     assert lines[-1] == ")"
 
@@ -374,7 +374,7 @@ def test_strict_load_reports_missing_keys():
     before = net.state_dict()
     sd = Net().state_dict()
     del sd["features.1.bias"], sd["head.weight"]
-    with pytest.raises(KeyError, match=r"missing.*features\.1\.bias.*head\.weight"):
+    with pytest.raises(RuntimeError, match=r"missing.*features\.1\.bias.*head\.weight"):
         net.load_state_dict(sd)
     assert_state_equal(net.state_dict(), before)  # nothing was loaded
 
@@ -384,14 +384,14 @@ def test_strict_load_reports_unexpected_keys():
     before = net.state_dict()
     sd = Net().state_dict()
     sd["head.extra"] = np.zeros(3, np.float32)
-    with pytest.raises(KeyError, match=r"unexpected.*head\.extra"):
+    with pytest.raises(RuntimeError, match=r"unexpected.*head\.extra"):
         net.load_state_dict(sd)
     assert_state_equal(net.state_dict(), before)
 
 
 def test_strict_load_reports_missing_and_unexpected_together():
     lin = nn.Linear(2, 2)
-    with pytest.raises(KeyError) as info:
+    with pytest.raises(RuntimeError) as info:  # PyTorch's class
         lin.load_state_dict({"weight": np.zeros((2, 2)), "bais": np.zeros(2)})
     msg = str(info.value)
     assert "missing" in msg and "'bias'" in msg and "unexpected" in msg and "'bais'" in msg
@@ -403,7 +403,7 @@ def test_shape_mismatch_names_the_key_and_both_shapes(strict):
     before = net.state_dict()
     sd = Net().state_dict()
     sd["head.weight"] = np.zeros((7, 36), np.float32)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(RuntimeError) as info:  # PyTorch's class, whatever strict says
         net.load_state_dict(sd, strict=strict)
     msg = str(info.value)
     assert "head.weight" in msg and "(7, 36)" in msg and "(5, 36)" in msg
@@ -415,7 +415,9 @@ def test_non_strict_load_loads_the_overlap():
     net = Net()
     before = net.state_dict()
     new_w = np.full((5, 36), 0.25, np.float32)
-    net.load_state_dict({"head.weight": new_w, "not.a.param": np.zeros(2)}, strict=False)
+    result = net.load_state_dict({"head.weight": new_w, "not.a.param": np.zeros(2)}, strict=False)
+    assert result.missing_keys == [k for k in NET_NAMES if k != "head.weight"]
+    assert result.unexpected_keys == ["not.a.param"]
     after = net.state_dict()
     np.testing.assert_array_equal(after["head.weight"], new_w)
     for k in NET_NAMES:
@@ -678,3 +680,23 @@ def test_nested_names_match_torch():
             self.blocks = nn.ModuleList([nn.Linear(2, 3), nn.Linear(3, 1, bias=False)])
 
     assert list(Blocks().state_dict()) == list(TorchBlocks().state_dict())
+
+
+def test_load_state_dict_returns_the_incompatible_keys_as_pytorch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    state = {"weight": np.zeros((2, 3), np.float32), "extra": np.zeros(1, np.float32)}
+    got = ours.load_state_dict(state, strict=False)
+    want = theirs.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    assert (got.missing_keys, got.unexpected_keys) == (want.missing_keys, want.unexpected_keys)
+    assert tuple(got) == tuple(want)
+    full = {k: np.zeros(v.shape, np.float32) for k, v in ours.state_dict().items()}
+    assert repr(ours.load_state_dict(full)) == repr(
+        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in full.items()})
+    )
+    for strict in (True, False):  # the same class of error for a shape mismatch
+        bad = {"weight": np.zeros((5, 3), np.float32), "bias": np.zeros(2, np.float32)}
+        with pytest.raises(RuntimeError):
+            theirs.load_state_dict({k: torch.from_numpy(v) for k, v in bad.items()}, strict=strict)
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            ours.load_state_dict(bad, strict=strict)

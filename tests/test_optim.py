@@ -436,7 +436,8 @@ def _p():
         (lambda: optim.Adam(iter([])), "empty parameter list"),
         (lambda: optim.StepLR(optim.SGD(_p(), lr=0.1), step_size=0), "step_size"),
         (lambda: optim.CosineAnnealingLR(optim.SGD(_p(), lr=0.1), T_max=0), "T_max"),
-        (lambda: optim.OneCycleLR(optim.SGD(_p(), lr=0.1), max_lr=0.1, total_steps=1), "total_steps"),
+        (lambda: optim.OneCycleLR(optim.SGD(_p(), lr=0.1), max_lr=0.1, total_steps=0), "total_steps"),
+        (lambda: optim.OneCycleLR(optim.SGD(_p(), lr=0.1), max_lr=0.1, total_steps=1, pct_start=1.0), "no step"),
     ],
 )
 def test_invalid_hyperparameters(make, match):
@@ -512,6 +513,12 @@ SCHEDULES = {
         lambda t, base: one_cycle_lr(t, 0.2, 20),
         dict(max_lr=0.2, total_steps=20),
         21,
+    ),
+    "OneCycleLR-one-step": (  # all of training is one batch, which PyTorch allows
+        lambda o: optim.OneCycleLR(o, max_lr=0.003, total_steps=1),
+        lambda t, base: one_cycle_lr(t, 0.003, 1),
+        dict(max_lr=0.003, total_steps=1),
+        2,
     ),
     "OneCycleLR-custom": (
         lambda o: optim.OneCycleLR(
@@ -614,3 +621,44 @@ def test_schedule_state_dict_round_trip(name, via_file, tmp_path):
     assert sched2.get_last_lr() == sched.get_last_lr()
     assert sched2.optimizer.param_groups[1]["lr"] == sched.optimizer.param_groups[1]["lr"]
     assert lr_history(sched2, steps - 1 - k, first=False) == lr_history(sched, steps - 1 - k, first=False)
+
+
+class SignMomentum(optim.Optimizer):
+    """A user's optimizer, built like SGD and Adam: it says nothing about the state it keeps."""
+
+    def __init__(self, params, lr=0.01, beta=0.9):
+        super().__init__(params, {"lr": lr, "beta": beta})
+
+    def _update(self, p, g, state, group):
+        velocity = state.get("velocity")
+        state["velocity"] = g.copy() if velocity is None else group["beta"] * velocity + g
+        p -= group["lr"] * np.sign(state["velocity"])
+
+
+def test_a_users_optimizer_subclass_round_trips_its_state_dict():
+    """The base class declares everything load_state_dict reads (it used to read an attribute only
+    SGD and Adam set, so a user's subclass crashed there)."""
+    rng = np.random.default_rng(0)
+    x, start = rng.standard_normal(5), rng.standard_normal(5)
+
+    def train(opt, w, steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            (((w * tg.Tensor(x)).sum() - 1.0) ** 2).backward()
+            opt.step()
+
+    w = tg.Tensor(start.copy(), requires_grad=True)
+    opt = SignMomentum([w], lr=0.1)
+    train(opt, w, 2)
+    saved, w_saved = opt.state_dict(), w.data.copy()
+    train(opt, w, 3)
+
+    resumed = tg.Tensor(w_saved, requires_grad=True)
+    again = SignMomentum([resumed], lr=0.5)
+    again.load_state_dict(saved)
+    assert again.param_groups[0]["lr"] == 0.1
+    np.testing.assert_array_equal(again.state[0]["velocity"], saved["state"][0]["velocity"])
+    train(again, resumed, 3)
+    np.testing.assert_array_equal(resumed.data, w.data)
+    with pytest.raises(ValueError, match="different optimizer"):
+        optim.SGD([resumed], lr=0.1, momentum=0.9).load_state_dict(saved)

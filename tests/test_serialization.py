@@ -389,3 +389,115 @@ def test_load_corrupt_type_tag(tmp_path):
 
 def test_checkpoint_error_is_value_error():
     assert issubclass(CheckpointError, ValueError)
+
+
+# ----------------------------------------------------------------------------------------------------
+# A full disk
+
+FULL_DISK = r"""
+import errno, os, sys
+import numpy as np
+import tinygrad_cnn as tg
+directory = sys.argv[1]
+if sys.argv[2] == "fsize":  # no tmpfs: a file-size limit makes writes fail the same way (EFBIG)
+    import resource
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+path = os.path.join(directory, "ckpt.h5")
+tg.save({"step": 1, "w": np.ones(1000)}, path)
+try:
+    # 3.3 MB in 800 arrays, like a model's state: the disk fills while HDF5 writes metadata (before
+    # the in-memory build, that crashed the process with SIGSEGV after "Slist already enabled?" errors)
+    tg.save({"step": 2, "layers": [{"w": np.ones(1000), "b": np.ones(10)} for _ in range(400)]}, path)
+except OSError as e:
+    print("OSError", e.errno in (errno.ENOSPC, errno.EFBIG), path in str(e), e)
+print("old", tg.load(path)["step"], sorted(os.listdir(directory)))
+"""
+
+
+def _can_mount_tmpfs() -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+def test_full_disk_raises_oserror_and_keeps_the_old_checkpoint(tmp_path):
+    """On a 1 MiB tmpfs (in a private mount namespace) where possible, else under RLIMIT_FSIZE: save
+    raises OSError naming the path, the old checkpoint survives, no temporary file is left, and the
+    process exits cleanly (no crash at exit, no 'Exception ignored' noise from libhdf5)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "full_disk.py"
+    script.write_text(FULL_DISK)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if _can_mount_tmpfs():
+        mount = f"mount -t tmpfs -o size=1m tmpfs {disk} && exec {sys.executable} {script} {disk} tmpfs"
+        cmd = ["unshare", "-rm", "sh", "-c", mount]
+    else:
+        cmd = [sys.executable, str(script), str(disk), "fsize"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("OSError True True"), proc.stdout
+    assert lines[1] == "old 1 ['ckpt.h5']", proc.stdout
+    assert "Exception ignored" not in proc.stderr and "HDF5-DIAG" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_write_error_is_an_oserror_naming_the_path(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "model.h5"
+    save({"v": 1}, path)
+    real_write = os.write
+
+    def full(fd, data):
+        real_write(fd, bytes(data)[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(serialization.os, "write", full)
+    with pytest.raises(OSError, match="No space left on device") as info:
+        save({"v": np.zeros(10_000)}, path)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    monkeypatch.undo()
+    assert load(path) == {"v": 1}
+    assert os.listdir(tmp_path) == ["model.h5"]
+
+
+def test_stale_temporaries_of_killed_saves_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.h5"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = serialization._HOST
+    stale = tmp_path / f"model.h5.{dead_pid}@{host}.abc123.tmp"  # its writer is gone
+    live = tmp_path / f"model.h5.{os.getppid()}@{host}.def456.tmp"  # a writer that is still running
+    other_host = tmp_path / f"model.h5.{dead_pid}@elsewhere{host}.ghi789.tmp"  # may be alive on its host
+    unrelated = tmp_path / "notes.h5.1.tmp"
+    for p in (stale, live, other_host, unrelated):
+        p.write_bytes(b"partial")
+    save({"v": 1}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.h5", live.name, other_host.name, unrelated.name])
+
+
+def test_deep_structures_round_trip_up_to_the_limit(tmp_path):
+    deep: list = []
+    for _ in range(serialization.MAX_DEPTH - 2):
+        deep = [deep]
+    save({"d": deep}, tmp_path / "deep.h5")  # MAX_DEPTH containers in all, the dict included
+    got = load(tmp_path / "deep.h5")["d"]
+    depth = 0
+    while got:
+        (got,) = got
+        depth += 1
+    assert depth == serialization.MAX_DEPTH - 2
+    with pytest.raises(ValueError, match="nested more than 1000 levels"):
+        save({"d": [deep]}, tmp_path / "deeper.h5")

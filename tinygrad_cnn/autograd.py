@@ -1,31 +1,66 @@
-"""The tape and reverse-mode engine.
+"""The tape and the reverse-mode engine, in the order they run.
 
-Every differentiable operation is a :class:`Function`. Calling ``SomeFunction.apply(*inputs)``
-runs its ``forward`` on NumPy arrays and, when gradients are being recorded and an input
-requires one, attaches a :class:`Context` (the tape node) to the output tensor. The node keeps
-the function, the input tensors and whatever the forward saved for the backward pass.
+1. **Recording.** Every differentiable operation is a :class:`Function` (the table of them is
+   :mod:`tinygrad_cnn.primitives`). ``SomeFunction.apply(*inputs)`` runs its ``forward`` on NumPy
+   arrays and, when gradients are being recorded (:func:`is_grad_enabled`) and an input requires
+   one, makes a :class:`Context`, the tape node: the function, its inputs, what the forward saved,
+   and where it was called from. The node becomes the output tensor's ``grad_fn``.
+2. **The reverse sweep.** :func:`run_backward` (behind ``Tensor.backward`` and :func:`grad`) visits
+   the nodes from the output back to the leaves (:func:`_topological_order`), calls each node's
+   rule with the total gradient of its output (:func:`_input_gradients`), and adds what the rule
+   returns onto the gradients of its inputs (:class:`_Gradients`): into ``.grad`` for leaves.
+3. **Hooks.** What else happens at each node is a :class:`BackwardHook`: freeing what the node
+   saved (unless ``retain_graph``), NaN/Inf checks (:func:`detect_anomaly`), and any hook
+   registered with :func:`add_backward_hook` (the tape viewer's gradient norms use one).
 
-``backward`` rules receive and return :class:`~tinygrad_cnn.tensor.Tensor` objects and are
-written with tensor operations. With ``create_graph=False`` they run under :func:`no_grad`, so
-they cost no more than NumPy calls; with ``create_graph=True`` they are themselves recorded,
-which is what makes gradients of gradients work.
+``backward`` rules receive and return :class:`~tinygrad_cnn.tensor.Tensor` objects and are written
+with tensor operations. With ``create_graph=False`` they run under :func:`no_grad`; with
+``create_graph=True`` they are themselves recorded, which is what makes gradients of gradients work.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import linecache
+import os
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import Any, NamedTuple
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .tensor import Tensor
-else:
-    Tensor = None  # tinygrad_cnn.tensor imports this module, then sets Tensor here (the two refer to each other)
+from . import inplace
+from .inplace import InPlaceError, check_writable
+from .tensor import Tensor
+
+__all__ = [
+    "AnomalyError",
+    "BackwardHook",
+    "CallSite",
+    "Context",
+    "Function",
+    "GraphFreedError",
+    "InPlaceError",
+    "RemovableHandle",
+    "add_backward_hook",
+    "backward",
+    "backward_hooks",
+    "check_writable",
+    "detect_anomaly",
+    "enable_grad",
+    "grad",
+    "is_anomaly_enabled",
+    "is_grad_enabled",
+    "no_grad",
+    "register_post_accumulate_grad_hook",
+    "remove_backward_hook",
+    "run_backward",
+    "set_grad_enabled",
+]
 
 # --------------------------------------------------------------------------- grad mode
 
@@ -75,37 +110,7 @@ class enable_grad(set_grad_enabled):
         super().__init__(True)
 
 
-# --------------------------------------------------------------------------- leaf hooks
-
-# id(leaf) -> the hooks registered with Tensor.register_post_accumulate_grad_hook on that leaf.
-_accumulate_hooks: dict[int, list[Any]] = {}
-
-
-class RemovableHandle:
-    """What registering a hook returns: ``handle.remove()`` unregisters it."""
-
-    def __init__(self, hooks: list[Any], hook: Any) -> None:
-        self._hooks, self._hook = hooks, hook
-
-    def remove(self) -> None:
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
-
-
-def register_post_accumulate_grad_hook(leaf: Tensor, hook: Any) -> RemovableHandle:
-    """Call ``hook(leaf)`` once per ``backward()`` that accumulated a gradient into ``leaf.grad``,
-    after the whole reverse sweep (PyTorch's hook of this name runs when the leaf's gradient is
-    complete; this engine knows that only at the end). Hooks run in the order the sweep first
-    reached their leaves, which is the same on every run of the same graph."""
-    if leaf._ctx is not None or not leaf.requires_grad:
-        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that requires grad has a .grad")
-    key = id(leaf)
-    if key not in _accumulate_hooks:
-        _accumulate_hooks[key] = []
-        weakref.finalize(leaf, _accumulate_hooks.pop, key, None)
-    _accumulate_hooks[key].append(hook)
-    return RemovableHandle(_accumulate_hooks[key], hook)
-
+# --------------------------------------------------------------------------- the tape node
 
 # --------------------------------------------------------------------------- the tape node
 
@@ -114,32 +119,71 @@ class GraphFreedError(RuntimeError):
     """Backward was asked to run through a graph whose saved values were already freed."""
 
 
-_sequence = itertools.count()  # Context.seq: the order in which ops were recorded (for the tape viewer)
+class CallSite(NamedTuple):
+    """Where a node was recorded: the library calls it was made in, outermost first (e.g.
+    ``("Sequential", "Conv2d", "conv2d")``: a module is named by its class), and the line of the
+    user's code that made the outermost one."""
 
-# Called as observer(tensor, gradient) for every recorded tensor the reverse sweep reaches, with
-# the total gradient of that tensor. Empty unless a tinygrad_cnn.graph.Tape is recording gradients.
-_grad_observers: list[Any] = []
+    calls: tuple[str, ...]
+    filename: str
+    lineno: int
+    function: str
+
+    def __str__(self) -> str:
+        site = f'File "{self.filename}", line {self.lineno}, in {self.function}'
+        line = linecache.getline(self.filename, self.lineno).strip()
+        return f"{site}\n    {line}" if line else site  # no source line for exec'd code
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_NOT_CALLS = {"apply", "forward", "__init__", "__call__", "<lambda>", "<genexpr>", "<listcomp>", "<dictcomp>"}
+_OPERATORS = {"__truediv__": "div", "__rtruediv__": "div", "__radd__": "add", "__rsub__": "sub", "__rmul__": "mul"}
+
+
+def _call_site(frame: FrameType | None) -> CallSite:
+    """The :class:`CallSite` of code running in ``frame``: the library's frames up to the user's."""
+    calls: list[str] = []  # innermost first, while walking out
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        name, label = frame.f_code.co_name, None
+        if name == "__call__" and "self" in frame.f_locals:  # a module (or any callable object)
+            label = type(frame.f_locals["self"]).__name__
+        elif name.startswith("__") and name not in _NOT_CALLS:  # an operator: __mul__ -> mul
+            label = _OPERATORS.get(name, name.strip("_"))
+        elif not name.startswith(("_", "<")) and name not in _NOT_CALLS:
+            label = name
+        if label is not None and (not calls or calls[-1] != label):  # x * y: __mul__, then mul
+            calls.append(label)
+        frame = frame.f_back
+    if frame is None:
+        return CallSite(tuple(reversed(calls)), "(unknown)", 0, "?")
+    return CallSite(tuple(reversed(calls)), frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+_sequence = itertools.count()  # Context.seq: the order in which ops were recorded
 
 
 class Context:
-    """One node of the tape: the function applied, its inputs, and what it saved.
+    """One node of the tape: the function applied, its inputs, and what its forward kept.
 
-    ``forward`` stores anything it needs as attributes of ``ctx`` (shapes, axes, masks) or
-    through :meth:`save_for_backward` (arrays that are inputs or the output). Saved arrays are
-    handed back to ``backward`` as tensors by :attr:`saved_tensors`: an input's array comes back
-    as that input tensor and the output's array as the output tensor, so a backward rule that
-    uses them is itself differentiable; any other array comes back as a constant.
+    ``fn``: the :class:`Function`; ``inputs``: the arguments of ``apply`` (Tensors and constants);
+    ``needs_input_grad``: one bool per input; ``saved``: the arrays passed to
+    :meth:`save_for_backward` (read back as :attr:`saved_tensors` or :attr:`saved_arrays`);
+    ``values``: the rule's own small values (shapes, axes, constant masks), as a tuple;
+    ``seq``: the recording order; ``site``: where it was recorded (:class:`CallSite`).
+    A custom Function may also keep attributes of its own (``ctx.scale = 2``), as in PyTorch.
+    Everything kept is dropped by :meth:`free` after the node's backward (unless ``retain_graph``).
     """
 
     __slots__ = (
         "fn",
         "inputs",
         "needs_input_grad",
+        "saved",
         "values",
-        "_saved",
+        "seq",
+        "site",
         "_output",
         "_freed",
-        "seq",
         "_locked",
         "__dict__",
     )
@@ -148,24 +192,28 @@ class Context:
         self.fn = fn
         self.inputs = inputs
         self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
-        self._saved: tuple[Any, ...] = ()
-        self.values: tuple[Any, ...] = ()  # a rule's own values (shapes, axes, constant arrays)
+        self.saved: tuple[np.ndarray | None, ...] = ()
+        self.values: tuple[Any, ...] = ()
+        self.seq = next(_sequence)
+        self.site = _call_site(sys._getframe(2))  # the caller of Function.apply
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
-        self._locked: list[np.ndarray] = []  # arrays made read-only for this node (see _protect)
-        self.seq = next(_sequence)
+        self._locked: list[np.ndarray] = []  # arrays made read-only while this node lives (see inplace)
 
-    def save_for_backward(self, *arrays: Any) -> None:
+    def save_for_backward(self, *arrays: np.ndarray | None) -> None:
         """Keep arrays (or None) for the backward pass; read them back as :attr:`saved_tensors`."""
-        self._saved = arrays
+        self.saved = arrays
 
     @property
-    def saved_tensors(self) -> tuple[Tensor | None, ...]:
+    def saved_tensors(self) -> tuple[Tensor, ...]:
+        """The saved arrays as Tensors: an input's array comes back as that input tensor and the
+        output's as the output tensor (so a backward rule that uses them is itself differentiable);
+        any other array as a constant."""
         if self._freed:
             raise self.freed_error()
         output = self._output() if self._output is not None else None
-        result = []
-        for arr in self._saved:
+        result: list[Any] = []  # Tensors (None where None was saved)
+        for arr in self.saved:
             if arr is None or isinstance(arr, Tensor):
                 result.append(arr)
                 continue
@@ -174,26 +222,27 @@ class Context:
                     result.append(t)
                     break
             else:
-                if output is not None and output.data is arr:
-                    result.append(output)
-                else:
-                    result.append(Tensor(arr))
+                result.append(output if output is not None and output.data is arr else Tensor(arr))
         return tuple(result)
 
     @property
     def saved_arrays(self) -> tuple[Any, ...]:
-        """What ``forward`` saved, as the arrays themselves: for a backward rule's plain path
-        (``not is_grad_enabled()``: no graph is built, so constants are all it needs)."""
+        """What ``forward`` saved, as the arrays themselves (for ``backward_arrays``)."""
         if self._freed:
             raise self.freed_error()
-        return self._saved
+        return self.saved
+
+    @property
+    def freed(self) -> bool:
+        """True once :meth:`free` has dropped what the node kept."""
+        return self._freed
 
     def kept_arrays(self) -> list[np.ndarray]:
         """Every ndarray this node keeps for its backward: the saved arrays, and those among its
         ``values`` and attributes (inside tuples too)."""
-        found = [a for a in self._saved if type(a) is np.ndarray]
+        found = [a for a in self.saved if type(a) is np.ndarray]
         _arrays_in(self.values, found)
-        _arrays_in(tuple(v for k, v in self.__dict__.items() if k != "_trace"), found)
+        _arrays_in(tuple(self.__dict__.values()), found)
         return found
 
     def freed_error(self) -> GraphFreedError:
@@ -204,13 +253,13 @@ class Context:
         )
 
     def free(self) -> None:
-        """Drop what the forward saved (called after backward unless ``retain_graph``)."""
-        self._saved = ()
+        """Drop what the forward kept (called after backward unless ``retain_graph``)."""
+        self.saved = ()
         self.values = ()
         self._freed = True
         self.__dict__.clear()
         if self._locked:
-            _release(self._locked)
+            inplace.release(self._locked)
             self._locked = []
 
     def __del__(self) -> None:
@@ -218,9 +267,19 @@ class Context:
         # give the arrays it protected their write access back.
         if self._locked:
             try:
-                _release_from_finalizer(self._locked)
+                inplace.release_from_finalizer(self._locked)
             except Exception:  # noqa: S110  (interpreter shutdown: module globals may be gone)
                 pass
+
+
+def _arrays_in(values: tuple[Any, ...], found: list[np.ndarray]) -> None:
+    """Append the ndarrays among ``values`` (and inside tuples among them) to ``found``."""
+    for value in values:
+        kind = type(value)
+        if kind is np.ndarray:
+            found.append(value)
+        elif kind is tuple:
+            _arrays_in(value, found)
 
 
 # --------------------------------------------------------------------------- Function
@@ -266,313 +325,149 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """Run ``forward`` on the arrays of ``args``; record a node if an input requires grad."""
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
         record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(cls, args) if record else _Scratch()
         raw = cls.forward(ctx, *arrays, **kwargs)
         out = raw if isinstance(raw, np.ndarray) else np.asarray(raw)
         if out is not raw and record:  # NumPy returned a scalar for a 0-d result
-            ctx._saved = tuple(out if a is raw else a for a in ctx._saved)
+            ctx.saved = tuple(out if a is raw else a for a in ctx.saved)
         if _anomaly_mode.enabled:
             _check_finite(cls.__name__, "forward output", out, ctx if record else None)
         if not record or out.dtype.kind != "f":  # integer/bool outputs are constants, like comparisons
             return Tensor(out)
-        result = Tensor._from_op(out, ctx)
+        result = Tensor.from_op(out, ctx)
         ctx._output = weakref.ref(result)
-        _protect(ctx)
-        if _anomaly_mode.enabled:
-            ctx.__dict__["_trace"] = _user_frame()
+        ctx._locked = inplace.protect(ctx.kept_arrays(), ctx.inputs, result)
         return result
 
 
-class _Scratch:
+class _Scratch(Context):
     """Stand-in ctx for a forward that is not recorded: attributes work, saving is a no-op."""
 
-    needs_input_grad = ()
-    values: tuple[Any, ...] = ()
+    def __init__(self) -> None:
+        self.needs_input_grad, self.values, self._locked = (), (), []
 
-    def save_for_backward(self, *arrays: Any) -> None:
+    def save_for_backward(self, *arrays: np.ndarray | None) -> None:
         pass
 
 
-# --------------------------------------------------------------------------- in-place safety
-#
-# A backward rule reads the arrays its forward saved. If one of them were changed in place before
-# the backward pass (``t.data[...] = 0``, an optimizer step, ``np.copyto``), the gradient would be
-# silently wrong. So while a node is alive, every array it keeps is read-only: the arrays passed to
-# ``save_for_backward``, every ndarray attribute of ``ctx`` (one level into tuples), the arrays they
-# are views of (their ``.base`` chain, up to the array that owns the memory), the ``.data`` of
-# every tensor of the graph they are views of, and the node's output when it is a view (reshape,
-# transpose, slicing: it shares memory with what other nodes save). NumPy then refuses any write
-# through those array objects ("assignment destination is read-only"). The flags are restored when
-# the node is freed (after backward, unless retain_graph) or garbage-collected. Arrays that were
-# read-only already are left alone. Cost: a few attribute checks per saved array, nothing when
-# nothing is recorded.
-#
-# Not covered: an ndarray object viewing the same memory that was made outside the graph before
-# the forward pass and is not in the chain above (e.g. ``v = a[1:]`` made earlier, then ``Tensor(a)``
-# recorded: writing through ``v`` is not blocked; ``Tensor(a[1:])`` and ``Tensor(a[2:])`` are two
-# such leaves); writes that bypass NumPy's flag (ctypes, C code).
+# --------------------------------------------------------------------------- leaf hooks
 
-_lock_counts: dict[int, list[Any]] = {}  # id(array) -> [array, number of live nodes protecting it]
-_deferred: dict[int, np.ndarray] = {}  # released, but its base was still protected: restore later
-# The bookkeeping is shared by threads (a user's threads may record tapes over the same parameters,
-# as PyTorch allows), so it is guarded by a lock. A finalizer (Context.__del__) may run at any allocation,
-# even inside a guarded section of its own thread: it never waits for the lock, it queues its release
-# for whoever holds the lock to finish.
-_guard = threading.Lock()
-_pending: list[list[np.ndarray]] = []
+# id(leaf) -> the hooks registered with Tensor.register_post_accumulate_grad_hook on that leaf.
+_accumulate_hooks: dict[int, list[Any]] = {}
 
 
-class InPlaceError(ValueError):
-    """An array saved for a backward pass is about to be modified in place."""
+class RemovableHandle:
+    """What registering a hook returns: ``handle.remove()`` unregisters it."""
+
+    def __init__(self, hooks: list[Any], hook: Any) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
 
 
-def _lock_one(arr: np.ndarray, locked: list[np.ndarray]) -> None:
-    """Make ``arr`` read-only (counted, so that the last node to release it restores it)."""
-    key = id(arr)
-    entry = _lock_counts.get(key)
-    if entry is not None:
-        entry[1] += 1
-        locked.append(arr)
-    elif arr.flags.writeable:
-        arr.setflags(write=False)
-        _lock_counts[key] = [arr, 1]
-        locked.append(arr)
-    elif key in _deferred:  # read-only only because we could not restore it yet
-        _lock_counts[key] = [_deferred.pop(key), 1]
-        locked.append(arr)
-    # else: read-only already (a broadcast view, the user's own choice): not ours to restore
+def register_post_accumulate_grad_hook(leaf: Tensor, hook: Any) -> RemovableHandle:
+    """Call ``hook(leaf)`` once per ``backward()`` that accumulated a gradient into ``leaf.grad``,
+    after the whole reverse sweep (PyTorch's hook of this name runs when the leaf's gradient is
+    complete; this engine knows that only at the end). Hooks run in the order the sweep first
+    reached their leaves, which is the same on every run of the same graph."""
+    if leaf.grad_fn is not None or not leaf.requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that requires grad has a .grad")
+    key = id(leaf)
+    if key not in _accumulate_hooks:
+        _accumulate_hooks[key] = []
+        weakref.finalize(leaf, _accumulate_hooks.pop, key, None)
+    _accumulate_hooks[key].append(hook)
+    return RemovableHandle(_accumulate_hooks[key], hook)
 
 
-def _base_array(arr: np.ndarray) -> np.ndarray | None:
-    """The array ``arr`` is a view of, or None if it owns its memory (or the owner is not an array)."""
-    base = arr.base
-    if base is not None and type(base) is not np.ndarray:  # as_strided / sliding_window_view keep a DummyArray
-        base = getattr(base, "base", None)
-    return base if isinstance(base, np.ndarray) else None
+# --------------------------------------------------------------------------- the reverse sweep
 
 
-def _lock_chain(arr: np.ndarray, locked: list[np.ndarray]) -> np.ndarray:
-    """Make ``arr`` and every array it is a view of read-only (counted); return the memory's owner."""
-    while True:
-        _lock_one(arr, locked)
-        base = _base_array(arr)
-        if base is None:
-            return arr
-        arr = base
+def run_backward(
+    roots: Sequence[Tensor],
+    root_grads: Sequence[Tensor],
+    inputs: Sequence[Tensor] | None = None,
+    retain_graph: bool = False,
+    create_graph: bool = False,
+) -> list[Tensor | None] | None:
+    """Reverse-mode sweep from ``roots`` seeded with ``root_grads``.
 
-
-def _root(arr: np.ndarray) -> np.ndarray:
-    """The array that owns ``arr``'s memory (``arr`` itself if it is not a view)."""
-    while (base := _base_array(arr)) is not None:
-        arr = base
-    return arr
-
-
-def _protect(ctx: Context) -> None:
-    """Make every array ``ctx`` keeps read-only for the node's lifetime (see the comment above)."""
-    arrays = ctx.kept_arrays()
-    # An output that is a view (reshape, transpose, slicing) shares memory with what other nodes of
-    # the graph may save: it is read-only for the node's lifetime too.
-    output = ctx._output() if ctx._output is not None else None
-    out_view = output is not None and output.data.base is not None and output.data.flags.writeable
-    if not arrays and not out_view:
-        return
-    with _guard:
-        if arrays:
-            _protect_arrays(ctx, arrays)
-        if out_view:
-            _lock_one(output.data, ctx._locked)
-        _drain()
-    if _pending:
-        _release_from_finalizer([])
-
-
-def _arrays_in(values: tuple[Any, ...], found: list[np.ndarray]) -> None:
-    """Append the ndarrays among ``values`` (and inside tuples among them) to ``found``."""
-    for value in values:
-        kind = type(value)
-        if kind is np.ndarray:
-            found.append(value)
-        elif kind is tuple:
-            _arrays_in(value, found)
-
-
-def _protect_arrays(ctx: Context, arrays: list[np.ndarray]) -> None:
-    locked = ctx._locked
-    output = ctx._output() if ctx._output is not None else None
-    out_root = _root(output.data) if output is not None else None
-    for arr in arrays:
-        root = _lock_chain(arr, locked)
-        if root is out_root and output.data is not arr:  # the output is (a view of) what was saved
-            _lock_chain(output.data, locked)
-            out_root = None
-        # The tensor of the graph holding this array, and the tensors it is a view of.
-        t = None
-        for u in ctx.inputs:
-            if getattr(u, "data", None) is arr:
-                t = u
-                break
-        while t is not None:
-            if t.data is not arr:
-                _lock_chain(t.data, locked)
-            parent = t._ctx
-            t = None
-            if parent is not None:
-                for u in parent.inputs:
-                    data = getattr(u, "data", None)
-                    if type(data) is np.ndarray and data.base is not None and _root(data) is root:
-                        t = u  # the parent op made a view of u
-                        break
-
-
-def _release(locked: list[np.ndarray]) -> None:
-    """Undo what :func:`_protect` did for one node."""
-    with _guard:
-        _release_arrays(locked)
-        _drain()
-    if _pending:
-        _release_from_finalizer([])
-
-
-def _release_from_finalizer(locked: list[np.ndarray]) -> None:
-    if locked:
-        _pending.append(locked)  # list.append is atomic and allocates no tracked object
-    while _pending and _guard.acquire(blocking=False):
-        try:
-            _drain()
-        finally:
-            _guard.release()
-
-
-def _drain() -> None:
-    while _pending:
-        _release_arrays(_pending.pop())
-
-
-def _release_arrays(locked: list[np.ndarray]) -> None:
-    restored = False
-    for arr in reversed(locked):  # bases were locked after their views: restore them first
-        key = id(arr)
-        entry = _lock_counts[key]
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _lock_counts[key]
-            try:
-                arr.setflags(write=True)
-                restored = True
-            except ValueError:  # a base is still protected by another node
-                _deferred[key] = arr
-    while restored and _deferred:
-        restored = False
-        for key, arr in list(_deferred.items()):
-            try:
-                arr.setflags(write=True)
-            except ValueError:
-                continue
-            del _deferred[key]
-            restored = True
-
-
-def check_writable(arr: np.ndarray, what: str) -> None:
-    """Raise :class:`InPlaceError` naming ``what`` if ``arr`` cannot be written in place."""
-    if arr.flags.writeable:
-        return
-    if id(arr) in _lock_counts or id(_root(arr)) in _lock_counts or id(arr) in _deferred:
-        raise InPlaceError(
-            f"{what} is saved for the backward pass of a graph that is still alive, so changing it in place "
-            "would make that backward pass return a wrong gradient. Run backward() on that graph first "
-            "(without retain_graph=True), or drop it (del loss, or compute it under tg.no_grad()) "
-            "before changing the values."
-        )
-    raise InPlaceError(f"{what} is a read-only array (not made so by tinygrad_cnn); it cannot be changed in place")
-
-
-# --------------------------------------------------------------------------- anomaly detection
-
-
-class _AnomalyMode(threading.local):
-    enabled: bool = False
-    in_backward_of: Context | None = None  # the node whose backward rule is running
-
-
-_anomaly_mode = _AnomalyMode()
-
-
-class AnomalyError(FloatingPointError):
-    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`."""
-
-
-@contextlib.contextmanager
-def detect_anomaly() -> Iterator[None]:
-    """Check every forward output and every gradient for NaN/Inf while inside this block.
-
-    The error names the op and the line of user code that recorded it. Only in this mode is the
-    recording site kept, so normal runs pay nothing.
+    With ``inputs=None`` gradients are accumulated into ``.grad`` of every leaf that requires
+    one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
+    no ``.grad`` is touched (what :func:`grad` does).
     """
-    previous = _anomaly_mode.enabled
-    _anomaly_mode.enabled = True
-    try:
-        yield
-    finally:
-        _anomaly_mode.enabled = previous
+    hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
+    grads = _Gradients(inputs)
+    with set_grad_enabled(create_graph):
+        for root, seed in zip(roots, root_grads, strict=True):
+            grads.add(root, seed)
+        for node, ctx in _topological_order(roots):
+            g = grads.pop(node)
+            for hook in hooks:
+                hook.node_reached(node, g)
+            if g is not None:
+                input_grads = _input_gradients(ctx, g, create_graph)
+                for hook in hooks:
+                    hook.rule_returned(node, input_grads)
+                for t, gi in zip(ctx.inputs, input_grads):
+                    if gi is not None:
+                        grads.add(t, gi)
+            for hook in hooks:
+                hook.node_done(node)
+    grads.run_accumulate_hooks()
+    return None if inputs is None else grads.of(inputs)
 
 
-def _user_frame() -> str:
-    import traceback
-
-    package_dir = __file__.rsplit("/", 1)[0]
-    for frame in reversed(traceback.extract_stack()):
-        if not frame.filename.startswith(package_dir):
-            site = f'File "{frame.filename}", line {frame.lineno}, in {frame.name}'
-            return f"{site}\n    {frame.line}" if frame.line else site  # no source line for exec'd code
-    return "(recording site unknown)"
-
-
-def _check_finite(op: str, what: str, arr: np.ndarray, ctx: Context | None) -> None:
-    if arr.dtype.kind not in "fc" or np.isfinite(arr).all():
-        return
-    kinds = " and ".join(k for k, bad in (("NaN", np.isnan(arr).any()), ("Inf", np.isinf(arr).any())) if bad)
-    outer = _anomaly_mode.in_backward_of
-    if outer is not None and outer is not ctx:
-        # an op run inside a backward rule: blame the rule, and the line that recorded its op
-        message = f"{outer.fn.__name__}.backward: {kinds} in the {what} of {op} (shape {arr.shape})"
-        ctx = outer
-    else:
-        message = f"{op}: {kinds} in its {what} (shape {arr.shape})"
-    site = (ctx.__dict__.get("_trace") if ctx is not None else None) or _user_frame()
-    name = ctx.fn.__name__ if ctx is not None else op
-    raise AnomalyError(f"{message}.\n{name} was recorded at:\n{site}")
-
-
-# --------------------------------------------------------------------------- reverse mode
-
-
-def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Non-leaf tensors reachable from ``roots``, each after every tensor that consumes it.
-
-    Iterative depth-first post-order, so graphs of any depth work (no recursion limit).
+def _topological_order(roots: Sequence[Tensor]) -> list[tuple[Tensor, Context]]:
+    """The recorded tensors reachable from ``roots``, each with its node, each after every tensor
+    that consumes it. Iterative depth-first post-order: graphs of any depth work (no recursion limit).
     """
-    order: list[Tensor] = []
+    order: list[tuple[Tensor, Context]] = []
     visited: set[int] = set()
     for root in roots:
-        if root._ctx is None or id(root) in visited:
+        if root.grad_fn is None or id(root) in visited:
             continue
         visited.add(id(root))
-        stack: list[tuple[Tensor, Iterator[Any]]] = [(root, iter(root._ctx.inputs))]
+        stack: list[tuple[Tensor, Context, Iterator[Any]]] = [(root, root.grad_fn, iter(root.grad_fn.inputs))]
         while stack:
-            node, children = stack[-1]
+            node, ctx, children = stack[-1]
             for child in children:
-                if isinstance(child, Tensor) and child._ctx is not None and id(child) not in visited:
+                if isinstance(child, Tensor) and child.grad_fn is not None and id(child) not in visited:
                     visited.add(id(child))
-                    stack.append((child, iter(child._ctx.inputs)))
+                    stack.append((child, child.grad_fn, iter(child.grad_fn.inputs)))
                     break
             else:
                 stack.pop()
-                order.append(node)
+                order.append((node, ctx))
     order.reverse()
     return order
+
+
+def _input_gradients(ctx: Context, g: Tensor, create_graph: bool) -> list[Tensor | None]:
+    """The gradients ``ctx``'s rule gives its inputs, checked, one per input (None where none is
+    needed). The rule is ``backward_arrays`` on plain arrays where the Function has one and no
+    graph is being recorded, else the differentiable ``backward``."""
+    if ctx.freed:
+        raise ctx.freed_error()
+    plain = None if create_graph else getattr(ctx.fn, "backward_arrays", None)
+    returned = plain(ctx, g.data) if plain is not None else ctx.fn.backward(ctx, g)
+    returned = returned if isinstance(returned, tuple) else (returned,)
+    rule, n = ctx.fn.__name__, len(ctx.inputs)
+    if len(returned) > n or len(returned) < n and any(ctx.needs_input_grad[len(returned) :]):
+        raise RuntimeError(
+            f"{rule}.backward returned {len(returned)} gradient(s) for the {n} positional "
+            "argument(s) of forward; return one per argument (None for those without a gradient)"
+        )
+    returned += (None,) * (n - len(returned))
+    return [
+        _as_gradient(rule, i, gi, t) if gi is not None and needed else None
+        for i, (t, gi, needed) in enumerate(zip(ctx.inputs, returned, ctx.needs_input_grad))
+    ]
 
 
 def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
@@ -598,99 +493,207 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     return g
 
 
-def _call_rule(ctx: Context, g: Tensor, create_graph: bool) -> Any:
-    """The gradients ``ctx``'s rule gives its inputs: ``backward_arrays`` on plain arrays where the
-    rule has one and no graph is being recorded, else the differentiable ``backward``."""
-    plain = None if create_graph else getattr(ctx.fn, "backward_arrays", None)
-    return plain(ctx, g.data) if plain is not None else ctx.fn.backward(ctx, g)
+class _Gradients:
+    """Where a sweep's gradients go. A recorded tensor's gradients are summed until the sweep
+    reaches it (:meth:`pop`). A leaf's go into its ``.grad`` (``Tensor.backward``), or, when the
+    sweep was asked for the gradients of ``inputs`` (:func:`grad`), are kept for :meth:`of`."""
 
+    def __init__(self, inputs: Sequence[Tensor] | None) -> None:
+        self.pending: dict[int, Tensor] = {}
+        self.wanted = None if inputs is None else {id(t) for t in inputs}
+        self.captured: dict[int, Tensor | None] = {}
+        self.hooked: dict[int, Tensor] = {}  # leaves with post-accumulate hooks that got a gradient, in order
 
-def run_backward(
-    roots: Sequence[Tensor],
-    root_grads: Sequence[Tensor],
-    inputs: Sequence[Tensor] | None = None,
-    retain_graph: bool = False,
-    create_graph: bool = False,
-) -> list[Tensor | None] | None:
-    """Reverse-mode sweep from ``roots`` seeded with ``root_grads``.
-
-    With ``inputs=None`` gradients are accumulated into ``.grad`` of every leaf that requires
-    one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
-    no ``.grad`` is touched (what :func:`grad` does).
-    """
-    grads: dict[int, Tensor] = {}
-    wanted = None if inputs is None else {id(t) for t in inputs}
-    captured: dict[int, Tensor] = {}
-    hooked: dict[int, Tensor] = {}  # leaves with post-accumulate hooks that got a gradient, in order
-
-    def accumulate(t: Tensor, g: Tensor) -> None:
+    def add(self, t: Tensor, g: Tensor) -> None:
         key = id(t)
-        if wanted is not None and key in wanted and t._ctx is None:
-            captured[key] = captured[key] + g if key in captured else g
-        elif t._ctx is None:
-            if wanted is None and t.requires_grad:
-                if _accumulate_hooks and key in _accumulate_hooks:
-                    hooked[key] = t
-                if t.grad is None:
-                    t.grad = np.array(g.data, copy=True)
-                elif t.grad.flags.writeable:
-                    t.grad += g.data  # accumulate in place, as PyTorch does
-                else:  # .grad is saved by a live graph (or read-only): leave that array alone
-                    t.grad = t.grad + g.data
-        else:
-            grads[key] = grads[key] + g if key in grads else g
+        if t.grad_fn is not None:
+            self.pending[key] = self.pending[key] + g if key in self.pending else g
+        elif self.wanted is not None:
+            if key in self.wanted:
+                previous = self.captured.get(key)
+                self.captured[key] = g if previous is None else previous + g
+        elif t.requires_grad:
+            if _accumulate_hooks and key in _accumulate_hooks:
+                self.hooked[key] = t
+            if t.grad is None:
+                t.grad = np.array(g.data, copy=True)
+            elif t.grad.flags.writeable:
+                t.grad += g.data  # accumulate in place, as PyTorch does
+            else:  # .grad is saved by a live graph (or read-only): leave that array alone
+                t.grad = t.grad + g.data
 
-    with set_grad_enabled(create_graph):
-        for root, g in zip(roots, root_grads, strict=True):
-            accumulate(root, g)
-        for node in _topological_order(roots):
-            g = grads.pop(id(node), None)
-            if wanted is not None and id(node) in wanted:
-                captured[id(node)] = g if g is not None else None
-            if g is None:
-                if not retain_graph and not node._ctx._freed:
-                    node._ctx.free()  # no gradient reached it: still, nothing of this graph stays saved
-                continue
-            for observe in _grad_observers:
-                observe(node, g)
-            ctx = node._ctx
-            if ctx._freed:
-                raise ctx.freed_error()
-            rule = ctx.fn.__name__
-            if _anomaly_mode.enabled:
-                _anomaly_mode.in_backward_of = ctx
-                try:
-                    in_grads = _call_rule(ctx, g, create_graph)
-                finally:
-                    _anomaly_mode.in_backward_of = None
-            else:
-                in_grads = _call_rule(ctx, g, create_graph)
-            if not isinstance(in_grads, tuple):
-                in_grads = (in_grads,)
-            if (
-                len(in_grads) < len(ctx.inputs)
-                and any(ctx.needs_input_grad[len(in_grads) :])
-                or len(in_grads) > len(ctx.inputs)
-            ):
-                raise RuntimeError(
-                    f"{rule}.backward returned {len(in_grads)} gradient(s) for the {len(ctx.inputs)} positional "
-                    "argument(s) of forward; return one per argument (None for those without a gradient)"
-                )
-            for i, (t, gi, needed) in enumerate(zip(ctx.inputs, in_grads, ctx.needs_input_grad)):
-                if gi is None or not needed:
-                    continue
-                gi = _as_gradient(rule, i, gi, t)
-                if _anomaly_mode.enabled:
-                    _check_finite(rule, f"gradient for input {i}", gi.data, ctx)
-                accumulate(t, gi)
-            if not retain_graph:
-                ctx.free()
-    for key, t in hooked.items():
-        for hook in list(_accumulate_hooks.get(key, ())):
-            hook(t)
-    if inputs is None:
-        return None
-    return [captured.get(id(t)) for t in inputs]
+    def pop(self, node: Tensor) -> Tensor | None:
+        """The total gradient of ``node`` (None if none reached it), now that the sweep is there."""
+        g = self.pending.pop(id(node), None)
+        if self.wanted is not None and id(node) in self.wanted:
+            self.captured[id(node)] = g
+        return g
+
+    def of(self, inputs: Sequence[Tensor]) -> list[Tensor | None]:
+        return [self.captured.get(id(t)) for t in inputs]
+
+    def run_accumulate_hooks(self) -> None:
+        """Call the post-accumulate hooks of the leaves whose ``.grad`` this sweep added to."""
+        for key, t in self.hooked.items():
+            for hook in list(_accumulate_hooks.get(key, ())):
+                hook(t)
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+class BackwardHook:
+    """Extra work for the reverse sweep, called at every node it visits, in the order it visits
+    them. Subclass it, override the methods you need, and register an instance with
+    :func:`add_backward_hook` (it then runs in every sweep, on every thread, until
+    :func:`remove_backward_hook`). ``node`` is the recorded tensor (``node.grad_fn`` its Context).
+    """
+
+    def node_reached(self, node: Tensor, grad: Tensor | None) -> None:
+        """The sweep reached ``node`` with the total gradient of it (None: no gradient reached it,
+        and its rule will not run)."""
+
+    def rule_returned(self, node: Tensor, input_grads: list[Tensor | None]) -> None:
+        """``node``'s backward rule returned these gradients, one per input (checked; None where
+        an input needs none), before they are added onto the inputs' gradients."""
+
+    def node_done(self, node: Tensor) -> None:
+        """The sweep is done with ``node`` (also when no gradient reached it)."""
+
+
+_hooks: list[BackwardHook] = []
+
+
+def add_backward_hook(hook: BackwardHook) -> None:
+    """Run ``hook`` in every reverse sweep from now on (once, however often it is added)."""
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def remove_backward_hook(hook: BackwardHook) -> None:
+    """Stop running ``hook`` (nothing happens if it is not registered)."""
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
+def backward_hooks() -> tuple[BackwardHook, ...]:
+    """The hooks registered with :func:`add_backward_hook`, in the order they run."""
+    return tuple(_hooks)
+
+
+class _FreeSaved(BackwardHook):
+    """Drops what each node saved once the sweep is past it (a sweep without ``retain_graph``), and
+    its inputs' arrays: each input becomes a stand-in that keeps the graph's shape but takes no memory
+    (one per tensor for the whole sweep), so a loss kept after backward (``history.append(loss)``)
+    keeps no activation alive, as in PyTorch. One instance per sweep."""
+
+    def __init__(self) -> None:
+        self.stand_ins: dict[int, Tensor] = {}
+
+    def node_done(self, node: Tensor) -> None:
+        ctx = node.grad_fn
+        if ctx is not None and not ctx.freed:
+            ctx.free()
+            ctx.inputs = tuple(self._stand_in(t) for t in ctx.inputs)
+
+    def _stand_in(self, t: Any) -> Any:
+        """``t`` as a freed node keeps it: the same node, shape, dtype and ``requires_grad``, with a
+        zero-strided array for values. Leaves that require grad (parameters) stay themselves."""
+        if not isinstance(t, Tensor) or (t.grad_fn is None and t.requires_grad):
+            return t
+        stand_in = self.stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
+        if stand_in is None:
+            view = _zeros_view(t.data.dtype, t.data.shape)
+            stand_in = Tensor(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
+            self.stand_ins[id(t)] = stand_in
+        return stand_in
+
+
+_zero_buffers: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros_view(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only array of zeros of any shape that takes no memory (all strides 0, one shared element)."""
+    buffer = _zero_buffers.get(dtype)
+    if buffer is None:
+        buffer = _zero_buffers.setdefault(dtype, np.zeros(1, dtype))
+    view = np.ndarray(shape, dtype, buffer=buffer, strides=(0,) * len(shape))
+    view.flags.writeable = False
+    return view
+
+
+# --------------------------------------------------------------------------- anomaly detection
+
+
+class _AnomalyMode(threading.local):
+    enabled: bool = False
+    in_backward_of: Context | None = None  # the node whose backward rule is running
+
+
+_anomaly_mode = _AnomalyMode()
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether :func:`detect_anomaly` is on (in this thread)."""
+    return _anomaly_mode.enabled
+
+
+class AnomalyError(RuntimeError, FloatingPointError):
+    """A NaN or Inf appeared in a forward output or a gradient under :func:`detect_anomaly`.
+
+    A :class:`RuntimeError`, the class PyTorch raises there (and a :class:`FloatingPointError`)."""
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Check every forward output and every gradient for NaN/Inf while inside this block.
+
+    The error names the op and the line of user code that recorded it.
+    """
+    previous = _anomaly_mode.enabled
+    _anomaly_mode.enabled = True
+    try:
+        yield
+    finally:
+        _anomaly_mode.enabled = previous
+        _anomaly_mode.in_backward_of = None
+
+
+class _AnomalyCheck(BackwardHook):
+    """Under :func:`detect_anomaly`: every gradient a rule returns must be finite, and ops run
+    inside a rule are blamed on it."""
+
+    def node_reached(self, node: Tensor, grad: Tensor | None) -> None:
+        _anomaly_mode.in_backward_of = node.grad_fn if grad is not None else None
+
+    def rule_returned(self, node: Tensor, input_grads: list[Tensor | None]) -> None:
+        ctx = node.grad_fn
+        _anomaly_mode.in_backward_of = None
+        for i, gi in enumerate(input_grads):
+            if gi is not None and ctx is not None:
+                _check_finite(ctx.fn.__name__, f"gradient for input {i}", gi.data, ctx)
+
+
+_ANOMALY_CHECK = _AnomalyCheck()
+
+
+def _check_finite(op: str, what: str, arr: np.ndarray, ctx: Context | None) -> None:
+    if arr.dtype.kind not in "fc" or np.isfinite(arr).all():
+        return
+    kinds = " and ".join(k for k, bad in (("NaN", np.isnan(arr).any()), ("Inf", np.isinf(arr).any())) if bad)
+    outer = _anomaly_mode.in_backward_of
+    if outer is not None and outer is not ctx:
+        # an op run inside a backward rule: blame the rule, and the line that recorded its op
+        message = f"{outer.fn.__name__}.backward: {kinds} in the {what} of {op} (shape {arr.shape})"
+        ctx = outer
+    else:
+        message = f"{op}: {kinds} in its {what} (shape {arr.shape})"
+    site = ctx.site if ctx is not None else _call_site(sys._getframe(1))
+    name = ctx.fn.__name__ if ctx is not None else op
+    raise AnomalyError(f"{message}.\n{name} was recorded at:\n{site}")
+
+
+# --------------------------------------------------------------------------- entry points
 
 
 def grad(
@@ -753,6 +756,29 @@ def grad(
             g = Tensor(np.zeros_like(t.data))
         final.append(g)
     return tuple(final)
+
+
+def backward(
+    tensors: Tensor | Sequence[Tensor],
+    grad_tensors: Tensor | Sequence[Any] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+) -> None:
+    """Accumulate into ``.grad`` of the leaves the gradients of ``tensors``, each seeded with its
+    entry of ``grad_tensors`` (default: 1 for a scalar), like ``torch.autograd.backward``."""
+    outs = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        seeds: list[Any] = [grad_tensors] if grad_tensors is not None else [None] * len(outs)
+    else:
+        seeds = list(grad_tensors)
+    if len(seeds) != len(outs):
+        raise ValueError(f"backward: {len(seeds)} grad_tensors given for {len(outs)} tensors")
+    for i, t in enumerate(outs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    retain = create_graph if retain_graph is None else retain_graph
+    seeded = [_seed_gradient("backward", t, s) for t, s in zip(outs, seeds)]
+    run_backward(outs, seeded, retain_graph=retain, create_graph=create_graph)
 
 
 def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:

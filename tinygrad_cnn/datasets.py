@@ -19,12 +19,16 @@ import gzip
 import hashlib
 import math
 import os
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import h5py
 import numpy as np
+
+from .safe_io import MAX_INFLATION, UnsafeFileError, check_dataset, file_size, hard_child, open_regular
 
 __all__ = ["DatasetError", "read_idx", "load_mnist", "DataLoader", "MNIST_MD5"]
 
@@ -65,6 +69,8 @@ _NPZ_SUFFIXES = (".npz",)
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _NUM_CLASSES = 10
 _SIDE = 28
+#: The largest array an .h5 data file may declare (4 GiB, the limit Keras uses too).
+MAX_ARRAY_BYTES = 4 << 30
 
 
 class DatasetError(ValueError):
@@ -83,34 +89,22 @@ def _describe_magic(magic: int) -> str:
     return f"{tname}, {ndim}-D"
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read a file's contents, transparently gunzipping it if it starts with the gzip magic bytes."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read file: {e}") from e
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise DatasetError(f"{path}: corrupt or truncated gzip data: {e}") from e
+def _idx_header(head: bytes, name: str, expected_magic: int | None) -> tuple[int, tuple[int, ...], np.dtype, str]:
+    """Validate the start of an IDX file; return (header length, dims, dtype, type name).
 
-
-def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.ndarray:
-    """Parse the (already decompressed) bytes of an IDX file; ``name`` is used in error messages."""
-    if len(data) < 4:
-        raise DatasetError(f"{name}: too short for an IDX header: {len(data)} bytes, need at least 4")
-    magic = int.from_bytes(data[:4], "big")
+    ``head`` is the file's first bytes; when it is too short for a header that needs more, the header
+    length alone is returned (with empty dims) so that the caller can read that much and call again.
+    """
+    if len(head) < 4:
+        raise DatasetError(f"{name}: too short for an IDX header: {len(head)} bytes, need at least 4")
+    magic = int.from_bytes(head[:4], "big")
     if expected_magic is not None and magic != expected_magic:
         raise DatasetError(
             f"{name}: bad magic 0x{magic:08X}, expected 0x{expected_magic:08X} ({_describe_magic(expected_magic)})"
         )
-    if data[0] != 0 or data[1] != 0:
+    if head[0] != 0 or head[1] != 0:
         raise DatasetError(f"{name}: bad magic 0x{magic:08X}: the first two bytes must be zero (not an IDX file?)")
-    code, ndim = data[2], data[3]
+    code, ndim = head[2], head[3]
     if code not in _IDX_TYPES:
         raise DatasetError(
             f"{name}: bad magic 0x{magic:08X}: unsupported IDX data type code 0x{code:02X} "
@@ -118,21 +112,85 @@ def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.
         )
     if ndim == 0:
         raise DatasetError(f"{name}: bad magic 0x{magic:08X}: zero dimensions")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(
-            f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, file has {len(data)}"
-        )
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype, tname = _IDX_TYPES[code]
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        return header, (), dtype, tname
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return header, dims, dtype, tname
+
+
+def _size_error(name: str, actual: int, expected: int, dims: tuple[int, ...], tname: str) -> DatasetError:
+    what = "truncated" if actual < expected else f"{actual - expected} trailing bytes"
+    return DatasetError(
+        f"{name}: {what}: header says {'x'.join(map(str, dims))} ({tname}) = {expected} bytes "
+        f"of data, file has {actual}"
+    )
+
+
+def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
+    """The uncompressed bytes of an IDX file (gzipped or not), read only after its header was checked
+    against the file's real size: a lying header is refused before anything is inflated or allocated."""
+    name = str(path)
+    try:
+        with open_regular(path) as fh:
+            compressed = fh.read(2) == _GZIP_MAGIC
+            fh.seek(0)
+            size = file_size(fh)
+            stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+            head = stream.read(8)
+            header, dims, dtype, tname = _idx_header(head, name, expected_magic)
+            head += stream.read(header - len(head))
+            if len(head) < header:
+                ndim = head[3]
+                raise DatasetError(
+                    f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, "
+                    f"file has {len(head)}"
+                )
+            header, dims, dtype, tname = _idx_header(head, name, expected_magic)
+            expected = math.prod(dims) * dtype.itemsize
+            if not compressed:
+                if size - header != expected:
+                    raise _size_error(name, size - header, expected, dims, tname)
+            # Read no more than one byte past what the header declares, nor past MAX_INFLATION times the
+            # file's size: a lying header or a decompression bomb stops here, before it costs memory.
+            cap = MAX_INFLATION * size - header
+            body = stream.read(min(expected, cap) + 1)
+            if compressed and len(body) > expected:
+                more = stream.read(1 << 20)  # count up to 1 MiB of trailing bytes for the message
+                if len(more) < 1 << 20:
+                    raise _size_error(name, len(body) + len(more), expected, dims, tname)
+                raise DatasetError(
+                    f"{name}: over 1 MiB of trailing bytes: header says {'x'.join(map(str, dims))} ({tname}) "
+                    f"= {expected} bytes of data"
+                )
+            if len(body) > cap:
+                raise DatasetError(
+                    f"{name}: refused: its gzip data inflates to more than {MAX_INFLATION}x the file's "
+                    f"{size} bytes (a decompression bomb?); gunzip the file first if it is genuine"
+                )
+            return head + body
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except UnsafeFileError as e:
+        raise DatasetError(f"{path}: refused: {e}") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DatasetError(f"{path}: corrupt or truncated gzip data: {e}") from e
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read file: {e}") from e
+
+
+def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.ndarray:
+    """Parse the (already decompressed) bytes of an IDX file; ``name`` is used in error messages."""
+    header, dims, dtype, tname = _idx_header(data, name, expected_magic)
+    if not dims:
+        raise DatasetError(
+            f"{name}: too short for the header: a {data[3]}-D IDX header needs {header} bytes, file has {len(data)}"
+        )
     expected = math.prod(dims) * dtype.itemsize
     actual = len(data) - header
     if actual != expected:
-        what = "truncated" if actual < expected else f"{actual - expected} trailing bytes"
-        raise DatasetError(
-            f"{name}: {what}: header says {'x'.join(map(str, dims))} ({tname}) = {expected} bytes "
-            f"of data, file has {actual}"
-        )
+        raise _size_error(name, actual, expected, dims, tname)
     arr = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header).reshape(dims)
     # astype copies: the result is writable, native-endian and does not pin ``data``.
     return arr.astype(dtype.newbyteorder("="))
@@ -159,7 +217,7 @@ def read_idx(path: str | os.PathLike[str], expected_magic: int | None = None) ->
             code, or a data size that does not match the header exactly (truncated or trailing bytes).
     """
     path = Path(path)
-    return _parse_idx(_read_bytes(path), str(path), expected_magic)
+    return _parse_idx(_read_idx_data(path, expected_magic), str(path), expected_magic)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -186,10 +244,10 @@ def _to_images(arr: Any, where: str) -> np.ndarray:
         return arr.astype(np.uint8)
     if not np.isfinite(arr).all():
         raise DatasetError(f"{where}: pixel values contain NaN or infinity")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 255.0:
-        raise DatasetError(f"{where}: float pixel values must lie in [0, 1] or [0, 255], got [{lo:g}, {hi:g}]")
-    if hi <= 1.0:  # [0, 1] scaled data
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0.0 or high > 255.0:
+        raise DatasetError(f"{where}: float pixel values must lie in [0, 1] or [0, 255], got [{low:g}, {high:g}]")
+    if high <= 1.0:  # [0, 1] scaled data
         arr = arr * 255.0
     return np.rint(arr).astype(np.uint8)
 
@@ -230,7 +288,8 @@ def _split(x: np.ndarray, y: np.ndarray, xwhere: str, ywhere: str) -> tuple[np.n
 def _load_idx_files(files: dict[str, Path], verify_md5: bool) -> dict[str, np.ndarray]:
     out = {}
     for name, path in files.items():
-        data = _read_bytes(path)
+        magic = _IMAGES_MAGIC if "images" in name else _LABELS_MAGIC
+        data = _read_idx_data(path, magic)
         if verify_md5:
             digest = hashlib.md5(data).hexdigest()
             if digest != MNIST_MD5[name]:
@@ -238,7 +297,6 @@ def _load_idx_files(files: dict[str, Path], verify_md5: bool) -> dict[str, np.nd
                     f"{path}: MD5 mismatch of the uncompressed data: got {digest}, expected "
                     f"{MNIST_MD5[name]}; the bundled file is damaged; reinstall tinygrad_cnn"
                 )
-        magic = _IMAGES_MAGIC if "images" in name else _LABELS_MAGIC
         out[name] = _parse_idx(data, str(path), magic)
         del data
     return out
@@ -255,7 +313,7 @@ def _find_idx_files(directory: Path) -> dict[str, Path]:
     files, missing = {}, []
     for name in _IDX_NAMES:
         for candidate in (directory / name, directory / (name + ".gz")):
-            if candidate.is_file():
+            if candidate.exists():  # a FIFO or device is refused, naming it, when it is opened
                 files[name] = candidate
                 break
         else:
@@ -274,50 +332,100 @@ def _arrays_splits(arrays: dict[str, Any], path: Path):
     return train, test
 
 
-def _read_h5(path: Path) -> dict[str, Any]:
-    import h5py
+def _refused(path: Path, e: Exception) -> DatasetError:
+    return DatasetError(f"{path}: refused: {e}")
 
+
+def _read_h5(path: Path) -> dict[str, Any]:
+    """The four arrays of an HDF5 file, each checked (link, type, layout, sizes) before it is read."""
     try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise DatasetError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
-    out: dict[str, Any] = {}
-    with f:
-        for key in _ARRAY_KEYS:
-            if key not in f:
-                raise DatasetError(f"{path}: missing key '{key}' (has: {', '.join(sorted(f.keys()))})")
-            obj = f[key]
-            if not isinstance(obj, h5py.Dataset):
-                raise DatasetError(f"{path}: key '{key}' is not a dataset")
+        with open_regular(path) as fh:
             try:
-                out[key] = obj[()]
-            except (OSError, TypeError, ValueError) as e:
-                raise DatasetError(f"{path}: key '{key}': cannot read: {e}") from e
-    return out
+                f = h5py.File(fh, "r")
+            except Exception as e:  # OSError mostly; a damaged file can surface as other errors too
+                raise DatasetError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
+            with f:
+                return {key: _read_h5_array(f, key, path, file_size(fh)) for key in _ARRAY_KEYS}
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except UnsafeFileError as e:
+        raise _refused(path, e) from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read file: {e}") from e
+
+
+def _read_h5_array(f: h5py.File, key: str, path: Path, size: int) -> np.ndarray:
+    names = list(f.keys())  # link names only: nothing is followed
+    if key not in names:
+        raise DatasetError(f"{path}: missing key '{key}' (has: {', '.join(sorted(names))})")
+    obj = hard_child(f, key, key)
+    if not isinstance(obj, h5py.Dataset):
+        raise DatasetError(f"{path}: key '{key}' is not a dataset")
+    check_dataset(obj, key, size, allow_compression=True, max_bytes=MAX_ARRAY_BYTES)
+    try:
+        return obj[()]
+    except (OSError, TypeError, ValueError) as e:
+        raise DatasetError(f"{path}: key '{key}': cannot read: {e}") from e
+
+
+# what a damaged archive raises: zipfile reports flipped flag bits as encryption (RuntimeError) or an
+# unsupported method (NotImplementedError), a corrupt stream as zlib.error
+_ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error)
 
 
 def _read_npz(path: Path) -> dict[str, Any]:
-    import zipfile
-
-    # what a damaged archive raises: zipfile reports flipped flag bits as encryption (RuntimeError) or
-    # an unsupported method (NotImplementedError), a corrupt stream as zlib.error
-    errors = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error)
+    """The four arrays of an .npz archive, each member's header checked against its real size first."""
     try:
-        archive = np.load(path, allow_pickle=False)
-    except errors as e:
-        raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DatasetError(f"{path}: not a .npz archive (looks like a single .npy array)")
-    out: dict[str, Any] = {}
-    with archive:
-        for key in _ARRAY_KEYS:
-            if key not in archive.files:
-                raise DatasetError(f"{path}: missing key '{key}' (has: {', '.join(sorted(archive.files))})")
+        with open_regular(path) as fh:
             try:
-                out[key] = archive[key]
-            except errors as e:
-                raise DatasetError(f"{path}: key '{key}': cannot read: {e}") from e
-    return out
+                archive = zipfile.ZipFile(fh)
+            except _ZIP_ERRORS as e:
+                raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
+            with archive:
+                return {key: _read_npz_array(archive, key, path) for key in _ARRAY_KEYS}
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except UnsafeFileError as e:
+        raise _refused(path, e) from None
+    except DatasetError:
+        raise
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read file: {e}") from e
+
+
+def _read_npz_array(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    members = {name[: -len(".npy")]: name for name in archive.namelist() if name.endswith(".npy")}
+    if key not in members:
+        raise DatasetError(f"{path}: missing key '{key}' (has: {', '.join(sorted(members))})")
+    info = archive.getinfo(members[key])
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+            header = member.tell()
+    except _ZIP_ERRORS as e:
+        raise DatasetError(f"{path}: key '{key}': cannot read: {e}") from e
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise DatasetError(f"{path}: key '{key}': refused: dtype {dtype}; only arrays of numbers are read")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != info.file_size - header:
+        raise DatasetError(
+            f"{path}: key '{key}': its header declares {'x'.join(map(str, shape))} {dtype} = {declared} bytes, "
+            f"the archive member holds {info.file_size - header}; refused"
+        )
+    if info.file_size > MAX_INFLATION * max(info.compress_size, 1):
+        raise DatasetError(
+            f"{path}: key '{key}': refused: {info.compress_size} compressed bytes inflate to {info.file_size}, "
+            f"over {MAX_INFLATION}x (a decompression bomb?)"
+        )
+    try:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except _ZIP_ERRORS as e:
+        raise DatasetError(f"{path}: key '{key}': cannot read: {e}") from e
 
 
 Split = tuple[np.ndarray, np.ndarray]

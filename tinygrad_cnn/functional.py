@@ -18,6 +18,7 @@ import numpy as np
 from . import primitives as P
 from .random import default_generator
 from .tensor import Axis, Tensor
+from .validation import pair
 
 IntOrPair = int | tuple[int, int]
 
@@ -109,19 +110,7 @@ def _axis(op: str, axis: Any, ndim: int) -> int:
     """One axis (an int, not a tuple), normalised to be non-negative."""
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
         raise TypeError(f"{op}: axis must be an int, got {axis!r}")
-    return _axes(op, axis, ndim)[0]
-
-
-def _pair(op: str, name: str, v: Any, minimum: int) -> tuple[int, int]:
-    try:
-        pair = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}") from None
-    if len(pair) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in pair):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-    if builtins.min(pair) < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
-    return int(pair[0]), int(pair[1])
+    return _axes(op, int(axis), ndim)[0]
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -587,11 +576,11 @@ def unfold(
     """
     x = _tensor("unfold", x)
     _check_image("unfold", x)
-    k = _pair("unfold", "kernel_size", kernel_size, 1)
+    k = pair("unfold", "kernel_size", kernel_size, 1)
     s, p, d = (
-        _pair("unfold", "stride", stride, 1),
-        _pair("unfold", "padding", padding, 0),
-        _pair("unfold", "dilation", dilation, 1),
+        pair("unfold", "stride", stride, 1),
+        pair("unfold", "padding", padding, 0),
+        pair("unfold", "dilation", dilation, 1),
     )
     _out_size("unfold", x.shape, k, s, p, d)
     return P.Unfold.apply(_pad_hw(x, p, pad_value), k, s, d)
@@ -635,9 +624,9 @@ def conv2d(
     if kh < 1 or kw < 1:
         raise ValueError(f"conv2d: weight {weight.shape} has an empty kernel ({kh}x{kw}); kernels must be at least 1x1")
     s, p, d = (
-        _pair("conv2d", "stride", stride, 1),
-        _pair("conv2d", "padding", padding, 0),
-        _pair("conv2d", "dilation", dilation, 1),
+        pair("conv2d", "stride", stride, 1),
+        pair("conv2d", "padding", padding, 0),
+        pair("conv2d", "dilation", dilation, 1),
     )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
     out = P.WindowMatMul.apply(_pad_hw(x, p, 0.0), transpose(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
@@ -657,9 +646,9 @@ def _pool_windows(
     """Pooling windows as a (N, OH, OW, kh, kw, C) view, after PyTorch's argument checks."""
     x = _tensor(op, x)
     _check_image(op, x)
-    k = _pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None else _pair(op, "stride", stride, 1)
-    p, d = _pair(op, "padding", padding, 0), _pair(op, "dilation", dilation, 1)
+    k = pair(op, "kernel_size", kernel_size, 1)
+    s = k if stride is None else pair(op, "stride", stride, 1)
+    p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
     _out_size(op, x.shape, k, s, p, d)  # a kernel larger than the input: an error naming this op

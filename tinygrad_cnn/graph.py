@@ -109,7 +109,7 @@ def tape(
             given.setdefault(id(t), str(name))
 
     # Every tensor reachable from the roots (iteratively: graphs of any depth).
-    recorded: dict[int, Tensor] = {}
+    recorded: dict[int, tuple[Tensor, autograd.Context]] = {}
     leaves: dict[int, Tensor] = {}
     stack = list(roots)
     while stack:
@@ -117,14 +117,14 @@ def tape(
         key = id(t)
         if key in recorded or key in leaves:
             continue
-        if t._ctx is None:
+        if t.grad_fn is None:
             leaves[key] = t
             continue
-        recorded[key] = t
-        stack.extend(a for a in t._ctx.inputs if isinstance(a, Tensor))
+        recorded[key] = (t, t.grad_fn)
+        stack.extend(a for a in t.grad_fn.inputs if isinstance(a, Tensor))
 
-    order = sorted(recorded.values(), key=lambda t: t._ctx.seq)
-    label: dict[int, str] = {id(t): f"%{i}" for i, t in enumerate(order)}
+    order = sorted(recorded.values(), key=lambda pair: pair[1].seq)
+    label: dict[int, str] = {id(t): f"%{i}" for i, (t, _) in enumerate(order)}
     counters = {"x": 0, "c": 0}
     leaf_rows: list[Leaf] = []
 
@@ -141,10 +141,9 @@ def tape(
         return label[key]
 
     nodes: list[Node] = []
-    for i, t in enumerate(order):
-        ctx = t._ctx
+    for i, (t, ctx) in enumerate(order):
         tensor_inputs = [a for a in ctx.inputs if isinstance(a, Tensor)]
-        in_names = tuple(label[id(a)] if a._ctx is not None else leaf_name(a) for a in tensor_inputs)
+        in_names = tuple(label[id(a)] if a.grad_fn is not None else leaf_name(a) for a in tensor_inputs)
         saved, extra = _saved_bytes(ctx, t)
         nodes.append(
             Node(
@@ -159,15 +158,15 @@ def tape(
                 output_is_view=not t.data.flags.owndata,
                 saved_bytes=saved,
                 extra_bytes=extra,
-                freed=ctx._freed,
+                freed=ctx.freed,
             )
         )
     for r in roots:  # a root that is itself a leaf
-        if r._ctx is None:
+        if r.grad_fn is None:
             leaf_name(r)
     result = Tape(nodes, leaf_rows, [label[id(r)] for r in roots])
     if record_grads and order:
-        result._watch(order)
+        result._watch([t for t, _ in order])
     return result
 
 
@@ -205,14 +204,21 @@ def _norm(a: np.ndarray) -> float:
 _recording: weakref.WeakSet[Tape] = weakref.WeakSet()
 
 
-def _observe(tensor: Tensor, grad: Tensor) -> None:
-    for t in list(_recording):
-        t._record(tensor, grad)
+class _GradientNorms(autograd.BackwardHook):
+    """Registered while a tape records: the norm of each gradient the sweep reaches."""
+
+    def node_reached(self, node: Tensor, grad: Tensor | None) -> None:
+        if grad is not None:
+            for t in list(_recording):
+                t._record(node, grad)
+
+
+_observer = _GradientNorms()
 
 
 def _stop_if_idle() -> None:
-    if not any(True for _ in _recording) and _observe in autograd._grad_observers:
-        autograd._grad_observers.remove(_observe)
+    if not any(True for _ in _recording):
+        autograd.remove_backward_hook(_observer)
 
 
 # --------------------------------------------------------------------------- the Tape
@@ -260,8 +266,7 @@ class Tape:
     def _watch(self, tensors: list[Tensor]) -> None:
         self._refs = {id(t): (weakref.ref(t), n) for t, n in zip(tensors, self.nodes)}
         _recording.add(self)
-        if _observe not in autograd._grad_observers:
-            autograd._grad_observers.append(_observe)
+        autograd.add_backward_hook(_observer)
         weakref.finalize(self, _stop_if_idle)
 
     def _record(self, tensor: Tensor, grad: Tensor) -> None:

@@ -188,7 +188,7 @@ def _select(x: np.ndarray, axis: Axes, position: tuple[int, ...]) -> np.ndarray:
     index: list[Any] = [slice(None)] * x.ndim
     for a, i in zip(axis, position):
         index[a] = i
-    return x[(*index, Ellipsis)]  # the Ellipsis keeps a 0-d result a view, not a scalar
+    return x[tuple(index) + (Ellipsis,)]  # the Ellipsis keeps a 0-d result a view, not a scalar
 
 
 # --------------------------------------------------------------------------- reshapes and layouts

@@ -16,14 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import check_writable
+from .inplace import check_writable
 from .tensor import Tensor
 
 
 class Optimizer:
     """Base class: holds ``param_groups`` (dicts of ``params`` and hyper-parameters) and per-parameter state."""
 
-    _state_keys: frozenset[str] = frozenset()  # what one parameter's state may hold
+    # The entries one parameter's state holds, so that load_state_dict refuses the state of another
+    # kind of optimizer. None (a subclass that does not say): any entries. With _state_keys_all, a
+    # parameter's state holds all of them once it holds any (Adam's step, exp_avg, exp_avg_sq).
+    _state_keys: frozenset[str] | None = None
+    _state_keys_all: bool = False
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
         name = type(self).__name__
@@ -32,10 +36,10 @@ class Optimizer:
                 f"{name}: params must be an iterable of tensors (e.g. model.parameters(), or [t]), "
                 f"got {type(params).__name__}"
             )
-        params = list(params)
-        if not params:
+        given: list[Any] = list(params)
+        if not given:
             raise ValueError(f"{name}: got an empty parameter list")
-        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        groups = given if isinstance(given[0], dict) else [{"params": given}]
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
         seen: set[int] = set()
@@ -48,7 +52,7 @@ class Optimizer:
                 i = len(seen)
                 if not isinstance(p, Tensor) or not p.requires_grad:
                     raise TypeError(f"{name}: parameter {i} is not a Tensor that requires grad")
-                if p._ctx is not None:
+                if p.grad_fn is not None:
                     raise ValueError(
                         f"{name}: parameter {i} (shape {p.shape}) is not a leaf tensor: it was computed "
                         "by an op, so backward never fills its .grad; pass the tensor you created"
@@ -152,11 +156,12 @@ class Optimizer:
                 self._check_hyperparameters(g)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{name}.load_state_dict: bad saved hyper-parameter: {e}") from None
+        keys = self._state_keys
         for i, s in enumerate(state_dict["state"]):
-            if not set(s) <= self._state_keys or (self._state_keys_all and s and set(s) != self._state_keys):
+            if keys is not None and (not set(s) <= keys or (self._state_keys_all and s and set(s) != keys)):
                 raise ValueError(
                     f"{name}.load_state_dict: the state of parameter {i} has entries {sorted(s)}; "
-                    f"{name} keeps {sorted(self._state_keys)} (a state from a different optimizer?)"
+                    f"{name} keeps {sorted(keys)} (a state from a different optimizer?)"
                 )
         if len(groups) != len(self.param_groups) or any(
             len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
@@ -375,8 +380,8 @@ class OneCycleLR(LRScheduler):
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
     ) -> None:
-        if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 2:
-            raise ValueError(f"OneCycleLR: total_steps must be an int >= 2, got {total_steps!r}")
+        if not isinstance(total_steps, (int, np.integer)) or isinstance(total_steps, bool) or total_steps < 1:
+            raise ValueError(f"OneCycleLR: total_steps must be a positive int, got {total_steps!r}")
         if not 0 <= pct_start <= 1:
             raise ValueError(f"OneCycleLR: pct_start must be in [0, 1], got {pct_start}")
         if not (max_lr > 0 and div_factor > 0 and final_div_factor > 0) or math.inf in (max_lr, div_factor):
@@ -387,6 +392,10 @@ class OneCycleLR(LRScheduler):
         self.max_lr, self.total_steps = max_lr, total_steps
         self.initial_lr, self.min_lr = max_lr / div_factor, max_lr / div_factor / final_div_factor
         self.warmup_end = float(pct_start * total_steps) - 1
+        if total_steps - 1 - self.warmup_end <= 0:  # PyTorch divides by zero here
+            raise ValueError(
+                f"OneCycleLR: total_steps={total_steps} with pct_start={pct_start} leaves no step to anneal"
+            )
         super().__init__(optimizer)
 
     def lr_at(self, base_lr: float, t: int) -> float:

@@ -15,13 +15,13 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from .autograd import no_grad
 from .tensor import Tensor
+from .validation import positive_int
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 _blas: ThreadpoolController | None = None
@@ -45,13 +45,6 @@ def single_threaded_blas() -> Iterator[None]:
         yield
 
 
-def _positive_int(op: str, name: str, value: Any) -> int:
-    """``value`` as an int, or a ValueError naming ``op`` and ``name`` (bools and floats are refused)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _pool(workers: int) -> ThreadPoolExecutor:
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="tinygrad_cnn")
@@ -73,8 +66,8 @@ def map_batches(
     then streams them from memory; LeNet-ish on 1,000 MNIST digits ran 1.7x faster in pieces of
     128 than in one piece, on one core (docs/performance.md).
     """
-    _positive_int("map_batches", "batch_size", batch_size)
-    workers = _positive_int("map_batches", "workers", default_workers() if workers is None else workers)
+    positive_int("map_batches", "batch_size", batch_size)
+    workers = positive_int("map_batches", "workers", default_workers() if workers is None else workers)
     data = x.data if isinstance(x, Tensor) else np.asarray(x)
     if data.ndim == 0:
         raise ValueError("map_batches: x must have a batch axis, got a 0-d array")

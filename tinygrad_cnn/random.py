@@ -29,7 +29,7 @@ def default_generator() -> np.random.Generator:
 
 def get_rng_state() -> dict[str, Any]:
     """The generator's state, a nested dict that :func:`tinygrad_cnn.save` can store."""
-    return _generator.bit_generator.state
+    return dict(_generator.bit_generator.state)
 
 
 def set_rng_state(state: dict[str, Any]) -> None:

@@ -1,11 +1,13 @@
 """Checkpoints: save and load nested Python/NumPy structures as HDF5 files (via h5py).
 
-:func:`save` writes ``obj`` to ``path`` atomically: the data goes to a temporary file in the same
-directory, which is flushed, fsync'ed and then renamed over ``path`` with :func:`os.replace`. A crash
-(or any exception) during a save therefore never damages an existing checkpoint at ``path``, and no
-temporary file is left behind on an exception.
+:func:`save` writes ``obj`` to ``path`` atomically: the whole HDF5 file is built in memory (libhdf5 never
+writes to disk, so a full disk is a plain :class:`OSError`, not a failure inside libhdf5), then written to
+a temporary file in the same directory with ``os.write``, fsync'ed and renamed over ``path`` with
+:func:`os.replace`. A crash (or any exception) during a save therefore never damages an existing checkpoint
+at ``path``; no temporary file is left behind on an exception, and those of a killed save are deleted by
+the next save to the same path.
 
-Supported values (arbitrarily nested):
+Supported values (nested up to :data:`MAX_DEPTH` levels):
 
 * ``dict`` with ``str`` keys -> HDF5 group (insertion order is preserved). Keys may contain any
   character, including ``'/'`` and ``'.'``; they are escaped in the file and restored exactly.
@@ -29,12 +31,18 @@ truncated or damaged file (a flipped bit, a block of zeros) is reported as such 
 numbers, or hanging inside libhdf5, which some damaged files make it do. Files without the header (written
 before it existed) load without the check. :func:`load` raises :class:`CheckpointError` for files that are
 missing, not HDF5 (text, truncated, ...), lack the marker, come from a newer format, or fail the check.
+
+The checksum proves integrity, not safety (anyone can recompute it), so :func:`load` also treats every file
+as hostile: it accepts only the structure :func:`save` writes and refuses the rest before reading any data
+(see :func:`load` and docs/troubleshooting.md#security). Loading never runs code from the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
 import zlib
 from pathlib import Path
@@ -43,11 +51,23 @@ from typing import Any
 import h5py
 import numpy as np
 
-__all__ = ["save", "load", "CheckpointError", "FORMAT_VERSION", "FORMAT_ATTR"]
+from .safe_io import (
+    UnsafeFileError,
+    check_dataset,
+    file_size,
+    hard_child,
+    object_address,
+    open_regular,
+    read_string_attr,
+)
+
+__all__ = ["save", "load", "CheckpointError", "FORMAT_VERSION", "FORMAT_ATTR", "MAX_DEPTH"]
 
 #: Root attribute identifying a checkpoint written by this module, and its value.
 FORMAT_ATTR = "tinygrad_cnn_format"
 FORMAT_VERSION = 1
+#: How deeply containers may nest: :func:`save` refuses deeper structures, :func:`load` deeper files.
+MAX_DEPTH = 1000
 
 _TYPE_ATTR = "tgc_type"
 _USERBLOCK = 512  # bytes before the HDF5 superblock: our header
@@ -117,67 +137,100 @@ def _as_array(obj: Any) -> np.ndarray | None:
     return None
 
 
-def _write(group: h5py.Group, name: str | None, obj: Any, path: str, stack: set[int]) -> None:
-    """Write ``obj`` as member ``name`` of ``group`` (or, for ``name=None``, into ``group`` itself,
-    which is only possible for dicts, lists and None)."""
+def _new_group(parent: h5py.Group, name: str | None, tag: str) -> h5py.Group:
+    g = parent if name is None else parent.create_group(name, track_order=True)
+    g.attrs[_TYPE_ATTR] = tag
+    return g
 
-    def new_group(tag: str) -> h5py.Group:
-        g = group if name is None else group.create_group(name, track_order=True)
-        g.attrs[_TYPE_ATTR] = tag
-        return g
 
-    def new_dataset(tag: str, data: Any) -> None:
-        if name is None:  # leaf at the root: wrap it
-            new_group("wrapped")
-            _write(group, _ROOT_VALUE, obj, path, stack)
-            return
-        ds = group.create_dataset(name, data=data)
-        ds.attrs[_TYPE_ATTR] = tag
-
-    if isinstance(obj, (dict, list, tuple)):
-        if id(obj) in stack:
-            raise ValueError(f"save: circular reference at {_fmt_path(path)}")
-        stack.add(id(obj))
-        try:
-            if isinstance(obj, dict):
-                g = new_group("dict")
-                for key, value in obj.items():
-                    if not isinstance(key, str):
-                        raise TypeError(
-                            f"save: dict key {key!r} ({type(key).__name__}) at {_fmt_path(path)} is not a str"
-                        )
-                    _write(g, _escape_key(key), value, _join(path, key), stack)
-            else:
-                g = new_group("list")
-                for i, value in enumerate(obj):
-                    _write(g, str(i), value, _join(path, str(i)), stack)
-        finally:
-            stack.discard(id(obj))
-    elif obj is None:
-        new_group("none")
-    elif isinstance(obj, np.generic):  # before the Python scalars: np.float64 is a float subclass
+def _leaf(obj: Any, path: str) -> tuple[str, Any]:
+    """(tag, array) for a value stored as one dataset; TypeError naming ``path`` for anything unsupported."""
+    if isinstance(obj, np.generic):  # before the Python scalars: np.float64 is a float subclass
         if obj.dtype.kind not in _ARRAY_KINDS:
             raise TypeError(f"save: unsupported numpy scalar dtype {obj.dtype} at {_fmt_path(path)}")
-        new_dataset("npscalar", obj)
-    elif isinstance(obj, bool):
-        new_dataset("bool", np.bool_(obj))
-    elif isinstance(obj, int):
+        return "npscalar", obj
+    if isinstance(obj, bool):
+        return "bool", np.bool_(obj)
+    if isinstance(obj, int):
         if _INT64_MIN <= obj <= _INT64_MAX:
-            new_dataset("int", np.int64(obj))
-        else:
-            new_dataset("bigint", np.frombuffer(str(obj).encode("ascii"), dtype=np.uint8))
-    elif isinstance(obj, float):
-        new_dataset("float", np.float64(obj))
-    elif isinstance(obj, str):
+            return "int", np.int64(obj)
+        return "bigint", np.frombuffer(str(obj).encode("ascii"), dtype=np.uint8)
+    if isinstance(obj, float):
+        return "float", np.float64(obj)
+    if isinstance(obj, str):
         # Stored as UTF-8 bytes (not an HDF5 string) so that NULs and lone surrogates round-trip.
-        new_dataset("str", np.frombuffer(obj.encode("utf-8", "surrogatepass"), dtype=np.uint8))
-    else:
-        arr = obj if isinstance(obj, np.ndarray) else _as_array(obj)
-        if arr is None:
-            raise TypeError(f"save: unsupported type {type(obj).__name__} at {_fmt_path(path)}")
-        if arr.dtype.kind not in _ARRAY_KINDS:
-            raise TypeError(f"save: unsupported array dtype {arr.dtype} at {_fmt_path(path)}")
-        new_dataset("ndarray", arr)
+        return "str", np.frombuffer(obj.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    arr = obj if isinstance(obj, np.ndarray) else _as_array(obj)
+    if arr is None:
+        raise TypeError(f"save: unsupported type {type(obj).__name__} at {_fmt_path(path)}")
+    if arr.dtype.kind not in _ARRAY_KINDS:
+        raise TypeError(f"save: unsupported array dtype {arr.dtype} at {_fmt_path(path)}")
+    return "ndarray", arr
+
+
+def _members(obj: dict | list | tuple, path: str) -> list[tuple[str, Any, str]]:
+    """(link name, value, key path) of each member of a container, in order."""
+    if isinstance(obj, dict):
+        for key in obj:
+            if not isinstance(key, str):
+                raise TypeError(f"save: dict key {key!r} ({type(key).__name__}) at {_fmt_path(path)} is not a str")
+        return [(_escape_key(key), value, _join(path, key)) for key, value in obj.items()]
+    return [(str(i), value, _join(path, str(i))) for i, value in enumerate(obj)]
+
+
+def _write(root: h5py.Group, obj: Any) -> None:
+    """Write ``obj`` into the root group: depth first with an explicit stack, so any depth up to
+    :data:`MAX_DEPTH` works whatever the recursion limit."""
+    open_containers: set[int] = set()  # ids of the containers on the current path: a cycle check
+    # (group, member name or None for the root itself, value, key path, depth); None pops a container
+    stack: list[tuple[h5py.Group, str | None, Any, str, int] | int] = [(root, None, obj, "", 0)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int):
+            open_containers.discard(item)
+            continue
+        group, name, value, path, depth = item
+        if isinstance(value, (dict, list, tuple)):
+            if id(value) in open_containers:
+                raise ValueError(f"save: circular reference at {_fmt_path(path)}")
+            if depth >= MAX_DEPTH:
+                where = path if len(path) <= 60 else "..." + path[-60:]
+                raise ValueError(f"save: nested more than {MAX_DEPTH} levels deep at {_fmt_path(where)}")
+            members = _members(value, path)
+            g = _new_group(group, name, "dict" if isinstance(value, dict) else "list")
+            open_containers.add(id(value))
+            stack.append(id(value))
+            stack.extend((g, m, v, p, depth + 1) for m, v, p in reversed(members))
+        elif value is None:
+            _new_group(group, name, "none")
+        else:
+            tag, data = _leaf(value, path)
+            if name is None:  # a leaf at the root: wrap it
+                group = _new_group(group, None, "wrapped")
+                name = _ROOT_VALUE
+            group.create_dataset(name, data=data).attrs[_TYPE_ATTR] = tag
+
+
+def _image(obj: Any) -> bytes:
+    """The complete checkpoint file for ``obj``, built in memory, header included."""
+    # backing_store=False: HDF5 never touches the disk, so a full disk cannot fail inside libhdf5
+    # (where it surfaces as "Slist already enabled?" errors and a crash at exit)
+    with h5py.File(
+        "checkpoint-in-memory", "w", driver="core", backing_store=False, track_order=True, userblock_size=_USERBLOCK
+    ) as f:
+        f.attrs[FORMAT_ATTR] = FORMAT_VERSION
+        _write(f, obj)
+        f.flush()
+        body = f.id.get_file_image()  # the HDF5 data after the user block (HDF5 leaves the block to us)
+    header = _HEADER_PREFIX + f"crc32={zlib.crc32(body):08x} size={len(body)}\n".encode()
+    return header.ljust(_USERBLOCK, b"\0") + body
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_path(p: str | Path, directory: bool = False) -> None:
@@ -189,37 +242,69 @@ def _fsync_path(p: str | Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+# Temporary files are named <name>.<pid>@<host>.<random>.tmp, so that a later save can tell a file
+# left by a killed writer (its process is gone) from one another process is writing right now.
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files that killed saves to ``path`` on this host left behind."""
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)@([A-Za-z0-9]*)\.[A-Za-z0-9_]+\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or match[2] != _HOST or int(match[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+            continue  # its writer is alive
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path.parent / name)
+
+
 def save(obj: Any, path: str | os.PathLike[str]) -> None:
     """Save ``obj`` (see the module docstring for what it may contain) to the HDF5 file ``path``.
 
-    The write is atomic: ``path`` is either left untouched (on any error, including a crash) or
-    replaced by the complete new checkpoint. The file gets the mode of the file it replaces, or 0o644.
+    The write is atomic: ``path`` is either left untouched (on any error, including a crash or a full
+    disk) or replaced by the complete new checkpoint. The file gets the mode of the file it replaces,
+    or 0o644. Temporary files left by saves to ``path`` that were killed are deleted.
 
     Raises:
         TypeError: an unsupported value or a non-``str`` dict key; the message names the key path.
-        ValueError: a circular reference.
-        OSError: the file cannot be written.
+        ValueError: a circular reference, or nesting deeper than :data:`MAX_DEPTH`.
+        OSError: the file cannot be written (a full disk, no permission); the message names ``path``.
     """
     path = Path(path)
+    image = _image(obj)  # every error about the content comes before anything touches the disk
     directory = path.parent
     try:
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
-        with h5py.File(tmp, "w", track_order=True, userblock_size=_USERBLOCK) as f:
-            f.attrs[FORMAT_ATTR] = FORMAT_VERSION
-            _write(f, None, obj, "", set())
-            f.flush()
-        _stamp(tmp)
-        _fsync_path(tmp)
-        os.chmod(tmp, mode)
+        _remove_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{path.name}.{os.getpid()}@{_HOST}.", suffix=".tmp")
+        try:
+            _write_all(fd, image)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, f"save: cannot write the checkpoint ({e.strerror})", str(path)) from e
         raise
     if os.name == "posix":  # make the rename itself durable
         with contextlib.suppress(OSError):
@@ -227,7 +312,12 @@ def save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Reading
+# Reading. Nothing in the file is trusted: every link is checked before it is followed, every dataset
+# before it is read (see tinygrad_cnn.safe_io), and the structure must be one that save() writes.
+
+_GROUP_TAGS = ("dict", "list", "none", "wrapped")
+_SCALAR_TAGS = ("npscalar", "int", "float", "bool")
+_BYTES_TAGS = ("bigint", "str")
 
 
 def _names_in_creation_order(group: h5py.Group) -> list[str]:
@@ -243,37 +333,85 @@ def _names_in_creation_order(group: h5py.Group) -> list[str]:
     return names
 
 
-def _read(node: h5py.Group | h5py.Dataset, where: str) -> Any:
-    tag = node.attrs.get(_TYPE_ATTR)
-    if isinstance(tag, bytes):
-        tag = tag.decode()
-    if isinstance(node, h5py.Group):
-        if tag == "dict":
-            return {_unescape_key(k): _read(node[k], where) for k in _names_in_creation_order(node)}
-        if tag == "list":
-            items = [_read(node[str(i)], where) for i in range(len(node))]
-            return items
-        if tag == "none":
-            return None
-        if tag == "wrapped":
-            return _read(node[_ROOT_VALUE], where)
-    else:
-        value = node[()]
-        if tag == "ndarray":
-            return np.asarray(value) if not isinstance(value, np.ndarray) else value
-        if tag == "npscalar":
-            return value
-        if tag == "int":
-            return int(value)
-        if tag == "bigint":
-            return int(np.asarray(value, dtype=np.uint8).tobytes().decode("ascii"))
-        if tag == "float":
-            return float(value)
-        if tag == "bool":
-            return bool(value)
-        if tag == "str":
-            return np.asarray(value, dtype=np.uint8).tobytes().decode("utf-8", "surrogatepass")
-    raise CheckpointError(f"{where}: corrupt checkpoint: member {node.name!r} has unknown type {tag!r}")
+def _read_leaf(ds: h5py.Dataset, tag: str | None) -> Any:
+    if tag in _SCALAR_TAGS and ds.shape != ():
+        raise UnsafeFileError(f"member {ds.name!r} of type {tag!r} has shape {ds.shape}, not a scalar")
+    if tag in _BYTES_TAGS and (ds.dtype != np.uint8 or ds.ndim != 1):
+        raise UnsafeFileError(f"member {ds.name!r} of type {tag!r} is not a 1-D uint8 array")
+    if tag not in _SCALAR_TAGS + _BYTES_TAGS + ("ndarray",):
+        raise UnsafeFileError(f"member {ds.name!r} has unknown type {tag!r}")
+    value = ds[()]
+    if tag == "ndarray":
+        return value if isinstance(value, np.ndarray) else np.asarray(value)
+    if tag == "npscalar":
+        return value
+    if tag == "int":
+        return int(value)
+    if tag == "float":
+        return float(value)
+    if tag == "bool":
+        return bool(value)
+    data = np.asarray(value, dtype=np.uint8).tobytes()
+    if tag == "bigint":
+        return int(data.decode("ascii"))
+    return data.decode("utf-8", "surrogatepass")
+
+
+def _group_members(group: h5py.Group, tag: str | None) -> tuple[Any, list[tuple[str, Any]]]:
+    """The empty container a group of type ``tag`` loads as, and (link name, key in it) of its members."""
+    names = _names_in_creation_order(group)  # link names only: nothing is followed here
+    if tag == "dict":
+        keys = [_unescape_key(n) for n in names]
+        container: Any = dict.fromkeys(keys)  # keeps the saved order; values filled in below
+        if len(container) != len(names):
+            raise UnsafeFileError(f"group {group.name!r} has two members with the same key")
+        return container, list(zip(names, keys))
+    if tag == "list":
+        if sorted(names, key=lambda n: (len(n), n)) != [str(i) for i in range(len(names))]:
+            raise UnsafeFileError(f"list {group.name!r} has members other than 0..{len(names) - 1}")
+        return [None] * len(names), [(n, int(n)) for n in names]
+    if tag == "none":
+        if names:
+            raise UnsafeFileError(f"group {group.name!r} stands for None but has members")
+        return None, []
+    if tag == "wrapped":
+        if names != [_ROOT_VALUE]:
+            raise UnsafeFileError(f"group {group.name!r} must hold exactly one member {_ROOT_VALUE!r}")
+        return None, [(_ROOT_VALUE, None)]
+    raise UnsafeFileError(f"group {group.name!r} has unknown type {tag!r}")
+
+
+def _read_tree(root: h5py.File, size_of_file: int) -> Any:
+    """Read what :func:`save` wrote, checking every link and dataset first. The file must be a tree of
+    hard links (each object linked once), at most :data:`MAX_DEPTH` deep, whose datasets are numeric,
+    stored contiguously in the file, and together declare no more bytes than the file has."""
+    budget = size_of_file
+    seen: set[int] = set()
+    result: list[Any] = [None]
+    # (object, depth, container to put its value in, key in that container); None as key: the root slot
+    stack: list[tuple[h5py.Group | h5py.Dataset, int, Any, Any]] = [(root, 0, result, 0)]
+    while stack:
+        node, depth, parent, key = stack.pop()
+        links, address = object_address(node)
+        if links != 1 or address in seen:
+            raise UnsafeFileError(f"object {node.name!r} is linked more than once (save writes a tree)")
+        seen.add(address)
+        tag = read_string_attr(node, _TYPE_ATTR)
+        if isinstance(node, h5py.Dataset):
+            budget -= check_dataset(node, node.name, size_of_file, allow_compression=False, max_bytes=budget)
+            parent[key] = _read_leaf(node, tag)
+            continue
+        if depth > MAX_DEPTH:
+            raise UnsafeFileError(f"group {node.name!r} is nested more than {MAX_DEPTH} levels deep")
+        container, members = _group_members(node, tag)
+        if tag == "wrapped":  # its one member's value goes where the group's would
+            stack.append((hard_child(node, _ROOT_VALUE, node.name), depth + 1, parent, key))
+            continue
+        parent[key] = container
+        for name, member_key in reversed(members):
+            where = f"{node.name.rstrip('/')}/{name}"
+            stack.append((hard_child(node, name, where), depth + 1, container, member_key))
+    return result[0]
 
 
 def _crc_after_userblock(fh: Any) -> tuple[int, int]:
@@ -297,24 +435,20 @@ def _stamp(path: str | os.PathLike[str]) -> None:
         fh.write(header.ljust(_USERBLOCK, b"\0"))
 
 
-def _check_file(path: Path) -> None:
+def _check_header(fh: Any, path: Path) -> None:
     """Verify the header written by :func:`save` before HDF5 parses the file."""
+    head = fh.read(_USERBLOCK + len(_HDF5_SIGNATURE))
+    if not head.startswith(_HEADER_PREFIX):
+        if head[_USERBLOCK:] == _HDF5_SIGNATURE and not head.startswith(_HDF5_SIGNATURE):
+            raise CheckpointError(f"{path}: corrupt checkpoint: its header is damaged")
+        return  # no header: a file from before the check existed, or not a checkpoint at all
+    line = head[len(_HEADER_PREFIX) : head.find(b"\n")].decode("ascii", "replace")
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(_USERBLOCK + len(_HDF5_SIGNATURE))
-            if not head.startswith(_HEADER_PREFIX):
-                if head[_USERBLOCK:] == _HDF5_SIGNATURE and not head.startswith(_HDF5_SIGNATURE):
-                    raise CheckpointError(f"{path}: corrupt checkpoint: its header is damaged")
-                return  # no header: a file from before the check existed, or not a checkpoint at all
-            line = head[len(_HEADER_PREFIX) : head.find(b"\n")].decode("ascii", "replace")
-            try:
-                fields = dict(item.split("=", 1) for item in line.split())
-                crc, size = int(fields["crc32"], 16), int(fields["size"])
-            except (KeyError, ValueError):
-                raise CheckpointError(f"{path}: corrupt checkpoint: its header is damaged") from None
-            actual_crc, actual_size = _crc_after_userblock(fh)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read the checkpoint: {e}") from e
+        fields = dict(item.split("=", 1) for item in line.split())
+        crc, size = int(fields["crc32"], 16), int(fields["size"])
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path}: corrupt checkpoint: its header is damaged") from None
+    actual_crc, actual_size = _crc_after_userblock(fh)
     if actual_size != size:
         what = "truncated" if actual_size < size else "longer than written"
         raise CheckpointError(
@@ -330,48 +464,60 @@ def _check_file(path: Path) -> None:
 
 
 def load(path: str | os.PathLike[str]) -> Any:
-    """Load a checkpoint written by :func:`save`.
+    """Load a checkpoint written by :func:`save`. Loading never runs code from the file.
 
     Returns the saved structure; tuples come back as lists, tensor-like objects as ``np.ndarray``.
+    Only what :func:`save` writes is accepted: a tree of plain groups and numeric datasets stored in the
+    file itself. Links to other objects or files, external storage, virtual datasets, compression,
+    fill values, non-numeric types and sizes the file cannot back are refused before anything is read,
+    so a crafted file can neither read other files nor make the loader allocate much more than its size.
 
     Raises:
-        CheckpointError: the file is missing, is not a valid HDF5 file (truncated or foreign), is not a
-            tinygrad_cnn checkpoint, was written by a newer format version, or is damaged (checksum
-            mismatch, unreadable members). The message names the path.
+        CheckpointError: the file is missing, not a regular file, not a valid HDF5 file (truncated or
+            foreign), not a tinygrad_cnn checkpoint, from a newer format version, damaged (checksum
+            mismatch, unreadable members) or refused as unsafe. The message names the path.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    _check_file(path)
     try:
-        f = h5py.File(path, "r")
-    except Exception as e:  # h5py raises OSError, but a damaged file can surface as other errors too
-        raise CheckpointError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
-    with f:
-        try:
-            return _load_checked(f, path)
-        except CheckpointError:
-            raise
-        except Exception as e:  # whatever a damaged file makes h5py or the reader raise
-            raise CheckpointError(f"{path}: corrupt checkpoint (truncated or damaged?): {type(e).__name__}: {e}") from e
+        with open_regular(path) as fh:
+            _check_header(fh, path)
+            fh.seek(0)
+            try:
+                f = h5py.File(fh, "r")
+            except Exception as e:  # h5py raises OSError, but a damaged file can surface as other errors too
+                raise CheckpointError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
+            with f:
+                return _load_checked(f, path, file_size(fh))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except UnsafeFileError as e:
+        raise CheckpointError(f"{path}: refused: {e}") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e}") from e
 
 
-def _load_checked(f: h5py.File, path: Path) -> Any:
-    """Validate the marker, version and checksum of an open checkpoint, then read it."""
-    version = f.attrs.get(FORMAT_ATTR)
+def _load_checked(f: h5py.File, path: Path, size_of_file: int) -> Any:
+    """Validate the marker and version of an open checkpoint, then read it."""
+    try:
+        version = read_string_attr(f, FORMAT_ATTR)
+    except UnsafeFileError:
+        version = "unreadable"
     if version is None:
         raise CheckpointError(f"{path}: not a tinygrad_cnn checkpoint (no '{FORMAT_ATTR}' attribute)")
     try:
-        version = int(version)
+        number = int(version)
     except (TypeError, ValueError):
         raise CheckpointError(f"{path}: bad '{FORMAT_ATTR}' attribute {version!r}") from None
-    if version > FORMAT_VERSION:
+    if number > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {version} is newer than this version of tinygrad_cnn "
+            f"{path}: checkpoint format {number} is newer than this version of tinygrad_cnn "
             f"supports ({FORMAT_VERSION}); upgrade tinygrad_cnn"
         )
-    if version < 1:
+    if number < 1:
         raise CheckpointError(f"{path}: bad '{FORMAT_ATTR}' attribute {version!r}")
-    return _read(f, str(path))
+    try:
+        return _read_tree(f, size_of_file)
+    except (CheckpointError, UnsafeFileError):
+        raise
+    except Exception as e:  # whatever a damaged file makes h5py or the reader raise
+        raise CheckpointError(f"{path}: corrupt checkpoint (truncated or damaged?): {type(e).__name__}: {e}") from e

@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .autograd import Context, _seed_gradient, run_backward
-from .autograd import register_post_accumulate_grad_hook as _register_post_accumulate_grad_hook
-
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, DTypeLike
+
+    from .autograd import Context
 
 Axis = int | tuple[int, ...] | None
 
@@ -68,7 +67,8 @@ class Tensor:
             self.requires_grad_(True)
 
     @classmethod
-    def _from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
+    def from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
+        """The output of a recorded op (what ``Function.apply`` makes): ``ctx`` is its tape node."""
         t = cls.__new__(cls)
         t.data, t.grad, t._ctx, t.requires_grad = data, None, ctx, True
         return t
@@ -101,6 +101,11 @@ class Tensor:
     @property
     def size(self) -> int:
         return self.data.size
+
+    @property
+    def grad_fn(self) -> Context | None:
+        """The tape node that computed this tensor (a :class:`~tinygrad_cnn.autograd.Context`), None for a leaf."""
+        return self._ctx
 
     @property
     def is_leaf(self) -> bool:
@@ -170,12 +175,16 @@ class Tensor:
                 "backward: this tensor does not require grad and has no graph (no input required grad, "
                 "or it was computed under no_grad)"
             )
-        run_backward([self], [_seed_gradient("backward", self, grad)], retain_graph=retain_graph)
+        from .autograd import backward  # autograd imports this module: the other way round only at run time
+
+        backward([self], [grad], retain_graph=retain_graph)
 
     def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
         """Call ``hook(self)`` after each ``backward()`` that accumulated into this leaf's ``.grad``;
         returns a handle whose ``remove()`` unregisters it (see :mod:`tinygrad_cnn.autograd`)."""
-        return _register_post_accumulate_grad_hook(self, hook)
+        from .autograd import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -345,7 +354,4 @@ class Tensor:
         return F.logsumexp(self, axis, keepdims)
 
 
-from . import autograd as _autograd  # noqa: E402
-
-_autograd.Tensor = Tensor  # the tape needs the class at run time; it cannot import this module first
 from . import functional as F  # noqa: E402  (functional builds on Tensor; imported last to break the cycle)

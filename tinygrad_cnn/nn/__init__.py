@@ -7,20 +7,36 @@ moves between the two as arrays (``{k: v.numpy() for k, v in torch_model.state_d
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import functional as F
-from ..autograd import check_writable, no_grad
-from ..parallel import _positive_int, map_batches
+from ..autograd import no_grad
+from ..inplace import check_writable
+from ..parallel import map_batches
 from ..random import default_generator
 from ..tensor import Tensor
+from ..validation import pair, positive_int
+from ._arrays import array_of, set_array, write_
 
 IntOrPair = int | tuple[int, int]
+
+
+class _IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns, as PyTorch's named tuple of the same name."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+    def __repr__(self) -> str:
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
 
 
 class Parameter(Tensor):
@@ -45,16 +61,41 @@ def _float_dtype(layer: str, dtype: Any) -> np.dtype:
     return dt
 
 
+def _is_device(arg: Any) -> bool:
+    return type(arg).__name__ == "device" or (isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps"))
+
+
 def _uniform(shape: tuple[int, ...], bound: float, dtype: Any) -> Parameter:
     return Parameter(default_generator().uniform(-bound, bound, shape).astype(dtype))
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods; ``handle.remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: dict[int, Any], key: int) -> None:
+        self._hooks, self.id = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+_next_hook_id = itertools.count()
 
 
 class Module:
     """Base class of layers and models.
 
     Assigning a :class:`Parameter` or a :class:`Module` to an attribute registers it, in
-    assignment order; ``parameters()``, ``state_dict()``, ``train()``/``eval()`` walk them.
-    Subclasses define ``forward``; call the module itself (``model(x)``).
+    assignment order; :meth:`register_buffer` registers a tensor that is state but not learnt
+    (BatchNorm's running statistics). ``parameters()``, ``buffers()``, ``state_dict()``,
+    ``train()``/``eval()``, ``to()`` and ``apply()`` walk them, as in PyTorch. Subclasses define
+    ``forward``; call the module itself (``model(x)``), which runs its forward hooks too.
     """
 
     training: bool = True
@@ -63,65 +104,215 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        for hook in list(self.__dict__.get("_forward_pre_hooks", {}).values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         out = self.forward(*args, **kwargs)
+        for hook in list(self.__dict__.get("_forward_hooks", {}).values()):
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
         if _summary_rows is not None:
             _summary_rows.append((self, out))
         return out
 
     # ------------------------------------------------------------------ registry
+    def register_buffer(self, name: str, tensor: Tensor | np.ndarray | None, persistent: bool = True) -> None:
+        """Add a buffer: a tensor of state that is not a parameter (no gradient, not optimised).
+
+        It is an attribute (``self.name``), listed by :meth:`buffers`, moved by :meth:`to` and, if
+        ``persistent``, saved in :meth:`state_dict`. ``None`` reserves the name (nothing is saved).
+        """
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: buffer name must be a non-empty string without '.', got {name!r}")
+        if name in vars(self) and name not in self._buffer_names():
+            raise KeyError(f"register_buffer: attribute '{name}' already exists")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            if not isinstance(tensor, np.ndarray):
+                raise TypeError(f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__}")
+            tensor = Tensor(tensor)
+        if isinstance(tensor, Parameter):
+            raise TypeError(f"register_buffer: '{name}' is a Parameter; use register_parameter")
+        self.__dict__.setdefault("_buffers", {})[name] = bool(persistent)
+        object.__setattr__(self, name, tensor)
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Add a parameter (or ``None``, which reserves the name) under ``name``."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: '{name}' must be a Parameter or None, got {type(param).__name__}")
+        setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Add a child module under ``name`` (as attribute assignment does)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: '{name}' must be a Module, got {type(module).__name__}")
+        setattr(self, str(name), module)
+
+    register_module = add_module
+
+    def _buffer_names(self) -> dict[str, bool]:
+        """This module's own buffers: name -> persistent."""
+        buffers: dict[str, bool] = self.__dict__.get("_buffers", {})
+        return buffers
+
+    def get_submodule(self, target: str) -> Module:
+        module = self
+        for part in target.split(".") if target else []:
+            child = vars(module).get(part)
+            if not isinstance(child, Module):
+                raise AttributeError(f"{type(module).__name__} has no submodule '{part}' (looking up '{target}')")
+            module = child
+        return module
+
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        seen: set[int] = set()
         for name, value in vars(self).items():
-            if isinstance(value, Module):
+            if isinstance(value, Module) and id(value) not in seen:
+                seen.add(id(value))
                 yield name, value
 
     def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set[int] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module and every submodule, depth first; each listed once."""
+        memo = set() if memo is None else memo
+        if remove_duplicate and id(self) in memo:
+            return
+        memo.add(id(self))
         yield prefix, self
-        for name, child in self.named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+        for name, child in vars(self).items():
+            if isinstance(child, Module):
+                yield from child.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) pairs, e.g. ``("0.weight", ...)``, as PyTorch names them.
 
         A parameter shared by several layers is listed once, under its first name.
         """
         seen: set[int] = set()
-        stack: list[tuple[str, Module]] = [(prefix, self)]
-        while stack:
-            base, module = stack.pop()
-            children = []
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        for base, module in modules:
             for name, value in vars(module).items():
-                full = f"{base}.{name}" if base else name
-                if isinstance(value, Parameter) and id(value) not in seen:
+                if isinstance(value, Parameter) and not (remove_duplicate and id(value) in seen):
                     seen.add(id(value))
-                    yield full, value
-                elif isinstance(value, Module):
-                    children.append((full, value))
-            # depth first, in assignment order: parameters of earlier children come first
-            stack.extend(reversed(children))
+                    yield (f"{base}.{name}" if base else name), value
 
-    def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
+    def parameters(self, recurse: bool = True) -> list[Parameter]:
+        return [p for _, p in self.named_parameters(recurse=recurse)]
+
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) pairs, persistent or not; buffers set to None are skipped."""
+        seen: set[int] = set()
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        for base, module in modules:
+            for name in module._buffer_names():
+                value = vars(module).get(name)
+                if isinstance(value, Tensor) and not (remove_duplicate and id(value) in seen):
+                    seen.add(id(value))
+                    yield (f"{base}.{name}" if base else name), value
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        return (b for _, b in self.named_buffers(recurse=recurse))
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient: to None (the default, as PyTorch 2), or to zeros."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                array_of(p.grad)[...] = 0
 
     def train(self, mode: bool = True) -> Module:
+        if not isinstance(mode, bool):
+            raise ValueError(f"train: mode must be a bool, got {mode!r}")
         for m in self.modules():
             m.training = mode
         return self
 
     def eval(self) -> Module:
         return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Turn gradient recording of every parameter on or off (e.g. to freeze layers); returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every submodule (children first) and then on this module; returns self.
+
+        The usual use is initialisation: ``model.apply(init_weights)``.
+        """
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """``to(dtype)``, ``to("cpu")``, ``to(device, dtype)`` or ``to(tensor)``: cast floating-point
+        parameters and buffers in place (the same Parameter objects, so an optimizer built before
+        still holds them). Only the CPU exists here; any other device is an error."""
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif _is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise RuntimeError(f"to: tinygrad_cnn runs on the CPU only; cannot move the model to {device!r}")
+        if dtype is not None:
+            dt = _float_dtype(f"{type(self).__name__}.to", dtype)
+            for t in [*self.parameters(), *self.buffers()]:
+                if array_of(t).dtype.kind == "f" and array_of(t).dtype != dt:
+                    set_array(t, array_of(t).astype(dt))
+        return self
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def cpu(self) -> Module:
+        return self
+
+    # ------------------------------------------------------------------ hooks
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """``hook(module, args)`` runs before ``forward``; if it returns a value, that replaces the
+        positional arguments (a tuple, or a single value)."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after ``forward``; a returned value replaces the output."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def _add_hook(self, kind: str, hook: Callable[..., Any]) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"{kind.strip('_').replace('_', ' ')}: hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.setdefault(kind, {})
+        key = next(_next_hook_id)
+        hooks[key] = hook
+        return RemovableHandle(hooks, key)
 
     # ------------------------------------------------------------------ inference
     def predict(self, x: Tensor | np.ndarray, batch_size: int = 128, workers: int | None = None) -> Tensor:
@@ -142,23 +333,35 @@ class Module:
                 m.training = training
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter's array, keyed by dotted name."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+    def _state_tensors(self, prefix: str = "") -> OrderedDict[str, Tensor]:
+        """What a state_dict holds, as PyTorch orders it: each module's parameters, then its
+        persistent buffers, then its children's (a tensor shared by two layers appears under both names)."""
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        for base, module in self.named_modules(prefix=prefix):
+            persistent = module._buffer_names()
+            for name, value in vars(module).items():
+                if isinstance(value, Parameter) or (isinstance(value, Tensor) and persistent.get(name, False)):
+                    out[f"{base}.{name}" if base else name] = value
+        return out
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Copies of every parameter's and persistent buffer's array, keyed by dotted name."""
+        return OrderedDict((name, array_of(t).copy()) for name, t in self._state_tensors().items())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> _IncompatibleKeys:
         """Copy arrays into the parameters (in place, keeping each parameter's dtype).
 
-        With ``strict=True`` missing or unexpected keys are an error; a shape mismatch always is, and
-        so is a value that is not an array of real numbers. Everything is checked before anything is
-        copied, so a failed load leaves the model unchanged.
+        Returns ``(missing_keys, unexpected_keys)`` as a named tuple, as PyTorch does. With ``strict=True``
+        missing or unexpected keys are a :class:`RuntimeError` listing them; a shape mismatch always is
+        (both as in PyTorch), and a value that is not an array of real numbers is a :class:`TypeError`.
+        Everything is checked before anything is copied, so a failed load leaves the model unchanged.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"load_state_dict for {type(self).__name__}: expected a mapping of parameter names to "
                 f"arrays, got {type(state_dict).__name__}"
             )
-        own = dict(self.named_parameters())
+        own = self._state_tensors()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
@@ -167,7 +370,7 @@ class Module:
                 parts.append(f"missing keys {missing}")
             if unexpected:
                 parts.append(f"unexpected keys {unexpected}")
-            raise KeyError(
+            raise RuntimeError(
                 f"load_state_dict for {type(self).__name__}: "
                 + "; ".join(parts)
                 + " (is this state from a different model?)"
@@ -186,30 +389,35 @@ class Module:
                     mismatched.append(f"{name}: checkpoint {value.shape} vs model {p.shape}")
                 values[name] = value
         if mismatched:
-            raise ValueError(
+            raise RuntimeError(
                 f"load_state_dict for {type(self).__name__}: shape mismatch for "
                 + "; ".join(mismatched)
                 + " (is this state from a different model?)"
             )
         for name, p in own.items():
             if name in values:
-                check_writable(p.data, f"load_state_dict for {type(self).__name__}: parameter {name}")
+                check_writable(array_of(p), f"load_state_dict for {type(self).__name__}: parameter {name}")
         for name, value in values.items():
-            np.copyto(own[name].data, value, casting="unsafe")
+            write_(own[name], value)
+        return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self) -> str:
         return ""
 
     def __repr__(self) -> str:
-        children = list(self.named_children())
-        if not children:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        lines = [f"{type(self).__name__}("]
-        for name, child in children:
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines) + "\n)"
+        """PyTorch's layout: ``Name(extra)`` for a leaf, else one indented line per child."""
+        extra = self.extra_repr().split("\n") if self.extra_repr() else []
+        children = [
+            f"({name}): " + repr(child).replace("\n", "\n  ")
+            for name, child in vars(self).items()
+            if isinstance(child, Module)
+        ]
+        if len(extra) == 1 and not children:
+            return f"{type(self).__name__}({extra[0]})"
+        if not extra and not children:
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(extra + children) + "\n)"
 
     def summary(self, input_shape: tuple[int, ...], dtype: Any = np.float32) -> str:
         """A table of the layers a forward pass calls, their output shapes and parameter counts.
@@ -242,6 +450,11 @@ _summary_rows: list[tuple[Module, Any]] | None = None
 # --------------------------------------------------------------------------- layers with parameters
 
 
+def _check_device(layer: str, device: Any) -> None:
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise RuntimeError(f"{layer}: tinygrad_cnn runs on the CPU only, got device={device!r}")
+
+
 class Linear(Module):
     """y = x @ weight.T + bias.   x: (..., in_features) -> (..., out_features).
 
@@ -249,9 +462,12 @@ class Linear(Module):
     ±1/sqrt(in_features), PyTorch's default (Kaiming-uniform with a = sqrt(5)).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32) -> None:
-        _positive_int("Linear", "in_features", in_features)
-        _positive_int("Linear", "out_features", out_features)
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32, device: Any = None
+    ) -> None:
+        positive_int("Linear", "in_features", in_features)
+        positive_int("Linear", "out_features", out_features)
+        _check_device("Linear", device)
         dtype = _float_dtype("Linear", dtype)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / math.sqrt(in_features)
@@ -268,8 +484,10 @@ class Linear(Module):
 class Conv2d(Module):
     """2-D convolution.   x: (N, in_channels, H, W) -> (N, out_channels, OH, OW).
 
-    weight (out_channels, in_channels, kh, kw) and bias (out_channels,) start uniform in
-    ±1/sqrt(in_channels*kh*kw), PyTorch's default.
+    weight (out_channels, in_channels // groups, kh, kw) and bias (out_channels,) start uniform in
+    ±1/sqrt(in_channels // groups * kh * kw), PyTorch's default. ``padding`` is an int, a pair,
+    ``"valid"`` (none) or ``"same"`` (output as large as the input; stride 1 only). ``groups``
+    splits the channels into independent convolutions (``groups == in_channels``: depthwise).
     """
 
     def __init__(
@@ -278,79 +496,136 @@ class Conv2d(Module):
         out_channels: int,
         kernel_size: IntOrPair,
         stride: IntOrPair = 1,
-        padding: IntOrPair = 0,
+        padding: IntOrPair | str = 0,
         dilation: IntOrPair = 1,
+        groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
         dtype: Any = np.float32,
     ) -> None:
-        _positive_int("Conv2d", "in_channels", in_channels)
-        _positive_int("Conv2d", "out_channels", out_channels)
+        positive_int("Conv2d", "in_channels", in_channels)
+        positive_int("Conv2d", "out_channels", out_channels)
+        positive_int("Conv2d", "groups", groups)
+        _check_device("Conv2d", device)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+                f"divisible by groups ({groups})"
+            )
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
         dtype = _float_dtype("Conv2d", dtype)
-        kh, kw = F._pair("Conv2d", "kernel_size", kernel_size, 1)
-        F._pair("Conv2d", "stride", stride, 1), F._pair("Conv2d", "padding", padding, 0)
-        F._pair("Conv2d", "dilation", dilation, 1)
+        kh, kw = pair("Conv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        bound = 1 / math.sqrt(in_channels * kh * kw)
-        self.weight = _uniform((out_channels, in_channels, kh, kw), bound, dtype)
+        self.stride = pair("Conv2d", "stride", stride, 1)
+        self.padding: tuple[int, int] | str = conv_padding("Conv2d", padding, self.stride)
+        self.dilation = pair("Conv2d", "dilation", dilation, 1)
+        self.groups, self.padding_mode = groups, padding_mode
+        bound = 1 / math.sqrt(in_channels // groups * kh * kw)
+        self.weight = _uniform((out_channels, in_channels // groups, kh, kw), bound, dtype)
         self.bias = _uniform((out_channels,), bound, dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}"
-            + (f", dilation={self.dilation}" if self.dilation != 1 else "")
-            + ("" if self.bias is not None else ", bias=False")
-        )
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + ("" if self.bias is not None else ", bias=False")
 
 
 # --------------------------------------------------------------------------- layers without parameters
 
 
 class MaxPool2d(Module):
-    """Max pooling; stride defaults to kernel_size."""
+    """Max pooling; stride defaults to kernel_size (see :func:`~tinygrad_cnn.nn.conv.max_pool2d`)."""
 
     def __init__(
-        self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
+        self,
+        kernel_size: IntOrPair,
+        stride: IntOrPair | None = None,
+        padding: IntOrPair = 0,
+        dilation: IntOrPair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
     ) -> None:
         _check_pool("MaxPool2d", kernel_size, stride, padding, dilation)
-        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+    def forward(self, x: Tensor) -> Any:
+        return max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+        )
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class AvgPool2d(Module):
-    """Average pooling (zero padding counted); stride defaults to kernel_size."""
+    """Average pooling; stride defaults to kernel_size (see :func:`~tinygrad_cnn.nn.conv.avg_pool2d`)."""
 
-    def __init__(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> None:
+    def __init__(
+        self,
+        kernel_size: IntOrPair,
+        stride: IntOrPair | None = None,
+        padding: IntOrPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         _check_pool("AvgPool2d", kernel_size, stride, padding, 1)
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return avg_pool2d(
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 def _check_pool(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
-    k = F._pair(layer, "kernel_size", kernel_size, 1)
+    k = pair(layer, "kernel_size", kernel_size, 1)
     if stride is not None:
-        F._pair(layer, "stride", stride, 1)
-    p = F._pair(layer, "padding", padding, 0)
-    F._pair(layer, "dilation", dilation, 1)
+        pair(layer, "stride", stride, 1)
+    p = pair(layer, "padding", padding, 0)
+    pair(layer, "dilation", dilation, 1)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{layer}: padding {p} must be at most half the kernel size {k}")
 
 
-class ReLU(Module):
+class _Elementwise(Module):
+    """An activation without parameters; ``inplace=True`` is accepted and computes the same values
+    into a new tensor (the tape cannot record an in-place write of an op's input)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Elementwise):
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(x)
 
@@ -365,71 +640,101 @@ class Tanh(Module):
         return F.tanh(x)
 
 
-class LogSoftmax(Module):
-    def __init__(self, axis: int = -1) -> None:
-        self.axis = axis
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.log_softmax(x, self.axis)
-
-
 class Identity(Module):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass  # PyTorch accepts and ignores any arguments
+
     def forward(self, x: Tensor) -> Tensor:
         return x
 
 
 class Flatten(Module):
-    """Merge axes start_axis..end_axis (default: everything but the batch axis)."""
+    """Merge dims start_dim..end_dim (default: everything but the batch dim)."""
 
-    def __init__(self, start_axis: int = 1, end_axis: int = -1) -> None:
-        self.start_axis, self.end_axis = start_axis, end_axis
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.flatten(x, self.start_axis, self.end_axis)
+        return F.flatten(x, self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size``, e.g. (N, 784) -> (N, 1, 28, 28)."""
+
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = F._axis("Unflatten", self.dim, x.ndim)
+        sizes = self.unflattened_size
+        known = math.prod(s for s in sizes if s != -1)
+        if sizes.count(-1) > 1 or (sizes.count(-1) == 0 and known != x.shape[d]) or x.shape[d] % max(known, 1):
+            raise ValueError(f"Unflatten: cannot split dim {self.dim} of size {x.shape[d]} into {sizes}")
+        return F.reshape(x, x.shape[:d] + sizes + x.shape[d + 1 :])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
 class Dropout(Module):
     """Zero elements with probability p while training; identity in eval mode."""
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         if isinstance(p, (str, bytes, bool)) or not isinstance(p, (int, float, np.integer, np.floating)):
             raise TypeError(f"Dropout: p must be a number in [0, 1], got {p!r}")
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 # --------------------------------------------------------------------------- containers
 
 
 class Sequential(Module):
-    """Modules applied in order; registered as ``"0"``, ``"1"``, ... as in PyTorch."""
+    """Modules applied in order; registered as ``"0"``, ``"1"``, ... as in PyTorch, or under the
+    names of an ``OrderedDict`` given as the only argument."""
 
-    def __init__(self, *layers: Module) -> None:
-        for i, layer in enumerate(layers):
+    def __init__(self, *layers: Module | OrderedDict[str, Module]) -> None:
+        named: Iterable[tuple[str, Any]]
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            named, what = layers[0].items(), "entry"
+        else:
+            named, what = ((str(i), layer) for i, layer in enumerate(layers)), "argument"
+        for name, layer in named:
             if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}, not a Module")
-            setattr(self, str(i), layer)
+                raise TypeError(f"Sequential: {what} {name} is a {type(layer).__name__}, not a Module")
+            setattr(self, name, layer)
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.children())
+        return sum(1 for _ in self._layers())
+
+    def _layers(self) -> Iterator[tuple[str, Module]]:
+        return ((n, m) for n, m in vars(self).items() if isinstance(m, Module))
 
     def __getitem__(self, index: int | slice) -> Module:
+        layers = list(self._layers())
         if isinstance(index, slice):
-            return Sequential(*list(self.children())[index])
-        return list(self.children())[index]
+            return Sequential(OrderedDict(layers[index]))
+        return layers[index][1]
 
     def __iter__(self) -> Iterator[Module]:
-        return self.children()
+        return (m for _, m in self._layers())
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self)), module)
+        return self
 
     def forward(self, x: Any) -> Any:
-        for layer in self.children():
+        for layer in self:
             x = layer(x)
         return x
 
@@ -437,19 +742,108 @@ class Sequential(Module):
 class ModuleList(Module):
     """A list of modules, registered as ``"0"``, ``"1"``, ...; you write the forward."""
 
-    def __init__(self, modules: list[Module] | None = None) -> None:
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
         for module in modules or []:
             self.append(module)
 
     def append(self, module: Module) -> ModuleList:
-        setattr(self, str(len(self)), module)
+        self.add_module(str(len(self)), module)
         return self
 
-    def __len__(self) -> int:
-        return sum(1 for _ in self.children())
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for module in modules:
+            self.append(module)
+        return self
 
-    def __getitem__(self, index: int) -> Module:
-        return list(self.children())[index]
+    def _items(self) -> list[Module]:
+        return [m for m in vars(self).values() if isinstance(m, Module)]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return ModuleList(self._items()[index])
+        return self._items()[index]
 
     def __iter__(self) -> Iterator[Module]:
-        return self.children()
+        return iter(self._items())
+
+
+from . import init, utils  # noqa: E402
+from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
+    ELU,
+    GELU,
+    LeakyReLU,
+    LogSoftmax,
+    SiLU,
+    Softmax,
+    Softplus,
+)
+from .container import ModuleDict, ParameterDict, ParameterList  # noqa: E402
+from .conv import (  # noqa: E402
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    avg_pool2d,
+    conv2d,
+    conv_padding,
+    max_pool2d,
+)
+from .loss import (  # noqa: E402
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: E402
+from .sparse import Embedding  # noqa: E402
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "ELU",
+    "Embedding",
+    "Flatten",
+    "GELU",
+    "GroupNorm",
+    "HuberLoss",
+    "Identity",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "MaxPool2d",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "NLLLoss",
+    "Parameter",
+    "ParameterDict",
+    "ParameterList",
+    "ReLU",
+    "RemovableHandle",
+    "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "SmoothL1Loss",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "Unflatten",
+    "init",
+    "utils",
+]

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -132,10 +132,11 @@ def broadcastable_shapes(
 # --------------------------------------------------------------------------- values
 
 
-def _float_width(dtype: np.dtype) -> int:
-    if dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+def _float_width(dtype: np.dtype) -> Literal[16, 32, 64]:
+    widths: dict[int, Literal[16, 32, 64]] = {2: 16, 4: 32, 8: 64}
+    if dtype.kind != "f" or dtype.itemsize not in widths:
         raise TypeError(f"expected float16, float32 or float64, got dtype {dtype}")
-    return dtype.itemsize * 8
+    return widths[dtype.itemsize]
 
 
 def distinct_values(

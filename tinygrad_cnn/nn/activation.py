@@ -1,0 +1,225 @@
+"""Activation functions as PyTorch has them, composed from tensor ops (their gradients come
+from reverse mode), plus :class:`Erf`, the one new primitive: the error function cannot be
+composed from the others, and the exact GELU needs it.
+
+Values and gradients at kinks follow PyTorch: LeakyReLU and ELU take their negative-side slope
+at 0; Softplus is linear where ``beta * x > threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Context, Function
+from ..tensor import Tensor
+from . import Module, _Elementwise
+
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+_exact_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_array(x: np.ndarray) -> np.ndarray:
+    """erf elementwise. float64: exact (``math.erf`` per element; slow, for checks). Other float
+    dtypes: vectorised, Taylor series for |x| < 0.5 and Numerical Recipes' erfc (relative error
+    < 1.2e-7) beyond, about float32's precision."""
+    if x.dtype == np.float64:
+        return _exact_erf(x).astype(np.float64)
+    z = np.abs(x).astype(np.float64)
+    t = 1 / (1 + 0.5 * z)
+    coeffs = (
+        0.17087277,
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+        -1.26551223,
+    )
+    poly = np.zeros_like(t)
+    for c in coeffs:
+        poly = poly * t + c
+    far = 1 - t * np.exp(-z * z + poly)
+    z2 = z * z
+    term, near = z.copy(), z.copy()
+    for n in range(1, 10):  # erf(z) = 2/sqrt(pi) * sum (-1)^n z^(2n+1) / (n! (2n+1))
+        term = term * (-z2) / n
+        near += term / (2 * n + 1)
+    near *= _TWO_OVER_SQRT_PI
+    return (np.sign(x) * np.where(z < 0.5, near, far)).astype(x.dtype)
+
+
+class Erf(Function):
+    """y = erf(x).   dx = g * 2/sqrt(pi) * exp(-x**2)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return _erf_array(x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g * F.exp(-(x * x)) * _TWO_OVER_SQRT_PI
+
+
+def erf(input: Tensor) -> Tensor:
+    """The error function, elementwise."""
+    return Erf.apply(F._float_tensor("erf", input))
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x for x > 0, negative_slope * x otherwise (the slope at 0 is negative_slope, as PyTorch)."""
+    x = F._float_tensor("leaky_relu", input)
+    return F.where(x.data > 0, x, x * negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x for x > 0, alpha * (exp(x) - 1) otherwise (the exp only sees x <= 0, so never overflows)."""
+    x = F._float_tensor("elu", input)
+    return F.where(x.data > 0, x, (F.exp(F.clip(x, None, 0.0)) - 1) * alpha)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x): exactly with erf (``approximate="none"``), or PyTorch's tanh approximation."""
+    x = F._float_tensor("gelu", input)
+    if approximate == "none":
+        return x * (erf(x * (1 / math.sqrt(2))) + 1) * 0.5
+    if approximate == "tanh":
+        inner = (x + x * x * x * 0.044715) * math.sqrt(2 / math.pi)
+        return x * (F.tanh(inner) + 1) * 0.5
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x) (also called swish)."""
+    x = F._float_tensor("silu", input)
+    return x * F.sigmoid(x)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold (as PyTorch)."""
+    x = F._float_tensor("softplus", input)
+    scaled = x * beta if beta != 1 else x
+    smooth = F.softplus(scaled) / beta if beta != 1 else F.softplus(scaled)
+    return F.where(scaled.data > threshold, x, smooth)
+
+
+def _softmax_dim(op: str, ndim: int, dim: int | None) -> int:
+    """PyTorch's implicit dim for dim=None (0 for 0-, 1- and 3-D inputs, else 1)."""
+    if dim is None:
+        return 0 if ndim in (0, 1, 3) else 1
+    return dim
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    x = F._tensor("softmax", input)
+    x = x if dtype is None else F.astype(x, dtype)
+    return F.softmax(x, _softmax_dim("softmax", x.ndim, dim))
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    x = F._tensor("log_softmax", input)
+    x = x if dtype is None else F.astype(x, dtype)
+    return F.log_softmax(x, _softmax_dim("log_softmax", x.ndim, dim))
+
+
+class LeakyReLU(_Elementwise):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class ELU(_Elementwise):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> Tensor:
+        return elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "none") -> None:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(_Elementwise):
+    def forward(self, x: Tensor) -> Tensor:
+        return silu(x)
+
+
+class Softplus(Module):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Softmax(Module):
+    def __init__(self, dim: int | None = None) -> None:
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    def __init__(self, dim: int | None = None) -> None:
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return log_softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+__all__ = [
+    "ELU",
+    "GELU",
+    "Erf",
+    "LeakyReLU",
+    "LogSoftmax",
+    "SiLU",
+    "Softmax",
+    "Softplus",
+    "elu",
+    "erf",
+    "gelu",
+    "leaky_relu",
+    "log_softmax",
+    "silu",
+    "softmax",
+    "softplus",
+]

@@ -1,0 +1,394 @@
+"""Loss functions and modules with PyTorch's arguments (``weight``, ``ignore_index``,
+``label_smoothing``, ``pos_weight``, ``reduction``), composed from tensor ops.
+
+Class-index losses take scores of shape (N, C) or (N, C, d1, ...) (or (C,) for one sample) and
+integer targets of shape (N,) or (N, d1, ...); class dim is dim 1, as PyTorch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from ..tensor import Tensor
+from . import Module
+from ._arrays import array_of
+
+
+def _reduction(op: str, reduction: str, size_average: bool | None = None, reduce: bool | None = None) -> str:
+    """``reduction``, or the one PyTorch's deprecated ``size_average``/``reduce`` pair stands for."""
+    if size_average is not None or reduce is not None:
+        reduction = "none" if reduce is False else ("sum" if size_average is False else "mean")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return reduction
+
+
+def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return losses
+    return F.sum(losses) if reduction == "sum" else F.mean(losses)
+
+
+def _class_layout(op: str, input: Tensor, target: np.ndarray) -> tuple[Tensor, np.ndarray, bool]:
+    """Scores as (M, C) rows (class dim moved last) and targets as (M,); whether input was unbatched."""
+    F._require_float(op, input)
+    unbatched = input.ndim == 1
+    x = F.reshape(input, (1, -1)) if unbatched else input
+    t = target.reshape(1) if unbatched and target.ndim == 0 else target
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected scores of shape (N, C) or (N, C, d1, ...), got {input.shape}")
+    expected = x.shape[:1] + x.shape[2:]
+    if t.shape != expected:
+        raise ValueError(f"{op}: target has shape {target.shape}, expected {expected} for input {input.shape}")
+    if x.ndim > 2:
+        x = F.reshape(F.transpose(x, 0, *range(2, x.ndim), 1), (-1, x.shape[1]))
+    return x, t.reshape(-1), unbatched
+
+
+def _class_weights(op: str, weight: Any, c: int, like: Tensor) -> np.ndarray:
+    if weight is None:
+        return np.ones(c, dtype=like.dtype)
+    w = np.asarray(array_of(weight), dtype=like.dtype)
+    if w.shape != (c,):
+        raise ValueError(f"{op}: weight has shape {w.shape}, expected ({c},) (one weight per class)")
+    return w
+
+
+def _picking(op: str, rows: Tensor, t: np.ndarray, w: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (M, C) matrix that is w[t] at each row's target class (0 on ignored rows), and the
+    per-row weights w[t] (0 where ignored)."""
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
+    m, c = rows.shape
+    kept = t != ignore_index
+    if kept.any() and (t[kept].min() < 0 or t[kept].max() >= c):
+        bad = t[kept].max() if t[kept].max() >= c else t[kept].min()
+        raise IndexError(f"{op}: target {bad} is out of bounds for {c} classes (0..{c - 1})")
+    safe = np.where(kept, t, 0)
+    row_w = np.where(kept, w[safe], 0).astype(rows.dtype)
+    picking = np.zeros((m, c), dtype=rows.dtype)
+    picking[np.arange(m), safe] = row_w
+    return picking, row_w
+
+
+def _shape_back(losses: Tensor, input: Tensor, unbatched: bool) -> Tensor:
+    if unbatched:
+        return F.reshape(losses, ())
+    return F.reshape(losses, input.shape[:1] + input.shape[2:])
+
+
+def nll_loss(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """-weight[t] * input[t] per sample; ``mean`` divides by the sum of the weights of the
+    non-ignored targets (as PyTorch; all ignored gives NaN)."""
+    reduction = _reduction("nll_loss", reduction, size_average, reduce)
+    x = F._tensor("nll_loss", input)
+    rows, t, unbatched = _class_layout("nll_loss", x, np.asarray(array_of(target)))
+    picking, row_w = _picking(
+        "nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index
+    )
+    losses = -F.sum(rows * Tensor(picking), 1)
+    if reduction == "none":
+        return _shape_back(losses, x, unbatched)
+    total = F.sum(losses)
+    return total / Tensor(row_w.sum()) if reduction == "mean" else total
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax cross-entropy of raw scores, as ``torch.nn.functional.cross_entropy``.
+
+    ``target``: integer class indices, or class probabilities of the input's shape. With
+    ``label_smoothing`` e the target mixes (1 - e) of itself with e of the uniform distribution.
+    """
+    reduction = _reduction("cross_entropy", reduction, size_average, reduce)
+    x = F._tensor("cross_entropy", input)
+    if not 0 <= label_smoothing <= 1:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    F._require_float("cross_entropy", x)
+    class_dim = 0 if x.ndim == 1 else 1
+    logp = F.log_softmax(x, class_dim)
+    tgt = array_of(target) if isinstance(target, Tensor) else np.asarray(target)
+    c = x.shape[class_dim]
+    if tgt.dtype.kind == "f":  # class probabilities
+        if tgt.shape != x.shape:
+            raise ValueError(
+                f"cross_entropy: probability targets must have the input's shape {x.shape}, got {tgt.shape}"
+            )
+        w = _class_weights("cross_entropy", weight, c, x).reshape((c,) + (1,) * (x.ndim - 1 - class_dim))
+        probs = tgt * (1 - label_smoothing) + label_smoothing / c
+        losses = -F.sum(logp * Tensor((probs * w).astype(x.dtype)), class_dim)
+        return _reduce(losses, reduction)
+    nll = nll_loss(logp, tgt, weight, None, ignore_index, None, reduction)
+    if label_smoothing == 0:
+        return nll
+    rows, t, unbatched = _class_layout("cross_entropy", logp, tgt)
+    w = _class_weights("cross_entropy", weight, c, rows)
+    kept = (t != ignore_index).astype(rows.dtype)
+    smooth = -F.sum(rows * Tensor(w), 1) * Tensor(kept)  # -sum_c w_c log p_c per sample, 0 where ignored
+    if reduction == "none":
+        smooth = _shape_back(smooth, x, unbatched)
+    elif reduction == "sum":
+        smooth = F.sum(smooth)
+    else:
+        _, row_w = _picking("cross_entropy", rows, t, w, ignore_index)
+        smooth = F.sum(smooth) / Tensor(row_w.sum() if weight is not None else kept.sum())
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / c)
+
+
+def _pair_target(op: str, input: Any, target: Any) -> tuple[Tensor, Tensor]:
+    """Input and target as tensors of one shape; a target that only broadcasts warns, as PyTorch."""
+    x = F._tensor(op, input)
+    t = F._as_tensor(target, x, op, "target")
+    if t.shape != x.shape:
+        try:
+            shape = np.broadcast_shapes(x.shape, t.shape)
+        except ValueError:
+            raise ValueError(f"{op}: input shape {x.shape} and target shape {t.shape} cannot be broadcast") from None
+        warnings.warn(
+            f"{op}: using a target size {t.shape} that is different to the input size {x.shape}; "
+            "they are broadcast, which is likely not what you want",
+            UserWarning,
+            stacklevel=3,
+        )
+        x, t = F.broadcast_to(x, shape), F.broadcast_to(t, shape)
+    return x, t
+
+
+def mse_loss(
+    input: Tensor, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
+) -> Tensor:
+    """(input - target)**2."""
+    reduction = _reduction("mse_loss", reduction, size_average, reduce)
+    x, t = _pair_target("mse_loss", input, target)
+    d = x - t
+    return _reduce(d * d, reduction)
+
+
+def l1_loss(
+    input: Tensor, target: Any, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
+) -> Tensor:
+    """|input - target| (gradient 0 where they are equal, as PyTorch)."""
+    reduction = _reduction("l1_loss", reduction, size_average, reduce)
+    x, t = _pair_target("l1_loss", input, target)
+    return _reduce(F.abs(x - t), reduction)
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Any,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
+    """0.5 d**2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target; beta = 0: L1)."""
+    reduction = _reduction("smooth_l1_loss", reduction, size_average, reduce)
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    x, t = _pair_target("smooth_l1_loss", input, target)
+    d = x - t
+    if beta == 0:
+        return _reduce(F.abs(d), reduction)
+    quad = np.abs(d.data) < beta
+    return _reduce(F.where(quad, d * d * (0.5 / beta), F.abs(d) - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """0.5 d**2 where |d| <= delta, else delta * (|d| - 0.5 delta) (d = input - target)."""
+    reduction = _reduction("huber_loss", reduction)
+    if delta <= 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    x, t = _pair_target("huber_loss", input, target)
+    d = x - t
+    quad = np.abs(d.data) <= delta
+    return _reduce(F.where(quad, d * d * 0.5, (F.abs(d) - 0.5 * delta) * delta), reduction)
+
+
+def _weighted(losses: Tensor, weight: Any) -> Tensor:
+    return losses if weight is None else losses * F._as_tensor(weight, losses, "loss", "weight")
+
+
+def binary_cross_entropy(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """-weight * (t log p + (1 - t) log(1 - p)) of probabilities p; each log clamped at -100."""
+    reduction = _reduction("binary_cross_entropy", reduction, size_average, reduce)
+    x = F._tensor("binary_cross_entropy", input)
+    t = F._as_tensor(target, x, "binary_cross_entropy", "target")
+    if t.shape != x.shape:
+        raise ValueError(f"binary_cross_entropy: target size {t.shape} must be the same as input size {x.shape}")
+    return _reduce(_weighted(F.binary_cross_entropy(x, t, "none"), weight), reduction)
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Any,
+    weight: Any = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    pos_weight: Any = None,
+) -> Tensor:
+    """weight * (pos_weight * t * softplus(-z) + (1 - t) * softplus(z)) of raw scores z, stable for
+    any z; ``pos_weight`` (one per class, along the last dim) weighs the positive term."""
+    reduction = _reduction("binary_cross_entropy_with_logits", reduction, size_average, reduce)
+    z = F._float_tensor("binary_cross_entropy_with_logits", input)
+    t = F._as_tensor(target, z, "binary_cross_entropy_with_logits", "target")
+    if t.shape != z.shape:
+        raise ValueError(
+            f"binary_cross_entropy_with_logits: target size {t.shape} must be the same as input size {z.shape}"
+        )
+    positive = F.softplus(-z) * t
+    if pos_weight is not None:
+        positive = positive * F._as_tensor(pos_weight, z, "binary_cross_entropy_with_logits", "pos_weight")
+    return _reduce(_weighted(positive + F.softplus(z) * (1 - t), weight), reduction)
+
+
+class _Loss(Module):
+    def __init__(self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean") -> None:
+        self.reduction = _reduction(type(self).__name__, reduction, size_average, reduce)
+
+
+class _WeightedLoss(_Loss):
+    weight: Tensor | None  # a buffer (register_buffer)
+
+    def __init__(
+        self, weight: Any = None, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", None if weight is None else Tensor(array_of(weight)))
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    def __init__(
+        self,
+        weight: Any = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return cross_entropy(
+            input, target, self.weight, None, self.ignore_index, None, self.reduction, self.label_smoothing
+        )
+
+
+class NLLLoss(_WeightedLoss):
+    def __init__(
+        self,
+        weight: Any = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return nll_loss(input, target, self.weight, None, self.ignore_index, None, self.reduction)
+
+
+class MSELoss(_Loss):
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return l1_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    def __init__(
+        self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean", beta: float = 1.0
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return huber_loss(input, target, self.reduction, self.delta)
+
+
+class BCELoss(_WeightedLoss):
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_WeightedLoss):
+    pos_weight: Tensor | None  # a buffer (register_buffer)
+
+    def __init__(
+        self,
+        weight: Any = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        pos_weight: Any = None,
+    ) -> None:
+        super().__init__(weight, size_average, reduce, reduction)
+        self.register_buffer("pos_weight", None if pos_weight is None else Tensor(array_of(pos_weight)))
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )
+
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "HuberLoss",
+    "L1Loss",
+    "MSELoss",
+    "NLLLoss",
+    "SmoothL1Loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "huber_loss",
+    "l1_loss",
+    "mse_loss",
+    "nll_loss",
+    "smooth_l1_loss",
+]

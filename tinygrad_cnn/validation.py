@@ -1,0 +1,30 @@
+"""Argument checks shared by the functional ops, the layers and the data tools: each returns the
+value normalised or raises an error that names the op, the argument and the value at fault."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+
+def positive_int(op: str, name: str, value: Any) -> int:
+    """``value`` as an int >= 1, or a ValueError naming ``op`` and ``name`` (bools and floats are refused)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
+    """``value`` (an int, or a pair of ints: a kernel size, stride, padding) as a pair of ints >=
+    ``minimum``; a TypeError or ValueError naming ``op`` and ``name`` otherwise."""
+    try:
+        both = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+    if len(both) != 2 or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in both):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    if builtins.min(both) < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(both[0]), int(both[1])
