@@ -7,7 +7,9 @@ Everything here depends only on NumPy (and h5py for ``.h5``/``.hdf5`` files).
   of shape ``(N, 28, 28)`` and labels as ``int64`` arrays of shape ``(N,)``. With no path it loads the
   copy of the official MNIST files bundled with the package and checks their MD5 hashes.
 * :class:`DataLoader` iterates over aligned arrays in (optionally shuffled) mini-batches; the order of
-  every epoch is a pure function of ``(seed, epoch)``, so training can be resumed exactly.
+  every epoch is a pure function of ``(seed, epoch)``, so training can be resumed exactly. (PyTorch's
+  DataLoader over a Dataset is :class:`tinygrad_cnn.utils.data.DataLoader`.)
+* :class:`MNIST` is ``torchvision.datasets.MNIST``: a Dataset of ``(image, label)`` samples.
 
 Every problem with a data file raises :class:`DatasetError` (a :class:`ValueError`) whose message names
 the file and what is wrong with it.
@@ -15,6 +17,7 @@ the file and what is wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -29,8 +32,10 @@ import h5py
 import numpy as np
 
 from .safe_io import MAX_INFLATION, UnsafeFileError, check_dataset, file_size, hard_child, open_regular
+from .tensor import Tensor
+from .utils.data.dataset import Dataset
 
-__all__ = ["DatasetError", "read_idx", "load_mnist", "DataLoader", "MNIST_MD5"]
+__all__ = ["DatasetError", "read_idx", "load_mnist", "DataLoader", "MNIST", "MNIST_MD5"]
 
 # Directory holding the bundled, gzipped official IDX files (see data/mnist/README.md).
 _BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "mnist"
@@ -128,48 +133,13 @@ def _size_error(name: str, actual: int, expected: int, dims: tuple[int, ...], tn
     )
 
 
-def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
-    """The uncompressed bytes of an IDX file (gzipped or not), read only after its header was checked
-    against the file's real size: a lying header is refused before anything is inflated or allocated."""
-    name = str(path)
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[IO[bytes]]:
+    """Open a data file (regular files only); what goes wrong while it is read becomes a
+    :class:`DatasetError` naming it (a refusal, a missing file, an I/O error)."""
     try:
         with open_regular(path) as fh:
-            compressed = fh.read(2) == _GZIP_MAGIC
-            fh.seek(0)
-            size = file_size(fh)
-            stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
-            head = stream.read(8)
-            header, dims, dtype, tname = _idx_header(head, name, expected_magic)
-            head += stream.read(header - len(head))
-            if len(head) < header:
-                ndim = head[3]
-                raise DatasetError(
-                    f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, "
-                    f"file has {len(head)}"
-                )
-            header, dims, dtype, tname = _idx_header(head, name, expected_magic)
-            expected = math.prod(dims) * dtype.itemsize
-            if not compressed:
-                if size - header != expected:
-                    raise _size_error(name, size - header, expected, dims, tname)
-            # Read no more than one byte past what the header declares, nor past MAX_INFLATION times the
-            # file's size: a lying header or a decompression bomb stops here, before it costs memory.
-            cap = MAX_INFLATION * size - header
-            body = stream.read(min(expected, cap) + 1)
-            if compressed and len(body) > expected:
-                more = stream.read(1 << 20)  # count up to 1 MiB of trailing bytes for the message
-                if len(more) < 1 << 20:
-                    raise _size_error(name, len(body) + len(more), expected, dims, tname)
-                raise DatasetError(
-                    f"{name}: over 1 MiB of trailing bytes: header says {'x'.join(map(str, dims))} ({tname}) "
-                    f"= {expected} bytes of data"
-                )
-            if len(body) > cap:
-                raise DatasetError(
-                    f"{name}: refused: its gzip data inflates to more than {MAX_INFLATION}x the file's "
-                    f"{size} bytes (a decompression bomb?); gunzip the file first if it is genuine"
-                )
-            return head + body
+            yield fh
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except UnsafeFileError as e:
@@ -178,6 +148,48 @@ def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
         raise DatasetError(f"{path}: corrupt or truncated gzip data: {e}") from e
     except OSError as e:
         raise DatasetError(f"{path}: cannot read file: {e}") from e
+
+
+def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
+    """The uncompressed bytes of an IDX file (gzipped or not), read only after its header was checked
+    against the file's real size: a lying header is refused before anything is inflated or allocated."""
+    name = str(path)
+    with _reading(path) as fh:
+        compressed = fh.read(2) == _GZIP_MAGIC
+        fh.seek(0)
+        size = file_size(fh)
+        stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+        head = stream.read(8)
+        header, dims, dtype, tname = _idx_header(head, name, expected_magic)
+        head += stream.read(header - len(head))
+        if len(head) < header:
+            ndim = head[3]
+            raise DatasetError(
+                f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, file has {len(head)}"
+            )
+        header, dims, dtype, tname = _idx_header(head, name, expected_magic)
+        expected = math.prod(dims) * dtype.itemsize
+        if not compressed:
+            if size - header != expected:
+                raise _size_error(name, size - header, expected, dims, tname)
+        # Read no more than one byte past what the header declares, nor past MAX_INFLATION times the
+        # file's size: a lying header or a decompression bomb stops here, before it costs memory.
+        cap = MAX_INFLATION * size - header
+        body = stream.read(min(expected, cap) + 1)
+        if compressed and len(body) > expected:
+            more = stream.read(1 << 20)  # count up to 1 MiB of trailing bytes for the message
+            if len(more) < 1 << 20:
+                raise _size_error(name, len(body) + len(more), expected, dims, tname)
+            raise DatasetError(
+                f"{name}: over 1 MiB of trailing bytes: header says {'x'.join(map(str, dims))} ({tname}) "
+                f"= {expected} bytes of data"
+            )
+        if len(body) > cap:
+            raise DatasetError(
+                f"{name}: refused: its gzip data inflates to more than {MAX_INFLATION}x the file's "
+                f"{size} bytes (a decompression bomb?); gunzip the file first if it is genuine"
+            )
+        return head + body
 
 
 def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.ndarray:
@@ -332,26 +344,15 @@ def _arrays_splits(arrays: dict[str, Any], path: Path):
     return train, test
 
 
-def _refused(path: Path, e: Exception) -> DatasetError:
-    return DatasetError(f"{path}: refused: {e}")
-
-
 def _read_h5(path: Path) -> dict[str, Any]:
     """The four arrays of an HDF5 file, each checked (link, type, layout, sizes) before it is read."""
-    try:
-        with open_regular(path) as fh:
-            try:
-                f = h5py.File(fh, "r")
-            except Exception as e:  # OSError mostly; a damaged file can surface as other errors too
-                raise DatasetError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
-            with f:
-                return {key: _read_h5_array(f, key, path, file_size(fh)) for key in _ARRAY_KEYS}
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except UnsafeFileError as e:
-        raise _refused(path, e) from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read file: {e}") from e
+    with _reading(path) as fh:
+        try:
+            f = h5py.File(fh, "r")
+        except Exception as e:  # OSError mostly; a damaged file can surface as other errors too
+            raise DatasetError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
+        with f:
+            return {key: _read_h5_array(f, key, path, file_size(fh)) for key in _ARRAY_KEYS}
 
 
 def _read_h5_array(f: h5py.File, key: str, path: Path, size: int) -> np.ndarray:
@@ -375,22 +376,13 @@ _ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplemented
 
 def _read_npz(path: Path) -> dict[str, Any]:
     """The four arrays of an .npz archive, each member's header checked against its real size first."""
-    try:
-        with open_regular(path) as fh:
-            try:
-                archive = zipfile.ZipFile(fh)
-            except _ZIP_ERRORS as e:
-                raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
-            with archive:
-                return {key: _read_npz_array(archive, key, path) for key in _ARRAY_KEYS}
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except UnsafeFileError as e:
-        raise _refused(path, e) from None
-    except DatasetError:
-        raise
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read file: {e}") from e
+    with _reading(path) as fh:
+        try:
+            archive = zipfile.ZipFile(fh)
+        except _ZIP_ERRORS as e:
+            raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
+        with archive:
+            return {key: _read_npz_array(archive, key, path) for key in _ARRAY_KEYS}
 
 
 def _read_npz_array(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
@@ -592,3 +584,86 @@ class DataLoader:
             f"DataLoader({shapes}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
             f"seed={self.seed}, drop_last={self.drop_last}, epoch={self.epoch})"
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# MNIST as a torchvision-style Dataset
+
+
+class MNIST(Dataset):
+    """MNIST as ``torchvision.datasets.MNIST``: ``dataset[i]`` is ``(image, target)``.
+
+    ``image`` is the ``(28, 28)`` uint8 array (torchvision gives a PIL image; ``transforms.ToTensor``
+    turns either into a ``(1, 28, 28)`` float tensor in [0, 1]) after ``transform``; ``target`` an
+    int after ``target_transform``. ``data`` (uint8, ``(N, 28, 28)``) and ``targets`` (int64) are
+    Tensors of the whole split.
+
+    The files come from ``root/MNIST/raw``, ``root/MNIST`` or ``root`` if one holds the four IDX
+    files (plain or gzipped); otherwise from the copy bundled with the package, so nothing is ever
+    downloaded: ``download=True`` is accepted and does nothing.
+    """
+
+    classes = [
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ]
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train: bool = True,
+        transform: Any = None,
+        target_transform: Any = None,
+        download: bool = False,
+    ) -> None:
+        self.root, self.train = str(root), train
+        self.transform, self.target_transform = transform, target_transform
+        base = Path(os.path.expanduser(str(root)))
+        source = None
+        for candidate in (base / "MNIST" / "raw", base / "MNIST", base):
+            if candidate.is_dir():
+                try:
+                    _find_idx_files(candidate)
+                except DatasetError:
+                    continue
+                source = candidate
+                break
+        (x_train, y_train), (x_test, y_test) = load_mnist(source)
+        images, labels = (x_train, y_train) if train else (x_test, y_test)
+        self.data, self.targets = Tensor(images), Tensor(labels)
+        self._images, self._labels = images, labels
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image: Any = self._images[index]
+        target: Any = int(self._labels[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Dataset {type(self).__name__}",
+            f"    Number of datapoints: {len(self)}",
+            f"    Root location: {self.root}",
+        ]
+        lines.append(f"    Split: {'Train' if self.train else 'Test'}")
+        if self.transform is not None:
+            lines.append(f"    StandardTransform\nTransform: {self.transform!r}".replace("\n", "\n    "))
+        return "\n".join(lines)

@@ -18,6 +18,7 @@ import numpy as np
 from . import primitives as P
 from .random import default_generator
 from .tensor import Axis, Tensor
+from .testing.conventions import declare, first_max, first_min, mean_of_sides, passes_through
 from .validation import pair
 
 IntOrPair = int | tuple[int, int]
@@ -192,6 +193,7 @@ def tanh(x: Tensor) -> Tensor:
     return P.Tanh.apply(_float_tensor("tanh", x))
 
 
+@declare(mean_of_sides(at=0.0))
 def abs(x: Tensor) -> Tensor:
     """|x| = x * sign(x); the gradient at 0 is 0, as in PyTorch."""
     x = _tensor("abs", x)
@@ -201,8 +203,12 @@ def abs(x: Tensor) -> Tensor:
 
 
 def softplus(x: Tensor) -> Tensor:
-    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
+    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere;
+    softplus(inf) = inf with gradient 1, as in PyTorch."""
     x = _float_tensor("softplus", x)
+    infinite = x.data == np.inf
+    if infinite.any():  # the shift below would give inf - inf there
+        return where(infinite, x, softplus(where(infinite, 0.0, x)))
     m = Tensor(np.maximum(x.data, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
     return m + ((-m).exp() + (x - m).exp()).log()
 
@@ -226,6 +232,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     return P.Where.apply(c, ta, tb)
 
 
+@declare(passes_through())
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     """Limit values to [min, max]; the gradient passes where min <= x <= max (PyTorch's clamp)."""
     x = _tensor("clip", x)
@@ -244,6 +251,7 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
     return P.Where.apply(inside, x, Tensor(np.clip(x.data, min, max)))
 
 
+@declare(mean_of_sides())
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("maximum", a, b)
@@ -252,6 +260,7 @@ def maximum(a: Any, b: Any) -> Tensor:
     return where(ta.data > tb.data, ta, where(ta.data < tb.data, tb, ta * 0.5 + tb * 0.5))
 
 
+@declare(mean_of_sides())
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("minimum", a, b)
@@ -294,6 +303,8 @@ def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis``; the mean of zero elements is NaN, as in NumPy and PyTorch."""
     x = _tensor("mean", x)
     axes = _axes("mean", axis, x.ndim)
+    if x.dtype == np.float16:  # reduce in float32, as PyTorch: the sum and the count overflow float16
+        return astype(mean(astype(x, np.float32), axes, keepdims), np.float16)
     count = math.prod(x.shape[a] for a in axes)
     return sum(x, axes, keepdims) / count
 
@@ -304,6 +315,8 @@ def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> 
     if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
         raise ValueError(f"var: ddof must be a non-negative int, got {ddof!r}")
     axes = _axes("var", axis, x.ndim)
+    if x.dtype == np.float16:  # in float32, as PyTorch (see mean)
+        return astype(var(astype(x, np.float32), axes, keepdims, ddof), np.float16)
     count = math.prod(x.shape[a] for a in axes)
     centred = x - mean(x, axes, keepdims=True)
     return sum(centred * centred, axes, keepdims) / builtins.max(count - ddof, 0)
@@ -321,6 +334,7 @@ def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     return P.Max.apply(x, axes, keepdims)
 
 
+@declare(first_min())
 def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Minimum over ``axis``; the gradient goes to the first minimum in row-major order."""
     x = _tensor("min", x)
@@ -655,6 +669,7 @@ def _pool_windows(
     return unfold(x, k, s, p, d, pad_value=pad_value)
 
 
+@declare(first_max())
 def max_pool2d(
     x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
 ) -> Tensor:
@@ -741,9 +756,10 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of integer class targets.   log_probs: (N, C), target: (N,)."""
     log_probs = _tensor("nll_loss", log_probs)
     t = _class_targets("nll_loss", log_probs, target)
-    onehot = np.zeros(log_probs.shape, dtype=log_probs.dtype)
-    onehot[np.arange(len(t)), t] = 1
-    return _reduce("nll_loss", -sum(log_probs * Tensor(onehot), axis=1), reduction)
+    target_class = np.zeros(log_probs.shape, dtype=bool)
+    target_class[np.arange(len(t)), t] = True
+    # picked with where, not multiplied by a one-hot: -inf (a masked logit) times 0 would be NaN
+    return _reduce("nll_loss", -sum(where(target_class, log_probs, 0.0), axis=1), reduction)
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:

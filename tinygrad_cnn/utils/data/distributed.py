@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from .sampler import Sampler
 
-class DistributedSampler:
+
+class DistributedSampler(Sampler[int]):
     """The indices of ``dataset`` that rank ``rank`` of ``num_replicas`` uses in an epoch.
 
     Every epoch, the indices ``0..len(dataset)-1`` are put in one order that every rank computes
@@ -21,7 +23,8 @@ class DistributedSampler:
     left out. Call :meth:`set_epoch` at the start of every epoch for a new order.
 
     ``num_replicas`` and ``rank`` default to the process group's (:mod:`tinygrad_cnn.distributed`).
-    ``dataset`` is anything with a length (a Dataset, an array).
+    ``dataset`` is anything with a length (a Dataset, an array). Give it to a
+    :class:`~tinygrad_cnn.utils.data.DataLoader` as ``sampler=``, or index arrays with :meth:`indices`.
     """
 
     def __init__(
