@@ -136,7 +136,10 @@ ROWS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     "max gradient (no dim): split": (lambda lib: _grad_of(lib, lambda x: x.max(), [2.0, 2.0]), [0.5, 0.5]),
     "relu gradient at 0": (lambda lib: _grad_of(lib, lambda x: x.relu(), [0.0]), [0.0]),
     "clamp gradient at the bound": (lambda lib: _grad_of(lib, lambda x: x.clamp(min=1.0), [1.0]), [1.0]),
-    "is_leaf / grad_fn": (lambda lib: [lib.ones(1).is_leaf, (lib.ones(1, requires_grad=True) * 2).grad_fn is None], [True, False]),
+    "is_leaf / grad_fn": (
+        lambda lib: [lib.ones(1).is_leaf, (lib.ones(1, requires_grad=True) * 2).grad_fn is None],
+        [True, False],
+    ),
     "device('cpu')": (lambda lib: str(lib.zeros(1).to(lib.device("cpu")).device), "cpu"),
     "cuda.is_available()": (lambda lib: lib.cuda.is_available(), False),
 }  # fmt: skip

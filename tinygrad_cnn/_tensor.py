@@ -386,6 +386,11 @@ class Tensor:
             )
         _autograd.backward([self], [gradient], retain_graph=bool(retain_graph))
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call ``hook(self)`` after each ``backward()`` that accumulated into this leaf's ``.grad``;
+        returns a handle whose ``remove()`` unregisters it (see :mod:`tinygrad_cnn.autograd`)."""
+        return _autograd.register_post_accumulate_grad_hook(self, hook)
+
     def zero_grad(self) -> None:
         self._grad = None
 
