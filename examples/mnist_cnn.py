@@ -1,6 +1,7 @@
 """Train a small CNN on the real MNIST, bundled with the package: no network, no PyTorch.
 
     python examples/mnist_cnn.py                  # the defaults reach >= 99% test accuracy
+    python -m tinygrad_cnn.examples.mnist         # the same script, installed with the package (any directory)
     python examples/mnist_cnn.py --limit-train 5000 --epochs 1    # a quick look
     python examples/mnist_cnn.py --checkpoint run.h5              # save after every epoch ...
     python examples/mnist_cnn.py --checkpoint run.h5 --resume     # ... and continue exactly there
@@ -19,6 +20,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,13 +53,22 @@ def normalize(images: np.ndarray) -> tg.Tensor:
     return tg.Tensor((x - np.float32(MEAN)) * np.float32(1 / STD))
 
 
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy loss and the predicted classes on a held-out set.
+def evaluate(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, progress: Progress | None = None, chunk: int = 1000
+) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy loss and the predicted classes on a held-out set, ``chunk`` images at a time.
 
     ``model.predict`` runs in eval mode without a graph, in pieces of 128 images spread over the cores.
     """
-    logits = model.predict(normalize(images))
-    return F.cross_entropy(logits, labels).item(), logits.data.argmax(axis=1)
+    total_loss, preds = 0.0, []
+    for done, start in enumerate(range(0, len(images), chunk), start=1):
+        logits = model.predict(normalize(images[start : start + chunk]))
+        part = labels[start : start + chunk]
+        total_loss += F.cross_entropy(logits, part).item() * len(part)
+        preds.append(logits.data.argmax(axis=1))
+        if progress is not None:
+            progress.update(done, start + len(part), total_loss / (start + len(part)))
+    return total_loss / len(images), np.concatenate(preds)
 
 
 def write_plots(
@@ -92,34 +103,36 @@ def format_confusion(cm: np.ndarray) -> str:
 
 
 class Progress:
-    """One line per batch on a terminal; a few lines per epoch when output goes to a file."""
+    """One line per batch on a terminal; ``piped_lines`` lines when output goes to a file (0: none)."""
 
-    def __init__(self, total: int, epoch: int, epochs: int, enabled: bool) -> None:
-        self.total, self.epoch, self.epochs, self.enabled = total, epoch, epochs, enabled
+    def __init__(self, total: int, label: str, enabled: bool, piped_lines: int = 4) -> None:
+        self.total, self.label = total, label
         self.tty = sys.stdout.isatty()
+        self.enabled = enabled and (self.tty or piped_lines > 0)
         self.start = time.perf_counter()
-        self.every = 1 if self.tty else max(1, total // 4)
+        self.every = 1 if self.tty else max(1, total // max(piped_lines, 1))
 
-    def update(self, done: int, images: int, loss: float) -> None:
+    def update(self, done: int, images: int, mean_loss: float) -> None:
         if not self.enabled or (done % self.every and done != self.total):
             return
         elapsed = time.perf_counter() - self.start
         rate = images / elapsed if elapsed else 0.0
         eta = elapsed / done * (self.total - done)
-        line = (
-            f"epoch {self.epoch + 1}/{self.epochs} [{done:>4}/{self.total}] loss {loss:.4f} "
-            f"{rate:,.0f} img/s ETA {eta:4.0f}s"
-        )
+        line = f"{self.label} [{done:>4}/{self.total}] mean loss {mean_loss:.4f} {rate:,.0f} img/s ETA {eta:4.0f}s"
         print(("\r" + line) if self.tty else line, end="" if self.tty and done != self.total else "\n", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 3e-3 Adam/AdamW, 0.1 SGD)")
-    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="\n".join(__doc__.split("\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training set (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step (default %(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 3e-3 for adam/adamw, 0.1 sgd)")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam", help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="model init and shuffling (default %(default)s)")
     p.add_argument("--data", default=None, help="your own MNIST: a directory of IDX files, a .h5 or an .npz")
     p.add_argument("--checkpoint", default=None, help="save model and training state here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
@@ -173,35 +186,56 @@ def main(argv: list[str] | None = None) -> dict:
     tg.manual_seed(args.seed)
     model = build_model()
     loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
-    make = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": lambda p, lr: optim.SGD(p, lr, momentum=0.9)}
+    make: dict[str, Callable[..., optim.Optimizer]] = {
+        "adam": optim.Adam,
+        "adamw": optim.AdamW,
+        "sgd": lambda p, lr: optim.SGD(p, lr, momentum=0.9),
+    }
     optimizer = make[args.optimizer](model.parameters(), lr=args.lr)
-    schedule = optim.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * len(loader))
+
+    def one_cycle(last_epoch: int = -1) -> optim.OneCycleLR:
+        """This run's schedule; ``last_epoch`` resumes it after that many steps (PyTorch's convention).
+        The learning rate only: Adam's beta1 stays 0.9 (PyTorch's default cycle_momentum=True would cycle it)."""
+        total = args.epochs * len(loader)
+        return optim.OneCycleLR(optimizer, args.lr, total, cycle_momentum=False, last_epoch=last_epoch)
+
+    schedule = one_cycle()
     history: list[dict] = []
     start_epoch, trained_seconds = 0, 0.0
 
-    # What a resumed run must share with the run that wrote the checkpoint to continue it exactly.
-    # (--epochs may differ: training then continues to the new count, with that count's schedule.)
+    # What a resumed run must share with the run that wrote the checkpoint to continue it exactly,
+    # by option (--epochs too: the learning-rate schedule spans all epochs).
     config = {
+        "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "optimizer": args.optimizer,
         "seed": args.seed,
         "train_images": len(x_train),
+        "data": args.data,
     }
+    option = {"train_images": "--limit-train"}  # the other keys are their options' names
     if args.resume and args.checkpoint and os.path.exists(args.checkpoint):
         try:
             state = tg.load(args.checkpoint)
             saved = state.get("config", config)
-            changed = [f"{k} {saved.get(k)!r} -> {v!r}" for k, v in config.items() if saved.get(k) != v]
+            changed = [
+                f"{option.get(k, '--' + k.replace('_', '-'))} {saved[k]} (now {v})"
+                for k, v in config.items()
+                if k in saved and saved[k] != v  # a key it lacks: written before that option was checked
+            ]
             if changed:
                 raise ValueError(
-                    "it was written by a run with other options ("
+                    "it was written with other options: "
                     + ", ".join(changed)
-                    + "); resume with the same options, or start a new --checkpoint"
+                    + "; resume with the same options, or start a new --checkpoint"
                 )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
+            if state["schedule"].get("total_steps") == schedule.total_steps:
+                schedule.load_state_dict(state["schedule"])
+            else:  # --epochs changed: this run's schedule, continued from the checkpoint's step
+                schedule = one_cycle(last_epoch=int(state["schedule"]["last_epoch"]) - 1)
             loader.load_state_dict(state["loader"])
             tg.set_rng_state(state["rng"])
             start_epoch, trained_seconds, history = state["epoch"], state["seconds"], state["history"]
@@ -225,19 +259,22 @@ def main(argv: list[str] | None = None) -> dict:
         logits = model(normalize(images))
         return F.cross_entropy(logits, labels), logits.data
 
+    def test_progress() -> Progress:  # on a terminal only: the epoch line that follows has the figures
+        return Progress(-(-len(x_test) // 1000), "test", enabled=not args.quiet, piped_lines=0)
+
     # --workers N: the same gradients, each batch cut into N shards computed side by side
     # (one here, the others in worker processes that hold a copy of the model; docs/training.md).
     pool = parallel.WorkerPool(batch_loss, model.parameters(), args.workers) if args.workers > 1 else None
     for epoch in range(start_epoch, args.epochs):
         t0 = time.perf_counter()
-        progress = Progress(len(loader), epoch, args.epochs, enabled=not args.quiet)
+        progress = Progress(len(loader), f"epoch {epoch + 1}/{args.epochs}", enabled=not args.quiet)
         total_loss, correct, seen = 0.0, 0, 0
         for step, (images, labels) in enumerate(loader, start=1):
             optimizer.zero_grad()
             if pool is None:
-                loss, logits = batch_loss(images, labels)
-                loss.backward()
-                loss = loss.item()
+                loss_tensor, logits = batch_loss(images, labels)
+                loss_tensor.backward()
+                loss = loss_tensor.item()
             else:
                 loss, shard_logits = pool.backward(images, labels)
                 logits = np.concatenate(shard_logits)
@@ -246,11 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
             total_loss += loss * len(labels)
             correct += int((logits.argmax(axis=1) == labels).sum())
             seen += len(labels)
-            progress.update(step, seen, loss)
+            progress.update(step, seen, total_loss / seen)
             batch_losses.append((epoch + step / len(loader), loss))
         seconds = time.perf_counter() - t0
         trained_seconds += seconds
-        test_loss, test_preds = evaluate(model, x_test, y_test)
+        test_loss, test_preds = evaluate(model, x_test, y_test, test_progress())
         test_acc = float((test_preds == y_test).mean())
         record = {
             "epoch": epoch + 1,
@@ -287,7 +324,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     if pool is not None:
         pool.close()
-    preds = model.predict(normalize(x_test)).data.argmax(axis=1)
+    if start_epoch >= args.epochs:  # a resumed run that had already finished: evaluate it once
+        test_preds = evaluate(model, x_test, y_test, test_progress())[1]
+    preds = test_preds
     test_acc = float((preds == y_test).mean())
     print(
         f"\ntest accuracy {test_acc:.2%} ({int((preds == y_test).sum()):,}/{len(y_test):,}), "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +165,71 @@ def test_interrupted_run_resumes_exactly(fast_example, tmp_path, monkeypatch, ca
     assert got["epoch"] == want["epoch"] == 2
 
 
+@pytest.mark.parametrize(
+    "changed, named",
+    [
+        (["--epochs", "2"], "--epochs 1 (now 2)"),
+        (["--batch-size", "64"], "--batch-size 128 (now 64)"),
+        (["--seed", "1"], "--seed 0 (now 1)"),
+        (["--optimizer", "sgd", "--lr", "0.003"], "--optimizer adam (now sgd)"),
+        (["--limit-train", "300"], "--limit-train 200 (now 300)"),
+    ],
+)
+def test_resume_with_a_changed_option_is_refused(fast_example, tmp_path, capsys, changed, named):
+    ckpt = str(tmp_path / "run.h5")
+    args = ["--limit-train", "200", "--batch-size", "128", "--epochs", "1", "--quiet", "--checkpoint", ckpt]
+    fast_example.main(args)
+    changed_args = args + changed  # argparse: the last occurrence of an option wins
+    with pytest.raises(SystemExit) as info:
+        fast_example.main(changed_args + ["--resume"])
+    message = info.value.code
+    assert isinstance(message, str) and message.startswith(f"error: cannot resume from {ckpt}: "), message
+    assert named in message and "start a new --checkpoint" in message
+    assert tg.load(ckpt)["epoch"] == 1  # untouched
+
+
+def test_resuming_a_finished_run_evaluates_it_once(fast_example, tmp_path, capsys):
+    args = FAST + ["--epochs", "1", "--checkpoint", str(tmp_path / "run.h5")]
+    first = fast_example.main(args)
+    again = fast_example.main(args + ["--resume"])
+    out = capsys.readouterr().out
+    assert "after epoch 1" in out and again["test_accuracy"] == first["test_accuracy"]
+    assert curve(again) == curve(first)
+
+
+def test_progress_shows_the_running_mean_and_the_test_set_is_evaluated_once_per_epoch(fast_example, capsys):
+    calls = []
+    real = fast_example.evaluate
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    fast_example.evaluate = counted
+    try:
+        fast_example.main(["--limit-train", "512", "--batch-size", "64", "--epochs", "2"])
+    finally:
+        fast_example.evaluate = real
+    out = capsys.readouterr().out
+    assert len(calls) == 2  # after each epoch; the final report reuses the last one
+    for epoch in (1, 2):
+        progress = [line for line in out.splitlines() if line.startswith(f"epoch {epoch}/2 [")]
+        assert progress and "[   8/8] mean loss" in progress[-1], out
+        mean = float(progress[-1].split("mean loss ")[1].split()[0])
+        summary = next(line for line in out.splitlines() if line.startswith(f"epoch {epoch}/2: loss "))
+        assert mean == float(summary.split("loss ")[1].split(",")[0])  # the running mean ends at the epoch's loss
+
+
+def test_help_shows_the_defaults(example, capsys):
+    with pytest.raises(SystemExit) as info:
+        example.main(["--help"])
+    assert info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for shown in ("passes over the training set (default 3)", "images per step (default 64)", "(default adam)"):
+        assert shown in help_text
+    assert "shuffling (default 0)" in help_text and "python -m tinygrad_cnn.examples.mnist" in help_text
+
+
 # ----------------------------------------------------------------------------------------------------
 # Command-line handling
 
@@ -220,6 +287,21 @@ def test_argument_errors(example, capsys, argv, match):
         example.main(argv)
     assert info.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_the_package_runs_this_script_from_any_directory(tmp_path):
+    """``python -m tinygrad_cnn.examples.mnist`` is this file (a link in the source tree, a copy in the wheel)."""
+    packaged = EXAMPLE.parents[1] / "tinygrad_cnn" / "examples" / "mnist.py"
+    assert packaged.resolve() == EXAMPLE.resolve()
+    done = subprocess.run(
+        [sys.executable, "-m", "tinygrad_cnn.examples.mnist", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--epochs" in done.stdout and "--limit-train" in done.stdout
 
 
 def test_training_on_a_single_image_ends_cleanly(fast_example, capsys):

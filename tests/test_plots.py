@@ -66,9 +66,10 @@ def test_metrics_option_needs_no_matplotlib(example, tmp_path, capsys):
 
 def test_metrics_file_is_rewritten_from_the_history_on_resume(example, tmp_path, capsys):
     path, ckpt = tmp_path / "metrics.jsonl", tmp_path / "run.h5"
-    example.main(TINY + ["--epochs", "1", "--checkpoint", str(ckpt), "--metrics", str(path)])
+    args = TINY + ["--epochs", "2", "--checkpoint", str(ckpt), "--metrics", str(path)]
+    example.main(args)
     path.write_text("stale\n")
-    example.main(TINY + ["--checkpoint", str(ckpt), "--resume", "--metrics", str(path)])  # 2 epochs in all
+    example.main(args + ["--resume"])  # the run had finished: nothing to train, the file rewritten
     capsys.readouterr()
     assert [r["epoch"] for r in read_jsonl(path)] == [1, 2]
 
@@ -105,3 +106,5 @@ def test_plot_functions_directly(tmp_path):
     plots.misclassified(rng.random((4, 1, 8, 8)), labels, labels, tmp_path / "none.png")  # nothing wrong: empty grid
     for name in ("f.png", "cm.png", "none.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG)
+    width = int.from_bytes((tmp_path / "cm.png").read_bytes()[16:20], "big")  # the PNG header's width
+    assert width == 6.4 * 200  # 200 dpi by default: sharp on slides

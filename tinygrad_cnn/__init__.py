@@ -8,7 +8,7 @@ array([[2., 4.],
        [6., 8.]], dtype=float32)
 """
 
-from . import datasets, functional, graph, nn, optim, testing
+from . import datasets, functional, graph, nn, optim, testing, transforms, utils
 from .autograd import (
     AnomalyError,
     Context,
@@ -23,7 +23,7 @@ from .autograd import (
     set_grad_enabled,
 )
 from .functional import concatenate, stack, where
-from .random import get_rng_state, manual_seed, set_rng_state
+from .random import Generator, get_rng_state, manual_seed, set_rng_state
 from .serialization import CheckpointError, load, save
 from .tensor import Tensor
 
@@ -34,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "Context",
     "Function",
+    "Generator",
     "GraphFreedError",
     "InPlaceError",
     "Tensor",
@@ -56,5 +57,7 @@ __all__ = [
     "set_rng_state",
     "stack",
     "testing",
+    "transforms",
+    "utils",
     "where",
 ]

@@ -333,7 +333,8 @@ class Function:
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
         record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(cls, args) if record else _Scratch()
-        raw = cls.forward(ctx, *arrays, **kwargs)
+        with _quiet_inf_nan():
+            raw = cls.forward(ctx, *arrays, **kwargs)
         out = raw if isinstance(raw, np.ndarray) else np.asarray(raw)
         if out is not raw and record:  # NumPy returned a scalar for a 0-d result
             ctx.saved = tuple(out if a is raw else a for a in ctx.saved)
@@ -345,6 +346,13 @@ class Function:
         ctx._output = weakref.ref(result)
         ctx._locked = inplace.protect(ctx.kept_arrays(), ctx.inputs, result)
         return result
+
+
+def _quiet_inf_nan() -> np.errstate:
+    """NumPy warns when an op meets Inf or NaN (inf - inf, 0 / 0, log 0); PyTorch stays silent, and so do
+    the library's rules: Inf and NaN are values, which :func:`detect_anomaly` traces to their op and line.
+    (About 1.5 us per op; user code outside the rules keeps NumPy's warnings.)"""
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
 
 
 class _Scratch(Context):
@@ -375,7 +383,7 @@ def run_backward(
     """
     hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
     grads = _Gradients(inputs)
-    with set_grad_enabled(create_graph):
+    with set_grad_enabled(create_graph), _quiet_inf_nan():
         for root, seed in zip(roots, root_grads, strict=True):
             grads.add(root, seed)
         for node, ctx in _topological_order(roots):

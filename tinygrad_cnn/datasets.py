@@ -7,7 +7,9 @@ Everything here depends only on NumPy (and h5py for ``.h5``/``.hdf5`` files).
   of shape ``(N, 28, 28)`` and labels as ``int64`` arrays of shape ``(N,)``. With no path it loads the
   copy of the official MNIST files bundled with the package and checks their MD5 hashes.
 * :class:`DataLoader` iterates over aligned arrays in (optionally shuffled) mini-batches; the order of
-  every epoch is a pure function of ``(seed, epoch)``, so training can be resumed exactly.
+  every epoch is a pure function of ``(seed, epoch)``, so training can be resumed exactly. (PyTorch's
+  DataLoader over a Dataset is :class:`tinygrad_cnn.utils.data.DataLoader`.)
+* :class:`MNIST` is ``torchvision.datasets.MNIST``: a Dataset of ``(image, label)`` samples.
 
 Every problem with a data file raises :class:`DatasetError` (a :class:`ValueError`) whose message names
 the file and what is wrong with it.
@@ -29,8 +31,10 @@ import h5py
 import numpy as np
 
 from .safe_io import MAX_INFLATION, UnsafeFileError, check_dataset, file_size, hard_child, open_regular
+from .tensor import Tensor
+from .utils.data.dataset import Dataset
 
-__all__ = ["DatasetError", "read_idx", "load_mnist", "DataLoader", "MNIST_MD5"]
+__all__ = ["DatasetError", "read_idx", "load_mnist", "DataLoader", "MNIST", "MNIST_MD5"]
 
 # Directory holding the bundled, gzipped official IDX files (see data/mnist/README.md).
 _BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "mnist"
@@ -592,3 +596,86 @@ class DataLoader:
             f"DataLoader({shapes}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
             f"seed={self.seed}, drop_last={self.drop_last}, epoch={self.epoch})"
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# MNIST as a torchvision-style Dataset
+
+
+class MNIST(Dataset):
+    """MNIST as ``torchvision.datasets.MNIST``: ``dataset[i]`` is ``(image, target)``.
+
+    ``image`` is the ``(28, 28)`` uint8 array (torchvision gives a PIL image; ``transforms.ToTensor``
+    turns either into a ``(1, 28, 28)`` float tensor in [0, 1]) after ``transform``; ``target`` an
+    int after ``target_transform``. ``data`` (uint8, ``(N, 28, 28)``) and ``targets`` (int64) are
+    Tensors of the whole split.
+
+    The files come from ``root/MNIST/raw``, ``root/MNIST`` or ``root`` if one holds the four IDX
+    files (plain or gzipped); otherwise from the copy bundled with the package, so nothing is ever
+    downloaded: ``download=True`` is accepted and does nothing.
+    """
+
+    classes = [
+        "0 - zero",
+        "1 - one",
+        "2 - two",
+        "3 - three",
+        "4 - four",
+        "5 - five",
+        "6 - six",
+        "7 - seven",
+        "8 - eight",
+        "9 - nine",
+    ]
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        train: bool = True,
+        transform: Any = None,
+        target_transform: Any = None,
+        download: bool = False,
+    ) -> None:
+        self.root, self.train = str(root), train
+        self.transform, self.target_transform = transform, target_transform
+        base = Path(os.path.expanduser(str(root)))
+        source = None
+        for candidate in (base / "MNIST" / "raw", base / "MNIST", base):
+            if candidate.is_dir():
+                try:
+                    _find_idx_files(candidate)
+                except DatasetError:
+                    continue
+                source = candidate
+                break
+        (x_train, y_train), (x_test, y_test) = load_mnist(source)
+        images, labels = (x_train, y_train) if train else (x_test, y_test)
+        self.data, self.targets = Tensor(images), Tensor(labels)
+        self._images, self._labels = images, labels
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image: Any = self._images[index]
+        target: Any = int(self._labels[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Dataset {type(self).__name__}",
+            f"    Number of datapoints: {len(self)}",
+            f"    Root location: {self.root}",
+        ]
+        lines.append(f"    Split: {'Train' if self.train else 'Test'}")
+        if self.transform is not None:
+            lines.append(f"    StandardTransform\nTransform: {self.transform!r}".replace("\n", "\n    "))
+        return "\n".join(lines)

@@ -201,8 +201,12 @@ def abs(x: Tensor) -> Tensor:
 
 
 def softplus(x: Tensor) -> Tensor:
-    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere."""
+    """log(1 + exp(x)), stable for any x, with the exact derivative sigmoid(x) everywhere;
+    softplus(inf) = inf with gradient 1, as in PyTorch."""
     x = _float_tensor("softplus", x)
+    infinite = x.data == np.inf
+    if infinite.any():  # the shift below would give inf - inf there
+        return where(infinite, x, softplus(where(infinite, 0.0, x)))
     m = Tensor(np.maximum(x.data, 0))  # a constant shift: log(e^-m + e^(x-m)) + m
     return m + ((-m).exp() + (x - m).exp()).log()
 
@@ -294,6 +298,8 @@ def mean(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis``; the mean of zero elements is NaN, as in NumPy and PyTorch."""
     x = _tensor("mean", x)
     axes = _axes("mean", axis, x.ndim)
+    if x.dtype == np.float16:  # reduce in float32, as PyTorch: the sum and the count overflow float16
+        return astype(mean(astype(x, np.float32), axes, keepdims), np.float16)
     count = math.prod(x.shape[a] for a in axes)
     return sum(x, axes, keepdims) / count
 
@@ -304,6 +310,8 @@ def var(x: Tensor, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> 
     if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
         raise ValueError(f"var: ddof must be a non-negative int, got {ddof!r}")
     axes = _axes("var", axis, x.ndim)
+    if x.dtype == np.float16:  # in float32, as PyTorch (see mean)
+        return astype(var(astype(x, np.float32), axes, keepdims, ddof), np.float16)
     count = math.prod(x.shape[a] for a in axes)
     centred = x - mean(x, axes, keepdims=True)
     return sum(centred * centred, axes, keepdims) / builtins.max(count - ddof, 0)
@@ -741,9 +749,10 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of integer class targets.   log_probs: (N, C), target: (N,)."""
     log_probs = _tensor("nll_loss", log_probs)
     t = _class_targets("nll_loss", log_probs, target)
-    onehot = np.zeros(log_probs.shape, dtype=log_probs.dtype)
-    onehot[np.arange(len(t)), t] = 1
-    return _reduce("nll_loss", -sum(log_probs * Tensor(onehot), axis=1), reduction)
+    target_class = np.zeros(log_probs.shape, dtype=bool)
+    target_class[np.arange(len(t)), t] = True
+    # picked with where, not multiplied by a one-hot: -inf (a masked logit) times 0 would be NaN
+    return _reduce("nll_loss", -sum(where(target_class, log_probs, 0.0), axis=1), reduction)
 
 
 def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-INSTALL_HINT = 'pip install matplotlib (or pip install -e ".[plots]")'
+INSTALL_HINT = 'pip install "tinygrad_cnn[plots]" (in a clone: pip install -e ".[plots]")'
 
 
 def available() -> bool:
@@ -63,7 +63,7 @@ def learning_curves(
     history: Sequence[Mapping[str, float]],
     path: str | Path,
     batch_losses: Sequence[tuple[float, float]] | None = None,
-    dpi: int = 100,
+    dpi: int = 200,
 ) -> Path:
     """Loss (left) and accuracy (right) per epoch, train and test.
 
@@ -117,11 +117,11 @@ def learning_curves(
     return _save(fig, path, dpi)
 
 
-def filter_grid(weight: Any, path: str | Path, title: str = "Learned filters", dpi: int = 100) -> Path:
+def filter_grid(weight: Any, path: str | Path, title: str = "Learned filters", dpi: int = 200) -> Path:
     """The filters of a convolution weight ``(C_out, C_in, kh, kw)`` as an image grid.
 
-    One tile per output channel (input channels averaged when there are several), each on its
-    own symmetric colour scale: red positive, blue negative, white zero.
+    One tile per output channel (input channels averaged when there are several), all on one
+    symmetric colour scale shown beside the grid: red positive, blue negative, white zero.
     """
     w = np.asarray(getattr(weight, "data", weight), dtype=np.float64)
     if w.ndim != 4:
@@ -130,20 +130,21 @@ def filter_grid(weight: Any, path: str | Path, title: str = "Learned filters", d
     n = len(tiles)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = _figure(1.0 * cols + 0.2, 1.0 * rows + 0.5)
+    fig = _figure(1.0 * cols + 1.0, 1.0 * rows + 0.5)
     fig.suptitle(title, fontsize=10)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    m = float(np.abs(tiles).max()) or 1.0
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i < n:
-            m = np.abs(tiles[i]).max() or 1.0
-            ax.imshow(tiles[i], cmap="bwr", vmin=-m, vmax=m, interpolation="nearest")
+            image = ax.imshow(tiles[i], cmap="bwr", vmin=-m, vmax=m, interpolation="nearest")
             ax.set_title(str(i), fontsize=7, pad=2)
+    fig.colorbar(image, ax=axes.tolist(), label="weight", shrink=0.8)
     return _save(fig, path, dpi)
 
 
 def confusion_matrix(
-    cm: Any, path: str | Path, labels: Sequence[str] | None = None, title: str = "Confusion matrix", dpi: int = 100
+    cm: Any, path: str | Path, labels: Sequence[str] | None = None, title: str = "Confusion matrix", dpi: int = 200
 ) -> Path:
     """A confusion matrix (rows: true class, columns: predicted) with every count written in.
 
@@ -156,7 +157,7 @@ def confusion_matrix(
     k = len(cm)
     labels = [str(i) for i in range(k)] if labels is None else list(labels)
     fractions = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig = _figure(5.2, 4.6)
+    fig = _figure(6.4, 5.6)
     ax = fig.subplots()
     image = ax.imshow(np.maximum(fractions, 1e-4), cmap="Blues", norm=LogNorm(vmin=1e-4, vmax=1))
     fig.colorbar(image, ax=ax, label="fraction of the true class", shrink=0.85)
@@ -169,7 +170,8 @@ def confusion_matrix(
                     str(cm[i, j]),
                     ha="center",
                     va="center",
-                    fontsize=7 if cm[i, j] < 1000 else 6,
+                    fontsize=9 if i == j else 8,
+                    fontweight="bold" if i == j else "normal",
                     color="white" if fractions[i, j] > 0.3 else "black",
                 )
     ax.set(
@@ -188,7 +190,7 @@ def confusion_matrix(
 
 
 def misclassified(
-    images: Any, labels: Any, preds: Any, path: str | Path, max_images: int = 32, cols: int = 8, dpi: int = 100
+    images: Any, labels: Any, preds: Any, path: str | Path, max_images: int = 32, cols: int = 8, dpi: int = 200
 ) -> Path:
     """A grid of the first ``max_images`` misclassified images, titled "pred P (true T)".
 

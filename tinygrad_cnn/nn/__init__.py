@@ -20,9 +20,9 @@ from ..autograd import no_grad
 from ..inplace import check_writable
 from ..parallel import map_batches
 from ..random import default_generator
+from ..storage import array_of, set_array, write_
 from ..tensor import Tensor
 from ..validation import pair, positive_int
-from ._arrays import array_of, set_array, write_
 
 IntOrPair = int | tuple[int, int]
 

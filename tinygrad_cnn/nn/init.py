@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..random import default_generator
+from ..storage import write_
 from ..tensor import Tensor
-from ._arrays import write_
 
 
 def _rng(generator: np.random.Generator | None) -> np.random.Generator:

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..storage import array_of
 from ..tensor import Tensor
 from . import Module
-from ._arrays import array_of
 
 
 def _reduction(op: str, reduction: str, size_average: bool | None = None, reduce: bool | None = None) -> str:
@@ -98,7 +98,8 @@ def nll_loss(
     picking, row_w = _picking(
         "nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index
     )
-    losses = -F.sum(rows * Tensor(picking), 1)
+    # the target's entry picked with where, then weighted: -inf (a masked logit) times 0 would be NaN
+    losses = -F.sum(F.where(picking != 0, rows, 0.0) * Tensor(picking), 1)
     if reduction == "none":
         return _shape_back(losses, x, unbatched)
     total = F.sum(losses)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from .. import functional as F
+from ..storage import array_of, write_
 from ..tensor import Tensor
 from . import Module, Parameter, _float_dtype
-from ._arrays import array_of, write_
 
 
 def _normalise(x: Tensor, axes: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:

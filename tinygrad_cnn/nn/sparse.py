@@ -8,9 +8,9 @@ import numpy as np
 
 from .. import functional as F
 from ..random import default_generator
+from ..storage import array_of
 from ..tensor import Tensor
 from . import Module, Parameter, _float_dtype
-from ._arrays import array_of
 
 
 def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Tensor:

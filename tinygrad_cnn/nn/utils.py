@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..storage import array_of, write_
 from ..tensor import Tensor
-from ._arrays import array_of, write_
 
 
 def _tensors(parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
+from .tensor import Tensor
 
 
 def array_of(t: Any) -> np.ndarray:
