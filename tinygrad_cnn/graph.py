@@ -6,12 +6,14 @@
 >>> t = loss.tape(names={"x": x})      # or tinygrad_cnn.graph.tape(loss, ...)
 >>> loss.backward()
 >>> print(t)                           # doctest: +SKIP
- node  op   inputs  input shapes    args       shape   dtype    saved  extra   |grad|
- x     leaf                                    (2, 2)  float32                  10.95
- %0    Mul  x, x    (2, 2), (2, 2)             (2, 2)  float32   32 B    0 B        1
- %1    Sum  %0      (2, 2)          (0, 1), F  ()      float32    0 B    0 B        1
+ call  at          node  op    inputs  input shapes    args           shape   dtype    saved  extra  |grad|
+                   x     leaf                                         (2, 2)  float32                 10.95
+ mul   train.py:3  %0    Mul   x, x    (2, 2), (2, 2)                 (2, 2)  float32   16 B    0 B       2
+ sum   train.py:3  %1    Sum   %0      (2, 2)          (0, 1), False  ()      float32    0 B    0 B       1
 
-:func:`tape` takes a snapshot of the graph when it is called (shapes, dtypes, the bytes each node
+Ops are grouped under the user's call that recorded them (``call``: ``conv2d``, ``cross_entropy``,
+a module by its class; ``at``: the user's file and line); :meth:`Tape.summary` collapses the table
+to one row per call. :func:`tape` takes a snapshot of the graph when it is called (shapes, dtypes, the bytes each node
 keeps for backward), so call it *before* ``backward()``, which frees what the nodes saved. While
 the :class:`Tape` object is alive it also records, during every reverse sweep that goes through
 its graph, the norm of the gradient that reaches each op's output; leaves show the norm of their
