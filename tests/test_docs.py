@@ -1,7 +1,8 @@
 """Every Python code block in README.md and docs/*.md runs, so the docs never rot.
 
-Blocks of one file run in order in one namespace (later blocks may use earlier names), in a
-temporary working directory (some write files). A block followed by ``<!-- output -->`` and a
+A page's blocks run as one file, as a user would paste them, in a temporary working directory
+(some write files); a block whose first line is a comment naming a ``.py`` file is written to that
+file instead, and the test files among those run under pytest as copied. A block followed by ``<!-- output -->`` and a
 ```` ```text ```` block must print exactly that text. The images the docs show must exist and be
 made by docs/make_images.py, relative links must resolve, and docs/ops.md must cover every op.
 """
@@ -13,6 +14,8 @@ import importlib.util
 import inspect
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,19 +35,45 @@ def doc_id(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
+FILE_BLOCK = re.compile(r"# ([\w.-]+\.py)\n")  # a block whose first line names a file: a file to write
+
+
 @pytest.mark.parametrize("path", DOCS, ids=doc_id)
 def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page's blocks run as ONE file, as a user pastes them; blocks naming a file are written
+    to disk first, and the test files among them run under pytest as copied."""
     blocks = [(m.group(1), m.group(2)) for m in BLOCK.finditer(path.read_text())]
     if not blocks:
         pytest.skip(f"{doc_id(path)} has no Python blocks")
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": f"doc_{path.stem}"}
-    for i, (block, expected) in enumerate(blocks):
+    files = {m.group(1): block for block, _ in blocks if (m := FILE_BLOCK.match(block))}
+    for name, block in files.items():
+        (tmp_path / name).write_text(block)
+    script = [(block, expected) for block, expected in blocks if not FILE_BLOCK.match(block)]
+    # One file (compiled whole, so it must be valid as one), run block by block to tell each
+    # block's output apart, with the file's name and line numbers.
+    filename = f"{path.stem}.py"
+    whole = "".join(block for block, _ in script)
+    compile(whole, filename, "exec")
+    (tmp_path / filename).write_text(whole)  # tracebacks and anomaly reports quote its lines
+    namespace: dict = {"__name__": "__main__"}
+    line = 0
+    for k, (block, expected) in enumerate(script):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(block, f"{doc_id(path)} block {i + 1}", "exec"), namespace)
+            exec(compile("\n" * line + block, filename, "exec"), namespace)
+        line += block.count("\n")
         if expected is not None:
-            assert out.getvalue() == expected, f"{doc_id(path)} block {i + 1} prints other text than the doc shows"
+            assert out.getvalue() == expected, f"{doc_id(path)} block {k + 1} prints other text than the doc shows"
+    tests = [name for name in files if name.startswith("test_")]
+    if tests:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, f"{doc_id(path)}: its test files fail under pytest:\n{proc.stdout}{proc.stderr}"
 
 
 def _links(path: Path) -> list[str]:

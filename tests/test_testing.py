@@ -4,7 +4,6 @@ should (and passes what it should), and the strategies generate what they promis
 from __future__ import annotations
 
 import importlib
-import re
 import subprocess
 import sys
 import textwrap
@@ -254,17 +253,17 @@ def test_gradcheck_names_input_index_values_and_tolerances():
         gradcheck(lambda u, v: ScaledMul.apply(u, v).sum(), a, b)  # scalar: grad_output 1
     msg = str(info.value)
     assert isinstance(info.value, AssertionError)
-    assert "input 1 (shape (2, 3)" in msg
+    assert "v (input 1, shape (2, 3)" in msg
     # the worst element is where |numeric| = |a| is largest: a[1, 2] = -3, analytic -4.5
-    assert "at index (1, 2)" in msg
-    assert re.search(r"analytic -4\.5\d*", msg) and re.search(r"numeric -(3\.0|2\.99999)", msg)
+    assert "at v[1, 2] = " in msg
+    assert "analytic -4.5, numeric -3," in msg
     assert "abs error 1.5" in msg and "rel error 0.5" in msg
     assert "atol 1e-05" in msg and "rtol 0.0001" in msg
 
 
 def test_gradcheck_reports_the_wrong_element():
     x = Tensor(rand(3, 4), requires_grad=True)
-    with pytest.raises(GradcheckError, match=r"input 0 \(shape \(3, 4\).*index \(1, 2\).*1 of 12 elements"):
+    with pytest.raises(GradcheckError, match=r"input 0, shape \(3, 4\).*x\[1, 2\].*1 of 12 elements"):
         gradcheck(OneWrongElement.apply, x)
 
 
@@ -307,8 +306,8 @@ def test_gradcheck_gradient_of_a_detached_path():
 
 def test_gradcheck_kink_gives_a_clear_error_and_non_finite_is_flagged():
     x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
-    with pytest.raises(GradcheckError, match=r"index \(0,\): analytic 0\.0, numeric 0\.(5|49999)"):
-        gradcheck(lambda a: a.relu().sum(), x)  # at the kink the finite difference is the mean slope
+    with pytest.raises(GradcheckError, match=r"a\[0\] = 0\.0 is a kink.*left slope 0, right slope 1.*no convention"):
+        gradcheck(lambda a: a.relu().sum(), x)  # a kink, and no convention declared for it
     y = Tensor(np.array([0.0, 1.0]), requires_grad=True)
     with np.errstate(all="ignore"), pytest.raises(GradcheckError, match="not finite"):
         gradcheck(lambda a: a.sqrt(), y)  # sqrt(-eps) is NaN
@@ -354,14 +353,14 @@ def test_gradgradcheck_two_inputs():
 def test_gradgradcheck_catches_a_constant_in_the_backward():
     x = Tensor(rand(2, 3), requires_grad=True)
     assert gradcheck(CubeConstantBackward.apply, x)  # first order is right...
-    with pytest.raises(GradcheckError, match="gradgradcheck.*input 0.*no gradient"):
+    with pytest.raises(GradcheckError, match=r"CubeConstantBackward: second-order.*input 0.*no second-order.*\.data"):
         gradgradcheck(CubeConstantBackward.apply, x)  # ...second order is not
 
 
 def test_gradgradcheck_catches_a_wrong_second_derivative():
     x = Tensor(rand(2, 3), requires_grad=True)
     assert gradcheck(CubeWrongSecondOrder.apply, x)
-    with pytest.raises(GradcheckError, match="second-order gradient mismatch for input 0"):
+    with pytest.raises(GradcheckError, match=r"second-order gradient mismatch for x \(input 0"):
         gradgradcheck(CubeWrongSecondOrder.apply, x)
 
 

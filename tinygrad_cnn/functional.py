@@ -18,6 +18,7 @@ import numpy as np
 from . import primitives as P
 from .random import default_generator
 from .tensor import Axis, Tensor
+from .testing.conventions import declare, first_max, first_min, mean_of_sides, passes_through
 from .validation import pair
 
 IntOrPair = int | tuple[int, int]
@@ -192,6 +193,7 @@ def tanh(x: Tensor) -> Tensor:
     return P.Tanh.apply(_float_tensor("tanh", x))
 
 
+@declare(mean_of_sides(at=0.0))
 def abs(x: Tensor) -> Tensor:
     """|x| = x * sign(x); the gradient at 0 is 0, as in PyTorch."""
     x = _tensor("abs", x)
@@ -230,6 +232,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     return P.Where.apply(c, ta, tb)
 
 
+@declare(passes_through())
 def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     """Limit values to [min, max]; the gradient passes where min <= x <= max (PyTorch's clamp)."""
     x = _tensor("clip", x)
@@ -248,6 +251,7 @@ def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tenso
     return P.Where.apply(inside, x, Tensor(np.clip(x.data, min, max)))
 
 
+@declare(mean_of_sides())
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("maximum", a, b)
@@ -256,6 +260,7 @@ def maximum(a: Any, b: Any) -> Tensor:
     return where(ta.data > tb.data, ta, where(ta.data < tb.data, tb, ta * 0.5 + tb * 0.5))
 
 
+@declare(mean_of_sides())
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; at ties each input gets half the gradient (as PyTorch)."""
     ta, tb = _binary("minimum", a, b)
@@ -329,6 +334,7 @@ def max(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     return P.Max.apply(x, axes, keepdims)
 
 
+@declare(first_min())
 def min(x: Tensor, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Minimum over ``axis``; the gradient goes to the first minimum in row-major order."""
     x = _tensor("min", x)
@@ -663,6 +669,7 @@ def _pool_windows(
     return unfold(x, k, s, p, d, pad_value=pad_value)
 
 
+@declare(first_max())
 def max_pool2d(
     x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
 ) -> Tensor:

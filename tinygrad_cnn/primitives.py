@@ -21,6 +21,7 @@ import numpy as np
 from . import kernels
 from .autograd import Context, Function
 from .tensor import Tensor
+from .testing.conventions import first_max, from_below
 
 Shape = tuple[int, ...]
 Grad = Tensor | None
@@ -172,6 +173,8 @@ class Log(Function):
 class ReLU(Function):
     """y = max(x, 0).   dx = g * (x > 0)   (relu'(0) = 0, as in PyTorch)."""
 
+    convention = from_below(at=0.0)
+
     @staticmethod
     def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
         y = np.maximum(x, 0)
@@ -272,6 +275,8 @@ class Max(Function):
     max-pooling; it keeps gradients exact when values tie (MNIST's flat background ties a lot).
     A NaN counts as the maximum, as in NumPy and PyTorch.
     """
+
+    convention = first_max()
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axis: Shape, keepdims: bool) -> np.ndarray:

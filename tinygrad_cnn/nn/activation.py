@@ -16,6 +16,7 @@ import numpy as np
 from .. import functional as F
 from ..autograd import Context, Function
 from ..tensor import Tensor
+from ..testing.conventions import declare, from_below
 from . import Module, _Elementwise
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -27,7 +28,7 @@ def _erf_array(x: np.ndarray) -> np.ndarray:
     dtypes: vectorised, Taylor series for |x| < 0.5 and Numerical Recipes' erfc (relative error
     < 1.2e-7) beyond, about float32's precision."""
     if x.dtype == np.float64:
-        return _exact_erf(x).astype(np.float64)
+        return np.asarray(_exact_erf(x), dtype=np.float64)  # asarray: a 0-d x gives a Python float
     z = np.abs(x).astype(np.float64)
     t = 1 / (1 + 0.5 * z)
     coeffs = (
@@ -52,7 +53,7 @@ def _erf_array(x: np.ndarray) -> np.ndarray:
         term = term * (-z2) / n
         near += term / (2 * n + 1)
     near *= _TWO_OVER_SQRT_PI
-    return (np.sign(x) * np.where(z < 0.5, near, far)).astype(x.dtype)
+    return np.asarray(np.sign(x) * np.where(z < 0.5, near, far), dtype=x.dtype)
 
 
 class Erf(Function):
@@ -74,6 +75,7 @@ def erf(input: Tensor) -> Tensor:
     return Erf.apply(F._float_tensor("erf", input))
 
 
+@declare(from_below(at=0.0))
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x for x > 0, negative_slope * x otherwise (the slope at 0 is negative_slope, as PyTorch)."""
     x = F._float_tensor("leaky_relu", input)

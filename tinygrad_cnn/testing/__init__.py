@@ -1,19 +1,25 @@
-"""Gradient-testing toolkit: check autograd against finite differences, and generate test inputs.
+"""Gradient-testing toolkit: check an op's gradient, kinks and ties included, in one call.
 
-* :func:`gradcheck`, :func:`gradgradcheck`, :class:`GradcheckError`, :func:`default_tolerances`
-  (from :mod:`tinygrad_cnn.testing.gradcheck`): NumPy only.
-* :func:`shapes`, :func:`broadcastable_shapes`, :func:`arrays`, :func:`tensors`,
-  :func:`distinct_values`, :func:`away_from`, :func:`conv2d_configs`, :func:`pool2d_configs`,
-  :class:`Conv2dConfig`, :class:`Pool2dConfig` (from :mod:`tinygrad_cnn.testing.strategies`):
-  Hypothesis strategies. They are loaded on first access, so ``import tinygrad_cnn.testing``
-  works without Hypothesis installed; touching one of them then raises ImportError.
+* :func:`check_op` (from :mod:`tinygrad_cnn.testing.check`): everything a differentiable op must
+  satisfy, over Hypothesis-drawn inputs, in one call.
+* :mod:`tinygrad_cnn.testing.conventions`: what a backward returns at kinks and ties
+  (``from_below``, ``first_max``, ...), declared next to the op.
+* :func:`gradcheck`, :func:`gradgradcheck`, :class:`GradcheckError`, :func:`default_tolerances`,
+  :func:`declared_convention` (from :mod:`tinygrad_cnn.testing.gradcheck`): one point; NumPy only.
+* :func:`kinky_arrays`, :func:`kink_values`, :func:`shapes`, :func:`broadcastable_shapes`,
+  :func:`arrays`, :func:`tensors`, :func:`distinct_values`, :func:`away_from`,
+  :func:`conv2d_configs`, :func:`pool2d_configs`, :class:`Conv2dConfig`, :class:`Pool2dConfig`
+  (from :mod:`tinygrad_cnn.testing.strategies`): Hypothesis strategies.
+
+``check_op`` and the strategies are loaded on first access, so ``import tinygrad_cnn.testing``
+works without Hypothesis installed (``pip install "tinygrad_cnn[testing]"`` brings it); touching
+one of them then raises ImportError.
 
 Testing your own op::
 
     import numpy as np
-    from hypothesis import given
     from tinygrad_cnn import Function
-    from tinygrad_cnn.testing import gradcheck, shapes, tensors
+    from tinygrad_cnn.testing import check_op
 
     class Cube(Function):
         @staticmethod
@@ -26,11 +32,8 @@ Testing your own op::
             (x,) = ctx.saved_tensors
             return g * 3 * x * x
 
-    @given(tensors(shape=shapes(max_dims=3, max_side=4)))
-    def test_cube(x):
-        assert gradcheck(Cube.apply, x)
-
-See :mod:`tinygrad_cnn.testing.strategies` for a longer example with kink avoidance.
+    def test_cube():
+        check_op(Cube.apply)
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ import importlib
 import importlib.util
 from typing import Any
 
-from .gradcheck import GradcheckError, default_tolerances, gradcheck, gradgradcheck
+from . import conventions
+from .gradcheck import GradcheckError, declared_convention, default_tolerances, gradcheck, gradgradcheck
 
 _STRATEGIES = (
+    "check_op",
     "Conv2dConfig",
     "Pool2dConfig",
     "arrays",
@@ -49,17 +54,21 @@ _STRATEGIES = (
     "broadcastable_shapes",
     "conv2d_configs",
     "distinct_values",
+    "kink_values",
+    "kinky_arrays",
     "pool2d_configs",
     "shapes",
     "tensors",
 )
 
-__all__ = ["GradcheckError", "default_tolerances", "gradcheck", "gradgradcheck"]
+__all__ = ["GradcheckError", "conventions", "declared_convention", "default_tolerances", "gradcheck", "gradgradcheck"]
 if importlib.util.find_spec("hypothesis") is not None:
     __all__ += list(_STRATEGIES)
 
 
 def __getattr__(name: str) -> Any:
+    if name == "check_op":
+        return importlib.import_module(".check", __name__).check_op
     if name in _STRATEGIES or name == "strategies":
         module = importlib.import_module(".strategies", __name__)
         return module if name == "strategies" else getattr(module, name)

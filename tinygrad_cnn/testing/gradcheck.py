@@ -1,4 +1,4 @@
-"""Numerical gradient checking: compare autograd's gradients with central finite differences.
+"""Numerical gradient checking: compare autograd's gradients with finite differences, kinks included.
 
 :func:`gradcheck` checks first derivatives, :func:`gradgradcheck` second derivatives (that a
 ``backward`` rule is itself differentiated correctly, which ``create_graph=True`` relies on).
@@ -11,8 +11,18 @@ a fixed random ``u_k`` shaped like each output (1 for a scalar output). The chec
 ways of computing the gradient of the scalar ``f(x) = sum_k <u_k, out_k(x)>``:
 
 * analytic: ``tinygrad_cnn.grad(outs, inputs, grad_outputs=u)``, run in the inputs' own dtype;
-* numeric: ``(f(x + eps e_j) - f(x - eps e_j)) / (2 eps)`` for every element ``j`` of every
-  checked input, with ``fn`` run on float64 copies of all floating inputs.
+* numeric: for every element ``j`` of every checked input, the left and right slopes
+  ``(f(x) - f(x - eps e_j)) / eps`` and ``(f(x + eps e_j) - f(x)) / eps``, with ``fn`` run on
+  float64 copies of all floating inputs.
+
+Where the two slopes agree, the analytic value must match their mean (the central difference).
+Where they differ (measured again with ``eps / 100``, so that a kink a hair away from ``x`` is
+not taken for one on it, and, for elements that fail, per output element, so that a projection
+cannot hide one), ``x`` is a kink and the analytic value must be what the op's declared
+convention says (:mod:`tinygrad_cnn.testing.conventions`); with none declared, the check fails
+and asks for one. Where the slopes grow like ``1 / eps`` (a jump, e.g. the steps of a
+piecewise-linear op's gradient in ``gradgradcheck``) there is no derivative, and nothing is
+compared.
 
 A random projection ``u`` catches more than a vector of ones (with ones, errors that cancel
 across output elements, such as a transposed gradient of a symmetric-looking op, go unseen).
@@ -33,22 +43,23 @@ float16    1e-2      5e-2      5e-2
 
 The numeric side always runs in float64, so for float32 inputs it is accurate; the larger
 ``eps`` only protects against ``fn`` casting to float32 internally, at the price of a
-truncation error of about ``eps**2 / 6 * f'''``. Keep inputs at least ``eps`` away from kinks
-(relu and abs at 0, clip bounds, ties of max): at a kink the finite difference averages the two
-one-sided slopes and no gradient convention can match it.
+truncation error of about ``eps**2 / 6 * f'''``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..autograd import enable_grad, grad
 from ..tensor import Tensor
+from .conventions import Convention, Kink, any_subgradient, as_conventions
 
-__all__ = ["GradcheckError", "default_tolerances", "gradcheck", "gradgradcheck"]
+__all__ = ["GradcheckError", "declared_convention", "default_tolerances", "gradcheck", "gradgradcheck", "op_name"]
 
 # dtype -> (eps, atol, rtol)
 _TOLERANCES: dict[np.dtype, tuple[float, float, float]] = {
@@ -192,86 +203,341 @@ def _analytic(
     return result
 
 
-def _numeric(
-    fn: Callable[..., Any],
-    fn_name: str,
-    args: list[Any],
-    checked: list[int],
-    us: list[np.ndarray],
-    eps: float,
-) -> list[np.ndarray]:
-    """Central differences of sum_k <u_k, out_k> with fn run on float64 copies."""
-    base = [np.array(a.data, dtype=np.float64) if _is_float(a) else a for a in args]
+class _Numeric:
+    """The scalar ``f(x) = sum_k <u_k, out_k(x)>`` with ``fn`` run on float64 copies, and its
+    finite differences: central, left and right, element by element."""
 
-    def f() -> float:
-        call = [Tensor(b) if isinstance(b, np.ndarray) else b for b in base]
-        outs = _as_outputs(fn_name, fn(*call))
-        # Project immediately: an output may be a view of an input array that is perturbed next.
-        total = 0.0
-        for u, o in zip(us, outs, strict=True):
-            total += float(np.sum(u * np.asarray(o.data, dtype=np.float64)))
-        return total
+    def __init__(self, fn: Callable[..., Any], fn_name: str, args: list[Any], us: list[np.ndarray]) -> None:
+        self.fn, self.fn_name, self.us = fn, fn_name, us
+        self.base = [np.array(a.data, dtype=np.float64) if _is_float(a) else a for a in args]
 
-    grads = []
-    for i in checked:
-        x = base[i]
-        flat = x.reshape(-1)  # a view: perturbing flat perturbs x
-        g = np.empty(x.size)
-        for j in range(x.size):
-            orig = flat[j]
-            flat[j] = orig + eps
-            f_plus = f()
-            flat[j] = orig - eps
-            f_minus = f()
+    def outputs(self) -> list[np.ndarray]:
+        call = [Tensor(b) if isinstance(b, np.ndarray) else b for b in self.base]
+        # Copied at once: an output may be a view of an input array that is perturbed next.
+        return [np.array(o.data, dtype=np.float64) for o in _as_outputs(self.fn_name, self.fn(*call))]
+
+    def f(self) -> float:
+        return float(sum(np.sum(u * o) for u, o in zip(self.us, self.outputs(), strict=True)))
+
+    def at(self, i: int, j: int, step: float) -> float:
+        """f with element j (flat) of input i moved by ``step``."""
+        flat = self.base[i].reshape(-1)  # a view: perturbing flat perturbs the input
+        orig = flat[j]
+        flat[j] = orig + step
+        try:
+            return self.f()
+        finally:
             flat[j] = orig
-            g[j] = (f_plus - f_minus) / (2 * eps)
-        grads.append(g.reshape(x.shape))
-    return grads
+
+    def slopes(self, i: int, js: Iterable[int], eps: float, f0: float) -> tuple[np.ndarray, np.ndarray]:
+        """Left and right slopes of f along the elements ``js`` of input i."""
+        left, right = [], []
+        for j in js:
+            right.append((self.at(i, j, eps) - f0) / eps)
+            left.append((f0 - self.at(i, j, -eps)) / eps)
+        return np.array(left), np.array(right)
+
+    def around(self, i: int, j: int, step: float) -> list[list[np.ndarray]]:
+        """The outputs with element j of input i at -step, 0 and +step."""
+        flat = self.base[i].reshape(-1)
+        orig = flat[j]
+        result = []
+        for s in (-step, 0.0, step):
+            flat[j] = orig + s
+            try:
+                result.append(self.outputs())
+            finally:
+                flat[j] = orig
+        return result
+
+    def subgradients(self, i: int, j: int, step: float) -> tuple[float, float]:
+        """Bounds of sum_k u_k * (a value between output k's one-sided slopes along element j)."""
+        below, mid, above = self.around(i, j, step)
+        lo = hi = 0.0
+        for u, b, m, a in zip(self.us, below, mid, above, strict=True):
+            left, right = u * (m - b) / step, u * (a - m) / step
+            lo += float(np.minimum(left, right).sum())
+            hi += float(np.maximum(left, right).sum())
+        return lo, hi
+
+    def slope_at(self, i: int, j: int, direction: np.ndarray) -> float:
+        """Central slope along element j of input i at ``x + delta * direction``, with ``delta``
+        far below the spacing of drawn values and a step far below ``delta`` times the smallest
+        gap between the entries of ``direction``."""
+        x = self.base[i]
+        d = np.asarray(direction, dtype=np.float64)
+        levels = np.unique(d)
+        spacing = float(np.min(np.diff(levels))) if levels.size > 1 else 1.0
+        delta = 1e-7 * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+        step = delta * spacing / 4
+        saved = x.copy()
+        x += delta * d
+        try:
+            return (self.at(i, j, step) - self.at(i, j, -step)) / (2 * step)
+        finally:
+            x[...] = saved
+
+
+class _Tolerance:
+    def __init__(self, atol: float, rtol: float) -> None:
+        self.atol, self.rtol = atol, rtol
+
+    def __call__(self, magnitude: float) -> float:
+        return self.atol + self.rtol * abs(magnitude)
+
+
+def _names(fn: Callable[..., Any], n: int) -> list[str]:
+    """The names of fn's positional parameters (forward's, minus ctx, for Function.apply)."""
+    target = getattr(fn, "__self__", None)
+    func = getattr(target, "forward", fn) if isinstance(target, type) else fn
+    try:
+        params = [
+            p
+            for p in inspect.signature(func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if func is not fn and params:
+        params = params[1:]  # ctx
+    names = [p.name for p in params[:n]]
+    return names + [f"input {k}" for k in range(len(names), n)]
+
+
+def op_name(fn: Callable[..., Any]) -> str:
+    """A readable name of fn: the Function's class for ``SomeFunction.apply``, else its qualname."""
+    target = getattr(fn, "__self__", None)
+    if isinstance(target, type):
+        return target.__name__
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    return str(name).rsplit("<locals>.", 1)[-1]
+
+
+def _where(name: str, shape: tuple[int, ...], index: tuple[int, ...]) -> str:
+    return f"{name}[{', '.join(str(k) for k in index)}]" if shape else name
+
+
+def _fmt(v: float) -> str:
+    return f"{v + 0.0:.6g}"  # + 0.0: no "-0"
+
+
+def _kink_report(
+    numeric: _Numeric,
+    i: int,
+    j: int,
+    eps: float,
+    label: str,
+    value: float,
+    left: float,
+    right: float,
+    got: float,
+    lo: float,
+    hi: float,
+    convention: Convention | None,
+) -> str:
+    """The sentence for a failure at a kink, in the output's own slopes when only one output
+    element moves with this input element (elementwise ops), else in the projected scalar's."""
+    outs = numeric.around(i, j, eps)
+    moved = [
+        (k, idx[: mid_o.ndim])
+        for k, (lo_o, mid_o, hi_o) in enumerate(zip(*outs, strict=True))
+        for idx in zip(*np.nonzero(np.atleast_1d((lo_o != mid_o) | (hi_o != mid_o))), strict=True)
+    ]
+    scale, of = 1.0, " (slopes of sum(u * output), a fixed random projection)"
+    if len(moved) == 1:
+        k, idx = moved[0]
+        u = float(numeric.us[k][idx])
+        if u != 0:
+            scale = u
+            out_name = "output" if len(numeric.us) == 1 else f"output {k}"
+            of = f" of {_where(out_name, numeric.us[k].shape, tuple(int(t) for t in idx))}"
+    if convention is None:
+        says = "no convention is declared for it (pass conventions=..., e.g. from_below(at=0.0) or first_max())"
+    elif lo == hi:
+        says = f"your declared convention ({convention.description}) says {_fmt(lo / scale)}"
+    else:
+        a, b = sorted((lo / scale, hi / scale))
+        says = f"your declared convention ({convention.description}) allows [{_fmt(a)}, {_fmt(b)}]"
+    return (
+        f"{label} = {value!r} is a kink{of}: left slope {_fmt(left / scale)}, right slope {_fmt(right / scale)}, "
+        f"your backward gave {_fmt(got / scale)}, {says}"
+    )
+
+
+def _hint(
+    x: np.ndarray, a: np.ndarray, n: np.ndarray, bad: np.ndarray, label: str, out_shapes: list[tuple[int, ...]]
+) -> str:
+    """A likely cause for a two-sided mismatch, from the pattern of the failing elements."""
+    ab, nb = a[bad], n[bad]
+    hints = []
+    for shape in out_shapes:
+        if x.shape != shape and x.size < math.prod(shape) and np.broadcast_shapes(x.shape, shape) == shape:
+            hints.append(
+                f"{label} {x.shape} is broadcast to the output's shape {shape}: its gradient must be summed "
+                "over the broadcast axes (sum_to)"
+            )
+            break
+    if np.all(ab == 0) and np.any(nb != 0):
+        hints.append("the gradient is zero where it should not be (a mask or a branch that drops it?)")
+    elif np.allclose(ab, -nb, rtol=1e-2, atol=1e-6):
+        hints.append("the gradient has the wrong sign")
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = ab / nb
+        if ratio.size > 1 and np.all(np.isfinite(ratio)) and np.ptp(ratio) <= 1e-3 * np.abs(ratio).max():
+            hints.append(f"the gradient is off by a factor {float(ratio[0]):.4g}")
+    if x.shape == a.shape and bad.any() and not bad.all():
+        xb, xg = x[bad], x[~bad]
+        if np.all(xb < 0) and np.all(xg >= 0):
+            hints.append(f"it is wrong exactly where {label} < 0 (a case for negative values?)")
+        elif np.all(xb > 0) and np.all(xg <= 0):
+            hints.append(f"it is wrong exactly where {label} > 0 (a case for positive values?)")
+    return "; likely cause: " + " and ".join(hints) if hints else ""
+
+
+class _Slopes:
+    """Finite differences of f along every element of one input: central ``n``, ``left`` and
+    ``right`` slopes, which elements are kinks (the one-sided slopes differ) and which are jumps
+    (the slopes grow like 1 / step: no derivative there, e.g. the second-order check of a
+    piecewise-linear op meeting its gradient's steps). Flat arrays."""
+
+    def __init__(self, numeric: _Numeric, i: int, eps: float, tol: _Tolerance, f0: float) -> None:
+        self.numeric, self.i, self.tol, self.f0 = numeric, i, tol, f0
+        self.fine = eps / 100  # a step that tells a kink on the point from one nearby
+        size = numeric.base[i].size
+        self.left, self.right = numeric.slopes(i, range(size), eps, f0)
+        self.n = 0.5 * (self.left + self.right)
+        self.kinks = np.zeros(size, dtype=bool)
+        self.jumps = np.zeros(size, dtype=bool)
+        jump = np.abs(self.right - self.left)
+        for j in np.flatnonzero(jump > tol.atol + tol.rtol * np.maximum(np.abs(self.left), np.abs(self.right))):
+            self.refine(int(j))
+
+    def refine(self, j: int) -> None:
+        """Measure element j again with the fine step, and classify it."""
+        lj, rj = self.numeric.slopes(self.i, [j], self.fine, self.f0)
+        coarse = max(abs(self.left[j]), abs(self.right[j]), abs(self.n[j]), self.tol.atol)
+        self.left[j], self.right[j], self.n[j] = lj[0], rj[0], 0.5 * (lj[0] + rj[0])
+        self.jumps[j] = max(abs(lj[0]), abs(rj[0])) > 30 * coarse
+        self.kinks[j] = not self.jumps[j] and abs(rj[0] - lj[0]) > self.tol(max(abs(lj[0]), abs(rj[0])))
+
+    def kink_in_some_output(self, j: int) -> bool:
+        """Whether some output element has a kink along element j (the projection onto a
+        scalar can all but cancel one: an element of several pooling windows)."""
+        below, mid, above = self.numeric.around(self.i, j, self.fine)
+        for b, m, a in zip(below, mid, above, strict=True):
+            left, right = (m - b) / self.fine, (a - m) / self.fine
+            if np.any(np.abs(right - left) > self.tol.atol + self.tol.rtol * np.maximum(np.abs(left), np.abs(right))):
+                return True
+        return False
 
 
 def _compare(
-    fn_name: str,
+    numeric: _Numeric,
     args: list[Any],
     checked: list[int],
+    names: list[str],
     analytic: list[np.ndarray | None],
-    numeric: list[np.ndarray],
-    atol: float,
-    rtol: float,
+    conventions: list[Convention | None],
+    eps: float,
+    tol: _Tolerance,
     what: str,
 ) -> None:
-    for i, a, n in zip(checked, analytic, numeric, strict=True):
-        x = args[i]
-        label = f"input {i} (shape {x.shape}, dtype {x.dtype})"
-        if a is None:
-            if np.any(n != 0):
-                j = np.unravel_index(int(np.argmax(np.abs(n))), n.shape) if n.ndim else ()
-                raise GradcheckError(
-                    f"{fn_name}: {what} mismatch for {label}: autograd gives no gradient (the input looks "
-                    f"unused, or a backward returned None for it) but the numeric {what} is nonzero, "
-                    f"e.g. {float(n[j])!r} at index {tuple(int(k) for k in j)}"
-                )
-            continue
-        bad = ~np.isclose(a, n, atol=atol, rtol=rtol) | ~np.isfinite(a) | ~np.isfinite(n)
-        if not bad.any():
-            continue
-        with np.errstate(invalid="ignore", over="ignore"):
-            excess = np.abs(a - n) - (atol + rtol * np.abs(n))
-        excess = np.where(np.isnan(excess), np.inf, excess)
-        j = np.unravel_index(int(np.argmax(excess)), a.shape) if a.ndim else ()
-        av, nv = float(a[j]), float(n[j])
-        abs_err = abs(av - nv)
-        rel_err = abs_err / abs(nv) if nv != 0 else float("inf") if abs_err else 0.0
-        hint = ""
-        if not np.isfinite(nv):
-            hint = " (the numeric value is not finite: is an input on a singularity or outside the domain?)"
-        elif not np.isfinite(av):
-            hint = " (the analytic value is not finite)"
-        raise GradcheckError(
-            f"{fn_name}: {what} mismatch for {label} at index {tuple(int(k) for k in j)}: "
-            f"analytic {av!r}, numeric {nv!r}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
-            f"(atol {atol:g}, rtol {rtol:g}); {int(bad.sum())} of {bad.size} elements exceed "
-            f"the tolerance{hint}"
+    f0 = numeric.f()
+    for pos, (i, a) in enumerate(zip(checked, analytic, strict=True)):
+        x = numeric.base[i]
+        missing = a is None
+        flat_a = np.zeros(x.size) if a is None else a.reshape(-1)  # no gradient: zero, checked like any other
+        m = _Slopes(numeric, i, eps, tol, f0)
+        for j in np.flatnonzero(_mismatch(flat_a, m.n, tol) & ~m.kinks & ~m.jumps):
+            m.refine(int(j))
+            if not m.kinks[j] and not m.jumps[j] and m.kink_in_some_output(int(j)):
+                m.kinks[j] = True
+        where = _Where(numeric, i, names[i], f"{names[i]} (input {i}, shape {x.shape}, dtype {args[i].dtype})")
+        for j in np.flatnonzero(m.kinks):
+            _check_kink(where, m, int(j), float(flat_a[j]), conventions[pos], what)
+        bad = _mismatch(flat_a, m.n, tol) & ~m.kinks & ~m.jumps
+        if bad.any():
+            _report_mismatch(where, m, flat_a, bad, missing, what)
+
+
+def _mismatch(a: np.ndarray, n: np.ndarray, tol: _Tolerance) -> np.ndarray:
+    return ~np.isclose(a, n, atol=tol.atol, rtol=tol.rtol) | ~np.isfinite(a) | ~np.isfinite(n)
+
+
+class _Where:
+    """The op, the input and how to name its elements in messages."""
+
+    def __init__(self, numeric: _Numeric, i: int, name: str, label: str) -> None:
+        self.numeric, self.i, self.name, self.label = numeric, i, name, label
+        self.x = numeric.base[i]
+
+    def element(self, j: int) -> str:
+        return _where(self.name, self.x.shape, tuple(int(k) for k in np.unravel_index(j, self.x.shape)))
+
+
+def _check_kink(where: _Where, m: _Slopes, j: int, got: float, convention: Convention | None, what: str) -> None:
+    x, shape = where.x, where.x.shape
+    idx = tuple(int(k) for k in np.unravel_index(j, shape))
+    if convention is None:
+        lo = hi = float("nan")
+    else:
+        kink = Kink(
+            index=idx,
+            value=float(x[idx]),
+            left=float(m.left[j]),
+            right=float(m.right[j]),
+            x=x.copy(),
+            lefts=m.left.reshape(shape),
+            rights=m.right.reshape(shape),
+            kinks=m.kinks.reshape(shape),
+            tolerance=m.tol,
+            slope_at=lambda d: where.numeric.slope_at(where.i, j, d),
+            subgradients=lambda: where.numeric.subgradients(where.i, j, m.fine),
         )
+        lo, hi = convention.expected(kink)
+        if lo - m.tol(lo) <= got <= hi + m.tol(hi):
+            return
+    report = _kink_report(
+        where.numeric, where.i, j, m.fine, where.element(j), float(x[idx]), m.left[j], m.right[j], got, lo, hi,
+        convention,
+    )  # fmt: skip
+    raise GradcheckError(f"{where.numeric.fn_name}: {what} at a kink: {report} ({where.label})")
+
+
+def _report_mismatch(where: _Where, m: _Slopes, a: np.ndarray, bad: np.ndarray, missing: bool, what: str) -> None:
+    n, tol, x, name = m.n, m.tol, where.x, where.name
+    with np.errstate(invalid="ignore", over="ignore"):
+        excess = np.where(bad, np.abs(a - n) - (tol.atol + tol.rtol * np.abs(n)), -np.inf)
+    j = int(np.argmax(np.where(bad & np.isnan(excess), np.inf, excess)))
+    av, nv, xv = float(a[j]), float(n[j]), float(x.reshape(-1)[j])
+    at = f"{where.element(j)} = {xv!r}"
+    if missing:
+        cause = (
+            f"the gradient looks constant in {name}: was the backward computed from .data or NumPy "
+            "instead of Tensor operations on ctx.saved_tensors?"
+            if what != "gradient"
+            else "the input looks unused, or a backward returned None for it"
+        )
+        raise GradcheckError(
+            f"{where.numeric.fn_name}: {what} mismatch for {where.label}: autograd gives no {what} but the numeric "
+            f"{what} is nonzero, e.g. {_fmt(nv)} at {at}; likely cause: {cause}"
+        )
+    abs_err = abs(av - nv)
+    rel_err = abs_err / abs(nv) if nv != 0 else float("inf") if abs_err else 0.0
+    if not np.isfinite(nv):
+        hint = " (the numeric value is not finite: is an input on a singularity or outside the domain?)"
+    elif not np.isfinite(av):
+        hint = " (the analytic value is not finite)"
+    else:
+        shape = x.shape
+        hint = _hint(x, a.reshape(shape), n.reshape(shape), bad.reshape(shape), name, [u.shape for u in m.numeric.us])
+    raise GradcheckError(
+        f"{where.numeric.fn_name}: {what} mismatch for {where.label} at {at}: "
+        f"analytic {_fmt(av)}, numeric {_fmt(nv)}, abs error {abs_err:.3g}, rel error {rel_err:.3g} "
+        f"(atol {tol.atol:g}, rtol {tol.rtol:g}); {int(bad.sum())} of {bad.size} elements exceed "
+        f"the tolerance{hint}"
+    )
 
 
 def _check(
@@ -284,6 +550,8 @@ def _check(
     grad_output: Any,
     seed: int,
     what: str,
+    conventions: Any,
+    names: list[str] | None = None,
 ) -> bool:
     args, checked = _prepare(inputs)
     outs = _as_outputs(fn_name, fn(*args))
@@ -292,10 +560,19 @@ def _check(
     dt = _least_precise([args[i].dtype for i in checked] + [o.dtype for o in outs])
     d_eps, d_atol, d_rtol = default_tolerances(dt)
     eps = d_eps if eps is None else eps
-    atol = d_atol if atol is None else atol
-    rtol = d_rtol if rtol is None else rtol
-    numeric = _numeric(fn, fn_name, args, checked, us, eps)
-    _compare(fn_name, args, checked, analytic, numeric, atol, rtol, what)
+    tol = _Tolerance(d_atol if atol is None else atol, d_rtol if rtol is None else rtol)
+    per_input = as_conventions(conventions, len(args))
+    _compare(
+        _Numeric(fn, fn_name, args, us),
+        args,
+        checked,
+        names or _names(fn, len(args)),
+        analytic,
+        [per_input[i] for i in checked],
+        eps,
+        tol,
+        what,
+    )
     return True
 
 
@@ -310,6 +587,8 @@ def gradcheck(
     rtol: float | None = None,
     grad_output: Any = None,
     seed: int = 0,
+    conventions: Any = None,
+    name: str | None = None,
 ) -> bool:
     """Check autograd's gradient of ``fn`` against central finite differences.
 
@@ -326,14 +605,20 @@ def gradcheck(
         grad_output: the projection ``u`` (one array per output). Default: ones for a scalar
             output, a fixed standard-normal draw (from ``seed``) for a non-scalar output.
         seed: seed of the default ``grad_output``.
+        conventions: what the backward returns at kinks and ties (module docstring): one
+            :class:`~tinygrad_cnn.testing.conventions.Convention` for all inputs, a sequence, or
+            a dict by input position. Default: the ``convention`` the op declares.
+        name: the op's name in messages (default: the Function's class name or fn's name).
 
     Returns:
         True when every checked input's gradient matches.
 
     Raises:
         GradcheckError: on a mismatch (naming the input, the worst element, both values, the
-            errors and the tolerances), an analytic gradient of the wrong shape, an input that
-            gets no gradient although the numeric gradient is nonzero, or a failing backward.
+            errors, the tolerances and a likely cause), at a kink where the gradient is not what
+            the convention says (both one-sided slopes, the gradient, the convention's value),
+            an analytic gradient of the wrong shape, an input that gets no gradient although the
+            numeric gradient is nonzero, or a failing backward.
 
     Example::
 
@@ -344,7 +629,10 @@ def gradcheck(
         >>> gradcheck(lambda t: (t * t).tanh(), x)
         True
     """
-    return _check(fn, "gradcheck", inputs, eps, atol, rtol, grad_output, seed, "gradient")
+    __tracebackhide__ = True
+    if conventions is None:
+        conventions = declared_convention(fn)
+    return _check(fn, name or op_name(fn), inputs, eps, atol, rtol, grad_output, seed, "gradient", conventions)
 
 
 def gradgradcheck(
@@ -355,6 +643,8 @@ def gradgradcheck(
     rtol: float | None = None,
     grad_output: Any = None,
     seed: int = 0,
+    conventions: Any = None,
+    name: str | None = None,
 ) -> bool:
     """Check second derivatives: that the first-order gradient of ``fn`` is differentiated correctly.
 
@@ -367,7 +657,9 @@ def gradgradcheck(
 
     Arguments and the choice of checked inputs are those of :func:`gradcheck`.
     """
+    __tracebackhide__ = True
     args, checked = _prepare(inputs)
+    label = name or op_name(fn)
 
     def first_order(*xs: Any) -> tuple[Tensor, ...]:
         xs_list = list(xs)
@@ -375,7 +667,7 @@ def gradgradcheck(
             for i in checked:
                 if not xs_list[i].requires_grad:  # the numeric side passes plain float64 copies
                     xs_list[i] = Tensor(xs_list[i].data, requires_grad=True)
-            outs = _as_outputs("gradgradcheck", fn(*xs_list))
+            outs = _as_outputs(label, fn(*xs_list))
             vs = _projections(outs, grad_output, seed)
             live = [k for k, o in enumerate(outs) if o.requires_grad]
             ins = [xs_list[i] for i in checked]
@@ -385,4 +677,25 @@ def gradgradcheck(
             live_outs = [outs[k] for k in live]
             return grad(live_outs, ins, grad_outputs=seeds, create_graph=True, allow_unused=True)
 
-    return _check(first_order, "gradgradcheck", args, eps, atol, rtol, None, seed + 1, "second-order gradient")
+    return _check(
+        first_order,
+        label,
+        args,
+        eps,
+        atol,
+        rtol,
+        None,
+        seed + 1,
+        "second-order gradient",
+        any_subgradient() if conventions is None else conventions,
+        _names(fn, len(args)),
+    )
+
+
+def declared_convention(fn: Callable[..., Any]) -> Convention | None:
+    """The convention an op declares: ``convention`` of the Function class behind
+    ``SomeFunction.apply``, or a ``convention`` attribute of ``fn`` itself; None if none."""
+    target = getattr(fn, "__self__", None)
+    found = getattr(target, "convention", None) if isinstance(target, type) else None
+    found = getattr(fn, "convention", found)
+    return found if isinstance(found, Convention) else None

@@ -1,23 +1,18 @@
 """Hypothesis strategies for property-based tests of tinygrad_cnn ops (and of your own ops).
 
-This module needs `Hypothesis <https://hypothesis.readthedocs.io>`_ (``pip install hypothesis``,
-part of the ``dev`` extra); :func:`~tinygrad_cnn.testing.gradcheck` does not.
+This module needs `Hypothesis <https://hypothesis.readthedocs.io>`_ (the ``testing`` extra:
+``pip install "tinygrad_cnn[testing]"``); :func:`~tinygrad_cnn.testing.gradcheck` does not.
+:func:`~tinygrad_cnn.testing.check_op` draws from these, so most tests need nothing else.
 
+* :func:`kinky_arrays` (``kinks=`` in :func:`arrays`/:func:`tensors`): arrays that seek kinks and
+  ties (values from a small set, exact kink points, MNIST-like constant regions) beside smooth
+  draws; pair them with a declared convention (:mod:`tinygrad_cnn.testing.conventions`).
 * :func:`shapes`, :func:`broadcastable_shapes`: array shapes, and pairs that broadcast.
 * :func:`arrays`, :func:`tensors`: finite float arrays / Tensors of a given or drawn shape.
 * :func:`conv2d_configs`, :func:`pool2d_configs`: valid convolution / pooling arguments.
-* :func:`away_from`, :func:`distinct_values` (``unique=True`` in :func:`arrays`/:func:`tensors`):
-  inputs that keep finite differences away from kinks.
-
-Why kink avoidance
-------------------
-A finite difference straddling a kink measures the average of the two one-sided slopes, which no
-gradient convention reproduces: ``relu`` and ``abs`` at 0, ``clip`` at its bounds, ``maximum`` at
-``a == b``, and ``max`` / ``max_pool2d`` whenever two candidates of a window are within ``eps`` of
-each other (a perturbation then changes which one wins). Hypothesis is good at finding exactly
-those inputs, so a gradient test that draws arbitrary floats is flaky. :func:`away_from` pushes
-elements out of a ``margin`` around given points; :func:`distinct_values` draws arrays whose
-elements are pairwise at least ``margin`` apart, so maxima never tie.
+* :func:`away_from`, :func:`distinct_values` (``unique=True``): inputs kept away from kinks and
+  ties, for checks of ops that declare no convention (a finite difference straddling a kink
+  measures the mean of the one-sided slopes, which no convention returns).
 
 Example: testing your own op
 ----------------------------
@@ -25,9 +20,9 @@ Example: testing your own op
 
     import numpy as np
     from hypothesis import given
-    from tinygrad_cnn import Function
+    from tinygrad_cnn import Function, Tensor
     from tinygrad_cnn.testing import gradcheck, gradgradcheck
-    from tinygrad_cnn.testing.strategies import away_from, shapes, tensors
+    from tinygrad_cnn.testing.strategies import kinky_arrays, shapes
 
     class Softsign(Function):
         "y = x / (1 + |x|),  dy/dx = 1 / (1 + |x|)**2"
@@ -42,14 +37,15 @@ Example: testing your own op
             (x,) = ctx.saved_tensors          # the input Tensor: the rule stays differentiable
             return g / ((1 + x.abs()) ** 2)
 
-    @given(tensors(shape=shapes(max_dims=3, max_side=4)))
+    # Zeros and ties on purpose: Softsign is smooth at 0 (|x| is not, and its second derivative
+    # jumps there; gradgradcheck accepts any value between the one-sided slopes at such a step).
+    @given(kinky_arrays(shapes(max_dims=3, max_side=4)))
     def test_softsign_gradient(x):
-        assert gradcheck(Softsign.apply, x)
+        assert gradcheck(Softsign.apply, Tensor(x, requires_grad=True))
 
-    # |x| has a kink at 0 and so does the second derivative of Softsign: keep away from it.
-    @given(tensors(shape=shapes(max_dims=2, max_side=4)).map(away_from((0.0,), margin=1e-2)))
+    @given(kinky_arrays(shapes(max_dims=2, max_side=4)))
     def test_softsign_second_order(x):
-        assert gradgradcheck(Softsign.apply, x)
+        assert gradgradcheck(Softsign.apply, Tensor(x, requires_grad=True))
 """
 
 from __future__ import annotations
@@ -79,6 +75,8 @@ __all__ = [
     "broadcastable_shapes",
     "conv2d_configs",
     "distinct_values",
+    "kink_values",
+    "kinky_arrays",
     "pool2d_configs",
     "shapes",
     "tensors",
@@ -191,6 +189,70 @@ def distinct_values(
     return draw_values()
 
 
+_SMALL_SET = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+
+
+def kink_values(
+    kinks: Sequence[float] = (0.0,),
+    min_value: float = -3.0,
+    max_value: float = 3.0,
+) -> list[float]:
+    """The small set of values kink-seeking draws pick from: the kink points and a few round
+    numbers (so that maxima tie and zeros are exact), all within ``[min_value, max_value]``."""
+    chosen = {float(k) for k in kinks} | set(_SMALL_SET) | {float(min_value), float(max_value)}
+    return sorted(v for v in chosen if min_value <= v <= max_value)
+
+
+def kinky_arrays(
+    shape: Shape | st.SearchStrategy[Shape] | None = None,
+    dtype: Any = np.float64,
+    kinks: Sequence[float] = (0.0,),
+    min_value: float = -3.0,
+    max_value: float = 3.0,
+) -> st.SearchStrategy[np.ndarray]:
+    """Arrays that seek kinks and ties instead of avoiding them, alongside smooth draws.
+
+    Each array is drawn in one of four ways: smooth floats in ``[min_value, max_value]``; every
+    element from a small set (:func:`kink_values`: the ``kinks`` points and round numbers, so
+    values tie and sit exactly on kinks); each element from the small set or a smooth float; or,
+    for arrays with two or more axes, MNIST-like constant regions (a background value from the
+    small set with blobs of another, and a few smooth values), where every pooling window of the
+    background is a tie. Pair them with a declared convention (see
+    :mod:`tinygrad_cnn.testing.conventions`): gradcheck then checks the convention at the kinks.
+    """
+    dt = np.dtype(dtype)
+    width = _float_width(dt)
+    shape = shapes() if shape is None else shape
+    small = kink_values(kinks, min_value, max_value)
+    smooth = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=width)
+    exact = st.sampled_from(small)
+
+    @st.composite
+    def draw_array(draw: Callable[..., Any]) -> np.ndarray:
+        shp = tuple(draw(_resolve(shape)))
+        mode = draw(st.sampled_from(["smooth", "small set", "mixed", "regions"]))
+        if mode == "smooth":
+            return draw(hnp.arrays(dt, shp, elements=smooth))
+        if mode == "small set":
+            return draw(hnp.arrays(dt, shp, elements=exact))
+        if mode == "mixed" or len(shp) < 2:
+            return draw(hnp.arrays(dt, shp, elements=st.one_of(exact, smooth)))
+        # Constant regions: a background, rectangles of another value, a few smooth pixels.
+        image = np.full(shp, draw(exact), dtype=np.float64)
+        h, w = shp[-2], shp[-1]
+        for _ in range(draw(st.integers(0, 3))):
+            top, left = draw(st.integers(0, max(h - 1, 0))), draw(st.integers(0, max(w - 1, 0)))
+            bottom, right = draw(st.integers(top, h)), draw(st.integers(left, w))
+            image[..., top:bottom, left:right] = draw(exact)
+        flat = image.reshape(-1)
+        if flat.size:
+            for k in draw(st.lists(st.integers(0, flat.size - 1), max_size=3)):
+                flat[k] = draw(smooth)
+        return image.astype(dt)
+
+    return draw_array()
+
+
 def arrays(
     shape: Shape | st.SearchStrategy[Shape] | None = None,
     dtype: Any = np.float64,
@@ -199,20 +261,24 @@ def arrays(
     max_value: float = 3.0,
     unique: bool = False,
     margin: float = 1e-2,
+    kinks: Sequence[float] | None = None,
 ) -> st.SearchStrategy[np.ndarray]:
     """Finite float arrays of ``shape`` (a tuple or a strategy; default :func:`shapes`).
 
     Elements are drawn from ``[min_value, max_value]`` (no NaN, no infinity, no subnormals)
     unless ``elements`` is given. With ``unique=True`` they come from :func:`distinct_values`
-    (pairwise at least ``margin`` apart).
+    (pairwise at least ``margin`` apart); with ``kinks`` (a sequence of kink points, possibly
+    empty) from :func:`kinky_arrays`, which seeks the kinks and ties instead.
     """
     dt = np.dtype(dtype)
     width = _float_width(dt)
     shape = shapes() if shape is None else shape
+    if sum((unique, kinks is not None, elements is not None)) > 1:
+        raise ValueError("arrays: pass at most one of elements, unique=True and kinks")
     if unique:
-        if elements is not None:
-            raise ValueError("arrays: pass either elements or unique=True, not both")
         return distinct_values(shape, margin, min_value, max_value, dt)
+    if kinks is not None:
+        return kinky_arrays(shape, dt, kinks, min_value, max_value)
     if elements is None:
         elements = st.floats(
             min_value, max_value, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=width
@@ -229,9 +295,10 @@ def tensors(
     max_value: float = 3.0,
     unique: bool = False,
     margin: float = 1e-2,
+    kinks: Sequence[float] | None = None,
 ) -> st.SearchStrategy[Tensor]:
     """Tensors holding :func:`arrays` (same arguments), with ``requires_grad`` set as asked."""
-    return arrays(shape, dtype, elements, min_value, max_value, unique, margin).map(
+    return arrays(shape, dtype, elements, min_value, max_value, unique, margin, kinks).map(
         lambda a: Tensor(a, requires_grad=requires_grad)
     )
 
