@@ -476,3 +476,20 @@ def test_dataloader_errors():
         DataLoader(np.zeros(5), seed=-1)
     with pytest.raises(ValueError):
         DataLoader(np.zeros(5)).load_state_dict({"epoch": 1})
+
+
+def test_symlinked_data_directory_and_files_load(tmp_path):
+    """Symlinks the user made (a data directory on another disk, files linked into it) are followed;
+    only what they point at must be a regular file (tests/test_hostile_files.py: FIFOs, devices, loops)."""
+    arrays = small_mnist()
+    real = tmp_path / "disk" / "mnist"
+    real.mkdir(parents=True)
+    write_idx_dir(real, arrays)
+    linked_dir = tmp_path / "data"
+    linked_dir.symlink_to(real)
+    check_result(load_mnist(linked_dir), arrays)
+    files = tmp_path / "files"
+    files.mkdir()
+    for entry in real.iterdir():
+        (files / entry.name).symlink_to(entry)
+    check_result(load_mnist(files), arrays)

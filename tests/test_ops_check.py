@@ -3,8 +3,8 @@
 Each op is checked with the convention it declares next to its rule (the ``convention`` of its
 primitive, or the ``@declare`` of its composite), so the kinks and ties of relu, abs, clip,
 maximum, the max reductions and max-pooling are checked where they happen. The default profile
-runs a few examples per op (the property tests of tests/test_ops_grad.py cover more ground);
-TINYGRAD_CNN_HYPOTHESIS_PROFILE=thorough runs the profile's full budget.
+runs 5 examples per op (the property tests of tests/test_ops_grad.py cover more ground);
+TINYGRAD_CNN_HYPOTHESIS_PROFILE=thorough runs 100.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tinygrad_cnn.primitives as P
 from tinygrad_cnn.nn import activation, normalization
 from tinygrad_cnn.testing import check_op, declared_convention, shapes
 
-EXAMPLES = None if os.environ.get("TINYGRAD_CNN_HYPOTHESIS_PROFILE") == "thorough" else 5
+EXAMPLES = 100 if os.environ.get("TINYGRAD_CNN_HYPOTHESIS_PROFILE") == "thorough" else 5
 ND = [shapes(min_dims=1, max_dims=3, max_side=4)]  # one input of 1 to 3 axes
 MATRIX = [shapes(min_dims=2, max_dims=3, max_side=4)]
 

@@ -17,6 +17,7 @@ the file and what is wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -132,48 +133,13 @@ def _size_error(name: str, actual: int, expected: int, dims: tuple[int, ...], tn
     )
 
 
-def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
-    """The uncompressed bytes of an IDX file (gzipped or not), read only after its header was checked
-    against the file's real size: a lying header is refused before anything is inflated or allocated."""
-    name = str(path)
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[IO[bytes]]:
+    """Open a data file (regular files only); what goes wrong while it is read becomes a
+    :class:`DatasetError` naming it (a refusal, a missing file, an I/O error)."""
     try:
         with open_regular(path) as fh:
-            compressed = fh.read(2) == _GZIP_MAGIC
-            fh.seek(0)
-            size = file_size(fh)
-            stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
-            head = stream.read(8)
-            header, dims, dtype, tname = _idx_header(head, name, expected_magic)
-            head += stream.read(header - len(head))
-            if len(head) < header:
-                ndim = head[3]
-                raise DatasetError(
-                    f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, "
-                    f"file has {len(head)}"
-                )
-            header, dims, dtype, tname = _idx_header(head, name, expected_magic)
-            expected = math.prod(dims) * dtype.itemsize
-            if not compressed:
-                if size - header != expected:
-                    raise _size_error(name, size - header, expected, dims, tname)
-            # Read no more than one byte past what the header declares, nor past MAX_INFLATION times the
-            # file's size: a lying header or a decompression bomb stops here, before it costs memory.
-            cap = MAX_INFLATION * size - header
-            body = stream.read(min(expected, cap) + 1)
-            if compressed and len(body) > expected:
-                more = stream.read(1 << 20)  # count up to 1 MiB of trailing bytes for the message
-                if len(more) < 1 << 20:
-                    raise _size_error(name, len(body) + len(more), expected, dims, tname)
-                raise DatasetError(
-                    f"{name}: over 1 MiB of trailing bytes: header says {'x'.join(map(str, dims))} ({tname}) "
-                    f"= {expected} bytes of data"
-                )
-            if len(body) > cap:
-                raise DatasetError(
-                    f"{name}: refused: its gzip data inflates to more than {MAX_INFLATION}x the file's "
-                    f"{size} bytes (a decompression bomb?); gunzip the file first if it is genuine"
-                )
-            return head + body
+            yield fh
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except UnsafeFileError as e:
@@ -182,6 +148,48 @@ def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
         raise DatasetError(f"{path}: corrupt or truncated gzip data: {e}") from e
     except OSError as e:
         raise DatasetError(f"{path}: cannot read file: {e}") from e
+
+
+def _read_idx_data(path: Path, expected_magic: int | None = None) -> bytes:
+    """The uncompressed bytes of an IDX file (gzipped or not), read only after its header was checked
+    against the file's real size: a lying header is refused before anything is inflated or allocated."""
+    name = str(path)
+    with _reading(path) as fh:
+        compressed = fh.read(2) == _GZIP_MAGIC
+        fh.seek(0)
+        size = file_size(fh)
+        stream: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh
+        head = stream.read(8)
+        header, dims, dtype, tname = _idx_header(head, name, expected_magic)
+        head += stream.read(header - len(head))
+        if len(head) < header:
+            ndim = head[3]
+            raise DatasetError(
+                f"{name}: too short for the header: a {ndim}-D IDX header needs {header} bytes, file has {len(head)}"
+            )
+        header, dims, dtype, tname = _idx_header(head, name, expected_magic)
+        expected = math.prod(dims) * dtype.itemsize
+        if not compressed:
+            if size - header != expected:
+                raise _size_error(name, size - header, expected, dims, tname)
+        # Read no more than one byte past what the header declares, nor past MAX_INFLATION times the
+        # file's size: a lying header or a decompression bomb stops here, before it costs memory.
+        cap = MAX_INFLATION * size - header
+        body = stream.read(min(expected, cap) + 1)
+        if compressed and len(body) > expected:
+            more = stream.read(1 << 20)  # count up to 1 MiB of trailing bytes for the message
+            if len(more) < 1 << 20:
+                raise _size_error(name, len(body) + len(more), expected, dims, tname)
+            raise DatasetError(
+                f"{name}: over 1 MiB of trailing bytes: header says {'x'.join(map(str, dims))} ({tname}) "
+                f"= {expected} bytes of data"
+            )
+        if len(body) > cap:
+            raise DatasetError(
+                f"{name}: refused: its gzip data inflates to more than {MAX_INFLATION}x the file's "
+                f"{size} bytes (a decompression bomb?); gunzip the file first if it is genuine"
+            )
+        return head + body
 
 
 def _parse_idx(data: bytes, name: str, expected_magic: int | None = None) -> np.ndarray:
@@ -336,26 +344,15 @@ def _arrays_splits(arrays: dict[str, Any], path: Path):
     return train, test
 
 
-def _refused(path: Path, e: Exception) -> DatasetError:
-    return DatasetError(f"{path}: refused: {e}")
-
-
 def _read_h5(path: Path) -> dict[str, Any]:
     """The four arrays of an HDF5 file, each checked (link, type, layout, sizes) before it is read."""
-    try:
-        with open_regular(path) as fh:
-            try:
-                f = h5py.File(fh, "r")
-            except Exception as e:  # OSError mostly; a damaged file can surface as other errors too
-                raise DatasetError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
-            with f:
-                return {key: _read_h5_array(f, key, path, file_size(fh)) for key in _ARRAY_KEYS}
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except UnsafeFileError as e:
-        raise _refused(path, e) from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read file: {e}") from e
+    with _reading(path) as fh:
+        try:
+            f = h5py.File(fh, "r")
+        except Exception as e:  # OSError mostly; a damaged file can surface as other errors too
+            raise DatasetError(f"{path}: not a valid HDF5 file (truncated or foreign?): {e}") from e
+        with f:
+            return {key: _read_h5_array(f, key, path, file_size(fh)) for key in _ARRAY_KEYS}
 
 
 def _read_h5_array(f: h5py.File, key: str, path: Path, size: int) -> np.ndarray:
@@ -379,22 +376,13 @@ _ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplemented
 
 def _read_npz(path: Path) -> dict[str, Any]:
     """The four arrays of an .npz archive, each member's header checked against its real size first."""
-    try:
-        with open_regular(path) as fh:
-            try:
-                archive = zipfile.ZipFile(fh)
-            except _ZIP_ERRORS as e:
-                raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
-            with archive:
-                return {key: _read_npz_array(archive, key, path) for key in _ARRAY_KEYS}
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except UnsafeFileError as e:
-        raise _refused(path, e) from None
-    except DatasetError:
-        raise
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read file: {e}") from e
+    with _reading(path) as fh:
+        try:
+            archive = zipfile.ZipFile(fh)
+        except _ZIP_ERRORS as e:
+            raise DatasetError(f"{path}: not a valid .npz archive: {e}") from e
+        with archive:
+            return {key: _read_npz_array(archive, key, path) for key in _ARRAY_KEYS}
 
 
 def _read_npz_array(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
