@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tinygrad_cnn as tg  # noqa: E402
 from tinygrad_cnn import functional as F  # noqa: E402
-from tinygrad_cnn import nn, parallel  # noqa: E402
+from tinygrad_cnn import nn  # noqa: E402
 from tinygrad_cnn.memory import tune_allocator  # noqa: E402
 
 try:
@@ -61,7 +61,6 @@ MODELS = {
 INFERENCE_BATCH = 1000
 PIECE = 128  # inference in pieces: Module.predict's default, and the same split given to PyTorch
 LR = 0.01
-WORKERS = 1  # set from --workers
 
 
 def build_ours(spec: list) -> nn.Sequential:
@@ -126,26 +125,6 @@ def torch_train_step(model, x, y) -> float:
         for p in model.parameters():
             p -= LR * p.grad
     return loss.item()
-
-
-def ours_train_step_parallel(model: nn.Module, x: np.ndarray, y: np.ndarray, workers: int) -> float:
-    model.zero_grad()
-    loss, _ = parallel.backward(
-        lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(), x, y, workers=workers
-    )
-    with tg.no_grad():
-        for p in model.parameters():
-            p.data -= np.float32(LR) * p.grad
-    return loss
-
-
-def ours_train_step_pool(model: nn.Module, pool: parallel.WorkerPool, x: np.ndarray, y: np.ndarray) -> float:
-    model.zero_grad()
-    loss, _ = pool.backward(x, y)
-    with tg.no_grad():
-        for p in model.parameters():
-            p.data -= np.float32(LR) * p.grad
-    return loss
 
 
 def ours_infer(model: nn.Module, x: np.ndarray) -> None:
@@ -214,15 +193,6 @@ def bench_models(rounds: int) -> list[dict]:
         x, y = data(batch)
         xi, _ = data(INFERENCE_BATCH)
         train = {"tinygrad_cnn": lambda m=ours, x=x, y=y: ours_train_step(m, x, y)}
-        pool = None
-        if WORKERS > 1:
-            train[f"tinygrad_cnn x{WORKERS}"] = lambda m=ours, x=x, y=y: ours_train_step_parallel(m, x, y, WORKERS)
-            pool = parallel.WorkerPool(
-                lambda xs, ys, m=ours: F.cross_entropy(m(tg.Tensor(xs)), ys), ours.parameters(), workers=WORKERS
-            )
-            train[f"tinygrad_cnn x{WORKERS} processes"] = lambda m=ours, pool=pool, x=x, y=y: ours_train_step_pool(
-                m, pool, x, y
-            )
         infer = {
             "tinygrad_cnn": lambda m=ours, x=xi: ours_infer(m, x),
             "tinygrad_cnn predict": lambda m=ours, x=xi: ours_predict(m, x),
@@ -250,8 +220,6 @@ def bench_models(rounds: int) -> list[dict]:
                 if mode == "train":
                     row["loss_check"] = {"ours": loss_ours, "pytorch": loss_theirs}
                 rows.append(row)
-        if pool is not None:
-            pool.close()
     return rows
 
 
@@ -380,18 +348,9 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--skip-ops", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=parallel.default_workers(),
-        help="also measure training with the batch split over this many threads, and over "
-        "this many worker processes (1: off)",
-    )
     parser.add_argument("--no-tune", action="store_true", help="skip tinygrad_cnn.memory.tune_allocator()")
     parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global WORKERS
-    WORKERS = args.workers
     if not args.no_tune:
         tune_allocator()  # process-wide: PyTorch's CPU allocations go through the same malloc
     if args.memory_probe:

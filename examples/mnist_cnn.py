@@ -6,7 +6,7 @@
     python examples/mnist_cnn.py --checkpoint run.h5              # save after every epoch ...
     python examples/mnist_cnn.py --checkpoint run.h5 --resume     # ... and continue exactly there
     python examples/mnist_cnn.py --plots plots/   # learning curves, filters, confusion matrix (needs matplotlib)
-    python examples/mnist_cnn.py --workers 2      # each batch's halves on two cores, in two processes (Linux)
+    mpiexec -n 2 python examples/mnist_cnn.py     # each batch's halves on two cores, in two processes (MPI)
 
 The model is ordinary composed layers; tinygrad_cnn's tape differentiates it. Read it top to
 bottom: data, model, optimizer, the training loop, evaluation.
@@ -26,7 +26,7 @@ import numpy as np
 
 import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
-from tinygrad_cnn import nn, optim, parallel, plots
+from tinygrad_cnn import nn, optim, plots
 from tinygrad_cnn.datasets import DataLoader, DatasetError, load_mnist
 from tinygrad_cnn.memory import tune_allocator
 
@@ -147,17 +147,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--metrics", default=None, metavar="FILE", help="write the metrics of every epoch as JSON lines")
     p.add_argument("--quiet", action="store_true", help="no per-batch progress")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="split each batch over this many cores with parallel.WorkerPool (Linux; default 1: one loss.backward())",
-    )
     args = p.parse_args(argv)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
-    if args.epochs < 1 or args.batch_size < 1 or args.workers < 1:
-        p.error("--epochs, --batch-size and --workers must be positive")
+    if args.epochs < 1 or args.batch_size < 1:
+        p.error("--epochs and --batch-size must be positive")
     if args.limit_train is not None and args.limit_train < 1:
         p.error("--limit-train must be positive")
     if args.lr is None:
@@ -169,14 +163,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def join_mpi_job() -> tuple[int, int]:
+    """(rank, number of ranks): under ``mpiexec`` (MPICH, Open MPI), join the job; else (0, 1)."""
+    if not any(k in os.environ for k in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")):
+        return 0, 1
+    from tinygrad_cnn import distributed as dist  # needs the mpi extra
+
+    dist.init_process_group(backend="mpi")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def sum_over_ranks(*values: float) -> list:
+    """Each value summed over the ranks of the MPI job (ints stay ints)."""
+    from tinygrad_cnn import distributed as dist
+
+    totals = np.array(values, np.float64)
+    dist.all_reduce(totals)
+    return [type(v)(t) for v, t in zip(values, totals)]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    # Under mpiexec -n N, each rank computes the gradient of 1/N of every batch and the ranks
+    # average them (DistributedDataParallel), so the run is the single-process one with the same
+    # batches; rank 0 alone prints, evaluates and writes files (docs/training.md).
+    rank, world = join_mpi_job()
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the rest of this process)
     try:
         (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
     except DatasetError as e:
         sys.exit(f"error: {e}")
     if args.limit_train:
         x_train, y_train = x_train[: args.limit_train], y_train[: args.limit_train]
+    smallest_batch = min(args.batch_size, len(x_train) % args.batch_size or args.batch_size)
+    if smallest_batch < world:
+        sys.exit(f"error: a batch of {smallest_batch} images cannot be split over {world} ranks; change --batch-size")
     print(
         f"MNIST: {len(x_train):,} training and {len(x_test):,} test images"
         f" ({'bundled' if args.data is None else args.data})"
@@ -255,38 +277,42 @@ def main(argv: list[str] | None = None) -> dict:
         plots.write_jsonl(history, args.metrics)
     batch_losses: list[tuple[float, float]] = []  # (fractional epoch, loss) for the learning-curve plot
 
-    def batch_loss(images: np.ndarray, labels: np.ndarray) -> tuple[tg.Tensor, np.ndarray]:
-        logits = model(normalize(images))
-        return F.cross_entropy(logits, labels), logits.data
+    if world > 1:
+        from tinygrad_cnn.nn.parallel import DistributedDataParallel
+
+        net: nn.Module = DistributedDataParallel(model)  # averages the ranks' gradients in backward
+    else:
+        net = model
 
     def test_progress() -> Progress:  # on a terminal only: the epoch line that follows has the figures
         return Progress(-(-len(x_test) // 1000), "test", enabled=not args.quiet, piped_lines=0)
 
-    # --workers N: the same gradients, each batch cut into N shards computed side by side
-    # (one here, the others in worker processes that hold a copy of the model; docs/training.md).
-    pool = parallel.WorkerPool(batch_loss, model.parameters(), args.workers) if args.workers > 1 else None
     for epoch in range(start_epoch, args.epochs):
         t0 = time.perf_counter()
         progress = Progress(len(loader), f"epoch {epoch + 1}/{args.epochs}", enabled=not args.quiet)
         total_loss, correct, seen = 0.0, 0, 0
         for step, (images, labels) in enumerate(loader, start=1):
+            if world > 1:  # this rank's part of the batch
+                lo, hi = len(labels) * rank // world, len(labels) * (rank + 1) // world
+                images, labels = images[lo:hi], labels[lo:hi]
             optimizer.zero_grad()
-            if pool is None:
-                loss_tensor, logits = batch_loss(images, labels)
-                loss_tensor.backward()
-                loss = loss_tensor.item()
-            else:
-                loss, shard_logits = pool.backward(images, labels)
-                logits = np.concatenate(shard_logits)
+            logits = net(normalize(images))
+            loss_tensor = F.cross_entropy(logits, labels)
+            loss_tensor.backward()
+            loss, logits = loss_tensor.item(), logits.data
             optimizer.step()
             schedule.step()
             total_loss += loss * len(labels)
             correct += int((logits.argmax(axis=1) == labels).sum())
             seen += len(labels)
-            progress.update(step, seen, total_loss / seen)
+            progress.update(step, seen * world, total_loss / seen)
             batch_losses.append((epoch + step / len(loader), loss))
         seconds = time.perf_counter() - t0
         trained_seconds += seconds
+        if world > 1:
+            total_loss, correct, seen = sum_over_ranks(total_loss, correct, seen)
+            if rank != 0:
+                continue  # rank 0 evaluates and saves; the others wait for it at the next step
         test_loss, test_preds = evaluate(model, x_test, y_test, test_progress())
         test_acc = float((test_preds == y_test).mean())
         record = {
@@ -322,8 +348,8 @@ def main(argv: list[str] | None = None) -> dict:
                 args.checkpoint,
             )
 
-    if pool is not None:
-        pool.close()
+    if rank != 0:
+        return {}
     if start_epoch >= args.epochs:  # a resumed run that had already finished: evaluate it once
         test_preds = evaluate(model, x_test, y_test, test_progress())[1]
     preds = test_preds

@@ -827,6 +827,30 @@ class TestAnomaly:
         assert "loss = NaNGrad.apply(x).sum()" in str(info.value)
 
 
+def test_post_accumulate_grad_hooks_run_once_per_backward_after_the_sweep():
+    w = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    b = tg.Tensor(np.array([0.5]), requires_grad=True)
+    unused = tg.Tensor(np.array([3.0]), requires_grad=True)
+    calls = []
+    for t, name in ((w, "w"), (b, "b"), (unused, "unused")):
+        t.register_post_accumulate_grad_hook(lambda t, name=name: calls.append((name, np.array(t.grad))))
+    ((w * w).sum() + (w * b).sum()).backward()  # w reached twice: its hook runs once, with the total
+    assert [c[0] for c in calls] == ["w", "b"] or [c[0] for c in calls] == ["b", "w"]
+    np.testing.assert_allclose(dict(calls)["w"], 2 * w.data + b.data)
+    calls.clear()
+    handle = w.register_post_accumulate_grad_hook(lambda t: calls.append(("again", None)))
+    tg.grad((w * b).sum(), [w, b])  # grad() leaves .grad alone: no hook
+    assert calls == []
+    (w * b).sum().backward()
+    assert sorted(c[0] for c in calls) == ["again", "b", "w"]
+    handle.remove()
+    calls.clear()
+    (w * b).sum().backward()
+    assert sorted(c[0] for c in calls) == ["b", "w"]
+    with pytest.raises(RuntimeError, match="leaf"):
+        (w * 2).register_post_accumulate_grad_hook(print)
+
+
 # =========================================================================== engine hooks and call sites
 
 

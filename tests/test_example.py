@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,14 +114,31 @@ def test_same_seed_same_run_different_seed_different_run(fast_example, capsys):
     assert curve(a)[0][1] != curve(c)[0][1]  # different initialisation and shuffling
 
 
-def test_workers_give_the_same_training_up_to_rounding(fast_example, capsys):
-    args = FAST + ["--epochs", "1"]
-    one = fast_example.main(args)
-    two = fast_example.main(args + ["--workers", "2"])
-    capsys.readouterr()
-    for a, b in zip(curve(one), curve(two)):  # the same batches, the same gradients up to float rounding
-        assert a[0] == b[0] and a[1] == pytest.approx(b[1], rel=1e-3)
-        assert a[2] == pytest.approx(b[2], abs=0.01) and a[3] == pytest.approx(b[3], abs=0.01)
+def test_two_mpi_ranks_train_as_one_process_and_their_checkpoint_resumes_anywhere(fast_example, tmp_path, capsys):
+    """mpiexec -n 2: the same batches, each rank's half averaged, so the same run up to float
+    rounding; rank 0 alone prints and writes the checkpoint, which a single process resumes."""
+    pytest.importorskip("mpi4py", reason="needs the mpi extra: pip install -e '.[mpi]'")
+    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+    if mpiexec is None:
+        pytest.skip("mpiexec not found (pip install mpich)")
+    args = FAST + ["--epochs", "1", "--json", "--checkpoint", str(tmp_path / "run.h5")]
+    job = subprocess.run(
+        [mpiexec, "-n", "2", sys.executable, str(EXAMPLE), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
+    )
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.count("MNIST: 1,000 training") == 1  # rank 0's output only
+    two = json.loads(job.stdout.strip().splitlines()[-1])
+    one = fast_example.main(FAST + ["--epochs", "1"])  # tested on the first 1000 test images
+    for a, b in zip(curve(one), curve(two), strict=True):
+        assert a[0] == b[0] and a[1] == pytest.approx(b[1], rel=1e-3) and a[2] == pytest.approx(b[2], abs=0.01)
+    assert two["test_accuracy"] > 0.5  # on all 10,000, after 8 steps
+    resumed = fast_example.main(args[:-3] + ["--checkpoint", str(tmp_path / "run.h5"), "--resume"])
+    assert "resumed from" in capsys.readouterr().out
+    assert resumed["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=0.01)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -278,7 +297,6 @@ def test_bad_data_exits_with_a_clear_message(example, tmp_path, capsys, name, co
         (["--resume"], "--resume needs --checkpoint"),
         (["--epochs", "0"], "must be positive"),
         (["--batch-size", "0"], "must be positive"),
-        (["--workers", "0"], "must be positive"),
         (["--optimizer", "rmsprop"], "invalid choice"),
     ],
 )

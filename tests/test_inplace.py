@@ -376,7 +376,7 @@ def test_writes_into_a_live_cnn_graph_are_refused_or_harmless(pool, seed, order)
 
 
 def test_protection_is_thread_safe():
-    # One tape per thread over the same parameters (what parallel.backward does): the bookkeeping of
+    # One tape per thread over the same parameters (a user's threads, as PyTorch allows): the bookkeeping of
     # who protects an array must not lose counts, or a parameter would stay read-only (or be released
     # while another thread's graph still needs it).
     import threading

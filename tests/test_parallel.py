@@ -1,5 +1,5 @@
-"""parallel.backward equals one backward over the whole batch; map_batches and Module.predict equal one
-forward in eval mode; tune_allocator is harmless."""
+"""map_batches and Module.predict equal one forward in eval mode, on several threads; tune_allocator
+is harmless. (Data-parallel training: tests/test_distributed.py.)"""
 
 from __future__ import annotations
 
@@ -19,71 +19,6 @@ def model_and_batch(n: int, dtype=np.float64):
     )
     rng = np.random.default_rng(0)
     return model, rng.standard_normal((n, 1, 8, 8)).astype(dtype), rng.integers(0, 4, n)
-
-
-@pytest.mark.parametrize(
-    "n,workers,shard_size",
-    [
-        (8, 2, None),
-        (7, 2, None),
-        (5, 3, None),
-        (6, 1, None),
-        (2, 4, None),
-        (8, 2, 3),
-        (9, 1, 2),
-        (7, 3, 1),
-        (4, 2, 100),
-    ],
-)
-def test_sharded_gradients_equal_full_batch(n, workers, shard_size):
-    model, x, y = model_and_batch(n)
-    loss = F.cross_entropy(model(tg.Tensor(x)), y)
-    loss.backward()
-    expected = [p.grad.copy() for p in model.parameters()]
-    model.zero_grad()
-
-    def fn(xs, ys):
-        logits = model(tg.Tensor(xs))
-        return F.cross_entropy(logits, ys), logits.data
-
-    value, extras = parallel.backward(fn, model.parameters(), x, y, workers=workers, shard_size=shard_size)
-    if shard_size is not None:
-        assert len(extras) == min(n, max(workers, -(-n // shard_size)))  # shards of at most shard_size
-    assert value == pytest.approx(loss.item(), rel=1e-12)
-    for p, g in zip(model.parameters(), expected):
-        assert p.grad.dtype == p.dtype
-        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(np.concatenate(extras), model(tg.Tensor(x)).data)  # shards in batch order
-
-
-def test_gradients_accumulate_like_backward():
-    model, x, y = model_and_batch(4)
-    fn = lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys)  # noqa: E731
-    parallel.backward(fn, model.parameters(), x, y, workers=2)
-    once = [p.grad.copy() for p in model.parameters()]
-    parallel.backward(fn, model.parameters(), x, y, workers=2)
-    for p, g in zip(model.parameters(), once):
-        np.testing.assert_allclose(p.grad, 2 * g)
-
-
-def test_float32_training_step_stays_float32():
-    model, x, y = model_and_batch(6, np.float32)
-    parallel.backward(lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(), x, y)
-    assert all(p.grad.dtype == np.float32 for p in model.parameters())
-
-
-def test_bad_arguments():
-    model, x, y = model_and_batch(4)
-    fn = lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys)  # noqa: E731
-    with pytest.raises(ValueError, match="different lengths"):
-        parallel.backward(fn, model.parameters(), x, y[:3])
-    with pytest.raises(ValueError, match="workers"):
-        parallel.backward(fn, model.parameters(), x, y, workers=0)
-    for bad in (0, 2.5, True):
-        with pytest.raises(ValueError, match="shard_size"):
-            parallel.backward(fn, model.parameters(), x, y, shard_size=bad)
-    with pytest.raises(ValueError, match="scalar loss"):
-        parallel.backward(lambda xs, ys: model(tg.Tensor(xs)), model.parameters(), x, y, workers=2)
 
 
 def test_tune_allocator_keeps_results_identical():
@@ -143,86 +78,3 @@ def test_map_batches_checks_its_arguments_and_outputs():
         parallel.map_batches(double, np.float64(1.0))
     with pytest.raises(ValueError, match=r"one output per sample"):
         parallel.map_batches(lambda t: t.sum(), np.zeros((4, 2)), batch_size=2)
-
-
-@pytest.mark.parametrize("n,workers,shard_size", [(8, 2, None), (7, 2, None), (9, 2, 2), (5, 1, None), (3, 4, None)])
-def test_worker_pool_gradients_equal_full_batch(n, workers, shard_size):
-    model, x, y = model_and_batch(n)
-
-    def fn(xs, ys):
-        logits = model(tg.Tensor(xs))
-        return F.cross_entropy(logits, ys), logits.data
-
-    with parallel.WorkerPool(fn, model.parameters(), workers=workers) as pool:
-        for _ in range(2):  # the second call sees the parameters as the first step left them
-            loss = F.cross_entropy(model(tg.Tensor(x)), y)
-            model.zero_grad()
-            loss.backward()
-            expected = [p.grad.copy() for p in model.parameters()]
-            model.zero_grad()
-            value, extras = pool.backward(x, y, shard_size=shard_size)
-            assert value == pytest.approx(loss.item(), rel=1e-12)
-            for p, g in zip(model.parameters(), expected):
-                assert p.grad.dtype == p.dtype
-                np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(np.concatenate(extras), model(tg.Tensor(x)).data)  # shards in batch order
-            for p in model.parameters():
-                p.data -= 0.1 * p.grad  # an optimizer step in this process
-
-
-def test_worker_pool_grows_its_buffers_and_reports_errors():
-    model, x, y = model_and_batch(6)
-
-    def fn(xs, ys):
-        if len(xs) == 1:
-            raise ValueError("a shard of one")
-        return F.cross_entropy(model(tg.Tensor(xs)), ys)
-
-    pool = parallel.WorkerPool(fn, model.parameters(), workers=2)
-    pool.backward(x[:4], y[:4])
-    model.zero_grad()
-    big_x, big_y = np.concatenate([x, x]), np.concatenate([y, y])
-    pool.backward(big_x, big_y)  # a larger batch than the first: new shared buffers
-    got = [p.grad.copy() for p in model.parameters()]
-    model.zero_grad()
-    F.cross_entropy(model(tg.Tensor(big_x)), big_y).backward()
-    for p, g in zip(model.parameters(), got):
-        np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-12)
-    with pytest.raises(ValueError, match="a shard of one"):
-        pool.backward(x[:2], y[:2])
-    pool.backward(x, y)  # the workers survive an error in fn
-    pool.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        pool.backward(x, y)
-    with pytest.raises(ValueError, match="workers"):
-        parallel.WorkerPool(fn, model.parameters(), workers=0)
-
-
-def test_worker_pool_leaves_the_random_stream_alone_and_seeds_each_worker():
-    tg.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 2, dtype=np.float64))
-    state = tg.get_rng_state()
-    x, y = np.ones((8, 16)), np.zeros(8, np.int64)
-
-    def fn(xs, ys):
-        logits = model(tg.Tensor(xs))
-        return F.cross_entropy(logits, ys), logits.data
-
-    with parallel.WorkerPool(fn, model.parameters(), workers=2) as pool:
-        assert tg.get_rng_state() == state  # starting a pool draws nothing from the caller's stream
-        _, extras = pool.backward(x, y)
-    first, second = extras  # identical inputs: only the workers' dropout masks differ
-    assert not np.allclose(first, second)
-
-
-def test_worker_pool_reports_a_dead_worker_and_bad_arrays():
-    model, x, y = model_and_batch(4)
-    pool = parallel.WorkerPool(lambda xs, ys: F.cross_entropy(model(tg.Tensor(xs)), ys), model.parameters(), workers=2)
-    with pytest.raises(TypeError, match="numbers"):
-        pool.backward(x, np.array([object()] * 4))
-    pool._processes[0].kill()  # workers=2: this process and one worker process
-    pool._processes[0].join()
-    with pytest.raises(RuntimeError, match="worker 0 died"):
-        pool.backward(x, y)
-    with pytest.raises(RuntimeError, match="closed"):
-        pool.backward(x, y)

@@ -45,6 +45,7 @@ __all__ = [
     "Function",
     "GraphFreedError",
     "InPlaceError",
+    "RemovableHandle",
     "add_backward_hook",
     "backward",
     "backward_hooks",
@@ -55,6 +56,7 @@ __all__ = [
     "is_anomaly_enabled",
     "is_grad_enabled",
     "no_grad",
+    "register_post_accumulate_grad_hook",
     "remove_backward_hook",
     "run_backward",
     "set_grad_enabled",
@@ -359,6 +361,38 @@ class _Scratch(Context):
         pass
 
 
+# --------------------------------------------------------------------------- leaf hooks
+
+# id(leaf) -> the hooks registered with Tensor.register_post_accumulate_grad_hook on that leaf.
+_accumulate_hooks: dict[int, list[Any]] = {}
+
+
+class RemovableHandle:
+    """What registering a hook returns: ``handle.remove()`` unregisters it."""
+
+    def __init__(self, hooks: list[Any], hook: Any) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+def register_post_accumulate_grad_hook(leaf: Tensor, hook: Any) -> RemovableHandle:
+    """Call ``hook(leaf)`` once per ``backward()`` that accumulated a gradient into ``leaf.grad``,
+    after the whole reverse sweep (PyTorch's hook of this name runs when the leaf's gradient is
+    complete; this engine knows that only at the end). Hooks run in the order the sweep first
+    reached their leaves, which is the same on every run of the same graph."""
+    if leaf.grad_fn is not None or not leaf.requires_grad:
+        raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that requires grad has a .grad")
+    key = id(leaf)
+    if key not in _accumulate_hooks:
+        _accumulate_hooks[key] = []
+        weakref.finalize(leaf, _accumulate_hooks.pop, key, None)
+    _accumulate_hooks[key].append(hook)
+    return RemovableHandle(_accumulate_hooks[key], hook)
+
+
 # --------------------------------------------------------------------------- the reverse sweep
 
 
@@ -393,6 +427,7 @@ def run_backward(
                         grads.add(t, gi)
             for hook in hooks:
                 hook.node_done(node)
+    grads.run_accumulate_hooks()
     return None if inputs is None else grads.of(inputs)
 
 
@@ -475,6 +510,7 @@ class _Gradients:
         self.pending: dict[int, Tensor] = {}
         self.wanted = None if inputs is None else {id(t) for t in inputs}
         self.captured: dict[int, Tensor | None] = {}
+        self.hooked: dict[int, Tensor] = {}  # leaves with post-accumulate hooks that got a gradient, in order
 
     def add(self, t: Tensor, g: Tensor) -> None:
         key = id(t)
@@ -485,6 +521,8 @@ class _Gradients:
                 previous = self.captured.get(key)
                 self.captured[key] = g if previous is None else previous + g
         elif t.requires_grad:
+            if _accumulate_hooks and key in _accumulate_hooks:
+                self.hooked[key] = t
             if t.grad is None:
                 t.grad = np.array(g.data, copy=True)
             elif t.grad.flags.writeable:
@@ -501,6 +539,12 @@ class _Gradients:
 
     def of(self, inputs: Sequence[Tensor]) -> list[Tensor | None]:
         return [self.captured.get(id(t)) for t in inputs]
+
+    def run_accumulate_hooks(self) -> None:
+        """Call the post-accumulate hooks of the leaves whose ``.grad`` this sweep added to."""
+        for key, t in self.hooked.items():
+            for hook in list(_accumulate_hooks.get(key, ())):
+                hook(t)
 
 
 # --------------------------------------------------------------------------- hooks

@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 _lock_counts: dict[int, list[Any]] = {}  # id(array) -> [array, number of live nodes protecting it]
 _deferred: dict[int, np.ndarray] = {}  # released, but its base was still protected: restore later
 
-# Worker threads: parallel.backward records one tape per thread over the same parameters, so the
+# Threads: a user's threads may record tapes over the same parameters (PyTorch allows it), so the
 # bookkeeping is guarded by a lock. A finalizer (Context.__del__) may run at any allocation, even
-# inside a guarded section of its own thread: it never waits for the lock, it queues its release
-# for whoever holds the lock to finish. (Only needed while tapes are recorded on several threads.)
+# inside a guarded section of its own thread (one thread is enough): it never waits for the lock,
+# and never edits the bookkeeping under the feet of the section it interrupted; it queues its
+# release for whoever holds the lock to finish.
 _guard = threading.Lock()
 _pending: list[list[np.ndarray]] = []
 

@@ -179,6 +179,13 @@ class Tensor:
 
         backward([self], [grad], retain_graph=retain_graph)
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """Call ``hook(self)`` after each ``backward()`` that accumulated into this leaf's ``.grad``;
+        returns a handle whose ``remove()`` unregisters it (see :mod:`tinygrad_cnn.autograd`)."""
+        from .autograd import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
+
     def zero_grad(self) -> None:
         self.grad = None
 
