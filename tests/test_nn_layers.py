@@ -340,3 +340,20 @@ def test_unflatten_softmax_dims_and_repr():
         == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
     )
     assert repr(nn.GELU("tanh")) == "GELU(approximate='tanh')"
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(2, 3), st.integers(1, 3)), seed=SEEDS)
+def test_batch_norm_of_a_channels_last_layout_gradcheck(shape, seed):
+    """conv2d's output is an (N, C, H, W) view of (H, W, N, C) memory; batch_norm computes such an
+    input in its memory order (another path): its gradient and values must be the same."""
+    h, w, n, c = shape
+    memory = t64((h, w, n, c), seed)
+    weight, bias = t64((c,), seed + 1), t64((c,), seed + 2)
+    rm, rv = tg.Tensor(np.zeros(c)), tg.Tensor(np.ones(c))
+
+    def bn(m, w, b):
+        return N.batch_norm(m.permute(2, 3, 0, 1), rm, rv, w, b, True)
+
+    assert gradcheck(bn, memory, weight, bias)
+    plain = tg.Tensor(np.ascontiguousarray(memory.data.transpose(2, 3, 0, 1)))
+    np.testing.assert_allclose(bn(memory, weight, bias).data, N.batch_norm(plain, rm, rv, weight, bias, True).data)

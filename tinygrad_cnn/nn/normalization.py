@@ -28,6 +28,37 @@ def _normalise(x: Tensor, axes: tuple[int, ...], eps: float) -> tuple[Tensor, Te
     return centred * (var + eps) ** -0.5, mean, var
 
 
+def _channels_last(x: Tensor) -> bool:
+    """Whether the channel dim of x (N, C, ...) is innermost in memory (as conv2d's batch-inner
+    output, a view of (H, W, N, C)) and the other dims are laid out contiguously around it."""
+    a = array_of(x)
+    order = sorted(range(a.ndim), key=lambda d: -a.strides[d])
+    return a.ndim > 2 and order[-1] == 1 and np.transpose(a, order).flags.c_contiguous
+
+
+def _batch_norm_channels_last(
+    x: Tensor, eps: float, weight: Tensor | None, bias: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch normalisation and its affine map for a channels-innermost layout, computed on x seen
+    as its memory: a (M, C) matrix whose column sums and row broadcasts NumPy does fast (the
+    same ops on the strided (N, C, H, W) view reduce and broadcast 5-10x slower)."""
+    a = array_of(x)
+    order = tuple(sorted(range(a.ndim), key=lambda d: -a.strides[d]))
+    memory = F.transpose(x, *order)  # a contiguous view, channels last
+    c = x.shape[1]
+    rows = F.reshape(memory, (-1, c))
+    mean = F.mean(rows, (0,), True)
+    centred = rows - mean
+    var = F.mean(centred * centred, (0,), True)
+    scale = (var + eps) ** -0.5  # (1, C): the weight folds in here, saving a full-size product
+    y = centred * (scale if weight is None else scale * F.reshape(weight, (1, c)))
+    if bias is not None:
+        y = y + F.reshape(bias, (1, c))
+    inverse = tuple(int(i) for i in np.argsort(order))
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return F.transpose(F.reshape(y, memory.shape), *inverse), F.reshape(mean, shape), F.reshape(var, shape)
+
+
 def _scale_shift(y: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]) -> Tensor:
     if weight is not None:
         y = y * F.reshape(weight, shape)
@@ -67,7 +98,11 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input of shape {x.shape}"
             )
-        y, mean, var = _normalise(x, axes, eps)
+        if _channels_last(x):
+            y, mean, var = _batch_norm_channels_last(x, eps, weight, bias)
+            weight = bias = None  # applied already
+        else:
+            y, mean, var = _normalise(x, axes, eps)
         if training and running_mean is not None and running_var is not None:
             m = float(momentum)
             rm, rv = array_of(running_mean), array_of(running_var)
