@@ -21,7 +21,7 @@ import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
 import tinygrad_cnn.primitives as P
 from tinygrad_cnn.nn import activation, normalization
-from tinygrad_cnn.testing import check_op, declared_convention, shapes
+from tinygrad_cnn.testing import check_op, declared_convention, gradcheck, shapes
 from tinygrad_cnn.testing.conventions import first_min, split_max
 
 EXAMPLES = 100 if os.environ.get("TINYGRAD_CNN_HYPOTHESIS_PROFILE") == "thorough" else 5
@@ -137,3 +137,5 @@ def test_op(name: str) -> None:
 
 def test_max_over_every_axis_splits_ties_as_pytorch() -> None:
     check_op(F.max, conventions=split_max(), name="max()", max_examples=EXAMPLES)
+    x = tg.Tensor(np.array([1.0, 3.0, 3.0]), requires_grad=True)
+    assert gradcheck(F.max, x, conventions=split_max())  # PyTorch's x.max().backward(): [0, 0.5, 0.5]

@@ -217,8 +217,10 @@ def kinky_arrays(
     values tie and sit exactly on kinks); each element from the small set or a smooth float; or,
     for arrays with two or more axes, MNIST-like constant regions (a background value from the
     small set with blobs of another, and a few smooth values), where every pooling window of the
-    background is a tie. Pair them with a declared convention (see
-    :mod:`tinygrad_cnn.testing.conventions`): gradcheck then checks the convention at the kinks.
+    background is a tie. A value within 1e-6 of a small-set value is snapped onto it (a kink that
+    close is one finite differences cannot resolve; an exact one is what is sought). Pair them
+    with a declared convention (see :mod:`tinygrad_cnn.testing.conventions`): gradcheck then
+    checks the convention at the kinks.
     """
     dt = np.dtype(dtype)
     width = _float_width(dt)
@@ -250,7 +252,19 @@ def kinky_arrays(
                 flat[k] = draw(smooth)
         return image.astype(dt)
 
-    return draw_array()
+    points = np.array(small)
+
+    def snap(a: np.ndarray) -> np.ndarray:
+        """Values within 1e-6 of a kink or round value become it: a kink a hair away from a value
+        is one that finite differences cannot resolve, and an exact one is what is sought."""
+        if a.size == 0 or points.size == 0:
+            return a
+        flat = a.astype(np.float64).reshape(-1)
+        nearest = points[np.argmin(np.abs(flat[:, None] - points[None, :]), axis=1)]
+        close = np.abs(flat - nearest) <= 1e-6 * np.maximum(1.0, np.abs(nearest))
+        return np.where(close, nearest, flat).reshape(a.shape).astype(dt)
+
+    return draw_array().map(snap)
 
 
 def arrays(
