@@ -134,7 +134,7 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
 
 @pytest.mark.parametrize("n,c,c_out", [(0, 2, 3), (0, 40, 3), (2, 2, 0), (0, 2, 0)])
 def test_conv2d_backward_of_empty_batches_and_channels(n, c, c_out):
-    """Fold's blocks of images and WindowMatMul's reshapes with a zero-size axis."""
+    """Fold's blocks of images and Convolution's reshapes with a zero-size axis."""
     x = Tensor(np.ones((n, c, 5, 5)), requires_grad=True)
     w = Tensor(np.ones((c_out, c, 3, 3)), requires_grad=True)
     b = Tensor(np.ones(c_out), requires_grad=True)
@@ -183,7 +183,7 @@ def test_running_max_in_any_memory_order(data, shape, order, nan):
 
 
 def test_conv2d_output_is_laid_out_batch_inner():
-    """WindowMatMul's rows run (OH, OW, N): conv2d's NCHW output is a view of (H, W, N, C) memory."""
+    """Convolution's rows run (OH, OW, N): conv2d's NCHW output is a view of (H, W, N, C) memory."""
     rng = np.random.default_rng(0)
     for c in (1, 3, 20):  # the column-major and the row-major im2col copies
         x = Tensor(rng.standard_normal((4, c, 9, 8)).astype(np.float32))

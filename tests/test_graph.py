@@ -4,8 +4,10 @@ backward, gradient norms recorded during backward, second-order graphs, and the 
 from __future__ import annotations
 
 import gc
+import os
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -44,6 +46,8 @@ def test_table_columns_shapes_and_dtype():
     text = str(y.tape(names={"a": a, "b": b}))
     lines = text.splitlines()
     assert lines[0].split() == [
+        "call",
+        "at",
         "node",
         "op",
         "inputs",
@@ -56,8 +60,9 @@ def test_table_columns_shapes_and_dtype():
         "extra",
         "|grad|",
     ]
-    rows = {line.split()[0]: line for line in lines[1:-1]}
+    rows = {re.search(r"(%\d+|\b[ab])\s", line).group(1): line for line in lines[1:-1]}
     assert set(rows) == {"a", "b", "%0", "%1", "%2"}
+    assert rows["%0"].split()[0] == "matmul" and rows["%1"].split()[0] == "relu" and rows["%2"].split()[0] == "sum"
     assert re.search(r"%0\s+MatMul\s+a, b\s+\(2, 3\), \(3, 4\)\s+\(2, 4\)\s+float32", rows["%0"])
     assert re.search(r"%1\s+ReLU\s+%0\s+\(2, 4\)\s+\(2, 4\)\s+float32", rows["%1"])
     assert re.search(r"%2\s+Sum\s+%1\s+\(2, 4\)\s+\(1,\), False\s+\(2,\)\s+float32", rows["%2"])
@@ -148,7 +153,7 @@ def test_gradient_norms_after_backward():
     assert total.grad_norm == pytest.approx(1.0)
     assert mul.grad_norm == pytest.approx(2.0)  # ones((2, 2))
     assert t.leaves[0].grad_norm == pytest.approx(np.linalg.norm(2 * x.data))
-    row = [line for line in str(t).splitlines() if line.split()[0] == "%0"][0]
+    row = [line for line in str(t).splitlines() if "%0" in line.split()][0]
     assert row.split()[-1] == "2"
 
 
@@ -159,7 +164,7 @@ def test_norms_of_a_cnn_loss_are_all_recorded():
     loss = F.cross_entropy(model(x), np.array([0, 2]))  # x requires grad: its padding is recorded too
     t = loss.tape(names=model.named_parameters())
     loss.backward()
-    assert {"Pad", "Unfold", "WindowMatMul", "MatMulAdd", "Max", "LogSoftmax"} <= set(t.ops)
+    assert {"Pad", "Unfold", "Convolution", "MatMulAdd", "Max", "LogSoftmax"} <= set(t.ops)
     assert all(n.grad_norm is not None and np.isfinite(n.grad_norm) for n in t)
     assert all(lf.grad_norm is not None for lf in t.leaves if lf.requires_grad)
 
@@ -243,3 +248,55 @@ def test_render_without_graphviz_raises_a_clear_error(tmp_path, monkeypatch):
 def test_render_with_graphviz(tmp_path, suffix, magic):
     path = _cnn_tape().render(tmp_path / f"g{suffix}", dpi=50)
     assert path.read_bytes().startswith(magic)
+
+
+# ------------------------------------------------------------------ the user's calls
+
+
+def test_the_tape_names_the_users_calls_with_their_lines_and_the_primitives_under_them():
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(np.float32))
+    w = tg.Tensor(np.ones((3, 1, 3, 3), dtype=np.float32), requires_grad=True)
+    line = sys._getframe().f_lineno + 1
+    h = F.conv2d(x, w, padding=1)
+    h = F.relu(h)
+    h = F.max_pool2d(h, 2)
+    loss = h.sum()
+    t = loss.tape(names={"x": x, "w": w})
+    here = os.path.basename(__file__)
+    calls = [(g.name, g.where, [n.op for n in g.nodes]) for g in t.groups()]
+    assert calls == [
+        ("conv2d", f"{here}:{line}", ["Permute", "Convolution", "Permute"]),
+        ("relu", f"{here}:{line + 1}", ["ReLU"]),
+        ("max_pool2d", f"{here}:{line + 2}", ["Unfold", "Max", "Permute"]),
+        ("sum", f"{here}:{line + 3}", ["Sum"]),
+    ]
+    text = str(t).splitlines()
+    row = {r.split()[2] if r.split()[0] in ("conv2d", "max_pool2d", "relu", "sum") else r.split()[0]: r for r in text}
+    assert row["%0"].split()[:4] == ["conv2d", f"{here}:{line}", "%0", "Permute"]
+    assert row["%1"].split()[:2] == ["%1", "Convolution"]  # under conv2d: no call of its own
+    assert row["%4"].split()[:4] == ["max_pool2d", f"{here}:{line + 2}", "%4", "Unfold"]
+    assert row["%5"].split()[:2] == ["%5", "Max"]
+    summary = t.summary().splitlines()  # collapsed: one row per call
+    assert [r.split()[0] for r in summary] == ["call", "conv2d", "relu", "max_pool2d", "sum"]
+    assert "Permute, Convolution, Permute" in summary[1] and f"{here}:{line}" in summary[1]
+    dot = t.to_dot()
+    assert f'label="conv2d  {here}:{line}"' in dot and dot.count("subgraph cluster") == 4
+
+
+def test_a_models_ops_are_grouped_by_module_then_by_the_function_it_calls():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 10), nn.Linear(10, 3))
+    x = tg.Tensor(np.ones((2, 1, 8, 8), dtype=np.float32))
+    loss = F.cross_entropy(model(x), np.array([1, 2]))
+    t = loss.tape(names=model.named_parameters())
+    assert [g.name for g in t.groups()] == ["Sequential", "cross_entropy"]
+    layers = [g.name for g in t.groups(depth=2)]
+    assert layers == [
+        "Sequential > Conv2d",
+        "Sequential > ReLU",
+        "Sequential > Flatten",
+        "Sequential > Linear",
+        "Sequential > Linear",  # two layers of one class, one after the other: two calls
+        "cross_entropy > log_softmax",
+        "cross_entropy > nll_loss",
+    ]
+    assert "Sequential > Conv2d > conv2d" in str(t)

@@ -509,7 +509,7 @@ def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias, stride, dilation
             want += np.einsum("ncij,co->nijo", pixels, w.data[p, q])
 
     def op(*t: Tensor) -> Tensor:
-        return tg.primitives.WindowMatMul.apply(t[0], t[1], t[2] if bias else None, stride, dilation)
+        return tg.primitives.Convolution.apply(t[0], t[1], t[2] if bias else None, stride, dilation)
 
     inputs = (x, w) if b is None else (x, w, b)
     np.testing.assert_allclose(op(*inputs).data, want, rtol=1e-12, atol=1e-12)

@@ -122,12 +122,14 @@ class GraphFreedError(RuntimeError):
 class CallSite(NamedTuple):
     """Where a node was recorded: the library calls it was made in, outermost first (e.g.
     ``("Sequential", "Conv2d", "conv2d")``: a module is named by its class), and the line of the
-    user's code that made the outermost one."""
+    user's code that made the outermost one. ``key`` tells calls apart: per call, the id of the
+    module (0 for a function), then the instruction of the user's line that made the call."""
 
     calls: tuple[str, ...]
     filename: str
     lineno: int
     function: str
+    key: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         site = f'File "{self.filename}", line {self.lineno}, in {self.function}'
@@ -143,9 +145,11 @@ _OPERATORS = {"__truediv__": "div", "__rtruediv__": "div", "__radd__": "add", "_
 def _call_site(frame: FrameType | None) -> CallSite:
     """The :class:`CallSite` of code running in ``frame``: the library's frames up to the user's."""
     calls: list[str] = []  # innermost first, while walking out
+    key: list[int] = []
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        name, label = frame.f_code.co_name, None
+        name, label, instance = frame.f_code.co_name, None, 0
         if name == "__call__" and "self" in frame.f_locals:  # a module (or any callable object)
+            instance = id(frame.f_locals["self"])
             label = type(frame.f_locals["self"]).__name__
         elif name.startswith("__") and name not in _NOT_CALLS:  # an operator: __mul__ -> mul
             label = _OPERATORS.get(name, name.strip("_"))
@@ -153,10 +157,12 @@ def _call_site(frame: FrameType | None) -> CallSite:
             label = name
         if label is not None and (not calls or calls[-1] != label):  # x * y: __mul__, then mul
             calls.append(label)
+            key.append(instance)
         frame = frame.f_back
     if frame is None:
-        return CallSite(tuple(reversed(calls)), "(unknown)", 0, "?")
-    return CallSite(tuple(reversed(calls)), frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+        return CallSite(tuple(reversed(calls)), "(unknown)", 0, "?", tuple(reversed(key)))
+    code = frame.f_code
+    return CallSite(tuple(reversed(calls)), code.co_filename, frame.f_lineno, code.co_name, (*key[::-1], frame.f_lasti))
 
 
 _sequence = itertools.count()  # Context.seq: the order in which ops were recorded

@@ -6,12 +6,14 @@
 >>> t = loss.tape(names={"x": x})      # or tinygrad_cnn.graph.tape(loss, ...)
 >>> loss.backward()
 >>> print(t)                           # doctest: +SKIP
- node  op   inputs  input shapes    args       shape   dtype    saved  extra   |grad|
- x     leaf                                    (2, 2)  float32                  10.95
- %0    Mul  x, x    (2, 2), (2, 2)             (2, 2)  float32   32 B    0 B        1
- %1    Sum  %0      (2, 2)          (0, 1), F  ()      float32    0 B    0 B        1
+ call  at          node  op    inputs  input shapes    args           shape   dtype    saved  extra  |grad|
+                   x     leaf                                         (2, 2)  float32                 10.95
+ mul   train.py:3  %0    Mul   x, x    (2, 2), (2, 2)                 (2, 2)  float32   16 B    0 B       2
+ sum   train.py:3  %1    Sum   %0      (2, 2)          (0, 1), False  ()      float32    0 B    0 B       1
 
-:func:`tape` takes a snapshot of the graph when it is called (shapes, dtypes, the bytes each node
+Ops are grouped under the user's call that recorded them (``call``: ``conv2d``, ``cross_entropy``,
+a module by its class; ``at``: the user's file and line); :meth:`Tape.summary` collapses the table
+to one row per call. :func:`tape` takes a snapshot of the graph when it is called (shapes, dtypes, the bytes each node
 keeps for backward), so call it *before* ``backward()``, which frees what the nodes saved. While
 the :class:`Tape` object is alive it also records, during every reverse sweep that goes through
 its graph, the norm of the gradient that reaches each op's output; leaves show the norm of their
@@ -77,10 +79,51 @@ class Node:
     extra_bytes: int  # of those, memory not shared with the node's inputs or output (the real cost of saving)
     freed: bool  # backward already ran through this node and freed what it saved
     grad_norm: float | None = None  # the norm of the gradient of the output in the last reverse sweep
+    site: autograd.CallSite | None = None  # the user's line and the library calls that recorded it
 
     @property
     def name(self) -> str:
         return f"%{self.index}"
+
+    @property
+    def calls(self) -> tuple[str, ...]:
+        """The library calls that recorded this op, outermost first, e.g. ``("conv2d",)``."""
+        return self.site.calls if self.site is not None else ()
+
+    @property
+    def where(self) -> str:
+        """The user's line that made the outermost call, as ``file.py:12``."""
+        return f"{Path(self.site.filename).name}:{self.site.lineno}" if self.site is not None else ""
+
+    @property
+    def call_depth(self) -> int:
+        """How many of :attr:`calls` name the user's call: the modules it went through, then the
+        first function (``("Sequential", "Conv2d", "conv2d")`` of ``(..., "conv2d", "transpose")``)."""
+        modules = 0
+        if self.site is not None:
+            while modules < len(self.site.calls) and self.site.key[modules] != 0:
+                modules += 1
+        return min(modules + 1, len(self.calls))
+
+    def _call_key(self, depth: int) -> tuple[Any, ...]:
+        """What tells this op's call at ``depth`` from another (consecutive ops that share it are one call)."""
+        site = self.site
+        if site is None or not site.calls:
+            return ("op", self.index)  # Function.apply called by the user: a call of its own
+        return (site.calls[:depth], site.key[:depth], site.filename, site.lineno, site.key[-1])
+
+
+@dataclass
+class Group:
+    """Consecutive ops recorded by one call of the user's: ``conv2d``, ``max_pool2d``, a module."""
+
+    calls: tuple[str, ...]  # the call and the calls it was made in, outermost first
+    where: str  # the user's line, ``file.py:12``
+    nodes: list[Node]
+
+    @property
+    def name(self) -> str:
+        return " > ".join(self.calls) if self.calls else self.nodes[0].op
 
 
 # --------------------------------------------------------------------------- building the tape
@@ -159,6 +202,7 @@ def tape(
                 saved_bytes=saved,
                 extra_bytes=extra,
                 freed=ctx.freed,
+                site=ctx.site,
             )
         )
     for r in roots:  # a root that is itself a leaf
@@ -280,14 +324,32 @@ class Tape:
         self._refs = {}
         _stop_if_idle()
 
+    # ------------------------------------------------------------------ calls
+    def groups(self, depth: int = 1) -> list[Group]:
+        """The ops grouped by the user's calls that recorded them, in execution order: at
+        ``depth`` 1 the calls the user's code made (``conv2d``, ``cross_entropy``, a model);
+        deeper, the calls made inside those (a model's layers, then the functions they call)."""
+        out: list[Group] = []
+        previous: tuple[Any, ...] | None = None
+        for n in self.nodes:
+            key = n._call_key(depth)
+            if key != previous:
+                out.append(Group(n.calls[:depth], n.where, []))
+                previous = key
+            out[-1].nodes.append(n)
+        return out
+
     # ------------------------------------------------------------------ the table
     def rows(self) -> list[dict[str, str]]:
-        """The table as a list of dicts of strings (one per leaf, then one per op)."""
+        """The table as a list of dicts of strings (one per leaf, then one per op). ``call`` names
+        the user's call that recorded an op (on the first op of each call), ``at`` its line."""
         out = []
         for leaf in self.leaves:
             g = leaf.grad_norm
             out.append(
                 {
+                    "call": "",
+                    "at": "",
                     "node": leaf.name,
                     "op": "leaf" if leaf.requires_grad else "const",
                     "inputs": "",
@@ -300,9 +362,16 @@ class Tape:
                     "|grad|": _num(g) if g is not None else "",
                 }
             )
+        previous = None
         for n in self.nodes:
+            depth = n.call_depth
+            key = n._call_key(depth)
+            first = key != previous  # the first op of a call: name the call
+            previous = key
             out.append(
                 {
+                    "call": (" > ".join(n.calls[:depth]) or n.op) if first else "",
+                    "at": n.where if first else "",
                     "node": n.name,
                     "op": n.op,
                     "inputs": ", ".join(n.inputs),
@@ -317,24 +386,35 @@ class Tape:
             )
         return out
 
+    def summary(self, depth: int = 1) -> str:
+        """The table collapsed to the user's calls: one row per call at ``depth`` (see :meth:`groups`)
+        with its ops, the shape of its last output, what its ops save and its output's |grad|."""
+        rows = []
+        for g in self.groups(depth):
+            last = g.nodes[-1]
+            freed = all(n.freed for n in g.nodes)
+            rows.append(
+                {
+                    "call": g.name,
+                    "at": g.where,
+                    "ops": ", ".join(n.op for n in g.nodes),
+                    "nodes": g.nodes[0].name + (f"..{last.name}" if len(g.nodes) > 1 else ""),
+                    "shape": _shape(last.shape),
+                    "saved": "freed" if freed else _bytes(sum(n.saved_bytes for n in g.nodes if not n.freed)),
+                    "|grad|": _num(last.grad_norm) if last.grad_norm is not None else "-",
+                }
+            )
+        return _format(rows, ["call", "at", "nodes", "ops", "shape", "saved", "|grad|"], {"saved", "|grad|"})
+
     def __str__(self) -> str:
-        rows = self.rows()
-        headers = ["node", "op", "inputs", "input shapes", "args", "shape", "dtype", "saved", "extra", "|grad|"]
-        right = {"saved", "extra", "|grad|"}
-        widths = {h: max([len(h)] + [len(r[h]) for r in rows]) for h in headers}
-
-        def line(cells: Mapping[str, str]) -> str:
-            parts = [cells[h].rjust(widths[h]) if h in right else cells[h].ljust(widths[h]) for h in headers]
-            return (" " + "  ".join(parts)).rstrip()
-
-        body = [line({h: h for h in headers})] + [line(r) for r in rows]
+        headers = ["call", "at", "node", "op", "inputs", "input shapes", "args", "shape", "dtype", "saved", "extra"]
+        table = _format(self.rows(), headers + ["|grad|"], {"saved", "extra", "|grad|"})
         out_bytes = sum(n.output_bytes for n in self.nodes if not n.output_is_view)
-        body.append(
-            f"{len(self.nodes)} ops; outputs {_bytes(out_bytes)} (views not counted); "
+        return (
+            f"{table}\n{len(self.nodes)} ops; outputs {_bytes(out_bytes)} (views not counted); "
             f"saved for backward {_bytes(self.saved_bytes)}, of which {_bytes(self.extra_bytes)} "
             "beyond inputs and outputs"
         )
-        return "\n".join(body)
 
     def __repr__(self) -> str:
         return f"<Tape of {len(self.nodes)} ops, {len(self.leaves)} leaves, roots {', '.join(self.roots)}>"
@@ -363,26 +443,33 @@ class Tape:
                 text += f"\n|grad| {_num(g)}"
             fill = "#cfe2ff" if leaf.requires_grad else "#eeeeee"
             lines.append(f'  leaf{i} [shape=ellipse, style=filled, fillcolor="{fill}", label="{_dot_escape(text)}"];')
-        for n in self.nodes:
-            ids[n.name] = f"op{n.index}"
-            text = f"{n.name} {n.op}"
-            args = _abbrev(", ".join(_fmt_arg(a) for a in n.args), 28)
-            if args:
-                text += f"\n{args}"
-            text += f"\n{_shape(n.shape)}" + (" view" if n.output_is_view else "")
-            if n.grad_norm is not None:
-                text += f"\n|grad| {_num(n.grad_norm)}"
-            root = n.name in self.roots
-            fill = "#ffd8a8" if root else "#fff3bf"
-            lines.append(
-                f'  op{n.index} [shape=box, style="rounded,filled", fillcolor="{fill}", label="{_dot_escape(text)}"];'
-            )
+        for k, group in enumerate(self.groups()):
+            if group.calls:  # the ops of one user call drawn inside a box named by it
+                lines.append(f"  subgraph cluster{k} {{")
+                label = f"{group.name}  {group.where}"
+                lines.append(f'    label="{_dot_escape(label)}"; style="rounded,dashed"; color="#999999";')
+            lines.extend(self._dot_node(n, ids) for n in group.nodes)
+            if group.calls:
+                lines.append("  }")
         for n in self.nodes:
             for name in n.inputs:
                 if name in ids:
                     lines.append(f"  {ids[name]} -> op{n.index};")
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+    def _dot_node(self, n: Node, ids: dict[str, str]) -> str:
+        """One op's box in :meth:`to_dot` (and its id in ``ids``)."""
+        ids[n.name] = f"op{n.index}"
+        text = f"{n.name} {n.op}"
+        args = _abbrev(", ".join(_fmt_arg(a) for a in n.args), 28)
+        if args:
+            text += f"\n{args}"
+        text += f"\n{_shape(n.shape)}" + (" view" if n.output_is_view else "")
+        if n.grad_norm is not None:
+            text += f"\n|grad| {_num(n.grad_norm)}"
+        fill = "#ffd8a8" if n.name in self.roots else "#fff3bf"
+        return f'  op{n.index} [shape=box, style="rounded,filled", fillcolor="{fill}", label="{_dot_escape(text)}"];'
 
     def render(self, path: str | Path, format: str | None = None, dpi: int | None = None, **dot_options: Any) -> Path:
         """Draw the graph with Graphviz' ``dot`` into ``path`` (format from the suffix: .png,
@@ -406,6 +493,17 @@ class Tape:
 
 
 # --------------------------------------------------------------------------- formatting
+
+
+def _format(rows: list[dict[str, str]], headers: list[str], right: set[str]) -> str:
+    """Rows of strings as a text table under ``headers`` (the ``right`` columns right-aligned)."""
+    widths = {h: max([len(h)] + [len(r[h]) for r in rows]) for h in headers}
+
+    def line(cells: Mapping[str, str]) -> str:
+        parts = [cells[h].rjust(widths[h]) if h in right else cells[h].ljust(widths[h]) for h in headers]
+        return (" " + "  ".join(parts)).rstrip()
+
+    return "\n".join([line({h: h for h in headers})] + [line(r) for r in rows])
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -454,8 +454,9 @@ class MatMulAdd(Function):
         )
 
 
-class WindowMatMul(Function):
-    """The core of conv2d: the sliding windows of an image times a weight, plus a bias.
+class Convolution(Function):
+    """conv2d's core, a 2-D convolution (cross-correlation, as PyTorch's) with a bias: the sliding
+    windows of an image times a weight.
 
     x (N, C, H, W), w (kh, kw, C, C_out), b (C_out,) or None -> y (N, OH, OW, C_out),
     y[n,i,j,o] = sum over p,q,c of x[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o]
