@@ -22,7 +22,7 @@ import tinygrad_cnn.functional as F
 import tinygrad_cnn.primitives as P
 from tinygrad_cnn.nn import activation, normalization
 from tinygrad_cnn.testing import check_op, declared_convention, gradcheck, shapes
-from tinygrad_cnn.testing.conventions import first_min, split_max
+from tinygrad_cnn.testing.conventions import first_min, mean_of_sides, split_max
 
 EXAMPLES = 100 if os.environ.get("TINYGRAD_CNN_HYPOTHESIS_PROFILE") == "thorough" else 5
 ND = [shapes(min_dims=1, max_dims=3, max_side=4)]  # one input of 1 to 3 axes
@@ -126,6 +126,26 @@ OPS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
         {"inputs": [(3,)]},
     ),
     "dropout": (lambda x: (tg.manual_seed(0), F.dropout(x, 0.5))[1], {}),  # the same mask on every call
+    # the PyTorch Tensor API's ops
+    "log1p": (F.log1p, {"min_value": -0.5}),
+    "sin": (F.sin, {}),
+    "cos": (F.cos, {}),
+    # a base in (0.5, 1.5): with exp(a) as the base, values near 1e4 make finite differences of the
+    # second order too coarse (our gradients there equal PyTorch's to 1e-12 relative)
+    "pow tensor": (lambda a, b: F.pow(F.sigmoid(a) + 0.5, b), {"inputs": 2}),
+    "einsum": (lambda a, b: F.einsum("ij,jk->ik", a, b), {"inputs": [(3, 4), (4, 2)]}),
+    "gather": (lambda x: F.gather(x, 1, np.array([[0, 0], [2, 1], [1, 2]])), {"inputs": [(3, 3)]}),
+    "scatter_add": (
+        lambda x, s: F.scatter_add(x, 1, np.array([[0, 0], [2, 2], [1, 0]]), s),
+        {"inputs": [(3, 3), (3, 2)]},
+    ),
+    "index_select": (lambda x: F.index_select(x, 0, np.array([1, 0, 1])), {"inputs": [(2, 3)]}),
+    "masked_fill": (lambda x: F.masked_fill(x, fixed_mask(x.shape), 0.5), {}),
+    "repeat": (lambda x: F.repeat(x, 2, 1), {"inputs": [(2, 3)]}),
+    "cumsum": (lambda x: F.cumsum(x, -1), {"inputs": ND}),
+    "prod": (lambda x: F.prod(x, -1), {"inputs": ND}),
+    "var unbiased": (lambda x: F.var(x, -1), {"inputs": [(3, 4)]}),
+    "norm": (F.norm, {"inputs": [(3, 4)], "conventions": mean_of_sides(at=0.0)}),  # PyTorch: 0 at the zero vector
 }
 
 
