@@ -716,7 +716,7 @@ def test_bad_arguments_to_shape_ops(op, args):
         "flatten": flatten_ref,
         "pad": lambda: np.pad(a, args[0] if args else 0),
         "expand": lambda: np.broadcast_to(
-            a, [a.shape[i - len(args) + 2] if n == -1 else n for i, n in enumerate(args)]
+            a, [a.shape[i - len(flat) + 2] if n == -1 else n for i, n in enumerate(flat)]
         ),
         "getitem": lambda: a[tuple(args)],
         "swapaxes": lambda: np.swapaxes(a, *args[:2]),

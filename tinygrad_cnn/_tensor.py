@@ -68,7 +68,7 @@ class Tensor:
     Tensor sharing the memory, ``t.grad`` a Tensor (or None).
     """
 
-    __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "_before", "__weakref__")
+    __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "before_inplace", "__weakref__")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
     def __init__(self, data: ArrayLike | Tensor, requires_grad: builtins.bool = False, dtype: DTypeLike | None = None):
@@ -76,7 +76,7 @@ class Tensor:
         self._grad: Tensor | None = None
         self._ctx: Context | None = None
         self._retains_grad = False
-        self._before: Tensor | None = None  # what this tensor was before an in-place op that was recorded
+        self.before_inplace: Tensor | None = None  # what this tensor was before an in-place op that was recorded
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -85,14 +85,28 @@ class Tensor:
     def from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
         """The output of a recorded op (what ``Function.apply`` makes): ``ctx`` is its tape node."""
         t = cls.__new__(cls)
-        t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t._before = data, None, ctx, True, False, None
+        t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t.before_inplace = (
+            data,
+            None,
+            ctx,
+            True,
+            False,
+            None,
+        )
         return t
 
     @classmethod
     def wrap(cls, arr: np.ndarray) -> Tensor:
         """A constant leaf around the ndarray ``arr`` (no checks, no copy): for arrays the library made."""
         t = Tensor.__new__(Tensor)
-        t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t._before = arr, None, None, False, False, None
+        t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t.before_inplace = (
+            arr,
+            None,
+            None,
+            False,
+            False,
+            None,
+        )
         return t
 
     def requires_grad_(self, requires_grad: builtins.bool = True) -> Tensor:
@@ -175,7 +189,7 @@ class Tensor:
         """The shape (a tuple), or the length of dimension ``dim``."""
         if dim is None:
             return self.array.shape
-        return self.array.shape[F._axis("size", dim, self.ndim)]
+        return self.array.shape[arguments.dim("size", dim, self.ndim)]
 
     def numel(self) -> builtins.int:
         """The number of elements."""
@@ -236,7 +250,7 @@ class Tensor:
 
     def detach_(self) -> Tensor:
         """Cut this tensor off from the tape in place: it becomes a leaf that requires no grad."""
-        self._ctx, self.requires_grad, self._before = None, False, None
+        self._ctx, self.requires_grad, self.before_inplace = None, False, None
         return self
 
     def clone(self) -> Tensor:
@@ -424,7 +438,7 @@ class Tensor:
                 "(Update parameters under tinygrad_cnn.no_grad(), or work on a clone().)"
             )
         before = Tensor.wrap(self.array)  # this tensor as it is now, for the ops that used it so far
-        before._ctx, before.requires_grad, before._before = self._ctx, self.requires_grad, self._before
+        before._ctx, before.requires_grad, before.before_inplace = self._ctx, self.requires_grad, self.before_inplace
         if self._ctx is not None and self._ctx._output is not None:
             self._ctx._output = weakref.ref(before)
         result = compute(before)
@@ -434,7 +448,7 @@ class Tensor:
         if result.requires_grad and result._ctx is not None:
             self._ctx = result._ctx
             self._ctx._output = weakref.ref(self)
-        self.array, self.requires_grad, self._before = result.array, result.requires_grad, before
+        self.array, self.requires_grad, self.before_inplace = result.array, result.requires_grad, before
         return self
 
     def add_(self, other: Any, *, alpha: builtins.float = 1) -> Tensor:
@@ -1011,7 +1025,11 @@ def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:
         raise RuntimeError(f"{op}: result type {result.dtype} can't be cast to the desired output type {t.dtype}")
 
 
-from . import _device, _dtypes  # noqa: E402
+from . import (  # noqa: E402
+    _device,
+    _dtypes,
+    arguments,  # noqa: E402  (arguments builds on Tensor, like functional)
+)
 from . import autograd as _autograd  # noqa: E402  (autograd imports this module: only its names at run time here)
 from . import functional as F  # noqa: E402  (functional builds on Tensor; imported last to break the cycle)
 from . import inplace as _inplace  # noqa: E402

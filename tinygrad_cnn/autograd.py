@@ -239,7 +239,7 @@ class Context:
                 result.append(arr)
                 continue
             for t in self.inputs:
-                if isinstance(t, Tensor) and t._before is not None:
+                if isinstance(t, Tensor) and t.before_inplace is not None:
                     t = as_used_by(t, self.seq)
                 if isinstance(t, Tensor) and t.array is arr:
                     result.append(t)
@@ -447,7 +447,7 @@ def run_backward(
                     hook.rule_returned(node, input_grads)
                 for t, gi in zip(ctx.inputs, input_grads):
                     if gi is not None:
-                        grads.add(as_used_by(t, ctx.seq) if t._before is not None else t, gi)
+                        grads.add(as_used_by(t, ctx.seq) if t.before_inplace is not None else t, gi)
             for hook in hooks:
                 hook.node_done(node)
     grads.run_accumulate_hooks()
@@ -456,9 +456,9 @@ def run_backward(
 
 def as_used_by(t: Tensor, seq: int) -> Tensor:
     """``t`` as the node recorded ``seq``-th used it: what it was before the in-place ops recorded
-    on it since (an in-place op on a tensor that requires grad keeps its earlier version in ``_before``)."""
-    while t._before is not None and t.grad_fn is not None and t.grad_fn.seq > seq:
-        t = t._before
+    on it since (an in-place op on a tensor that requires grad keeps its earlier version in ``before_inplace``)."""
+    while t.before_inplace is not None and t.grad_fn is not None and t.grad_fn.seq > seq:
+        t = t.before_inplace
     return t
 
 
@@ -476,7 +476,7 @@ def _topological_order(roots: Sequence[Tensor]) -> list[tuple[Tensor, Context]]:
         while stack:
             node, ctx, children = stack[-1]
             for child in children:
-                if isinstance(child, Tensor) and child._before is not None:
+                if isinstance(child, Tensor) and child.before_inplace is not None:
                     child = as_used_by(child, ctx.seq)
                 if isinstance(child, Tensor) and child.grad_fn is not None and id(child) not in visited:
                     visited.add(id(child))

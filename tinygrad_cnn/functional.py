@@ -21,6 +21,27 @@ import numpy as np
 from . import _dtypes
 from . import primitives as P
 from ._tensor import Axis, Tensor
+from .arguments import (
+    as_constant as _as_tensor,
+)
+from .arguments import (
+    check_image as _check_image,
+)
+from .arguments import (
+    dim as _axis,
+)
+from .arguments import (
+    dims as _axes,
+)
+from .arguments import (
+    float_tensor as _float_tensor,
+)
+from .arguments import (
+    require_float as _require_float,
+)
+from .arguments import (
+    tensor_argument as _tensor,
+)
 from .random import default_generator
 from .testing.conventions import declare, first_max, mean_of_sides, passes_through, split_max, split_min
 from .validation import pair
@@ -138,28 +159,6 @@ _wrap = Tensor.wrap
 # --------------------------------------------------------------------------- helpers
 
 
-def _as_tensor(x: Any, like: Tensor | None = None, op: str = "", name: str = "input") -> Tensor:
-    """Wrap a scalar or array as a constant tensor; Python scalars take ``like``'s float dtype.
-
-    Anything that is not numbers (None, strings, objects, ragged lists) is a TypeError naming ``op``.
-    """
-    if isinstance(x, Tensor):
-        return x
-    if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
-        return _wrap(np.asarray(x, dtype=like.dtype))
-    try:
-        return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
-    except (TypeError, ValueError) as e:
-        raise TypeError(
-            f"{op or 'tensor op'}: {name} must be a Tensor or an array of numbers, got {type(x).__name__} ({e})"
-        ) from None
-
-
-def _tensor(op: str, x: Any, name: str = "input") -> Tensor:
-    """The tensor argument ``name`` of ``op``: a Tensor, or an array/number/list wrapped as a constant."""
-    return x if isinstance(x, Tensor) else _as_tensor(x, None, op, name)
-
-
 def _is_scalar(x: Any) -> bool:
     return isinstance(x, (int, float, bool, complex, np.number, np.bool_))
 
@@ -227,48 +226,6 @@ def _aligned(sa: tuple[int, ...], sb: tuple[int, ...]) -> str:
         return pad + " ".join(f"{d:>5}" for d in s)
 
     return f"{fmt(sa)}\n  {fmt(sb)}"
-
-
-def _require_float(op: str, *tensors: Tensor, names: Sequence[str] = ("input",)) -> None:
-    for t, name in zip(tensors, names):
-        if t.dtype.kind != "f" or t.dtype.itemsize > 8:
-            raise TypeError(
-                f"{op}: {name} must be a floating-point tensor, got dtype {t.dtype} (convert with .astype(np.float32))"
-            )
-
-
-def _float_tensor(op: str, x: Any) -> Tensor:
-    """The input of ``op`` as a tensor, which must be floating-point."""
-    x = _tensor(op, x)
-    _require_float(op, x)
-    return x
-
-
-def _axes(op: str, axis: Axis, ndim: int) -> tuple[int, ...]:
-    """Normalise ``axis`` (None, int or tuple) to a sorted tuple of non-negative axes."""
-    if axis is None:
-        return tuple(range(ndim))
-    try:
-        items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    except TypeError:
-        raise TypeError(f"{op}: axis must be an int, a tuple of ints or None, got {axis!r}") from None
-    out = []
-    for a in items:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, (bool, np.bool_)):
-            raise TypeError(f"{op}: axis must be an int, a tuple of ints or None, got {axis!r}")
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(int(a) % builtins.max(ndim, 1))
-    if len(set(out)) != len(out):
-        raise ValueError(f"{op}: repeated axis in {axis}")
-    return tuple(sorted(out))
-
-
-def _axis(op: str, axis: Any, ndim: int) -> int:
-    """One axis (an int, not a tuple), normalised to be non-negative."""
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
-        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
-    return _axes(op, int(axis), ndim)[0]
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -344,7 +301,7 @@ def neg(x: Tensor) -> Tensor:
     x = _tensor("neg", x)
     if x.dtype == np.bool_:
         raise TypeError(
-            "Negation, the `-` operator, on a bool tensor is not supported. "
+            "neg: negation, the `-` operator, on a bool tensor is not supported. "
             "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead."
         )
     return P.Neg.apply(x)
@@ -1504,12 +1461,6 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 # --------------------------------------------------------------------------- convolution and pooling
-
-
-def _check_image(op: str, x: Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
-    _require_float(op, x)
 
 
 def _out_size(

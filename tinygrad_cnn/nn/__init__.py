@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
 from ..autograd import no_grad
@@ -668,7 +669,7 @@ class Unflatten(Module):
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        d = F._axis("Unflatten", self.dim, x.ndim)
+        d = arguments.dim("Unflatten", self.dim, x.ndim)
         sizes = self.unflattened_size
         known = math.prod(s for s in sizes if s != -1)
         if sizes.count(-1) > 1 or (sizes.count(-1) == 0 and known != x.shape[d]) or x.shape[d] % max(known, 1):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
 from ..autograd import Context, Function
@@ -72,25 +73,25 @@ class Erf(Function):
 
 def erf(input: Tensor) -> Tensor:
     """The error function, elementwise."""
-    return Erf.apply(F._float_tensor("erf", input))
+    return Erf.apply(arguments.float_tensor("erf", input))
 
 
 @declare(from_below(at=0.0))
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x for x > 0, negative_slope * x otherwise (the slope at 0 is negative_slope, as PyTorch)."""
-    x = F._float_tensor("leaky_relu", input)
+    x = arguments.float_tensor("leaky_relu", input)
     return F.where(x.array > 0, x, x * negative_slope)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x for x > 0, alpha * (exp(x) - 1) otherwise (the exp only sees x <= 0, so never overflows)."""
-    x = F._float_tensor("elu", input)
+    x = arguments.float_tensor("elu", input)
     return F.where(x.array > 0, x, (F.exp(F.clip(x, None, 0.0)) - 1) * alpha)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x): exactly with erf (``approximate="none"``), or PyTorch's tanh approximation."""
-    x = F._float_tensor("gelu", input)
+    x = arguments.float_tensor("gelu", input)
     if approximate == "none":
         return x * (erf(x * (1 / math.sqrt(2))) + 1) * 0.5
     if approximate == "tanh":
@@ -101,13 +102,13 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x * sigmoid(x) (also called swish)."""
-    x = F._float_tensor("silu", input)
+    x = arguments.float_tensor("silu", input)
     return x * F.sigmoid(x)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold (as PyTorch)."""
-    x = F._float_tensor("softplus", input)
+    x = arguments.float_tensor("softplus", input)
     scaled = x * beta if beta != 1 else x
     smooth = F.softplus(scaled) / beta if beta != 1 else F.softplus(scaled)
     return F.where(scaled.array > threshold, x, smooth)
@@ -121,13 +122,13 @@ def _softmax_dim(op: str, ndim: int, dim: int | None) -> int:
 
 
 def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
-    x = F._tensor("softmax", input)
+    x = arguments.tensor_argument("softmax", input)
     x = x if dtype is None else F.astype(x, dtype)
     return F.softmax(x, _softmax_dim("softmax", x.ndim, dim))
 
 
 def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
-    x = F._tensor("log_softmax", input)
+    x = arguments.tensor_argument("log_softmax", input)
     x = x if dtype is None else F.astype(x, dtype)
     return F.log_softmax(x, _softmax_dim("log_softmax", x.ndim, dim))
 

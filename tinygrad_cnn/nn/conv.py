@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from .. import functional as F
 from .. import primitives as P
 from .._tensor import Tensor
@@ -99,7 +100,7 @@ def _pool_geometry(
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
     """kernel, stride, padding, dilation, output size and the extra padding at the end that
     ``ceil_mode`` needs, per axis, after PyTorch's checks."""
-    F._check_image(op, x)
+    arguments.check_image(op, x)
     k = pair(op, "kernel_size", kernel_size, 1)
     s = k if stride is None or stride == [] or stride == () else pair(op, "stride", stride, 1)
     p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
@@ -142,7 +143,7 @@ def max_pool2d(
     ``return_indices=True`` also returns, for every output, the flat index ``row * W + col`` of
     that maximum in its (H, W) input plane (int64), as PyTorch.
     """
-    x = F._tensor("max_pool2d", input)
+    x = arguments.tensor_argument("max_pool2d", input)
     k, s, p, d, _, extra = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     windows = _windows(x, k, s, p, d, extra, -np.inf)
     out = F.permute(P.Max.apply(windows, (3, 4), False), 0, 3, 1, 2)  # the first maximum's gradient
@@ -178,7 +179,7 @@ def avg_pool2d(
     Each window's sum is divided by ``divisor_override`` if given, else by the number of its
     positions inside the zero-padded input (``count_include_pad``) or inside the input itself.
     """
-    x = F._tensor("avg_pool2d", input)
+    x = arguments.tensor_argument("avg_pool2d", input)
     k, s, p, d, o, extra = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override < 1):
         raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
@@ -196,7 +197,7 @@ def _adaptive_bounds(n: int, o: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _output_size(op: str, x: Tensor, output_size: Any) -> tuple[int, int]:
-    F._check_image(op, x)
+    arguments.check_image(op, x)
     size = (output_size, output_size) if not isinstance(output_size, (tuple, list)) else tuple(output_size)
     if len(size) != 2:
         raise ValueError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
@@ -212,7 +213,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple[int | None, int 
     Computed as ``A_h @ x @ A_w.T`` with constant averaging matrices (two matrix products), so any
     sizes work and the gradient follows from matmul's.
     """
-    x = F._tensor("adaptive_avg_pool2d", input)
+    x = arguments.tensor_argument("adaptive_avg_pool2d", input)
     oh, ow = _output_size("adaptive_avg_pool2d", x, output_size)
     h, w = x.shape[2:]
     if (oh, ow) == (1, 1):
@@ -234,7 +235,7 @@ def adaptive_max_pool2d(
 ) -> Any:
     """(N, C, H, W) -> (N, C, *output_size): the maximum over PyTorch's adaptive windows
     (with ``return_indices``, also the flat ``row * W + col`` index of each maximum)."""
-    x = F._tensor("adaptive_max_pool2d", input)
+    x = arguments.tensor_argument("adaptive_max_pool2d", input)
     oh, ow = _output_size("adaptive_max_pool2d", x, output_size)
     h, w = x.shape[2:]
     if h % oh == 0 and w % ow == 0:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
 from ..storage import array_of
@@ -35,7 +36,7 @@ def _reduce(losses: Tensor, reduction: str) -> Tensor:
 
 def _class_layout(op: str, input: Tensor, target: np.ndarray) -> tuple[Tensor, np.ndarray, bool]:
     """Scores as (M, C) rows (class dim moved last) and targets as (M,); whether input was unbatched."""
-    F._require_float(op, input)
+    arguments.require_float(op, input)
     unbatched = input.ndim == 1
     x = F.reshape(input, (1, -1)) if unbatched else input
     t = target.reshape(1) if unbatched and target.ndim == 0 else target
@@ -93,7 +94,7 @@ def nll_loss(
     """-weight[t] * input[t] per sample; ``mean`` divides by the sum of the weights of the
     non-ignored targets (as PyTorch; all ignored gives NaN)."""
     reduction = _reduction("nll_loss", reduction, size_average, reduce)
-    x = F._tensor("nll_loss", input)
+    x = arguments.tensor_argument("nll_loss", input)
     rows, t, unbatched = _class_layout("nll_loss", x, np.asarray(array_of(target)))
     picking, row_w = _picking(
         "nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index
@@ -122,10 +123,10 @@ def cross_entropy(
     ``label_smoothing`` e the target mixes (1 - e) of itself with e of the uniform distribution.
     """
     reduction = _reduction("cross_entropy", reduction, size_average, reduce)
-    x = F._tensor("cross_entropy", input)
+    x = arguments.tensor_argument("cross_entropy", input)
     if not 0 <= label_smoothing <= 1:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    F._require_float("cross_entropy", x)
+    arguments.require_float("cross_entropy", x)
     class_dim = 0 if x.ndim == 1 else 1
     logp = F.log_softmax(x, class_dim)
     tgt = array_of(target) if isinstance(target, Tensor) else np.asarray(target)
@@ -158,8 +159,8 @@ def cross_entropy(
 
 def _pair_target(op: str, input: Any, target: Any) -> tuple[Tensor, Tensor]:
     """Input and target as tensors of one shape; a target that only broadcasts warns, as PyTorch."""
-    x = F._tensor(op, input)
-    t = F._as_tensor(target, x, op, "target")
+    x = arguments.tensor_argument(op, input)
+    t = arguments.as_constant(target, x, op, "target")
     if t.shape != x.shape:
         try:
             shape = np.broadcast_shapes(x.shape, t.shape)
@@ -226,7 +227,7 @@ def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float
 
 
 def _weighted(losses: Tensor, weight: Any) -> Tensor:
-    return losses if weight is None else losses * F._as_tensor(weight, losses, "loss", "weight")
+    return losses if weight is None else losses * arguments.as_constant(weight, losses, "loss", "weight")
 
 
 def binary_cross_entropy(
@@ -239,8 +240,8 @@ def binary_cross_entropy(
 ) -> Tensor:
     """-weight * (t log p + (1 - t) log(1 - p)) of probabilities p; each log clamped at -100."""
     reduction = _reduction("binary_cross_entropy", reduction, size_average, reduce)
-    x = F._tensor("binary_cross_entropy", input)
-    t = F._as_tensor(target, x, "binary_cross_entropy", "target")
+    x = arguments.tensor_argument("binary_cross_entropy", input)
+    t = arguments.as_constant(target, x, "binary_cross_entropy", "target")
     if t.shape != x.shape:
         raise ValueError(f"binary_cross_entropy: target size {t.shape} must be the same as input size {x.shape}")
     return _reduce(_weighted(F.binary_cross_entropy(x, t, "none"), weight), reduction)
@@ -258,15 +259,15 @@ def binary_cross_entropy_with_logits(
     """weight * (pos_weight * t * softplus(-z) + (1 - t) * softplus(z)) of raw scores z, stable for
     any z; ``pos_weight`` (one per class, along the last dim) weighs the positive term."""
     reduction = _reduction("binary_cross_entropy_with_logits", reduction, size_average, reduce)
-    z = F._float_tensor("binary_cross_entropy_with_logits", input)
-    t = F._as_tensor(target, z, "binary_cross_entropy_with_logits", "target")
+    z = arguments.float_tensor("binary_cross_entropy_with_logits", input)
+    t = arguments.as_constant(target, z, "binary_cross_entropy_with_logits", "target")
     if t.shape != z.shape:
         raise ValueError(
             f"binary_cross_entropy_with_logits: target size {t.shape} must be the same as input size {z.shape}"
         )
     positive = F.softplus(-z) * t
     if pos_weight is not None:
-        positive = positive * F._as_tensor(pos_weight, z, "binary_cross_entropy_with_logits", "pos_weight")
+        positive = positive * arguments.as_constant(pos_weight, z, "binary_cross_entropy_with_logits", "pos_weight")
     return _reduce(_weighted(positive + F.softplus(z) * (1 - t), weight), reduction)
 
 

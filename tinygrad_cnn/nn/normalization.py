@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
 from ..storage import array_of, write_
@@ -83,7 +84,7 @@ def batch_norm(
     and, if running statistics are given, update them in place with ``momentum`` (unbiased
     variance). Otherwise normalise by the running statistics.
     """
-    x = F._float_tensor("batch_norm", input)
+    x = arguments.float_tensor("batch_norm", input)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected an input of shape (N, C, ...), got {x.shape}")
     c = x.shape[1]
@@ -216,7 +217,7 @@ def layer_norm(
     eps: float = 1e-5,
 ) -> Tensor:
     """Normalise over the last ``len(normalized_shape)`` dims (which must equal ``normalized_shape``)."""
-    x = F._float_tensor("layer_norm", input)
+    x = arguments.float_tensor("layer_norm", input)
     shape = tuple(normalized_shape)
     if x.shape[x.ndim - len(shape) :] != shape or len(shape) > x.ndim:
         raise ValueError(f"layer_norm: input of shape {x.shape} does not end with normalized_shape {shape}")
@@ -257,7 +258,7 @@ def group_norm(
     input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
 ) -> Tensor:
     """Normalise each sample over groups of ``C / num_groups`` channels (and all spatial dims)."""
-    x = F._float_tensor("group_norm", input)
+    x = arguments.float_tensor("group_norm", input)
     if x.ndim < 2 or x.shape[1] % num_groups:
         raise ValueError(
             f"group_norm: the channels of an input of shape {x.shape} do not split into {num_groups} groups"
