@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from . import Module, Parameter
 
@@ -12,7 +12,35 @@ def _as_parameter(value: Any) -> Parameter:
     return value if isinstance(value, Parameter) else Parameter(value)
 
 
-class ModuleDict(Module):
+V = TypeVar("V")
+
+
+class _NamedItems(Generic[V]):
+    """The read-only mapping methods of a container whose ``_items()`` is a dict of its entries."""
+
+    def _items(self) -> dict[str, V]:
+        raise NotImplementedError
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items()
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def keys(self) -> Iterable[str]:
+        return self._items().keys()
+
+    def values(self) -> Iterable[V]:
+        return self._items().values()
+
+    def items(self) -> Iterable[tuple[str, V]]:
+        return self._items().items()
+
+
+class ModuleDict(_NamedItems[Module], Module):
     """Modules registered under string keys, in insertion order; you write the forward."""
 
     def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None) -> None:
@@ -30,24 +58,6 @@ class ModuleDict(Module):
 
     def __delitem__(self, key: str) -> None:
         del self._items()[key], self.__dict__[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items()
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items())
-
-    def keys(self) -> Iterable[str]:
-        return self._items().keys()
-
-    def values(self) -> Iterable[Module]:
-        return self._items().values()
-
-    def items(self) -> Iterable[tuple[str, Module]]:
-        return self._items().items()
 
     def pop(self, key: str) -> Module:
         module = self[key]
@@ -97,7 +107,7 @@ class ParameterList(Module):
         )
 
 
-class ParameterDict(Module):
+class ParameterDict(_NamedItems[Parameter], Module):
     """Parameters registered under string keys, in insertion order."""
 
     def __init__(self, parameters: Mapping[str, Any] | None = None) -> None:
@@ -112,24 +122,6 @@ class ParameterDict(Module):
 
     def __setitem__(self, key: str, value: Any) -> None:
         setattr(self, key, _as_parameter(value))
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items()
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items())
-
-    def keys(self) -> Iterable[str]:
-        return self._items().keys()
-
-    def values(self) -> Iterable[Parameter]:
-        return self._items().values()
-
-    def items(self) -> Iterable[tuple[str, Parameter]]:
-        return self._items().items()
 
 
 __all__ = ["ModuleDict", "ParameterDict", "ParameterList"]
