@@ -202,6 +202,38 @@ def test_dropout_edge_probabilities_and_validation():
             nn.Dropout(p)
 
 
+@pytest.mark.parametrize(
+    "layer, shape, channel_axes",
+    [(nn.Dropout2d, (40, 50, 3, 4), 2), (nn.Dropout1d, (40, 50, 6), 2), (nn.Dropout1d, (500, 7), 1)],
+)
+def test_channel_dropout_zeroes_whole_channels(layer, shape, channel_axes):
+    """Dropout1d/Dropout2d (PyTorch's): one draw per channel, the same for every position in it."""
+    tg.manual_seed(7)
+    p = 0.3
+    x = tg.Tensor(np.abs(rand(*shape)) + 0.5, requires_grad=True)
+    y = layer(p)(x)
+    kept = y.array != 0
+    per_channel = kept.reshape(*shape[:channel_axes], -1)
+    assert (per_channel.all(-1) == per_channel.any(-1)).all()  # a channel is all kept or all dropped
+    channels = per_channel.all(-1)
+    assert abs(channels.mean() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / channels.size)
+    np.testing.assert_allclose(y.array[kept], x.array[kept] / (1 - p), rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, kept / (1 - p), rtol=1e-6)
+    drop = layer(0.9).eval()
+    assert drop(x) is x and repr(drop) == f"{layer.__name__}(p=0.9, inplace=False)"
+
+
+def test_channel_dropout_inputs_as_pytorch_reads_them():
+    with pytest.warns(UserWarning, match=r"interpreted as shape \(N, C, L\)"):
+        y = tg.nn.functional.dropout2d(tg.ones(30, 40, 5), 0.5)
+    assert ((y.array == 0).all(-1) | (y.array != 0).all(-1)).all()
+    with pytest.raises(RuntimeError, match="dropout1d: Expected 2D or 3D input"):
+        nn.Dropout1d()(tg.ones(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="p must be in"):
+        nn.Dropout2d(1.5)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Containers
 

@@ -784,7 +784,7 @@ class ModuleList(Module):
         return iter(self._items())
 
 
-from . import init, utils  # noqa: E402
+from . import functional, init, utils  # noqa: E402
 from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
     ELU,
     GELU,
@@ -803,6 +803,7 @@ from .conv import (  # noqa: E402
     conv_padding,
     max_pool2d,
 )
+from .dropout import Dropout1d, Dropout2d  # noqa: E402
 from .loss import (  # noqa: E402
     BCELoss,
     BCEWithLogitsLoss,
@@ -827,6 +828,8 @@ __all__ = [
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
     "ELU",
     "Embedding",
     "Flatten",
@@ -858,6 +861,7 @@ __all__ = [
     "Softplus",
     "Tanh",
     "Unflatten",
+    "functional",
     "init",
     "utils",
 ]

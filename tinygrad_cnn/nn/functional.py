@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..functional import dropout, linear, relu, sigmoid, tanh, unfold
 from .activation import elu, gelu, leaky_relu, log_softmax, silu, softmax, softplus
 from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, max_pool2d
+from .dropout import dropout1d, dropout2d
 from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -33,6 +34,8 @@ __all__ = [
     "conv2d",
     "cross_entropy",
     "dropout",
+    "dropout1d",
+    "dropout2d",
     "elu",
     "embedding",
     "gelu",
