@@ -40,7 +40,7 @@ def timed(fn, label):
 
 
 for name, cls in vars(P).items():
-    if isinstance(cls, type) and issubclass(cls, tg.Function) and cls is not tg.Function:
+    if isinstance(cls, type) and issubclass(cls, tg.autograd.Primitive) and cls is not tg.autograd.Primitive:
         for kind in ("forward", "backward"):
             setattr(cls, kind, timed(getattr(cls, kind), f"{name}.{kind}"))
 
