@@ -146,6 +146,22 @@ OPS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "prod": (lambda x: F.prod(x, -1), {"inputs": ND}),
     "var unbiased": (lambda x: F.var(x, -1), {"inputs": [(3, 4)]}),
     "norm": (F.norm, {"inputs": [(3, 4)], "conventions": mean_of_sides(at=0.0)}),  # PyTorch: 0 at the zero vector
+    "log2": (F.log2, {"min_value": 0.1}),
+    "log10": (F.log10, {"min_value": 0.1}),
+    "expm1": (F.expm1, {}),
+    "reciprocal": (lambda x: F.reciprocal(F.exp(x)), {}),  # a positive denominator
+    "lerp": (lambda a, b: F.lerp(a, b, 0.25), {"inputs": 2}),
+    "lerp tensor weight": (F.lerp, {"inputs": [(2, 3), (2, 3), (2, 3)]}),
+    "roll": (lambda x: F.roll(x, (1, -2), (0, 1)), {"inputs": MATRIX}),
+    "roll flat": (lambda x: F.roll(x, 2), {"inputs": ND}),
+    "tril": (lambda x: F.tril(x, -1), {"inputs": MATRIX}),
+    "triu": (lambda x: F.triu(x, 1), {"inputs": MATRIX}),
+    "diag of a vector": (lambda x: F.diag(x, 1), {"inputs": [(3,)]}),
+    "diag of a matrix": (lambda x: F.diag(x, -1), {"inputs": [(3, 4)]}),
+    "outer": (F.outer, {"inputs": [(3,), (2,)]}),
+    "addmm": (lambda c, a, b: F.addmm(c, a, b, beta=0.5, alpha=2.0), {"inputs": [(3,), (2, 4), (4, 3)]}),
+    "linalg.vector_norm 3": (lambda x: tg.linalg.vector_norm(x, 3, dim=-1), {"inputs": ND, "min_value": 0.1}),
+    "linalg.matrix_norm fro": (tg.linalg.matrix_norm, {"inputs": MATRIX, "min_value": 0.1}),
 }
 
 

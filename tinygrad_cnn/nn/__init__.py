@@ -771,7 +771,7 @@ class ModuleList(Module):
         return iter(self._items())
 
 
-from . import init, utils  # noqa: E402
+from . import functional, init, utils  # noqa: E402
 from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
     ELU,
     GELU,
@@ -845,6 +845,7 @@ __all__ = [
     "Softplus",
     "Tanh",
     "Unflatten",
+    "functional",
     "init",
     "utils",
 ]
