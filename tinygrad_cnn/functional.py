@@ -1105,14 +1105,14 @@ def diag(x: Tensor, diagonal: int = 0) -> Tensor:
     if x.ndim == 1:
         n = x.shape[0] + builtins.abs(k)
         rows = np.arange(x.shape[0]) + builtins.max(-k, 0)
-        return index_put(zeros_of(x, (n, n)), (rows, rows + k), x)
+        return index_put(_zeros_of(x, (n, n)), (rows, rows + k), x)
     if x.ndim == 2:
         rows = np.arange(builtins.max(-k, 0), builtins.min(x.shape[0], x.shape[1] - k))
         return getitem(x, (rows, rows + k))
     raise RuntimeError(f"diag: matrix or a vector expected, got shape {x.shape}")
 
 
-def zeros_of(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+def _zeros_of(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """A constant tensor of zeros with x's dtype."""
     return _wrap(np.zeros(shape, dtype=x.dtype))
 
