@@ -18,6 +18,7 @@ OPTIMIZERS = {
     "sgd-dampening": ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.01)),
     "sgd-maximize": ("SGD", dict(lr=0.1, momentum=0.5, maximize=True)),
     "adam-amsgrad": ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1)),
+    "adam-decoupled-foreach": ("Adam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True, foreach=True)),
     "adamw-amsgrad": ("AdamW", dict(lr=0.05, betas=(0.8, 0.9), amsgrad=True)),
     "rmsprop": ("RMSprop", dict(lr=0.01)),
     "rmsprop-centered-momentum": ("RMSprop", dict(lr=0.01, alpha=0.9, momentum=0.8, centered=True, weight_decay=0.1)),
@@ -68,6 +69,25 @@ def test_optimizer_matches_torch(key, dtype):
     for a, b in zip(ours, theirs):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta"])
+def test_param_groups_print_as_pytorchs(name):
+    """The same keys in the same order with the same defaults (0, not 0.0, where PyTorch has 0), so
+    ``print(optimizer.state_dict())`` shows what PyTorch shows; implementation options included."""
+    torch = pytest.importorskip("torch")
+    ours = getattr(optim, name)([tg.ones(2, requires_grad=True)], lr=0.1).state_dict()
+    theirs = getattr(torch.optim, name)([torch.ones(2, requires_grad=True)], lr=0.1).state_dict()
+    assert repr(ours) == repr(theirs)
+
+
+def test_implementation_options_are_accepted_and_differentiable_is_refused():
+    p = tg.Tensor(np.ones(2), requires_grad=True)
+    optim.Adam([p], foreach=True, fused=False, capturable=False)
+    with pytest.raises(ValueError, match="differentiable=True is not supported"):
+        optim.SGD([p], lr=0.1, differentiable=True)
+    with pytest.raises(TypeError, match="foreach must be True, False or None"):
+        optim.RMSprop([p], foreach="yes")
 
 
 @pytest.mark.parametrize("name", ["RMSprop", "Adagrad", "Adadelta", "Adam"])

@@ -106,7 +106,7 @@ def renamed_imports(source: str) -> str:
 def run_script(path: Path, args: list[str], cwd: Path, pythonpath: Path | None = None) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
     cwd.mkdir(exist_ok=True)
     done = subprocess.run(
         [sys.executable, str(path), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600

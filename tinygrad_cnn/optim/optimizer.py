@@ -19,6 +19,11 @@ changes the parameter in place::
 Overriding ``step()`` itself, PyTorch's way (loop over ``self.param_groups``, read ``p.grad``,
 keep per-parameter state in ``self.state[p]``), works too.
 
+PyTorch's options for how an update runs (``foreach``, ``fused``, ``capturable``) are accepted and kept in
+the param groups, as PyTorch keeps them, and change nothing: each update has one implementation here.
+``differentiable=True`` is refused (updates are not recorded). Adam's ``decoupled_weight_decay=True``
+is AdamW's rule.
+
 ``state_dict()`` has PyTorch's layout (``"state"`` keyed by parameter index, Tensors in it), and
 ``load_state_dict`` also takes a state_dict saved by PyTorch.
 """
@@ -39,8 +44,9 @@ from ..storage import array_of
 
 # what learning-rate schedulers add to a parameter group (OneCycleLR: its lr and momentum range)
 _SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
-# what PyTorch's param groups also hold: how its update runs (foreach, fused, ...); ignored on loading
-_TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay"})
+# PyTorch's options for how an update runs (one kernel per tensor or fused, CUDA graphs): accepted, kept in
+# the param groups as PyTorch keeps them, and without effect here (there is one way to run each update)
+_IMPLEMENTATION_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable"})
 _NUMBERS = ("lr", "weight_decay", "momentum", "eps", "dampening", "alpha", "rho", "lr_decay")
 
 
@@ -93,6 +99,14 @@ class Optimizer:
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
         name = type(self).__name__
+        for key in _IMPLEMENTATION_KEYS & set(group):
+            if group[key] is not None and not isinstance(group[key], (bool, np.bool_)):
+                raise TypeError(f"{name}: {key} must be True, False or None, got {group[key]!r}")
+        if group.get("differentiable"):
+            raise ValueError(
+                f"{name}: differentiable=True is not supported: updates run in place outside the graph, "
+                "so gradients cannot flow through optimizer.step()"
+            )
         for key in _NUMBERS:
             if key not in group:
                 continue
@@ -180,9 +194,8 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (ours or PyTorch's, Tensors or arrays; a ``state`` list with one
-        dict per parameter, as earlier versions saved it, too). PyTorch's implementation options
-        (``foreach``, ``fused``, ...) in a group are ignored. Everything is checked first; on an error
-        nothing changes."""
+        dict per parameter, as earlier versions saved it, too). Everything is checked first; on an
+        error nothing changes."""
         name = type(self).__name__
         if (
             not isinstance(state_dict, dict)
@@ -199,10 +212,10 @@ class Optimizer:
             saved_state = dict(enumerate(saved_state))
         if not all(isinstance(s, dict) for s in saved_state.values()):
             raise ValueError(f"{name}.load_state_dict: each parameter's state must be a dict")
-        groups = [{k: v for k, v in g.items() if k not in _TORCH_ONLY_KEYS} for g in state_dict["param_groups"]]
-        own_keys = set(self.defaults)
+        groups = state_dict["param_groups"]
+        own_keys = set(self.defaults) - _IMPLEMENTATION_KEYS
         for g in groups:
-            saved_keys = set(g) - {"params"} - _SCHEDULER_KEYS
+            saved_keys = set(g) - {"params"} - _SCHEDULER_KEYS - _IMPLEMENTATION_KEYS
             if saved_keys != own_keys:
                 raise ValueError(
                     f"{name}.load_state_dict: the saved state is from a different optimizer: it has "
@@ -305,26 +318,21 @@ class SGD(Optimizer):
         self,
         params: Iterable[Any],
         lr: float = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening")
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                weight_decay=weight_decay,
-                nesterov=nesterov,
-                maximize=maximize,
-            ),
-        )
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        options = dict(maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused)
+        super().__init__(params, {**defaults, **options})
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         g = grad + group["weight_decay"] * param if group["weight_decay"] else grad
@@ -342,9 +350,9 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with PyTorch's bias correction; ``weight_decay`` adds an L2 term to the
-    gradient; ``amsgrad`` divides by the running maximum of the second moment."""
+    gradient (or, with ``decoupled_weight_decay``, shrinks the parameter as AdamW does); ``amsgrad``
+    divides by the running maximum of the second moment."""
 
-    decoupled = False
     _state_keys = frozenset({"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"})
 
     def __init__(
@@ -353,19 +361,27 @@ class Adam(Optimizer):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float = 0,
         amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         self._check_hyperparameters({"betas": betas})
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-        super().__init__(params, {**defaults, "maximize": maximize})
+        options = dict(foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused)
+        super().__init__(
+            params, {**defaults, "maximize": maximize, **options, "decoupled_weight_decay": decoupled_weight_decay}
+        )
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         g = grad
-        if wd and self.decoupled:
+        if wd and group["decoupled_weight_decay"]:
             param *= 1 - lr * wd
         elif wd:
             g = g + wd * param
@@ -390,8 +406,6 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay before the Adam step."""
 
-    decoupled = True
-
     def __init__(
         self,
         params: Iterable[Any],
@@ -402,8 +416,15 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+        options = dict(foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **options, decoupled_weight_decay=True
+        )
 
 
 class RMSprop(Optimizer):
@@ -419,14 +440,18 @@ class RMSprop(Optimizer):
         lr: float = 1e-2,
         alpha: float = 0.99,
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
+        weight_decay: float = 0,
+        momentum: float = 0,
         centered: bool = False,
         *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
-        super().__init__(params, {**defaults, "maximize": maximize})
+        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered, weight_decay=weight_decay)
+        options = dict(capturable=capturable, foreach=foreach, maximize=maximize, differentiable=differentiable)
+        super().__init__(params, {**defaults, **options})
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
@@ -466,23 +491,30 @@ class Adagrad(Optimizer):
         self,
         params: Iterable[Any],
         lr: float = 1e-2,
-        lr_decay: float = 0.0,
-        weight_decay: float = 0.0,
-        initial_accumulator_value: float = 0.0,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
         eps: float = 1e-10,
         *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         if not initial_accumulator_value >= 0:
             raise ValueError(f"Adagrad: initial_accumulator_value must be >= 0, got {initial_accumulator_value}")
         defaults = dict(
             lr=lr,
             lr_decay=lr_decay,
+            eps=eps,
             weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value,
-            eps=eps,
         )
-        super().__init__(params, {**defaults, "maximize": maximize})
+        options = dict(foreach=foreach, maximize=maximize, differentiable=differentiable, fused=fused)
+        super().__init__(params, {**defaults, **options})
+        for group in self.param_groups:  # PyTorch keeps Adagrad's state from the start
+            for p in group["params"]:
+                self.state[p] = dict(step=0, sum=np.full_like(array_of(p), group["initial_accumulator_value"]))
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         g = grad + group["weight_decay"] * param if group["weight_decay"] else grad
@@ -508,11 +540,16 @@ class Adadelta(Optimizer):
         lr: float = 1.0,
         rho: float = 0.9,
         eps: float = 1e-6,
-        weight_decay: float = 0.0,
+        weight_decay: float = 0,
         *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        options = dict(capturable=capturable, foreach=foreach, differentiable=differentiable)
+        super().__init__(params, {**defaults, **options})
 
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         rho, eps = group["rho"], group["eps"]
