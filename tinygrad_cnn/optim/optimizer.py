@@ -421,9 +421,19 @@ class AdamW(Adam):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        options = dict(foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused)
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, **options, decoupled_weight_decay=True
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
         )
 
 
