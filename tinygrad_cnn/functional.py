@@ -44,7 +44,7 @@ from .arguments import (
 )
 from .random import default_generator
 from .testing.conventions import declare, first_max, mean_of_sides, passes_through, split_max, split_min
-from .validation import pair
+from .validation import pair, pool_arguments
 
 IntOrPair = int | tuple[int, int]
 
@@ -1582,46 +1582,98 @@ def conv2d(
     return permute(out, 0, 3, 1, 2)
 
 
-def _pool_windows(
-    op: str,
-    x: Tensor,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None,
-    padding: IntOrPair,
-    dilation: IntOrPair,
-    pad_value: float,
-) -> Tensor:
-    """Pooling windows as a (N, OH, OW, kh, kw, C) view, after PyTorch's argument checks."""
-    x = _tensor(op, x)
+def _pool_geometry(
+    op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """kernel, stride, padding, dilation, output size and the extra padding at the end that
+    ``ceil_mode`` needs, per axis, after PyTorch's checks."""
     _check_image(op, x)
-    k = pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None else pair(op, "stride", stride, 1)
-    p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
-    _out_size(op, x.shape, k, s, p, d)  # a kernel larger than the input: an error naming this op
-    return unfold(x, k, s, p, d, pad_value=pad_value)
+    k, s, p, d = pool_arguments(op, kernel_size, stride, padding, dilation)
+    out = _out_size(op, x.shape, k, s, p, d)  # a kernel larger than the input: an error naming this op
+    if not ceil_mode:
+        return k, s, p, d, out, (0, 0)
+    sizes, extra = [], []
+    for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, d):
+        span = di * (ki - 1) + 1
+        o = (n + 2 * pi - span + si - 1) // si + 1
+        if (o - 1) * si >= n + pi:  # the last window must start inside the input or its left padding
+            o -= 1
+        sizes.append(o)
+        extra.append(builtins.max(0, (o - 1) * si + span - (n + 2 * pi)))
+    return k, s, p, d, (sizes[0], sizes[1]), (extra[0], extra[1])
 
 
-@declare(first_max())
+def _pool_windows(x: Tensor, k: Any, s: Any, p: Any, d: Any, extra: tuple[int, int], value: float) -> Tensor:
+    """(N, OH, OW, kh, kw, C) windows; ``extra`` rows/columns of ``value`` added at the end first."""
+    if extra != (0, 0):
+        x = pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])), value)
+    return unfold(x, k, s, p, d, pad_value=value)
+
+
 @declare(first_max())
 def max_pool2d(
-    x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0, dilation: IntOrPair = 1
-) -> Tensor:
-    """Max pooling: (N, C, H, W) -> (N, C, OH, OW); stride defaults to kernel_size.
+    input: Tensor,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max pooling as ``torch.nn.functional.max_pool2d``: (N, C, H, W) -> (N, C, OH, OW); stride
+    defaults to kernel_size.
 
-    Padding counts as -inf. The gradient of each window goes to its first maximum in row-major
-    order, as in PyTorch.
+    Padding counts as -inf; the gradient of a window goes to its first maximum in row-major order,
+    as in PyTorch. ``return_indices=True`` also returns, for every output, the flat index
+    ``row * W + col`` of that maximum in its (H, W) input plane (int64), as PyTorch.
     """
-    windows = _pool_windows("max_pool2d", x, kernel_size, stride, padding, dilation, -np.inf)
-    return permute(P.Max.apply(windows, (3, 4), False), 0, 3, 1, 2)
+    x = _tensor("max_pool2d", input)
+    k, s, p, d, _, extra = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    windows = _pool_windows(x, k, s, p, d, extra, -np.inf)
+    out = permute(P.Max.apply(windows, (3, 4), False), 0, 3, 1, 2)  # the first maximum's gradient
+    if not return_indices:
+        return out
+    n, oh, ow, kh, kw, c = windows.shape
+    first = windows.array.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)  # (N, OH, OW, C)
+    rows = np.arange(oh)[:, None] * s[0] - p[0] + (first // kw).transpose(0, 3, 1, 2) * d[0]
+    cols = np.arange(ow)[None, :] * s[1] - p[1] + (first % kw).transpose(0, 3, 1, 2) * d[1]
+    return out, Tensor((rows * x.shape[3] + cols).astype(np.int64))
 
 
-def avg_pool2d(x: Tensor, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> Tensor:
-    """Average pooling: (N, C, H, W) -> (N, C, OH, OW); zero padding is counted in the average
-    (PyTorch's default ``count_include_pad=True``)."""
-    windows = _pool_windows("avg_pool2d", x, kernel_size, stride, padding, 1, 0.0)
-    return permute(mean(windows, (3, 4)), 0, 3, 1, 2)
+def _avg_divisors(n: int, k: int, s: int, p: int, o: int, count_include_pad: bool) -> np.ndarray:
+    """How many inputs each of the ``o`` windows along one axis averages, as PyTorch counts them."""
+    start = np.arange(o) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: IntOrPair,
+    stride: IntOrPair | None = None,
+    padding: IntOrPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """Average pooling as ``torch.nn.functional.avg_pool2d``: (N, C, H, W) -> (N, C, OH, OW);
+    stride defaults to kernel_size.
+
+    Each window's sum is divided by ``divisor_override`` if given, else by the number of its
+    positions inside the zero-padded input (``count_include_pad``, PyTorch's default) or inside the
+    input itself.
+    """
+    x = _tensor("avg_pool2d", input)
+    k, s, p, d, o, extra = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override < 1):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+    sums = permute(sum(_pool_windows(x, k, s, p, d, extra, 0.0), (3, 4)), 0, 3, 1, 2)
+    if divisor_override is not None:
+        return sums / float(divisor_override)
+    h, w = (_avg_divisors(n, ki, si, pi, oi, count_include_pad) for n, ki, si, pi, oi in zip(x.shape[2:], k, s, p, o))
+    return sums * Tensor((1.0 / np.outer(h, w)).astype(x.dtype))
 
 
 # --------------------------------------------------------------------------- softmax family

@@ -28,3 +28,17 @@ def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     if builtins.min(both) < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
     return int(both[0]), int(both[1])
+
+
+def pool_arguments(
+    op: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """A pooling op's kernel, stride (the kernel's when None or empty, PyTorch's default), padding
+    and dilation as pairs, checked; padding must be at most half the kernel (PyTorch's rule)."""
+    k = pair(op, "kernel_size", kernel_size, 1)
+    default_stride = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+    s = k if default_stride else pair(op, "stride", stride, 1)
+    p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    return k, s, p, d

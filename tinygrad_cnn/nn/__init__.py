@@ -557,77 +557,6 @@ class Conv2d(Module):
 # --------------------------------------------------------------------------- layers without parameters
 
 
-class MaxPool2d(Module):
-    """Max pooling; stride defaults to kernel_size (see :func:`~tinygrad_cnn.nn.conv.max_pool2d`)."""
-
-    def __init__(
-        self,
-        kernel_size: IntOrPair,
-        stride: IntOrPair | None = None,
-        padding: IntOrPair = 0,
-        dilation: IntOrPair = 1,
-        return_indices: bool = False,
-        ceil_mode: bool = False,
-    ) -> None:
-        _check_pool("MaxPool2d", kernel_size, stride, padding, dilation)
-        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
-        self.padding, self.dilation = padding, dilation
-        self.return_indices, self.ceil_mode = return_indices, ceil_mode
-
-    def forward(self, x: Tensor) -> Any:
-        return max_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
-        )
-
-
-class AvgPool2d(Module):
-    """Average pooling; stride defaults to kernel_size (see :func:`~tinygrad_cnn.nn.conv.avg_pool2d`)."""
-
-    def __init__(
-        self,
-        kernel_size: IntOrPair,
-        stride: IntOrPair | None = None,
-        padding: IntOrPair = 0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-        divisor_override: int | None = None,
-    ) -> None:
-        _check_pool("AvgPool2d", kernel_size, stride, padding, 1)
-        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
-        self.padding, self.ceil_mode = padding, ceil_mode
-        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
-
-    def forward(self, x: Tensor) -> Tensor:
-        return avg_pool2d(
-            x,
-            self.kernel_size,
-            self.stride,
-            self.padding,
-            self.ceil_mode,
-            self.count_include_pad,
-            self.divisor_override,
-        )
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
-
-def _check_pool(layer: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> None:
-    k = pair(layer, "kernel_size", kernel_size, 1)
-    if stride is not None:
-        pair(layer, "stride", stride, 1)
-    p = pair(layer, "padding", padding, 0)
-    pair(layer, "dilation", dilation, 1)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{layer}: padding {p} must be at most half the kernel size {k}")
-
-
 class _Elementwise(Module):
     """An activation without parameters; ``inplace=True`` is accepted and computes the same values
     into a new tensor (the tape cannot record an in-place write of an op's input)."""
@@ -803,10 +732,10 @@ from .container import ModuleDict, ParameterDict, ParameterList  # noqa: E402
 from .conv import (  # noqa: E402
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
-    avg_pool2d,
+    AvgPool2d,
+    MaxPool2d,
     conv2d,
     conv_padding,
-    max_pool2d,
 )
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
 from .dropout import Dropout1d, Dropout2d  # noqa: E402

@@ -1,9 +1,9 @@
-"""Convolution and pooling with PyTorch's full argument lists, composed from
-:func:`tinygrad_cnn.functional.conv2d`, ``unfold``, ``pad`` and the reductions (no backward here).
+"""Convolution and pooling layers with PyTorch's full argument lists, composed from
+:func:`tinygrad_cnn.functional.conv2d`, ``max_pool2d``, ``avg_pool2d`` and the reductions (no backward
+here).
 
-Adds to the core ops: ``groups`` and ``padding="same"/"valid"`` for conv2d; ``ceil_mode`` and
-``return_indices`` for max pooling; ``ceil_mode``, ``count_include_pad`` and ``divisor_override``
-for average pooling; adaptive average and max pooling.
+Adds to the core ops: ``groups`` and ``padding="same"/"valid"`` for conv2d; adaptive average and max
+pooling; the pooling modules.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from .. import arguments
 from .. import functional as F
 from .. import primitives as P
 from .._tensor import Tensor
-from ..validation import pair
+from ..functional import avg_pool2d, max_pool2d
+from ..validation import pair, pool_arguments
 from . import Module
 
 IntOrPair = int | tuple[int, int]
@@ -95,101 +96,6 @@ def conv2d(
 # --------------------------------------------------------------------------- pooling
 
 
-def _pool_geometry(
-    op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """kernel, stride, padding, dilation, output size and the extra padding at the end that
-    ``ceil_mode`` needs, per axis, after PyTorch's checks."""
-    arguments.check_image(op, x)
-    k = pair(op, "kernel_size", kernel_size, 1)
-    s = k if stride is None or stride == [] or stride == () else pair(op, "stride", stride, 1)
-    p, d = pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
-    out, extra = [], []
-    for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, d):
-        span = di * (ki - 1) + 1
-        if span > n + 2 * pi:
-            raise ValueError(
-                f"{op}: kernel {ki} (spanning {span}) is larger than the padded input {n + 2 * pi} ({x.shape})"
-            )
-        o = (n + 2 * pi - span + (si - 1 if ceil_mode else 0)) // si + 1
-        if ceil_mode and (o - 1) * si >= n + pi:  # the last window must start inside the input or its left padding
-            o -= 1
-        out.append(o)
-        extra.append(max(0, (o - 1) * si + span - (n + 2 * pi)))
-    return k, s, p, d, (out[0], out[1]), (extra[0], extra[1])
-
-
-def _windows(x: Tensor, k: Any, s: Any, p: Any, d: Any, extra: tuple[int, int], value: float) -> Tensor:
-    """(N, OH, OW, kh, kw, C) windows; ``extra`` rows/columns of ``value`` added at the end first."""
-    if extra != (0, 0):
-        x = F.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])), value)
-    return F.unfold(x, k, s, p, d, pad_value=value)
-
-
-def max_pool2d(
-    input: Tensor,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    ceil_mode: bool = False,
-    return_indices: bool = False,
-) -> Any:
-    """Max pooling as ``torch.nn.functional.max_pool2d``: (N, C, H, W) -> (N, C, OH, OW).
-
-    Padding counts as -inf; the gradient of a window goes to its first maximum in row-major order.
-    ``return_indices=True`` also returns, for every output, the flat index ``row * W + col`` of
-    that maximum in its (H, W) input plane (int64), as PyTorch.
-    """
-    x = arguments.tensor_argument("max_pool2d", input)
-    k, s, p, d, _, extra = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    windows = _windows(x, k, s, p, d, extra, -np.inf)
-    out = F.permute(P.Max.apply(windows, (3, 4), False), 0, 3, 1, 2)  # the first maximum's gradient
-    if not return_indices:
-        return out
-    n, oh, ow, kh, kw, c = windows.shape
-    first = windows.array.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)  # (N, OH, OW, C)
-    rows = np.arange(oh)[:, None] * s[0] - p[0] + (first // kw).transpose(0, 3, 1, 2) * d[0]
-    cols = np.arange(ow)[None, :] * s[1] - p[1] + (first % kw).transpose(0, 3, 1, 2) * d[1]
-    return out, Tensor((rows * x.shape[3] + cols).astype(np.int64))
-
-
-def _avg_divisors(n: int, k: int, s: int, p: int, o: int, count_include_pad: bool) -> np.ndarray:
-    """How many inputs each of the ``o`` windows along one axis averages, as PyTorch counts them."""
-    start = np.arange(o) * s - p
-    end = np.minimum(start + k, n + p)
-    if count_include_pad:
-        return end - start
-    return np.minimum(end, n) - np.maximum(start, 0)
-
-
-def avg_pool2d(
-    input: Tensor,
-    kernel_size: IntOrPair,
-    stride: IntOrPair | None = None,
-    padding: IntOrPair = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-) -> Tensor:
-    """Average pooling as ``torch.nn.functional.avg_pool2d``: (N, C, H, W) -> (N, C, OH, OW).
-
-    Each window's sum is divided by ``divisor_override`` if given, else by the number of its
-    positions inside the zero-padded input (``count_include_pad``) or inside the input itself.
-    """
-    x = arguments.tensor_argument("avg_pool2d", input)
-    k, s, p, d, o, extra = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override < 1):
-        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
-    sums = F.permute(F.sum(_windows(x, k, s, p, d, extra, 0.0), (3, 4)), 0, 3, 1, 2)
-    if divisor_override is not None:
-        return sums / float(divisor_override)
-    h, w = (_avg_divisors(n, ki, si, pi, oi, count_include_pad) for n, ki, si, pi, oi in zip(x.shape[2:], k, s, p, o))
-    return sums * Tensor((1.0 / np.outer(h, w)).astype(x.dtype))
-
-
 def _adaptive_bounds(n: int, o: int) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch's adaptive windows along one axis: [floor(i*n/o), ceil((i+1)*n/o)) for i < o."""
     i = np.arange(o)
@@ -256,6 +162,67 @@ def adaptive_max_pool2d(
     return out, Tensor(index)
 
 
+class MaxPool2d(Module):
+    """Max pooling; stride defaults to kernel_size (see :func:`max_pool2d`)."""
+
+    def __init__(
+        self,
+        kernel_size: IntOrPair,
+        stride: IntOrPair | None = None,
+        padding: IntOrPair = 0,
+        dilation: IntOrPair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
+        pool_arguments("MaxPool2d", kernel_size, stride, padding, dilation)  # errors when built, not at first use
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, x: Tensor) -> Any:
+        return max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
+
+
+class AvgPool2d(Module):
+    """Average pooling; stride defaults to kernel_size (see :func:`avg_pool2d`)."""
+
+    def __init__(
+        self,
+        kernel_size: IntOrPair,
+        stride: IntOrPair | None = None,
+        padding: IntOrPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        pool_arguments("AvgPool2d", kernel_size, stride, padding, 1)
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, x: Tensor) -> Tensor:
+        return avg_pool2d(
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
 class AdaptiveAvgPool2d(Module):
     """(N, C, H, W) -> (N, C, *output_size), e.g. ``AdaptiveAvgPool2d(1)`` for global average pooling."""
 
@@ -285,6 +252,8 @@ class AdaptiveMaxPool2d(Module):
 __all__ = [
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
+    "AvgPool2d",
+    "MaxPool2d",
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
     "avg_pool2d",
