@@ -232,6 +232,21 @@ SCHEDULERS = {
         lambda m, o: m.SequentialLR(o, [m.ExponentialLR(o, 0.9), m.CosineAnnealingLR(o, 4)], milestones=[2]),
         10,
     ),
+    "MultiplicativeLR": (lambda m, o: m.MultiplicativeLR(o, lambda e: 0.9 if e % 2 else 0.5), 8),
+    "ConstantLR": (lambda m, o: m.ConstantLR(o, factor=0.25, total_iters=3), 7),
+    "PolynomialLR": (lambda m, o: m.PolynomialLR(o, total_iters=5, power=2.0), 9),
+    "CosineAnnealingWarmRestarts": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, eta_min=0.01), 10),
+    "CosineAnnealingWarmRestarts-mult": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2), 16),
+    "CyclicLR": (lambda m, o: m.CyclicLR(o, base_lr=0.01, max_lr=[0.2, 0.1], step_size_up=3), 14),
+    "CyclicLR-triangular2": (
+        lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=2, step_size_down=3, mode="triangular2"),
+        16,
+    ),
+    "CyclicLR-exp_range": (lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=2, mode="exp_range", gamma=0.9), 12),
+    "ChainedScheduler": (
+        lambda m, o: m.ChainedScheduler([m.ConstantLR(o, factor=0.5, total_iters=2), m.ExponentialLR(o, gamma=0.9)]),
+        8,
+    ),
 }
 
 
@@ -276,7 +291,7 @@ def test_scheduler_state_dict_round_trip(name, tmp_path):
     sched = make(lr_scheduler, opt)
     _history(sched, opt, steps // 2)
     state = sched.state_dict()
-    if name != "LambdaLR":  # its state holds no functions, but tg.save needs plain values
+    if name not in ("LambdaLR", "MultiplicativeLR"):  # their states hold no functions; tg.save needs plain values
         tg.save(state, tmp_path / "s.h5")
         state = tg.load(tmp_path / "s.h5")
     opt2 = _two_groups(tg)
@@ -285,6 +300,23 @@ def test_scheduler_state_dict_round_trip(name, tmp_path):
     assert [g["lr"] for g in opt2.param_groups] == sched.get_last_lr()
     rest = steps - steps // 2
     np.testing.assert_allclose(_history(sched2, opt2, rest)[1:], _history(sched, opt, rest)[1:], rtol=1e-12)
+
+
+def test_warm_restarts_stepped_with_fractional_epochs_match_torch():
+    """SGDR stepped per batch with ``step(epoch + i / iters)``, as PyTorch's docs show."""
+    torch = pytest.importorskip("torch")
+    rows = []
+    for lib, mod in ((tg, lr_scheduler), (torch, torch.optim.lr_scheduler)):
+        opt = _two_groups(lib)
+        sched = mod.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2, eta_min=0.001)
+        lrs = []
+        for epoch in range(7):
+            for i in range(4):
+                opt.step()
+                sched.step(epoch + i / 4)
+                lrs.append(sched.get_last_lr())
+        rows.append(lrs)
+    np.testing.assert_allclose(rows[0], rows[1], rtol=1e-12)
 
 
 def test_chained_schedulers_match_torch():

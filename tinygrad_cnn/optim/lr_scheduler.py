@@ -2,7 +2,7 @@
 formulas and stepping protocol.
 
 Construct a scheduler after its optimizer; it sets each group's ``lr`` for epoch 0 at once.
-Call ``scheduler.step()`` after ``optimizer.step()``, once per epoch (or per batch, for OneCycleLR).
+Call ``scheduler.step()`` after ``optimizer.step()``, once per epoch (or per batch, for OneCycleLR and CyclicLR).
 Like PyTorch's, each scheduler updates the *current* ``lr`` of every group from the previous one
 (so two schedulers on one optimizer chain), and a closed form is used when ``step(epoch)`` jumps.
 ``state_dict()`` holds every attribute but the optimizer (and LambdaLR's functions);
@@ -292,16 +292,11 @@ class OneCycleLR(LRScheduler):
                 group["max_lr"] = top
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("OneCycleLR: optimizer must support momentum or beta1 with cycle_momentum enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
+            self.use_beta1 = _cycled_momentum("OneCycleLR", optimizer)
             lows, highs = _per_group("base_momentum", base_momentum, n), _per_group("max_momentum", max_momentum, n)
             if last_epoch == -1:
                 for group, low, high in zip(optimizer.param_groups, lows, highs):
-                    if self.use_beta1:
-                        group["betas"] = (high, *group["betas"][1:])
-                    else:
-                        group["momentum"] = high
+                    _set_momentum(group, high, self.use_beta1)
                     group["max_momentum"], group["base_momentum"] = high, low
         super().__init__(optimizer, last_epoch)
 
@@ -322,22 +317,33 @@ class OneCycleLR(LRScheduler):
                     pct = (t - start) / (end - start) if end > start else 1.0
                     lrs.append(self._anneal(group[lr_from], group[lr_to], pct))
                     if self.cycle_momentum:
-                        momentum = self._anneal(group[m_from], group[m_to], pct)
-                        if self.use_beta1:
-                            group["betas"] = (momentum, *group["betas"][1:])
-                        else:
-                            group["momentum"] = momentum
+                        _set_momentum(group, self._anneal(group[m_from], group[m_to], pct), self.use_beta1)
                     break
                 start = end
         return lrs
 
 
-def _per_group(name: str, value: float | Sequence[float], n: int) -> list[float]:
+def _per_group(name: str, value: float | Sequence[float], n: int, scheduler: str = "OneCycleLR") -> list[float]:
     if isinstance(value, (list, tuple)):
         if len(value) != n:
-            raise ValueError(f"OneCycleLR: expected {n} values for {name}, got {len(value)}")
+            raise ValueError(f"{scheduler}: expected {n} values for {name}, got {len(value)}")
         return [float(v) for v in value]
     return [float(value)] * n  # type: ignore[arg-type]
+
+
+def _set_momentum(group: dict[str, Any], momentum: float, use_beta1: bool) -> None:
+    """A cycled momentum: SGD's ``momentum``, or Adam's beta1."""
+    if use_beta1:
+        group["betas"] = (momentum, *group["betas"][1:])
+    else:
+        group["momentum"] = momentum
+
+
+def _cycled_momentum(scheduler: str, optimizer: Optimizer) -> bool:
+    """Whether the optimizer's beta1 (else its momentum) is what a cycling scheduler changes."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError(f"{scheduler}: optimizer must support momentum or beta1 with cycle_momentum enabled")
+    return "betas" in optimizer.defaults
 
 
 class SequentialLR(LRScheduler):
@@ -391,6 +397,224 @@ class SequentialLR(LRScheduler):
         self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
         for s, saved in zip(self._schedulers, inner):
             s.__dict__.update(saved)
+        self._restore_lr()
+
+
+class MultiplicativeLR(LRScheduler):
+    """lr *= lr_lambda(epoch) every epoch after the first (one function, or one per group)."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+        last_epoch: int = -1,
+    ) -> None:
+        n = len(optimizer.param_groups)
+        self.lr_lambdas: list[Callable[[int], float]] = (
+            list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n  # type: ignore[list-item]
+        )
+        if len(self.lr_lambdas) != n:
+            raise ValueError(f"MultiplicativeLR: expected {n} lr_lambdas, got {len(self.lr_lambdas)}")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return self._lrs()
+        return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, self._lrs())]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
+
+
+class ConstantLR(LRScheduler):
+    """lr = base_lr * factor for the first ``total_iters`` epochs, then base_lr."""
+
+    def __init__(
+        self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1
+    ) -> None:
+        if not 0 <= factor <= 1:
+            raise ValueError(f"ConstantLR: factor must be in [0, 1], got {factor}")
+        self.factor, self.total_iters = factor, _int("ConstantLR", "total_iters", total_iters, 0)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in self._lrs()]
+        if self.last_epoch != self.total_iters:
+            return self._lrs()
+        return [lr * (1.0 / self.factor) for lr in self._lrs()]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        done = self.last_epoch >= self.total_iters
+        return [base * (self.factor + done * (1 - self.factor)) for base in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """lr = base_lr * (1 - min(epoch, total_iters) / total_iters) ** power."""
+
+    def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1) -> None:
+        self.total_iters, self.power = _int("PolynomialLR", "total_iters", total_iters, 1), power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        t, n = self.last_epoch, self.total_iters
+        if t == 0 or t > n:
+            return self._lrs()
+        decay = ((1.0 - t / n) / (1.0 - (t - 1) / n)) ** self.power
+        return [lr * decay for lr in self._lrs()]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        n = self.total_iters
+        return [base * (1.0 - min(n, self.last_epoch) / n) ** self.power for base in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """SGDR (Loshchilov & Hutter): cosine annealing from base_lr to eta_min over T_i epochs, then a
+    restart, with T_0 for the first cycle and each next one T_mult times longer. ``step(epoch)`` takes
+    fractional epochs (``scheduler.step(epoch + i / iters)`` per batch), as PyTorch's."""
+
+    def __init__(
+        self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
+        self.T_0 = _int("CosineAnnealingWarmRestarts", "T_0", T_0, 1)
+        self.T_mult = _int("CosineAnnealingWarmRestarts", "T_mult", T_mult, 1)
+        self.T_i, self.eta_min, self.T_cur = self.T_0, eta_min, float(last_epoch)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        cos = (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+        return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
+
+    def step(self, epoch: float | None = None) -> None:
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:
+                self.T_cur -= self.T_i
+                self.T_i *= self.T_mult
+        else:
+            if epoch < 0:
+                raise ValueError(f"CosineAnnealingWarmRestarts: expected a non-negative epoch, got {epoch}")
+            if epoch >= self.T_0 and self.T_mult == 1:
+                self.T_cur = epoch % self.T_0
+            elif epoch >= self.T_0:
+                n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                self.T_cur = epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1)
+                self.T_i = self.T_0 * self.T_mult**n
+            else:
+                self.T_i, self.T_cur = self.T_0, epoch
+        self.last_epoch = math.floor(epoch)
+        self._step_count += 1
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = self._lrs()
+
+
+class CyclicLR(LRScheduler):
+    """The cyclical learning rate policy (Smith), stepped once per batch, as PyTorch's: the lr goes from
+    ``base_lr`` up to ``max_lr`` over ``step_size_up`` steps and back over ``step_size_down``, the
+    amplitude scaled per cycle (``"triangular"``: 1, ``"triangular2"``: halved each cycle) or per step
+    (``"exp_range"``: gamma ** step), or by your ``scale_fn``; momentum (or beta1) cycles inversely
+    between ``max_momentum`` and ``base_momentum`` unless ``cycle_momentum=False``."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        base_lr: float | Sequence[float],
+        max_lr: float | Sequence[float],
+        step_size_up: int = 2000,
+        step_size_down: int | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        scale_fn: Callable[[float], float] | None = None,
+        scale_mode: str = "cycle",
+        cycle_momentum: bool = True,
+        base_momentum: float | Sequence[float] = 0.8,
+        max_momentum: float | Sequence[float] = 0.9,
+        last_epoch: int = -1,
+    ) -> None:
+        n = len(optimizer.param_groups)
+        base_lrs = _per_group("base_lr", base_lr, n, "CyclicLR")
+        if last_epoch == -1:
+            for group, lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = lr
+        self.max_lrs = _per_group("max_lr", max_lr, n, "CyclicLR")
+        up = float(_int("CyclicLR", "step_size_up", step_size_up, 1))
+        down = up if step_size_down is None else float(_int("CyclicLR", "step_size_down", step_size_down, 1))
+        self.total_size, self.step_ratio = up + down, up / (up + down)
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError(f"CyclicLR: mode must be 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
+        if scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"CyclicLR: scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        self.mode, self.gamma, self._scale_fn_custom = mode, gamma, scale_fn
+        self.scale_mode = scale_mode if scale_fn is not None else ("iterations" if mode == "exp_range" else "cycle")
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self.use_beta1 = _cycled_momentum("CyclicLR", optimizer)
+            self.base_momentums = _per_group("base_momentum", base_momentum, n, "CyclicLR")
+            self.max_momentums = _per_group("max_momentum", max_momentum, n, "CyclicLR")
+            if last_epoch == -1:
+                for group, low, high in zip(optimizer.param_groups, self.base_momentums, self.max_momentums):
+                    _set_momentum(group, high, self.use_beta1)
+                    group["max_momentum"], group["base_momentum"] = high, low
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def scale_fn(self, x: float) -> float:
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma**x if self.mode == "exp_range" else 1.0
+
+    def get_lr(self) -> list[float]:
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        rise = x / self.step_ratio if x <= self.step_ratio else (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        lrs = [base + (top - base) * rise * scale for base, top in zip(self.base_lrs, self.max_lrs)]
+        if self.cycle_momentum:
+            for group, low, high in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
+                _set_momentum(group, high - (high - low) * rise * scale, self.use_beta1)
+        return lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_scale_fn_custom")}
+
+
+class ChainedScheduler(LRScheduler):
+    """Steps every scheduler in ``schedulers`` at each ``step()``, so their effects multiply."""
+
+    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None) -> None:
+        if not schedulers:
+            raise ValueError("ChainedScheduler: expects at least one scheduler")
+        optimizer = optimizer or schedulers[0].optimizer
+        if any(s.optimizer is not optimizer for s in schedulers):
+            raise ValueError("ChainedScheduler: all schedulers must belong to the same optimizer")
+        self._schedulers, self.optimizer = list(schedulers), optimizer
+        self._last_lr = self._lrs()
+
+    def step(self, epoch: int | None = None) -> None:
+        for scheduler in self._schedulers:
+            scheduler.step()
+        self._last_lr = self._lrs()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        inner = state_dict["_schedulers"]
+        if len(inner) != len(self._schedulers):
+            raise ValueError(
+                f"ChainedScheduler.load_state_dict: {len(inner)} saved schedulers, {len(self._schedulers)} here"
+            )
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
+        for s, saved in zip(self._schedulers, inner):
+            s.load_state_dict(saved)
         self._restore_lr()
 
 
@@ -466,13 +690,19 @@ class ReduceLROnPlateau:
 
 
 __all__ = [
+    "ChainedScheduler",
+    "ConstantLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
     "ExponentialLR",
     "LRScheduler",
     "LambdaLR",
     "LinearLR",
     "MultiStepLR",
+    "MultiplicativeLR",
     "OneCycleLR",
+    "PolynomialLR",
     "ReduceLROnPlateau",
     "SequentialLR",
     "StepLR",
