@@ -284,6 +284,7 @@ def test_hypothesis_arrays(tmp_path, dtype, shape, seed):
         ({"x": {True: 1}}, r"dict key True \(bool\) at 'x' is not a str"),
         ({1.5: 1}, r"dict key 1.5 \(float\) at the root is not a str"),
         (frozenset(), r"unsupported type frozenset at the root"),
+        ({"m": tg.nn.Linear(2, 3)}, r"a whole Linear at 'm' cannot be saved: .* save its state_dict\(\) and load"),
     ],
 )
 def test_unsupported(tmp_path, obj, pattern):

@@ -175,6 +175,12 @@ def _leaf(obj: Any, path: str) -> tuple[str, Any]:
         # Stored as UTF-8 bytes (not an HDF5 string) so that NULs and lone surrogates round-trip.
         return "str", np.frombuffer(obj.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     arr = obj if isinstance(obj, np.ndarray) else _as_array(obj)
+    if arr is None and callable(getattr(obj, "state_dict", None)):  # a whole model or optimizer, which PyTorch pickles
+        raise TypeError(
+            f"save: a whole {type(obj).__name__} at {_fmt_path(path)} cannot be saved: checkpoints hold no pickled "
+            f"objects (loading one would run code from the file); save its state_dict() and load that into a new "
+            f"{type(obj).__name__}, PyTorch's recommended way"
+        )
     if arr is None:
         raise TypeError(f"save: unsupported type {type(obj).__name__} at {_fmt_path(path)}")
     if arr.dtype.kind not in _ARRAY_KINDS:
