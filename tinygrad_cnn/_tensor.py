@@ -361,6 +361,12 @@ class Tensor:
 
     __hash__ = object.__hash__  # __eq__ is elementwise; identity hashing keeps tensors usable as keys
 
+    def __format__(self, format_spec: str) -> str:
+        """A 0-d tensor formats as its value (``f"{loss:.4f}"``), as in PyTorch; others as their repr."""
+        if self.ndim == 0:
+            return self.array.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __bool__(self) -> builtins.bool:
         if self.array.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous (shape {self.shape})")
