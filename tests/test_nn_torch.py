@@ -152,6 +152,30 @@ def test_bn_cnn_state_dicts_move_both_ways_through_checkpoints(tmp_path):
         np.testing.assert_array_equal(v.numpy(), theirs.state_dict()[k].numpy(), err_msg=k)
 
 
+# PyTorch's trailing positional arguments that we do not take (yet): the rest must be PyTorch's, in order
+_TRAILING_ARGUMENTS_WE_LACK = {"Hardtanh": ["min_value", "max_value"], "Upsample": ["recompute_scale_factor"]}
+
+
+def test_layer_arguments_are_pytorchs_in_pytorchs_order():
+    """A positional argument lands where PyTorch puts it: ``nn.Linear(i, o, True, None, None)`` (the
+    device and dtype, as pytorch/examples' forward-forward passes them) must not read None as a dtype."""
+    import inspect
+
+    def positional(cls):
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    for name in nn.__all__:
+        ours, theirs = getattr(nn, name), getattr(torch.nn, name, None)
+        if not isinstance(ours, type) or not issubclass(ours, nn.Module) or theirs is None:
+            continue
+        expected = [a for a in positional(theirs) if a not in _TRAILING_ARGUMENTS_WE_LACK.get(name, [])]
+        assert positional(ours) == expected, name
+    layer = nn.Linear(3, 2, True, None, None)
+    assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
+    assert nn.Conv2d(1, 2, 3, dtype=None).weight.dtype == np.float32
+
+
 def test_embedding_and_max_pool_indices_match_torch():
     torch.manual_seed(0)
     theirs, ours = torch.nn.Embedding(10, 4, padding_idx=1), nn.Embedding(10, 4, padding_idx=1)

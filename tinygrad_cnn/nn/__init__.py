@@ -54,6 +54,9 @@ class Parameter(Tensor):
 
 
 def _float_dtype(layer: str, dtype: Any) -> np.dtype:
+    """A layer's parameter dtype; None is PyTorch's default, float32 (NumPy would read it as float64)."""
+    if dtype is None:
+        return np.dtype(np.float32)
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -477,7 +480,7 @@ class Linear(Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32, device: Any = None
+        self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = np.float32
     ) -> None:
         positive_int("Linear", "in_features", in_features)
         positive_int("Linear", "out_features", out_features)
