@@ -34,6 +34,8 @@ class LRScheduler:
     """Base class: subclasses define :meth:`get_lr` (the next learning rates from the current
     ones and ``last_epoch``) and, where one exists, ``_get_closed_form_lr``."""
 
+    _unsaved: tuple[str, ...] = ("optimizer",)  # what state_dict leaves out: objects and functions
+
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__}: {type(optimizer).__name__} is not an Optimizer")
@@ -75,7 +77,7 @@ class LRScheduler:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+        return {k: v for k, v in self.__dict__.items() if k not in self._unsaved}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         name = type(self).__name__
@@ -100,8 +102,21 @@ class LRScheduler:
             group["lr"] = float(lr)
 
 
+def _lambdas(
+    scheduler: str, optimizer: Optimizer, lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]]
+) -> list[Callable[[int], float]]:
+    """One function per parameter group: the one given for all, or a list of one each."""
+    n = len(optimizer.param_groups)
+    fns = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n
+    if len(fns) != n:
+        raise ValueError(f"{scheduler}: expected {n} lr_lambdas, got {len(fns)}")
+    return fns  # type: ignore[return-value]
+
+
 class LambdaLR(LRScheduler):
     """lr = base_lr * lr_lambda(epoch) (one function, or one per group)."""
+
+    _unsaved = ("optimizer", "lr_lambdas")
 
     def __init__(
         self,
@@ -109,19 +124,11 @@ class LambdaLR(LRScheduler):
         lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
         last_epoch: int = -1,
     ) -> None:
-        n = len(optimizer.param_groups)
-        self.lr_lambdas: list[Callable[[int], float]] = (
-            list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n  # type: ignore[list-item]
-        )
-        if len(self.lr_lambdas) != n:
-            raise ValueError(f"LambdaLR: expected {n} lr_lambdas, got {len(self.lr_lambdas)}")
+        self.lr_lambdas = _lambdas("LambdaLR", optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
 
 
 class StepLR(LRScheduler):
@@ -346,7 +353,27 @@ def _cycled_momentum(scheduler: str, optimizer: Optimizer) -> bool:
     return "betas" in optimizer.defaults
 
 
-class SequentialLR(LRScheduler):
+class _Composite(LRScheduler):
+    """A scheduler made of others (``_schedulers``): their states are saved and restored with its own."""
+
+    _unsaved = ("optimizer", "_schedulers")
+    _schedulers: list[LRScheduler]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "_schedulers": [s.state_dict() for s in self._schedulers]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        inner = state_dict["_schedulers"]
+        name = type(self).__name__
+        if len(inner) != len(self._schedulers):
+            raise ValueError(f"{name}.load_state_dict: {len(inner)} saved schedulers, {len(self._schedulers)} here")
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
+        for s, saved in zip(self._schedulers, inner):
+            s.__dict__.update(saved)
+        self._restore_lr()
+
+
+class SequentialLR(_Composite):
     """Runs ``schedulers`` one after another, switching at the ``milestones`` (epochs); each
     restarts from its own epoch 0 when its turn comes."""
 
@@ -383,25 +410,11 @@ class SequentialLR(LRScheduler):
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
 
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        inner = state_dict["_schedulers"]
-        if len(inner) != len(self._schedulers):
-            raise ValueError(
-                f"SequentialLR.load_state_dict: {len(inner)} saved schedulers, {len(self._schedulers)} here"
-            )
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
-        for s, saved in zip(self._schedulers, inner):
-            s.__dict__.update(saved)
-        self._restore_lr()
-
 
 class MultiplicativeLR(LRScheduler):
     """lr *= lr_lambda(epoch) every epoch after the first (one function, or one per group)."""
+
+    _unsaved = ("optimizer", "lr_lambdas")
 
     def __init__(
         self,
@@ -409,21 +422,13 @@ class MultiplicativeLR(LRScheduler):
         lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
         last_epoch: int = -1,
     ) -> None:
-        n = len(optimizer.param_groups)
-        self.lr_lambdas: list[Callable[[int], float]] = (
-            list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * n  # type: ignore[list-item]
-        )
-        if len(self.lr_lambdas) != n:
-            raise ValueError(f"MultiplicativeLR: expected {n} lr_lambdas, got {len(self.lr_lambdas)}")
+        self.lr_lambdas = _lambdas("MultiplicativeLR", optimizer, lr_lambda)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return self._lrs()
         return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, self._lrs())]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
 
 
 class ConstantLR(LRScheduler):
@@ -513,6 +518,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
 
 class CyclicLR(LRScheduler):
+    _unsaved = ("optimizer", "_scale_fn_custom")
+
     """The cyclical learning rate policy (Smith), stepped once per batch, as PyTorch's: the lr goes from
     ``base_lr`` up to ``max_lr`` over ``step_size_up`` steps and back over ``step_size_down``, the
     amplitude scaled per cycle (``"triangular"``: 1, ``"triangular2"``: halved each cycle) or per step
@@ -580,11 +587,8 @@ class CyclicLR(LRScheduler):
                 _set_momentum(group, high - (high - low) * rise * scale, self.use_beta1)
         return lrs
 
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_scale_fn_custom")}
 
-
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_Composite):
     """Steps every scheduler in ``schedulers`` at each ``step()``, so their effects multiply."""
 
     def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None) -> None:
@@ -600,22 +604,6 @@ class ChainedScheduler(LRScheduler):
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = self._lrs()
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        inner = state_dict["_schedulers"]
-        if len(inner) != len(self._schedulers):
-            raise ValueError(
-                f"ChainedScheduler.load_state_dict: {len(inner)} saved schedulers, {len(self._schedulers)} here"
-            )
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
-        for s, saved in zip(self._schedulers, inner):
-            s.load_state_dict(saved)
-        self._restore_lr()
 
 
 class ReduceLROnPlateau:
