@@ -376,7 +376,7 @@ class Module:
         if not isinstance(state_dict, Mapping):
             raise TypeError(
                 f"load_state_dict for {type(self).__name__}: expected a mapping of parameter names to "
-                f"arrays, got {type(state_dict).__name__}"
+                f"tensors, got {type(state_dict).__name__}"
             )
         own = self._state_tensors()
         missing = [k for k in own if k not in state_dict]
