@@ -207,6 +207,11 @@ from .sorting import argsort, bincount, msort, sort, topk, unique
 
 __version__ = "0.1.0"
 
+from . import out_argument as _out_argument  # noqa: E402
+
+for _name in _out_argument.NAMES:  # PyTorch's out= on the functions that have it
+    globals()[_name] = _out_argument.with_out(globals()[_name])
+
 
 def is_tensor(obj: object) -> builtins.bool:
     """Whether ``obj`` is a :class:`Tensor`."""
