@@ -80,7 +80,9 @@ def test_without_pytorch_only_our_figures(suite: ModuleType, monkeypatch: pytest
     assert row["tinygrad_cnn"] > 0 and "ratio" not in row and "pytorch" not in row["loss_check"]
 
 
-def test_command_line_writes_json(suite: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_command_line_writes_json_and_markdown(
+    suite: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out.json"
     argv = [
         "run.py",
@@ -101,3 +103,4 @@ def test_command_line_writes_json(suite: ModuleType, tmp_path: Path, monkeypatch
     assert result["environment"]["numpy"] and [r["benchmark"] for r in result["rows"]] == [
         "lenet_b1 training (batch 1)"
     ]
+    assert "| lenet_b1 training (batch 1) (img/s) |" in capsys.readouterr().out
