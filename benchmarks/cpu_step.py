@@ -1,6 +1,14 @@
-"""CPU time of one LeNet-ish training step, for comparing versions of the library.
+"""CPU time of one training step of a small net, for comparing versions of the library.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/cpu_step.py [REPO ...] [--tune] [--batch N] [--rounds R] [--cpu K]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/cpu_step.py [REPO ...] [--net NET] [--batch N] [--tune] [--rounds R]
+
+REPO ``torch`` runs the same step in PyTorch on one thread, for one-thread ratios.
+``--net`` picks the workload (default ``lenet``): ``lenet`` (conv 1->16 5x5, relu, pool 2, conv
+16->32 5x5, relu, pool 2, linear 512->10, on MNIST digits), ``cifar`` (3x32x32: conv3x3 3->32 and
+32->32 with padding 1, relu each, pool 2, conv3x3 32->64 padding 1, relu, pool 2, linear 4096->10),
+``mlp`` (784->512->512->10 with relu), ``conv7`` (conv 1->32 7x7 padding 1, relu, linear) and
+``hvp`` (a Hessian-vector product of LeNet-ish's loss with respect to its weights: double
+backward). Never tune to one of them: compare a change on all of them, at small and large batches.
 
 Measures ``time.process_time()`` (user + system CPU of the process), which other programs on a
 shared machine disturb less than wall time. Only tensor ops are used (no nn/optim), so the script
@@ -25,49 +33,25 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 SAMPLE_STEPS = 5
+NETS = ("lenet", "cifar", "mlp", "conv7", "hvp")
 
 
-def serve(repo: Path, batch: int, tune: bool) -> None:
-    """One version's process: on every line read from stdin, time SAMPLE_STEPS steps and print ms per step."""
-    sys.path.insert(0, str(repo))
-    import tinygrad_cnn as tg
-    from tinygrad_cnn import functional as F
-
-    if tune:
-        from tinygrad_cnn.memory import tune_allocator
-
-        tune_allocator()
+def serve(repo: str, net: str, batch: int, tune: bool) -> None:
+    """One contender's process: on every line read from stdin, time SAMPLE_STEPS steps and print ms per step."""
     rng = np.random.default_rng(0)
-
-    def param(*shape: int, fan_in: int) -> tg.Tensor:
-        return tg.Tensor((rng.uniform(-1, 1, shape) / np.sqrt(fan_in)).astype(np.float32), requires_grad=True)
-
-    params = [
-        param(16, 1, 5, 5, fan_in=25),
-        param(16, fan_in=25),
-        param(32, 16, 5, 5, fan_in=400),
-        param(32, fan_in=400),
-        param(10, 512, fan_in=512),
-        param(10, fan_in=512),
-    ]
-    w1, b1, w2, b2, w3, b3 = params
-    raw = gzip.open(repo / "tinygrad_cnn/data/mnist/train-images-idx3-ubyte.gz").read()
-    pixels = np.frombuffer(raw, np.uint8, offset=16)[: batch * 784].reshape(batch, 1, 28, 28)
-    x = ((pixels / 255.0 - 0.1307) / 0.3081).astype(np.float32)  # real digits: pooling sees their ties
+    arrays, x = workload(repo, net, batch, rng)
     y = rng.integers(0, 10, batch)
-
-    def step() -> None:
-        h = F.max_pool2d(F.relu(F.conv2d(tg.Tensor(x), w1, b1)), 2)
-        h = F.max_pool2d(F.relu(F.conv2d(h, w2, b2)), 2)
-        loss = F.cross_entropy(F.linear(h.reshape(batch, -1), w3, b3), y)
-        for p in params:
-            p.grad = None
-        loss.backward()
-
+    vector = [rng.standard_normal(a.shape).astype(np.float32) for a in arrays]
+    step = (
+        torch_step(net, arrays, x, y, vector)
+        if repo == "torch"
+        else our_step(Path(repo), net, arrays, x, y, vector, tune)
+    )
     for _ in range(3):
         step()
     for _ in sys.stdin:
@@ -77,9 +61,105 @@ def serve(repo: Path, batch: int, tune: bool) -> None:
         print((time.process_time() - start) / SAMPLE_STEPS * 1e3, flush=True)
 
 
+def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+    """The net's parameters (weights as PyTorch lays them out, then biases) and a batch of inputs."""
+
+    def param(*shape: int, fan_in: int) -> np.ndarray:
+        return (rng.uniform(-1, 1, shape) / np.sqrt(fan_in)).astype(np.float32)
+
+    def layer(c_in: int, c_out: int, k: int = 0) -> list[np.ndarray]:
+        fan_in = c_in * max(k, 1) ** 2
+        return [
+            param(c_out, c_in, k, k, fan_in=fan_in) if k else param(c_out, c_in, fan_in=fan_in),
+            param(c_out, fan_in=fan_in),
+        ]
+
+    if net in ("lenet", "hvp"):
+        mnist = Path(__file__).resolve().parents[1] if repo == "torch" else Path(repo)
+        raw = gzip.open(mnist / "tinygrad_cnn/data/mnist/train-images-idx3-ubyte.gz").read()
+        pixels = np.frombuffer(raw, np.uint8, offset=16)[: batch * 784].reshape(batch, 1, 28, 28)
+        x = ((pixels / 255.0 - 0.1307) / 0.3081).astype(np.float32)  # real digits: pooling sees their ties
+        return layer(1, 16, 5) + layer(16, 32, 5) + layer(512, 10), x
+    if net == "cifar":
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        return layer(3, 32, 3) + layer(32, 32, 3) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
+    if net == "mlp":
+        return layer(784, 512) + layer(512, 512) + layer(512, 10), rng.standard_normal((batch, 784)).astype(np.float32)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)  # conv7
+    return layer(1, 32, 7) + layer(32 * 24 * 24, 10), x
+
+
+def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
+    """The net's logits, written once for both frameworks (``F`` is either's functional module)."""
+    batch = x.shape[0]
+    if net in ("lenet", "hvp"):
+        h = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1])), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3])), 2)
+        return F.linear(h.reshape(batch, -1), p[4], p[5])
+    if net == "cifar":
+        h = F.relu(F.conv2d(x, p[0], p[1], padding=1))
+        h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, p[4], p[5], padding=1)), 2)
+        return F.linear(h.reshape(batch, -1), p[6], p[7])
+    if net == "mlp":
+        h = F.relu(F.linear(x, p[0], p[1]))
+        return F.linear(F.relu(F.linear(h, p[2], p[3])), p[4], p[5])
+    h = F.relu(F.conv2d(x, p[0], p[1], padding=1))
+    return F.linear(h.reshape(batch, -1), p[2], p[3])
+
+
+def our_step(repo: Path, net: str, arrays: list, x: np.ndarray, y: np.ndarray, vector: list, tune: bool) -> Any:
+    sys.path.insert(0, str(repo))
+    import tinygrad_cnn as tg
+    from tinygrad_cnn import functional as F
+
+    if tune:
+        from tinygrad_cnn.memory import tune_allocator
+
+        tune_allocator()
+    params = [tg.Tensor(a, requires_grad=True) for a in arrays]
+    v = [tg.Tensor(a) for a in vector]
+
+    def step() -> None:
+        loss = F.cross_entropy(forward(F, net, params, tg.Tensor(x)), y)
+        for p in params:
+            p.grad = None
+        if net != "hvp":
+            loss.backward()
+            return
+        grads = tg.autograd.grad(loss, params, create_graph=True)
+        sum(F.sum(g * vi) for g, vi in zip(grads, v)).backward()
+
+    return step
+
+
+def torch_step(net: str, arrays: list, x: np.ndarray, y: np.ndarray, vector: list) -> Any:
+    """The same step in PyTorch, on one thread (compare with OPENBLAS_NUM_THREADS=1)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    params = [torch.tensor(a, requires_grad=True) for a in arrays]
+    v = [torch.tensor(a) for a in vector]
+    xt, yt = torch.tensor(x), torch.tensor(y)
+
+    def step() -> None:
+        loss = F.cross_entropy(forward(F, net, params, xt), yt)
+        for p in params:
+            p.grad = None
+        if net != "hvp":
+            loss.backward()
+            return
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        sum((g * vi).sum() for g, vi in zip(grads, v)).backward()
+
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("repos", nargs="*", type=Path, default=[Path(__file__).resolve().parents[1]])
+    parser.add_argument("repos", nargs="*", default=[str(Path(__file__).resolve().parents[1])])
+    parser.add_argument("--net", choices=NETS, default="lenet", help="the workload (see above)")
     parser.add_argument("--tune", action="store_true", help="call tune_allocator() first")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=20)
@@ -87,12 +167,21 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.repos[0].resolve(), args.batch, args.tune)
+        serve(str(args.repos[0]), args.net, args.batch, args.tune)
         return
     pin = [] if args.cpu is None else ["taskset", "-c", str(args.cpu)]
     children = []
     for repo in args.repos:
-        command = [sys.executable, __file__, str(repo.resolve()), "--serve", "--batch", str(args.batch)]
+        command = [
+            sys.executable,
+            __file__,
+            repo if repo == "torch" else str(Path(repo).resolve()),
+            "--serve",
+            "--net",
+            args.net,
+            "--batch",
+            str(args.batch),
+        ]
         children.append(
             subprocess.Popen(
                 pin + command + ["--tune"] * args.tune, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -112,7 +201,7 @@ def main() -> None:
     for repo, times in zip(args.repos, samples):
         median = statistics.median(times)
         print(
-            f"{repo}{tuned}: {median:.1f} ms CPU per step (median of {len(times)}; min {min(times):.1f}), "
+            f"{repo}{tuned}: {args.net} {median:.2f} ms CPU per step (median of {len(times)}; min {min(times):.2f}), "
             f"{args.batch / median * 1e3:,.0f} img/s per core, batch {args.batch}"
         )
 

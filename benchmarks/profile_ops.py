@@ -1,81 +1,85 @@
-"""Where a LeNet-ish training step spends its time, per primitive (forward and backward).
+"""Where a training step spends its time, per primitive (forward and backward).
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/profile_ops.py
+    OPENBLAS_NUM_THREADS=1 python benchmarks/profile_ops.py [--net NET] [--batch N] [--steps S]
 
-Wraps every primitive's forward and backward with a CPU timer. A backward rule that applies
-other primitives (MatMul.backward calls MatMul.apply) also counts their time, so rows overlap.
+The nets are those of ``benchmarks/cpu_step.py`` (``lenet``, ``cifar``, ``mlp``, ``conv7``,
+``hvp``). Wraps every primitive's forward, backward and backward_arrays with a CPU timer. A
+backward rule that applies other primitives (MatMul.backward calls MatMul.apply) also counts
+their time, so rows overlap; "engine" is what the step spent outside every primitive (recording,
+the reverse sweep, argument checks).
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import cpu_step  # noqa: E402
 
 import tinygrad_cnn as tg  # noqa: E402
-from tinygrad_cnn import functional as F  # noqa: E402
-from tinygrad_cnn import nn  # noqa: E402
 from tinygrad_cnn import primitives as P  # noqa: E402
-from tinygrad_cnn.memory import tune_allocator  # noqa: E402
 
 seconds: dict[str, float] = collections.defaultdict(float)
 calls: collections.Counter[str] = collections.Counter()
+depth = [0]  # primitives running now: only the outermost one's time counts towards "engine"
 
 
-def timed(fn, label):
-    def wrapper(*args, **kwargs):
+def timed(fn: Any, label: str) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.process_time()
+        depth[0] += 1
         try:
             return fn(*args, **kwargs)
         finally:
-            seconds[label] += time.process_time() - start
+            depth[0] -= 1
+            elapsed = time.process_time() - start
+            seconds[label] += elapsed
+            if depth[0] == 0:
+                seconds["(in primitives)"] += elapsed
             calls[label] += 1
 
     return staticmethod(wrapper)
 
 
-for name, cls in vars(P).items():
-    if isinstance(cls, type) and issubclass(cls, tg.Function) and cls is not tg.Function:
-        for kind in ("forward", "backward"):
-            setattr(cls, kind, timed(getattr(cls, kind), f"{name}.{kind}"))
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--net", choices=cpu_step.NETS, default="lenet")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    for name, cls in vars(P).items():
+        if isinstance(cls, type) and issubclass(cls, tg.Function) and cls is not tg.Function:
+            for kind in ("forward", "backward", "backward_arrays"):
+                if kind in vars(cls):
+                    setattr(cls, kind, timed(getattr(cls, kind), f"{name}.{kind}"))
+    rng = np.random.default_rng(0)
+    arrays, x = cpu_step.workload(str(ROOT), args.net, args.batch, rng)
+    y = rng.integers(0, 10, args.batch)
+    vector = [rng.standard_normal(a.shape).astype(np.float32) for a in arrays]
+    step = cpu_step.our_step(ROOT, args.net, arrays, x, y, vector, tune=True)
+    for _ in range(3):
+        step()
+    seconds.clear()
+    calls.clear()
+    start = time.process_time()
+    for _ in range(args.steps):
+        step()
+    total = (time.process_time() - start) / args.steps
+    seconds["engine"] = total * args.steps - seconds.pop("(in primitives)", 0.0)
+    print(f"{args.net}, batch {args.batch}: {total * 1e3:.2f} ms CPU per step; per primitive (ms per step, calls):")
+    for label, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<28}{s / args.steps * 1e3:8.2f}  x{calls[label] // args.steps}")
 
-tune_allocator()
-tg.manual_seed(0)
-model = nn.Sequential(
-    nn.Conv2d(1, 16, 5),
-    nn.ReLU(),
-    nn.MaxPool2d(2),
-    nn.Conv2d(16, 32, 5),
-    nn.ReLU(),
-    nn.MaxPool2d(2),
-    nn.Flatten(),
-    nn.Linear(512, 10),
-)
-(images, labels), _ = tg.datasets.load_mnist()
-x = ((images[:128, None] / 255.0 - 0.1307) / 0.3081).astype(np.float32)
-y = labels[:128]
 
-
-def step() -> None:
-    loss = F.cross_entropy(model(tg.Tensor(x)), y)
-    model.zero_grad()
-    loss.backward()
-
-
-for _ in range(3):
-    step()
-seconds.clear()
-calls.clear()
-steps = 20
-start = time.process_time()
-for _ in range(steps):
-    step()
-total = (time.process_time() - start) / steps
-print(f"{total * 1e3:.1f} ms CPU per step; per primitive (ms per step, calls per step):")
-for label, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
-    print(f"  {label:<24}{s / steps * 1e3:8.2f}  x{calls[label] // steps}")
+if __name__ == "__main__":
+    main()

@@ -132,6 +132,35 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
 
 
+@pytest.mark.parametrize("c", [1, 3, 40])  # the column-major and (40 float64 channels) the row-major im2col copies
+@pytest.mark.parametrize("batch_inner", [False, True])  # an NCHW image, or a conv2d output's (H, W, N, C) memory
+@pytest.mark.parametrize(
+    "padding,stride,dilation", [((1, 1), (1, 1), (1, 1)), ((2, 0), (2, 1), (1, 2)), ((3, 1), (2, 2), (1, 1))]
+)
+def test_padding_inside_convolution(c, batch_inner, padding, stride, dilation):
+    """Convolution pads inside its im2col copy and leaves the padding out of its fold: the same
+    output and gradients as the plain convolution of the explicitly padded image (windows that
+    read only padding included: padding 3 with a 3x3 kernel)."""
+    rng = np.random.default_rng(c)
+    image = rng.standard_normal((3, c, 5, 6))
+    if batch_inner:
+        image = np.ascontiguousarray(image.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+    w, b, ph, pw = rng.standard_normal((3, 3, c, 4)), rng.standard_normal(4), *padding
+    x = Tensor(image, requires_grad=True)
+    x_padded = Tensor(np.pad(image, ((0, 0), (0, 0), (ph, ph), (pw, pw))), requires_grad=True)
+    ws = [Tensor(w, requires_grad=True) for _ in range(2)]
+    got = P.Convolution.apply(x, ws[0], Tensor(b), stride, dilation, padding)
+    want = P.Convolution.apply(x_padded, ws[1], Tensor(b), stride, dilation)
+    np.testing.assert_allclose(got.array, want.array, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(got.shape)
+    got.backward(g)
+    want.backward(g)
+    np.testing.assert_allclose(
+        x.grad.array, x_padded.grad.array[:, :, ph : ph + 5, pw : pw + 6], rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(ws[0].grad.array, ws[1].grad.array, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("n,c,c_out", [(0, 2, 3), (0, 40, 3), (2, 2, 0), (0, 2, 0)])
 def test_conv2d_backward_of_empty_batches_and_channels(n, c, c_out):
     """Fold's blocks of images and Convolution's reshapes with a zero-size axis."""

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -516,26 +516,32 @@ def test_matmul_add(data, n, k, m, c_shape):
     stride=st.tuples(st.integers(1, 2), st.integers(1, 2)),
     dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
     spare=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+    padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
 )
-def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias, stride, dilation, spare):
+def test_window_matmul(data, n, oh, ow, kh, kw, c, c_out, bias, stride, dilation, spare, padding):
     """The primitive behind conv2d on its own: an image's windows times a weight, with strides,
-    dilations and (with a stride of 2) rows or columns that no window reaches (``spare``); the forward against an
-    explicit sum over the windows."""
-    h = (oh - 1) * stride[0] + dilation[0] * (kh - 1) + 1 + spare[0] * (stride[0] - 1)
-    w_ = (ow - 1) * stride[1] + dilation[1] * (kw - 1) + 1 + spare[1] * (stride[1] - 1)
+    dilations, zero padding (windows that read only padding too) and (with a stride of 2) rows or
+    columns that no window reaches (``spare``); the forward against an explicit sum over the
+    windows of the padded image."""
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    h = max(1, (oh - 1) * sh + dh * (kh - 1) + 1 + spare[0] * (sh - 1) - 2 * ph)
+    w_ = max(1, (ow - 1) * sw + dw * (kw - 1) + 1 + spare[1] * (sw - 1) - 2 * pw)
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w_ + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    assume(oh >= 1 and ow >= 1)
     x = data.draw(tensors((n, c, h, w_)))
     w = data.draw(tensors((kh, kw, c, c_out)))
     b = data.draw(tensors((c_out,))) if bias else None
+    padded = np.pad(x.data, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     want = np.zeros((n, oh, ow, c_out)) + (0 if b is None else b.data)
     for p in range(kh):
         for q in range(kw):
-            rows = p * dilation[0] + stride[0] * np.arange(oh)
-            cols = q * dilation[1] + stride[1] * np.arange(ow)
-            pixels = x.data[:, :, rows[:, None], cols[None, :]]  # (N, C, OH, OW)
+            rows = p * dh + sh * np.arange(oh)
+            cols = q * dw + sw * np.arange(ow)
+            pixels = padded[:, :, rows[:, None], cols[None, :]]  # (N, C, OH, OW)
             want += np.einsum("ncij,co->nijo", pixels, w.data[p, q])
 
     def op(*t: Tensor) -> Tensor:
-        return tg.primitives.Convolution.apply(t[0], t[1], t[2] if bias else None, stride, dilation)
+        return tg.primitives.Convolution.apply(t[0], t[1], t[2] if bias else None, stride, dilation, padding)
 
     inputs = (x, w) if b is None else (x, w, b)
     np.testing.assert_allclose(op(*inputs).data, want, rtol=1e-12, atol=1e-12)

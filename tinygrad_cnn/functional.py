@@ -1554,7 +1554,7 @@ def conv2d(
         pair("conv2d", "dilation", dilation, 1),
     )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
-    out = P.Convolution.apply(_pad_hw(x, p, 0.0), permute(weight, 2, 3, 1, 0), bias, s, d)  # (N, OH, OW, C_out)
+    out = P.Convolution.apply(x, permute(weight, 2, 3, 1, 0), bias, s, d, p)  # (N, OH, OW, C_out)
     # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see Convolution).
     return permute(out, 0, 3, 1, 2)
 

@@ -304,6 +304,29 @@ def _offset_views(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Sha
             yield image[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw, :]
 
 
+def _clipped_offset_views(
+    image: np.ndarray, out: tuple[int, int], kernel: Shape, stride: Shape, padding: Shape, dilation: Shape
+) -> Iterator[tuple[int, np.ndarray, tuple[slice, slice]]]:
+    """:func:`_offset_views` of an image seen zero-padded by ``padding`` without the padded copy:
+    for each kernel offset (p, q), row-major, its index p*kw + q, the view (N, OH', OW', C) of the pixels inside the
+    image that the (p, q) elements of the (OH, OW) = ``out`` windows read, and which of those
+    windows read them (their rows and columns); the windows whose (p, q) element falls on the
+    padding read zeros and are left out. Offsets that read only padding are skipped."""
+    ranges = []
+    for size, n_out, k, s, pad, d in zip(image.shape[1:3], out, kernel, stride, padding, dilation):
+        axis = []
+        for offset in range(0, d * k, d):  # window i reads row i*s + offset - pad of the image
+            first = max(0, -(-(pad - offset) // s))
+            stop = min(n_out, (size - 1 + pad - offset) // s + 1)
+            start = first * s + offset - pad
+            axis.append((slice(first, stop), slice(start, start + s * (stop - first - 1) + 1, s), stop > first))
+        ranges.append(axis)
+    for p, (windows_h, rows, any_h) in enumerate(ranges[0]):
+        for q, (windows_w, cols, any_w) in enumerate(ranges[1]):
+            if any_h and any_w:
+                yield p * kernel[1] + q, image[:, rows, cols, :], (windows_h, windows_w)
+
+
 def _image_blocks(n: int, bytes_per_image: int, budget: int) -> Iterator[slice]:
     """Consecutive slices of a batch of n images, as many images each as fit in ``budget`` bytes
     of per-image work (at least one)."""
@@ -341,33 +364,56 @@ def fold(g: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape, dilation: 
 # --------------------------------------------------------------------------- conv2d
 
 
-def im2col(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
-    """The (OH*OW*N, kh*kw*C) im2col matrix of x (N, C, H, W): conv2d's one copy. Rows run
-    batch-inner (OH, OW, N); columns (kh, kw, C).
+def im2col(x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)) -> np.ndarray:
+    """The (OH*OW*N, kh*kw*C) im2col matrix of x (N, C, H, W) zero-padded by ``padding`` (rows,
+    columns on each side): conv2d's one copy. Rows run batch-inner (OH, OW, N); columns (kh, kw, C).
 
     Row-major, the copy reads each window's channels, a contiguous run of C (times kw when the
     image is channels-last). With few channels that run is short, and the copy is several times
     faster column-major, from the image laid out batch-inner (C, H, W, N) (a copy of the image
     first, unless it is laid out so already, as conv2d's outputs are when C is 1): that reads
-    runs along the image's rows of all N images. The GEMM takes either memory order.
+    runs along the image's rows of all N images. The GEMM takes either memory order. Padding
+    goes into that copy of the image (or one in x's own memory order), never a separate pass.
     """
-    n, c = x.shape[:2]
-    win = windows(x, kernel, stride, dilation).transpose(1, 2, 0, 3, 4, 5)  # (OH, OW, N, kh, kw, C)
-    oh, ow, _, kh, kw, _ = win.shape
-    if _contiguous_run(win) * x.itemsize >= LONG_RUN_BYTES:
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, padding
+    oh, ow = out_hw((h + 2 * ph, w + 2 * pw), kernel, stride, dilation)
+    s_n, s_c, s_h, s_w = x.strides  # of the windows (OH, OW, N, kh, kw, C) read row-major, as below:
+    run = _contiguous_run((oh, ow, n, kh, kw, c), (sh * s_h, sw * s_w, s_n, dh * s_h, dw * s_w, s_c), x.itemsize)
+    if run * x.itemsize >= LONG_RUN_BYTES:
+        win = windows(pad_image(x, padding, memory_order(x)), kernel, stride, dilation).transpose(1, 2, 0, 3, 4, 5)
         return win.reshape(oh * ow * n, kh * kw * c)
-    batch_inner = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)  # (N, C, H, W) view
+    if padding != (0, 0):
+        batch_inner = pad_image(x, padding, [1, 2, 3, 0])
+    else:
+        batch_inner = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)  # (N, C, H, W) view
     kernel_major = windows(batch_inner, kernel, stride, dilation).transpose(3, 4, 5, 1, 2, 0)
     return kernel_major.reshape(kh * kw * c, oh * ow * n).T
 
 
-def _contiguous_run(x: np.ndarray) -> int:
-    """How many elements a row-major read of x takes in one contiguous run."""
+def pad_image(x: np.ndarray, padding: Shape, order: list[int]) -> np.ndarray:
+    """x (N, C, H, W) with ``padding`` rows and columns of zeros on each side, a copy laid out in
+    memory in ``order`` (x's axes, the outermost first); x itself if there is no padding and x is
+    laid out so already. Only the border is zeroed; the image is copied into the middle once."""
+    ph, pw = padding
+    n, c, h, w = x.shape
+    if (ph, pw) == (0, 0) and memory_order(x) == order:
+        return x
+    shape = (n, c, h + 2 * ph, w + 2 * pw)
+    out = np.empty([shape[a] for a in order], dtype=x.dtype).transpose(np.argsort(order))
+    for border in (out[:, :, :ph], out[:, :, ph + h :], out[:, :, ph : ph + h, :pw], out[:, :, ph : ph + h, pw + w :]):
+        border.fill(0)
+    copy_in_slabs(x, out[:, :, ph : ph + h, pw : pw + w])
+    return out
+
+
+def _contiguous_run(shape: Shape, strides: Shape, itemsize: int) -> int:
+    """How many elements a row-major read of an array of this shape and these strides takes in one contiguous run."""
     run = 1
-    for size, stride in zip(reversed(x.shape), reversed(x.strides)):
+    for size, stride in zip(reversed(shape), reversed(strides)):
         if size == 1:
             continue
-        if stride != run * x.itemsize:
+        if stride != run * itemsize:
             break
         run *= size
     return run
@@ -385,7 +431,9 @@ def conv_rows(g: np.ndarray) -> np.ndarray:
     return g.transpose(1, 2, 0, 3).reshape(oh * ow * n, c)
 
 
-def fold_products(g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
+def fold_products(
+    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)
+) -> np.ndarray:
     """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory.
 
     g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw, C, C_out) -> (N, C, H, W), laid out (H, W, N, C).
@@ -393,11 +441,13 @@ def fold_products(g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Sha
     at once, while it is in the cache: each slice-add reads and writes runs of N*C values. A few
     images at a time when the batch is large, so that the product block and the image it lands on
     stay in the cache (materialising all kh*kw blocks first and folding them afterwards streams
-    kh*kw times the image through memory)."""
+    kh*kw times the image through memory). With ``padding``, the parts of each block that fall on
+    the padding are left out: no padded image is made and cropped."""
     kh, kw, c, c_out = w.shape
     per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
     n, _, h, wd = x_shape
-    oh, ow = out_hw((h, wd), (kh, kw), stride, dilation)
+    (ph, pw), kernel = padding, (kh, kw)
+    oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), kernel, stride, dilation)
     g_pixels = g_rows.reshape(oh * ow, n, c_out)
     out = np.zeros((h, wd, n, c), dtype=np.result_type(g_rows, w))
     for images in _image_blocks(n, oh * ow * c * out.itemsize, FOLD_BLOCK_BYTES // 2):
@@ -406,7 +456,7 @@ def fold_products(g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Sha
         block = np.empty((oh * ow * count, c), dtype=out.dtype)
         block_pixels = block.reshape(oh, ow, count, c).transpose(2, 0, 1, 3)  # (N', OH, OW, C) view
         image = out[:, :, images].transpose(2, 0, 1, 3)  # (N', H, W, C) view
-        for view, w_offset in zip(_offset_views(image, (kh, kw), stride, dilation), per_offset):
-            np.matmul(g_part, w_offset, out=block)
-            view += block_pixels
+        for k, view, (rows, cols) in _clipped_offset_views(image, (oh, ow), kernel, stride, padding, dilation):
+            np.matmul(g_part, per_offset[k], out=block)
+            view += block_pixels[:, rows, cols]
     return out.transpose(2, 3, 0, 1)

@@ -510,53 +510,64 @@ class MatMulAdd(Function):
 
 class Convolution(Function):
     """conv2d's core, a 2-D convolution (cross-correlation, as PyTorch's) with a bias: the sliding
-    windows of an image times a weight.
+    windows of a zero-padded image times a weight.
 
     x (N, C, H, W), w (kh, kw, C, C_out), b (C_out,) or None -> y (N, OH, OW, C_out),
-    y[n,i,j,o] = sum over p,q,c of x[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o]
-    (the windows are :class:`Unfold`'s), computed as im2col(x) @ w + b.
-    dx = Fold(g @ w^T),  dw = im2col(x)^T @ g,  db = g summed over (N, OH, OW).
+    y[n,i,j,o] = sum over p,q,c of xp[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o], where
+    xp is x padded with ``padding`` (ph, pw) rows and columns of zeros on each side (the windows
+    are :class:`Unfold`'s of xp), computed as im2col(xp) @ w + b.
+    dx = Fold(g @ w^T) with the padding cropped off,  dw = im2col(xp)^T @ g,  db = g summed over (N, OH, OW).
 
-    The im2col rows, and so y's memory, run batch-inner (see :func:`kernels.im2col`); the plain
-    backward folds dx one kernel offset at a time (:func:`kernels.fold_products`).
+    The im2col rows, and so y's memory, run batch-inner, and the padding goes into the im2col
+    copy (see :func:`kernels.im2col`); the plain backward folds dx one kernel offset at a time,
+    leaving out the padding (:func:`kernels.fold_products`).
     """
 
     @staticmethod
     def forward(
-        ctx: Context, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape, dilation: Shape
+        ctx: Context,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride: Shape,
+        dilation: Shape,
+        padding: Shape = (0, 0),
     ) -> np.ndarray:
         kh, kw, c, c_out = w.shape
-        cols = kernels.im2col(x, (kh, kw), stride, dilation)  # (OH*OW*N, kh*kw*C)
+        cols = kernels.im2col(x, (kh, kw), stride, dilation, padding)  # (OH*OW*N, kh*kw*C)
         ctx.save_for_backward(x, w)
-        ctx.values = (cols, stride, dilation)  # the plain backward's dw reads cols instead of copying again
+        ctx.values = (cols, stride, dilation, padding)  # the plain backward's dw reads cols instead of copying again
         y = cols @ w.reshape(kh * kw * c, c_out)
         if b is not None:
             kernels.add_row(y, b)
-        return kernels.conv_output(y, len(x), *kernels.out_hw(x.shape[2:], (kh, kw), stride, dilation))
+        (ph, pw), (h, wd) = padding, x.shape[2:]
+        return kernels.conv_output(y, len(x), *kernels.out_hw((h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation))
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
-        _, stride, dilation = ctx.values
+        _, stride, dilation, (ph, pw) = ctx.values
         (n, oh, ow, c_out), (kh, kw, c, _) = g.shape, w.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
         g_rows = _reshape(Permute.apply(g, (1, 2, 0, 3)), (oh * ow * n, c_out))  # like the im2col rows
         gx = gw = None
         if need_x:
             window_grad = _reshape(g_rows @ _mT(_reshape(w, (kh * kw * c, c_out))), (oh, ow, n, kh, kw, c))
-            gx = Fold.apply(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), x.shape, (kh, kw), stride, dilation)
+            gx = Fold.apply(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), xp.shape, (kh, kw), stride, dilation)
+            gx = GetItem.apply(gx, (Ellipsis, slice(ph, ph + x.shape[2]), slice(pw, pw + x.shape[3])))
         if need_w:
-            cols = Permute.apply(Unfold.apply(x, (kh, kw), stride, dilation), (1, 2, 0, 3, 4, 5))
+            cols = Permute.apply(Unfold.apply(xp, (kh, kw), stride, dilation), (1, 2, 0, 3, 4, 5))
             gw = _reshape(_mT(_reshape(cols, (oh * ow * n, kh * kw * c))) @ g_rows, w.shape)
         return gx, gw, sum_to(g_rows, (c_out,)) if need_b else None
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
         x, w = ctx.saved_arrays
-        cols, stride, dilation = ctx.values
+        cols, stride, dilation, padding = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g_rows = kernels.conv_rows(g)
-        gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation) if need_x else None
+        gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
         gw = (cols.T @ g_rows).reshape(w.shape) if need_w else None
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
 
