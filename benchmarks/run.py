@@ -78,33 +78,19 @@ class Workload:
     about: str = ""
 
 
-LENET = (
-    ("conv", 1, 16, 5, 0),
-    ("relu",),
-    ("pool", 2),
-    ("conv", 16, 32, 5, 0),
-    ("relu",),
-    ("pool", 2),
-    ("flatten",),
-    ("linear", 512, 10),
-)
-CIFAR = (
-    ("conv", 3, 32, 3, 1),
-    ("relu",),
-    ("conv", 32, 32, 3, 1),
-    ("relu",),
-    ("pool", 2),
-    ("conv", 32, 64, 3, 1),
-    ("relu",),
-    ("pool", 2),
-    ("flatten",),
-    ("linear", 64 * 8 * 8, 10),
-)
+def convs(*channels: int, k: int = 3, padding: int = 1) -> tuple[tuple, ...]:
+    """Conv-ReLU pairs through ``channels`` (3, 32, 64: 3->32, 32->64), ``k`` x ``k`` kernels."""
+    return tuple(layer for a, b in zip(channels, channels[1:]) for layer in (("conv", a, b, k, padding), ("relu",)))
+
+
+POOL, FLATTEN = ("pool", 2), ("flatten",)
+LENET = (*convs(1, 16, k=5, padding=0), POOL, *convs(16, 32, k=5, padding=0), POOL, FLATTEN, ("linear", 512, 10))
+CIFAR = (*convs(3, 32, 32), POOL, *convs(32, 64), POOL, FLATTEN, ("linear", 64 * 8 * 8, 10))
 WORKLOADS: dict[str, Workload] = {
     "lenet": Workload(LENET, (1, 28, 28), 128, inference=1000, about="the MNIST example's net"),
     **{f"lenet_b{b}": Workload(LENET, (1, 28, 28), b, about=f"LeNet-ish at batch {b}") for b in (1, 8, 32, 512)},
     "single_conv": Workload(
-        (("conv", 1, 32, 7, 1), ("relu",), ("flatten",), ("linear", 32 * 24 * 24, 10)),
+        (*convs(1, 32, k=7), FLATTEN, ("linear", 32 * 24 * 24, 10)),
         (1, 28, 28),
         64,
         inference=1000,
@@ -112,7 +98,7 @@ WORKLOADS: dict[str, Workload] = {
     ),
     "cifar": Workload(CIFAR, (3, 32, 32), 64, inference=1000, about="CIFAR-shaped: conv3x3 3-32-32, pool, 32-64, pool"),
     "mlp": Workload(
-        (("flatten",), ("linear", 784, 512), ("relu",), ("linear", 512, 512), ("relu",), ("linear", 512, 10)),
+        (FLATTEN, ("linear", 784, 512), ("relu",), ("linear", 512, 512), ("relu",), ("linear", 512, 10)),
         (1, 28, 28),
         128,
         inference=1000,
@@ -121,45 +107,21 @@ WORKLOADS: dict[str, Workload] = {
     "lenet_f64": Workload(LENET, (1, 28, 28), 128, dtype="float64", inference=1000, about="LeNet-ish in float64"),
     # shapes nobody tuned for
     "vgg": Workload(
-        (
-            ("conv", 3, 16, 3, 1),
-            ("relu",),
-            ("conv", 16, 16, 3, 1),
-            ("relu",),
-            ("pool", 2),
-            ("conv", 16, 32, 3, 1),
-            ("relu",),
-            ("conv", 32, 32, 3, 1),
-            ("relu",),
-            ("pool", 2),
-            ("conv", 32, 64, 3, 1),
-            ("relu",),
-            ("pool", 2),
-            ("flatten",),
-            ("linear", 64 * 4 * 4, 10),
-        ),
+        (*convs(3, 16, 16), POOL, *convs(16, 32, 32), POOL, *convs(32, 64), POOL, FLATTEN, ("linear", 64 * 4 * 4, 10)),
         (3, 32, 32),
         32,
         inference=500,
         about="VGG-ish: five 3x3 convs 16-16-32-32-64, three pools",
     ),
     "wide_1x1": Workload(
-        (
-            ("conv", 3, 128, 1, 0),
-            ("relu",),
-            ("conv", 128, 128, 1, 0),
-            ("relu",),
-            ("pool", 4),
-            ("flatten",),
-            ("linear", 128 * 8 * 8, 10),
-        ),
+        (*convs(3, 128, 128, k=1, padding=0), ("pool", 4), FLATTEN, ("linear", 128 * 8 * 8, 10)),
         (3, 32, 32),
         32,
         inference=500,
         about="wide 1x1 convs: 3-128-128, pool 4",
     ),
     "strided": Workload(
-        (("conv", 3, 32, 7, 3, 2), ("relu",), ("pool", 2), ("conv", 32, 64, 3, 1, 2), ("relu",), ("flatten",))
+        (("conv", 3, 32, 7, 3, 2), ("relu",), POOL, ("conv", 32, 64, 3, 1, 2), ("relu",), FLATTEN)
         + (("linear", 64 * 8 * 8, 10),),
         (3, 64, 64),
         32,
@@ -178,31 +140,21 @@ EXTRA_ROWS = {
 # ---------------------------------------------------------------- models and data
 
 
-def build_ours(w: Workload) -> nn.Sequential:
+def build(fw: Any, w: Workload, like: nn.Module | None = None) -> Any:
+    """``w``'s net in framework ``fw`` (``tinygrad_cnn`` or ``torch``: the same names), with the
+    weights of ``like`` if given."""
     make = {
-        "conv": lambda c_in, c_out, k, pad, stride=1: nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad),
-        "linear": nn.Linear,
-        "pool": nn.MaxPool2d,
-        "relu": nn.ReLU,
-        "flatten": nn.Flatten,
+        "conv": lambda c_in, c_out, k, pad, stride=1: fw.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad),
+        "linear": fw.nn.Linear,
+        "pool": fw.nn.MaxPool2d,
+        "relu": fw.nn.ReLU,
+        "flatten": fw.nn.Flatten,
     }
-    model = nn.Sequential(*(make[kind](*args) for kind, *args in w.layers))
-    return model.double() if w.dtype == "float64" else model
-
-
-def build_torch(w: Workload, ours: nn.Module) -> Any:
-    """PyTorch's copy of ``ours``: the same layers and weights."""
-    make = {
-        "conv": lambda c_in, c_out, k, pad, stride=1: torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad),
-        "linear": torch.nn.Linear,
-        "pool": torch.nn.MaxPool2d,
-        "relu": torch.nn.ReLU,
-        "flatten": torch.nn.Flatten,
-    }
-    model = torch.nn.Sequential(*(make[kind](*args) for kind, *args in w.layers))
+    model = fw.nn.Sequential(*(make[kind](*args) for kind, *args in w.layers))
     if w.dtype == "float64":
         model = model.double()
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+    if like is not None:
+        model.load_state_dict({k: fw.from_numpy(np.array(v)) for k, v in like.state_dict().items()})
     return model
 
 
@@ -227,13 +179,17 @@ def batch_of(w: Workload, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- the calls that are timed
 
 
-def ours_trainer(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
-    optimizer = optim.SGD(model.parameters(), lr=LR)
-    tx = tg.Tensor(x)
+# Written once for both frameworks: tinygrad_cnn's names mean what PyTorch's mean.
+
+
+def trainer(fw: Any, model: Any, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    """One SGD training step of ``model`` on ``(x, y)`` in framework ``fw``; returns the loss."""
+    optimizer = fw.optim.SGD(model.parameters(), lr=LR)
+    tx, ty = fw.from_numpy(x), fw.from_numpy(y)
 
     def step() -> float:
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(tx), y)
+        loss = fw.nn.functional.cross_entropy(model(tx), ty)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -241,43 +197,16 @@ def ours_trainer(model: nn.Module, x: np.ndarray, y: np.ndarray) -> Callable[[],
     return step
 
 
-def torch_trainer(model: Any, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def step() -> float:
-        optimizer.zero_grad()
-        loss = TF.cross_entropy(model(tx), ty)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    return step
-
-
-def ours_hvp(model: nn.Module, x: np.ndarray, y: np.ndarray, v: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
-    """Hessian of the loss (with respect to the weights) times ``v``: double backward."""
+def hessian_vector_product(fw: Any, model: Any, x: np.ndarray, y: np.ndarray, v: list[np.ndarray]) -> Callable:
+    """Hessian of the loss (with respect to the weights) times ``v``: a double backward."""
     params = list(model.parameters())
-    tx, tv = tg.Tensor(x), [tg.Tensor(a) for a in v]
+    tx, ty, tv = fw.from_numpy(x), fw.from_numpy(y), [fw.from_numpy(a) for a in v]
 
     def hvp() -> list[np.ndarray]:
-        loss = F.cross_entropy(model(tx), y)
-        grads = tg.autograd.grad(loss, params, create_graph=True)
+        loss = fw.nn.functional.cross_entropy(model(tx), ty)
+        grads = fw.autograd.grad(loss, params, create_graph=True)
         dot = sum((g * u).sum() for g, u in zip(grads, tv))
-        return [h.numpy() for h in tg.autograd.grad(dot, params)]
-
-    return hvp
-
-
-def torch_hvp(model: Any, x: np.ndarray, y: np.ndarray, v: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
-    params = list(model.parameters())
-    tx, ty, tv = torch.from_numpy(x), torch.from_numpy(y), [torch.from_numpy(a) for a in v]
-
-    def hvp() -> list[np.ndarray]:
-        loss = TF.cross_entropy(model(tx), ty)
-        grads = torch.autograd.grad(loss, params, create_graph=True)
-        dot = sum((g * u).sum() for g, u in zip(grads, tv))
-        return [h.numpy() for h in torch.autograd.grad(dot, params)]
+        return [h.numpy() for h in fw.autograd.grad(dot, params)]
 
     return hvp
 
@@ -365,18 +294,29 @@ def close(a: float, b: float, dtype: str) -> bool:
 def check_losses(w: Workload, s: Settings) -> dict[str, Any]:
     """Both frameworks train fresh copies (same weights, same batch) for a few SGD steps: the losses."""
     tg.manual_seed(1)
-    ours = build_ours(w)
+    ours = build(tg, w)
     x, y = batch_of(w, w.batch, seed=1)
-    step = ours_trainer(ours, x, y)
+    step = trainer(tg, ours, x, y)
     ours_losses = [step() for _ in range(s.check_steps)]
     if torch is None:
         return {"ours": ours_losses}
     tg.manual_seed(1)
-    model = build_torch(w, build_ours(w))
-    tstep = torch_trainer(model, x, y)
+    model = build(torch, w, build(tg, w))
+    tstep = trainer(torch, model, x, y)
     theirs = [tstep() for _ in range(s.check_steps)]
     equal = all(close(a, b, w.dtype) for a, b in zip(ours_losses, theirs))
     return {"ours": ours_losses, "pytorch": theirs, "equal": equal}
+
+
+def training_contenders(w: Workload) -> tuple[nn.Module, np.ndarray, np.ndarray, dict[str, Callable[[], object]]]:
+    """Our model of ``w``, a batch, and both frameworks' training steps on it from the same weights."""
+    tg.manual_seed(0)
+    ours = build(tg, w)
+    x, y = batch_of(w, w.batch, seed=0)
+    contenders: dict[str, Callable[[], object]] = {"ours": trainer(tg, ours, x, y)}
+    if torch is not None:
+        contenders["pytorch"] = trainer(torch, build(torch, w, ours), x, y)
+    return ours, x, y, contenders
 
 
 def bench_workload(name: str, w: Workload, s: Settings) -> list[dict[str, Any]]:
@@ -384,12 +324,7 @@ def bench_workload(name: str, w: Workload, s: Settings) -> list[dict[str, Any]]:
     label = f"{name} training (batch {w.batch}{', ' + w.dtype if w.dtype != 'float32' else ''})"
     if check.get("equal") is False:
         return [{"benchmark": label, "error": "losses disagree", "loss_check": check}]
-    tg.manual_seed(0)
-    ours = build_ours(w)
-    x, y = batch_of(w, w.batch, seed=0)
-    contenders: dict[str, Callable[[], object]] = {"ours": ours_trainer(ours, x, y)}
-    if torch is not None:
-        contenders["pytorch"] = torch_trainer(build_torch(w, ours), x, y)
+    ours, x, y, contenders = training_contenders(w)
     times = round_robin(contenders, s)
     rows = [speed_row(label, w.batch, times["ours"], times.get("pytorch"), loss_check=check, about=w.about)]
     if w.inference:
@@ -403,7 +338,7 @@ def bench_inference(name: str, w: Workload, ours: nn.Module, s: Settings) -> lis
     contenders = {f"ours {k}": fn for k, fn in ours_inference(ours, x).items()}
     outputs_match = None
     if torch is not None:
-        model = build_torch(w, ours).eval()
+        model = build(torch, w, ours).eval()
         theirs = torch_inference(model, x)
         contenders.update({f"pytorch {k}": fn for k, fn in theirs.items()})
         ours_out = np.asarray(contenders["ours model(x)"]().numpy())  # type: ignore[attr-defined]
@@ -429,14 +364,14 @@ def bench_hvp(s: Settings) -> list[dict[str, Any]]:
     """Hessian-vector product of LeNet-ish's loss at batch 32 (double backward)."""
     w = Workload(LENET, (1, 28, 28), HVP_BATCH)
     tg.manual_seed(0)
-    ours = build_ours(w)
+    ours = build(tg, w)
     x, y = batch_of(w, w.batch, seed=0)
     rng = np.random.default_rng(3)
     v = [rng.standard_normal(p.shape).astype(np.float32) for p in ours.parameters()]
-    contenders: dict[str, Callable[[], object]] = {"ours": ours_hvp(ours, x, y, v)}
+    contenders: dict[str, Callable[[], object]] = {"ours": hessian_vector_product(tg, ours, x, y, v)}
     check: dict[str, Any] = {}
     if torch is not None:
-        contenders["pytorch"] = torch_hvp(build_torch(w, ours), x, y, v)
+        contenders["pytorch"] = hessian_vector_product(torch, build(torch, w, ours), x, y, v)
         a = np.concatenate([h.ravel() for h in contenders["ours"]()])  # type: ignore[union-attr]
         b = np.concatenate([h.ravel() for h in contenders["pytorch"]()])  # type: ignore[union-attr]
         err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
@@ -460,15 +395,10 @@ def bench_loaded(s: Settings, all_cores_too: bool) -> list[dict[str, Any]]:
     from threadpoolctl import threadpool_limits
 
     w = WORKLOADS["lenet"]
-    tg.manual_seed(0)
-    ours = build_ours(w)
-    x, y = batch_of(w, w.batch, seed=0)
-    contenders: dict[str, Callable[[], object]] = {"ours": ours_trainer(ours, x, y)}
-    if torch is not None:
-        contenders["pytorch"] = torch_trainer(build_torch(w, ours), x, y)
+    _, x, y, contenders = training_contenders(w)
     cores = tg.threads.usable_cores().cores
     if all_cores_too:  # what the default was before the threads module: BLAS on every core
-        step = ours_trainer(build_ours(w), x, y)
+        step = trainer(tg, build(tg, w), x, y)
 
         def all_cores() -> object:
             with threadpool_limits(limits=int(cores), user_api="blas"):
@@ -513,11 +443,11 @@ def memory_probe(framework: str, name: str) -> None:
     """Run in a fresh subprocess: print the RSS growth (MiB) over 5 training steps of ``name``."""
     w = WORKLOADS[name]
     tg.manual_seed(0)
-    ours = build_ours(w)
+    ours = build(tg, w)
     rng = np.random.default_rng(0)  # synthetic data: loading MNIST would set the peak before we start
     x = rng.standard_normal((w.batch, *w.input)).astype(w.dtype)
     y = rng.integers(0, 10, w.batch)
-    step = torch_trainer(build_torch(w, ours), x, y) if framework == "pytorch" else ours_trainer(ours, x, y)
+    step = trainer(torch, build(torch, w, ours), x, y) if framework == "pytorch" else trainer(tg, ours, x, y)
     before = _status_kib("VmRSS")
     for _ in range(5):
         step()
@@ -578,17 +508,7 @@ def bench_time_to_accuracy(target: float = 0.99, limit: int | None = None) -> li
     x_test_ours = normalize(x_test)
     sides: dict[str, dict[str, Any]] = {"tinygrad_cnn": {"seconds": 0.0, "reached": None, "accuracy": []}}
     if torch is not None:
-        theirs = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 16, 5),
-            torch.nn.ReLU(),
-            torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(16, 32, 5),
-            torch.nn.ReLU(),
-            torch.nn.MaxPool2d(2),
-            torch.nn.Flatten(),
-            torch.nn.Linear(512, 10),
-        )
-        theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+        theirs = build(torch, WORKLOADS["lenet"], ours)  # the example's net
         topt = torch.optim.Adam(theirs.parameters(), lr=lr)
         tsched = torch.optim.lr_scheduler.OneCycleLR(topt, lr, total_steps=steps, cycle_momentum=False)
         x_test_theirs = torch.from_numpy(x_test_ours.numpy())
