@@ -700,7 +700,7 @@ def main() -> None:
         names,
         s,
         extras,
-        all_cores_too=not args.quick,
+        all_cores_too=True,
         tune=not args.no_tune,
         progress=lambda row: print(format_row(row), flush=True),
     )
