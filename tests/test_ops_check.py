@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
 import tinygrad_cnn.primitives as P
-from tinygrad_cnn.nn import activation, normalization
+from tinygrad_cnn.nn import activation, distance, loss, normalization, vision
 from tinygrad_cnn.testing import check_op, declared_convention, gradcheck, shapes
 from tinygrad_cnn.testing.conventions import first_min, mean_of_sides, split_max
 
@@ -146,6 +146,52 @@ OPS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "prod": (lambda x: F.prod(x, -1), {"inputs": ND}),
     "var unbiased": (lambda x: F.var(x, -1), {"inputs": [(3, 4)]}),
     "norm": (F.norm, {"inputs": [(3, 4)], "conventions": mean_of_sides(at=0.0)}),  # PyTorch: 0 at the zero vector
+    "log2": (F.log2, {"min_value": 0.1}),
+    "log10": (F.log10, {"min_value": 0.1}),
+    "expm1": (F.expm1, {}),
+    "reciprocal": (lambda x: F.reciprocal(F.exp(x)), {}),  # a positive denominator
+    "lerp": (lambda a, b: F.lerp(a, b, 0.25), {"inputs": 2}),
+    "lerp tensor weight": (F.lerp, {"inputs": [(2, 3), (2, 3), (2, 3)]}),
+    "roll": (lambda x: F.roll(x, (1, -2), (0, 1)), {"inputs": MATRIX}),
+    "roll flat": (lambda x: F.roll(x, 2), {"inputs": ND}),
+    "tril": (lambda x: F.tril(x, -1), {"inputs": MATRIX}),
+    "triu": (lambda x: F.triu(x, 1), {"inputs": MATRIX}),
+    "diag of a vector": (lambda x: F.diag(x, 1), {"inputs": [(3,)]}),
+    "diag of a matrix": (lambda x: F.diag(x, -1), {"inputs": [(3, 4)]}),
+    "outer": (F.outer, {"inputs": [(3,), (2,)]}),
+    "addmm": (lambda c, a, b: F.addmm(c, a, b, beta=0.5, alpha=2.0), {"inputs": [(3,), (2, 4), (4, 3)]}),
+    "linalg.vector_norm 3": (lambda x: tg.linalg.vector_norm(x, 3, dim=-1), {"inputs": ND, "min_value": 0.1}),
+    "linalg.matrix_norm fro": (tg.linalg.matrix_norm, {"inputs": MATRIX, "min_value": 0.1}),
+    # nn.functional
+    "hardtanh": (activation.hardtanh, {"conventions": declared(activation.hardtanh), "kinks": (-1.0, 1.0)}),
+    "relu6": (lambda x: activation.relu6(x * 4), {"conventions": declared(activation.relu6), "kinks": (0.0, 1.5)}),
+    "logsigmoid": (activation.logsigmoid, {}),
+    "mish": (activation.mish, {}),
+    "softsign": (activation.softsign, {"conventions": mean_of_sides(at=0.0)}),
+    "pad constant, cropping": (lambda x: vision.pad(x, (1, -1, 2, 0), value=0.5), {"inputs": [(2, 3, 3)]}),
+    "pad reflect": (lambda x: vision.pad(x, (2, 1)), {"inputs": [(1, 2, 4)]}),
+    "pad replicate": (lambda x: vision.pad(x, (1, 2, 2, 1), mode="replicate"), {"inputs": [(1, 1, 2, 3)]}),
+    "pad circular": (lambda x: vision.pad(x, (2, 1), mode="circular"), {"inputs": [(1, 2, 3)]}),
+    "interpolate nearest": (lambda x: vision.interpolate(x, scale_factor=1.5), {"inputs": IMAGES}),
+    "interpolate bilinear": (
+        lambda x: vision.interpolate(x, size=(3, 4), mode="bilinear", align_corners=False),
+        {"inputs": IMAGES},
+    ),
+    "interpolate linear, corners": (
+        lambda x: vision.interpolate(x, size=5, mode="linear", align_corners=True),
+        {"inputs": [(1, 2, 3)]},
+    ),
+    "normalize": (lambda x: distance.normalize(x, dim=-1), {"inputs": MATRIX, "min_value": 0.1}),
+    "cosine_similarity": (distance.cosine_similarity, {"inputs": [(2, 3), (2, 3)], "min_value": 0.1}),
+    # from a point far from the drawn values: at distance 0 the 2-norm has its kink
+    "pairwise_distance": (
+        lambda a: distance.pairwise_distance(a, np.full(a.shape, 1e3, a.dtype)),
+        {"inputs": [(2, 3)]},
+    ),
+    "kl_div": (
+        lambda x: loss.kl_div(F.log_softmax(x, -1), np.array([[0.0, 0.25, 0.75]], x.dtype), reduction="batchmean"),
+        {"inputs": [(1, 3)]},
+    ),
 }
 
 

@@ -17,7 +17,7 @@ import builtins
 from ._tensor import Tensor  # first: the modules below build on it
 
 # isort: split
-from . import _dtypes, autograd, datasets, functional, graph, nn, optim, testing, transforms, utils
+from . import _dtypes, autograd, datasets, functional, graph, linalg, nn, optim, testing, transforms, utils
 from ._device import accelerator, cuda, device
 from ._dtypes import (
     bool,
@@ -84,6 +84,7 @@ from .factories import (
 from .functional import (
     abs,
     absolute,
+    addmm,
     all,
     allclose,
     amax,
@@ -91,12 +92,15 @@ from .functional import (
     any,
     argmax,
     argmin,
+    argwhere,
     bmm,
     broadcast_to,
     cat,
     ceil,
     chunk,
     clamp,
+    clamp_max,
+    clamp_min,
     clip,
     clone,
     concat,
@@ -104,6 +108,7 @@ from .functional import (
     cos,
     count_nonzero,
     cumsum,
+    diag,
     div,
     divide,
     dot,
@@ -111,11 +116,13 @@ from .functional import (
     eq,
     equal,
     exp,
+    expm1,
     flatten,
     flip,
     floor,
     gather,
     ge,
+    ger,
     gt,
     index_select,
     isclose,
@@ -123,8 +130,11 @@ from .functional import (
     isinf,
     isnan,
     le,
+    lerp,
     log,
     log1p,
+    log2,
+    log10,
     log_softmax,
     logical_and,
     logical_not,
@@ -149,13 +159,16 @@ from .functional import (
     neg,
     nonzero,
     norm,
+    outer,
     permute,
     pow,
     prod,
+    reciprocal,
     relu,
     remainder,
     repeat,
     reshape,
+    roll,
     round,
     rsqrt,
     scatter,
@@ -177,6 +190,8 @@ from .functional import (
     swapdims,
     tanh,
     transpose,
+    tril,
+    triu,
     true_divide,
     trunc,
     unbind,
@@ -188,6 +203,7 @@ from .functional import (
 from .functional import add as add
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
+from .sorting import argsort, bincount, msort, sort, topk, unique
 
 __version__ = "0.1.0"
 

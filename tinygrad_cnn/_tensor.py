@@ -1017,6 +1017,98 @@ class Tensor:
     def avg_pool2d(self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0) -> Tensor:
         return F.avg_pool2d(self, kernel_size, stride, padding)
 
+    # ---- more of PyTorch's methods: elementwise, triangles, sorting, and new tensors like this one
+
+    def log2(self) -> Tensor:
+        return F.log2(self)
+
+    def log10(self) -> Tensor:
+        return F.log10(self)
+
+    def expm1(self) -> Tensor:
+        return F.expm1(self)
+
+    def reciprocal(self) -> Tensor:
+        return F.reciprocal(self)
+
+    def clamp_min(self, min: Any) -> Tensor:
+        return F.clamp_min(self, min)
+
+    def clamp_max(self, max: Any) -> Tensor:
+        return F.clamp_max(self, max)
+
+    def lerp(self, end: Any, weight: Any) -> Tensor:
+        return F.lerp(self, end, weight)
+
+    def roll(
+        self, shifts: builtins.int | Sequence[builtins.int], dims: builtins.int | Sequence[builtins.int] | None = None
+    ) -> Tensor:
+        return F.roll(self, shifts, dims)
+
+    def tril(self, diagonal: builtins.int = 0) -> Tensor:
+        return F.tril(self, diagonal)
+
+    def triu(self, diagonal: builtins.int = 0) -> Tensor:
+        return F.triu(self, diagonal)
+
+    def diag(self, diagonal: builtins.int = 0) -> Tensor:
+        return F.diag(self, diagonal)
+
+    def outer(self, other: Tensor) -> Tensor:
+        return F.outer(self, other)
+
+    def addmm(self, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+        return F.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def argwhere(self) -> Tensor:
+        return F.argwhere(self)
+
+    def sort(self, dim: builtins.int = -1, descending: builtins.bool = False, stable: builtins.bool = False) -> Any:
+        return _sorting.sort(self, dim, descending, stable)
+
+    def argsort(
+        self, dim: builtins.int = -1, descending: builtins.bool = False, stable: builtins.bool = False
+    ) -> Tensor:
+        return _sorting.argsort(self, dim, descending, stable)
+
+    def topk(
+        self, k: builtins.int, dim: builtins.int = -1, largest: builtins.bool = True, sorted: builtins.bool = True
+    ) -> Any:
+        return _sorting.topk(self, k, dim, largest, sorted)
+
+    def unique(
+        self,
+        sorted: builtins.bool = True,
+        return_inverse: builtins.bool = False,
+        return_counts: builtins.bool = False,
+        dim: builtins.int | None = None,
+    ) -> Any:
+        return _sorting.unique(self, sorted, return_inverse, return_counts, dim)
+
+    def bincount(self, weights: Any = None, minlength: builtins.int = 0) -> Tensor:
+        return _sorting.bincount(self, weights, minlength)
+
+    def new_tensor(self, data: Any, *, dtype: Any = None, requires_grad: builtins.bool = False, **_: Any) -> Tensor:
+        """A new tensor of ``data`` (copied), with this tensor's dtype unless ``dtype`` is given."""
+        return _factories.tensor(data, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: builtins.bool = False, **_: Any) -> Tensor:
+        return _factories.zeros(*size, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: builtins.bool = False, **_: Any) -> Tensor:
+        return _factories.ones(*size, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: builtins.bool = False, **_: Any) -> Tensor:
+        return _factories.empty(*size, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad)
+
+    def new_full(
+        self, size: Sequence[builtins.int], fill_value: Any, *, dtype: Any = None,
+        requires_grad: builtins.bool = False, **_: Any,
+    ) -> Tensor:  # fmt: skip
+        return _factories.full(
+            size, fill_value, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad
+        )
+
 
 def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:
     if result.shape != t.shape:
@@ -1031,5 +1123,7 @@ from . import (  # noqa: E402
     arguments,  # noqa: E402  (arguments builds on Tensor, like functional)
 )
 from . import autograd as _autograd  # noqa: E402  (autograd imports this module: only its names at run time here)
+from . import factories as _factories  # noqa: E402
 from . import functional as F  # noqa: E402  (functional builds on Tensor; imported last to break the cycle)
 from . import inplace as _inplace  # noqa: E402
+from . import sorting as _sorting  # noqa: E402

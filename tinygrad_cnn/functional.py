@@ -48,112 +48,6 @@ from .validation import pair
 
 IntOrPair = int | tuple[int, int]
 
-# The ops that are also Tensor methods, bound in tinygrad_cnn._tensor (``x.sum(1)`` is ``sum(x, 1)``).
-TENSOR_METHODS = (
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "pow",
-    "remainder",
-    "neg",
-    "exp",
-    "log",
-    "log1p",
-    "sqrt",
-    "rsqrt",
-    "square",
-    "sin",
-    "cos",
-    "relu",
-    "sigmoid",
-    "tanh",
-    "sign",
-    "abs",
-    "floor",
-    "ceil",
-    "round",
-    "trunc",
-    "softplus",
-    "masked_fill",
-    "clamp",
-    "clip",
-    "maximum",
-    "minimum",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "logical_and",
-    "logical_or",
-    "logical_xor",
-    "logical_not",
-    "bitwise_not",
-    "isnan",
-    "isinf",
-    "isfinite",
-    "equal",
-    "allclose",
-    "isclose",
-    "sum",
-    "mean",
-    "var",
-    "std",
-    "prod",
-    "max",
-    "min",
-    "amax",
-    "amin",
-    "argmax",
-    "argmin",
-    "all",
-    "any",
-    "count_nonzero",
-    "norm",
-    "logsumexp",
-    "cumsum",
-    "reshape",
-    "view",
-    "view_as",
-    "reshape_as",
-    "permute",
-    "transpose",
-    "swapaxes",
-    "swapdims",
-    "movedim",
-    "flatten",
-    "ravel",
-    "unflatten",
-    "unsqueeze",
-    "squeeze",
-    "broadcast_to",
-    "expand",
-    "expand_as",
-    "repeat",
-    "flip",
-    "narrow",
-    "split",
-    "chunk",
-    "unbind",
-    "gather",
-    "scatter",
-    "scatter_add",
-    "index_select",
-    "masked_select",
-    "nonzero",
-    "matmul",
-    "mm",
-    "bmm",
-    "dot",
-    "softmax",
-    "log_softmax",
-    "pad",
-    "conv2d",
-    "max_pool2d",
-    "avg_pool2d",
-)
 _wrap = Tensor.wrap
 
 # --------------------------------------------------------------------------- helpers
@@ -348,6 +242,32 @@ def log1p(x: Tensor) -> Tensor:
     return P.Log1p.apply(_float_tensor("log1p", x))
 
 
+def log2(x: Tensor) -> Tensor:
+    """Base-2 logarithm (exact at powers of 2); integers compute in the default float dtype."""
+    return P.Log.apply(_float_input("log2", x), 2)
+
+
+def log10(x: Tensor) -> Tensor:
+    """Base-10 logarithm (exact at powers of 10); integers compute in the default float dtype."""
+    return P.Log.apply(_float_input("log10", x), 10)
+
+
+def expm1(x: Tensor) -> Tensor:
+    """exp(x) - 1, accurate near 0; integers compute in the default float dtype."""
+    return P.Expm1.apply(_float_input("expm1", x))
+
+
+def reciprocal(x: Tensor) -> Tensor:
+    """1 / x; integers divide in the default float dtype, as PyTorch."""
+    return div(1.0, _float_input("reciprocal", x))
+
+
+def _float_input(op: str, x: Any) -> Tensor:
+    """x as a tensor, integers and bools cast to the default float dtype (PyTorch's unary float ops)."""
+    x = _tensor(op, x)
+    return x if x.dtype.kind == "f" else _cast(x, _dtypes.get_default_dtype())
+
+
 def sqrt(x: Tensor) -> Tensor:
     return P.Pow.apply(_float_tensor("sqrt", x), 0.5)
 
@@ -502,6 +422,16 @@ def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:
 clip = clamp
 
 
+def clamp_min(x: Tensor, min: Any) -> Tensor:
+    """``clamp(x, min=min)``."""
+    return clamp(x, min=min)
+
+
+def clamp_max(x: Tensor, max: Any) -> Tensor:
+    """``clamp(x, max=max)``."""
+    return clamp(x, max=max)
+
+
 @declare(mean_of_sides())
 @declare(mean_of_sides())
 def maximum(a: Any, b: Any) -> Tensor:
@@ -520,6 +450,12 @@ def minimum(a: Any, b: Any) -> Tensor:
     if not (ta.requires_grad or tb.requires_grad):  # a constant: NumPy's result exactly
         return _wrap(np.minimum(ta.array, tb.array))
     return where(ta.array < tb.array, ta, where(ta.array > tb.array, tb, ta * 0.5 + tb * 0.5))
+
+
+def lerp(start: Any, end: Any, weight: Any) -> Tensor:
+    """start + weight * (end - start), elementwise with broadcasting (``weight`` a number or a tensor)."""
+    s, e = _binary("lerp", start, end)
+    return s + weight * (e - s)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -1123,6 +1059,64 @@ def flip(x: Tensor, dims: int | Sequence[int]) -> Tensor:
     return getitem(x, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim)))
 
 
+def roll(x: Tensor, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> Tensor:
+    """Entries shifted by ``shifts`` along ``dims``, wrapping around (no ``dims``: over the flattened
+    tensor, then the shape restored)."""
+    x = _tensor("roll", x)
+    if dims is None:
+        if not isinstance(shifts, (int, np.integer)):
+            raise RuntimeError(f"roll: with dims=None, shifts must be one int, got {shifts!r}")
+        return reshape(roll(reshape(x, -1), shifts, 0), x.shape)
+    shift_list = [shifts] if isinstance(shifts, (int, np.integer)) else list(shifts)
+    dim_list = [dims] if isinstance(dims, (int, np.integer)) else list(dims)
+    if len(shift_list) != len(dim_list):
+        raise RuntimeError(f"roll: shifts and dims must align, got shifts={shifts!r}, dims={dims!r}")
+    out = x
+    for shift, d in zip(shift_list, dim_list):
+        axis = _axis("roll", d, x.ndim)
+        n = x.shape[axis]
+        if n:
+            out = index_select(out, axis, (np.arange(n) - int(shift)) % n)
+    return out
+
+
+def _triangle(op: str, x: Any, diagonal: int, keep: Callable[..., np.ndarray]) -> Tensor:
+    x = _tensor(op, x)
+    if x.ndim < 2:
+        raise RuntimeError(f"{op}: input tensor must have at least 2 dimensions, got shape {x.shape}")
+    mask = keep(np.ones(x.shape[-2:], dtype=bool), int(diagonal))
+    return masked_fill(x, ~mask, 0)
+
+
+def tril(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The lower triangle of the last two dims (on and below ``diagonal``), zeros above."""
+    return _triangle("tril", x, diagonal, np.tril)
+
+
+def triu(x: Tensor, diagonal: int = 0) -> Tensor:
+    """The upper triangle of the last two dims (on and above ``diagonal``), zeros below."""
+    return _triangle("triu", x, diagonal, np.triu)
+
+
+def diag(x: Tensor, diagonal: int = 0) -> Tensor:
+    """1-D x: a square matrix with x on ``diagonal``; 2-D x: that diagonal of x, as a 1-D tensor."""
+    x = _tensor("diag", x)
+    k = int(diagonal)
+    if x.ndim == 1:
+        n = x.shape[0] + builtins.abs(k)
+        rows = np.arange(x.shape[0]) + builtins.max(-k, 0)
+        return index_put(_zeros_of(x, (n, n)), (rows, rows + k), x)
+    if x.ndim == 2:
+        rows = np.arange(builtins.max(-k, 0), builtins.min(x.shape[0], x.shape[1] - k))
+        return getitem(x, (rows, rows + k))
+    raise RuntimeError(f"diag: matrix or a vector expected, got shape {x.shape}")
+
+
+def _zeros_of(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """A constant tensor of zeros with x's dtype."""
+    return _wrap(np.zeros(shape, dtype=x.dtype))
+
+
 def _index_arrays(index: Any) -> Any:
     # Index arrays are copied: the tape keeps them for the backward pass, the caller's stay theirs.
     if isinstance(index, (Tensor, np.ndarray)):
@@ -1364,6 +1358,12 @@ def nonzero(x: Tensor, *, as_tuple: bool = False) -> Any:
     return _wrap(np.stack(found, axis=1) if found else np.zeros((0, 0), dtype=np.int64))
 
 
+def argwhere(x: Tensor) -> Tensor:
+    """The indices of the nonzero entries, one row each: shape (count, x.ndim), int64."""
+    x = _tensor("argwhere", x)
+    return _wrap(np.argwhere(x.array).astype(np.int64))
+
+
 # --------------------------------------------------------------------------- linear algebra
 
 
@@ -1414,6 +1414,26 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
     if ta.ndim != 1 or tb.ndim != 1:
         raise RuntimeError(f"1D tensors expected, but got {ta.ndim}D and {tb.ndim}D tensors")
     return matmul(ta, tb)
+
+
+def outer(a: Tensor, b: Tensor) -> Tensor:
+    """The outer product of two 1-D tensors: out[i, j] = a[i] * b[j]."""
+    ta, tb = _tensor("outer", a), _tensor("outer", b, "vec2")
+    if ta.ndim != 1 or tb.ndim != 1:
+        raise RuntimeError(f"outer: 1D tensors expected, but got {ta.ndim}D and {tb.ndim}D tensors")
+    return mul(reshape(ta, (-1, 1)), reshape(tb, (1, -1)))
+
+
+ger = outer
+
+
+def addmm(input: Any, mat1: Tensor, mat2: Tensor, *, beta: Any = 1, alpha: Any = 1) -> Tensor:
+    """beta * input + alpha * (mat1 @ mat2), ``input`` broadcast to the product's shape."""
+    product = mm(mat1, mat2)
+    product = product if alpha == 1 else product * alpha
+    if beta == 0:  # as PyTorch: input is ignored, nan and inf in it included
+        return product
+    return add(product, input if beta == 1 else mul(input, beta))
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:

@@ -155,19 +155,39 @@ class Exp(Function):
         return g * y
 
 
-class Log(Function):
-    """y = log(x).   dx = g / x."""
+class Expm1(Function):
+    """y = exp(x) - 1, exact near 0.   dx = g * (y + 1)."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        y = np.expm1(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return g * (y + 1)
+
+
+_LOGS = {None: np.log, 2: np.log2, 10: np.log10}
+
+
+class Log(Function):
+    """y = log_b(x): natural (b = e) by default, or base 2 or 10 (exact at powers of b).   dx = g / (x ln b)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, base: int | None = None) -> np.ndarray:
         ctx.save_for_backward(x)
+        ctx.values = (base,)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(x)
+            return _LOGS[base](x)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return g / x
+        (base,) = ctx.values
+        return g / x if base is None else g / (x * float(np.log(base)))
 
 
 class ReLU(Function):

@@ -771,15 +771,20 @@ class ModuleList(Module):
         return iter(self._items())
 
 
-from . import init, utils  # noqa: E402
+from . import functional, init, utils  # noqa: E402
 from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
     ELU,
     GELU,
+    Hardtanh,
     LeakyReLU,
+    LogSigmoid,
     LogSoftmax,
+    Mish,
+    ReLU6,
     SiLU,
     Softmax,
     Softplus,
+    Softsign,
 )
 from .container import ModuleDict, ParameterDict, ParameterList  # noqa: E402
 from .conv import (  # noqa: E402
@@ -790,11 +795,13 @@ from .conv import (  # noqa: E402
     conv_padding,
     max_pool2d,
 )
+from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
 from .loss import (  # noqa: E402
     BCELoss,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
     HuberLoss,
+    KLDivLoss,
     L1Loss,
     MSELoss,
     NLLLoss,
@@ -802,6 +809,14 @@ from .loss import (  # noqa: E402
 )
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: E402
 from .sparse import Embedding  # noqa: E402
+from .vision import (  # noqa: E402
+    ConstantPad1d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    Upsample,
+    ZeroPad2d,
+)
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -811,7 +826,10 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ConstantPad1d",
+    "ConstantPad2d",
     "Conv2d",
+    "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",
     "ELU",
@@ -819,32 +837,44 @@ __all__ = [
     "Flatten",
     "GELU",
     "GroupNorm",
+    "Hardtanh",
     "HuberLoss",
     "Identity",
+    "KLDivLoss",
     "L1Loss",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
+    "LogSigmoid",
     "LogSoftmax",
     "MSELoss",
     "MaxPool2d",
+    "Mish",
     "Module",
     "ModuleDict",
     "ModuleList",
     "NLLLoss",
+    "PairwiseDistance",
     "Parameter",
     "ParameterDict",
     "ParameterList",
     "ReLU",
+    "ReLU6",
+    "ReflectionPad2d",
     "RemovableHandle",
+    "ReplicationPad2d",
     "Sequential",
     "SiLU",
     "Sigmoid",
     "SmoothL1Loss",
     "Softmax",
     "Softplus",
+    "Softsign",
     "Tanh",
     "Unflatten",
+    "Upsample",
+    "ZeroPad2d",
+    "functional",
     "init",
     "utils",
 ]

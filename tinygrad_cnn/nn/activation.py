@@ -17,7 +17,7 @@ from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
 from ..autograd import Context, Function
-from ..testing.conventions import declare, from_below
+from ..testing.conventions import away_from, declare, from_below
 from . import Module, _Elementwise
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -114,6 +114,40 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     return F.where(scaled.array > threshold, x, smooth)
 
 
+@declare(away_from(0.0, at=(-1.0, 1.0)))
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    """x clipped to [min_val, max_val]; unlike ``clamp``, the gradient at the bounds themselves is 0
+    (PyTorch's hardtanh, relu6)."""
+    x = arguments.float_tensor("hardtanh", input)
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val {min_val} must not exceed max_val {max_val}")
+    inside = (x.array > min_val) & (x.array < max_val)
+    return F.where(inside, x, Tensor.wrap(np.clip(x.array, min_val, max_val)))
+
+
+@declare(away_from(3.0, at=(0.0, 6.0)))
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """min(max(x, 0), 6), with gradient 0 at 0 and at 6 (as PyTorch)."""
+    return hardtanh(input, 0.0, 6.0)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    """log(sigmoid(x)) = -softplus(-x), without overflow."""
+    return -F.softplus(-arguments.float_tensor("logsigmoid", input))
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * tanh(softplus(x))."""
+    x = arguments.float_tensor("mish", input)
+    return x * F.tanh(F.softplus(x))
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    x = arguments.float_tensor("softsign", input)
+    return x / (F.abs(x) + 1)
+
+
 def _softmax_dim(op: str, ndim: int, dim: int | None) -> int:
     """PyTorch's implicit dim for dim=None (0 for 0-, 1- and 3-D inputs, else 1)."""
     if dim is None:
@@ -186,6 +220,41 @@ class Softplus(Module):
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
+class Hardtanh(_Elementwise):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.min_val, self.max_val = min_val, max_val
+
+    def forward(self, x: Tensor) -> Tensor:
+        return hardtanh(x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+
+
+class ReLU6(Hardtanh):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class LogSigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return logsigmoid(x)
+
+
+class Mish(_Elementwise):
+    def forward(self, x: Tensor) -> Tensor:
+        return mish(x)
+
+
+class Softsign(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return softsign(x)
+
+
 class Softmax(Module):
     def __init__(self, dim: int | None = None) -> None:
         self.dim = dim
@@ -212,17 +281,27 @@ __all__ = [
     "ELU",
     "GELU",
     "Erf",
+    "Hardtanh",
     "LeakyReLU",
+    "LogSigmoid",
     "LogSoftmax",
+    "Mish",
+    "ReLU6",
     "SiLU",
     "Softmax",
     "Softplus",
+    "Softsign",
     "elu",
     "erf",
     "gelu",
+    "hardtanh",
     "leaky_relu",
     "log_softmax",
+    "logsigmoid",
+    "mish",
+    "relu6",
     "silu",
     "softmax",
     "softplus",
+    "softsign",
 ]

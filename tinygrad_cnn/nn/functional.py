@@ -8,20 +8,36 @@ the plain tensor ops, in :mod:`tinygrad_cnn.functional`; all are composed from t
 from __future__ import annotations
 
 from ..functional import dropout, linear, relu, sigmoid, tanh, unfold
-from .activation import elu, gelu, leaky_relu, log_softmax, silu, softmax, softplus
+from .activation import (
+    elu,
+    gelu,
+    hardtanh,
+    leaky_relu,
+    log_softmax,
+    logsigmoid,
+    mish,
+    relu6,
+    silu,
+    softmax,
+    softplus,
+    softsign,
+)
 from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, max_pool2d
+from .distance import cosine_similarity, normalize, pairwise_distance
 from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
     cross_entropy,
     huber_loss,
+    kl_div,
     l1_loss,
     mse_loss,
     nll_loss,
     smooth_l1_loss,
 )
 from .normalization import batch_norm, group_norm, layer_norm
-from .sparse import embedding
+from .sparse import embedding, one_hot
+from .vision import interpolate, pad
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -31,27 +47,39 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "conv2d",
+    "cosine_similarity",
     "cross_entropy",
     "dropout",
     "elu",
     "embedding",
     "gelu",
     "group_norm",
+    "hardtanh",
     "huber_loss",
+    "interpolate",
+    "kl_div",
     "l1_loss",
     "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",
+    "logsigmoid",
     "max_pool2d",
+    "mish",
     "mse_loss",
     "nll_loss",
+    "normalize",
+    "one_hot",
+    "pad",
+    "pairwise_distance",
     "relu",
+    "relu6",
     "sigmoid",
     "silu",
     "smooth_l1_loss",
     "softmax",
     "softplus",
+    "softsign",
     "tanh",
     "unfold",
 ]

@@ -271,6 +271,29 @@ def binary_cross_entropy_with_logits(
     return _reduce(_weighted(positive + F.softplus(z) * (1 - t), weight), reduction)
 
 
+def kl_div(
+    input: Tensor,
+    target: Any,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """The Kullback-Leibler divergence of ``target`` from log-probabilities ``input``:
+    target * (log(target) - input), 0 where target is 0 (``log_target``: target given as logs).
+    ``reduction="batchmean"`` divides the sum by the batch size: the true KL divergence per sample
+    (PyTorch's "mean" divides by every element)."""
+    x, t = _pair_target("kl_div", input, target)
+    if log_target:
+        losses = F.exp(t) * (t - x)
+    else:
+        safe = F.where(t.array != 0, t, 1.0)  # 0 * log(0) is 0; log's gradient at 0 would be inf * 0
+        losses = F.where(t.array != 0, t * (F.log(safe) - x), -(t * x))
+    if reduction == "batchmean":
+        return F.sum(losses) / (x.shape[0] if x.ndim else 1)
+    return _reduce(losses, _reduction("kl_div", reduction, size_average, reduce))
+
+
 class _Loss(Module):
     def __init__(self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean") -> None:
         self.reduction = _reduction(type(self).__name__, reduction, size_average, reduce)
@@ -319,6 +342,24 @@ class NLLLoss(_WeightedLoss):
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return nll_loss(input, target, self.weight, None, self.ignore_index, None, self.reduction)
+
+
+class KLDivLoss(_Loss):
+    def __init__(
+        self,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        log_target: bool = False,
+    ) -> None:
+        if reduction == "batchmean" and size_average is None and reduce is None:
+            self.reduction = reduction
+        else:
+            super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 
 class MSELoss(_Loss):
@@ -381,6 +422,7 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "HuberLoss",
+    "KLDivLoss",
     "L1Loss",
     "MSELoss",
     "NLLLoss",
@@ -389,6 +431,7 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "huber_loss",
+    "kl_div",
     "l1_loss",
     "mse_loss",
     "nll_loss",

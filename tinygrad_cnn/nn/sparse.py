@@ -31,6 +31,20 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
     return F.where(mask, out, Tensor(array_of(out)))  # same values, no gradient for the padding row
 
 
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """Class ids of any shape (...) -> (..., num_classes) int64, 1 at each id (``num_classes=-1``:
+    one more than the largest id)."""
+    ids = np.asarray(array_of(tensor))
+    if ids.dtype.kind not in "iu":
+        raise RuntimeError(f"one_hot is only applicable to index tensor of integer dtype, got {ids.dtype}")
+    if ids.size and ids.min() < 0:
+        raise RuntimeError("one_hot: class values must be non-negative")
+    n = (int(ids.max()) + 1 if ids.size else 0) if num_classes == -1 else int(num_classes)
+    if ids.size and ids.max() >= n:
+        raise RuntimeError(f"one_hot: class values must be smaller than num_classes ({n}), got {int(ids.max())}")
+    return Tensor.wrap((ids[..., None] == np.arange(n)).astype(np.int64))
+
+
 class Embedding(Module):
     """weight (num_embeddings, embedding_dim), initialised N(0, 1) as PyTorch (the ``padding_idx``
     row zero). ``forward(ids)``: integer ids of any shape -> (..., embedding_dim)."""

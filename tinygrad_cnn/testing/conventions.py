@@ -193,6 +193,13 @@ def toward(target: float, at: float | Iterable[float] | None = None) -> Conventi
     return _Sided(lambda x: np.sign(target - x), at, f"the slope on the side of {target:g}")
 
 
+def away_from(target: float, at: float | Iterable[float] | None = None) -> Convention:
+    """At a kink the gradient is the slope on the side away from ``target``: PyTorch's
+    ``hardtanh(x, lo, hi)`` and ``relu6`` take the flat side's slope (0) at both bounds, i.e.
+    ``away_from((lo + hi) / 2, at=(lo, hi))``."""
+    return _Sided(lambda x: np.sign(x - target), at, f"the slope on the side away from {target:g}")
+
+
 class _Tie(Convention):
     """Ties of a max (``sign=1``) or min (``sign=-1``) reduction or pooling window."""
 

@@ -1,0 +1,153 @@
+"""PyTorch's everyday tensor functions beyond the core table: sorting (sort, argsort, topk,
+unique, bincount), triangles and diagonals, roll, outer/addmm/lerp, log2/log10/expm1/reciprocal,
+``linalg`` norms, and the ``new_*`` constructors. Values are compared with PyTorch when it is
+installed and with fixed expected values always; gradients are property-tested in
+tests/test_ops_check.py, and sort's here (its gradient is gather's, at distinct values)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_cnn as tg
+from tinygrad_cnn.testing import gradcheck
+
+try:
+    import torch
+except ImportError:  # the oracle is optional
+    torch = None
+
+# (expression over a module T, the expected value without PyTorch)
+CASES = [
+    ("T.tensor([3, 1, 2]).sort().values", [1, 2, 3]),
+    ("T.tensor([3, 1, 2]).sort().indices", [1, 2, 0]),
+    ("T.tensor([3., float('nan'), 1.]).sort(descending=True).indices", [1, 0, 2]),
+    ("T.tensor([2, 1, 2, 1]).sort(descending=True, stable=True).indices", [0, 2, 1, 3]),
+    ("T.tensor([[3., 1.], [0., 5.]]).sort(dim=0).values", [[0.0, 1.0], [3.0, 5.0]]),
+    ("T.tensor([3, 1, 2]).argsort(descending=True)", [0, 2, 1]),
+    ("T.argsort(T.tensor([3, 1, 2]))", [1, 2, 0]),
+    ("T.tensor([3., 1., 2.]).topk(2).values", [3.0, 2.0]),
+    ("T.tensor([3., 1., 2.]).topk(2, largest=False).indices", [1, 2]),
+    ("T.topk(T.tensor([[1., 4.], [3., 2.]]), 1, dim=0).indices", [[1, 0]]),
+    ("T.msort(T.tensor([[3., 1.], [0., 5.]]))", [[0.0, 1.0], [3.0, 5.0]]),
+    ("T.tensor([3, 1, 3, 2]).unique()", [1, 2, 3]),
+    ("T.unique(T.tensor([3, 1, 3, 2]), return_inverse=True)[1]", [2, 0, 2, 1]),
+    ("T.unique(T.tensor([3, 1, 3, 2]), return_counts=True)[1]", [1, 1, 2]),
+    ("T.unique(T.tensor([[1, 2], [1, 2], [0, 1]]), dim=0)", [[0, 1], [1, 2]]),
+    ("T.tensor([1, 1, 3]).bincount()", [0, 2, 0, 1]),
+    ("T.bincount(T.tensor([1, 1, 3]), minlength=6)", [0, 2, 0, 1, 0, 0]),
+    ("T.bincount(T.tensor([0, 1, 1]), weights=T.tensor([0.5, 1., 2.]))", [0.5, 3.0]),
+    ("T.roll(T.arange(5), 2)", [3, 4, 0, 1, 2]),
+    ("T.roll(T.arange(6).view(2, 3), 1)", [[5, 0, 1], [2, 3, 4]]),
+    ("T.roll(T.arange(6).view(2, 3), (1, -1), (0, 1))", [[4, 5, 3], [1, 2, 0]]),
+    ("T.arange(6).view(2, 3).roll(-1, 1)", [[1, 2, 0], [4, 5, 3]]),
+    ("T.tril(T.ones(3, 3))", [[1, 0, 0], [1, 1, 0], [1, 1, 1]]),
+    ("T.ones(2, 3).triu(1)", [[0, 1, 1], [0, 0, 1]]),
+    ("T.tril(T.arange(8).view(2, 2, 2), -1)", [[[0, 0], [2, 0]], [[0, 0], [6, 0]]]),
+    ("T.diag(T.tensor([1, 2]))", [[1, 0], [0, 2]]),
+    ("T.diag(T.tensor([1, 2]), 1)", [[0, 1, 0], [0, 0, 2], [0, 0, 0]]),
+    ("T.diag(T.tensor([1, 2]), -1)", [[0, 0, 0], [1, 0, 0], [0, 2, 0]]),
+    ("T.arange(9).view(3, 3).diag()", [0, 4, 8]),
+    ("T.arange(12).view(3, 4).diag(1)", [1, 6, 11]),
+    ("T.arange(12).view(3, 4).diag(-2)", [8]),
+    ("T.outer(T.tensor([1., 2.]), T.tensor([1., 2., 3.]))", [[1, 2, 3], [2, 4, 6]]),
+    ("T.addmm(T.zeros(2), T.ones(2, 3), T.ones(3, 2), beta=0.5, alpha=2)", [[6, 6], [6, 6]]),
+    ("T.ones(2).addmm(T.ones(2, 3), T.ones(3, 2))", [[4, 4], [4, 4]]),
+    ("T.lerp(T.tensor([1., 2.]), T.tensor([3., 4.]), 0.5)", [2.0, 3.0]),
+    ("T.tensor([1., 2.]).lerp(T.tensor([3., 4.]), T.tensor([0., 1.]))", [1.0, 4.0]),
+    ("T.tensor([1, 2]).reciprocal()", [1.0, 0.5]),
+    ("T.tensor([4, 8]).log2()", [2.0, 3.0]),
+    ("T.log10(T.tensor([1000.]))", [3.0]),
+    ("T.tensor([1e-10], dtype=T.float32).expm1()", [1e-10]),
+    ("T.tensor([1., -2., 3.]).clamp_min(0)", [1.0, 0.0, 3.0]),
+    ("T.tensor([1., -2., 3.]).clamp_max(T.tensor([0., 0., 5.]))", [0.0, -2.0, 3.0]),
+    ("T.argwhere(T.tensor([[0, 1], [1, 0]]))", [[0, 1], [1, 0]]),
+    ("T.linalg.norm(T.tensor([3., 4.]))", 5.0),
+    ("T.linalg.norm(T.ones(2, 3))", math.sqrt(6)),
+    ("T.linalg.norm(T.tensor([[1., -2.], [3., 4.]]), ord=1)", 6.0),
+    ("T.linalg.norm(T.tensor([[1., -2.], [3., 4.]]), ord=float('inf'))", 7.0),
+    ("T.linalg.norm(T.tensor([[1., -2.], [3., 4.]]), dim=1)", [math.sqrt(5), 5.0]),
+    ("T.linalg.vector_norm(T.tensor([[1., -2.], [3., 4.]]), ord=1)", 10.0),
+    ("T.linalg.matrix_norm(T.ones(2, 2, 3))", [math.sqrt(6)] * 2),
+    ("T.linalg.matrix_norm(T.tensor([[1., -2.], [3., 4.]]), ord=-1)", 4.0),
+    ("T.tensor([1., 2.]).new_zeros(3)", [0.0, 0.0, 0.0]),
+    ("T.tensor([1, 2]).new_ones((2, 1))", [[1], [1]]),
+    ("T.tensor([1., 2.]).new_full((2,), 7)", [7.0, 7.0]),
+    ("T.tensor([1., 2.]).new_tensor([5, 6])", [5.0, 6.0]),
+    ("T.tensor([1., 2.]).new_empty(2, 3).shape", (2, 3)),
+    ("T.nn.functional.relu(T.tensor([-1., 1.]))", [0.0, 1.0]),
+]
+
+
+def _plain(value: object) -> object:
+    if hasattr(value, "detach"):
+        return (str(value.dtype).split(".")[-1], value.detach().numpy())  # type: ignore[attr-defined]
+    return tuple(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("expr, expected", CASES, ids=[c[0] for c in CASES])
+def test_value(expr: str, expected: object) -> None:
+    got = _plain(eval(expr, {"T": tg}))
+    if isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], np.ndarray):
+        np.testing.assert_allclose(got[1], np.asarray(expected, dtype=float), rtol=1e-6, atol=1e-12)
+    else:
+        assert got == expected
+    if torch is not None:
+        want = _plain(eval(expr, {"T": torch}))
+        if isinstance(want, tuple) and len(want) == 2 and isinstance(want[1], np.ndarray):
+            assert got[0] == want[0], f"dtype: ours {got[0]}, PyTorch {want[0]}"  # type: ignore[index]
+            np.testing.assert_allclose(got[1], want[1], rtol=1e-6)  # type: ignore[index]
+        else:
+            assert got == want
+
+
+def test_sorted_values_are_exact_and_keep_float32() -> None:
+    x = tg.tensor([[0.3, -1.0, 2.5], [1.0, 1.0, 0.0]])
+    values, indices = x.sort(dim=1, descending=True)
+    assert values.dtype == np.float32 and indices.dtype == np.int64
+    np.testing.assert_array_equal(values.numpy(), np.take_along_axis(x.numpy(), indices.numpy(), 1))
+
+
+# Values at least 0.01 apart: at equal values the order (and so the gradient) is a choice, as in
+# PyTorch, and closer than the finite-difference step the two sides cannot be told apart.
+distinct_rows = hnp.arrays(
+    np.int64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), elements=st.integers(-1000, 1000), unique=True
+).map(lambda a: a * 0.01)
+
+
+@settings(max_examples=25, deadline=None)
+@given(distinct_rows, st.booleans())
+def test_sort_and_topk_gradients_match_finite_differences(x: np.ndarray, descending: bool) -> None:
+    t = tg.tensor(x, requires_grad=True)
+    assert gradcheck(lambda a: tg.sort(a, -1, descending).values, t)
+    k = max(1, x.shape[-1] // 2)
+    assert gradcheck(lambda a: tg.topk(a, k, largest=descending).values, t)
+    if torch is not None:
+        ours = tg.sort(t, -1, descending).values
+        ours.backward(tg.ones_like(ours) * tg.arange(x.shape[-1], dtype=tg.float64))
+        tt = torch.tensor(x, requires_grad=True)
+        theirs = torch.sort(tt, -1, descending).values
+        theirs.backward(torch.ones_like(theirs) * torch.arange(x.shape[-1], dtype=torch.float64))
+        np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy())
+
+
+def test_bad_input_names_the_op() -> None:
+    with pytest.raises(RuntimeError, match="topk: selected index k=3 out of range"):
+        tg.tensor([1.0, 2.0]).topk(3)
+    with pytest.raises(RuntimeError, match="bincount only supports 1-d non-negative"):
+        tg.tensor([1.0, 2.0]).bincount()
+    with pytest.raises(RuntimeError, match="tril: input tensor must have at least 2 dimensions"):
+        tg.tril(tg.ones(3))
+    with pytest.raises(RuntimeError, match="diag: matrix or a vector expected"):
+        tg.diag(tg.ones(2, 2, 2))
+    with pytest.raises(RuntimeError, match="roll: shifts and dims must align"):
+        tg.roll(tg.ones(2, 2), (1, 1), 0)
+    with pytest.raises(NotImplementedError, match="linalg.matrix_norm: ord='nuc' needs singular values"):
+        tg.linalg.matrix_norm(tg.ones(2, 2), "nuc")
+    with pytest.raises(RuntimeError, match="outer: 1D tensors expected"):
+        tg.outer(tg.ones(2, 2), tg.ones(2))
