@@ -204,6 +204,7 @@ from .functional import add as add
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
 from .sorting import argsort, bincount, msort, sort, topk, unique
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
