@@ -14,7 +14,7 @@ The namespace mirrors ``torch``'s: ``tg.tensor``, ``tg.zeros``, ``tg.cat``, ``tg
 # ruff: noqa: F401  (this module is the namespace: it re-exports PyTorch's names)
 import builtins
 
-from ._tensor import Tensor  # first: the modules below build on it
+from ._tensor import Size, Tensor  # first: the modules below build on it
 
 # isort: split
 from . import _dtypes, autograd, datasets, functional, graph, linalg, nn, optim, testing, transforms, utils
@@ -59,6 +59,12 @@ from .autograd import (
     set_grad_enabled,
 )
 from .factories import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
     arange,
     as_tensor,
     empty,

@@ -245,7 +245,7 @@ class Context:
                     result.append(t)
                     break
             else:
-                result.append(output if output is not None and output.array is arr else Tensor(arr))
+                result.append(output if output is not None and output.array is arr else Tensor.wrap(arr))
         return tuple(result)
 
     @property
@@ -360,7 +360,7 @@ class Function:
         if _anomaly_mode.enabled:
             _check_finite(cls.__name__, "forward output", out, ctx if record else None)
         if not record or out.dtype.kind != "f":  # integer/bool outputs are constants, like comparisons
-            return Tensor(out)
+            return Tensor.wrap(out)
         result = Tensor.from_op(out, ctx)
         ctx._output = weakref.ref(result)
         ctx._locked = inplace.protect(ctx.kept_arrays(), ctx.inputs, result)
@@ -515,7 +515,7 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     """Check a gradient returned by a backward rule against the input it belongs to."""
     if not isinstance(g, Tensor):
         try:
-            g = Tensor(np.asarray(g))
+            g = Tensor.wrap(np.asarray(g))
         except (TypeError, ValueError):
             raise RuntimeError(
                 f"{rule}.backward returned {type(g).__name__} {str(g)[:40]!r} for input {index}, "

@@ -313,7 +313,7 @@ def tensors(
 ) -> st.SearchStrategy[Tensor]:
     """Tensors holding :func:`arrays` (same arguments), with ``requires_grad`` set as asked."""
     return arrays(shape, dtype, elements, min_value, max_value, unique, margin, kinks).map(
-        lambda a: Tensor(a, requires_grad=requires_grad)
+        lambda a: Tensor.wrap(a).requires_grad_(requires_grad)
     )
 
 
