@@ -49,7 +49,10 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
         data = data.array
     if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
         data = [d.array if isinstance(d, Tensor) else d for d in data]
-    arr = np.array(data, dtype=None if dtype is None else np.dtype(dtype))
+    try:
+        arr = np.array(data, dtype=None if dtype is None else np.dtype(dtype))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
     if dtype is None and arr.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
         arr = arr.astype(_dtypes.get_default_dtype())
     return _make(arr, requires_grad, device)
