@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     for name, cls in vars(P).items():
-        if isinstance(cls, type) and issubclass(cls, tg.Function) and cls is not tg.Function:
+        if isinstance(cls, type) and issubclass(cls, tg.autograd.Primitive) and cls is not tg.autograd.Primitive:
             for kind in ("forward", "backward", "backward_arrays"):
                 if kind in vars(cls):
                     setattr(cls, kind, timed(getattr(cls, kind), f"{name}.{kind}"))

@@ -1,5 +1,6 @@
-"""Custom ops written the documented way (docs/custom-ops.md), each in a correct version and with
-a planted backward bug, and the one ``check_op`` call that tests each pair.
+"""Custom ops written the documented way (docs/custom-ops.md: PyTorch's ``autograd.Function``),
+each in a correct version and with a planted backward bug, and the one ``check_op`` call that
+tests each pair.
 
 Used by tests/test_planted_bugs.py and benchmarks/planted_bugs.py.
 """
@@ -27,7 +28,7 @@ class SignedSquare(tg.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return x * np.abs(x)
+        return x * x.abs()
 
     @staticmethod
     def backward(ctx, g):
@@ -123,12 +124,12 @@ class RowMax(tg.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return x.max(axis=-1)
+        return x.amax(dim=-1)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        x = x.data
+        x = x.detach().numpy()
         first = np.argmax(x, axis=-1)[..., None]
         mask = np.arange(x.shape[-1]) == first
         return g.reshape(g.shape + (1,)) * tg.Tensor(mask.astype(x.dtype))
@@ -140,7 +141,7 @@ class RowMaxEveryTie(RowMax):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        x = x.data
+        x = x.detach().numpy()
         mask = x == x.max(axis=-1, keepdims=True)
         return g.reshape(g.shape + (1,)) * tg.Tensor(mask.astype(x.dtype))
 
@@ -156,12 +157,12 @@ class Relu(tg.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return np.maximum(x, 0)
+        return x.clamp(min=0)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * tg.Tensor((x.data > 0).astype(x.dtype))
+        return g * (x > 0).to(x.dtype)
 
 
 class ReluOneAtZero(Relu):
@@ -170,7 +171,7 @@ class ReluOneAtZero(Relu):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * tg.Tensor((x.data >= 0).astype(x.dtype))
+        return g * (x >= 0).to(x.dtype)
 
 
 # --------------------------------------------------------------------------- 2x2 max pooling
@@ -184,10 +185,10 @@ class MaxPool2x2(tg.Function):
     @staticmethod
     def forward(ctx, x):
         n, c, h, w = x.shape
-        windows = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
-        ctx.first = windows.argmax(axis=-1)
+        windows = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
+        ctx.first = windows.argmax(dim=-1).numpy()
         ctx.shape = x.shape
-        return windows.max(axis=-1)
+        return windows.amax(dim=-1)
 
     @staticmethod
     def backward(ctx, g):
@@ -227,12 +228,11 @@ class Correlate1d(tg.Function):
         return x[idx] @ w
 
     @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
+    def backward(ctx, g):  # NumPy on the arrays: first order only
+        x, w, g = (t.detach().numpy() for t in (*ctx.saved_tensors, g))
         gx = np.zeros(x.shape, dtype=g.dtype)
-        np.add.at(gx, ctx.idx, g.data[:, None] * w.data)
-        gw = g.data @ x.data[ctx.idx]
-        return gx, gw
+        np.add.at(gx, ctx.idx, g[:, None] * w)
+        return gx, g @ x[ctx.idx]
 
 
 class Correlate1dWrongStride(Correlate1d):
@@ -240,12 +240,11 @@ class Correlate1dWrongStride(Correlate1d):
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved_tensors
+        x, w, g = (t.detach().numpy() for t in (*ctx.saved_tensors, g))
         idx = np.arange(ctx.idx.shape[0])[:, None] + np.arange(w.shape[0])
         gx = np.zeros(x.shape, dtype=g.dtype)
-        np.add.at(gx, idx, g.data[:, None] * w.data)
-        gw = g.data @ x.data[ctx.idx]
-        return gx, gw
+        np.add.at(gx, idx, g[:, None] * w)
+        return gx, g @ x[ctx.idx]
 
 
 @st.composite
@@ -263,7 +262,7 @@ class Tanh(tg.Function):
 
     @staticmethod
     def forward(ctx, x):
-        y = np.tanh(x)
+        y = x.tanh()
         ctx.save_for_backward(y)
         return y
 

@@ -19,7 +19,9 @@ from tinygrad_cnn import primitives as P
 WITH_ARRAYS = sorted(
     name
     for name, cls in vars(P).items()
-    if isinstance(cls, type) and issubclass(cls, tg.Function) and getattr(cls, "backward_arrays", None) is not None
+    if isinstance(cls, type)
+    and issubclass(cls, tg.autograd.Primitive)
+    and getattr(cls, "backward_arrays", None) is not None
 )
 
 

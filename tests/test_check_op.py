@@ -40,7 +40,7 @@ class Step(tg.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return np.maximum(x, 0)
+        return x.clamp(min=0)
 
     @staticmethod
     def backward(ctx, g):
@@ -164,7 +164,7 @@ class Softsign(tg.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return x / (1 + np.abs(x))
+        return x / (1 + x.abs())
 
     @staticmethod
     def backward(ctx, g):
@@ -188,8 +188,8 @@ def test_check_op_catches_a_mutated_input():
     class Doubles(tg.Function):
         @staticmethod
         def forward(ctx, x):
-            x *= 2  # writes into the caller's array
-            return x.copy()
+            x *= 2  # writes into the caller's tensor
+            return x.clone()
 
         @staticmethod
         def backward(ctx, g):
@@ -203,7 +203,7 @@ def test_check_op_catches_dtype_promotion():
     class Promotes(tg.Function):
         @staticmethod
         def forward(ctx, x):
-            return x * np.ones(x.shape)  # float64 ones: float32 in, float64 out
+            return x * tg.ones(x.shape, dtype=tg.float64)  # float32 in, float64 out
 
         @staticmethod
         def backward(ctx, g):

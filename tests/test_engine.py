@@ -663,18 +663,23 @@ class NaNGrad(tg.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.shape = x.shape
-        return x.copy()
+        return x.clone()
 
     @staticmethod
     def backward(ctx, grad):
         return np.full(ctx.shape, np.nan)
 
 
-class PlainCube(Cube):
-    """Cube with a plain path, as some of the library's hot rules have: ``backward_arrays``, NumPy on
-    ctx.saved_arrays, which the engine calls when nothing is recorded."""
+class PlainCube(autograd.Primitive):
+    """Cube as a Primitive with a plain path, as some of the library's hot rules have:
+    ``backward_arrays``, NumPy on ctx.saved_arrays, which the engine calls when nothing is recorded."""
 
     calls: list[str] = []
+
+    @staticmethod
+    def forward(ctx, x):  # x: an ndarray
+        ctx.save_for_backward(x)
+        return x**3
 
     @staticmethod
     def backward(ctx, grad):
@@ -903,7 +908,7 @@ class TestHooks:
         class Blocks(tg.Function):  # passes no gradient back
             @staticmethod
             def forward(ctx, x):
-                return x.copy()
+                return x.clone()
 
             @staticmethod
             def backward(ctx, grad):

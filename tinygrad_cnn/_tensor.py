@@ -117,7 +117,7 @@ class Tensor:
 
     @classmethod
     def from_op(cls, data: np.ndarray, ctx: Context) -> Tensor:
-        """The output of a recorded op (what ``Function.apply`` makes): ``ctx`` is its tape node."""
+        """The output of a recorded op (what ``Primitive.apply`` makes): ``ctx`` is its tape node."""
         t = cls.__new__(cls)
         t.array, t._grad, t._ctx, t.requires_grad, t._retains_grad, t.before_inplace = (
             data,
@@ -471,10 +471,7 @@ class Tensor:
                 f"{op}: a leaf Variable that requires grad is being used in an in-place operation. "
                 "(Update parameters under tinygrad_cnn.no_grad(), or work on a clone().)"
             )
-        before = Tensor.wrap(self.array)  # this tensor as it is now, for the ops that used it so far
-        before._ctx, before.requires_grad, before.before_inplace = self._ctx, self.requires_grad, self.before_inplace
-        if self._ctx is not None and self._ctx._output is not None:
-            self._ctx._output = weakref.ref(before)
+        before = self._earlier_version()
         result = compute(before)
         _check_inplace_result(op, self, result)
         if result.dtype != self.dtype:
@@ -484,6 +481,22 @@ class Tensor:
             self._ctx._output = weakref.ref(self)
         self.array, self.requires_grad, self.before_inplace = result.array, result.requires_grad, before
         return self
+
+    def _earlier_version(self) -> Tensor:
+        """A stand-in for this tensor as it is now (its node, its array), for the ops that used it so far."""
+        before = Tensor.wrap(self.array)
+        before._ctx, before.requires_grad, before.before_inplace = self._ctx, self.requires_grad, self.before_inplace
+        if self._ctx is not None and self._ctx._output is not None:
+            self._ctx._output = weakref.ref(before)
+        return before
+
+    def modified_by(self, ctx: Context) -> Tensor:
+        """Record that the op of ``ctx`` changed this tensor in place (what a custom Function's
+        ``ctx.mark_dirty`` declares): the tensor becomes that op's output, and its earlier version,
+        returned, goes to ``before_inplace`` for the ops recorded before."""
+        before = self._earlier_version()
+        self._ctx, self.requires_grad, self.before_inplace = ctx, True, before
+        return before
 
     def add_(self, other: Any, *, alpha: builtins.float = 1) -> Tensor:
         return self._inplace("add_", lambda t: F.add(t, other, alpha=alpha), other)

@@ -1,10 +1,12 @@
 """The tape and the reverse-mode engine, in the order they run.
 
-1. **Recording.** Every differentiable operation is a :class:`Function` (the table of them is
-   :mod:`tinygrad_cnn.primitives`). ``SomeFunction.apply(*inputs)`` runs its ``forward`` on NumPy
+1. **Recording.** Every differentiable operation is a :class:`Primitive` (the table of them is
+   :mod:`tinygrad_cnn.primitives`). ``SomePrimitive.apply(*inputs)`` runs its ``forward`` on NumPy
    arrays and, when gradients are being recorded (:func:`is_grad_enabled`) and an input requires
    one, makes a :class:`Context`, the tape node: the function, its inputs, what the forward saved,
-   and where it was called from. The node becomes the output tensor's ``grad_fn``.
+   and where it was called from. The node becomes the output tensor's ``grad_fn``. A user's
+   :class:`Function` (PyTorch's protocol, :mod:`tinygrad_cnn.custom_function`) is recorded the same
+   way, as one node, which may have several outputs.
 2. **The reverse sweep.** :func:`run_backward` (behind ``Tensor.backward`` and :func:`grad`) visits
    the nodes from the output back to the leaves (:func:`_topological_order`), calls each node's
    rule with the total gradient of its output (:func:`_input_gradients`), and adds what the rule
@@ -26,10 +28,11 @@ import linecache
 import os
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator, Sequence
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -37,12 +40,16 @@ from . import inplace
 from ._tensor import Tensor
 from .inplace import InPlaceError, check_writable
 
+if TYPE_CHECKING:
+    from .custom_function import FunctionCtx
+
 __all__ = [
     "AnomalyError",
     "BackwardHook",
     "CallSite",
     "Context",
     "Function",
+    "FunctionCtx",
     "GraphFreedError",
     "InPlaceError",
     "RemovableHandle",
@@ -53,10 +60,14 @@ __all__ = [
     "detect_anomaly",
     "enable_grad",
     "grad",
+    "gradcheck",
+    "gradgradcheck",
     "inference_mode",
     "is_anomaly_enabled",
     "is_grad_enabled",
     "no_grad",
+    "once_differentiable",
+    "Primitive",
     "register_post_accumulate_grad_hook",
     "remove_backward_hook",
     "run_backward",
@@ -179,8 +190,8 @@ _sequence = itertools.count()  # Context.seq: the order in which ops were record
 class Context:
     """One node of the tape: the function applied, its inputs, and what its forward kept.
 
-    ``fn``: the :class:`Function`; ``inputs``: the arguments of ``apply`` (Tensors and constants);
-    ``needs_input_grad``: one bool per input; ``saved``: the arrays passed to
+    ``fn``: the :class:`Primitive` (or :class:`Function`); ``inputs``: the arguments of ``apply``
+    (Tensors and constants); ``needs_input_grad``: one bool per input; ``saved``: the arrays passed to
     :meth:`save_for_backward` (read back as :attr:`saved_tensors` or :attr:`saved_arrays`);
     ``values``: the rule's own small values (shapes, axes, constant masks), as a tuple;
     ``seq``: the recording order; ``site``: where it was recorded (:class:`CallSite`).
@@ -202,14 +213,16 @@ class Context:
         "__dict__",
     )
 
-    def __init__(self, fn: type[Function], inputs: tuple[Any, ...]) -> None:
+    several_outputs = False  # a Function whose forward returned a tuple (see custom_function.FunctionCtx)
+
+    def __init__(self, fn: type[Primitive] | type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
         self.inputs = inputs
         self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         self.saved: tuple[np.ndarray | None, ...] = ()
         self.values: tuple[Any, ...] = ()
         self.seq = next(_sequence)
-        self.site = _call_site(sys._getframe(2))  # the caller of Function.apply
+        self.site = _call_site(sys._getframe(2))  # the caller of apply
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
         self._locked: list[np.ndarray] = []  # arrays made read-only while this node lives (see inplace)
@@ -232,21 +245,26 @@ class Context:
         any other array as a constant."""
         if self._freed:
             raise self.freed_error()
-        output = self._output() if self._output is not None else None
+        outputs = self.output_tensors()
         result: list[Any] = []  # Tensors (None where None was saved)
         for arr in self.saved:
             if arr is None or isinstance(arr, Tensor):
                 result.append(arr)
                 continue
-            for t in self.inputs:
+            for t in (*self.inputs, *outputs):
                 if isinstance(t, Tensor) and t.before_inplace is not None:
                     t = as_used_by(t, self.seq)
                 if isinstance(t, Tensor) and t.array is arr:
                     result.append(t)
                     break
             else:
-                result.append(output if output is not None and output.array is arr else Tensor.wrap(arr))
+                result.append(Tensor.wrap(arr))
         return tuple(result)
+
+    def output_tensors(self) -> tuple[Tensor | None, ...]:
+        """The tensors this node produced, one per output of its forward (None for one that is
+        gone, or that is not differentiable)."""
+        return (self._output() if self._output is not None else None,)
 
     @property
     def saved_arrays(self) -> tuple[Any, ...]:
@@ -305,15 +323,18 @@ def _arrays_in(values: tuple[Any, ...], found: list[np.ndarray]) -> None:
             _arrays_in(value, found)
 
 
-# --------------------------------------------------------------------------- Function
+# --------------------------------------------------------------------------- Primitive
 
 
-class Function:
-    """Base class of every primitive: one ``forward`` and one ``backward`` (its VJP).
+class Primitive:
+    """Base class of every primitive (the table in :mod:`tinygrad_cnn.primitives`): one ``forward``
+    on NumPy arrays and one ``backward`` (its VJP) on Tensors.
 
-    Subclass it to add your own op::
+    This is the library's own protocol, a thin layer over NumPy. For your own op use
+    :class:`~tinygrad_cnn.autograd.Function` (PyTorch's protocol, forward on Tensors); a Primitive
+    is for the rare op whose forward must be one NumPy call without any per-op Tensor overhead::
 
-        class Cube(Function):
+        class Cube(Primitive):
             @staticmethod
             def forward(ctx, x):               # x: np.ndarray
                 ctx.save_for_backward(x)
@@ -332,7 +353,7 @@ class Function:
     or None) per positional input of ``forward``; gradients for non-tensor arguments are ignored.
     Write ``backward`` with Tensor operations and it can be differentiated again.
 
-    Optionally, a Function may also define ``backward_arrays(ctx, g)``: the same rule on plain
+    Optionally, a Primitive may also define ``backward_arrays(ctx, g)``: the same rule on plain
     arrays (``g`` an ndarray; what forward saved in ``ctx.saved_arrays``), returning arrays. When no
     graph is being recorded (``create_graph=False``) the engine calls it instead of ``backward``;
     it is only worth having where it is measurably faster (see docs/performance.md).
@@ -438,9 +459,12 @@ def run_backward(
         for root, seed in zip(roots, root_grads, strict=True):
             grads.add(root, seed)
         for node, ctx in _topological_order(roots):
-            g = grads.pop(node)
-            for hook in hooks:
-                hook.node_reached(node, g)
+            if ctx.several_outputs:
+                g: Any = _pop_outputs(grads, cast("FunctionCtx", ctx), hooks)
+            else:
+                g = grads.pop(node)
+                for hook in hooks:
+                    hook.node_reached(node, g)
             if g is not None:
                 input_grads = _input_gradients(ctx, g, create_graph)
                 for hook in hooks:
@@ -454,6 +478,20 @@ def run_backward(
     return None if inputs is None else grads.of(inputs)
 
 
+def _pop_outputs(grads: _Gradients, ctx: FunctionCtx, hooks: list[BackwardHook]) -> tuple[Tensor | None, ...] | None:
+    """The gradients of the outputs of a node with several outputs, as its backward takes them
+    (:meth:`~tinygrad_cnn.custom_function.FunctionCtx.grads_for_backward`), each output reported to
+    the hooks; None when no gradient reached any."""
+    found = []
+    for t in ctx.output_tensors():
+        g = None if t is None else grads.pop(t)
+        if t is not None:
+            for hook in hooks:
+                hook.node_reached(t, g)
+        found.append(g)
+    return ctx.grads_for_backward(found) if any(g is not None for g in found) else None
+
+
 def as_used_by(t: Tensor, seq: int) -> Tensor:
     """``t`` as the node recorded ``seq``-th used it: what it was before the in-place ops recorded
     on it since (an in-place op on a tensor that requires grad keeps its earlier version in ``before_inplace``)."""
@@ -463,23 +501,24 @@ def as_used_by(t: Tensor, seq: int) -> Tensor:
 
 
 def _topological_order(roots: Sequence[Tensor]) -> list[tuple[Tensor, Context]]:
-    """The recorded tensors reachable from ``roots``, each with its node, each after every tensor
-    that consumes it. Iterative depth-first post-order: graphs of any depth work (no recursion limit).
+    """The nodes reachable from ``roots``, each with the first of its output tensors reached, each
+    after every node that consumes one of its outputs. Iterative depth-first post-order: graphs of
+    any depth work (no recursion limit).
     """
     order: list[tuple[Tensor, Context]] = []
-    visited: set[int] = set()
+    visited: set[int] = set()  # ids of nodes (a node with several outputs is visited once)
     for root in roots:
-        if root.grad_fn is None or id(root) in visited:
+        if root.grad_fn is None or id(root.grad_fn) in visited:
             continue
-        visited.add(id(root))
+        visited.add(id(root.grad_fn))
         stack: list[tuple[Tensor, Context, Iterator[Any]]] = [(root, root.grad_fn, iter(root.grad_fn.inputs))]
         while stack:
             node, ctx, children = stack[-1]
             for child in children:
                 if isinstance(child, Tensor) and child.before_inplace is not None:
                     child = as_used_by(child, ctx.seq)
-                if isinstance(child, Tensor) and child.grad_fn is not None and id(child) not in visited:
-                    visited.add(id(child))
+                if isinstance(child, Tensor) and child.grad_fn is not None and id(child.grad_fn) not in visited:
+                    visited.add(id(child.grad_fn))
                     stack.append((child, child.grad_fn, iter(child.grad_fn.inputs)))
                     break
             else:
@@ -489,22 +528,27 @@ def _topological_order(roots: Sequence[Tensor]) -> list[tuple[Tensor, Context]]:
     return order
 
 
-def _input_gradients(ctx: Context, g: Tensor, create_graph: bool) -> list[Tensor | None]:
+def _input_gradients(ctx: Context, g: Any, create_graph: bool) -> list[Tensor | None]:
     """The gradients ``ctx``'s rule gives its inputs, checked, one per input (None where none is
-    needed). The rule is ``backward_arrays`` on plain arrays where the Function has one and no
-    graph is being recorded, else the differentiable ``backward``."""
+    needed). The rule is ``backward_arrays`` on plain arrays where the Primitive has one and no
+    graph is being recorded, else the differentiable ``backward``. ``g`` is the gradient of the
+    output, or a tuple, one per output, for a node with several."""
     if ctx.freed:
         raise ctx.freed_error()
     plain = None if create_graph else getattr(ctx.fn, "backward_arrays", None)
-    returned = plain(ctx, g.array) if plain is not None else ctx.fn.backward(ctx, g)
+    if plain is not None:
+        returned = plain(ctx, g.array)
+    else:
+        differentiable: Any = ctx.fn.backward
+        returned = differentiable(ctx, *g) if type(g) is tuple else differentiable(ctx, g)
     returned = returned if isinstance(returned, tuple) else (returned,)
     rule, n = ctx.fn.__name__, len(ctx.inputs)
-    if len(returned) > n or len(returned) < n and any(ctx.needs_input_grad[len(returned) :]):
+    if any(r is not None for r in returned[n:]) or len(returned) < n and any(ctx.needs_input_grad[len(returned) :]):
         raise RuntimeError(
             f"{rule}.backward returned {len(returned)} gradient(s) for the {n} positional "
             "argument(s) of forward; return one per argument (None for those without a gradient)"
         )
-    returned += (None,) * (n - len(returned))
+    returned = returned[:n] + (None,) * (n - len(returned))
     return [
         _as_gradient(rule, i, gi, t) if gi is not None and needed else None
         for i, (t, gi, needed) in enumerate(zip(ctx.inputs, returned, ctx.needs_input_grad))
@@ -594,7 +638,8 @@ class BackwardHook:
 
     def node_reached(self, node: Tensor, grad: Tensor | None) -> None:
         """The sweep reached ``node`` with the total gradient of it (None: no gradient reached it,
-        and its rule will not run)."""
+        and its rule will not run). A node with several outputs (a custom :class:`Function`'s) is
+        reached once per output, then its rule runs once."""
 
     def rule_returned(self, node: Tensor, input_grads: list[Tensor | None]) -> None:
         """``node``'s backward rule returned these gradients, one per input (checked; None where
@@ -647,7 +692,7 @@ class _FreeSaved(BackwardHook):
         stand_in = self.stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
         if stand_in is None:
             view = _zeros_view(t.array.dtype, t.array.shape)
-            stand_in = Tensor(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
+            stand_in = Tensor.wrap(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
             self.stand_ins[id(t)] = stand_in
         return stand_in
 
@@ -707,7 +752,8 @@ class _AnomalyCheck(BackwardHook):
     inside a rule are blamed on it."""
 
     def node_reached(self, node: Tensor, grad: Tensor | None) -> None:
-        _anomaly_mode.in_backward_of = node.grad_fn if grad is not None else None
+        if grad is not None:  # reset by rule_returned
+            _anomaly_mode.in_backward_of = node.grad_fn
 
     def rule_returned(self, node: Tensor, input_grads: list[Tensor | None]) -> None:
         ctx = node.grad_fn
@@ -845,3 +891,115 @@ def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
     if g.shape != out.shape:
         raise ValueError(f"{op}: gradient of shape {g.shape} given for an output of shape {out.shape}")
     return g
+
+
+# --------------------------------------------------------------------------- PyTorch's gradcheck
+
+
+def gradcheck(
+    func: Any,
+    inputs: Any,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    nondet_tol: float = 0.0,
+    check_undefined_grad: bool = True,
+    check_grad_dtypes: bool = False,
+    check_batched_grad: bool = False,
+    check_batched_forward_grad: bool = False,
+    check_forward_ad: bool = False,
+    check_backward_ad: bool = True,
+    fast_mode: bool = False,
+    masked: bool | None = None,
+) -> bool:
+    """``torch.autograd.gradcheck``: the gradient of ``func(*inputs)`` with respect to the inputs
+    that require grad, against central finite differences with step ``eps``; passes where
+    ``|analytic - numeric| <= atol + rtol * |numeric|``. Returns True, or raises
+    :class:`~tinygrad_cnn.testing.GradcheckError` (a RuntimeError) naming the input and the worst
+    element (returns False instead with ``raise_exception=False``). Use float64 inputs.
+
+    Built on :func:`tinygrad_cnn.testing.gradcheck` (which also checks kinks against the op's
+    declared convention, and picks ``eps`` and tolerances from the dtype); one random projection
+    of the outputs is checked, as PyTorch's ``fast_mode``. The engine is deterministic
+    (``nondet_tol`` has nothing to tolerate); forward-mode and batched checks do not exist here."""
+    _no_forward_ad("gradcheck", check_batched_grad, check_batched_forward_grad, check_forward_ad, masked)
+    del nondet_tol, check_undefined_grad, check_grad_dtypes, fast_mode  # see the docstring
+    if not check_backward_ad:
+        return True
+    return _torch_style_check("gradcheck", func, inputs, None, eps, atol, rtol, raise_exception)
+
+
+def gradgradcheck(
+    func: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    gen_non_contig_grad_outputs: bool = False,
+    raise_exception: bool = True,
+    nondet_tol: float = 0.0,
+    check_undefined_grad: bool = True,
+    check_grad_dtypes: bool = False,
+    check_batched_grad: bool = False,
+    check_fwd_over_rev: bool = False,
+    check_rev_over_rev: bool = True,
+    fast_mode: bool = False,
+    masked: bool = False,
+) -> bool:
+    """``torch.autograd.gradgradcheck``: the gradient of the gradient of ``func`` (the first-order
+    gradient seeded with ``grad_outputs``, random by default, differentiated again) against
+    finite differences, with :func:`gradcheck`'s meaning of ``eps``, ``atol``, ``rtol`` and
+    ``raise_exception``. Built on :func:`tinygrad_cnn.testing.gradgradcheck`."""
+    _no_forward_ad("gradgradcheck", check_batched_grad, False, check_fwd_over_rev, masked)
+    del gen_non_contig_grad_outputs, nondet_tol, check_undefined_grad, check_grad_dtypes, fast_mode
+    if not check_rev_over_rev:
+        return True
+    return _torch_style_check("gradgradcheck", func, inputs, grad_outputs, eps, atol, rtol, raise_exception)
+
+
+def _no_forward_ad(name: str, batched: bool, batched_forward: bool, forward: bool, masked: bool | None) -> None:
+    for flag, what in ((batched, "batched"), (batched_forward, "batched forward"), (forward, "forward-mode AD")):
+        if flag:
+            raise NotImplementedError(f"{name}: tinygrad_cnn has no {what} gradients to check")
+    if masked:
+        raise NotImplementedError(f"{name}: tinygrad_cnn has no masked (sparse) tensors")
+
+
+def _torch_style_check(
+    name: str, func: Any, inputs: Any, grad_outputs: Any, eps: float, atol: float, rtol: float, raise_exception: bool
+) -> bool:
+    from . import testing  # the toolkit builds on this module: imported when used
+
+    args = inputs if isinstance(inputs, tuple) else tuple(inputs) if isinstance(inputs, list) else (inputs,)
+    checked = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+    if not checked:
+        raise ValueError(
+            f"{name} expects at least one input tensor to require gradient, "
+            "but none of the them have requires_grad=True."
+        )
+    for i in checked:
+        if args[i].dtype != np.float64:
+            warnings.warn(
+                f"Input #{i} requires gradient and is not a double precision floating point. "
+                "This check will likely fail if all the inputs are not of double precision floating point.",
+                stacklevel=3,
+            )
+    check = testing.gradcheck if name == "gradcheck" else testing.gradgradcheck
+    try:
+        return check(func, *args, eps=eps, atol=atol, rtol=rtol, grad_output=grad_outputs)
+    except testing.GradcheckError:
+        if raise_exception:
+            raise
+        return False
+
+
+# --------------------------------------------------------------------------- PyTorch's Function
+
+from . import custom_function as function  # noqa: E402  (builds on Context and Primitive above)
+
+sys.modules[__name__ + ".function"] = function  # ``tinygrad_cnn.autograd.function``, as ``os.path`` is made
+from .custom_function import Function, FunctionCtx, once_differentiable  # noqa: E402

@@ -17,7 +17,7 @@ the forward pass and is not in the chain above (e.g. ``v = a[1:]`` made earlier,
 recorded: writing through ``v`` is not blocked; ``Tensor(a[1:])`` and ``Tensor(a[2:])`` are two
 such leaves); writes that bypass NumPy's flag (ctypes, C code).
 
-Entry points: :func:`protect` (by ``Function.apply``), :func:`release` (by ``Context.free``),
+Entry points: :func:`protect` (by ``Primitive.apply`` and ``Function.apply``), :func:`release` (by ``Context.free``),
 :func:`release_from_finalizer` (by ``Context.__del__``), :func:`check_writable` (by optimizers and
 ``load_state_dict``), :func:`bookkeeping` (for tests).
 """

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import kernels
 from ._tensor import Tensor
-from .autograd import Context, Function
+from .autograd import Context, Primitive
 from .testing.conventions import first_max, from_below
 
 Shape = tuple[int, ...]
@@ -50,7 +50,7 @@ def _mT(t: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- elementwise
 
 
-class Add(Function):
+class Add(Primitive):
     """y = a + b.   da = g,  db = g."""
 
     @staticmethod
@@ -64,7 +64,7 @@ class Add(Function):
         return sum_to(g, sa), sum_to(g, sb)
 
 
-class Sub(Function):
+class Sub(Primitive):
     """y = a - b.   da = g,  db = -g."""
 
     @staticmethod
@@ -78,7 +78,7 @@ class Sub(Function):
         return sum_to(g, sa), (sum_to(-g, sb) if ctx.needs_input_grad[1] else None)
 
 
-class Mul(Function):
+class Mul(Primitive):
     """y = a * b.   da = g * b,  db = g * a."""
 
     @staticmethod
@@ -93,7 +93,7 @@ class Mul(Function):
         return (sum_to(g * b, a.shape) if need_a else None, sum_to(g * a, b.shape) if need_b else None)
 
 
-class Div(Function):
+class Div(Primitive):
     """y = a / b.   da = g / b,  db = -g * a / b**2."""
 
     @staticmethod
@@ -110,7 +110,7 @@ class Div(Function):
         return ga, gb
 
 
-class Neg(Function):
+class Neg(Primitive):
     """y = -x.   dx = -g."""
 
     @staticmethod
@@ -122,7 +122,7 @@ class Neg(Function):
         return -g
 
 
-class Pow(Function):
+class Pow(Primitive):
     """y = x ** p for a constant scalar p.   dx = g * p * x ** (p - 1)."""
 
     @staticmethod
@@ -140,7 +140,7 @@ class Pow(Function):
         return g * p * (x ** (p - 1) if p != 2 else x)
 
 
-class Exp(Function):
+class Exp(Primitive):
     """y = exp(x).   dx = g * y."""
 
     @staticmethod
@@ -155,7 +155,7 @@ class Exp(Function):
         return g * y
 
 
-class Expm1(Function):
+class Expm1(Primitive):
     """y = exp(x) - 1, exact near 0.   dx = g * (y + 1)."""
 
     @staticmethod
@@ -173,7 +173,7 @@ class Expm1(Function):
 _LOGS = {None: np.log, 2: np.log2, 10: np.log10}
 
 
-class Log(Function):
+class Log(Primitive):
     """y = log_b(x): natural (b = e) by default, or base 2 or 10 (exact at powers of b).   dx = g / (x ln b)."""
 
     @staticmethod
@@ -190,7 +190,7 @@ class Log(Function):
         return g / x if base is None else g / (x * float(np.log(base)))
 
 
-class ReLU(Function):
+class ReLU(Primitive):
     """y = max(x, 0).   dx = g * (x > 0)   (relu'(0) = 0, as in PyTorch)."""
 
     convention = from_below(at=0.0)
@@ -207,7 +207,7 @@ class ReLU(Function):
         return g * (y > 0)
 
 
-class Sigmoid(Function):
+class Sigmoid(Primitive):
     """y = 1 / (1 + exp(-x)).   dx = g * y * (1 - y)."""
 
     @staticmethod
@@ -224,7 +224,7 @@ class Sigmoid(Function):
         return g * y * (1 - y)
 
 
-class Tanh(Function):
+class Tanh(Primitive):
     """y = tanh(x).   dx = g * (1 - y**2)."""
 
     @staticmethod
@@ -239,7 +239,7 @@ class Tanh(Function):
         return g * (1 - y * y)
 
 
-class Log1p(Function):
+class Log1p(Primitive):
     """y = log(1 + x).   dx = g / (1 + x)."""
 
     @staticmethod
@@ -254,7 +254,7 @@ class Log1p(Function):
         return g / (x + 1)
 
 
-class Sin(Function):
+class Sin(Primitive):
     """y = sin(x).   dx = g * cos(x), with cos(x) = sin(x + pi/2)."""
 
     @staticmethod
@@ -268,7 +268,7 @@ class Sin(Function):
         return g * Sin.apply(x + np.pi / 2)
 
 
-class PowTensor(Function):
+class PowTensor(Primitive):
     """y = a ** b for tensors a, b.   da = g * b * a ** (b - 1),  db = g * y * log(a), 0 where a == 0
     and b >= 0 (PyTorch's convention there)."""
 
@@ -293,7 +293,7 @@ class PowTensor(Function):
         return ga, gb
 
 
-class Where(Function):
+class Where(Primitive):
     """y = cond ? a : b for a constant boolean ``cond``.   da = g * cond,  db = g * !cond."""
 
     @staticmethod
@@ -312,7 +312,7 @@ class Where(Function):
         return None, ga, gb
 
 
-class Cast(Function):
+class Cast(Primitive):
     """y = x.astype(dtype).   dx = g.astype(x.dtype)."""
 
     @staticmethod
@@ -328,7 +328,7 @@ class Cast(Function):
 # --------------------------------------------------------------------------- reductions
 
 
-class Sum(Function):
+class Sum(Primitive):
     """y = x.sum(axis, keepdims).   dx = g broadcast back to x's shape."""
 
     @staticmethod
@@ -342,7 +342,7 @@ class Sum(Function):
         return Expand.apply(_reshape(g, kernels.keepdims_shape(x_shape, axis)), x_shape)
 
 
-class Max(Function):
+class Max(Primitive):
     """y = x.max(axis, keepdims).   dx = g at the first maximum (row-major over ``axis``), 0 elsewhere.
 
     Sending the whole gradient to one element, the first maximum, is PyTorch's convention for
@@ -374,7 +374,7 @@ class Max(Function):
 # --------------------------------------------------------------------------- shape
 
 
-class Reshape(Function):
+class Reshape(Primitive):
     """y = x.reshape(shape).   dx = g.reshape(x.shape).
 
     A copy when x's memory order differs from its axis order (conv2d's outputs); the plain
@@ -396,7 +396,7 @@ class Reshape(Function):
         return kernels.reshape(g, *ctx.values)[0]
 
 
-class Permute(Function):
+class Permute(Primitive):
     """y = x.transpose(axes).   dx = g.transpose(argsort(axes))."""
 
     @staticmethod
@@ -409,7 +409,7 @@ class Permute(Function):
         return Permute.apply(g, ctx.values[0])
 
 
-class Expand(Function):
+class Expand(Primitive):
     """y = broadcast_to(x, shape).   dx = g summed back to x's shape."""
 
     @staticmethod
@@ -422,7 +422,7 @@ class Expand(Function):
         return sum_to(g, ctx.values[0])
 
 
-class GetItem(Function):
+class GetItem(Primitive):
     """y = x[index].   dx = zeros like x with g added at ``index`` (see :class:`IndexAdd`)."""
 
     @staticmethod
@@ -435,7 +435,7 @@ class GetItem(Function):
         return IndexAdd.apply(g, *ctx.values)
 
 
-class IndexAdd(Function):
+class IndexAdd(Primitive):
     """y = zeros(shape); y[index] += g (repeated indices add up).   dg = dy[index].
 
     The adjoint of :class:`GetItem`, so gradients of indexing can be differentiated again.
@@ -451,7 +451,7 @@ class IndexAdd(Function):
         return GetItem.apply(g, ctx.values[0])
 
 
-class Pad(Function):
+class Pad(Primitive):
     """y = x padded with a constant.   dx = g with the padding cropped off."""
 
     @staticmethod
@@ -464,7 +464,7 @@ class Pad(Function):
         return GetItem.apply(g, ctx.values[0])
 
 
-class Concatenate(Function):
+class Concatenate(Primitive):
     """y = concatenate(xs, axis).   dx_i = the slice of g that x_i occupies."""
 
     @staticmethod
@@ -486,7 +486,7 @@ class Concatenate(Function):
 # --------------------------------------------------------------------------- linear algebra
 
 
-class MatMul(Function):
+class MatMul(Primitive):
     """y = a @ b for a, b with ndim >= 2 (batch dims broadcast).   da = g @ b^T,  db = a^T @ g."""
 
     @staticmethod
@@ -501,7 +501,7 @@ class MatMul(Function):
         return (sum_to(g @ _mT(b), a.shape) if need_a else None, sum_to(_mT(a) @ g, b.shape) if need_b else None)
 
 
-class MatMulAdd(Function):
+class MatMulAdd(Primitive):
     """y = a @ b + c for 2-D a, b and a c that broadcasts to y's shape (a bias row).
     da = g @ b^T,  db = a^T @ g,  dc = g summed back to c's shape.
 
@@ -528,7 +528,7 @@ class MatMulAdd(Function):
         )
 
 
-class Convolution(Function):
+class Convolution(Primitive):
     """conv2d's core, a 2-D convolution (cross-correlation, as PyTorch's) with a bias: the sliding
     windows of a zero-padded image times a weight.
 
@@ -595,7 +595,7 @@ class Convolution(Function):
 # --------------------------------------------------------------------------- sliding windows
 
 
-class Unfold(Function):
+class Unfold(Primitive):
     """Sliding windows ("im2col") of an NCHW image, windows first and channels last.
 
     x: (N, C, H, W) -> y: (N, OH, OW, kh, kw, C) with
@@ -614,7 +614,7 @@ class Unfold(Function):
         return Fold.apply(g, *ctx.values)
 
 
-class Fold(Function):
+class Fold(Primitive):
     """The adjoint of :class:`Unfold`: g (N, OH, OW, kh, kw, C) -> (N, C, H, W), overlaps summed.
     dg = Unfold of the gradient."""
 
@@ -663,7 +663,7 @@ def einsum_subscripts(equation: str, ndims: list[int]) -> str:
     return ",".join(expanded) + "->" + out
 
 
-class Einsum(Function):
+class Einsum(Primitive):
     """y = einsum("a,b,...->out", x0, x1, ...).   dx_i = einsum("out,<the others>->a_i", g, <the others>),
     broadcast along the indices only x_i has."""
 
@@ -696,7 +696,7 @@ class Einsum(Function):
         return tuple(grads)
 
 
-class LogSoftmax(Function):
+class LogSoftmax(Primitive):
     """y = x - logsumexp(x, axis).   dx = g - exp(y) * sum(g, axis).
 
     Stable for large logits: the maximum is subtracted before exponentiating.

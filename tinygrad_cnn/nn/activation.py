@@ -16,7 +16,7 @@ import numpy as np
 from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
-from ..autograd import Context, Function
+from ..autograd import Context, Primitive
 from ..testing.conventions import away_from, declare, from_below
 from . import Module, _Elementwise
 
@@ -57,7 +57,7 @@ def _erf_array(x: np.ndarray) -> np.ndarray:
     return np.asarray(np.sign(x) * np.where(z < 0.5, near, far), dtype=x.dtype)
 
 
-class Erf(Function):
+class Erf(Primitive):
     """y = erf(x).   dx = g * 2/sqrt(pi) * exp(-x**2)."""
 
     @staticmethod

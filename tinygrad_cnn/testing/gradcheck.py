@@ -56,7 +56,8 @@ from typing import Any
 import numpy as np
 
 from .._tensor import Tensor
-from ..autograd import enable_grad, grad
+from ..autograd import Function, enable_grad, grad
+from ..custom_function import forward_takes_ctx
 from .conventions import Convention, Kink, any_subgradient, as_conventions
 
 __all__ = ["GradcheckError", "declared_convention", "default_tolerances", "gradcheck", "gradgradcheck", "op_name"]
@@ -69,10 +70,11 @@ _TOLERANCES: dict[np.dtype, tuple[float, float, float]] = {
 }
 
 
-class GradcheckError(AssertionError):
+class GradcheckError(AssertionError, RuntimeError):
     """The analytic gradient disagrees with the numeric one (or could not be computed).
 
-    A subclass of ``AssertionError``, so pytest reports it as a test failure.
+    A subclass of ``AssertionError``, so pytest reports it as a test failure, and of
+    ``RuntimeError``, as PyTorch's ``GradcheckError``.
     """
 
 
@@ -298,7 +300,8 @@ def _names(fn: Callable[..., Any], n: int) -> list[str]:
         ]
     except (TypeError, ValueError):
         params = []
-    if func is not fn and params:
+    takes_ctx = isinstance(target, type) and (not issubclass(target, Function) or forward_takes_ctx(target))
+    if func is not fn and params and takes_ctx:
         params = params[1:]  # ctx
     names = [p.name for p in params[:n]]
     return names + [f"input {k}" for k in range(len(names), n)]

@@ -28,9 +28,9 @@ Example: testing your own op
         "y = x / (1 + |x|),  dy/dx = 1 / (1 + |x|)**2"
 
         @staticmethod
-        def forward(ctx, x):
+        def forward(ctx, x):                  # x: a Tensor, as in PyTorch
             ctx.save_for_backward(x)
-            return x / (1 + np.abs(x))
+            return x / (1 + x.abs())
 
         @staticmethod
         def backward(ctx, g):
