@@ -17,7 +17,7 @@ import builtins
 from ._tensor import Size, Tensor  # first: the modules below build on it
 
 # isort: split
-from . import _dtypes, autograd, datasets, functional, graph, linalg, nn, optim, testing, transforms, utils
+from . import _dtypes, autograd, backends, datasets, functional, graph, linalg, nn, optim, testing, transforms, utils
 from ._device import accelerator, cuda, device
 from ._dtypes import (
     bool,
@@ -212,6 +212,18 @@ from .serialization import CheckpointError, load, save
 from .sorting import argsort, bincount, msort, sort, topk, unique
 
 __version__ = "0.1.0"
+
+
+_deterministic = [False]
+
+
+def use_deterministic_algorithms(mode: builtins.bool, *, warn_only: builtins.bool = False) -> None:
+    """Recorded, as in PyTorch; it changes nothing: every computation here is deterministic already."""
+    _deterministic[0] = builtins.bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> builtins.bool:
+    return _deterministic[0]
 
 
 def is_tensor(obj: object) -> builtins.bool:
