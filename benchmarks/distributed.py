@@ -80,7 +80,7 @@ def build_torch(name: str, ours: nn.Sequential):
         else:
             layers.append(torch.nn.Flatten())
     model = torch.nn.Sequential(*layers)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in ours.state_dict().items()})
+    model.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
     return model
 
 

@@ -6,6 +6,7 @@ cases write each rank's pid to DIR/pid.<rank> and then fail in their own way.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import signal
@@ -46,8 +47,8 @@ def case_gradients(rank: int, world: int) -> None:
     model = small_cnn()
     ddp = DistributedDataParallel(model, bucket_cap_mb=0.001)  # several buckets
     assert len(ddp._buckets) > 1
-    initial = {k: v.copy() for k, v in model.state_dict().items()}
-    assert all(identical_on_all_ranks(v) for v in initial.values())
+    initial = copy.deepcopy(model.state_dict())
+    assert all(identical_on_all_ranks(v.numpy()) for v in initial.values())
     x, y = batch(0, 12)
     shard = slice(rank * 12 // world, (rank + 1) * 12 // world)
     F.cross_entropy(ddp(tg.Tensor(x[shard])), y[shard]).backward()
@@ -80,7 +81,7 @@ def case_steps(rank: int, world: int) -> None:
         F.cross_entropy(ddp(tg.Tensor(x)), y).backward()
         opt.step()
     for name, value in model.state_dict().items():
-        assert identical_on_all_ranks(value), name
+        assert identical_on_all_ranks(value.numpy()), name
     assert not identical_on_all_ranks(np.array([rank], np.float32))  # the check can fail
 
 

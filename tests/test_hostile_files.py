@@ -196,6 +196,22 @@ def _cases(d: Path) -> list[tuple[str, str, Path, str]]:
             g.attrs["tgc_type"] = "dict"
 
     ck("nested_too_deep", too_deep, "nested more than")
+
+    def int_keys(name):
+        def build(f):
+            g = f.create_group("state")
+            g.attrs["tgc_type"] = "intdict"
+            g.create_group(name).attrs["tgc_type"] = "none"
+
+        return build
+
+    for bad in ["01", "x", "1e3", " 1", "-0", "9" * 40]:
+        ck(f"int_key_{bad.strip()[:6]}", int_keys(bad), "has a member that is not an integer")
+
+    def int_tensor_that_requires_grad(f):
+        f.create_dataset("w", data=np.arange(3)).attrs["tgc_type"] = "tensor_requires_grad"
+
+    ck("int_tensor_requires_grad", int_tensor_that_requires_grad, "requires grad but holds int64 data")
     ck("unknown_type", lambda f: f.create_dataset("w", data=1).attrs.__setitem__("tgc_type", "pickle"), "unknown type")
     ck("huge_attribute", lambda f: f.attrs.__setitem__("tgc_type", "x" * 100_000), "attribute 'tgc_type'")
     cases.append(("fifo", "tg.load", fifo(d / "ckpt_fifo.h5"), "FIFO"))
@@ -315,6 +331,13 @@ NAMES = [
     "fixed_string_dtype",
     "hard_link_cycle",
     "nested_too_deep",
+    "int_key_01",
+    "int_key_x",
+    "int_key_1e3",
+    "int_key_1",
+    "int_key_-0",
+    "int_key_999999",
+    "int_tensor_requires_grad",
     "unknown_type",
     "huge_attribute",
     "fifo",

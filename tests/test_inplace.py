@@ -15,6 +15,7 @@ anything the backward pass reads.
 
 from __future__ import annotations
 
+import copy
 import gc
 
 import numpy as np
@@ -233,7 +234,7 @@ def test_load_state_dict_while_a_graph_is_alive():
     model, loss_fn = _model_and_loss()
     state = {k: v + 1 for k, v in model.state_dict().items()}
     loss = loss_fn()
-    before = model.state_dict()
+    before = copy.deepcopy(model.state_dict())
     with pytest.raises(InPlaceError, match="load_state_dict for Sequential: parameter"):
         model.load_state_dict(state)
     for k, v in model.state_dict().items():

@@ -3,6 +3,7 @@ layer shapes and initialisation, seeding, and (with PyTorch installed) equivalen
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -201,6 +202,38 @@ def test_dropout_edge_probabilities_and_validation():
             nn.Dropout(p)
 
 
+@pytest.mark.parametrize(
+    "layer, shape, channel_axes",
+    [(nn.Dropout2d, (40, 50, 3, 4), 2), (nn.Dropout1d, (40, 50, 6), 2), (nn.Dropout1d, (500, 7), 1)],
+)
+def test_channel_dropout_zeroes_whole_channels(layer, shape, channel_axes):
+    """Dropout1d/Dropout2d (PyTorch's): one draw per channel, the same for every position in it."""
+    tg.manual_seed(7)
+    p = 0.3
+    x = tg.Tensor(np.abs(rand(*shape)) + 0.5, requires_grad=True)
+    y = layer(p)(x)
+    kept = y.array != 0
+    per_channel = kept.reshape(*shape[:channel_axes], -1)
+    assert (per_channel.all(-1) == per_channel.any(-1)).all()  # a channel is all kept or all dropped
+    channels = per_channel.all(-1)
+    assert abs(channels.mean() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / channels.size)
+    np.testing.assert_allclose(y.array[kept], x.array[kept] / (1 - p), rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, kept / (1 - p), rtol=1e-6)
+    drop = layer(0.9).eval()
+    assert drop(x) is x and repr(drop) == f"{layer.__name__}(p=0.9, inplace=False)"
+
+
+def test_channel_dropout_inputs_as_pytorch_reads_them():
+    with pytest.warns(UserWarning, match=r"interpreted as shape \(N, C, L\)"):
+        y = tg.nn.functional.dropout2d(tg.ones(30, 40, 5), 0.5)
+    assert ((y.array == 0).all(-1) | (y.array != 0).all(-1)).all()
+    with pytest.raises(RuntimeError, match="dropout1d: Expected 2D or 3D input"):
+        nn.Dropout1d()(tg.ones(2, 3, 4, 5))
+    with pytest.raises(ValueError, match="p must be in"):
+        nn.Dropout2d(1.5)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Containers
 
@@ -315,16 +348,23 @@ def test_summary_restores_state_after_an_error():
 # state_dict / load_state_dict
 
 
-def test_state_dict_returns_copies():
+def test_state_dict_holds_detached_tensors_sharing_memory_as_pytorch():
     net = Net()
     sd = net.state_dict()
     assert list(sd) == NET_NAMES
-    assert all(type(v) is np.ndarray and v.dtype == np.float32 for v in sd.values())
-    before = net.head.weight.array.copy()
-    sd["head.weight"][...] = 42.0
-    np.testing.assert_array_equal(net.head.weight.data, before)
-    net.head.weight.data[...] = -1.0
-    assert (sd["head.weight"] == 42.0).all()
+    assert all(type(v) is tg.Tensor and v.dtype == np.float32 and not v.requires_grad for v in sd.values())
+    with tg.no_grad():
+        net.head.weight.fill_(-1.0)  # an optimizer step, say: the state_dict sees it, as in PyTorch
+    assert (sd["head.weight"] == -1.0).all()
+    snapshot = copy.deepcopy(net.state_dict())  # PyTorch's idiom for keeping the best weights
+    with tg.no_grad():
+        net.head.weight.fill_(3.0)
+    assert (snapshot["head.weight"] == -1.0).all()
+    kept = net.state_dict(keep_vars=True)
+    assert kept["head.weight"] is net.head.weight and kept["scale"].requires_grad
+    assert list(net.state_dict(prefix="model.")) == ["model." + k for k in NET_NAMES]
+    into: dict = {"other": 1}
+    assert net.head.state_dict(destination=into, prefix="head.") is into and list(into) == ["other", *NET_NAMES[-2:]]
 
 
 def test_load_state_dict_round_trip_in_place():
@@ -371,7 +411,7 @@ def test_load_state_dict_through_an_h5_checkpoint(tmp_path):
 
 def test_strict_load_reports_missing_keys():
     net = Net()
-    before = net.state_dict()
+    before = copy.deepcopy(net.state_dict())
     sd = Net().state_dict()
     del sd["features.1.bias"], sd["head.weight"]
     with pytest.raises(RuntimeError, match=r"missing.*features\.1\.bias.*head\.weight"):
@@ -381,7 +421,7 @@ def test_strict_load_reports_missing_keys():
 
 def test_strict_load_reports_unexpected_keys():
     net = Net()
-    before = net.state_dict()
+    before = copy.deepcopy(net.state_dict())
     sd = Net().state_dict()
     sd["head.extra"] = np.zeros(3, np.float32)
     with pytest.raises(RuntimeError, match=r"unexpected.*head\.extra"):
@@ -400,7 +440,7 @@ def test_strict_load_reports_missing_and_unexpected_together():
 @pytest.mark.parametrize("strict", [True, False])
 def test_shape_mismatch_names_the_key_and_both_shapes(strict):
     net = Net()
-    before = net.state_dict()
+    before = copy.deepcopy(net.state_dict())
     sd = Net().state_dict()
     sd["head.weight"] = np.zeros((7, 36), np.float32)
     with pytest.raises(RuntimeError) as info:  # PyTorch's class, whatever strict says
@@ -413,7 +453,7 @@ def test_shape_mismatch_names_the_key_and_both_shapes(strict):
 def test_non_strict_load_loads_the_overlap():
     tg.manual_seed(0)
     net = Net()
-    before = net.state_dict()
+    before = copy.deepcopy(net.state_dict())
     new_w = np.full((5, 36), 0.25, np.float32)
     result = net.load_state_dict({"head.weight": new_w, "not.a.param": np.zeros(2)}, strict=False)
     assert result.missing_keys == [k for k in NET_NAMES if k != "head.weight"]
@@ -636,7 +676,7 @@ def test_tinygrad_to_torch_same_outputs_and_gradients(model_id):
     tg.manual_seed(5)
     ours = make_ours()
     theirs = make_theirs()
-    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})  # strict in torch
+    theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})  # strict in torch
     for k, v in theirs.state_dict().items():
         assert v.dtype == torch.float32
         np.testing.assert_array_equal(v.numpy(), ours.state_dict()[k])
@@ -667,7 +707,7 @@ def test_nested_names_match_torch():
     assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
     for k, v in theirs.state_dict().items():
         assert ours.state_dict()[k].shape == tuple(v.shape), k
-    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
 
     class TorchBlocks(tnn.Module):

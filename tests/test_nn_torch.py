@@ -115,9 +115,41 @@ def test_module_matches_torch_over_training_steps(name):
     np.testing.assert_allclose(ours(tg.Tensor(x)).data, expected, rtol=2e-5, atol=2e-5)
     # and back: our state into a fresh PyTorch module gives PyTorch the same outputs
     fresh = build(torch.nn).eval()
-    fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in ours.state_dict().items()})
+    fresh.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
     with torch.no_grad():
         np.testing.assert_allclose(fresh(torch.from_numpy(x)).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_bn_cnn_state_dicts_move_both_ways_through_checkpoints(tmp_path):
+    """PyTorch's trained state_dict (its tensors, as they are) loads into ours; ours, saved with tg.save
+    and read back with tg.load (Tensors both times), loads into a fresh PyTorch model: the same eval
+    outputs, running statistics and num_batches_tracked every time."""
+    build, shape = MODULES["sequential-bn-cnn"]
+    torch.manual_seed(1)
+    theirs = build(torch.nn)
+    for step in range(3):  # running statistics and num_batches_tracked away from their initial values
+        theirs(torch.from_numpy(_randn(*shape) + step))
+    theirs.eval()
+    ours = build(nn)
+    assert repr(ours.load_state_dict(theirs.state_dict())) == "<All keys matched successfully>"
+    ours.eval()
+    x = _randn(*shape)
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours(tg.Tensor(x)).detach().numpy(), expected, rtol=2e-5, atol=2e-5)
+
+    tg.save({"model_state_dict": ours.state_dict(), "epoch": 3}, tmp_path / "ckpt.pt")
+    loaded = tg.load(tmp_path / "ckpt.pt", weights_only=True)["model_state_dict"]
+    assert all(type(v) is tg.Tensor for v in loaded.values())
+    assert loaded["1.num_batches_tracked"].dtype == np.int64 and loaded["1.num_batches_tracked"].item() == 3
+    fresh = build(torch.nn)
+    fresh.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in loaded.items()})
+    fresh.eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(fresh(torch.from_numpy(x)).numpy(), expected)
+    for k, v in fresh.state_dict().items():
+        assert v.dtype == theirs.state_dict()[k].dtype, k
+        np.testing.assert_array_equal(v.numpy(), theirs.state_dict()[k].numpy(), err_msg=k)
 
 
 def test_embedding_and_max_pool_indices_match_torch():

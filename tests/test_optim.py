@@ -346,16 +346,30 @@ def test_state_dict_round_trip_continues_identically(item, via_file, tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
-def test_state_dict_is_a_copy():
+def test_state_dict_holds_tensors_sharing_the_state_as_pytorch():
+    """PyTorch's layout and meaning: state keyed by parameter index, Tensors sharing the optimizer's
+    memory (an in-place change shows), the step a float32 0-d Tensor; the groups are copies."""
     params = make_params(initial_params())
     opt = optim.Adam(params, lr=0.1)
-    run(opt, params, 1)
+    run(opt, params, 2)
     state = opt.state_dict()
-    saved = opt.state[params[0]]["exp_avg"].copy()
-    state["state"][0]["exp_avg"][...] = 99.0
+    assert sorted(state["state"]) == list(range(len(params)))
+    entry = state["state"][0]
+    assert all(isinstance(v, tg.Tensor) for v in entry.values())
+    assert entry["step"].dtype == np.float32 and entry["step"].shape == () and entry["step"].item() == 2
+    entry["exp_avg"][...] = 99.0
+    assert (opt.state[params[0]]["exp_avg"] == 99.0).all()
     state["param_groups"][0]["lr"] = 99.0
-    np.testing.assert_array_equal(opt.state[params[0]]["exp_avg"], saved)
     assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_state_dict_lists_only_parameters_with_state():
+    params = make_params(initial_params())
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    assert opt.state_dict()["state"] == {}
+    params[1].grad = tg.ones_like(params[1])
+    opt.step()
+    assert list(opt.state_dict()["state"]) == [1]
 
 
 def test_load_state_dict_casts_state_to_the_parameter_dtype():
@@ -395,15 +409,32 @@ def test_load_state_dict_state_shape_mismatch():
     assert dict(other.state) == before and other.param_groups[0]["lr"] == 0.1
 
 
-def test_load_state_dict_state_length_mismatch():
+def test_load_state_dict_state_of_a_parameter_that_is_not_there():
     params = make_params(initial_params())
     opt = optim.Adam(params, lr=0.1)
     run(opt, params, 1)
     state = opt.state_dict()
-    state["state"] = state["state"][:2]
+    state["state"][len(params)] = state["state"][0]
     other = optim.Adam(make_params(initial_params()), lr=0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"an entry for parameter {len(params)}; this optimizer has {len(params)}"):
         other.load_state_dict(state)
+    assert not other.state
+
+
+def test_load_state_dict_of_the_list_layout_earlier_versions_saved():
+    params = make_params(initial_params())
+    opt = optim.Adam(params, lr=0.1)
+    run(opt, params, 1)
+    state = opt.state_dict()
+    old = {"param_groups": state["param_groups"], "state": [
+        {k: (int(v.item()) if k == "step" else v.numpy().copy()) for k, v in state["state"][i].items()}
+        for i in range(len(params))
+    ]}  # fmt: skip
+    other = optim.Adam(make_params(initial_params()), lr=0.1)
+    other.load_state_dict(old)
+    for p, q in zip(params, other.param_groups[0]["params"], strict=True):
+        assert other.state[q]["step"] == 1 and type(other.state[q]["step"]) is int
+        np.testing.assert_array_equal(other.state[q]["exp_avg"], opt.state[p]["exp_avg"])
 
 
 # ----------------------------------------------------------------------------------------------------

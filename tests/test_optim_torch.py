@@ -115,6 +115,61 @@ def test_state_dict_round_trip_of_new_optimizers(tmp_path):
             np.testing.assert_array_equal(a, b.data, err_msg=key)
 
 
+def _steps(params, opt, grads, to_tensor):
+    for step in grads:
+        for p, g in zip(params, step):
+            p.grad = to_tensor(g.copy())
+        opt.step()
+
+
+@pytest.mark.parametrize("key", list(OPTIMIZERS))
+def test_optimizer_state_dicts_move_between_torch_and_us(key):
+    """Three steps on one side, the state_dict carried across (Tensors converted one by one, nothing
+    else touched), three more on the other side: the same parameters as six steps on either side.
+    Both state_dicts have the same layout: state keyed by index, the same entries, float32 steps."""
+    torch = pytest.importorskip("torch")
+    name, kwargs = OPTIMIZERS[key]
+    init = _gradients(1, np.float64, seed=4)[0]
+    grads = _gradients(6, np.float64)
+    straight = _run_torch(torch, name, kwargs, init, grads)
+
+    half, ours = _run_ours(name, kwargs, init, grads[:3])
+    state = ours.state_dict()
+    params = [torch.tensor(a.copy(), requires_grad=True) for a in half]
+    theirs = getattr(torch.optim, name)(params, **kwargs)
+    _steps(params, theirs, grads[:1], torch.from_numpy)  # give torch state of its own to compare layouts
+    reference = theirs.state_dict()
+    assert state["state"].keys() == reference["state"].keys()
+    for i, entry in state["state"].items():
+        assert entry.keys() == reference["state"][i].keys()
+        if "step" in entry:
+            assert entry["step"].dtype == np.float32 and reference["state"][i]["step"].dtype == torch.float32
+    theirs.load_state_dict(
+        {
+            "state": {
+                i: {k: torch.from_numpy(v.numpy().copy()) for k, v in s.items()} for i, s in state["state"].items()
+            },
+            "param_groups": state["param_groups"],
+        }
+    )
+    with torch.no_grad():
+        for p, a in zip(params, half):
+            p.copy_(torch.from_numpy(a))
+    _steps(params, theirs, grads[3:], torch.from_numpy)
+    for a, b in zip(straight, params):
+        np.testing.assert_allclose(b.detach().numpy(), a, rtol=1e-12, atol=1e-14, err_msg=key)
+
+    torch_params = [torch.tensor(a.copy(), requires_grad=True) for a in init]
+    torch_opt = getattr(torch.optim, name)(torch_params, **kwargs)
+    _steps(torch_params, torch_opt, grads[:3], torch.from_numpy)
+    params_ours = [tg.Tensor(p.detach().numpy().copy(), requires_grad=True) for p in torch_params]
+    ours = getattr(optim, name)(params_ours, **kwargs)
+    ours.load_state_dict(torch_opt.state_dict())  # PyTorch's own, with its foreach/fused/... options
+    _steps(params_ours, ours, grads[3:], tg.Tensor)
+    for a, b in zip(straight, params_ours):
+        np.testing.assert_allclose(b.detach().numpy(), a, rtol=1e-12, atol=1e-14, err_msg=key)
+
+
 def test_zero_grad_and_closure():
     p = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
     opt = optim.SGD([p], lr=0.1)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tinygrad_cnn as tg
 from tinygrad_cnn import serialization
 from tinygrad_cnn.serialization import FORMAT_ATTR, CheckpointError, load, save
 
@@ -201,6 +202,43 @@ def test_tensor_like_saved_as_array(tmp_path):
     assert_same(got, {"w": np.ones((2, 2), np.float32), "b": np.arange(3)})
 
 
+def test_tensors_load_back_as_tensors(tmp_path):
+    """A Tensor (a state_dict value) loads back as a Tensor, as torch.load gives tensors; its dtype, shape,
+    values and requires_grad survive. Plain arrays stay arrays."""
+    weight = tg.nn.Parameter(np.arange(6, dtype=np.float32).reshape(2, 3))
+    obj = {
+        "w": weight,
+        "sd": tg.nn.BatchNorm1d(2).state_dict(),
+        "mask": tg.tensor([True, False]),
+        "scalar": tg.tensor(2.5, dtype=tg.float64),
+        "array": np.ones(2),
+    }
+    got = roundtrip(obj, tmp_path)
+    assert type(got["w"]) is tg.Tensor and got["w"].requires_grad and got["w"].dtype == np.float32
+    np.testing.assert_array_equal(got["w"].detach().numpy(), weight.detach().numpy())
+    assert list(got["sd"]) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert all(type(v) is tg.Tensor and not v.requires_grad for v in got["sd"].values())
+    assert got["sd"]["num_batches_tracked"].dtype == np.int64 and got["sd"]["num_batches_tracked"].shape == ()
+    assert got["mask"].dtype == np.bool_ and got["mask"].tolist() == [True, False]
+    assert got["scalar"].dtype == np.float64 and got["scalar"].item() == 2.5
+    assert_same(got["array"], np.ones(2))
+
+
+def test_int_keyed_dicts_round_trip(tmp_path):
+    """An optimizer's state is keyed by parameter index (PyTorch's layout): int keys load back as ints."""
+    obj = {"state": {0: {"step": 3}, 7: {}, -2: [1]}, "empty": {}, "names": {"0": "str key"}}
+    assert_same(roundtrip(obj, tmp_path), obj)
+
+
+def test_version_1_files_still_load(tmp_path):
+    path = tmp_path / "v1.h5"
+    save({"a": np.arange(3), "b": [1, "x"]}, path)
+    with h5py.File(path, "a") as f:
+        f.attrs[FORMAT_ATTR] = 1
+    serialization._stamp(path)  # an edit on purpose: re-stamp the header's checksum
+    assert_same(load(path), {"a": np.arange(3), "b": [1, "x"]})
+
+
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
@@ -242,7 +280,8 @@ def test_hypothesis_arrays(tmp_path, dtype, shape, seed):
         ({"a": np.array(["x", "y"])}, r"unsupported array dtype <U1 at 'a'"),
         ({"a": np.array([None], dtype=object)}, r"unsupported array dtype object at 'a'"),
         ({"a": [np.datetime64("2020-01-01")]}, r"unsupported numpy scalar dtype .* at 'a/0'"),
-        ({"x": {3: 1}}, r"dict key 3 \(int\) at 'x' is not a str"),
+        ({"x": {3: 1, "a": 2}}, r"dict key 3 \(int\) at 'x' is not a str \(a dict's keys must be all str or all int\)"),
+        ({"x": {True: 1}}, r"dict key True \(bool\) at 'x' is not a str"),
         ({1.5: 1}, r"dict key 1.5 \(float\) at the root is not a str"),
         (frozenset(), r"unsupported type frozenset at the root"),
     ],
@@ -373,7 +412,9 @@ def test_load_newer_format(tmp_path):
     with h5py.File(path, "a") as f:
         f.attrs[FORMAT_ATTR] = serialization.FORMAT_VERSION + 1
     serialization._stamp(path)  # an edit on purpose: re-stamp the header's checksum
-    with pytest.raises(CheckpointError, match=r"future\.h5: checkpoint format 2 is newer"):
+    with pytest.raises(
+        CheckpointError, match=rf"future\.h5: checkpoint format {serialization.FORMAT_VERSION + 1} is newer"
+    ):
         load(path)
 
 

@@ -530,6 +530,14 @@ class Tensor:
     def masked_fill_(self, mask: Any, value: Any) -> Tensor:
         return self._inplace("masked_fill_", lambda t: F.masked_fill(t, mask, value), value)
 
+    def scatter_(
+        self, dim: builtins.int, index: Any, src: Any = None, *, value: Any = None, reduce: str | None = None
+    ) -> Tensor:
+        return self._inplace("scatter_", lambda t: F.scatter(t, dim, index, src, value=value, reduce=reduce), src)
+
+    def scatter_add_(self, dim: builtins.int, index: Any, src: Any) -> Tensor:
+        return self._inplace("scatter_add_", lambda t: F.scatter_add(t, dim, index, src), src)
+
     def copy_(self, src: Any) -> Tensor:
         """Copy ``src``'s values (broadcast to this shape, cast to this dtype) into this tensor."""
         return self._inplace("copy_", lambda t: F.copy_into(t, src), src)

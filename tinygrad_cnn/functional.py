@@ -1285,6 +1285,9 @@ def _index_tensor(op: str, index: Any) -> np.ndarray:
 def _along(op: str, x: Tensor, dim: int, index: np.ndarray) -> tuple[int, tuple[np.ndarray, ...]]:
     """The full index tuple that picks ``x[..., index[i, j, ...] (at dim), ...]`` for gather/scatter."""
     d = _axis(op, dim, builtins.max(x.ndim, 1))
+    if index.ndim == 0 and x.ndim == 1:  # PyTorch reads a 0-d index into a 1-d tensor as one position
+        _along(op, x, dim, index.reshape(1))  # its bounds check
+        return d, (index % builtins.max(x.shape[0], 1),)
     if index.ndim != x.ndim:
         raise RuntimeError(f"{op}(): Index tensor must have the same number of dimensions as input tensor "
                            f"({index.ndim} vs {x.ndim})")  # fmt: skip

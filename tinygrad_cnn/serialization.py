@@ -11,26 +11,31 @@ Supported values (nested up to :data:`MAX_DEPTH` levels):
 
 * ``dict`` with ``str`` keys -> HDF5 group (insertion order is preserved). Keys may contain any
   character, including ``'/'`` and ``'.'``; they are escaped in the file and restored exactly.
+* ``dict`` with ``int`` keys (an optimizer's ``state``, as PyTorch keys it) -> a group whose members are
+  the keys' decimal text; loads back with ``int`` keys.
 * ``list`` and ``tuple`` -> group with members ``"0"``, ``"1"``, ...; **both load back as list**.
 * ``np.ndarray`` of a bool, integer, float or complex dtype -> dataset; dtype and shape are restored
   exactly, including 0-d and zero-size arrays.
 * NumPy scalars (``np.float32(1)``, ``np.int64(3)``, ``np.bool_(True)``, ...) -> restored with their dtype.
 * ``int`` (of any size: values outside int64, such as the 128-bit state of ``np.random.PCG64``, are
   stored as decimal text), ``float``, ``bool``, ``str``, ``None``.
-* Any other object with ``__array__`` (or a ``numpy()`` method returning an array), e.g. a tensor, is
-  stored as the array ``np.asarray(obj)`` and loads back as an ``np.ndarray``.
+* :class:`~tinygrad_cnn.Tensor` (a ``state_dict`` value) -> dataset; loads back as a Tensor with the
+  same dtype, shape, values and ``requires_grad`` (a Parameter loads as a Tensor that requires grad).
+* Any other object with ``__array__`` (or a ``numpy()`` method returning an array), e.g. a PyTorch
+  tensor, is stored as the array ``np.asarray(obj)`` and loads back as an ``np.ndarray``.
 
 Everything else raises :class:`TypeError` naming the key path, e.g.
 ``save: unsupported type set at 'optimizer/state/3'``.
 
-File layout: the root group carries the attribute ``tinygrad_cnn_format`` (currently 1) and every node
-an attribute ``tgc_type`` saying what it holds. The file starts with a 512-byte HDF5 *user block* (which
-HDF5 itself ignores) holding a one-line header, ``tinygrad_cnn checkpoint crc32=<hex> size=<bytes>``: the
-CRC-32 and length of the rest of the file. :func:`load` checks them before HDF5 parses anything, so a
-truncated or damaged file (a flipped bit, a block of zeros) is reported as such instead of returning wrong
-numbers, or hanging inside libhdf5, which some damaged files make it do. Files without the header (written
-before it existed) load without the check. :func:`load` raises :class:`CheckpointError` for files that are
-missing, not HDF5 (text, truncated, ...), lack the marker, come from a newer format, or fail the check.
+File layout: the root group carries the attribute ``tinygrad_cnn_format`` (currently 2: version 1 had no
+Tensors and no int keys; both load) and every node an attribute ``tgc_type`` saying what it holds. The
+file starts with a 512-byte HDF5 *user block* (which HDF5 itself ignores) holding a one-line header,
+``tinygrad_cnn checkpoint crc32=<hex> size=<bytes>``: the CRC-32 and length of the rest of the file.
+:func:`load` checks them before HDF5 parses anything, so a truncated or damaged file (a flipped bit, a
+block of zeros) is reported as such instead of returning wrong numbers, or hanging inside libhdf5, which
+some damaged files make it do. Files without the header (written before it existed) load without the
+check. :func:`load` raises :class:`CheckpointError` for files that are missing, not HDF5 (text,
+truncated, ...), lack the marker, come from a newer format, or fail the check.
 
 The checksum proves integrity, not safety (anyone can recompute it), so :func:`load` also treats every file
 as hostile: it accepts only the structure :func:`save` writes and refuses the rest before reading any data
@@ -53,6 +58,7 @@ import h5py
 import numpy as np
 
 from ._device import device as _device
+from ._tensor import Tensor
 from .safe_io import (
     UnsafeFileError,
     check_dataset,
@@ -67,7 +73,7 @@ __all__ = ["save", "load", "CheckpointError", "FORMAT_VERSION", "FORMAT_ATTR", "
 
 #: Root attribute identifying a checkpoint written by this module, and its value.
 FORMAT_ATTR = "tinygrad_cnn_format"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: How deeply containers may nest: :func:`save` refuses deeper structures, :func:`load` deeper files.
 MAX_DEPTH = 1000
 
@@ -149,6 +155,10 @@ def _new_group(parent: h5py.Group, name: str | None, tag: str) -> h5py.Group:
 
 def _leaf(obj: Any, path: str) -> tuple[str, Any]:
     """(tag, array) for a value stored as one dataset; TypeError naming ``path`` for anything unsupported."""
+    if isinstance(obj, Tensor):
+        if obj.dtype.kind not in _ARRAY_KINDS:
+            raise TypeError(f"save: unsupported tensor dtype {obj.dtype} at {_fmt_path(path)}")
+        return ("tensor_requires_grad" if obj.requires_grad else "tensor"), obj.array
     if isinstance(obj, np.generic):  # before the Python scalars: np.float64 is a float subclass
         if obj.dtype.kind not in _ARRAY_KINDS:
             raise TypeError(f"save: unsupported numpy scalar dtype {obj.dtype} at {_fmt_path(path)}")
@@ -172,12 +182,22 @@ def _leaf(obj: Any, path: str) -> tuple[str, Any]:
     return "ndarray", arr
 
 
+def _has_int_keys(obj: dict) -> bool:
+    """Whether a non-empty dict's keys are all ints (bools are not: they would not load back as such)."""
+    return bool(obj) and all(isinstance(key, int) and not isinstance(key, bool) for key in obj)
+
+
 def _members(obj: dict | list | tuple, path: str) -> list[tuple[str, Any, str]]:
     """(link name, value, key path) of each member of a container, in order."""
     if isinstance(obj, dict):
+        if _has_int_keys(obj):
+            return [(str(key), value, _join(path, str(key))) for key, value in obj.items()]
         for key in obj:
             if not isinstance(key, str):
-                raise TypeError(f"save: dict key {key!r} ({type(key).__name__}) at {_fmt_path(path)} is not a str")
+                raise TypeError(
+                    f"save: dict key {key!r} ({type(key).__name__}) at {_fmt_path(path)} is not a str "
+                    "(a dict's keys must be all str or all int)"
+                )
         return [(_escape_key(key), value, _join(path, key)) for key, value in obj.items()]
     return [(str(i), value, _join(path, str(i))) for i, value in enumerate(obj)]
 
@@ -201,7 +221,8 @@ def _write(root: h5py.Group, obj: Any) -> None:
                 where = path if len(path) <= 60 else "..." + path[-60:]
                 raise ValueError(f"save: nested more than {MAX_DEPTH} levels deep at {_fmt_path(where)}")
             members = _members(value, path)
-            g = _new_group(group, name, "dict" if isinstance(value, dict) else "list")
+            kind = "list" if not isinstance(value, dict) else "intdict" if _has_int_keys(value) else "dict"
+            g = _new_group(group, name, kind)
             open_containers.add(id(value))
             stack.append(id(value))
             stack.extend((g, m, v, p, depth + 1) for m, v, p in reversed(members))
@@ -322,7 +343,9 @@ def save(obj: Any, path: str | os.PathLike[str], pickle_module: Any = None, pick
 # Reading. Nothing in the file is trusted: every link is checked before it is followed, every dataset
 # before it is read (see tinygrad_cnn.safe_io), and the structure must be one that save() writes.
 
-_GROUP_TAGS = ("dict", "list", "none", "wrapped")
+_GROUP_TAGS = ("dict", "intdict", "list", "none", "wrapped")
+_TENSOR_TAGS = ("tensor", "tensor_requires_grad")
+_INT_KEY = re.compile(r"-?[1-9][0-9]{0,30}|0")
 _SCALAR_TAGS = ("npscalar", "int", "float", "bool")
 _BYTES_TAGS = ("bigint", "str")
 
@@ -345,11 +368,16 @@ def _read_leaf(ds: h5py.Dataset, tag: str | None) -> Any:
         raise UnsafeFileError(f"member {ds.name!r} of type {tag!r} has shape {ds.shape}, not a scalar")
     if tag in _BYTES_TAGS and (ds.dtype != np.uint8 or ds.ndim != 1):
         raise UnsafeFileError(f"member {ds.name!r} of type {tag!r} is not a 1-D uint8 array")
-    if tag not in _SCALAR_TAGS + _BYTES_TAGS + ("ndarray",):
+    if tag not in _SCALAR_TAGS + _BYTES_TAGS + _TENSOR_TAGS + ("ndarray",):
         raise UnsafeFileError(f"member {ds.name!r} has unknown type {tag!r}")
     value = ds[()]
     if tag == "ndarray":
         return value if isinstance(value, np.ndarray) else np.asarray(value)
+    if tag in _TENSOR_TAGS:
+        array = np.asarray(value)
+        if tag == "tensor_requires_grad" and array.dtype.kind != "f":
+            raise UnsafeFileError(f"member {ds.name!r} requires grad but holds {array.dtype} data")
+        return Tensor(array, requires_grad=tag == "tensor_requires_grad")
     if tag == "npscalar":
         return value
     if tag == "int":
@@ -373,6 +401,10 @@ def _group_members(group: h5py.Group, tag: str | None) -> tuple[Any, list[tuple[
         if len(container) != len(names):
             raise UnsafeFileError(f"group {group.name!r} has two members with the same key")
         return container, list(zip(names, keys))
+    if tag == "intdict":
+        if not all(_INT_KEY.fullmatch(n) for n in names):
+            raise UnsafeFileError(f"group {group.name!r} of int keys has a member that is not an integer")
+        return dict.fromkeys(int(n) for n in names), [(n, int(n)) for n in names]
     if tag == "list":
         if sorted(names, key=lambda n: (len(n), n)) != [str(i) for i in range(len(names))]:
             raise UnsafeFileError(f"list {group.name!r} has members other than 0..{len(names) - 1}")
@@ -477,7 +509,8 @@ def load(path: str | os.PathLike[str], map_location: Any = None, pickle_module: 
     PyTorch's other arguments are accepted: nothing is ever unpickled, so every load is as safe as
     ``weights_only=True``; ``map_location`` may only name the CPU.
 
-    Returns the saved structure; tuples come back as lists, tensor-like objects as ``np.ndarray``.
+    Returns the saved structure; tuples come back as lists, Tensors as Tensors, other tensor-like
+    objects (a PyTorch tensor) as ``np.ndarray``.
     Only what :func:`save` writes is accepted: a tree of plain groups and numeric datasets stored in the
     file itself. Links to other objects or files, external storage, virtual datasets, compression,
     fill values, non-numeric types and sizes the file cannot back are refused before anything is read,

@@ -1,8 +1,9 @@
 """Layers and models, PyTorch-style: a :class:`Module` holds :class:`Parameter` tensors and
 sub-modules, and its ``forward`` composes tensor ops. No layer writes a backward.
 
-Parameter names, layouts and default initialisation match ``torch.nn``, so a ``state_dict``
-moves between the two as arrays (``{k: v.numpy() for k, v in torch_model.state_dict().items()}``).
+Parameter names, layouts and default initialisation match ``torch.nn``, so a ``state_dict`` moves
+between the two (``model.load_state_dict(torch_model.state_dict())``, and back with
+``{k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()}``).
 """
 
 from __future__ import annotations
@@ -345,12 +346,24 @@ class Module:
                     out[f"{base}.{name}" if base else name] = value
         return out
 
-    def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter's and persistent buffer's array, keyed by dotted name."""
-        return OrderedDict((name, array_of(t).copy()) for name, t in self._state_tensors().items())
+    def state_dict(
+        self, *, destination: dict[str, Any] | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict[str, Tensor]:
+        """Every parameter and persistent buffer, keyed by dotted name, as PyTorch's ``state_dict``.
+
+        The values are detached Tensors sharing the parameters' memory, so a later optimizer step
+        shows in them (``copy.deepcopy(model.state_dict())`` keeps a snapshot); ``keep_vars=True``
+        gives the Parameters and buffers themselves. ``prefix`` is put before every key;
+        ``destination`` (a dict) is filled and returned instead of a new OrderedDict.
+        """
+        out: dict[str, Tensor] = OrderedDict() if destination is None else destination
+        for name, t in self._state_tensors().items():
+            out[prefix + name] = t if keep_vars else t.detach()
+        return out
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> _IncompatibleKeys:
-        """Copy arrays into the parameters (in place, keeping each parameter's dtype).
+        """Copy values (Tensors, ours or PyTorch's, or arrays) into the parameters and buffers, in place,
+        keeping each one's dtype.
 
         Returns ``(missing_keys, unexpected_keys)`` as a named tuple, as PyTorch does. With ``strict=True``
         missing or unexpected keys are a :class:`RuntimeError` listing them; a shape mismatch always is
@@ -796,6 +809,7 @@ from .conv import (  # noqa: E402
     max_pool2d,
 )
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
+from .dropout import Dropout1d, Dropout2d  # noqa: E402
 from .loss import (  # noqa: E402
     BCELoss,
     BCEWithLogitsLoss,
@@ -832,6 +846,8 @@ __all__ = [
     "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
     "ELU",
     "Embedding",
     "Flatten",

@@ -24,6 +24,7 @@ from .activation import (
 )
 from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, max_pool2d
 from .distance import cosine_similarity, normalize, pairwise_distance
+from .dropout import dropout1d, dropout2d
 from .loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -50,6 +51,8 @@ __all__ = [
     "cosine_similarity",
     "cross_entropy",
     "dropout",
+    "dropout1d",
+    "dropout2d",
     "elu",
     "embedding",
     "fold",

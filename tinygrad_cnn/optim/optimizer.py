@@ -19,9 +19,8 @@ changes the parameter in place::
 Overriding ``step()`` itself, PyTorch's way (loop over ``self.param_groups``, read ``p.grad``,
 keep per-parameter state in ``self.state[p]``), works too.
 
-``state_dict()`` differs from PyTorch's in one respect: ``"state"`` is a list with one dict per
-parameter (in parameter order) instead of a dict keyed by int, so that it can be stored in an
-HDF5 checkpoint as it is.
+``state_dict()`` has PyTorch's layout (``"state"`` keyed by parameter index, Tensors in it), and
+``load_state_dict`` also takes a state_dict saved by PyTorch.
 """
 
 from __future__ import annotations
@@ -40,6 +39,8 @@ from ..storage import array_of
 
 # what learning-rate schedulers add to a parameter group (OneCycleLR: its lr and momentum range)
 _SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
+# what PyTorch's param groups also hold: how its update runs (foreach, fused, ...); ignored on loading
+_TORCH_ONLY_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay"})
 _NUMBERS = ("lr", "weight_decay", "momentum", "eps", "dampening", "alpha", "rho", "lr_decay")
 
 
@@ -158,34 +159,47 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} does not implement update() (or step())")
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyper-parameters and per-parameter state (copies), parameters referred to by index."""
+        """PyTorch's layout: ``{"state": {index: {name: Tensor}}, "param_groups": [...]}``.
+
+        Parameters are referred to by their index in parameter order; ``state`` has an entry for each
+        parameter that has state (after its first step). Arrays come as Tensors sharing the optimizer's
+        memory, and ``step`` as a float32 0-d Tensor, as in PyTorch.
+        """
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
             hyper = {k: v for k, v in group.items() if k != "params"}
             groups.append({**hyper, "params": list(range(start, start + n))})
             start += n
-        state = [
-            {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.state.get(p, {}).items()}
-            for p in self._params()
-        ]
+        state = {
+            i: {k: _exported(k, v) for k, v in self.state[p].items()}
+            for i, p in enumerate(self._params())
+            if self.state.get(p)
+        }
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`. Everything is checked first; on an error nothing changes."""
+        """Restore :meth:`state_dict` (ours or PyTorch's, Tensors or arrays; a ``state`` list with one
+        dict per parameter, as earlier versions saved it, too). PyTorch's implementation options
+        (``foreach``, ``fused``, ...) in a group are ignored. Everything is checked first; on an error
+        nothing changes."""
         name = type(self).__name__
         if (
             not isinstance(state_dict, dict)
             or not isinstance(state_dict.get("param_groups"), list)
-            or not isinstance(state_dict.get("state"), list)
+            or not isinstance(state_dict.get("state"), (dict, list))
             or not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in state_dict["param_groups"])
-            or not all(isinstance(s, dict) for s in state_dict["state"])
         ):
             raise ValueError(
-                f"{name}.load_state_dict: expected {{'state': [dict per parameter], 'param_groups': "
+                f"{name}.load_state_dict: expected {{'state': {{index: dict}}, 'param_groups': "
                 f"[dict with 'params']}} as returned by state_dict(), got {str(state_dict)[:120]}"
             )
-        groups = state_dict["param_groups"]
+        saved_state = state_dict["state"]
+        if isinstance(saved_state, list):
+            saved_state = dict(enumerate(saved_state))
+        if not all(isinstance(s, dict) for s in saved_state.values()):
+            raise ValueError(f"{name}.load_state_dict: each parameter's state must be a dict")
+        groups = [{k: v for k, v in g.items() if k not in _TORCH_ONLY_KEYS} for g in state_dict["param_groups"]]
         own_keys = set(self.defaults)
         for g in groups:
             saved_keys = set(g) - {"params"} - _SCHEDULER_KEYS
@@ -198,7 +212,7 @@ class Optimizer:
                 self._check_hyperparameters(g)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{name}.load_state_dict: bad saved hyper-parameter: {e}") from None
-        for i, s in enumerate(state_dict["state"]):
+        for i, s in saved_state.items():
             if self._state_keys and not set(s) <= self._state_keys:
                 raise ValueError(
                     f"{name}.load_state_dict: the state of parameter {i} has entries {sorted(s)}; "
@@ -212,13 +226,16 @@ class Optimizer:
                 "parameter groups or parameters than this optimizer"
             )
         params = self._params()
-        if len(state_dict["state"]) != len(params):
-            raise ValueError(
-                f"{name}.load_state_dict: the saved state covers "
-                f"{len(state_dict['state'])} parameters, this optimizer has {len(params)}"
-            )
-        for i, (s, p) in enumerate(zip(state_dict["state"], params)):
-            for k, v in s.items():
+        restored: dict[Tensor, dict[str, Any]] = {}
+        for i, s in saved_state.items():
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(params):
+                raise ValueError(
+                    f"{name}.load_state_dict: the saved state has an entry for parameter {i!r}; "
+                    f"this optimizer has {len(params)} parameters"
+                )
+            p = params[i]
+            values = {k: _as_array(v) for k, v in s.items()}
+            for k, v in values.items():
                 if isinstance(v, np.ndarray) and v.dtype.kind not in "biuf":
                     raise ValueError(f"{name}.load_state_dict: state '{k}' of parameter {i} holds {v.dtype} data")
                 if isinstance(v, np.ndarray) and v.ndim and v.shape != tuple(p.shape):
@@ -226,12 +243,11 @@ class Optimizer:
                         f"{name}.load_state_dict: state '{k}' of parameter {i} has "
                         f"shape {v.shape}, the parameter has {p.shape}"
                     )
+            if values:
+                restored[p] = {k: _restored(k, v, p) for k, v in values.items()}
         for own, saved in zip(self.param_groups, groups):
             own.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k != "params"})
-        self.state = defaultdict(dict)
-        for s, p in zip(state_dict["state"], params):
-            if s:
-                self.state[p] = {k: _restored(v, p) for k, v in s.items()}
+        self.state = defaultdict(dict, restored)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -241,13 +257,34 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _restored(value: Any, p: Tensor) -> Any:
-    """A loaded state entry: float arrays shaped like the parameter in its dtype; other 0-d
-    arrays (a step count read back from a file) as Python numbers."""
+def _exported(key: str, value: Any) -> Any:
+    """A state entry as :meth:`Optimizer.state_dict` gives it: arrays as Tensors sharing memory, and the
+    step count as a float32 0-d Tensor (PyTorch's type for it)."""
+    if isinstance(value, np.ndarray):
+        return Tensor.wrap(value)
+    if key == "step" and isinstance(value, (int, float)):
+        return Tensor.wrap(np.array(value, dtype=np.float32))
+    return value
+
+
+def _as_array(value: Any) -> Any:
+    """A saved state entry with a Tensor (ours or PyTorch's) read as its array; anything else unchanged."""
+    if isinstance(value, Tensor):
+        return value.array
+    if not isinstance(value, (np.ndarray, np.generic, int, float)) and hasattr(value, "__array__"):
+        return np.asarray(value)
+    return value
+
+
+def _restored(key: str, value: Any, p: Tensor) -> Any:
+    """A loaded state entry: float arrays shaped like the parameter copied in its dtype; other 0-d
+    arrays (a step count) as Python numbers, the step an int when it is whole."""
     if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape == tuple(p.shape):
         return np.array(value, dtype=p.dtype)
     if isinstance(value, np.ndarray | np.generic) and np.ndim(value) == 0:
-        return value.item()
+        value = value.item()
+    if key == "step" and isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
