@@ -161,3 +161,13 @@ def test_backend_switches_of_pytorch_scripts_are_accepted() -> None:
     tg.use_deterministic_algorithms(True)
     assert tg.are_deterministic_algorithms_enabled() is True
     tg.use_deterministic_algorithms(False)
+
+
+def test_next_functions_walk_the_graph_as_pytorch() -> None:
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    loss = ((x * 2) ** 2).sum()
+    ((pow_node, index),) = loss.grad_fn.next_functions
+    assert index == 0 and pow_node.name() == "PowBackward"
+    ((mul_node, _),) = pow_node.next_functions
+    (leaf, _), (constant, _) = mul_node.next_functions
+    assert leaf.name() == "AccumulateGrad" and leaf.variable is x and constant is None

@@ -187,6 +187,19 @@ def _call_site(frame: FrameType | None) -> CallSite:
 _sequence = itertools.count()  # Context.seq: the order in which ops were recorded
 
 
+class AccumulateGrad:
+    """Where a leaf's gradient ends up, as PyTorch names it in ``next_functions``; ``variable`` is the leaf."""
+
+    def __init__(self, variable: Tensor) -> None:
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
 class Context:
     """One node of the tape: the function applied, its inputs, and what its forward kept.
 
@@ -233,6 +246,16 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<{self.name()}>"
+
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """PyTorch's ``grad_fn.next_functions``: per tensor input, ``(its grad_fn, 0)``,
+        ``(AccumulateGrad, 0)`` for a leaf that requires grad, ``(None, 0)`` for a constant."""
+        return tuple(
+            ((t.grad_fn or AccumulateGrad(t)) if t.requires_grad else None, 0)
+            for t in self.inputs
+            if isinstance(t, Tensor)
+        )
 
     def save_for_backward(self, *arrays: np.ndarray | None) -> None:
         """Keep arrays (or None) for the backward pass; read them back as :attr:`saved_tensors`."""
