@@ -122,7 +122,7 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     x = Tensor(rng.standard_normal((2, 1, 6, 30)), requires_grad=True)
     w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
     b = Tensor(rng.standard_normal(3), requires_grad=True)
-    assert kernels.im2col(x.array, (3, 3), (1, 1), (1, 1)).flags.f_contiguous  # the column-major copy was taken
+    assert next(kernels.im2col_blocks(x.array, (3, 3), (1, 1), (1, 1)))[1].flags.f_contiguous  # the column-major copy
     out = F.conv2d(x, w, b)
     want = np.zeros((2, 3, 4, 28))
     for i in range(4):
@@ -159,6 +159,26 @@ def test_padding_inside_convolution(c, batch_inner, padding, stride, dilation):
         x.grad.array, x_padded.grad.array[:, :, ph : ph + 5, pw : pw + 6], rtol=1e-12, atol=1e-12
     )
     np.testing.assert_allclose(ws[0].grad.array, ws[1].grad.array, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c", [2, 40])  # the column-major and the row-major copies (a batch-inner image)
+@pytest.mark.parametrize("pixels", [1, 3, 14])  # per block: one output pixel, part of a row, two rows of 7
+def test_convolution_in_blocks_of_im2col_rows(monkeypatch, c, pixels):
+    """With the im2col matrix cut into blocks (whole rows of output pixels, or pieces of one row),
+    conv2d's output and gradients are those of the matrix in one block (which the forward keeps
+    for the weight gradient; in blocks, the backward copies them again)."""
+    rng = np.random.default_rng(c)
+    image = np.ascontiguousarray(rng.standard_normal((7, 7, 3, c)).transpose(2, 3, 0, 1))  # (N, C, H, W), batch-inner
+    w, b = rng.standard_normal((4, c, 3, 3)), rng.standard_normal(4)
+    results = []
+    for budget in (kernels.IM2COL_BLOCK_BYTES, pixels * 3 * 9 * c * 8):  # 3 images, 9*c columns, float64
+        monkeypatch.setattr(kernels, "IM2COL_BLOCK_BYTES", budget)
+        x, wt, bt = Tensor(image, requires_grad=True), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+        y = F.conv2d(x, wt, bt, padding=1, stride=(1, 1))
+        y.backward(np.arange(y.numel(), dtype=np.float64).reshape(y.shape) % 5)
+        results.append([y.array, x.grad.array, wt.grad.array, bt.grad.array])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("n,c,c_out", [(0, 2, 3), (0, 40, 3), (2, 2, 0), (0, 2, 0)])

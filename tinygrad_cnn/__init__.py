@@ -210,8 +210,14 @@ from .functional import add as add
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
 from .sorting import argsort, bincount, msort, sort, topk, unique
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
+
+from . import out_argument as _out_argument  # noqa: E402
+
+for _name in _out_argument.NAMES:  # PyTorch's out= on the functions that have it
+    globals()[_name] = _out_argument.with_out(globals()[_name])
 
 
 _deterministic = [False]

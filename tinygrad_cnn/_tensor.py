@@ -320,7 +320,7 @@ class Tensor:
             else:
                 dtype = a
         if device is not None:
-            _device.device(device)  # a clear error for anything but the CPU
+            _device.require_cpu(device)  # a clear error for anything but the CPU
         out = self if dtype is None else F.astype(self, dtype)
         return F.clone(out) if copy and out is self else out
 
@@ -328,7 +328,7 @@ class Tensor:
         return self
 
     def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
-        _device.device("cuda")
+        _device.require_cpu("cuda")
         return self  # not reached: device() raises
 
     def type(self, dtype: Any = None) -> Any:
@@ -385,7 +385,7 @@ class Tensor:
         return self.array if dtype is None else self.array.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.array, separator=", ", prefix="tensor(", precision=4, threshold=50)
+        body = _array_text(self.array)
         extras = [f"dtype={self.dtype}"] if self.dtype not in (np.float32, np.int64, np.bool_) else []
         if self._ctx is not None:
             extras.append(f"grad_fn=<{self._ctx.fn.__name__}Backward>")
@@ -1163,6 +1163,37 @@ class Tensor:
         return _factories.full(
             size, fill_value, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad
         )
+
+
+def _array_text(arr: np.ndarray) -> str:
+    """The values as ``print(tensor)`` shows them, in PyTorch's format: floats with 4 decimals
+    (``2.5000``), or as ``2.`` when all are whole, or in scientific notation (``1.0000e-05``) when
+    they span more than 1000x, exceed 1e8 or go below 1e-4; all padded to one width."""
+    options: dict[str, Any] = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3}
+    if arr.dtype.kind != "f":
+        return np.array2string(arr, max_line_width=80, **options)
+    finite = arr[np.isfinite(arr) & (arr != 0)].astype(np.float64)
+    if finite.size == 0:
+        return np.array2string(
+            arr, max_line_width=80, formatter={"float_kind": _float_format(".0f", True, 1)}, **options
+        )
+    magnitude = np.abs(finite)
+    low, high = magnitude.min(), magnitude.max()
+    whole = bool((finite == np.ceil(finite)).all())
+    sci = high / low > 1000.0 or high > 1.0e8 or (not whole and low < 1.0e-4)
+    spec = ".4e" if sci else ".0f" if whole else ".4f"
+    width = max(len(format(v, spec)) + (whole and not sci) for v in finite)
+    return np.array2string(
+        arr, max_line_width=80, formatter={"float_kind": _float_format(spec, whole and not sci, width)}, **options
+    )
+
+
+def _float_format(spec: str, whole: bool, width: int) -> Callable[[Any], str]:
+    def text(v: Any) -> str:
+        body = format(float(v), spec) + ("." if whole and np.isfinite(v) else "")
+        return body.rjust(width)
+
+    return text
 
 
 def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
-from . import inplace
+from . import inplace, threads
 from ._tensor import Tensor
 from .inplace import InPlaceError, check_writable
 
@@ -476,6 +476,7 @@ def run_backward(
     one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
     no ``.grad`` is touched (what :func:`grad` does).
     """
+    threads.adapt()  # BLAS threads follow the load (once per step, see threads.py)
     hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
     grads = _Gradients(inputs)
     with set_grad_enabled(create_graph), _quiet_inf_nan():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _dtypes
-from ._device import device as _device
+from ._device import require_cpu
 from ._tensor import Tensor
 from .random import default_generator
 
@@ -32,7 +32,7 @@ def _sizes(op: str, size: tuple[Any, ...]) -> tuple[int, ...]:
 
 def _make(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
     if device is not None:
-        _device(device)
+        require_cpu(device)
     if arr.dtype.kind not in "biufc":
         raise TypeError(f"tensor: cannot hold data of dtype {arr.dtype}; tensors hold numbers or booleans")
     return Tensor.wrap(arr).requires_grad_(requires_grad)

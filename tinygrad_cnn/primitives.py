@@ -538,8 +538,10 @@ class Convolution(Primitive):
     are :class:`Unfold`'s of xp), computed as im2col(xp) @ w + b.
     dx = Fold(g @ w^T) with the padding cropped off,  dw = im2col(xp)^T @ g,  db = g summed over (N, OH, OW).
 
-    The im2col rows, and so y's memory, run batch-inner, and the padding goes into the im2col
-    copy (see :func:`kernels.im2col`); the plain backward folds dx one kernel offset at a time,
+    The im2col matrix is copied and multiplied a cache-sized block of rows at a time, and kept
+    only when it is one block (else the plain backward copies it again for dw); its rows, and so
+    y's memory, run batch-inner, and the padding goes into its copy (see
+    :func:`kernels.im2col_blocks`). The plain backward folds dx one kernel offset at a time,
     leaving out the padding (:func:`kernels.fold_products`).
     """
 
@@ -553,20 +555,15 @@ class Convolution(Primitive):
         dilation: Shape,
         padding: Shape = (0, 0),
     ) -> np.ndarray:
-        kh, kw, c, c_out = w.shape
-        cols = kernels.im2col(x, (kh, kw), stride, dilation, padding)  # (OH*OW*N, kh*kw*C)
+        y, cols = kernels.conv_forward(x, w, b, stride, dilation, padding)
         ctx.save_for_backward(x, w)
-        ctx.values = (cols, stride, dilation, padding)  # the plain backward's dw reads cols instead of copying again
-        y = cols @ w.reshape(kh * kw * c, c_out)
-        if b is not None:
-            kernels.add_row(y, b)
-        (ph, pw), (h, wd) = padding, x.shape[2:]
-        return kernels.conv_output(y, len(x), *kernels.out_hw((h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation))
+        ctx.values = (stride, dilation, padding, cols)  # cols: the im2col matrix if small enough to keep, else None
+        return y
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
-        _, stride, dilation, (ph, pw) = ctx.values
+        stride, dilation, (ph, pw), _ = ctx.values
         (n, oh, ow, c_out), (kh, kw, c, _) = g.shape, w.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
@@ -584,11 +581,11 @@ class Convolution(Primitive):
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
         x, w = ctx.saved_arrays
-        cols, stride, dilation, padding = ctx.values
+        stride, dilation, padding, cols = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g_rows = kernels.conv_rows(g)
         gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
-        gw = (cols.T @ g_rows).reshape(w.shape) if need_w else None
+        gw = kernels.conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._device import device as _device
+from ._device import require_cpu
 from ._tensor import Tensor
 from .safe_io import (
     UnsafeFileError,
@@ -522,7 +522,7 @@ def load(path: str | os.PathLike[str], map_location: Any = None, pickle_module: 
             mismatch, unreadable members) or refused as unsafe. The message names the path.
     """
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
-        _device(map_location)  # a clear error for anything but the CPU
+        require_cpu(map_location)  # a clear error for anything but the CPU
     path = Path(path)
     try:
         with open_regular(path) as fh:
