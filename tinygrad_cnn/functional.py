@@ -502,7 +502,7 @@ def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: b
         if fill_value.requires_grad:
             return broadcast_to(_cast(fill_value, dt), x.shape)
         fill_value = fill_value.item()
-    return Tensor(np.full(x.shape, fill_value, dtype=dt), requires_grad=requires_grad)
+    return Tensor.wrap(np.full(x.shape, fill_value, dtype=dt)).requires_grad_(requires_grad)
 
 
 def random_like(x: Tensor, kind: str, a: float, b: float) -> Tensor:
@@ -1637,7 +1637,7 @@ def max_pool2d(
     first = windows.array.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)  # (N, OH, OW, C)
     rows = np.arange(oh)[:, None] * s[0] - p[0] + (first // kw).transpose(0, 3, 1, 2) * d[0]
     cols = np.arange(ow)[None, :] * s[1] - p[1] + (first % kw).transpose(0, 3, 1, 2) * d[1]
-    return out, Tensor((rows * x.shape[3] + cols).astype(np.int64))
+    return out, Tensor.wrap((rows * x.shape[3] + cols).astype(np.int64))
 
 
 def _avg_divisors(n: int, k: int, s: int, p: int, o: int, count_include_pad: bool) -> np.ndarray:

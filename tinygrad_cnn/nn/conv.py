@@ -159,7 +159,7 @@ def adaptive_max_pool2d(
             flat = block.reshape(block.shape[:2] + (-1,)).argmax(axis=2)
             bw = we[j] - ws[j]
             index[:, :, i, j] = (hs[i] + flat // bw) * w + ws[j] + flat % bw
-    return out, Tensor(index)
+    return out, Tensor.wrap(index)
 
 
 class MaxPool2d(Module):
