@@ -60,7 +60,7 @@ def map_batches(
     def run(start: int) -> np.ndarray:
         piece = data[start : start + batch_size]
         with no_grad():
-            out = fn(Tensor(piece))
+            out = fn(Tensor.wrap(piece))
         out = out.array if isinstance(out, Tensor) else np.asarray(out)
         if out.ndim == 0 or len(out) != len(piece):
             raise ValueError(
@@ -74,4 +74,4 @@ def map_batches(
     else:
         with capped(1):
             outputs = list(_pool(min(workers, len(starts))).map(run, starts))
-    return Tensor(np.concatenate(outputs))
+    return Tensor.wrap(np.concatenate(outputs))

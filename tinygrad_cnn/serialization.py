@@ -377,7 +377,7 @@ def _read_leaf(ds: h5py.Dataset, tag: str | None) -> Any:
         array = np.asarray(value)
         if tag == "tensor_requires_grad" and array.dtype.kind != "f":
             raise UnsafeFileError(f"member {ds.name!r} requires grad but holds {array.dtype} data")
-        return Tensor(array, requires_grad=tag == "tensor_requires_grad")
+        return Tensor.wrap(array).requires_grad_(tag == "tensor_requires_grad")
     if tag == "npscalar":
         return value
     if tag == "int":

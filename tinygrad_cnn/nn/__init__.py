@@ -134,7 +134,7 @@ class Module:
         if tensor is not None and not isinstance(tensor, Tensor):
             if not isinstance(tensor, np.ndarray):
                 raise TypeError(f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__}")
-            tensor = Tensor(tensor)
+            tensor = Tensor.wrap(tensor)  # its dtype kept (num_batches_tracked is int64)
         if isinstance(tensor, Parameter):
             raise TypeError(f"register_buffer: '{name}' is a Parameter; use register_parameter")
         self.__dict__.setdefault("_buffers", {})[name] = bool(persistent)
