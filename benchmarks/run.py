@@ -1,28 +1,50 @@
-"""Training and inference throughput of tinygrad_cnn against PyTorch, measured side by side.
+"""The speed suite: tinygrad_cnn against PyTorch, training and inference on nets of many shapes.
 
-    python benchmarks/run.py                 # full run, prints a table
-    python benchmarks/run.py --rounds 3      # quicker
-    python benchmarks/run.py --json out.json # also write the results
+    python benchmarks/run.py --quick --json out.json   # every row, a few minutes (3 rounds)
+    python benchmarks/run.py                           # 9 rounds, longer samples
+    python benchmarks/run.py --only lenet,cifar,loaded # some rows (names: --list), --skip others
+    python benchmarks/run.py --time-to-accuracy        # also the MNIST example's recipe to 99% (slow)
 
-Both frameworks get the same initial weights and the same data, and are measured round-robin in
-one process (the machine is shared and noisy: only same-run ratios mean anything). Before timing,
-the losses of both after a few SGD steps are compared, so a wrong computation is never
-benchmarked. Peak memory per training step is measured in a fresh subprocess per framework (RSS
-growth over the process's state before the first step, from /proc/self/status). PyTorch is optional
-(`pip install torch==2.13.0`); without it only our numbers are printed.
+How it measures. Both frameworks get the same initial weights and the same batches, and run in
+one process, interleaved round by round (the machine is shared and noisy: only ratios from one
+run mean anything). Before timing a workload, both take 3 SGD steps from the same weights and
+their losses must agree (float32: to 1e-3 relative; float64: 1e-9), or the Hessian-vector products
+for the double-backward row; a workload that disagrees is reported as an error, not timed. Each
+round times every contender once, after a pause and an untimed call (after a multi-threaded GEMM
+BLAS's and PyTorch's worker threads spin for a while and would slow whichever contender runs
+next); a sample repeats the call until it lasts at least ``--sample`` seconds. A row reports each
+side's median throughput, ``ratio``, the median of the per-round ratios, and their ``ratio_min``
+and ``ratio_max`` (the spread). Every ratio is ours / PyTorch's speed (above 1: we are faster),
+except memory rows, where it is ours / PyTorch's MiB (below 1: we use less).
+
+tinygrad_cnn runs as a user runs it by default: one process, ``loss.backward()``, ``optim.SGD``,
+BLAS threads as :mod:`tinygrad_cnn.threads` chooses them (``blas_threads`` in each row: the count
+after the row). PyTorch (optional: ``pip install torch==2.13.0``) runs with its default threads.
+``tinygrad_cnn.memory.tune_allocator()`` is called first, as the MNIST example does (``--no-tune``:
+not); it is process-wide, so PyTorch's allocations get it too.
+
+Other rows: the loaded machine (LeNet-ish training with one competing busy process started by
+the suite, ours against PyTorch under the same competition), peak memory (RSS growth over 5 training
+steps, each framework in a fresh subprocess), and with ``--time-to-accuracy`` the MNIST example's
+recipe (Adam, one-cycle schedule, batch 64) in both frameworks on the same batches, epochs
+interleaved, until the test accuracy reaches 99%.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,276 +52,402 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tinygrad_cnn as tg  # noqa: E402
 from tinygrad_cnn import functional as F  # noqa: E402
-from tinygrad_cnn import nn  # noqa: E402
+from tinygrad_cnn import nn, optim  # noqa: E402
 from tinygrad_cnn.memory import tune_allocator  # noqa: E402
 
 try:
     import torch
     import torch.nn.functional as TF
-
-    torch.set_num_threads(2)
 except ImportError:  # the peer is optional
     torch = None
 
-# name: (layers as (kind, args), batch size)
-MODELS = {
-    "lenet": (
-        [
-            ("conv", (1, 16, 5, 0)),
-            ("relu",),
-            ("pool", 2),
-            ("conv", (16, 32, 5, 0)),
-            ("relu",),
-            ("pool", 2),
-            ("flatten",),
-            ("linear", (512, 10)),
-        ],
-        128,
-    ),
-    "single_conv": ([("conv", (1, 32, 7, 1)), ("relu",), ("flatten",), ("linear", (32 * 24 * 24, 10))], 64),
-}
-INFERENCE_BATCH = 1000
-PIECE = 128  # inference in pieces: Module.predict's default, and the same split given to PyTorch
 LR = 0.01
+PIECE = 128  # Module.predict's default piece; PyTorch gets the same split as a contender
 
 
-def build_ours(spec: list) -> nn.Sequential:
-    layers = []
-    for kind, *args in spec:
-        if kind == "conv":
-            c_in, c_out, k, pad = args[0]
-            layers.append(nn.Conv2d(c_in, c_out, k, padding=pad))
-        elif kind == "linear":
-            layers.append(nn.Linear(*args[0]))
-        elif kind == "pool":
-            layers.append(nn.MaxPool2d(args[0]))
-        elif kind == "relu":
-            layers.append(nn.ReLU())
-        elif kind == "flatten":
-            layers.append(nn.Flatten())
-    return nn.Sequential(*layers)
+@dataclass(frozen=True)
+class Workload:
+    """A net as layers ``(kind, *args)``: ``("conv", c_in, c_out, k, padding[, stride])``, ``("relu",)``,
+    ``("pool", k)``, ``("flatten",)``, ``("linear", n_in, n_out)``; its input ``(C, H, W)`` per sample."""
+
+    layers: tuple[tuple, ...]
+    input: tuple[int, int, int]
+    batch: int
+    dtype: str = "float32"
+    inference: int = 0  # batch of the inference rows (0: none)
+    about: str = ""
 
 
-def build_torch(spec: list, ours: nn.Sequential):
-    layers = []
-    for kind, *args in spec:
-        if kind == "conv":
-            c_in, c_out, k, pad = args[0]
-            layers.append(torch.nn.Conv2d(c_in, c_out, k, padding=pad))
-        elif kind == "linear":
-            layers.append(torch.nn.Linear(*args[0]))
-        elif kind == "pool":
-            layers.append(torch.nn.MaxPool2d(args[0]))
-        elif kind == "relu":
-            layers.append(torch.nn.ReLU())
-        elif kind == "flatten":
-            layers.append(torch.nn.Flatten())
-    model = torch.nn.Sequential(*layers)
-    model.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
+def convs(*channels: int, k: int = 3, padding: int = 1) -> tuple[tuple, ...]:
+    """Conv-ReLU pairs through ``channels`` (3, 32, 64: 3->32, 32->64), ``k`` x ``k`` kernels."""
+    return tuple(layer for a, b in zip(channels, channels[1:]) for layer in (("conv", a, b, k, padding), ("relu",)))
+
+
+POOL, FLATTEN = ("pool", 2), ("flatten",)
+LENET = (*convs(1, 16, k=5, padding=0), POOL, *convs(16, 32, k=5, padding=0), POOL, FLATTEN, ("linear", 512, 10))
+CIFAR = (*convs(3, 32, 32), POOL, *convs(32, 64), POOL, FLATTEN, ("linear", 64 * 8 * 8, 10))
+WORKLOADS: dict[str, Workload] = {
+    "lenet": Workload(LENET, (1, 28, 28), 128, inference=1000, about="the MNIST example's net"),
+    **{f"lenet_b{b}": Workload(LENET, (1, 28, 28), b, about=f"LeNet-ish at batch {b}") for b in (1, 8, 32, 512)},
+    "single_conv": Workload(
+        (*convs(1, 32, k=7), FLATTEN, ("linear", 32 * 24 * 24, 10)),
+        (1, 28, 28),
+        64,
+        inference=1000,
+        about="seed E: one conv 32@7x7, padding 1",
+    ),
+    "cifar": Workload(CIFAR, (3, 32, 32), 64, inference=1000, about="CIFAR-shaped: conv3x3 3-32-32, pool, 32-64, pool"),
+    "mlp": Workload(
+        (FLATTEN, ("linear", 784, 512), ("relu",), ("linear", 512, 512), ("relu",), ("linear", 512, 10)),
+        (1, 28, 28),
+        128,
+        inference=1000,
+        about="MLP 784-512-512-10",
+    ),
+    "lenet_f64": Workload(LENET, (1, 28, 28), 128, dtype="float64", inference=1000, about="LeNet-ish in float64"),
+    # shapes nobody tuned for
+    "vgg": Workload(
+        (*convs(3, 16, 16), POOL, *convs(16, 32, 32), POOL, *convs(32, 64), POOL, FLATTEN, ("linear", 64 * 4 * 4, 10)),
+        (3, 32, 32),
+        32,
+        inference=500,
+        about="VGG-ish: five 3x3 convs 16-16-32-32-64, three pools",
+    ),
+    "wide_1x1": Workload(
+        (*convs(3, 128, 128, k=1, padding=0), ("pool", 4), FLATTEN, ("linear", 128 * 8 * 8, 10)),
+        (3, 32, 32),
+        32,
+        inference=500,
+        about="wide 1x1 convs: 3-128-128, pool 4",
+    ),
+    "strided": Workload(
+        (("conv", 3, 32, 7, 3, 2), ("relu",), POOL, ("conv", 32, 64, 3, 1, 2), ("relu",), FLATTEN)
+        + (("linear", 64 * 8 * 8, 10),),
+        (3, 64, 64),
+        32,
+        about="ResNet-like stem: conv 7x7 stride 2, pool, conv 3x3 stride 2",
+    ),
+}
+HVP_BATCH = 32
+EXTRA_ROWS = {
+    "hvp": f"Hessian-vector product of LeNet-ish's loss (double backward), batch {HVP_BATCH}",
+    "memory": "peak RSS growth of training steps, CIFAR-shaped and LeNet-ish, each framework in a fresh process",
+    "loaded": "LeNet-ish training with one competing busy process",
+    "time_to_accuracy": "the MNIST example's recipe to 99% test accuracy (opt-in: minutes)",
+}
+
+
+# ---------------------------------------------------------------- models and data
+
+
+def build(fw: Any, w: Workload, like: nn.Module | None = None) -> Any:
+    """``w``'s net in framework ``fw`` (``tinygrad_cnn`` or ``torch``: the same names), with the
+    weights of ``like`` if given."""
+    make = {
+        "conv": lambda c_in, c_out, k, pad, stride=1: fw.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad),
+        "linear": fw.nn.Linear,
+        "pool": fw.nn.MaxPool2d,
+        "relu": fw.nn.ReLU,
+        "flatten": fw.nn.Flatten,
+    }
+    model = fw.nn.Sequential(*(make[kind](*args) for kind, *args in w.layers))
+    if w.dtype == "float64":
+        model = model.double()
+    if like is not None:
+        model.load_state_dict({k: fw.from_numpy(np.array(v)) for k, v in like.state_dict().items()})
     return model
 
 
-def data(batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Real MNIST digits (standardised), so pooling sees MNIST's ties on the flat background."""
-    (x, y), _ = tg.datasets.load_mnist()
-    idx = np.random.default_rng(seed).choice(len(x), batch, replace=False)
-    images = ((x[idx].astype(np.float32) / 255 - 0.1307) / 0.3081)[:, None]
-    return np.ascontiguousarray(images), y[idx].astype(np.int64)
+_mnist: np.ndarray | None = None
 
 
-def ours_train_step(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    loss = F.cross_entropy(model(tg.Tensor(x)), y)
-    model.zero_grad()
-    loss.backward()
-    with tg.no_grad():
-        for p in model.parameters():
-            p.data -= np.float32(LR) * p.grad
-    return loss.item()
+def batch_of(w: Workload, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` inputs for ``w``: real MNIST digits (standardised) for 1x28x28 nets, so pooling sees
+    MNIST's ties on the flat background; standard normal values otherwise. Labels 0-9."""
+    global _mnist
+    rng = np.random.default_rng(seed)
+    if w.input == (1, 28, 28):
+        if _mnist is None:
+            (_mnist, _), _ = tg.datasets.load_mnist()
+        images = _mnist[rng.choice(len(_mnist), n, replace=n > len(_mnist))]
+        x = ((images / 255.0 - 0.1307) / 0.3081)[:, None]
+    else:
+        x = rng.standard_normal((n, *w.input))
+    return np.ascontiguousarray(x, dtype=w.dtype), rng.integers(0, 10, n)
 
 
-def torch_train_step(model, x, y) -> float:
-    loss = TF.cross_entropy(model(x), y)
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= LR * p.grad
-    return loss.item()
+# ---------------------------------------------------------------- the calls that are timed
 
 
-def ours_infer(model: nn.Module, x: np.ndarray) -> None:
-    with tg.no_grad():
-        model(tg.Tensor(x))
+# Written once for both frameworks: tinygrad_cnn's names mean what PyTorch's mean.
 
 
-def ours_predict(model: nn.Module, x: np.ndarray) -> None:
-    model.predict(x, batch_size=PIECE)  # eval mode, no graph, pieces spread over the cores
+def trainer(fw: Any, model: Any, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    """One SGD training step of ``model`` on ``(x, y)`` in framework ``fw``; returns the loss."""
+    optimizer = fw.optim.SGD(model.parameters(), lr=LR)
+    tx, ty = fw.from_numpy(x), fw.from_numpy(y)
+
+    def step() -> float:
+        optimizer.zero_grad()
+        loss = fw.nn.functional.cross_entropy(model(tx), ty)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
 
 
-def torch_infer(model, x) -> None:
-    with torch.no_grad():
-        model(x)
+def hessian_vector_product(fw: Any, model: Any, x: np.ndarray, y: np.ndarray, v: list[np.ndarray]) -> Callable:
+    """Hessian of the loss (with respect to the weights) times ``v``: a double backward."""
+    params = list(model.parameters())
+    tx, ty, tv = fw.from_numpy(x), fw.from_numpy(y), [fw.from_numpy(a) for a in v]
+
+    def hvp() -> list[np.ndarray]:
+        loss = fw.nn.functional.cross_entropy(model(tx), ty)
+        grads = fw.autograd.grad(loss, params, create_graph=True)
+        dot = sum((g * u).sum() for g, u in zip(grads, tv))
+        return [h.numpy() for h in fw.autograd.grad(dot, params)]
+
+    return hvp
 
 
-def torch_infer_pieces(model, x) -> None:
-    with torch.no_grad():
-        for i in range(0, len(x), PIECE):
-            model(x[i : i + PIECE])
+def ours_inference(model: nn.Module, x: np.ndarray) -> dict[str, Callable[[], object]]:
+    tx = tg.Tensor(x)
+
+    def whole() -> object:
+        with tg.no_grad():
+            return model(tx)
+
+    return {"model(x)": whole, "predict": lambda: model.predict(tx, batch_size=PIECE)}
 
 
-def check_agreement(spec: list, batch: int, steps: int = 5) -> tuple[float, float | None]:
-    """Train fresh copies of both for a few steps on the same data; return both final losses."""
-    tg.manual_seed(1)
-    ours = build_ours(spec)
-    x, y = data(batch, seed=1)
-    theirs = build_torch(spec, ours) if torch else None
-    for _ in range(steps):
-        loss_ours = ours_train_step(ours, x, y)
-        loss_theirs = torch_train_step(theirs, torch.from_numpy(x), torch.from_numpy(y)) if torch else None
-    return loss_ours, loss_theirs
+def torch_inference(model: Any, x: np.ndarray) -> dict[str, Callable[[], object]]:
+    tx = torch.from_numpy(x)
+
+    def whole() -> object:
+        with torch.no_grad():
+            return model(tx)
+
+    def pieces() -> object:
+        with torch.no_grad():
+            return [model(tx[i : i + PIECE]) for i in range(0, len(tx), PIECE)]
+
+    return {"whole": whole, "pieces": pieces}
 
 
-SETTLE = 0.3  # seconds between contenders (see round_robin)
+# ---------------------------------------------------------------- timing
 
 
-def round_robin(contenders: dict[str, Callable[[], None]], rounds: int, repeats: int) -> dict[str, float]:
-    """Median seconds per call of each contender, measured in alternation.
+@dataclass
+class Settings:
+    rounds: int = 9
+    sample: float = 0.5  # seconds a sample lasts at least
+    settle: float = 0.3  # pause before each sample
+    check_steps: int = 3
 
-    Each measurement starts after a pause and one untimed call: after a multi-threaded GEMM,
-    OpenBLAS's worker threads keep spinning on a core for about 0.1 s (PyTorch's OpenMP workers
-    briefly too), which would slow down whichever contender runs next; and a contender's own
-    first call after the pause wakes its sleeping threads.
-    """
+
+def round_robin(contenders: dict[str, Callable[[], object]], s: Settings) -> dict[str, list[float]]:
+    """Seconds per call of each contender, one sample per round, contenders in alternating order."""
+    calls = {}
+    for name, fn in contenders.items():  # calibrate: calls per sample
+        fn()
+        t = time.perf_counter()
+        fn()
+        calls[name] = max(1, math.ceil(s.sample / max(time.perf_counter() - t, 1e-6)))
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            time.sleep(SETTLE)
+    names = list(contenders)
+    for r in range(s.rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            fn = contenders[name]
+            time.sleep(s.settle)
             fn()
             t = time.perf_counter()
-            for _ in range(repeats):
+            for _ in range(calls[name]):
                 fn()
-            times[name].append((time.perf_counter() - t) / repeats)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            times[name].append((time.perf_counter() - t) / calls[name])
+    return times
 
 
-def bench_models(rounds: int) -> list[dict]:
-    rows = []
-    for name, (spec, batch) in MODELS.items():
-        loss_ours, loss_theirs = check_agreement(spec, batch)
-        if loss_theirs is not None and not np.isclose(loss_ours, loss_theirs, rtol=1e-3, atol=1e-4):
-            raise SystemExit(f"{name}: losses disagree after 5 steps: ours {loss_ours:.6f}, torch {loss_theirs:.6f}")
-        tg.manual_seed(0)
-        ours = build_ours(spec)
-        x, y = data(batch)
-        xi, _ = data(INFERENCE_BATCH)
-        train = {"tinygrad_cnn": lambda m=ours, x=x, y=y: ours_train_step(m, x, y)}
-        infer = {
-            "tinygrad_cnn": lambda m=ours, x=xi: ours_infer(m, x),
-            "tinygrad_cnn predict": lambda m=ours, x=xi: ours_predict(m, x),
-        }
-        if torch:
-            theirs = build_torch(spec, ours)
-            tx, ty, txi = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xi)
-            train["pytorch"] = lambda m=theirs, tx=tx, ty=ty: torch_train_step(m, tx, ty)
-            infer["pytorch"] = lambda m=theirs, txi=txi: torch_infer(m, txi)
-            infer["pytorch pieces"] = lambda m=theirs, txi=txi: torch_infer_pieces(m, txi)
-        for mode, contenders, n in (("train", train, batch), ("inference", infer, INFERENCE_BATCH)):
-            med = round_robin(contenders, rounds, repeats=10)  # consecutive steps, as in training
-            for label in [k for k in contenders if not k.startswith("pytorch")]:
-                row = {
-                    "benchmark": f"{name} {mode} (batch {n}){label[len('tinygrad_cnn') :]}",
-                    "unit": "img/s",
-                    "tinygrad_cnn": n / med[label],
-                }
-                if torch:
-                    # predict runs the batch in pieces: PyTorch gets the same split, or the whole
-                    # batch at once, whichever it does faster
-                    peer = min(med["pytorch"], med["pytorch pieces"]) if label.endswith("predict") else med["pytorch"]
-                    row["pytorch"] = n / peer
-                    row["ratio"] = row["tinygrad_cnn"] / row["pytorch"]
-                if mode == "train":
-                    row["loss_check"] = {"ours": loss_ours, "pytorch": loss_theirs}
-                rows.append(row)
-    return rows
+def speed_row(
+    benchmark: str, n: int, ours: list[float], theirs: list[float] | None, unit: str = "img/s", **extra: Any
+) -> dict[str, Any]:
+    """A row from per-round seconds per call of ``n`` samples; ratios per round, then their median and range."""
+    row: dict[str, Any] = {"benchmark": benchmark, "unit": unit, "tinygrad_cnn": n / statistics.median(ours)}
+    if theirs is not None:
+        ratios = [t / o for o, t in zip(ours, theirs)]
+        row.update(
+            pytorch=n / statistics.median(theirs),
+            ratio=statistics.median(ratios),
+            ratio_min=min(ratios),
+            ratio_max=max(ratios),
+        )
+    row["rounds"] = len(ours)
+    row["blas_threads"] = tg.get_num_threads()
+    row.update(extra)
+    return row
 
 
-def bench_ops(rounds: int) -> list[dict]:
-    """Forward + backward of single ops at the shapes the two models use."""
-    rng = np.random.default_rng(0)
-
-    def arr(*shape: int) -> np.ndarray:
-        return rng.standard_normal(shape).astype(np.float32)
-
-    cases = {
-        "conv2d 128x1x28x28 * 16x1x5x5": (
-            lambda a, w: F.conv2d(a, w),
-            lambda a, w: TF.conv2d(a, w),
-            [arr(128, 1, 28, 28), arr(16, 1, 5, 5)],
-        ),
-        "conv2d 128x16x12x12 * 32x16x5x5": (
-            lambda a, w: F.conv2d(a, w),
-            lambda a, w: TF.conv2d(a, w),
-            [arr(128, 16, 12, 12), arr(32, 16, 5, 5)],
-        ),
-        "conv2d 64x1x28x28 * 32x1x7x7 pad 1": (
-            lambda a, w: F.conv2d(a, w, padding=1),
-            lambda a, w: TF.conv2d(a, w, padding=1),
-            [arr(64, 1, 28, 28), arr(32, 1, 7, 7)],
-        ),
-        "max_pool2d 128x16x24x24 k2": (
-            lambda a: F.max_pool2d(a, 2),
-            lambda a: TF.max_pool2d(a, 2),
-            [arr(128, 16, 24, 24)],
-        ),
-        "matmul 128x512 @ 512x10": (lambda a, b: a @ b, lambda a, b: a @ b, [arr(128, 512), arr(512, 10)]),
-        "matmul 64x18432 @ 18432x10": (lambda a, b: a @ b, lambda a, b: a @ b, [arr(64, 18432), arr(18432, 10)]),
-        "log_softmax+nll 128x10": (
-            lambda a: F.cross_entropy(a, labels),
-            lambda a: TF.cross_entropy(a, tlabels),
-            [arr(128, 10)],
-        ),
-    }
-    labels = rng.integers(0, 10, 128)
-    tlabels = torch.from_numpy(labels) if torch else None
-    rows = []
-    for name, (ours_fn, torch_fn, arrays) in cases.items():
-
-        def run_ours(fn=ours_fn, arrays=arrays) -> None:
-            ts = [tg.Tensor(a, requires_grad=True) for a in arrays]
-            out = fn(*ts)
-            out.backward(np.ones(out.shape, dtype=np.float32))
-
-        contenders = {"tinygrad_cnn": run_ours}
-        if torch:
-
-            def run_torch(fn=torch_fn, arrays=arrays) -> None:
-                ts = [torch.from_numpy(a).requires_grad_() for a in arrays]
-                out = fn(*ts)
-                out.backward(torch.ones_like(out))
-
-            contenders["pytorch"] = run_torch
-        med = round_robin(contenders, rounds, repeats=5)
-        row = {"benchmark": f"op {name} fwd+bwd", "unit": "ms", "tinygrad_cnn": med["tinygrad_cnn"] * 1e3}
-        if torch:
-            row["pytorch"] = med["pytorch"] * 1e3
-            row["ratio"] = row["pytorch"] / row["tinygrad_cnn"]  # > 1: we are faster
-        rows.append(row)
-    return rows
+def close(a: float, b: float, dtype: str) -> bool:
+    return bool(np.isclose(a, b, rtol=1e-9 if dtype == "float64" else 1e-3, atol=1e-6))
 
 
-def memory_probe(framework: str, model_name: str) -> None:
-    """Run in a fresh subprocess: print the RSS growth (MiB) over 5 training steps."""
-    spec, batch = MODELS[model_name]
+def check_losses(w: Workload, s: Settings) -> dict[str, Any]:
+    """Both frameworks train fresh copies (same weights, same batch) for a few SGD steps: the losses."""
+    tg.manual_seed(1)
+    ours = build(tg, w)
+    x, y = batch_of(w, w.batch, seed=1)
+    step = trainer(tg, ours, x, y)
+    ours_losses = [step() for _ in range(s.check_steps)]
+    if torch is None:
+        return {"ours": ours_losses}
+    tg.manual_seed(1)
+    model = build(torch, w, build(tg, w))
+    tstep = trainer(torch, model, x, y)
+    theirs = [tstep() for _ in range(s.check_steps)]
+    equal = all(close(a, b, w.dtype) for a, b in zip(ours_losses, theirs))
+    return {"ours": ours_losses, "pytorch": theirs, "equal": equal}
+
+
+def training_contenders(w: Workload) -> tuple[nn.Module, np.ndarray, np.ndarray, dict[str, Callable[[], object]]]:
+    """Our model of ``w``, a batch, and both frameworks' training steps on it from the same weights."""
     tg.manual_seed(0)
-    ours = build_ours(spec)
+    ours = build(tg, w)
+    x, y = batch_of(w, w.batch, seed=0)
+    contenders: dict[str, Callable[[], object]] = {"ours": trainer(tg, ours, x, y)}
+    if torch is not None:
+        contenders["pytorch"] = trainer(torch, build(torch, w, ours), x, y)
+    return ours, x, y, contenders
+
+
+def bench_workload(name: str, w: Workload, s: Settings) -> list[dict[str, Any]]:
+    check = check_losses(w, s)
+    label = f"{name} training (batch {w.batch}{', ' + w.dtype if w.dtype != 'float32' else ''})"
+    if check.get("equal") is False:
+        return [{"benchmark": label, "error": "losses disagree", "loss_check": check}]
+    ours, x, y, contenders = training_contenders(w)
+    times = round_robin(contenders, s)
+    rows = [speed_row(label, w.batch, times["ours"], times.get("pytorch"), loss_check=check, about=w.about)]
+    if w.inference:
+        rows += bench_inference(name, w, ours, s)
+    return rows
+
+
+def bench_inference(name: str, w: Workload, ours: nn.Module, s: Settings) -> list[dict[str, Any]]:
+    x, _ = batch_of(w, w.inference, seed=2)
+    ours.eval()
+    contenders = {f"ours {k}": fn for k, fn in ours_inference(ours, x).items()}
+    outputs_match = None
+    if torch is not None:
+        model = build(torch, w, ours).eval()
+        theirs = torch_inference(model, x)
+        contenders.update({f"pytorch {k}": fn for k, fn in theirs.items()})
+        ours_out = np.asarray(contenders["ours model(x)"]().numpy())  # type: ignore[attr-defined]
+        their_out = theirs["whole"]().numpy()  # type: ignore[attr-defined]
+        outputs_match = bool(np.allclose(ours_out, their_out, rtol=1e-3, atol=1e-4))
+        if not outputs_match:
+            return [{"benchmark": f"{name} inference", "error": "outputs disagree"}]
+    times = round_robin(contenders, s)
+    n = w.inference
+    whole = times.get("pytorch whole")
+    best = [min(a, b) for a, b in zip(whole, times["pytorch pieces"])] if whole is not None else None
+    return [
+        speed_row(
+            f"{name} inference model(x) (batch {n})", n, times["ours model(x)"], whole, outputs_match=outputs_match
+        ),
+        # predict runs the batch in pieces over the cores: PyTorch gets the same pieces or the whole
+        # batch at once, whichever was faster in that round
+        speed_row(f"{name} inference predict (batch {n})", n, times["ours predict"], best, outputs_match=outputs_match),
+    ]
+
+
+def bench_hvp(s: Settings) -> list[dict[str, Any]]:
+    """Hessian-vector product of LeNet-ish's loss at batch 32 (double backward)."""
+    w = Workload(LENET, (1, 28, 28), HVP_BATCH)
+    tg.manual_seed(0)
+    ours = build(tg, w)
+    x, y = batch_of(w, w.batch, seed=0)
+    rng = np.random.default_rng(3)
+    v = [rng.standard_normal(p.shape).astype(np.float32) for p in ours.parameters()]
+    contenders: dict[str, Callable[[], object]] = {"ours": hessian_vector_product(tg, ours, x, y, v)}
+    check: dict[str, Any] = {}
+    if torch is not None:
+        contenders["pytorch"] = hessian_vector_product(torch, build(torch, w, ours), x, y, v)
+        a = np.concatenate([h.ravel() for h in contenders["ours"]()])  # type: ignore[union-attr]
+        b = np.concatenate([h.ravel() for h in contenders["pytorch"]()])  # type: ignore[union-attr]
+        err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+        check = {"max_error_relative_to_max": err, "equal": err < 1e-3}
+        if not check["equal"]:
+            return [{"benchmark": "lenet hessian-vector product", "error": "products disagree", "hvp_check": check}]
+    times = round_robin(contenders, s)
+    return [
+        speed_row(
+            f"lenet hessian-vector product (batch {w.batch})",
+            w.batch,
+            times["ours"],
+            times.get("pytorch"),
+            hvp_check=check,
+        )
+    ]
+
+
+def bench_loaded(s: Settings, all_cores_too: bool) -> list[dict[str, Any]]:
+    """LeNet-ish training while one other process spins on a core (``python -c 'while True: pass'``)."""
+    from threadpoolctl import threadpool_limits
+
+    w = WORKLOADS["lenet"]
+    _, x, y, contenders = training_contenders(w)
+    cores = tg.threads.usable_cores().cores
+    if all_cores_too:  # what the default was before the threads module: BLAS on every core
+        step = trainer(tg, build(tg, w), x, y)
+
+        def all_cores() -> object:
+            with threadpool_limits(limits=int(cores), user_api="blas"):
+                return step()
+
+        contenders["ours, BLAS on every core"] = all_cores
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.perf_counter() + 1.5  # the competitor is there: let the defaults see it
+        while time.perf_counter() < deadline:
+            for fn in contenders.values():
+                fn()
+        times = round_robin(contenders, s)
+    finally:
+        competitor.kill()
+        competitor.wait()
+    rows = [
+        speed_row(
+            f"lenet training (batch {w.batch}) with 1 competing busy process",
+            w.batch,
+            times["ours"],
+            times.get("pytorch"),
+            competitor="python -c 'while True: pass'",
+        )
+    ]
+    if all_cores_too:
+        rows.append(
+            speed_row(
+                f"lenet training (batch {w.batch}) with 1 competing busy process, BLAS on every core",
+                w.batch,
+                times["ours, BLAS on every core"],
+                times.get("pytorch"),
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- memory
+
+
+def memory_probe(framework: str, name: str) -> None:
+    """Run in a fresh subprocess: print the RSS growth (MiB) over 5 training steps of ``name``."""
+    w = WORKLOADS[name]
+    tg.manual_seed(0)
+    ours = build(tg, w)
     rng = np.random.default_rng(0)  # synthetic data: loading MNIST would set the peak before we start
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, batch)
-    if framework == "pytorch":
-        model, x, y = build_torch(spec, ours), torch.from_numpy(x), torch.from_numpy(y)
-        step = lambda: torch_train_step(model, x, y)  # noqa: E731
-    else:
-        step = lambda: ours_train_step(ours, x, y)  # noqa: E731
+    x = rng.standard_normal((w.batch, *w.input)).astype(w.dtype)
+    y = rng.integers(0, 10, w.batch)
+    step = trainer(torch, build(torch, w, ours), x, y) if framework == "pytorch" else trainer(tg, ours, x, y)
     before = _status_kib("VmRSS")
     for _ in range(5):
         step()
@@ -316,13 +464,17 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def bench_memory() -> list[dict]:
+def bench_memory(names: list[str], tune: bool) -> list[dict[str, Any]]:
     rows = []
-    for name in MODELS:
-        row = {"benchmark": f"{name} peak RSS growth per training step", "unit": "MiB"}
+    for name in names:
+        w = WORKLOADS[name]
+        row: dict[str, Any] = {
+            "benchmark": f"{name} peak RSS growth, 5 training steps (batch {w.batch})",
+            "unit": "MiB",
+        }
         for framework in ["tinygrad_cnn"] + (["pytorch"] if torch else []):
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-probe", framework, name],
+                [sys.executable, __file__, "--memory-probe", framework, name] + ([] if tune else ["--no-tune"]),
                 capture_output=True,
                 text=True,
                 check=True,
@@ -334,42 +486,230 @@ def bench_memory() -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    print(f"{'benchmark':<52}{'tinygrad_cnn':>14}{'pytorch':>12}{'ratio':>8}")
+# ---------------------------------------------------------------- time to accuracy
+
+
+def bench_time_to_accuracy(target: float = 0.99, limit: int | None = None) -> list[dict[str, Any]]:
+    """The MNIST example's recipe (its net, Adam at 3e-3 peak with a one-cycle schedule over 3 epochs,
+    batch 64, shuffled) in both frameworks on the same batches; epochs alternate between them. Each
+    side's training seconds (evaluation excluded) until its test accuracy first reaches ``target``."""
+    from tinygrad_cnn.examples.mnist import build_model, normalize
+
+    (x_train, y_train), (x_test, y_test) = tg.datasets.load_mnist()
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    batch, epochs, lr = 64, 3, 3e-3
+    order = np.random.default_rng(0)
+    tg.manual_seed(0)
+    ours = build_model()
+    steps = epochs * math.ceil(len(x_train) / batch)
+    opt = optim.Adam(ours.parameters(), lr=lr)
+    sched = optim.OneCycleLR(opt, lr, steps, cycle_momentum=False)
+    x_test_ours = normalize(x_test)
+    sides: dict[str, dict[str, Any]] = {"tinygrad_cnn": {"seconds": 0.0, "reached": None, "accuracy": []}}
+    if torch is not None:
+        theirs = build(torch, WORKLOADS["lenet"], ours)  # the example's net
+        topt = torch.optim.Adam(theirs.parameters(), lr=lr)
+        tsched = torch.optim.lr_scheduler.OneCycleLR(topt, lr, total_steps=steps, cycle_momentum=False)
+        x_test_theirs = torch.from_numpy(x_test_ours.numpy())
+        sides["pytorch"] = {"seconds": 0.0, "reached": None, "accuracy": []}
+
+    def ours_epoch(batches: list[np.ndarray]) -> Callable[[], float]:
+        for idx in batches:
+            opt.zero_grad()
+            F.cross_entropy(ours(normalize(x_train[idx])), y_train[idx]).backward()
+            opt.step()
+            sched.step()
+        return lambda: float((ours.predict(x_test_ours).argmax(1).numpy() == y_test).mean())
+
+    def torch_epoch(batches: list[np.ndarray]) -> Callable[[], float]:
+        for idx in batches:
+            topt.zero_grad()
+            xb = torch.from_numpy(normalize(x_train[idx]).numpy())
+            TF.cross_entropy(theirs(xb), torch.from_numpy(y_train[idx].astype(np.int64))).backward()
+            topt.step()
+            tsched.step()
+
+        def accuracy() -> float:
+            with torch.no_grad():
+                return float((theirs(x_test_theirs).argmax(1).numpy() == y_test).mean())
+
+        return accuracy
+
+    for epoch in range(1, epochs + 1):
+        perm = order.permutation(len(x_train))
+        batches = [perm[i : i + batch] for i in range(0, len(perm), batch)]
+        for name, run in (("tinygrad_cnn", ours_epoch), ("pytorch", torch_epoch)):
+            side = sides.get(name)
+            if side is None or side["reached"] is not None:
+                continue
+            t = time.perf_counter()
+            evaluate = run(batches)
+            side["seconds"] += time.perf_counter() - t  # training only
+            accuracy = evaluate()
+            side["accuracy"].append(accuracy)
+            if accuracy >= target:
+                side["reached"] = epoch
+    row: dict[str, Any] = {
+        "benchmark": f"MNIST example's recipe, time to {target:.0%} test accuracy",
+        "unit": "s",
+        "tinygrad_cnn": sides["tinygrad_cnn"]["seconds"] if sides["tinygrad_cnn"]["reached"] else None,
+        "epochs": {k: v["accuracy"] for k, v in sides.items()},
+    }
+    if "pytorch" in sides:
+        row["pytorch"] = sides["pytorch"]["seconds"] if sides["pytorch"]["reached"] else None
+        if row["tinygrad_cnn"] and row["pytorch"]:
+            row["ratio"] = row["pytorch"] / row["tinygrad_cnn"]  # speed ratio: above 1 we are faster
+    return [row]
+
+
+# ---------------------------------------------------------------- the suite
+
+
+def run_suite(
+    names: list[str],
+    s: Settings,
+    extras: tuple[str, ...] = ("hvp", "loaded", "memory"),
+    all_cores_too: bool = False,
+    tune: bool = True,
+    progress: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(new: list[dict[str, Any]]) -> None:
+        for row in new:
+            rows.append(row)
+            progress(row)
+
+    for name in names:
+        add(bench_workload(name, WORKLOADS[name], s))
+    if "hvp" in extras:
+        add(bench_hvp(s))
+    if "memory" in extras:
+        add(bench_memory(["cifar", "lenet"], tune))
+    if "loaded" in extras:
+        add(bench_loaded(s, all_cores_too))
+    if "time_to_accuracy" in extras:
+        add(bench_time_to_accuracy())
+    return rows
+
+
+def environment(tune: bool) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "commit": commit,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch else None,
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "cpus": len(tg.threads.usable_cores().cpus),
+        "load_average": os.getloadavg(),
+        "allocator": "tuned" if tune else "default",
+        "blas_threads_env": {k: os.environ[k] for k in tg.threads.ENVIRONMENT_VARIABLES if k in os.environ},
+    }
+
+
+def format_row(r: dict[str, Any]) -> str:
+    name = f"{r['benchmark']} [{r.get('unit', '')}]"
+    if "error" in r:
+        return f"{name:<78} ERROR: {r['error']}"
+
+    def num(v: Any) -> str:
+        return f"{v:>12,.1f}" if isinstance(v, float) else f"{'-':>12}"
+
+    ratio = f"{r['ratio']:>6.2f}" if "ratio" in r else f"{'-':>6}"
+    spread = f" ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if "ratio_min" in r else ""
+    return f"{name:<78}{num(r.get('tinygrad_cnn'))}{num(r.get('pytorch'))}{ratio}{spread}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as docs/performance.md shows them."""
+
+    def num(v: Any) -> str:
+        return f"{v:,.0f}" if isinstance(v, float) and v >= 100 else f"{v:.1f}" if isinstance(v, float) else "-"
+
+    lines = ["| benchmark | tinygrad_cnn | PyTorch | ours / PyTorch (min-max) |", "| --- | --- | --- | --- |"]
     for r in rows:
-        theirs = f"{r['pytorch']:>12,.1f}" if "pytorch" in r else f"{'-':>12}"
-        ratio = f"{r['ratio']:>8.2f}" if "ratio" in r else f"{'-':>8}"
-        print(f"{r['benchmark'] + ' [' + r['unit'] + ']':<52}{r['tinygrad_cnn']:>14,.1f}{theirs}{ratio}")
+        if "error" in r:
+            lines.append(f"| {r['benchmark']} | error: {r['error']} | | |")
+            continue
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        if "ratio_min" in r:
+            ratio += f" ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
+        lines.append(
+            f"| {r['benchmark']} ({r['unit']}) | {num(r.get('tinygrad_cnn'))} | {num(r.get('pytorch'))} | {ratio} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=12, help="round-robin rounds (medians are reported)")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--skip-ops", action="store_true")
-    parser.add_argument("--skip-memory", action="store_true")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument("--quick", action="store_true", help="3 rounds of short samples: a few minutes")
+    parser.add_argument("--rounds", type=int, help="rounds (default 9, --quick 3); medians are reported")
+    parser.add_argument("--sample", type=float, help="seconds per sample at least (default 0.5, --quick 0.15)")
+    parser.add_argument("--only", help="comma-separated rows to run (default: all but time_to_accuracy; see --list)")
+    parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    parser.add_argument("--skip", default="", help="comma-separated rows not to run")
+    parser.add_argument("--time-to-accuracy", action="store_true", help="also the MNIST recipe to 99%% (minutes)")
+    parser.add_argument("--json", metavar="PATH", help="write the environment and the rows as JSON")
+    parser.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table at the end")
     parser.add_argument("--no-tune", action="store_true", help="skip tinygrad_cnn.memory.tune_allocator()")
-    parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.list:
+        for name, w in WORKLOADS.items():
+            print(f"{name:<16} batch {w.batch:<4} {w.about}")
+        for name, about in EXTRA_ROWS.items():
+            print(f"{name:<16} {about}")
+        return
     if not args.no_tune:
         tune_allocator()  # process-wide: PyTorch's CPU allocations go through the same malloc
     if args.memory_probe:
         memory_probe(*args.memory_probe)
         return
-    print(
-        f"numpy {np.__version__}, torch {torch.__version__ if torch else 'not installed'}"
-        f"{f' ({torch.get_num_threads()} threads)' if torch else ''}, {os.cpu_count()} CPUs, "
-        f"allocator {'default' if args.no_tune else 'tuned'}; "
-        f"ratio = ours / PyTorch for img/s and MiB, PyTorch / ours for ms (higher is better for us except MiB)"
+    s = Settings(
+        rounds=args.rounds or (3 if args.quick else 9),
+        sample=args.sample or (0.15 if args.quick else 0.5),
+        settle=0.2 if args.quick else 0.3,
     )
-    rows = bench_models(args.rounds)
-    if not args.skip_ops:
-        rows += bench_ops(args.rounds)
-    if not args.skip_memory:
-        rows += bench_memory()
-    print_table(rows)
+    chosen = args.only.split(",") if args.only else [n for n in [*WORKLOADS, *EXTRA_ROWS] if n != "time_to_accuracy"]
+    chosen += ["time_to_accuracy"] * args.time_to_accuracy
+    chosen = [n for n in chosen if n not in args.skip.split(",")]
+    unknown = [n for n in chosen if n not in WORKLOADS and n not in EXTRA_ROWS]
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join([*WORKLOADS, *EXTRA_ROWS])}")
+    names = [n for n in chosen if n in WORKLOADS]
+    extras = tuple(n for n in chosen if n in EXTRA_ROWS)
+    env = environment(not args.no_tune)
+    peer = f"torch {env['torch']} ({env['torch_threads']} threads)" if torch else "torch not installed"
+    print(
+        f"numpy {env['numpy']}, {peer}, {env['cpus']} CPUs, load average "
+        f"{env['load_average'][0]:.1f}, allocator {env['allocator']}, {s.rounds} rounds; ratio = ours / "
+        "PyTorch's speed (memory: ours / PyTorch's MiB), median and range of the per-round ratios",
+        flush=True,
+    )
+    print(f"{'benchmark [unit]':<78}{'tinygrad_cnn':>12}{'pytorch':>12}{'ratio':>6}", flush=True)
+    rows = run_suite(
+        names,
+        s,
+        extras,
+        all_cores_too=True,
+        tune=not args.no_tune,
+        progress=lambda row: print(format_row(row), flush=True),
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
+    if args.markdown:
+        print(markdown_table(rows))
+    if any("error" in r for r in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -50,17 +50,25 @@ class TestConstruction:
         assert t.data[0, 0] == 42.0
 
     @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_])
-    def test_numpy_dtypes_are_kept(self, dtype):
-        assert tg.Tensor(np.zeros(3, dtype=dtype)).dtype == dtype
+    def test_numpy_dtypes_are_kept_by_tensor_and_floats_by_Tensor(self, dtype):
+        assert tg.tensor(np.zeros(3, dtype=dtype)).dtype == dtype
+        assert tg.Tensor(np.zeros(3, dtype=dtype)).dtype == (dtype if np.dtype(dtype).kind == "f" else np.float32)
 
     def test_python_floats_and_lists_become_float32(self):
         assert tg.Tensor(1.5).dtype == np.float32
         assert tg.Tensor([1.0, 2.0]).dtype == np.float32
         assert tg.Tensor([[1, 2.5], [3, 4]]).dtype == np.float32
 
-    def test_python_ints_become_int64(self):
-        assert tg.Tensor(3).dtype == np.int64
-        assert tg.Tensor([1, 2, 3]).dtype == np.int64
+    def test_legacy_constructor_as_pytorch(self):
+        # torch.Tensor: data becomes float32, ints are sizes; torch.tensor infers int64
+        assert tg.Tensor([1, 2, 3]).dtype == np.float32 and tg.Tensor([True]).dtype == np.float32
+        assert tg.Tensor(3).shape == (3,) and tg.Tensor(2, 3).shape == (2, 3) and tg.Tensor().shape == (0,)
+        assert tg.Tensor(2, 3).dtype == np.float32 and not tg.Tensor(2, 3).array.any()
+        assert tg.tensor(3).dtype == np.int64 and tg.tensor([1, 2, 3]).dtype == np.int64
+        assert tg.LongTensor([1, 2]).dtype == np.int64 and tg.FloatTensor(2, 2).shape == (2, 2)
+        assert tg.zeros(2, 3).size() == tg.Size([2, 3]) and tg.zeros(2, 3).size().numel() == 6
+        with pytest.raises(TypeError, match="Tensor: expected one data argument or sizes"):
+            tg.Tensor([1.0], True)
 
     def test_explicit_dtype(self):
         assert tg.Tensor([1, 2], dtype=np.float64).dtype == np.float64
@@ -73,8 +81,8 @@ class TestConstruction:
     )
     def test_integer_and_bool_tensors_cannot_require_grad(self, data):
         with pytest.raises(TypeError, match="floating-point"):
-            tg.Tensor(data, requires_grad=True)
-        t = tg.Tensor(data)
+            tg.tensor(data, requires_grad=True)
+        t = tg.tensor(data)
         with pytest.raises(TypeError, match="floating-point"):
             t.requires_grad_()
 
@@ -109,7 +117,7 @@ class TestAttributes:
 
     def test_item(self):
         assert tg.Tensor(2.5).item() == 2.5 and isinstance(tg.Tensor(2.5).item(), float)
-        assert tg.Tensor([7]).item() == 7 and isinstance(tg.Tensor([7]).item(), int)
+        assert tg.tensor([7]).item() == 7 and isinstance(tg.tensor([7]).item(), int)
         with pytest.raises(ValueError, match="one-element"):
             tg.Tensor([1.0, 2.0]).item()
 
@@ -309,7 +317,7 @@ class TestBackward:
         np.testing.assert_array_equal((x > 1.5).data, [False, True, True])
 
     def test_integer_label_tensors(self):
-        labels = tg.Tensor([0, 2, 1])
+        labels = tg.tensor([0, 2, 1])
         assert labels.dtype == np.int64 and not labels.requires_grad
         logits = leaf(np.random.default_rng(1).standard_normal((3, 4)), np.float32)
         loss = F.cross_entropy(logits, labels)
@@ -743,7 +751,7 @@ def test_float32_conv_net_has_no_float64_upcasts():
         return tg.Tensor((rng.standard_normal(shape) * 0.3).astype(np.float32), requires_grad=True)
 
     x = tg.Tensor(rng.standard_normal((3, 1, 12, 12)).astype(np.float32))
-    labels = tg.Tensor(np.array([1, 0, 3]))
+    labels = tg.tensor(np.array([1, 0, 3]))
     params = [p(4, 1, 3, 3), p(4), p(6, 4, 3, 3), p(6), p(5, 6 * 2 * 2), p(5)]
     w1, b1, w2, b2, w3, b3 = params
     h = F.max_pool2d(F.conv2d(x, w1, b1, padding=1).relu(), 2)

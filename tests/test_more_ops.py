@@ -151,3 +151,23 @@ def test_bad_input_names_the_op() -> None:
         tg.linalg.matrix_norm(tg.ones(2, 2), "nuc")
     with pytest.raises(RuntimeError, match="outer: 1D tensors expected"):
         tg.outer(tg.ones(2, 2), tg.ones(2))
+
+
+def test_backend_switches_of_pytorch_scripts_are_accepted() -> None:
+    assert tg.backends.mps.is_available() is False and tg.backends.cuda.is_built() is False
+    tg.backends.cudnn.deterministic, tg.backends.cudnn.benchmark = True, False
+    assert tg.backends.cudnn.deterministic is True
+    assert tg.are_deterministic_algorithms_enabled() is False
+    tg.use_deterministic_algorithms(True)
+    assert tg.are_deterministic_algorithms_enabled() is True
+    tg.use_deterministic_algorithms(False)
+
+
+def test_next_functions_walk_the_graph_as_pytorch() -> None:
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    loss = ((x * 2) ** 2).sum()
+    ((pow_node, index),) = loss.grad_fn.next_functions
+    assert index == 0 and pow_node.name() == "PowBackward"
+    ((mul_node, _),) = pow_node.next_functions
+    (leaf, _), (constant, _) = mul_node.next_functions
+    assert leaf.name() == "AccumulateGrad" and leaf.variable is x and constant is None

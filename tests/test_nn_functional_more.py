@@ -38,6 +38,13 @@ CASES = [
     ("bilinear x2", lambda F, x: F.interpolate(x, scale_factor=2, mode="bilinear"), IMAGE),
     ("bilinear corners", lambda F, x: F.interpolate(x, size=(6, 9), mode="bilinear", align_corners=True), IMAGE),
     ("linear", lambda F, x: F.interpolate(x, size=4, mode="linear"), SEQ),
+    ("unfold", lambda F, x: F.unfold(x, (2, 3), dilation=(2, 1), padding=1, stride=(1, 2)), IMAGE),
+    ("fold of unfold", lambda F, x: F.fold(F.unfold(x, 2, padding=1), (4, 5), 2, padding=1), IMAGE),
+    (
+        "fold strided",
+        lambda F, x: F.fold(x.reshape(-1)[:72].reshape(1, 12, 6), (5, 6), (2, 3), stride=(1, 2), dilation=(2, 1)),
+        IMAGE,
+    ),
     ("normalize", lambda F, x: F.normalize(x, dim=1), ROWS),
     ("normalize p1", lambda F, x: F.normalize(x, p=1, dim=0), ROWS),
     ("cosine_similarity", lambda F, x: F.cosine_similarity(x, x.flip(0) * 2 + 1), ROWS),

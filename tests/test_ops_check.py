@@ -181,6 +181,8 @@ OPS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
         lambda x: vision.interpolate(x, size=5, mode="linear", align_corners=True),
         {"inputs": [(1, 2, 3)]},
     ),
+    "nn.functional.unfold": (lambda x: vision.unfold(x, (2, 3), padding=1, stride=(1, 2)), {"inputs": IMAGES}),
+    "nn.functional.fold": (lambda x: vision.fold(x, (3, 4), 2, padding=1), {"inputs": [(1, 8, 20)]}),
     "normalize": (lambda x: distance.normalize(x, dim=-1), {"inputs": MATRIX, "min_value": 0.1}),
     "cosine_similarity": (distance.cosine_similarity, {"inputs": [(2, 3), (2, 3)], "min_value": 0.1}),
     # from a point far from the drawn values: at distance 0 the 2-norm has its kink

@@ -205,7 +205,7 @@ def test_where(pair, data):
     cond_shape = data.draw(st.sampled_from([out_shape, pair[0], pair[1], out_shape[1:]]))
     cond = data.draw(hnp.arrays(bool, cond_shape))
     assert gradcheck(lambda x, y: tg.where(cond, x, y), a, b)
-    assert gradcheck(lambda x, y: F.where(Tensor(cond), x, y), a, b)
+    assert gradcheck(lambda x, y: F.where(tg.tensor(cond), x, y), a, b)
 
 
 @given(x=tensors(SMALL))
@@ -364,7 +364,7 @@ def test_getitem_integer_arrays(shape, data):
     assert gradcheck(lambda v: v[index], x)
     first = data.draw(hnp.arrays(np.int64, st.integers(1, 5), elements=st.integers(-shape[0], shape[0] - 1)))
     assert gradcheck(lambda v: v[first], x)  # one array on the first axis, the rest sliced
-    assert gradcheck(lambda v: v[Tensor(first)], x)
+    assert gradcheck(lambda v: v[tg.tensor(first)], x)
     assert gradcheck(lambda v: v[list(first)], x)
     if len(shape) >= 2:
         second = np.array(data.draw(st.lists(st.integers(0, shape[1] - 1), min_size=1, max_size=5)))
@@ -385,7 +385,7 @@ def test_getitem_boolean_masks(shape, data):
     full = data.draw(hnp.arrays(bool, shape))
     first = data.draw(hnp.arrays(bool, shape[:1]))
     assert gradcheck(lambda v: v[full], x)
-    assert gradcheck(lambda v: v[Tensor(full)], x)
+    assert gradcheck(lambda v: v[tg.tensor(full)], x)
     assert gradcheck(lambda v: v[first], x)
     assert gradcheck(lambda v: v[x.data > 0], x)
 
@@ -663,7 +663,7 @@ def classification(draw, min_value=-3.0, max_value=3.0):
 def test_cross_entropy(reduction, case):
     logits, target = case
     assert gradcheck(lambda v: F.cross_entropy(v, target, reduction), logits)
-    assert gradcheck(lambda v, tt: F.cross_entropy(v, tt, reduction), logits, Tensor(target))
+    assert gradcheck(lambda v, tt: F.cross_entropy(v, tt, reduction), logits, tg.tensor(target))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

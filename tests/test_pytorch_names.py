@@ -191,5 +191,8 @@ def test_inplace_on_a_leaf_that_requires_grad_is_refused() -> None:
 def test_other_devices_are_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="CPU only"):
         tg.zeros(1).to("cuda")
-    with pytest.raises(RuntimeError, match="CPU only"):
-        tg.device("mps")
+    for factory in (lambda: tg.zeros(1, device="mps"), lambda: tg.tensor([1.0], device=tg.device("cuda", 0))):
+        with pytest.raises(RuntimeError, match="CPU only"):
+            factory()
+    with pytest.raises(RuntimeError, match="device type at start of device string: gpu"):
+        tg.device("gpu")

@@ -14,10 +14,10 @@ The namespace mirrors ``torch``'s: ``tg.tensor``, ``tg.zeros``, ``tg.cat``, ``tg
 # ruff: noqa: F401  (this module is the namespace: it re-exports PyTorch's names)
 import builtins
 
-from ._tensor import Tensor  # first: the modules below build on it
+from ._tensor import Size, Tensor  # first: the modules below build on it
 
 # isort: split
-from . import _dtypes, autograd, datasets, functional, graph, linalg, nn, optim, testing, transforms, utils
+from . import _dtypes, autograd, backends, datasets, functional, graph, linalg, nn, optim, testing, transforms, utils
 from ._device import accelerator, cuda, device
 from ._dtypes import (
     bool,
@@ -59,6 +59,12 @@ from .autograd import (
     set_grad_enabled,
 )
 from .factories import (
+    BoolTensor,
+    ByteTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
     arange,
     as_tensor,
     empty,
@@ -204,8 +210,26 @@ from .functional import add as add
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
 from .sorting import argsort, bincount, msort, sort, topk, unique
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
+
+from . import out_argument as _out_argument  # noqa: E402
+
+for _name in _out_argument.NAMES:  # PyTorch's out= on the functions that have it
+    globals()[_name] = _out_argument.with_out(globals()[_name])
+
+
+_deterministic = [False]
+
+
+def use_deterministic_algorithms(mode: builtins.bool, *, warn_only: builtins.bool = False) -> None:
+    """Recorded, as in PyTorch; it changes nothing: every computation here is deterministic already."""
+    _deterministic[0] = builtins.bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> builtins.bool:
+    return _deterministic[0]
 
 
 def is_tensor(obj: object) -> builtins.bool:

@@ -40,7 +40,7 @@ def _to_array(data: Any, dtype: DTypeLike | None) -> np.ndarray:
         else:
             arr = np.asarray(data, dtype=dtype)
             if dtype is None and arr.dtype == np.float64:
-                arr = arr.astype(np.float32)  # Python floats default to float32, as in PyTorch
+                arr = arr.astype(_dtypes.get_default_dtype())  # Python floats: the default dtype, as in PyTorch
     except (TypeError, ValueError, OverflowError) as e:
         raise TypeError(
             f"Tensor: cannot make a tensor from {type(data).__name__}"
@@ -55,13 +55,47 @@ def _to_array(data: Any, dtype: DTypeLike | None) -> np.ndarray:
     return arr
 
 
+class Size(tuple):
+    """A shape, as PyTorch's ``torch.Size``: a tuple of ints (``Size([2, 3]) == (2, 3)``) with ``numel()``."""
+
+    def numel(self) -> builtins.int:
+        return builtins.int(np.prod(self, dtype=np.int64))
+
+    def __repr__(self) -> str:
+        return f"tinygrad_cnn.Size({list(self)})"
+
+
+def _is_size(a: Any) -> builtins.bool:
+    return isinstance(a, (builtins.int, np.integer)) and not isinstance(a, (builtins.bool, np.bool_))
+
+
+def _legacy_array(args: tuple[Any, ...], dtype: DTypeLike | None) -> np.ndarray:
+    """The array of ``Tensor(*args)``, PyTorch's legacy constructor: sizes (ints) give zeros of that
+    shape; data (numbers, lists, arrays) becomes the default float dtype, except a floating-point
+    NumPy array or Tensor, which is kept as it is (dtype and memory)."""
+    if builtins.all(_is_size(a) for a in args):
+        shape = tuple(builtins.int(a) for a in args) or (0,)
+        return np.zeros(shape, dtype=_dtypes.get_default_dtype() if dtype is None else dtype)
+    if len(args) != 1:
+        raise TypeError(
+            f"Tensor: expected one data argument or sizes (ints), got {len(args)} arguments "
+            "(requires_grad and dtype are keywords)"
+        )
+    arr = _to_array(args[0], dtype)
+    if dtype is None and arr.dtype.kind not in "fc":
+        arr = arr.astype(_dtypes.get_default_dtype())
+    return arr
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
-    ``Tensor(data, requires_grad=False, dtype=None)``: a NumPy array keeps its dtype (and its
-    memory: no copy is made); Python floats and lists of floats become float32, Python ints
-    int64. Only floating-point tensors can require a gradient. :func:`tinygrad_cnn.tensor` is
-    the copying factory, as ``torch.tensor``.
+    ``Tensor(data, requires_grad=False, dtype=None)``, PyTorch's legacy constructor: numbers,
+    lists and integer or boolean arrays become the default float dtype (float32), as
+    ``torch.Tensor``; a floating-point NumPy array keeps its dtype and its memory (no copy);
+    ``Tensor(2, 3)`` is a (2, 3) tensor of zeros. :func:`tinygrad_cnn.tensor` is the factory that
+    infers the dtype (Python ints are int64), as ``torch.tensor``; ``Tensor.wrap(array)`` wraps
+    any array as it is. Only floating-point tensors can require a gradient.
 
     ``t.array`` is the NumPy array itself (shared, never refused); ``t.numpy()`` is the same
     array but refuses a tensor that requires grad, as PyTorch does; ``t.data`` is a detached
@@ -71,8 +105,8 @@ class Tensor:
     __slots__ = ("array", "_grad", "requires_grad", "_ctx", "_retains_grad", "before_inplace", "__weakref__")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
 
-    def __init__(self, data: ArrayLike | Tensor, requires_grad: builtins.bool = False, dtype: DTypeLike | None = None):
-        self.array: np.ndarray = _to_array(data, dtype)
+    def __init__(self, *data: Any, requires_grad: builtins.bool = False, dtype: DTypeLike | None = None):
+        self.array: np.ndarray = _legacy_array(data, dtype)
         self._grad: Tensor | None = None
         self._ctx: Context | None = None
         self._retains_grad = False
@@ -186,9 +220,9 @@ class Tensor:
         return self.array.ndim
 
     def size(self, dim: builtins.int | None = None) -> Any:
-        """The shape (a tuple), or the length of dimension ``dim``."""
+        """The shape (a :class:`Size`, a tuple), or the length of dimension ``dim``."""
         if dim is None:
-            return self.array.shape
+            return Size(self.array.shape)
         return self.array.shape[arguments.dim("size", dim, self.ndim)]
 
     def numel(self) -> builtins.int:
@@ -286,7 +320,7 @@ class Tensor:
             else:
                 dtype = a
         if device is not None:
-            _device.device(device)  # a clear error for anything but the CPU
+            _device.require_cpu(device)  # a clear error for anything but the CPU
         out = self if dtype is None else F.astype(self, dtype)
         return F.clone(out) if copy and out is self else out
 
@@ -294,7 +328,7 @@ class Tensor:
         return self
 
     def cuda(self, *args: Any, **kwargs: Any) -> Tensor:
-        _device.device("cuda")
+        _device.require_cpu("cuda")
         return self  # not reached: device() raises
 
     def type(self, dtype: Any = None) -> Any:
@@ -351,7 +385,7 @@ class Tensor:
         return self.array if dtype is None else self.array.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
-        body = np.array2string(self.array, separator=", ", prefix="tensor(", precision=4, threshold=50)
+        body = _array_text(self.array)
         extras = [f"dtype={self.dtype}"] if self.dtype not in (np.float32, np.int64, np.bool_) else []
         if self._ctx is not None:
             extras.append(f"grad_fn=<{self._ctx.fn.__name__}Backward>")
@@ -1129,6 +1163,37 @@ class Tensor:
         return _factories.full(
             size, fill_value, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad
         )
+
+
+def _array_text(arr: np.ndarray) -> str:
+    """The values as ``print(tensor)`` shows them, in PyTorch's format: floats with 4 decimals
+    (``2.5000``), or as ``2.`` when all are whole, or in scientific notation (``1.0000e-05``) when
+    they span more than 1000x, exceed 1e8 or go below 1e-4; all padded to one width."""
+    options: dict[str, Any] = {"separator": ", ", "prefix": "tensor(", "threshold": 1000, "edgeitems": 3}
+    if arr.dtype.kind != "f":
+        return np.array2string(arr, max_line_width=80, **options)
+    finite = arr[np.isfinite(arr) & (arr != 0)].astype(np.float64)
+    if finite.size == 0:
+        return np.array2string(
+            arr, max_line_width=80, formatter={"float_kind": _float_format(".0f", True, 1)}, **options
+        )
+    magnitude = np.abs(finite)
+    low, high = magnitude.min(), magnitude.max()
+    whole = bool((finite == np.ceil(finite)).all())
+    sci = high / low > 1000.0 or high > 1.0e8 or (not whole and low < 1.0e-4)
+    spec = ".4e" if sci else ".0f" if whole else ".4f"
+    width = max(len(format(v, spec)) + (whole and not sci) for v in finite)
+    return np.array2string(
+        arr, max_line_width=80, formatter={"float_kind": _float_format(spec, whole and not sci, width)}, **options
+    )
+
+
+def _float_format(spec: str, whole: bool, width: int) -> Callable[[Any], str]:
+    def text(v: Any) -> str:
+        body = format(float(v), spec) + ("." if whole and np.isfinite(v) else "")
+        return body.rjust(width)
+
+    return text
 
 
 def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._tensor import Axis, Tensor
+from .factories import as_tensor
 
 
 def as_constant(x: Any, like: Tensor | None = None, op: str = "", name: str = "input") -> Tensor:
@@ -23,7 +24,7 @@ def as_constant(x: Any, like: Tensor | None = None, op: str = "", name: str = "i
     if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
         return Tensor.wrap(np.asarray(x, dtype=like.dtype))
     try:
-        return Tensor(np.asarray(x) if isinstance(x, (int, float, bool)) else x)
+        return as_tensor(x)  # arrays keep their dtype and memory; Python ints are int64, floats float32
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"{op or 'tensor op'}: {name} must be a Tensor or an array of numbers, got {type(x).__name__} ({e})"

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
-from . import inplace
+from . import inplace, threads
 from ._tensor import Tensor
 from .inplace import InPlaceError, check_writable
 
@@ -187,6 +187,19 @@ def _call_site(frame: FrameType | None) -> CallSite:
 _sequence = itertools.count()  # Context.seq: the order in which ops were recorded
 
 
+class AccumulateGrad:
+    """Where a leaf's gradient ends up, as PyTorch names it in ``next_functions``; ``variable`` is the leaf."""
+
+    def __init__(self, variable: Tensor) -> None:
+        self.variable = variable
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
 class Context:
     """One node of the tape: the function applied, its inputs, and what its forward kept.
 
@@ -234,6 +247,16 @@ class Context:
     def __repr__(self) -> str:
         return f"<{self.name()}>"
 
+    @property
+    def next_functions(self) -> tuple[tuple[Any, int], ...]:
+        """PyTorch's ``grad_fn.next_functions``: per tensor input, ``(its grad_fn, 0)``,
+        ``(AccumulateGrad, 0)`` for a leaf that requires grad, ``(None, 0)`` for a constant."""
+        return tuple(
+            ((t.grad_fn or AccumulateGrad(t)) if t.requires_grad else None, 0)
+            for t in self.inputs
+            if isinstance(t, Tensor)
+        )
+
     def save_for_backward(self, *arrays: np.ndarray | None) -> None:
         """Keep arrays (or None) for the backward pass; read them back as :attr:`saved_tensors`."""
         self.saved = arrays
@@ -258,7 +281,7 @@ class Context:
                     result.append(t)
                     break
             else:
-                result.append(Tensor(arr))
+                result.append(Tensor.wrap(arr))
         return tuple(result)
 
     def output_tensors(self) -> tuple[Tensor | None, ...]:
@@ -381,7 +404,7 @@ class Primitive:
         if _anomaly_mode.enabled:
             _check_finite(cls.__name__, "forward output", out, ctx if record else None)
         if not record or out.dtype.kind != "f":  # integer/bool outputs are constants, like comparisons
-            return Tensor(out)
+            return Tensor.wrap(out)
         result = Tensor.from_op(out, ctx)
         ctx._output = weakref.ref(result)
         ctx._locked = inplace.protect(ctx.kept_arrays(), ctx.inputs, result)
@@ -453,6 +476,7 @@ def run_backward(
     one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
     no ``.grad`` is touched (what :func:`grad` does).
     """
+    threads.adapt()  # BLAS threads follow the load (once per step, see threads.py)
     hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
     grads = _Gradients(inputs)
     with set_grad_enabled(create_graph), _quiet_inf_nan():
@@ -559,7 +583,7 @@ def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
     """Check a gradient returned by a backward rule against the input it belongs to."""
     if not isinstance(g, Tensor):
         try:
-            g = Tensor(np.asarray(g))
+            g = Tensor.wrap(np.asarray(g))
         except (TypeError, ValueError):
             raise RuntimeError(
                 f"{rule}.backward returned {type(g).__name__} {str(g)[:40]!r} for input {index}, "
@@ -692,7 +716,7 @@ class _FreeSaved(BackwardHook):
         stand_in = self.stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
         if stand_in is None:
             view = _zeros_view(t.array.dtype, t.array.shape)
-            stand_in = Tensor(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
+            stand_in = Tensor.wrap(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
             self.stand_ins[id(t)] = stand_in
         return stand_in
 

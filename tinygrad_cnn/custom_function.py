@@ -109,7 +109,7 @@ class FunctionCtx(Context):
         """One gradient per output of ``forward``: None where none reached a tensor output becomes
         zeros (unless ``set_materialize_grads(False)``); None for outputs that are not tensors."""
         return tuple(
-            Tensor(np.zeros(*spec)) if g is None and spec is not None and self.materialize_grads else g
+            Tensor.wrap(np.zeros(*spec)) if g is None and spec is not None and self.materialize_grads else g
             for g, spec in zip(grads, self._output_specs)
         )
 
@@ -278,7 +278,7 @@ def once_differentiable(backward: Callable[..., Any]) -> Callable[..., Any]:
 
         def delayed(g: Any) -> Any:
             if isinstance(g, np.ndarray):
-                g = Tensor(g)
+                g = Tensor.wrap(g)
             if not isinstance(g, Tensor) or g.dtype.kind != "f":
                 return g
             return _DelayedError.apply(g, anchor, ctx.fn.__name__)

@@ -638,7 +638,7 @@ class MNIST(Dataset):
                 break
         (x_train, y_train), (x_test, y_test) = load_mnist(source)
         images, labels = (x_train, y_train) if train else (x_test, y_test)
-        self.data, self.targets = Tensor(images), Tensor(labels)
+        self.data, self.targets = Tensor.wrap(images), Tensor.wrap(labels)
         self._images, self._labels = images, labels
 
     @property

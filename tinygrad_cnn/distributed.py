@@ -17,13 +17,14 @@ default) for the other ranks, then raises :class:`DistributedTimeoutError` inste
 (a rank that was stopped or is stuck). Once the group is initialised, an exception that reaches
 the top of any rank prints that rank's traceback and aborts the whole job (``MPI_Abort``), so no
 rank is left waiting for one that died; ``mpiexec`` itself ends the job when a rank is killed.
-Each rank's BLAS is limited to its share of the machine's cores (:mod:`threadpoolctl`).
+Each rank's BLAS is limited to its share of the machine's cores (:func:`tinygrad_cnn.threads.capped`).
 
 Needs the ``mpi`` extra: ``pip install "tinygrad_cnn[mpi]"`` (mpi4py and the MPICH wheels).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import os
@@ -44,8 +45,7 @@ except ImportError as error:  # pragma: no cover - exercised in a venv without t
         "pip install 'tinygrad_cnn[mpi]' (or: pip install mpi4py mpich)"
     ) from error
 
-from threadpoolctl import ThreadpoolController
-
+from . import threads
 from ._tensor import Tensor
 
 __all__ = [
@@ -97,9 +97,8 @@ class _Group:
         self.timeout = timeout.total_seconds()
         self.local = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
         self.previous_hook: Callable[..., Any] = sys.excepthook
-        blas = ThreadpoolController().select(user_api="blas")
-        current = max((lib["num_threads"] for lib in blas.info()), default=1)
-        self.blas_limit = blas.limit(limits=min(current, blas_threads(self.local.Get_size())))
+        self.blas_cap = contextlib.ExitStack()
+        self.blas_cap.enter_context(threads.capped(blas_threads(self.local.Get_size())))
 
 
 _group: _Group | None = None
@@ -108,11 +107,7 @@ _group: _Group | None = None
 def blas_threads(local_ranks: int) -> int:
     """BLAS threads for each of ``local_ranks`` processes sharing this machine: its share of the
     cores (a lower limit already set, e.g. by ``OPENBLAS_NUM_THREADS``, is kept)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, local_ranks))
+    return max(1, int(threads.usable_cores().cores) // max(1, local_ranks))
 
 
 def init_process_group(
@@ -141,7 +136,7 @@ def init_process_group(
     group = _Group(timeout)
     for name, given, actual in (("world_size", world_size, group.size), ("rank", rank, group.rank)):
         if given != -1 and given != actual:
-            group.blas_limit.restore_original_limits()
+            group.blas_cap.close()
             raise ValueError(f"init_process_group: {name}={given}, but mpiexec started this process with {actual}")
     _group = group
     sys.excepthook = _abort_on_exception
@@ -178,7 +173,7 @@ def destroy_process_group() -> None:
     """Leave the group: undo :func:`init_process_group`'s exception hook and BLAS limit."""
     global _group
     group = _current("destroy_process_group")
-    group.blas_limit.restore_original_limits()
+    group.blas_cap.close()
     if sys.excepthook is _abort_on_exception:
         sys.excepthook = group.previous_hook
     group.local.Free()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _dtypes
-from ._device import device as _device
+from ._device import require_cpu
 from ._tensor import Tensor
 from .random import default_generator
 
@@ -32,8 +32,10 @@ def _sizes(op: str, size: tuple[Any, ...]) -> tuple[int, ...]:
 
 def _make(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
     if device is not None:
-        _device(device)
-    return Tensor(arr, requires_grad=requires_grad)
+        require_cpu(device)
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"tensor: cannot hold data of dtype {arr.dtype}; tensors hold numbers or booleans")
+    return Tensor.wrap(arr).requires_grad_(requires_grad)
 
 
 def _float(dtype: Any) -> np.dtype:
@@ -47,7 +49,10 @@ def tensor(data: Any, *, dtype: Any = None, device: Any = None, requires_grad: b
         data = data.array
     if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
         data = [d.array if isinstance(d, Tensor) else d for d in data]
-    arr = np.array(data, dtype=None if dtype is None else np.dtype(dtype))
+    try:
+        arr = np.array(data, dtype=None if dtype is None else np.dtype(dtype))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
     if dtype is None and arr.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
         arr = arr.astype(_dtypes.get_default_dtype())
     return _make(arr, requires_grad, device)
@@ -66,7 +71,9 @@ def from_numpy(arr: np.ndarray) -> Tensor:
     """A tensor sharing ``arr``'s memory and dtype (writes to one show in the other)."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
-    return Tensor(arr)
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"from_numpy: can't convert an array of dtype {arr.dtype}; tensors hold numbers or booleans")
+    return Tensor.wrap(arr)
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -196,3 +203,20 @@ def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None,
         requires_grad: bool = False) -> Tensor:  # fmt: skip
     """The n x m identity matrix."""
     return _make(np.eye(n, m, dtype=_float(dtype)), requires_grad, device)
+
+
+def _legacy_type(name: str, dtype: Any) -> Any:
+    def make(*data: Any) -> Tensor:
+        return Tensor(*data, dtype=dtype)
+
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = f"PyTorch's legacy ``{name}(data)`` or ``{name}(*sizes)``: a {np.dtype(dtype)} tensor."
+    return make
+
+
+FloatTensor = _legacy_type("FloatTensor", np.float32)
+DoubleTensor = _legacy_type("DoubleTensor", np.float64)
+LongTensor = _legacy_type("LongTensor", np.int64)
+IntTensor = _legacy_type("IntTensor", np.int32)
+ByteTensor = _legacy_type("ByteTensor", np.uint8)
+BoolTensor = _legacy_type("BoolTensor", np.bool_)

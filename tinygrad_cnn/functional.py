@@ -502,7 +502,7 @@ def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: b
         if fill_value.requires_grad:
             return broadcast_to(_cast(fill_value, dt), x.shape)
         fill_value = fill_value.item()
-    return Tensor(np.full(x.shape, fill_value, dtype=dt), requires_grad=requires_grad)
+    return Tensor.wrap(np.full(x.shape, fill_value, dtype=dt)).requires_grad_(requires_grad)
 
 
 def random_like(x: Tensor, kind: str, a: float, b: float) -> Tensor:

@@ -3,7 +3,7 @@
 A batch is cut into pieces of ``batch_size`` samples, spread over one thread per core. NumPy
 releases the GIL inside its copies, ufuncs and BLAS calls, and nothing is recorded (no graph),
 so the pieces really run side by side. While they do, each thread's BLAS runs on one thread
-(each worker thread has a core already; :mod:`threadpoolctl` sets it).
+(each worker thread has a core already; :func:`tinygrad_cnn.threads.capped` sets it).
 
 Training on several cores (or machines) is data-parallel across processes with MPI: see
 :mod:`tinygrad_cnn.distributed` and :class:`tinygrad_cnn.nn.parallel.DistributedDataParallel`.
@@ -11,38 +11,22 @@ Training on several cores (or machines) is data-parallel across processes with M
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from ._tensor import Tensor
 from .autograd import no_grad
+from .threads import capped, usable_cores
 from .validation import positive_int
 
 _pools: dict[int, ThreadPoolExecutor] = {}
-_blas: ThreadpoolController | None = None
 
 
 def default_workers() -> int:
-    """The number of cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the block with NumPy's BLAS on one thread (restored afterwards)."""
-    global _blas
-    if _blas is None:
-        _blas = ThreadpoolController()
-    with _blas.limit(limits=1, user_api="blas"):
-        yield
+    """The number of cores this process may use (its CPUs, fewer under a cgroup CPU quota)."""
+    return max(1, int(usable_cores().cores))
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -76,7 +60,7 @@ def map_batches(
     def run(start: int) -> np.ndarray:
         piece = data[start : start + batch_size]
         with no_grad():
-            out = fn(Tensor(piece))
+            out = fn(Tensor.wrap(piece))
         out = out.array if isinstance(out, Tensor) else np.asarray(out)
         if out.ndim == 0 or len(out) != len(piece):
             raise ValueError(
@@ -88,6 +72,6 @@ def map_batches(
     if workers == 1 or len(starts) == 1:
         outputs = [run(start) for start in starts]
     else:
-        with single_threaded_blas():
+        with capped(1):
             outputs = list(_pool(min(workers, len(starts))).map(run, starts))
-    return Tensor(np.concatenate(outputs))
+    return Tensor.wrap(np.concatenate(outputs))

@@ -304,7 +304,7 @@ class Where(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[None, Grad, Grad]:
         cond, sa, sb = ctx.values
-        cond = Tensor(np.broadcast_to(cond, g.shape))
+        cond = Tensor.wrap(np.broadcast_to(cond, g.shape))
         zero = Tensor(np.zeros((), dtype=g.dtype))
         _, need_a, need_b = ctx.needs_input_grad
         ga = sum_to(Where.apply(cond, g, zero), sa) if need_a else None

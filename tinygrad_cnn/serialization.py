@@ -57,7 +57,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._device import device as _device
+from ._device import require_cpu
 from ._tensor import Tensor
 from .safe_io import (
     UnsafeFileError,
@@ -377,7 +377,7 @@ def _read_leaf(ds: h5py.Dataset, tag: str | None) -> Any:
         array = np.asarray(value)
         if tag == "tensor_requires_grad" and array.dtype.kind != "f":
             raise UnsafeFileError(f"member {ds.name!r} requires grad but holds {array.dtype} data")
-        return Tensor(array, requires_grad=tag == "tensor_requires_grad")
+        return Tensor.wrap(array).requires_grad_(tag == "tensor_requires_grad")
     if tag == "npscalar":
         return value
     if tag == "int":
@@ -522,7 +522,7 @@ def load(path: str | os.PathLike[str], map_location: Any = None, pickle_module: 
             mismatch, unreadable members) or refused as unsafe. The message names the path.
     """
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
-        _device(map_location)  # a clear error for anything but the CPU
+        require_cpu(map_location)  # a clear error for anything but the CPU
     path = Path(path)
     try:
         with open_regular(path) as fh:

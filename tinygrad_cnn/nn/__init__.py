@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import arguments
+from .. import arguments, threads
 from .. import functional as F
 from .._tensor import Tensor
 from ..autograd import no_grad
@@ -106,6 +106,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        threads.adapt()  # BLAS threads follow the load (see threads.py)
         for hook in list(self.__dict__.get("_forward_pre_hooks", {}).values()):
             result = hook(self, args)
             if result is not None:
@@ -133,7 +134,7 @@ class Module:
         if tensor is not None and not isinstance(tensor, Tensor):
             if not isinstance(tensor, np.ndarray):
                 raise TypeError(f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__}")
-            tensor = Tensor(tensor)
+            tensor = Tensor.wrap(tensor)  # its dtype kept (num_batches_tracked is int64)
         if isinstance(tensor, Parameter):
             raise TypeError(f"register_buffer: '{name}' is a Parameter; use register_parameter")
         self.__dict__.setdefault("_buffers", {})[name] = bool(persistent)

@@ -84,9 +84,9 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    """x for x > 0, alpha * (exp(x) - 1) otherwise (the exp only sees x <= 0, so never overflows)."""
+    """x for x > 0, alpha * (exp(x) - 1) otherwise (expm1 of min(x, 0): exact near 0, never overflows)."""
     x = arguments.float_tensor("elu", input)
-    return F.where(x.array > 0, x, (F.exp(F.clip(x, None, 0.0)) - 1) * alpha)
+    return F.where(x.array > 0, x, F.expm1(F.clip(x, None, 0.0)) * alpha)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:

@@ -153,7 +153,7 @@ def max_pool2d(
     first = windows.array.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)  # (N, OH, OW, C)
     rows = np.arange(oh)[:, None] * s[0] - p[0] + (first // kw).transpose(0, 3, 1, 2) * d[0]
     cols = np.arange(ow)[None, :] * s[1] - p[1] + (first % kw).transpose(0, 3, 1, 2) * d[1]
-    return out, Tensor((rows * x.shape[3] + cols).astype(np.int64))
+    return out, Tensor.wrap((rows * x.shape[3] + cols).astype(np.int64))
 
 
 def _avg_divisors(n: int, k: int, s: int, p: int, o: int, count_include_pad: bool) -> np.ndarray:
@@ -253,7 +253,7 @@ def adaptive_max_pool2d(
             flat = block.reshape(block.shape[:2] + (-1,)).argmax(axis=2)
             bw = we[j] - ws[j]
             index[:, :, i, j] = (hs[i] + flat // bw) * w + ws[j] + flat % bw
-    return out, Tensor(index)
+    return out, Tensor.wrap(index)
 
 
 class AdaptiveAvgPool2d(Module):

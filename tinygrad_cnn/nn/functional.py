@@ -7,7 +7,7 @@ the plain tensor ops, in :mod:`tinygrad_cnn.functional`; all are composed from t
 
 from __future__ import annotations
 
-from ..functional import dropout, linear, relu, sigmoid, tanh, unfold
+from ..functional import dropout, linear, relu, sigmoid, tanh
 from .activation import (
     elu,
     gelu,
@@ -38,7 +38,7 @@ from .loss import (
 )
 from .normalization import batch_norm, group_norm, layer_norm
 from .sparse import embedding, one_hot
-from .vision import interpolate, pad
+from .vision import fold, interpolate, pad, unfold
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -55,6 +55,7 @@ __all__ = [
     "dropout2d",
     "elu",
     "embedding",
+    "fold",
     "gelu",
     "group_norm",
     "hardtanh",

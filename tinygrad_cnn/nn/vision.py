@@ -14,9 +14,12 @@ import numpy as np
 
 from .. import arguments
 from .. import functional as F
+from .. import primitives as P
 from .._tensor import Tensor
+from ..validation import pair
 from . import Module
 
+IntOrPair = int | tuple[int, int]
 _MODES = ("constant", "reflect", "replicate", "circular")
 
 
@@ -130,6 +133,47 @@ def interpolate(
     return out
 
 
+def unfold(
+    input: Tensor, kernel_size: IntOrPair, dilation: IntOrPair = 1, padding: IntOrPair = 0, stride: IntOrPair = 1
+) -> Tensor:
+    """PyTorch's im2col: (N, C, H, W) -> (N, C * kh * kw, L), L = OH * OW windows, each column one
+    window in (c, i, j) order. (:func:`tinygrad_cnn.functional.unfold` gives the windows-first
+    layout (N, OH, OW, kh, kw, C) that conv2d uses.)"""
+    windows = F.unfold(input, kernel_size, stride, padding, dilation)  # (N, OH, OW, kh, kw, C)
+    n, oh, ow, kh, kw, c = windows.shape
+    return F.reshape(F.permute(windows, 0, 5, 3, 4, 1, 2), (n, c * kh * kw, oh * ow))
+
+
+def fold(
+    input: Tensor,
+    output_size: IntOrPair,
+    kernel_size: IntOrPair,
+    dilation: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    stride: IntOrPair = 1,
+) -> Tensor:
+    """The adjoint of :func:`unfold`: columns (N, C * kh * kw, L) summed back onto an
+    (N, C, H, W) image of ``output_size`` (overlapping windows add up)."""
+    x = arguments.tensor_argument("fold", input)
+    (h, w), (kh, kw) = pair("fold", "output_size", output_size, 1), pair("fold", "kernel_size", kernel_size, 1)
+    d, p, s = (
+        pair("fold", "dilation", dilation, 1),
+        pair("fold", "padding", padding, 0),
+        pair("fold", "stride", stride, 1),
+    )
+    oh = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    ow = (w + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    if x.ndim != 3 or x.shape[1] % (kh * kw) or x.shape[2] != oh * ow or oh < 1 or ow < 1:
+        raise RuntimeError(
+            f"fold: expected input of shape (N, C * {kh} * {kw}, {max(oh, 0) * max(ow, 0)}) for output_size "
+            f"{(h, w)}, kernel_size {(kh, kw)}, dilation {d}, padding {p}, stride {s}; got {x.shape}"
+        )
+    n, c = x.shape[0], x.shape[1] // (kh * kw)
+    windows = F.permute(F.reshape(x, (n, c, kh, kw, oh, ow)), 0, 4, 5, 2, 3, 1)
+    image = P.Fold.apply(windows, (n, c, h + 2 * p[0], w + 2 * p[1]), (kh, kw), s, d)
+    return image[:, :, p[0] : p[0] + h, p[1] : p[1] + w] if any(p) else image
+
+
 class Upsample(Module):
     """``interpolate`` as a layer."""
 
@@ -205,6 +249,8 @@ __all__ = [
     "ReplicationPad2d",
     "Upsample",
     "ZeroPad2d",
+    "fold",
     "interpolate",
     "pad",
+    "unfold",
 ]

@@ -110,7 +110,7 @@ def _prepare(inputs: Sequence[Any]) -> tuple[list[Any], list[int]]:
             check = (x.requires_grad if isinstance(x, Tensor) else False) if any_requires else _is_float(x)
             if check:
                 checked.append(i)
-            args.append(Tensor(data, requires_grad=check))
+            args.append(Tensor.wrap(data).requires_grad_(check))
         else:
             args.append(x)
     if not checked:

@@ -313,7 +313,7 @@ def tensors(
 ) -> st.SearchStrategy[Tensor]:
     """Tensors holding :func:`arrays` (same arguments), with ``requires_grad`` set as asked."""
     return arrays(shape, dtype, elements, min_value, max_value, unique, margin, kinks).map(
-        lambda a: Tensor(a, requires_grad=requires_grad)
+        lambda a: Tensor.wrap(a).requires_grad_(requires_grad)
     )
 
 
@@ -339,7 +339,7 @@ def away_from(points: Sequence[float] = (0.0,), margin: float = 1e-2) -> Callabl
 
     def push(value: Any) -> Any:
         if isinstance(value, Tensor):
-            return Tensor(push(value.array), requires_grad=value.requires_grad)
+            return Tensor.wrap(push(value.array)).requires_grad_(value.requires_grad)
         arr = np.array(value, dtype=np.float64)
         for p in pts:
             d = arr - p

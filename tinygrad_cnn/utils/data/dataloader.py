@@ -28,17 +28,17 @@ def default_collate(batch: Sequence[Any]) -> Any:
     strings stay a list, and dicts, tuples and lists are collated field by field."""
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return Tensor(np.stack([array_of(b) for b in batch]))
+        return Tensor.wrap(np.stack([array_of(b) for b in batch]))
     if isinstance(elem, np.ndarray) and elem.dtype.kind in "biufc":
-        return Tensor(np.stack(batch))
+        return Tensor.wrap(np.stack(batch))
     if isinstance(elem, np.generic) and elem.dtype.kind in "biufc":
-        return Tensor(np.array(batch))
+        return Tensor.wrap(np.array(batch))
     if isinstance(elem, bool):
-        return Tensor(np.array(batch, dtype=np.bool_))
+        return Tensor.wrap(np.array(batch, dtype=np.bool_))
     if isinstance(elem, int):
-        return Tensor(np.array(batch, dtype=np.int64))
+        return Tensor.wrap(np.array(batch, dtype=np.int64))
     if isinstance(elem, float):
-        return Tensor(np.array(batch, dtype=np.float64))
+        return Tensor.wrap(np.array(batch, dtype=np.float64))
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, Mapping):
@@ -58,7 +58,7 @@ def default_collate(batch: Sequence[Any]) -> Any:
 def default_convert(data: Any) -> Any:
     """What a DataLoader with ``batch_size=None`` does to each sample: arrays become Tensors."""
     if isinstance(data, np.ndarray) and data.dtype.kind in "biufc":
-        return Tensor(data)
+        return Tensor.wrap(data)
     if isinstance(data, Mapping):
         return {k: default_convert(v) for k, v in data.items()}
     if isinstance(data, tuple) and hasattr(data, "_fields"):

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from ..._tensor import Tensor
+from ...factories import as_tensor
 from ...random import Generator, as_numpy_generator
 
 T_co = TypeVar("T_co", covariant=True)
@@ -38,7 +39,7 @@ class TensorDataset(Dataset[tuple[Tensor, ...]]):
     def __init__(self, *tensors: Any) -> None:
         if not tensors:
             raise ValueError("TensorDataset: needs at least one tensor")
-        self.tensors = tuple(t if isinstance(t, Tensor) else Tensor(np.asarray(t)) for t in tensors)
+        self.tensors = tuple(as_tensor(t) for t in tensors)
         sizes = {t.shape[0] if t.ndim else None for t in self.tensors}
         if len(sizes) != 1 or None in sizes:
             raise ValueError(

@@ -1,0 +1,138 @@
+"""BLAS thread control: set_num_threads/get_num_threads (PyTorch's meaning), capped blocks, and the
+default that follows the load. The load is faked (``_cpu_seconds``), so the decisions are tested
+exactly; how much the default gains under real load is a benchmark (benchmarks/run.py, loaded row)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import tinygrad_cnn as tg
+from tinygrad_cnn import nn, threads
+
+
+def blas_threads() -> int:
+    return tg.get_num_threads()
+
+
+@pytest.fixture
+def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[threads._State]:
+    """A fresh adaptive state on a 2-core share with a ceiling of 2 threads; BLAS restored afterwards."""
+    before = blas_threads()
+    state = threads._State()
+    state.adaptive = True
+    monkeypatch.setattr(threads, "_state", state)
+    threads._blas()
+    state.ceiling = 2
+    monkeypatch.setattr(threads, "usable_cores", lambda: threads.CoreShare(frozenset({0, 1}), 2.0))
+    yield state
+    for lib in threads._blas().lib_controllers:
+        lib.set_num_threads(before)
+
+
+def fake_load(monkeypatch: pytest.MonkeyPatch, busy: list[float], ours: list[float]) -> None:
+    """Successive /proc/stat readings: all processes' busy CPU seconds and ours."""
+    readings = iter(zip(busy, ours))
+    monkeypatch.setattr(threads, "_cpu_seconds", lambda cpus: next(readings))
+
+
+def test_set_and_get_num_threads_as_in_pytorch(fresh: threads._State) -> None:
+    tg.set_num_threads(1)
+    assert tg.get_num_threads() == 1
+    tg.set_num_threads(2)
+    assert tg.get_num_threads() == 2
+    threads.adapt()  # fixed: the load is not looked at
+    assert fresh.sample is None and tg.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_non_positive_ints(bad: object) -> None:
+    with pytest.raises(ValueError, match="set_num_threads: the number of threads must be a positive int"):
+        tg.set_num_threads(bad)  # type: ignore[arg-type]
+
+
+def test_busy_cores_mean_one_thread_idle_cores_all(fresh: threads._State, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0.5 s apart: others use 1.0 s (busy 1.2 - ours 0.2) of 2 cores' 1.0 s -> 1 idle core -> 1 thread;
+    # then others use 0.1 s -> 1.9 idle cores -> 2 threads; then others use 0.4 s -> 1.2 idle -> 1
+    fake_load(monkeypatch, busy=[0, 1.2, 1.7, 2.6], ours=[0, 0.2, 0.6, 1.1])
+    threads._look(0.0)
+    assert blas_threads() == 1  # before the first interval is measured: the safe count
+    threads._look(0.5)
+    assert blas_threads() == 1
+    threads._look(1.0)
+    assert blas_threads() == 2
+    threads._look(1.5)
+    assert blas_threads() == 1
+
+
+def test_never_above_the_count_blas_started_with(fresh: threads._State, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh.ceiling = 1
+    fake_load(monkeypatch, busy=[0, 0.1], ours=[0, 0.1])
+    threads._look(0.0)
+    threads._look(0.5)
+    assert blas_threads() == 1
+
+
+def test_a_count_set_by_someone_else_is_left_alone(fresh: threads._State, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_load(monkeypatch, busy=[0, 1.2, 1.2, 1.3], ours=[0, 0.2, 0.2, 0.3])
+    threads._look(0.0)
+    threads._look(0.5)
+    assert blas_threads() == 1
+    with threadpool_limits(limits=2, user_api="blas"):  # the user's own choice for a block
+        threads._look(1.0)  # idle now, but not ours to change
+        assert blas_threads() == 2
+    threads._look(1.5)  # back at our value: adapting again (the interval restarts)
+    assert fresh.sample is not None
+
+
+def test_no_load_figures_leave_blas_alone(fresh: threads._State, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads, "_cpu_seconds", lambda cpus: None)
+    threads._look(0.0)
+    assert not fresh.adaptive and fresh.last_set is None
+
+
+def test_environment_variable_turns_adapting_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert not threads._State().adaptive
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    for name in threads.ENVIRONMENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert threads._State().adaptive
+
+
+def test_capped_bounds_and_restores(fresh: threads._State, monkeypatch: pytest.MonkeyPatch) -> None:
+    tg.set_num_threads(2)
+    with threads.capped(1):
+        assert blas_threads() == 1
+        tg.set_num_threads(2)  # a cap is a bound on every count set inside it
+        assert blas_threads() == 1
+        with threads.capped(2):
+            assert blas_threads() == 1
+    assert blas_threads() == 2
+    with pytest.raises(ValueError, match="capped"):
+        with threads.capped(0):
+            pass
+
+
+def test_map_batches_workers_run_blas_on_one_thread(fresh: threads._State) -> None:
+    tg.set_num_threads(2)
+    seen = []
+
+    def fn(x: tg.Tensor) -> tg.Tensor:
+        seen.append(blas_threads())
+        return x * 2
+
+    out = tg.parallel.map_batches(fn, np.ones((8, 3), np.float32), batch_size=2, workers=2)
+    assert np.array_equal(out.numpy(), np.full((8, 3), 2, np.float32))
+    assert seen == [1] * 4 and blas_threads() == 2
+
+
+def test_modules_and_backward_look_at_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(threads, "adapt", lambda: calls.append(1))
+    model = nn.Linear(3, 2)
+    model(tg.ones(1, 3)).sum().backward()
+    assert len(calls) == 2  # once for the module call, once when the sweep starts
