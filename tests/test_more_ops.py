@@ -171,3 +171,33 @@ def test_next_functions_walk_the_graph_as_pytorch() -> None:
     ((mul_node, _),) = pow_node.next_functions
     (leaf, _), (constant, _) = mul_node.next_functions
     assert leaf.name() == "AccumulateGrad" and leaf.variable is x and constant is None
+
+
+def _hook_story(lib) -> list:
+    seen = []
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    handle = x.register_hook(lambda g: g * 2)  # a leaf: its summed gradient, doubled, goes into .grad
+    ((x * 3).sum() + (x * x).sum()).backward()
+    first = x.grad.clone()
+    z = x * 1
+    z.register_hook(lambda g: seen.append(g.clone()))  # a recorded tensor: observed, not replaced
+    w = z * 5
+    w.register_hook(lambda g: g + 1)  # replaced before w's rule runs
+    w.sum().backward()
+    handle.remove()
+    x.grad = None
+    (x * 3).sum().backward()
+    (g,) = lib.autograd.grad((x * x).sum(), x)
+    return [first, seen[0], x.grad, g]
+
+
+def test_register_hook_as_pytorch() -> None:
+    ours = [t.numpy() for t in _hook_story(tg)]
+    expected = [[10.0, 14.0], [10.0, 10.0], [3.0, 3.0], [2.0, 4.0]]
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got, want)
+    if torch is not None:
+        for got, want in zip(ours, _hook_story(torch)):
+            np.testing.assert_allclose(got, want.numpy())
+    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that doesn't require gradient"):
+        tg.ones(2).register_hook(lambda g: g)

@@ -434,6 +434,11 @@ class Tensor:
             )
         _autograd.backward([self], [gradient], retain_graph=bool(retain_graph))
 
+    def register_hook(self, hook: Any) -> Any:
+        """Call ``hook(grad)`` with this tensor's gradient in each backward; a Tensor it returns replaces
+        the gradient. Returns a handle whose ``remove()`` unregisters it (as PyTorch's)."""
+        return _autograd.register_hook(self, hook)
+
     def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
         """Call ``hook(self)`` after each ``backward()`` that accumulated into this leaf's ``.grad``;
         returns a handle whose ``remove()`` unregisters it (see :mod:`tinygrad_cnn.autograd`)."""
