@@ -212,7 +212,7 @@ def ref_pool(x, kernel, stride, padding, dilation, kind):
         if dd * (kk - 1) + 1 > xp.shape[axis]:
             raise ValueError
     win = _windows(xp, k[0], k[1], s, d)
-    return win.amax(axis=(4, 5)) if kind == "max" else win.mean(axis=(4, 5))
+    return win.max(axis=(4, 5)) if kind == "max" else win.mean(axis=(4, 5))  # NumPy arrays: max(axis)
 
 
 hyper = st.one_of(

@@ -124,6 +124,17 @@ def ops(lib: types.ModuleType) -> types.SimpleNamespace:
             (t,) = ctx.saved_tensors
             return lib.from_numpy(2 * t.detach().numpy() * grad_out.detach().numpy())
 
+    class WrongCube(Function):  # a planted bug: 2 t^2 for 3 t^2
+        @staticmethod
+        def forward(ctx, t):
+            ctx.save_for_backward(t)
+            return t**3
+
+        @staticmethod
+        def backward(ctx, g):
+            (t,) = ctx.saved_tensors
+            return g * 2 * t * t
+
     class Weighted(Function):  # a non-tensor argument and needs_input_grad
         @staticmethod
         def forward(ctx, a, b, k):
@@ -436,46 +447,21 @@ def test_autograd_gradcheck_has_pytorchs_meaning():
 
     assert run_everywhere(case) == (True, True, True)
 
-    class WrongCube(tg.autograd.Function):
-        @staticmethod
-        def forward(ctx, t):
-            ctx.save_for_backward(t)
-            return t**3
-
-        @staticmethod
-        def backward(ctx, g):
-            (t,) = ctx.saved_tensors
-            return g * 2 * t * t
-
     for lib in LIBS:
-        Wrong = WrongCube if lib is tg else _torch_wrong_cube()
+        Wrong = ops(lib).WrongCube
         x = leaf(lib, [0.5, 1.5])
         with pytest.raises(RuntimeError):  # torch's GradcheckError is a RuntimeError; so is ours
             lib.autograd.gradcheck(Wrong.apply, (x,))
         assert lib.autograd.gradcheck(Wrong.apply, (x,), raise_exception=False) is False
         with pytest.raises(ValueError, match="at least one input tensor to require gradient"):
             lib.autograd.gradcheck(Wrong.apply, (x.detach(),))
+    WrongCube = ops(tg).WrongCube
     with pytest.raises(GradcheckError, match="WrongCube: gradient mismatch for t"):
         tg.autograd.gradcheck(WrongCube.apply, leaf(tg, [0.5, 1.5]))
     with pytest.warns(UserWarning, match="not a double precision"):
         tg.autograd.gradcheck(lambda t: t * 2, leaf(tg, [1.0], "float32"), eps=1e-3, atol=1e-3)
     with pytest.raises(NotImplementedError, match="forward-mode"):
         tg.autograd.gradcheck(WrongCube.apply, leaf(tg, [1.0]), check_forward_ad=True)
-
-
-def _torch_wrong_cube():
-    class WrongCube(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, t):
-            ctx.save_for_backward(t)
-            return t**3
-
-        @staticmethod
-        def backward(ctx, g):
-            (t,) = ctx.saved_tensors
-            return g * 2 * t * t
-
-    return WrongCube
 
 
 def test_check_op_tests_users_functions_of_both_forms():

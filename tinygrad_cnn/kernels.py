@@ -396,6 +396,9 @@ def im2col_blocks(
     win = win.transpose(1, 2, 0, 3, 4, 5) if row_major else win.transpose(3, 4, 5, 1, 2, 0)
     k = kh * kw * c
     pixels = max(1, IM2COL_BLOCK_BYTES // max(1, n * k * x.itemsize))  # output pixels (of all N images) per block
+    if pixels >= oh * ow:  # one block: the whole matrix, in one copy
+        yield slice(0, oh * ow * n), win.reshape(oh * ow * n, k) if row_major else win.reshape(k, oh * ow * n).T
+        return
     buffer = np.empty(min(pixels, oh * ow) * n * k, dtype=x.dtype)
     for i, j, rows, cols in _pixel_blocks(oh, ow, pixels):
         count = rows * cols * n
@@ -477,8 +480,8 @@ def pad_image(x: np.ndarray, padding: Shape, order: list[int]) -> np.ndarray:
     laid out so already. Only the border is zeroed; the image is copied into the middle once."""
     ph, pw = padding
     n, c, h, w = x.shape
-    if (ph, pw) == (0, 0) and memory_order(x) == order:
-        return x
+    if (ph, pw) == (0, 0):
+        return x if memory_order(x) == order else np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
     shape = (n, c, h + 2 * ph, w + 2 * pw)
     out = np.empty([shape[a] for a in order], dtype=x.dtype).transpose(np.argsort(order))
     for border in (out[:, :, :ph], out[:, :, ph + h :], out[:, :, ph : ph + h, :pw], out[:, :, ph : ph + h, pw + w :]):

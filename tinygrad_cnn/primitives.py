@@ -597,7 +597,9 @@ class Convolution(Primitive):
     y[n,i,j,o] = sum over p,q,c of xp[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o], where
     xp is x padded with ``padding`` (ph, pw) rows and columns of zeros on each side (the windows
     are :class:`Unfold`'s of xp), computed as im2col(xp) @ w + b.
-    dx = Fold(g @ w^T) with the padding cropped off,  dw = im2col(xp)^T @ g,  db = g summed over (N, OH, OW).
+    dx = Fold(g @ w^T) with the padding cropped off,  db = g summed over (N, OH, OW),
+    dw = im2col(xp)^T @ g, itself a convolution: of x seen as (C, N, H, W) by g seen as the
+    kernel (OH, OW, N, C_out), its stride the dilation and its dilation the stride (cropped to kh x kw).
 
     The im2col matrix is copied and multiplied a cache-sized block of rows at a time, and kept
     only when it is one block (else the plain backward copies it again for dw); its rows, and so
@@ -625,18 +627,20 @@ class Convolution(Primitive):
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
         stride, dilation, (ph, pw), _ = ctx.values
-        (n, oh, ow, c_out), (kh, kw, c, _) = g.shape, w.shape
+        (n, oh, ow, c_out), (kh, kw, c, _), (h, wd) = g.shape, w.shape, x.shape[2:]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
         g_rows = _reshape(Permute.apply(g, (1, 2, 0, 3)), (oh * ow * n, c_out))  # like the im2col rows
         gx = gw = None
         if need_x:
             window_grad = _reshape(g_rows @ _mT(_reshape(w, (kh * kw * c, c_out))), (oh, ow, n, kh, kw, c))
-            gx = Fold.apply(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), xp.shape, (kh, kw), stride, dilation)
-            gx = GetItem.apply(gx, (Ellipsis, slice(ph, ph + x.shape[2]), slice(pw, pw + x.shape[3])))
-        if need_w:
-            cols = Permute.apply(Unfold.apply(xp, (kh, kw), stride, dilation), (1, 2, 0, 3, 4, 5))
-            gw = _reshape(_mT(_reshape(cols, (oh * ow * n, kh * kw * c))) @ g_rows, w.shape)
+            padded = (n, c, h + 2 * ph, wd + 2 * pw)
+            gx = Fold.apply(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), padded, (kh, kw), stride, dilation)
+            gx = GetItem.apply(gx, (Ellipsis, slice(ph, ph + h), slice(pw, pw + wd)))
+        if need_w:  # itself a convolution: of x with images and channels swapped, by g (strides and dilations swap)
+            gw = Convolution.apply(
+                Permute.apply(x, (1, 0, 2, 3)), Permute.apply(g, (1, 2, 0, 3)), None, dilation, stride, (ph, pw)
+            )
+            gw = Permute.apply(GetItem.apply(gw, (slice(None), slice(kh), slice(kw))), (1, 2, 0, 3))
         return gx, gw, sum_to(g_rows, (c_out,)) if need_b else None
 
     @staticmethod
