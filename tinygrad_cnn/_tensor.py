@@ -440,6 +440,11 @@ class Tensor:
             )
         _autograd.backward([self], [gradient], retain_graph=bool(retain_graph))
 
+    def register_hook(self, hook: Any) -> Any:
+        """Call ``hook(grad)`` with this tensor's gradient in each backward; a Tensor it returns replaces
+        the gradient. Returns a handle whose ``remove()`` unregisters it (as PyTorch's)."""
+        return _autograd.register_hook(self, hook)
+
     def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
         """Call ``hook(self)`` after each ``backward()`` that accumulated into this leaf's ``.grad``;
         returns a handle whose ``remove()`` unregisters it (see :mod:`tinygrad_cnn.autograd`)."""
@@ -1148,6 +1153,213 @@ class Tensor:
 
     def bincount(self, weights: Any = None, minlength: builtins.int = 0) -> Tensor:
         return _sorting.bincount(self, weights, minlength)
+
+    def tan(self) -> Tensor:
+        return F.tan(self)
+
+    def asin(self) -> Tensor:
+        return F.asin(self)
+
+    arcsin = asin
+
+    def acos(self) -> Tensor:
+        return F.acos(self)
+
+    arccos = acos
+
+    def atan(self) -> Tensor:
+        return F.atan(self)
+
+    arctan = atan
+
+    def sinh(self) -> Tensor:
+        return F.sinh(self)
+
+    def cosh(self) -> Tensor:
+        return F.cosh(self)
+
+    def asinh(self) -> Tensor:
+        return F.asinh(self)
+
+    def acosh(self) -> Tensor:
+        return F.acosh(self)
+
+    def atanh(self) -> Tensor:
+        return F.atanh(self)
+
+    def erf(self) -> Tensor:
+        return F.erf(self)
+
+    def fmod(self, other: Any) -> Tensor:
+        return F.fmod(self, other)
+
+    def frac(self) -> Tensor:
+        return F.frac(self)
+
+    def floor_divide(self, other: Any) -> Tensor:
+        return F.floor_divide(self, other)
+
+    def logit(self, eps: builtins.float | None = None) -> Tensor:
+        return F.logit(self, eps)
+
+    def xlogy(self, other: Any) -> Tensor:
+        return F.xlogy(self, other)
+
+    def logaddexp(self, other: Any) -> Tensor:
+        return F.logaddexp(self, other)
+
+    def deg2rad(self) -> Tensor:
+        return F.deg2rad(self)
+
+    def rad2deg(self) -> Tensor:
+        return F.rad2deg(self)
+
+    def nan_to_num(
+        self, nan: builtins.float = 0.0, posinf: builtins.float | None = None, neginf: builtins.float | None = None
+    ) -> Tensor:
+        return F.nan_to_num(self, nan, posinf, neginf)
+
+    def nansum(self, dim: Axis = None, keepdim: builtins.bool = False, *, dtype: Any = None) -> Tensor:
+        return F.nansum(self, dim, keepdim, dtype=dtype)
+
+    def nanmean(self, dim: Axis = None, keepdim: builtins.bool = False, *, dtype: Any = None) -> Tensor:
+        return F.nanmean(self, dim, keepdim, dtype=dtype)
+
+    def cumprod(self, dim: builtins.int, *, dtype: Any = None) -> Tensor:
+        return F.cumprod(self, dim, dtype=dtype)
+
+    def diff(self, n: builtins.int = 1, dim: builtins.int = -1, prepend: Any = None, append: Any = None) -> Tensor:
+        return F.diff(self, n, dim, prepend, append)
+
+    def diagonal(self, offset: builtins.int = 0, dim1: builtins.int = 0, dim2: builtins.int = 1) -> Tensor:
+        return F.diagonal(self, offset, dim1, dim2)
+
+    def trace(self) -> Tensor:
+        return F.trace(self)
+
+    def tile(self, *dims: Any) -> Tensor:
+        return F.tile(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], builtins.int) else dims)
+
+    def repeat_interleave(self, repeats: Any, dim: builtins.int | None = None) -> Tensor:
+        return F.repeat_interleave(self, repeats, dim)
+
+    def take(self, index: Any) -> Tensor:
+        return F.take(self, index)
+
+    def take_along_dim(self, indices: Any, dim: builtins.int | None = None) -> Tensor:
+        return F.take_along_dim(self, indices, dim)
+
+    def mv(self, vec: Tensor) -> Tensor:
+        return F.mv(self, vec)
+
+    def inner(self, other: Any) -> Tensor:
+        return F.inner(self, other)
+
+    def addcmul(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+        return F.addcmul(self, tensor1, tensor2, value=value)
+
+    def addcdiv(self, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+        return F.addcdiv(self, tensor1, tensor2, value=value)
+
+    def dist(self, other: Any, p: builtins.float = 2) -> Tensor:
+        return F.dist(self, other, p)
+
+    def index_add(self, dim: builtins.int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+        return F.index_add(self, dim, index, source, alpha=alpha)
+
+    def index_fill(self, dim: builtins.int, index: Any, value: Any) -> Tensor:
+        return F.index_fill(self, dim, index, value)
+
+    def index_copy(self, dim: builtins.int, index: Any, source: Any) -> Tensor:
+        return F.index_copy(self, dim, index, source)
+
+    def select(self, dim: builtins.int, index: builtins.int) -> Tensor:
+        return F.select(self, dim, index)
+
+    def tensor_split(self, indices_or_sections: Any, dim: builtins.int = 0) -> tuple[Tensor, ...]:
+        return F.tensor_split(self, indices_or_sections, dim)
+
+    def fliplr(self) -> Tensor:
+        return F.fliplr(self)
+
+    def flipud(self) -> Tensor:
+        return F.flipud(self)
+
+    def rot90(self, k: builtins.int = 1, dims: Sequence[builtins.int] = (0, 1)) -> Tensor:
+        return F.rot90(self, k, dims)
+
+    def kthvalue(self, k: builtins.int, dim: builtins.int = -1, keepdim: builtins.bool = False) -> Any:
+        return F.kthvalue(self, k, dim, keepdim)
+
+    def median(self, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Any:
+        return F.median(self, dim, keepdim)
+
+    def aminmax(self, *, dim: builtins.int | None = None, keepdim: builtins.bool = False) -> Any:
+        return F.aminmax(self, dim=dim, keepdim=keepdim)
+
+    def msort(self) -> Tensor:
+        return _sorting.msort(self)
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """``where(condition, self, other)``."""
+        return F.where(condition, self, other)
+
+    def absolute(self) -> Tensor:
+        return F.abs(self)
+
+    def negative(self) -> Tensor:
+        return F.neg(self)
+
+    def divide(self, other: Any, *, rounding_mode: str | None = None) -> Tensor:
+        return F.div(self, other, rounding_mode=rounding_mode)
+
+    true_divide = divide
+
+    def greater(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def moveaxis(self, source: builtins.int, destination: builtins.int) -> Tensor:
+        return F.movedim(self, source, destination)
+
+    ger = outer
+
+    def ndimension(self) -> builtins.int:
+        return self.ndim
+
+    def stride(self, dim: builtins.int | None = None) -> Any:
+        """Steps in elements between neighbours along each dim (NumPy's byte strides / itemsize)."""
+        steps = tuple(s // self.array.itemsize for s in self.array.strides)
+        return steps if dim is None else steps[arguments.dim("stride", dim, self.ndim)]
+
+    def data_ptr(self) -> builtins.int:
+        return builtins.int(self.array.__array_interface__["data"][0])
+
+    def get_device(self) -> builtins.int:
+        """-1: the CPU, as PyTorch numbers it."""
+        return -1
+
+    def is_complex(self) -> builtins.bool:
+        return self.dtype.kind == "c"
+
+    def pin_memory(self) -> Tensor:
+        """PyTorch's error on a machine without an accelerator (there is nothing to pin memory for)."""
+        raise RuntimeError("Cannot access accelerator device when none is available.")
+
+    def is_pinned(self) -> builtins.bool:
+        return False
+
+    def share_memory_(self) -> Tensor:
+        """The tensor itself (one process shares its memory already)."""
+        return self
+
+    def bernoulli(self, p: Any = None, *, generator: Any = None) -> Tensor:
+        """1 with probability ``self`` (or ``p``) per element, else 0, in this tensor's dtype."""
+        return _factories.bernoulli(self if p is None else F.full_like(self, p), generator=generator)
+
+    def multinomial(
+        self, num_samples: builtins.int, replacement: builtins.bool = False, *, generator: Any = None
+    ) -> Tensor:
+        return _factories.multinomial(self, num_samples, replacement, generator=generator)
 
     def new_tensor(self, data: Any, *, dtype: Any = None, requires_grad: builtins.bool = False, **_: Any) -> Tensor:
         """A new tensor of ``data`` (copied), with this tensor's dtype unless ``dtype`` is given."""

@@ -460,6 +460,36 @@ def register_post_accumulate_grad_hook(leaf: Tensor, hook: Any) -> RemovableHand
     return RemovableHandle(_accumulate_hooks[key], hook)
 
 
+# id(tensor) -> the hooks registered with Tensor.register_hook on that tensor.
+_gradient_hooks: dict[int, list[Any]] = {}
+
+
+def register_hook(t: Tensor, hook: Any) -> RemovableHandle:
+    """Call ``hook(grad)`` with the total gradient of ``t`` in each backward sweep, before it is
+    used (a recorded tensor: passed on to its rule; a leaf: added to ``.grad``); a tensor the hook
+    returns replaces the gradient. As PyTorch's ``Tensor.register_hook``."""
+    if not t.requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    key = id(t)
+    if key not in _gradient_hooks:
+        _gradient_hooks[key] = []
+        weakref.finalize(t, _gradient_hooks.pop, key, None)
+    _gradient_hooks[key].append(hook)
+    return RemovableHandle(_gradient_hooks[key], hook)
+
+
+def _hooked(t: Tensor, g: Tensor) -> Tensor:
+    """``g`` after the ``register_hook`` hooks of ``t``, in registration order."""
+    for hook in list(_gradient_hooks.get(id(t), ())):
+        replaced = hook(g)
+        if replaced is not None:
+            if not isinstance(replaced, Tensor) or replaced.shape != g.shape:
+                got = f"shape {replaced.shape}" if isinstance(replaced, Tensor) else type(replaced).__name__
+                raise RuntimeError(f"hook: a gradient hook must return None or a Tensor of shape {g.shape}, got {got}")
+            g = replaced
+    return g
+
+
 # --------------------------------------------------------------------------- the reverse sweep
 
 
@@ -498,6 +528,7 @@ def run_backward(
                         grads.add(as_used_by(t, ctx.seq) if t.before_inplace is not None else t, gi)
             for hook in hooks:
                 hook.node_done(node)
+    grads.finish_hooked_leaves()
     grads.run_accumulate_hooks()
     return None if inputs is None else grads.of(inputs)
 
@@ -612,10 +643,14 @@ class _Gradients:
         self.wanted = None if inputs is None else {id(t) for t in inputs}
         self.captured: dict[int, Tensor | None] = {}
         self.hooked: dict[int, Tensor] = {}  # leaves with post-accumulate hooks that got a gradient, in order
+        self.hook_leaves: dict[int, Tensor] = {}  # leaves with gradient hooks: summed in pending, added at the end
+        self.hooks_done: set[int] = set()
 
     def add(self, t: Tensor, g: Tensor) -> None:
         key = id(t)
-        if t.grad_fn is not None:
+        if t.grad_fn is not None or (key in _gradient_hooks and key not in self.hooks_done):
+            if t.grad_fn is None:
+                self.hook_leaves[key] = t
             self.pending[key] = self.pending[key] + g if key in self.pending else g
         elif self.wanted is not None:
             if key in self.wanted:
@@ -634,6 +669,8 @@ class _Gradients:
     def pop(self, node: Tensor) -> Tensor | None:
         """The total gradient of ``node`` (None if none reached it), now that the sweep is there."""
         g = self.pending.pop(id(node), None)
+        if g is not None and id(node) in _gradient_hooks:
+            g = _hooked(node, g)
         if self.wanted is not None and id(node) in self.wanted:
             self.captured[id(node)] = g
         elif g is not None and node.retains_grad:  # Tensor.retain_grad(): a non-leaf keeps its .grad
@@ -642,6 +679,14 @@ class _Gradients:
 
     def of(self, inputs: Sequence[Tensor]) -> list[Tensor | None]:
         return [self.captured.get(id(t)) for t in inputs]
+
+    def finish_hooked_leaves(self) -> None:
+        """Leaves with gradient hooks: their summed gradient through the hooks, then into ``.grad``."""
+        for key, leaf in self.hook_leaves.items():
+            g = self.pending.pop(key, None)
+            if g is not None:
+                self.hooks_done.add(key)
+                self.add(leaf, _hooked(leaf, g))
 
     def run_accumulate_hooks(self) -> None:
         """Call the post-accumulate hooks of the leaves whose ``.grad`` this sweep added to."""

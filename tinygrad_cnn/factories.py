@@ -16,7 +16,7 @@ import numpy as np
 from . import _dtypes
 from ._device import require_cpu
 from ._tensor import Tensor
-from .random import default_generator
+from .random import as_numpy_generator, default_generator
 
 
 def _sizes(op: str, size: tuple[Any, ...]) -> tuple[int, ...]:
@@ -220,3 +220,35 @@ LongTensor = _legacy_type("LongTensor", np.int64)
 IntTensor = _legacy_type("IntTensor", np.int32)
 ByteTensor = _legacy_type("ByteTensor", np.uint8)
 BoolTensor = _legacy_type("BoolTensor", np.bool_)
+
+
+def _rng(generator: Any) -> np.random.Generator:
+    return default_generator() if generator is None else as_numpy_generator(generator)
+
+
+def bernoulli(input: Any, p: Any = None, *, generator: Any = None) -> Tensor:
+    """1 with probability ``input`` (or ``p``) per element, else 0, in the probabilities' float dtype."""
+    probs = as_tensor(input)
+    chance = probs.array if p is None else np.broadcast_to(np.asarray(p), probs.shape)
+    if probs.dtype.kind != "f":
+        raise TypeError(f"bernoulli: probabilities must be floating-point, got {probs.dtype}")
+    if chance.size and (np.nanmin(chance) < 0 or np.nanmax(chance) > 1 or np.isnan(chance).any()):
+        raise RuntimeError("bernoulli: expected all probabilities to be in [0, 1]")
+    return _make((_rng(generator).random(probs.shape) < chance).astype(probs.dtype), False, None)
+
+
+def multinomial(input: Any, num_samples: int, replacement: bool = False, *, generator: Any = None) -> Tensor:
+    """``num_samples`` category indices per row of non-negative weights (1-D or 2-D), drawn with or
+    without replacement, as int64."""
+    weights = as_tensor(input).array
+    if weights.ndim not in (1, 2) or weights.shape[-1] == 0:
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim with categories, got shape {weights.shape}")
+    rows = weights.reshape(-1, weights.shape[-1]).astype(np.float64)
+    if (rows < 0).any() or not np.isfinite(rows).all() or (rows.sum(1) <= 0).any():
+        raise RuntimeError("multinomial: probabilities must be finite, non-negative, with a positive sum per row")
+    if not replacement and num_samples > np.count_nonzero(rows, axis=1).min():
+        raise RuntimeError("multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement")
+    rng = _rng(generator)
+    picks = [rng.choice(r.size, size=int(num_samples), replace=replacement, p=r / r.sum()) for r in rows]
+    out = np.array(picks, dtype=np.int64).reshape(weights.shape[:-1] + (int(num_samples),))
+    return _make(out, False, None)

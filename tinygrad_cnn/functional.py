@@ -286,9 +286,27 @@ def sin(x: Tensor) -> Tensor:
 
 
 def cos(x: Tensor) -> Tensor:
-    """cos(x) = sin(x + pi/2)."""
-    x = _float_tensor("cos", x)
-    return P.Sin.apply(x + math.pi / 2) if x.requires_grad else _wrap(np.cos(x.array))
+    return P.Elementwise.apply(_float_input("cos", x), "cos")
+
+
+def _elementwise(name: str) -> Callable[[Tensor], Tensor]:
+    def op(x: Tensor) -> Tensor:
+        return P.Elementwise.apply(_float_input(name, x), name)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{name}(x) elementwise (integers as the default float dtype); derivative: primitives.ELEMENTWISE."
+    return op
+
+
+tan = _elementwise("tan")
+asin = arcsin = _elementwise("asin")
+acos = arccos = _elementwise("acos")
+atan = arctan = _elementwise("atan")
+sinh = _elementwise("sinh")
+cosh = _elementwise("cosh")
+asinh = arcsinh = _elementwise("asinh")
+acosh = arccosh = _elementwise("acosh")
+atanh = arctanh = _elementwise("atanh")
 
 
 def relu(x: Tensor) -> Tensor:
@@ -1812,3 +1830,322 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x * 0.0
     keep = default_generator().random(x.shape) >= p
     return x * Tensor(keep.astype(x.dtype) / np.asarray(1 - p, dtype=x.dtype))
+
+
+# --------------------------------------------------------------------------- more of PyTorch's tensor functions
+
+
+def erf(x: Tensor) -> Tensor:
+    """The error function (the primitive of ``nn.activation``, which the exact GELU uses)."""
+    from .nn.activation import erf as _erf  # nn builds on this module
+
+    return _erf(_float_input("erf", x))
+
+
+def fmod(a: Any, b: Any) -> Tensor:
+    """a - trunc(a / b) * b: the remainder with the sign of a (C's fmod; ``remainder`` takes b's)."""
+    ta, tb = _binary("fmod", a, b)
+    q = div(ta.detach(), tb.detach(), rounding_mode="trunc")
+    return ta - q * tb if ta.requires_grad or tb.requires_grad else _wrap(np.fmod(ta.array, tb.array))
+
+
+def frac(x: Tensor) -> Tensor:
+    """x - trunc(x), the fractional part with x's sign; the gradient passes through."""
+    x = _float_tensor("frac", x)
+    return x - trunc(x).detach()
+
+
+def floor_divide(a: Any, b: Any) -> Tensor:
+    """floor(a / b), keeping integer dtypes (a constant, as a rounding)."""
+    return div(a, b, rounding_mode="floor")
+
+
+def logit(x: Tensor, eps: float | None = None) -> Tensor:
+    """log(x / (1 - x)), x first clamped to [eps, 1 - eps] when ``eps`` is given."""
+    x = _float_input("logit", x)
+    if eps is not None:
+        x = clamp(x, eps, 1 - eps)
+    return log(x) - log1p(-x)
+
+
+def xlogy(x: Any, y: Any) -> Tensor:
+    """x * log(y), and 0 where x == 0 (even where y is 0 or nan: PyTorch's convention)."""
+    tx, ty = _binary("xlogy", x, y)
+    return P.XLogY.apply(_float_input("xlogy", tx), _float_input("xlogy", ty))
+
+
+def logaddexp(a: Any, b: Any) -> Tensor:
+    """log(exp(a) + exp(b)) without overflow (broadcasting)."""
+    ta, tb = _binary("logaddexp", a, b)
+    shape = np.broadcast_shapes(ta.shape, tb.shape)
+    pair = [broadcast_to(_float_input("logaddexp", t), shape) for t in (ta, tb)]
+    return logsumexp(stack(pair), 0)
+
+
+def deg2rad(x: Tensor) -> Tensor:
+    return _float_input("deg2rad", x) * (math.pi / 180)
+
+
+def rad2deg(x: Tensor) -> Tensor:
+    return _float_input("rad2deg", x) * (180 / math.pi)
+
+
+def nan_to_num(x: Tensor, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None) -> Tensor:
+    """nan, +inf and -inf replaced (by 0 and the dtype's largest and smallest finite values by
+    default); the gradient passes where x was finite."""
+    x = _tensor("nan_to_num", x)
+    if x.dtype.kind != "f":
+        return x
+    info = np.finfo(x.dtype)
+    fill = np.nan_to_num(x.array, nan=nan, posinf=info.max if posinf is None else posinf,
+                         neginf=info.min if neginf is None else neginf)  # fmt: skip
+    return where(np.isfinite(x.array), x, _wrap(fill))
+
+
+def nansum(x: Tensor, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    """The sum over ``dim`` treating nan as 0."""
+    x = _tensor("nansum", x)
+    return sum(where(np.isnan(x.array), 0.0, x) if x.dtype.kind == "f" else x, dim, keepdim, dtype=dtype)
+
+
+def nanmean(x: Tensor, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
+    """The mean over ``dim`` of the elements that are not nan."""
+    x = _float_tensor("nanmean", x)
+    counted = _wrap((~np.isnan(x.array)).astype(x.dtype))
+    return nansum(x, dim, keepdim, dtype=dtype) / sum(counted, dim, keepdim)
+
+
+def cumprod(x: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    """Cumulative product along ``dim`` (a chain of products: exact gradients at zeros)."""
+    x = _tensor("cumprod", x if dtype is None else astype(_tensor("cumprod", x), dtype))
+    d = _axis("cumprod", dim, builtins.max(x.ndim, 1))
+    if not x.requires_grad or x.ndim == 0:
+        return _wrap(np.cumprod(x.array, axis=d) if x.ndim else x.array.copy())
+    running, pieces = None, []
+    for i in range(x.shape[d]):
+        piece = narrow(x, d, i, 1)
+        running = piece if running is None else running * piece
+        pieces.append(running)
+    return cat(pieces, d) if pieces else x
+
+
+def diff(x: Tensor, n: int = 1, dim: int = -1, prepend: Any = None, append: Any = None) -> Tensor:
+    """The n-th forward difference along ``dim``: out[i] = x[i + 1] - x[i], n times."""
+    x = _tensor("diff", x)
+    d = _axis("diff", dim, x.ndim)
+    parts = [_tensor("diff", p, "prepend") for p in (prepend,) if p is not None] + [x]
+    parts += [_tensor("diff", a, "append") for a in (append,) if a is not None]
+    out = cat(parts, d) if len(parts) > 1 else x
+    for _ in range(n):
+        size = out.shape[d]
+        out = narrow(out, d, 1, size - 1) - narrow(out, d, 0, size - 1) if size else out
+    return out
+
+
+def diagonal(x: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal of the dims ``dim1``, ``dim2`` (moved to the last dim), ``offset`` above it."""
+    x = _tensor("diagonal", x)
+    d1, d2 = _axis("diagonal", dim1, x.ndim), _axis("diagonal", dim2, x.ndim)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal: dim1 and dim2 cannot be identical, but both are {d1}")
+    moved = movedim(movedim(x, d1, -1), d2 if d2 < d1 else d2 - 1, -1)  # (..., n1, n2)
+    k = int(offset)
+    rows = np.arange(builtins.max(-k, 0), builtins.min(moved.shape[-2], moved.shape[-1] - k))
+    return getitem(moved, (Ellipsis, rows, rows + k))
+
+
+def trace(x: Tensor) -> Tensor:
+    """The sum of the main diagonal of a 2-D tensor."""
+    x = _tensor("trace", x)
+    if x.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {x.ndim}")
+    return sum(diagonal(x))
+
+
+def tile(x: Tensor, dims: Sequence[int]) -> Tensor:
+    """x repeated ``dims`` times along each dim (missing leading dims count as 1), as ``repeat``."""
+    x = _tensor("tile", x)
+    reps = tuple(int(r) for r in dims)
+    if len(reps) < x.ndim:
+        reps = (1,) * (x.ndim - len(reps)) + reps
+    return repeat(x, *reps)
+
+
+def repeat_interleave(x: Tensor, repeats: Any, dim: int | None = None) -> Tensor:
+    """Each element (each slice along ``dim``) repeated ``repeats`` times in place (None: flattened)."""
+    x = _tensor("repeat_interleave", x)
+    if dim is None:
+        x, dim = reshape(x, -1), 0
+    d = _axis("repeat_interleave", dim, builtins.max(x.ndim, 1))
+    counts = np.asarray(repeats.array if isinstance(repeats, Tensor) else repeats)
+    if counts.dtype.kind not in "iu" or (counts < 0).any():
+        raise RuntimeError(f"repeat_interleave: repeats must be non-negative integers, got {repeats!r}")
+    return index_select(x, d, np.repeat(np.arange(x.shape[d]), counts))
+
+
+def take(x: Tensor, index: Any) -> Tensor:
+    """The elements of the flattened x at ``index`` (any shape)."""
+    x = _tensor("take", x)
+    return getitem(reshape(x, -1), _index_tensor("take", index))
+
+
+def take_along_dim(x: Tensor, indices: Any, dim: int | None = None) -> Tensor:
+    """``gather`` with broadcasting of x and ``indices`` (dim None: over the flattened x)."""
+    x = _tensor("take_along_dim", x)
+    idx = _index_tensor("take_along_dim", indices)
+    if dim is None:
+        return gather(reshape(x, -1), 0, idx.reshape(-1))
+    d = _axis("take_along_dim", dim, x.ndim)
+    shape = list(np.broadcast_shapes(tuple(n for i, n in enumerate(x.shape) if i != d),
+                                     tuple(n for i, n in enumerate(idx.shape) if i != d)))  # fmt: skip
+    x_shape, i_shape = list(shape), list(shape)
+    x_shape.insert(d, x.shape[d])
+    i_shape.insert(d, idx.shape[d])
+    return gather(broadcast_to(x, tuple(x_shape)), d, np.broadcast_to(idx, tuple(i_shape)))
+
+
+def mv(a: Tensor, v: Tensor) -> Tensor:
+    """Matrix (n, m) times vector (m,)."""
+    ta, tv = _tensor("mv", a), _tensor("mv", v, "vec")
+    if ta.ndim != 2 or tv.ndim != 1:
+        raise RuntimeError(f"mv: expected a matrix and a vector, got shapes {ta.shape} and {tv.shape}")
+    return matmul(ta, tv)
+
+
+def inner(a: Any, b: Any) -> Tensor:
+    """Sums of products over the last dims: shape a.shape[:-1] + b.shape[:-1] (a scalar: the product)."""
+    ta, tb = _tensor("inner", a), _tensor("inner", b)
+    if ta.ndim == 0 or tb.ndim == 0:
+        return mul(ta, tb)
+    if ta.shape[-1] != tb.shape[-1]:
+        raise RuntimeError(f"inner: the last dims of shapes {ta.shape} and {tb.shape} differ")
+    k = ta.shape[-1]
+    out = matmul(reshape(ta, (-1, k)), transpose(reshape(tb, (-1, k)), 0, 1))
+    return reshape(out, ta.shape[:-1] + tb.shape[:-1])
+
+
+def addcmul(input: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+    """input + value * tensor1 * tensor2."""
+    return add(input, mul(tensor1, tensor2), alpha=value)
+
+
+def addcdiv(input: Any, tensor1: Any, tensor2: Any, *, value: Any = 1) -> Tensor:
+    """input + value * tensor1 / tensor2."""
+    return add(input, div(tensor1, tensor2), alpha=value)
+
+
+def dist(a: Any, b: Any, p: float = 2) -> Tensor:
+    """The p-norm of a - b (broadcast)."""
+    return norm(sub(a, b), p)
+
+
+def index_add(x: Tensor, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Tensor:
+    """x with ``alpha * source`` slices added at ``index`` along ``dim`` (repeated indices add up)."""
+    x = _tensor("index_add", x)
+    idx = _index_tensor("index_add", index).reshape(-1)
+    d = _axis("index_add", dim, builtins.max(x.ndim, 1))
+    src = _cast(_tensor("index_add", source, "source"), x.dtype)
+    if src.ndim != x.ndim or src.shape[d] != idx.size:
+        raise RuntimeError(f"index_add: source of shape {src.shape} does not match {idx.size} indices along dim {d}")
+    full = (slice(None),) * d + (idx % builtins.max(x.shape[d], 1),)
+    return x + P.IndexAdd.apply(src if alpha == 1 else src * alpha, x.shape, full)
+
+
+def index_fill(x: Tensor, dim: int, index: Any, value: Any) -> Tensor:
+    """x with the slices at ``index`` along ``dim`` set to ``value``."""
+    x = _tensor("index_fill", x)
+    d = _axis("index_fill", dim, builtins.max(x.ndim, 1))
+    full = (slice(None),) * d + (_index_tensor("index_fill", index).reshape(-1),)
+    return index_put(x, full, value)
+
+
+def index_copy(x: Tensor, dim: int, index: Any, source: Any) -> Tensor:
+    """x with the slices at ``index`` along ``dim`` replaced by those of ``source``."""
+    x = _tensor("index_copy", x)
+    d = _axis("index_copy", dim, builtins.max(x.ndim, 1))
+    full = (slice(None),) * d + (_index_tensor("index_copy", index).reshape(-1),)
+    return index_put(x, full, source)
+
+
+def select(x: Tensor, dim: int, index: int) -> Tensor:
+    """The slice at ``index`` along ``dim``, that dim removed (``x[:, index]`` for dim 1)."""
+    x = _tensor("select", x)
+    d = _axis("select", dim, x.ndim)
+    return getitem(x, (slice(None),) * d + (int(index),))
+
+
+def tensor_split(x: Tensor, indices_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """NumPy's ``array_split``: n nearly equal parts, or the parts between the given indices."""
+    x = _tensor("tensor_split", x)
+    d = _axis("tensor_split", dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k < 1:
+            raise RuntimeError(f"tensor_split: number of sections must be larger than 0, got {k}")
+        sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        bounds = np.cumsum([0] + sizes)
+    else:
+        bounds = np.array([0] + [builtins.min(builtins.max(int(i), 0), n) for i in indices_or_sections] + [n])
+        bounds = np.maximum.accumulate(bounds)
+    return tuple(narrow(x, d, int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def fliplr(x: Tensor) -> Tensor:
+    """x with dim 1 reversed."""
+    return flip(x, 1)
+
+
+def flipud(x: Tensor) -> Tensor:
+    """x with dim 0 reversed."""
+    return flip(x, 0)
+
+
+def rot90(x: Tensor, k: int = 1, dims: Sequence[int] = (0, 1)) -> Tensor:
+    """x rotated by 90 degrees k times in the plane of ``dims``, from the first towards the second."""
+    x = _tensor("rot90", x)
+    d0, d1 = (_axis("rot90", d, x.ndim) for d in dims)
+    k %= 4
+    if k == 1:
+        return transpose(flip(x, d1), d0, d1)
+    if k == 2:
+        return flip(x, (d0, d1))
+    if k == 3:
+        return flip(transpose(x, d0, d1), d1)
+    return x
+
+
+def kthvalue(x: Tensor, k: int, dim: int = -1, keepdim: bool = False) -> MaxResult:
+    """The k-th smallest element along ``dim`` (1-based) and its index."""
+    from .sorting import sort  # sorting builds on this module
+
+    x = _tensor("kthvalue", x)
+    d = _axis("kthvalue", dim, builtins.max(x.ndim, 1))
+    size = x.shape[d] if x.ndim else 1
+    if not 1 <= int(k) <= size:
+        raise RuntimeError(f"kthvalue: selected number k={k} out of range for dimension {d} of size {size}")
+    values, indices = sort(x, d)
+    pick = (slice(None),) * d + (slice(int(k) - 1, int(k)),)
+    v, i = getitem(values, pick), getitem(indices, pick)
+    return MaxResult(v, i) if keepdim else MaxResult(squeeze(v, d), squeeze(i, d))
+
+
+def median(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """The lower median (PyTorch's: of an even count, the smaller middle element): of all elements,
+    or ``(values, indices)`` along ``dim``."""
+    x = _tensor("median", x)
+    if dim is None:
+        flat = reshape(x, -1)
+        return kthvalue(flat, (flat.shape[0] + 1) // 2, 0).values
+    d = _axis("median", dim, builtins.max(x.ndim, 1))
+    return kthvalue(x, ((x.shape[d] if x.ndim else 1) + 1) // 2, d, keepdim)
+
+
+def aminmax(x: Tensor, *, dim: int | None = None, keepdim: bool = False) -> Any:
+    """``(min, max)`` over ``dim`` (default all), as a named tuple."""
+    return _MinMax(amin(x, () if dim is None else dim, keepdim), amax(x, () if dim is None else dim, keepdim))
+
+
+class _MinMax(NamedTuple):
+    min: Tensor
+    max: Tensor

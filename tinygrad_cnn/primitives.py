@@ -255,7 +255,7 @@ class Log1p(Primitive):
 
 
 class Sin(Primitive):
-    """y = sin(x).   dx = g * cos(x), with cos(x) = sin(x + pi/2)."""
+    """y = sin(x).   dx = g * cos(x)."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
@@ -265,7 +265,68 @@ class Sin(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return g * Sin.apply(x + np.pi / 2)
+        return g * Elementwise.apply(x, "cos")
+
+
+class Elementwise(Primitive):
+    """y = f(x) for a function f of the table ``ELEMENTWISE``, which gives its NumPy forward and its
+    derivative f'(x) in tensor ops.   dx = g * f'(x)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, name: str) -> np.ndarray:
+        ctx.save_for_backward(x)
+        ctx.values = (name,)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ELEMENTWISE[name][0](x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        (name,) = ctx.values
+        return g * ELEMENTWISE[name][1](x)
+
+
+def _f(name: str) -> Any:
+    return lambda x: Elementwise.apply(x, name)
+
+
+# name: (forward on arrays, derivative on tensors)
+ELEMENTWISE: dict[str, tuple[Any, Any]] = {
+    "cos": (np.cos, lambda x: -Sin.apply(x)),
+    "tan": (np.tan, lambda x: _f("tan")(x) ** 2 + 1),
+    "asin": (np.arcsin, lambda x: (1 - x * x) ** -0.5),
+    "acos": (np.arccos, lambda x: -((1 - x * x) ** -0.5)),
+    "atan": (np.arctan, lambda x: 1 / (x * x + 1)),
+    "sinh": (np.sinh, _f("cosh")),
+    "cosh": (np.cosh, _f("sinh")),
+    "asinh": (np.arcsinh, lambda x: (x * x + 1) ** -0.5),
+    "acosh": (np.arccosh, lambda x: (x * x - 1) ** -0.5),
+    "atanh": (np.arctanh, lambda x: 1 / (1 - x * x)),
+}
+
+
+class XLogY(Primitive):
+    """y = a * log(b), and 0 where a == 0 (whatever b is, as PyTorch).   da = g * log(b) (0 where a == b == 0),
+    db = g * a / b."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        ctx.values = (a.shape, b.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(a == 0, 0, a * np.log(b)).astype(np.result_type(a, b), copy=False)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad]:
+        a, b = ctx.saved_tensors
+        a_shape, b_shape = ctx.values
+        both_zero = (a.array == 0) & (b.array == 0)  # PyTorch: da = 0 there, not log(0)
+        da = (
+            Where.apply(both_zero, Tensor.wrap(np.zeros((), g.dtype)), g * Log.apply(b))
+            if both_zero.any()
+            else g * Log.apply(b)
+        )
+        return sum_to(da, a_shape), sum_to(g * a / b, b_shape)
 
 
 class PowTensor(Primitive):
