@@ -247,6 +247,9 @@ def _abort_on_exception(kind: type[BaseException], value: BaseException, tb: Tra
     text = "".join(traceback.format_exception(kind, value, tb))
     sys.stderr.write(f"tinygrad_cnn.distributed: rank {group.rank} of {group.size} failed; aborting the job\n{text}")
     sys.stderr.flush()
+    # mpiexec forwards a rank's output asynchronously and MPI_Abort ends the job at once: without a
+    # moment for the forwarding, the traceback was sometimes lost (an empty stderr, 1 run in ~30).
+    time.sleep(0.5)
     group.comm.Abort(1)
 
 
