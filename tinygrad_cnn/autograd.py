@@ -452,12 +452,17 @@ def register_post_accumulate_grad_hook(leaf: Tensor, hook: Any) -> RemovableHand
     reached their leaves, which is the same on every run of the same graph."""
     if leaf.grad_fn is not None or not leaf.requires_grad:
         raise RuntimeError("register_post_accumulate_grad_hook: only a leaf tensor that requires grad has a .grad")
-    key = id(leaf)
-    if key not in _accumulate_hooks:
-        _accumulate_hooks[key] = []
-        weakref.finalize(leaf, _accumulate_hooks.pop, key, None)
-    _accumulate_hooks[key].append(hook)
-    return RemovableHandle(_accumulate_hooks[key], hook)
+    return _register(_accumulate_hooks, leaf, hook)
+
+
+def _register(table: dict[int, list[Any]], t: Tensor, hook: Any) -> RemovableHandle:
+    """Add ``hook`` to ``t``'s list in ``table`` (the list goes when ``t`` does)."""
+    key = id(t)
+    if key not in table:
+        table[key] = []
+        weakref.finalize(t, table.pop, key, None)
+    table[key].append(hook)
+    return RemovableHandle(table[key], hook)
 
 
 # id(tensor) -> the hooks registered with Tensor.register_hook on that tensor.
@@ -470,12 +475,7 @@ def register_hook(t: Tensor, hook: Any) -> RemovableHandle:
     returns replaces the gradient. As PyTorch's ``Tensor.register_hook``."""
     if not t.requires_grad:
         raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-    key = id(t)
-    if key not in _gradient_hooks:
-        _gradient_hooks[key] = []
-        weakref.finalize(t, _gradient_hooks.pop, key, None)
-    _gradient_hooks[key].append(hook)
-    return RemovableHandle(_gradient_hooks[key], hook)
+    return _register(_gradient_hooks, t, hook)
 
 
 def _hooked(t: Tensor, g: Tensor) -> Tensor:
@@ -644,15 +644,20 @@ class _Gradients:
         self.captured: dict[int, Tensor | None] = {}
         self.hooked: dict[int, Tensor] = {}  # leaves with post-accumulate hooks that got a gradient, in order
         self.hook_leaves: dict[int, Tensor] = {}  # leaves with gradient hooks: summed in pending, added at the end
-        self.hooks_done: set[int] = set()
 
     def add(self, t: Tensor, g: Tensor) -> None:
         key = id(t)
-        if t.grad_fn is not None or (key in _gradient_hooks and key not in self.hooks_done):
+        if t.grad_fn is not None or key in _gradient_hooks:
             if t.grad_fn is None:
                 self.hook_leaves[key] = t
             self.pending[key] = self.pending[key] + g if key in self.pending else g
-        elif self.wanted is not None:
+        else:
+            self._deliver(t, g)
+
+    def _deliver(self, t: Tensor, g: Tensor) -> None:
+        """A leaf's gradient: kept for :meth:`of`, or added to its ``.grad``."""
+        key = id(t)
+        if self.wanted is not None:
             if key in self.wanted:
                 previous = self.captured.get(key)
                 self.captured[key] = g if previous is None else previous + g
@@ -685,8 +690,7 @@ class _Gradients:
         for key, leaf in self.hook_leaves.items():
             g = self.pending.pop(key, None)
             if g is not None:
-                self.hooks_done.add(key)
-                self.add(leaf, _hooked(leaf, g))
+                self._deliver(leaf, _hooked(leaf, g))
 
     def run_accumulate_hooks(self) -> None:
         """Call the post-accumulate hooks of the leaves whose ``.grad`` this sweep added to."""
