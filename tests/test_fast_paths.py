@@ -122,7 +122,8 @@ def test_conv2d_with_one_input_channel_copies_columns_kernel_major():
     x = Tensor(rng.standard_normal((2, 1, 6, 30)), requires_grad=True)
     w = Tensor(rng.standard_normal((3, 1, 3, 3)), requires_grad=True)
     b = Tensor(rng.standard_normal(3), requires_grad=True)
-    assert next(kernels.im2col_blocks(x.array, (3, 3), (1, 1), (1, 1)))[1].flags.f_contiguous  # the column-major copy
+    im2col = kernels.Im2col(x.array, (3, 3), (1, 1), (1, 1))
+    assert im2col.block(0, im2col.buffer()).flags.f_contiguous  # the column-major copy
     out = F.conv2d(x, w, b)
     want = np.zeros((2, 3, 4, 28))
     for i in range(4):

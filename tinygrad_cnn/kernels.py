@@ -12,10 +12,13 @@ so that a pooling window or a kernel offset of all images is one run of N*C valu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
+
+from . import intraop
 
 Shape = tuple[int, ...]
 Axes = tuple[int, ...]
@@ -26,6 +29,11 @@ LONG_RUN_BYTES = 256  # contiguous runs at least this long copy and add at close
 FOLD_BLOCK_BYTES = 2 << 20  # window gradients folded at a time: well inside a core's L2
 IM2COL_BLOCK_BYTES = 2 << 20  # how much of the im2col matrix is copied and multiplied at a time
 SLAB_BYTES = 256 << 10  # how much of the source a layout-changing copy reads at a time
+TASK_BYTES = 512 << 10  # the least work (bytes written) worth handing to another thread
+MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads can share it out
+PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
+MATMUL_ROWS = 64  # a GEMM is split into row ranges of at least this many rows (fewer lose speed)
+MATMUL_SPLIT_FLOPS = 1 << 21  # smaller products are not split
 
 
 def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
@@ -328,6 +336,12 @@ def _clipped_offset_views(
                 yield p * kernel[1] + q, image[:, rows, cols, :], (windows_h, windows_w)
 
 
+def split_count(nbytes: int) -> int:
+    """How many pieces work that writes ``nbytes`` is cut into at least: MIN_BLOCKS, or fewer,
+    no smaller than TASK_BYTES each (1 for small work)."""
+    return max(1, min(MIN_BLOCKS, nbytes // TASK_BYTES))
+
+
 def _image_blocks(n: int, bytes_per_image: int, budget: int) -> Iterator[slice]:
     """Consecutive slices of a batch of n images, as many images each as fit in ``budget`` bytes
     of per-image work (at least one)."""
@@ -365,18 +379,19 @@ def fold(g: np.ndarray, x_shape: Shape, kernel: Shape, stride: Shape, dilation: 
 # --------------------------------------------------------------------------- conv2d
 
 
-def im2col_blocks(
-    x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)
-) -> Iterator[tuple[slice, np.ndarray]]:
+class Im2col:
     """The (OH*OW*N, kh*kw*C) im2col matrix of x (N, C, H, W) zero-padded by ``padding`` (rows,
-    columns on each side), a block of consecutive rows at a time: (which rows, the block).
-    Rows run batch-inner (OH, OW, N); columns (kh, kw, C). Each block is copied into one buffer
-    of about IM2COL_BLOCK_BYTES, reused for the next block: use it before asking for the next.
+    columns on each side), in blocks of consecutive rows: ``rows[i]`` are block i's rows, and
+    ``block(i, buffer)`` copies it into ``buffer`` (a flat array of ``block_size`` elements or
+    more) and returns it. Rows run batch-inner (OH, OW, N); columns (kh, kw, C).
 
-    A block at a time because the whole matrix is kh*kw times the image: copying it all and then
+    In blocks because the whole matrix is kh*kw times the image: copying it all and then
     multiplying streams it through memory twice, where a block that stays in the cache is
     multiplied right after its copy (a 3x3 conv of 32 channels on 32x32 images, batch 64: 49 ms
-    for the whole matrix, 21 ms in blocks), and it is never all in memory at once.
+    for the whole matrix, 21 ms in blocks), and it is never all in memory at once. Blocks are
+    about IM2COL_BLOCK_BYTES, and a matrix of several TASK_BYTES is cut into up to MIN_BLOCKS
+    at least, so that threads can share it out (:mod:`tinygrad_cnn.intraop`); the cut depends on
+    the shapes only.
 
     Row-major, the copy reads each window's channels, a contiguous run of C (times kw when the
     image is channels-last). With few channels that run is short, and the copy is several times
@@ -385,46 +400,56 @@ def im2col_blocks(
     runs along the image's rows of all N images. The GEMM takes either memory order. Padding
     goes into that copy of the image (or one in x's own memory order), never a separate pass.
     """
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, padding
-    oh, ow = out_hw((h + 2 * ph, w + 2 * pw), kernel, stride, dilation)
-    s_n, s_c, s_h, s_w = x.strides  # of the windows (OH, OW, N, kh, kw, C) read row-major, as below:
-    run = _contiguous_run((oh, ow, n, kh, kw, c), (sh * s_h, sw * s_w, s_n, dh * s_h, dw * s_w, s_c), x.itemsize)
-    row_major = run * x.itemsize >= LONG_RUN_BYTES
-    image = pad_image(x, padding, memory_order(x) if row_major else [1, 2, 3, 0])
-    win = windows(image, kernel, stride, dilation)  # (N, OH, OW, kh, kw, C)
-    win = win.transpose(1, 2, 0, 3, 4, 5) if row_major else win.transpose(3, 4, 5, 1, 2, 0)
-    k = kh * kw * c
-    pixels = max(1, IM2COL_BLOCK_BYTES // max(1, n * k * x.itemsize))  # output pixels (of all N images) per block
-    if pixels >= oh * ow:  # one block: the whole matrix, in one copy
-        yield slice(0, oh * ow * n), win.reshape(oh * ow * n, k) if row_major else win.reshape(k, oh * ow * n).T
-        return
-    buffer = np.empty(min(pixels, oh * ow) * n * k, dtype=x.dtype)
-    for i, j, rows, cols in _pixel_blocks(oh, ow, pixels):
-        count = rows * cols * n
-        first = (i * ow + j) * n
-        if row_major:
-            block = buffer[: count * k].reshape(count, k)
-            np.copyto(block.reshape(rows, cols, n, kh, kw, c), win[i : i + rows, j : j + cols])
-        else:
-            block_t = buffer[: count * k].reshape(k, count)
-            np.copyto(block_t.reshape(kh, kw, c, rows, cols, n), win[:, :, :, i : i + rows, j : j + cols])
-            block = block_t.T
-        yield slice(first, first + count), block
+
+    def __init__(self, x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)) -> None:
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel, stride, dilation, padding
+        oh, ow = out_hw((h + 2 * ph, w + 2 * pw), kernel, stride, dilation)
+        s_n, s_c, s_h, s_w = x.strides  # of the windows (OH, OW, N, kh, kw, C) read row-major, as below:
+        run = _contiguous_run((oh, ow, n, kh, kw, c), (sh * s_h, sw * s_w, s_n, dh * s_h, dw * s_w, s_c), x.itemsize)
+        self.row_major = run * x.itemsize >= LONG_RUN_BYTES
+        image = pad_image(x, padding, memory_order(x) if self.row_major else [1, 2, 3, 0])
+        win = windows(image, kernel, stride, dilation)  # (N, OH, OW, kh, kw, C)
+        self.win = win.transpose(1, 2, 0, 3, 4, 5) if self.row_major else win.transpose(3, 4, 5, 1, 2, 0)
+        self.n, self.k, self.dtype = n, kh * kw * c, x.dtype
+        pixel_bytes = n * self.k * x.itemsize  # one output pixel of all N images
+        pixels = max(1, IM2COL_BLOCK_BYTES // max(1, pixel_bytes))
+        pixels = min(pixels, -(-oh * ow // split_count(oh * ow * pixel_bytes)))
+        self.blocks = list(_pixel_blocks(oh, ow, pixels))
+        self.rows = [slice((i * ow + j) * n, (i * ow + j + rows * cols) * n) for i, j, rows, cols in self.blocks]
+        self.block_size = max(r.stop - r.start for r in self.rows) * self.k
+
+    def block(self, index: int, buffer: np.ndarray) -> np.ndarray:
+        """Block ``index`` of the matrix, (its rows, kh*kw*C), copied into ``buffer``."""
+        i, j, rows, cols = self.blocks[index]
+        count = rows * cols * self.n
+        win = self.win
+        if self.row_major:
+            block = buffer[: count * self.k].reshape(count, self.k)
+            np.copyto(block.reshape(rows, cols, *win.shape[2:]), win[i : i + rows, j : j + cols])
+            return block
+        block_t = buffer[: count * self.k].reshape(self.k, count)
+        np.copyto(block_t.reshape(*win.shape[:3], rows, cols, self.n), win[:, :, :, i : i + rows, j : j + cols])
+        return block_t.T
+
+    def buffer(self) -> np.ndarray:
+        """A buffer for :meth:`block` in the calling thread's scratch memory (see :func:`intraop.scratch`)."""
+        return intraop.scratch(self.block_size, self.dtype)
 
 
 def _pixel_blocks(oh: int, ow: int, pixels: int) -> Iterator[tuple[int, int, int, int]]:
     """The (OH, OW) grid of output pixels cut into blocks of at most ``pixels`` (at least one)
     that are consecutive in row-major order: (first row, first column, rows, columns), whole rows
-    when a row fits, else pieces of one row."""
+    when a row fits, else equal pieces of one row (a row of 32 in 16 and 16, not 28 and 4: a
+    sliver of a block is a GEMM too small to run at speed)."""
     if pixels >= ow:
         step = pixels // ow
         for i in range(0, oh, step):
             yield i, 0, min(step, oh - i), ow
         return
     for i in range(oh):
-        for j in range(0, ow, pixels):
-            yield i, j, 1, min(pixels, ow - j)
+        for piece in intraop.pieces(ow, 1, -(-ow // pixels)):
+            yield i, piece.start, 1, len(piece)
 
 
 def conv_forward(
@@ -432,21 +457,29 @@ def conv_forward(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """im2col(x padded) @ w + b: conv2d's output (N, OH, OW, C_out) from x (N, C, H, W),
     w (kh, kw, C, C_out) and b (C_out,) or None, laid out batch-inner (see :func:`conv_output`).
-    Each block of :func:`im2col_blocks` is multiplied (and its bias added) while it is in the
-    cache. Also returns the im2col matrix when it was a single block (small: worth keeping for
-    :func:`conv_weight_grad`), else None."""
+    Each block of :class:`Im2col` is multiplied (and its bias added) while it is in the cache,
+    groups of blocks on several threads. Also returns the im2col matrix when it was a single
+    block (small: worth keeping for :func:`conv_weight_grad`), else None."""
     kh, kw, c, c_out = w.shape
+    cols = Im2col(x, (kh, kw), stride, dilation, padding)
+    weight = w.reshape(kh * kw * c, c_out)
+    y = np.empty((cols.rows[-1].stop, c_out), dtype=np.result_type(x, w))
+
+    single = len(cols.rows) == 1
+
+    def multiply(blocks: range) -> np.ndarray:
+        buffer = np.empty(cols.block_size, dtype=cols.dtype) if single else cols.buffer()  # a single block is kept
+        for i in blocks:
+            block = cols.block(i, buffer)
+            np.matmul(block, weight, out=y[cols.rows[i]])
+            if b is not None:
+                add_row(y[cols.rows[i]], b)
+        return block
+
+    kept = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)])
     n, _, h, wd = x.shape
     oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
-    weight = w.reshape(kh * kw * c, c_out)
-    y = np.empty((oh * ow * n, c_out), dtype=np.result_type(x, w))
-    block = None
-    for rows, block in im2col_blocks(x, (kh, kw), stride, dilation, padding):
-        np.matmul(block, weight, out=y[rows])
-        if b is not None:
-            add_row(y[rows], b)
-    single = block is not None and len(block) == len(y)
-    return conv_output(y, n, oh, ow), block if single else None
+    return conv_output(y, n, oh, ow), kept[0] if single else None
 
 
 def conv_weight_grad(
@@ -462,14 +495,27 @@ def conv_weight_grad(
     from the batch-inner (OH*OW*N, C_out) output gradient. The im2col matrix is ``cols`` when the
     forward pass kept it (see :func:`conv_forward`), else copied again a block at a time: a copy
     that stays in the cache costs less than keeping kh*kw times the image in memory and reading
-    it back from there."""
+    it back from there. Groups of blocks run on several threads, each summing its blocks'
+    products; the groups' sums are added in order (the same sum whatever the thread count)."""
     if cols is not None:
-        return (cols.T @ g_rows).reshape(w_shape)
+        return matmul(cols.T, g_rows).reshape(w_shape)
     kh, kw, c, c_out = w_shape
-    total = np.zeros((kh * kw * c, c_out), dtype=np.result_type(x, g_rows))
-    part = np.empty_like(total)
-    for rows, block in im2col_blocks(x, (kh, kw), stride, dilation, padding):
-        np.matmul(block.T, g_rows[rows], out=part)
+    im2col = Im2col(x, (kh, kw), stride, dilation, padding)
+    dtype = np.result_type(x, g_rows)
+    most = max(1, min(16, PARTIAL_SUMS_BYTES // (kh * kw * c * c_out * dtype.itemsize)))
+
+    def multiply(blocks: range) -> np.ndarray:
+        buffer = im2col.buffer()
+        total = np.zeros((kh * kw * c, c_out), dtype=dtype)
+        part = np.empty_like(total)
+        for i in blocks:
+            np.matmul(im2col.block(i, buffer).T, g_rows[im2col.rows[i]], out=part)
+            total += part
+        return total
+
+    sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)])
+    total = sums[0]
+    for part in sums[1:]:
         total += part
     return total.reshape(w_shape)
 
@@ -533,13 +579,58 @@ def fold_products(
     oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), kernel, stride, dilation)
     g_pixels = g_rows.reshape(oh * ow, n, c_out)
     out = np.zeros((h, wd, n, c), dtype=np.result_type(g_rows, w))
-    for images in _image_blocks(n, oh * ow * c * out.itemsize, FOLD_BLOCK_BYTES // 2):
-        count = images.stop - images.start
-        g_part = g_rows if count == n else g_pixels[:, images].reshape(-1, c_out)
-        block = np.empty((oh * ow * count, c), dtype=out.dtype)
+    per_image = oh * ow * c * out.itemsize
+    images = max(1, FOLD_BLOCK_BYTES // 2 // max(1, per_image))
+    images = max(1, min(images, -(-n // split_count(n * per_image * kh * kw))))  # kh*kw products land on the image
+
+    def fold_images(first: int) -> None:
+        count = min(images, n - first)
+        g_part = g_rows if count == n else g_pixels[:, first : first + count].reshape(-1, c_out)
+        block = intraop.scratch((oh * ow * count, c), out.dtype)
         block_pixels = block.reshape(oh, ow, count, c).transpose(2, 0, 1, 3)  # (N', OH, OW, C) view
-        image = out[:, :, images].transpose(2, 0, 1, 3)  # (N', H, W, C) view
+        image = out[:, :, first : first + count].transpose(2, 0, 1, 3)  # (N', H, W, C) view
         for k, view, (rows, cols) in _clipped_offset_views(image, (oh, ow), kernel, stride, padding, dilation):
             np.matmul(g_part, per_offset[k], out=block)
             view += block_pixels[:, rows, cols]
+
+    intraop.run([partial(fold_images, first) for first in range(0, n, images)])
     return out.transpose(2, 3, 0, 1)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b; a large product of 2-D arrays is computed in ranges of a's rows on several threads
+    (ranges cut by the shapes alone: the same result whatever the thread count)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < MATMUL_SPLIT_FLOPS:
+        return a @ b
+    ranges = intraop.pieces(a.shape[0], MATMUL_ROWS)
+    if len(ranges) == 1:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    intraop.run([partial(np.matmul, a[r.start : r.stop], b, out=out[r.start : r.stop]) for r in ranges])
+    return out
+
+
+def elementwise(ufunc: Callable[..., Any], x: np.ndarray, *others: Any) -> np.ndarray:
+    """ufunc(x, *others), for ``others`` of x's shape laid out like x, or scalars. A large x is
+    done in slabs of its memory on several threads, the result laid out like x."""
+    order = memory_order(x)
+    flat = x.transpose(order)
+    if x.nbytes < 2 * TASK_BYTES or not flat.flags.c_contiguous:
+        return ufunc(x, *others)
+    ins = [flat.reshape(-1)]
+    for other in others:
+        if np.ndim(other) == 0:
+            ins.append(other)
+        elif np.shape(other) == x.shape and other.transpose(order).flags.c_contiguous:
+            ins.append(other.transpose(order).reshape(-1))
+        else:
+            return ufunc(x, *others)
+    dtype = ufunc(*(a if np.ndim(a) == 0 else a[:0] for a in ins)).dtype
+    out = np.empty(flat.shape, dtype=dtype)
+    dst = out.reshape(-1)
+
+    def slab(r: range) -> None:
+        ufunc(*(a if np.ndim(a) == 0 else a[r.start : r.stop] for a in ins), out=dst[r.start : r.stop])
+
+    intraop.run([partial(slab, r) for r in intraop.pieces(x.size, TASK_BYTES // x.itemsize)])
+    return out.transpose(np.argsort(order))

@@ -1,32 +1,35 @@
-"""How many threads NumPy's BLAS runs the GEMMs on: :func:`set_num_threads`, :func:`get_num_threads`
+"""How many threads tinygrad_cnn runs each op on: :func:`set_num_threads`, :func:`get_num_threads`
 (PyTorch's names and meaning) and the default, which follows the load on the machine.
 
-Why a default that adapts: OpenBLAS splits every large GEMM between its threads and waits for
-all of them; its idle threads then spin on a core for a while. On an idle machine two threads make
-a training step 20-40% faster than one. When other processes keep the cores busy, a GEMM waits for
-whichever of its threads the kernel has descheduled and the spinning threads take cores from
-everyone: training ran 8-11x slower on 2 threads than on 1 with a single competing busy process
+The kernels cut an op's work into tasks and run them on this many threads
+(:mod:`tinygrad_cnn.intraop`), each thread calling NumPy's BLAS on one thread: while tinygrad_cnn
+controls the count, BLAS itself is kept on one thread (with ``threadpoolctl``). Splitting the op
+ourselves parallelises the copies, pooling and elementwise work around the GEMMs too, not only
+the GEMMs, and a waiting thread sleeps rather than spins.
+
+Why a default that adapts: threads help on idle cores and are a disaster on busy ones. A
+task split between threads waits for whichever thread the kernel has descheduled; OpenBLAS's own
+threads, worse, spin on their cores after each GEMM and take them from everyone: training ran
+8-11x slower on 2 BLAS threads than on 1 beside a single competing busy process
 (docs/performance.md). So by default the count is re-chosen every half second from the
 processor time the *other* processes used on this process's cores over the last interval
 (``/proc/stat`` against this process's own CPU time): as many threads as there are idle cores,
-at least one, never more than BLAS had when tinygrad_cnn first looked (its own default: the
-cores, or ``OPENBLAS_NUM_THREADS`` and the like). A cgroup CPU quota (``cpu.max``) counts as fewer
-cores. The check runs when a module is called and when a backward sweep starts; between checks it
-costs one clock read.
+at least one, never more than the cores this process may use (a cgroup CPU quota (``cpu.max``)
+counts as fewer cores). The check runs when a module is called and when a backward sweep starts;
+between checks it costs one clock read.
 
-The setting is process-wide: NumPy's BLAS is one library, so a user's own NumPy code in the same
-process runs on the same count. Nothing is changed while:
+The count is fixed instead:
 
-- :func:`set_num_threads` fixed the count (as ``torch.set_num_threads`` does);
-- an environment variable fixed it (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
-  ``MKL_NUM_THREADS``, ``GOTO_NUM_THREADS``);
-- something else changed it since we last set it (for example ``threadpoolctl.threadpool_limits``
-  around a block of the user's code): it is left alone until it is back at our value;
-- the machine gives no load figures (no ``/proc/stat``: not Linux), or threadpoolctl finds no BLAS
-  it can control (then BLAS keeps its own default).
+- by :func:`set_num_threads` (as ``torch.set_num_threads``);
+- by an environment variable, read once (``OMP_NUM_THREADS``, as PyTorch reads it, or
+  ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``GOTO_NUM_THREADS``): ``OPENBLAS_NUM_THREADS=1``
+  runs everything on one thread.
 
-:func:`capped` bounds the count inside a block (one BLAS thread per worker thread of
-:func:`tinygrad_cnn.parallel.map_batches`, each MPI rank's share of the cores).
+While something else has set BLAS's own count (for example ``threadpoolctl.threadpool_limits``
+around a block of the user's code), the kernels run on one thread and BLAS on that count, until
+it is back at one. Where threadpoolctl finds no BLAS it can control, BLAS keeps its own threads
+and the default stays at one thread. The setting is process-wide; :func:`capped` bounds it inside
+a block (each MPI rank's share of the cores, :func:`tinygrad_cnn.parallel.map_batches`'s threads).
 """
 
 from __future__ import annotations
@@ -44,22 +47,32 @@ from threadpoolctl import ThreadpoolController
 __all__ = ["capped", "get_num_threads", "set_num_threads"]
 
 INTERVAL = 0.5  # seconds between two looks at the machine's load
-ENVIRONMENT_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
+ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
+
+
+def _environment_count() -> int | None:
+    """The thread count the first of ENVIRONMENT_VARIABLES that is set asks for (None: none is set,
+    or it is not a positive int)."""
+    for name in ENVIRONMENT_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return int(value) if value.isdigit() and int(value) > 0 else None
+    return None
 
 
 class _State:
-    """What the adaptive default knows; one per process, guarded by ``lock``."""
+    """What the thread control knows; one per process, guarded by ``lock``."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.controller: ThreadpoolController | None = None
-        self.fixed: int | None = None  # set_num_threads' count
+        self.width = 1  # the threads an op runs on now (read without the lock: one int)
+        self.fixed: int | None = _environment_count()  # set_num_threads' or the environment's count
         self.caps: list[int] = []  # capped() blocks, innermost last
-        self.ceiling = 1  # BLAS's count when first looked at
-        self.last_set: int | None = None  # the count we last gave BLAS
+        self.blas_set: int | None = None  # the count we last gave BLAS (1), None before we did
         self.next_look = 0.0  # monotonic time of the next look at the load
         self.sample: tuple[float, float, float] | None = None  # (wall, all processes' busy CPU s, ours)
-        self.adaptive = not any(os.environ.get(name) for name in ENVIRONMENT_VARIABLES)
+        self.adaptive = self.fixed is None
 
 
 _state = _State()
@@ -70,7 +83,6 @@ def _blas() -> ThreadpoolController:
         import numpy  # noqa: F401  (BLAS is loaded with NumPy: threadpoolctl finds only loaded libraries)
 
         _state.controller = ThreadpoolController().select(user_api="blas")
-        _state.ceiling = _blas_threads(_state.controller) or 1
     return _state.controller
 
 
@@ -80,8 +92,13 @@ def _blas_threads(controller: ThreadpoolController) -> int | None:
     return max(counts) if counts else None
 
 
+def current() -> int:
+    """The threads an op runs on now (what :mod:`tinygrad_cnn.intraop` reads; no lock, no look at the load)."""
+    return _state.width
+
+
 def set_num_threads(n: int) -> None:
-    """Run BLAS on ``n`` threads from now on, whatever the load (``torch.set_num_threads``).
+    """Run each op on ``n`` threads from now on, whatever the load (``torch.set_num_threads``).
 
     Turns the adaptive default off for the rest of the process. ``n`` may exceed the number of cores.
     """
@@ -93,37 +110,36 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads BLAS runs on now (``torch.get_num_threads``); 1 where threadpoolctl
-    finds no BLAS it can control."""
-    with _state.lock:
-        return _blas_threads(_blas()) or 1
+    """The number of threads an op runs on now (``torch.get_num_threads``)."""
+    return _state.width
 
 
 @contextlib.contextmanager
 def capped(n: int) -> Iterator[None]:
-    """Run the block with BLAS on at most ``n`` threads; the count before it is restored afterwards."""
+    """Run the block on at most ``n`` threads; the count before it is restored afterwards."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"capped: the number of threads must be a positive int, got {n!r}")
     with _state.lock:
-        before = _blas_threads(_blas())
+        before = _state.width
         _state.caps.append(n)
-        if before is not None:
-            _apply(before)
+        _apply(before)
     try:
         yield
     finally:
         with _state.lock:
             _state.caps.remove(n)
-            if before is not None:
-                _apply(before)
+            _apply(_state.fixed or before)
 
 
 def _apply(n: int) -> None:
-    """Give BLAS ``n`` threads, or fewer if a :func:`capped` block is active (the caller holds the lock)."""
-    n = min([n, *_state.caps])
-    for lib in _blas().lib_controllers:
-        lib.set_num_threads(n)
-    _state.last_set = n
+    """Run ops on ``n`` threads, or fewer if a :func:`capped` block is active, with BLAS on one
+    thread each (the caller holds the lock)."""
+    controller = _blas()
+    if _state.blas_set is None and controller.lib_controllers:
+        for lib in controller.lib_controllers:
+            lib.set_num_threads(1)
+        _state.blas_set = 1
+    _state.width = min([n, *_state.caps])
 
 
 def adapt() -> None:
@@ -131,7 +147,7 @@ def adapt() -> None:
 
     Called by the library when a module is called and when a backward sweep starts.
     """
-    if not _state.adaptive or _state.fixed is not None or time.monotonic() < _state.next_look:
+    if time.monotonic() < _state.next_look:
         return
     if not _state.lock.acquire(blocking=False):
         return  # another thread is looking
@@ -145,29 +161,30 @@ def _look(now: float) -> None:
     _state.next_look = now + INTERVAL
     controller = _blas()
     if not controller.lib_controllers:
-        _state.adaptive = False
+        _state.adaptive = False  # BLAS threads itself: ops stay on one thread
         return
-    current = _blas_threads(controller)
-    if _state.last_set is not None and current != _state.last_set:
-        _state.sample = None  # someone else set it: hands off while it differs
+    if _state.blas_set is not None and _blas_threads(controller) != _state.blas_set:
+        _state.sample = None  # someone else set BLAS's count: hands off while it differs
+        _state.width = 1
+        return
+    if _state.fixed is not None or not _state.adaptive:
+        _apply(_state.fixed or 1)
         return
     cores = usable_cores()
     seconds = _cpu_seconds(cores.cpus)
     if seconds is None:
-        _state.adaptive = False  # no load figures here: BLAS keeps its own default
+        _state.adaptive = False  # no load figures here: one thread
+        _apply(1)
         return
     sample = (now, *seconds)
     previous, _state.sample = _state.sample, sample
     if previous is None:
-        if _state.last_set is None:
-            _apply(1)  # until the first interval is measured: safe under load
+        _apply(1)  # until the first interval is measured: safe under load
         return
     wall = sample[0] - previous[0]
     busy_others = max(0.0, (sample[1] - previous[1]) - (sample[2] - previous[2])) / wall
     idle = cores.cores - busy_others
-    wanted = max(1, min(_state.ceiling, math.floor(idle + 0.5)))
-    if wanted != _state.last_set:
-        _apply(wanted)
+    _apply(max(1, min(int(cores.cores), math.floor(idle + 0.5))))
 
 
 class CoreShare(NamedTuple):
