@@ -259,16 +259,23 @@ def copy_in_slabs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """dst[...] = src, for arrays of one shape laid out differently in memory (a transpose);
     returns dst. Copied a slab of src's outermost memory axis at a time: one ``np.copyto``
     walks dst in its own order and, across layouts, reads src one element per cache line, so
-    that src falls out of the cache before the rest of each line is used; a slab stays in it."""
+    that src falls out of the cache before the rest of each line is used; a slab stays in it.
+    Groups of slabs are copied on several threads."""
     if src.ndim == 0 or src.size == 0:
         dst[...] = src
         return dst
     axis = memory_order(src)[0]
     step = max(1, SLAB_BYTES * src.shape[axis] // max(1, src.nbytes))
-    index: list[Any] = [slice(None)] * src.ndim
-    for start in range(0, src.shape[axis], step):
-        index[axis] = slice(start, start + step)
-        np.copyto(dst[tuple(index)], src[tuple(index)])
+    starts = range(0, src.shape[axis], step)
+
+    def copy(slabs: range) -> None:
+        for start in slabs:
+            index = (slice(None),) * axis + (slice(start, start + step),)
+            np.copyto(dst[index], src[index])
+
+    intraop.run(
+        [partial(copy, starts[r.start : r.stop]) for r in intraop.pieces(len(starts), TASK_BYTES // SLAB_BYTES)]
+    )
     return dst
 
 
@@ -634,3 +641,13 @@ def elementwise(ufunc: Callable[..., Any], x: np.ndarray, *others: Any) -> np.nd
 
     intraop.run([partial(slab, r) for r in intraop.pieces(x.size, TASK_BYTES // x.itemsize)])
     return out.transpose(np.argsort(order))
+
+
+def _times_positive(g: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return np.multiply(g, np.greater(y, 0), out=out)
+
+
+def relu_grad(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """g * (y > 0): relu's input gradient from its output y, a slab at a time (the mask of a
+    slab stays in the cache), on several threads."""
+    return elementwise(_times_positive, g, y)

@@ -214,6 +214,11 @@ class ReLU(Primitive):
         (y,) = ctx.saved_tensors
         return g * (y > 0)
 
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (y,) = ctx.saved_arrays
+        return kernels.relu_grad(g, y)
+
 
 class Sigmoid(Primitive):
     """y = 1 / (1 + exp(-x)).   dx = g * y * (1 - y)."""
