@@ -18,8 +18,8 @@ and ``ratio_max`` (the spread). Every ratio is ours / PyTorch's speed (above 1: 
 except memory rows, where it is ours / PyTorch's MiB (below 1: we use less).
 
 tinygrad_cnn runs as a user runs it by default: one process, ``loss.backward()``, ``optim.SGD``,
-BLAS threads as :mod:`tinygrad_cnn.threads` chooses them (``blas_threads`` in each row: the count
-after the row). PyTorch (optional: ``pip install torch==2.13.0``) runs with its default threads.
+threads as :mod:`tinygrad_cnn.threads` chooses them (``threads`` in each row: the count after the
+row). PyTorch (optional: ``pip install torch==2.13.0``) runs with its default threads.
 ``tinygrad_cnn.memory.tune_allocator()`` is called first, as the MNIST example does (``--no-tune``:
 not); it is process-wide, so PyTorch's allocations get it too.
 
@@ -33,6 +33,7 @@ interleaved, until the test accuracy reaches 99%.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -41,8 +42,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,7 @@ EXTRA_ROWS = {
     "hvp": f"Hessian-vector product of LeNet-ish's loss (double backward), batch {HVP_BATCH}",
     "memory": "peak RSS growth of training steps, CIFAR-shaped and LeNet-ish, each framework in a fresh process",
     "loaded": "LeNet-ish training with one competing busy process",
+    "threads": "what every core gains over one thread, ours and PyTorch's: LeNet-ish, CIFAR-shaped, MLP, VGG-ish",
     "time_to_accuracy": "the MNIST example's recipe to 99% test accuracy (opt-in: minutes)",
 }
 
@@ -282,7 +285,7 @@ def speed_row(
             ratio_max=max(ratios),
         )
     row["rounds"] = len(ours)
-    row["blas_threads"] = tg.get_num_threads()
+    row["threads"] = tg.get_num_threads()
     row.update(extra)
     return row
 
@@ -392,19 +395,17 @@ def bench_hvp(s: Settings) -> list[dict[str, Any]]:
 
 def bench_loaded(s: Settings, all_cores_too: bool) -> list[dict[str, Any]]:
     """LeNet-ish training while one other process spins on a core (``python -c 'while True: pass'``)."""
-    from threadpoolctl import threadpool_limits
-
     w = WORKLOADS["lenet"]
     _, x, y, contenders = training_contenders(w)
     cores = tg.threads.usable_cores().cores
-    if all_cores_too:  # what the default was before the threads module: BLAS on every core
+    if all_cores_too:  # a fixed count, as torch.set_num_threads gives: every core whatever the load
         step = trainer(tg, build(tg, w), x, y)
 
         def all_cores() -> object:
-            with threadpool_limits(limits=int(cores), user_api="blas"):
+            with tg.threads.exactly(max(1, int(cores))):
                 return step()
 
-        contenders["ours, BLAS on every core"] = all_cores
+        contenders["ours, on every core"] = all_cores
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         deadline = time.perf_counter() + 1.5  # the competitor is there: let the defaults see it
@@ -427,13 +428,56 @@ def bench_loaded(s: Settings, all_cores_too: bool) -> list[dict[str, Any]]:
     if all_cores_too:
         rows.append(
             speed_row(
-                f"lenet training (batch {w.batch}) with 1 competing busy process, BLAS on every core",
+                f"lenet training (batch {w.batch}) with 1 competing busy process, ours on every core",
                 w.batch,
-                times["ours, BLAS on every core"],
+                times["ours, on every core"],
                 times.get("pytorch"),
             )
         )
     return rows
+
+
+def bench_threads(s: Settings, names: tuple[str, ...] = ("lenet", "cifar", "mlp", "vgg")) -> list[dict[str, Any]]:
+    """Training on every core against one thread, each framework's own gain, interleaved in one run."""
+    cores = max(1, int(tg.threads.usable_cores().cores))
+    rows = []
+    for name in names:
+        _, _, _, steps = training_contenders(WORKLOADS[name])
+        contenders: dict[str, Callable[[], object]] = {}
+        for count in (1, cores):
+            contenders[f"ours {count}"] = partial(_with_threads, steps["ours"], partial(tg.threads.exactly, count))
+            if torch is not None:
+                contenders[f"pytorch {count}"] = partial(
+                    _with_threads, steps["pytorch"], partial(_torch_threads, count)
+                )
+        times = round_robin(contenders, s)
+        gains = {fw: [a / b for a, b in zip(times[f"{fw} 1"], times[f"{fw} {cores}"])] for fw in ("ours", "pytorch")}
+        row: dict[str, Any] = {
+            "benchmark": f"{name} training, {cores} threads over 1",
+            "unit": "x",
+            "tinygrad_cnn": statistics.median(gains["ours"]),
+        }
+        if torch is not None:
+            ratios = [o / t for o, t in zip(gains["ours"], gains["pytorch"])]
+            row.update(pytorch=statistics.median(gains["pytorch"]), ratio=statistics.median(ratios))
+            row.update(ratio_min=min(ratios), ratio_max=max(ratios))
+        rows.append(row | {"rounds": s.rounds, "threads": cores})
+    return rows
+
+
+def _with_threads(fn: Callable[[], object], threads: Callable[[], Any]) -> object:
+    with threads():
+        return fn()
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- memory
@@ -589,6 +633,8 @@ def run_suite(
         add(bench_memory(["cifar", "lenet"], tune))
     if "loaded" in extras:
         add(bench_loaded(s, all_cores_too))
+    if "threads" in extras:
+        add(bench_threads(s))
     if "time_to_accuracy" in extras:
         add(bench_time_to_accuracy())
     return rows
@@ -610,7 +656,7 @@ def environment(tune: bool) -> dict[str, Any]:
         "cpus": len(tg.threads.usable_cores().cpus),
         "load_average": os.getloadavg(),
         "allocator": "tuned" if tune else "default",
-        "blas_threads_env": {k: os.environ[k] for k in tg.threads.ENVIRONMENT_VARIABLES if k in os.environ},
+        "threads_env": {k: os.environ[k] for k in tg.threads.ENVIRONMENT_VARIABLES if k in os.environ},
     }
 
 
@@ -620,7 +666,8 @@ def format_row(r: dict[str, Any]) -> str:
         return f"{name:<78} ERROR: {r['error']}"
 
     def num(v: Any) -> str:
-        return f"{v:>12,.1f}" if isinstance(v, float) else f"{'-':>12}"
+        digits = 2 if r.get("unit") == "x" else 1
+        return f"{v:>12,.{digits}f}" if isinstance(v, float) else f"{'-':>12}"
 
     ratio = f"{r['ratio']:>6.2f}" if "ratio" in r else f"{'-':>6}"
     spread = f" ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})" if "ratio_min" in r else ""
@@ -630,8 +677,10 @@ def format_row(r: dict[str, Any]) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as docs/performance.md shows them."""
 
-    def num(v: Any) -> str:
-        return f"{v:,.0f}" if isinstance(v, float) and v >= 100 else f"{v:.1f}" if isinstance(v, float) else "-"
+    def num(v: Any, unit: str) -> str:
+        if not isinstance(v, float):
+            return "-"
+        return f"{v:.2f}" if unit == "x" else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
     lines = ["| benchmark | tinygrad_cnn | PyTorch | ours / PyTorch (min-max) |", "| --- | --- | --- | --- |"]
     for r in rows:
@@ -642,7 +691,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         if "ratio_min" in r:
             ratio += f" ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
         lines.append(
-            f"| {r['benchmark']} ({r['unit']}) | {num(r.get('tinygrad_cnn'))} | {num(r.get('pytorch'))} | {ratio} |"
+            f"| {r['benchmark']} ({r['unit']}) | {num(r.get('tinygrad_cnn'), r['unit'])} "
+            f"| {num(r.get('pytorch'), r['unit'])} | {ratio} |"
         )
     return "\n".join(lines)
 

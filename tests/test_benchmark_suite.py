@@ -50,7 +50,7 @@ def test_rows_have_ratios_and_checked_losses(suite: ModuleType, monkeypatch: pyt
     }
     for row in rows:
         assert "error" not in row, row
-        assert row["unit"] == "img/s" and row["rounds"] == 2 and row["blas_threads"] >= 1
+        assert row["unit"] == "img/s" and row["rounds"] == 2 and row["threads"] >= 1
         assert row["tinygrad_cnn"] > 0 and row["pytorch"] > 0
         assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     for name in ("lenet_b1 training (batch 1)", "tiny_mlp training (batch 4)"):
@@ -93,3 +93,19 @@ def test_command_line_writes_json_and_markdown(
         "lenet_b1 training (batch 1)"
     ]
     assert "| lenet_b1 training (batch 1) (img/s) |" in capsys.readouterr().out
+
+
+def test_threads_rows_compare_each_frameworks_gain_and_restore_the_counts(
+    suite: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    import tinygrad_cnn as tg
+
+    mlp = suite.WORKLOADS["mlp"]
+    monkeypatch.setitem(suite.WORKLOADS, "tiny_mlp", suite.Workload(mlp.layers, mlp.input, batch=4))
+    ours_before, theirs_before = tg.get_num_threads(), torch.get_num_threads()
+    (row,) = suite.bench_threads(suite.Settings(**TINY), names=("tiny_mlp",))
+    cores = max(1, int(tg.threads.usable_cores().cores))
+    assert row["benchmark"] == f"tiny_mlp training, {cores} threads over 1" and row["unit"] == "x"
+    assert row["tinygrad_cnn"] > 0 and row["pytorch"] > 0 and row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+    assert (tg.get_num_threads(), torch.get_num_threads()) == (ours_before, theirs_before)

@@ -133,6 +133,23 @@ def test_capped_bounds_and_restores(fresh: threads._State, monkeypatch: pytest.M
             pass
 
 
+def test_exactly_fixes_the_count_for_a_block(fresh: threads._State, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_load(monkeypatch, busy=[0, 1.2, 2.4], ours=[0, 0.2, 0.4])  # one core busy: one thread
+    threads._look(0.0)
+    threads._look(0.5)
+    with threads.exactly(2):
+        threads._look(1.0)  # fixed: the load is not looked at
+        assert tg.get_num_threads() == 2 and fresh.fixed == 2
+    assert fresh.fixed is None and tg.get_num_threads() == 1  # adaptive again, at the count it had
+    tg.set_num_threads(3)
+    with threads.exactly(1):
+        assert tg.get_num_threads() == 1
+    assert tg.get_num_threads() == 3 and fresh.fixed == 3
+    with pytest.raises(ValueError, match="exactly: the number of threads must be a positive int"):
+        with threads.exactly(0):
+            pass
+
+
 def test_map_batches_workers_run_ops_and_blas_on_one_thread(fresh: threads._State) -> None:
     tg.set_num_threads(2)
     seen = []

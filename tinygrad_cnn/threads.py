@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["capped", "get_num_threads", "set_num_threads"]
+__all__ = ["capped", "exactly", "get_num_threads", "set_num_threads"]
 
 INTERVAL = 0.5  # seconds between two looks at the machine's load
 ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "GOTO_NUM_THREADS")
@@ -97,13 +97,17 @@ def current() -> int:
     return _state.width
 
 
+def _check_count(caller: str, n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{caller}: the number of threads must be a positive int, got {n!r}")
+
+
 def set_num_threads(n: int) -> None:
     """Run each op on ``n`` threads from now on, whatever the load (``torch.set_num_threads``).
 
     Turns the adaptive default off for the rest of the process. ``n`` may exceed the number of cores.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: the number of threads must be a positive int, got {n!r}")
+    _check_count("set_num_threads", n)
     with _state.lock:
         _state.fixed = n
         _apply(n)
@@ -117,8 +121,7 @@ def get_num_threads() -> int:
 @contextlib.contextmanager
 def capped(n: int) -> Iterator[None]:
     """Run the block on at most ``n`` threads; the count before it is restored afterwards."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"capped: the number of threads must be a positive int, got {n!r}")
+    _check_count("capped", n)
     with _state.lock:
         before = _state.width
         _state.caps.append(n)
@@ -129,6 +132,23 @@ def capped(n: int) -> Iterator[None]:
         with _state.lock:
             _state.caps.remove(n)
             _apply(_state.fixed or before)
+
+
+@contextlib.contextmanager
+def exactly(n: int) -> Iterator[None]:
+    """Run the block on ``n`` threads whatever the load (:func:`set_num_threads` for a block); the
+    setting before it, adaptive or fixed, is restored afterwards."""
+    _check_count("exactly", n)
+    with _state.lock:
+        before = _state.fixed, _state.width
+        _state.fixed = n
+        _apply(n)
+    try:
+        yield
+    finally:
+        with _state.lock:
+            _state.fixed = before[0]
+            _apply(before[0] or before[1])
 
 
 def _apply(n: int) -> None:
