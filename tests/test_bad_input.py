@@ -202,7 +202,7 @@ def ref_conv2d(x, w, b, stride, padding, dilation):
 
 def ref_pool(x, kernel, stride, padding, dilation, kind):
     k = _int_pair(kernel)
-    s = k if stride is None else _int_pair(stride)
+    s = k if stride is None or stride == () else _int_pair(stride)  # PyTorch: an empty stride is the kernel's
     p, d = _int_pair(padding), _int_pair(dilation)
     if min(k) < 1 or min(s) < 1 or min(p) < 0 or min(d) < 1 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError
