@@ -951,3 +951,18 @@ class TestCallSites:
         model = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU())
         y = model(tg.Tensor(np.ones((1, 3), dtype=np.float32)))
         assert y.grad_fn.site.calls[:2] == ("Sequential", "ReLU")
+
+    def test_the_site_is_read_while_the_call_runs_and_made_once(self):
+        # What a node records of the frames is made a CallSite only when asked for, after the
+        # frames are gone: it must still name the user's line, function and calls.
+        def layer(t):
+            return tg.functional.relu(t)
+
+        x = tg.Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+        line = sys._getframe().f_lineno - 3
+        y = layer(x)
+        del layer
+        site = y.grad_fn.site
+        assert (os.path.basename(site.filename), site.lineno, site.function) == (THIS_FILE, line, "layer")
+        assert site.calls == ("relu",) and y.grad_fn.site is site
+        assert "return tg.functional.relu(t)" in str(site)

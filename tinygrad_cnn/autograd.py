@@ -31,7 +31,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Iterator, Sequence
-from types import FrameType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
@@ -161,27 +161,71 @@ _NOT_CALLS = {"apply", "forward", "__init__", "__call__", "<lambda>", "<genexpr>
 _OPERATORS = {"__truediv__": "div", "__rtruediv__": "div", "__radd__": "add", "__rsub__": "sub", "__rmul__": "mul"}
 
 
+# What a frame running a code object adds to a call site, found once per code object: a call's
+# label, _MODULE (``__call__``: labelled by the class of its ``self``), None (nothing: apply,
+# forward, private helpers), or _USER (code outside the library, where the walk stops).
+_MODULE, _USER, _UNSEEN = object(), object(), object()
+_frame_labels: dict[CodeType, Any] = {}
+
+
+def _frame_label(code: CodeType) -> Any:
+    if len(_frame_labels) > 10_000:  # code made at run time (exec in a loop): do not grow without end
+        _frame_labels.clear()
+    name = code.co_name
+    if not code.co_filename.startswith(_PACKAGE_DIR):
+        label = _USER
+    elif name == "__call__":
+        label = _MODULE
+    elif name.startswith("__") and name not in _NOT_CALLS:  # an operator: __mul__ -> mul
+        label = _OPERATORS.get(name, name.strip("_"))
+    elif not name.startswith(("_", "<")) and name not in _NOT_CALLS:
+        label = name
+    else:
+        label = None
+    _frame_labels[code] = label
+    return label
+
+
+# A call site as recorded (cheap: every recorded op makes one), made a CallSite when first read:
+# the labels and keys innermost first, then the user's code object (None if the walk ran out of
+# frames), line and instruction.
+_RawSite = tuple[list[str], list[int], CodeType | None, int, int]
+
+
+def _record_site(frame: FrameType | None) -> _RawSite:
+    """What :func:`_call_site` needs of the frames from ``frame`` out to the user's: read now, while they run."""
+    calls: list[str] = []
+    key: list[int] = []
+    while frame is not None:
+        code = frame.f_code
+        label = _frame_labels.get(code, _UNSEEN)
+        if label is _UNSEEN:
+            label = _frame_label(code)
+        if label is _USER:
+            return calls, key, code, frame.f_lineno, frame.f_lasti
+        if label is not None:
+            instance = 0
+            if label is _MODULE:  # a module (or any callable object): named by its class
+                owner = frame.f_locals.get("self", _USER)
+                label = None if owner is _USER else type(owner).__name__
+                instance = id(owner)
+            if label is not None and (not calls or calls[-1] != label):  # x * y: __mul__, then mul
+                calls.append(label)
+                key.append(instance)
+        frame = frame.f_back
+    return calls, key, None, 0, 0
+
+
+def _site_of(raw: _RawSite) -> CallSite:
+    calls, key, code, lineno, lasti = raw
+    if code is None:
+        return CallSite(tuple(reversed(calls)), "(unknown)", 0, "?", tuple(reversed(key)))
+    return CallSite(tuple(reversed(calls)), code.co_filename, lineno, code.co_name, (*reversed(key), lasti))
+
+
 def _call_site(frame: FrameType | None) -> CallSite:
     """The :class:`CallSite` of code running in ``frame``: the library's frames up to the user's."""
-    calls: list[str] = []  # innermost first, while walking out
-    key: list[int] = []
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        name, label, instance = frame.f_code.co_name, None, 0
-        if name == "__call__" and "self" in frame.f_locals:  # a module (or any callable object)
-            instance = id(frame.f_locals["self"])
-            label = type(frame.f_locals["self"]).__name__
-        elif name.startswith("__") and name not in _NOT_CALLS:  # an operator: __mul__ -> mul
-            label = _OPERATORS.get(name, name.strip("_"))
-        elif not name.startswith(("_", "<")) and name not in _NOT_CALLS:
-            label = name
-        if label is not None and (not calls or calls[-1] != label):  # x * y: __mul__, then mul
-            calls.append(label)
-            key.append(instance)
-        frame = frame.f_back
-    if frame is None:
-        return CallSite(tuple(reversed(calls)), "(unknown)", 0, "?", tuple(reversed(key)))
-    code = frame.f_code
-    return CallSite(tuple(reversed(calls)), code.co_filename, frame.f_lineno, code.co_name, (*key[::-1], frame.f_lasti))
+    return _site_of(_record_site(frame))
 
 
 _sequence = itertools.count()  # Context.seq: the order in which ops were recorded
@@ -219,7 +263,7 @@ class Context:
         "saved",
         "values",
         "seq",
-        "site",
+        "_site",
         "_output",
         "_freed",
         "_locked",
@@ -231,14 +275,22 @@ class Context:
     def __init__(self, fn: type[Primitive] | type[Function], inputs: tuple[Any, ...]) -> None:
         self.fn = fn
         self.inputs = inputs
-        self.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+        self.needs_input_grad = tuple([isinstance(t, Tensor) and t.requires_grad for t in inputs])
         self.saved: tuple[np.ndarray | None, ...] = ()
         self.values: tuple[Any, ...] = ()
         self.seq = next(_sequence)
-        self.site = _call_site(sys._getframe(2))  # the caller of apply
+        self._site: _RawSite | CallSite = _record_site(sys._getframe(2))  # the caller of apply
         self._output: weakref.ReferenceType[Tensor] | None = None
         self._freed = False
         self._locked: list[np.ndarray] = []  # arrays made read-only while this node lives (see inplace)
+
+    @property
+    def site(self) -> CallSite:
+        """Where this node was recorded (made from what was read of the frames then, when first asked for)."""
+        site = self._site
+        if type(site) is not CallSite:
+            site = self._site = _site_of(cast("_RawSite", site))
+        return site
 
     def name(self) -> str:
         """The node's name as PyTorch spells ``grad_fn.name()``, e.g. ``"MulBackward"``."""
@@ -390,15 +442,29 @@ class Primitive:
     def backward(ctx: Context, grad_output: Tensor) -> Any:
         raise NotImplementedError
 
+    # False where ``forward`` only moves or selects values (no arithmetic: no floating-point
+    # warning can arise), so that ``apply`` need not silence NumPy's warnings around it.
+    computes = True
+
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run ``forward`` on the arrays of ``args``; record a node if an input requires grad."""
-        arrays = [a.array if isinstance(a, Tensor) else a for a in args]
-        record = _grad_mode.enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        arrays = []
+        wants_grad = False
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a.array)
+                wants_grad = wants_grad or a.requires_grad
+            else:
+                arrays.append(a)
+        record = wants_grad and _grad_mode.enabled
         ctx = Context(cls, args) if record else _Scratch()
-        with _quiet_inf_nan():
+        if cls.computes and not _quiet.on:
+            with _quiet_inf_nan():
+                raw = cls.forward(ctx, *arrays, **kwargs)
+        else:
             raw = cls.forward(ctx, *arrays, **kwargs)
-        out = raw if isinstance(raw, np.ndarray) else np.asarray(raw)
+        out = raw if type(raw) is np.ndarray else np.asarray(raw)
         if out is not raw and record:  # NumPy returned a scalar for a 0-d result
             ctx.saved = tuple(out if a is raw else a for a in ctx.saved)
         if _anomaly_mode.enabled:
@@ -411,11 +477,33 @@ class Primitive:
         return result
 
 
-def _quiet_inf_nan() -> np.errstate:
+class _Quiet(threading.local):
+    on: bool = False  # inside _quiet_inf_nan: the ops run there need not enter it again
+
+
+_quiet = _Quiet()
+
+
+class _quiet_inf_nan:
     """NumPy warns when an op meets Inf or NaN (inf - inf, 0 / 0, log 0); PyTorch stays silent, and so do
     the library's rules: Inf and NaN are values, which :func:`detect_anomaly` traces to their op and line.
-    (About 1.5 us per op; user code outside the rules keeps NumPy's warnings.)"""
-    return np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+    Entered around each forward that computes (about 1 us) and once around a whole reverse sweep, whose
+    rules' ops then skip it; user code outside keeps NumPy's warnings."""
+
+    __slots__ = ("_state",)
+
+    def __enter__(self) -> None:
+        if _quiet.on:
+            self._state = None
+            return
+        self._state = np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+        self._state.__enter__()
+        _quiet.on = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._state is not None:
+            _quiet.on = False
+            self._state.__exit__(*exc)
 
 
 class _Scratch(Context):
@@ -596,18 +684,28 @@ def _input_gradients(ctx: Context, g: Any, create_graph: bool) -> list[Tensor | 
     else:
         differentiable: Any = ctx.fn.backward
         returned = differentiable(ctx, *g) if type(g) is tuple else differentiable(ctx, g)
-    returned = returned if isinstance(returned, tuple) else (returned,)
-    rule, n = ctx.fn.__name__, len(ctx.inputs)
-    if any(r is not None for r in returned[n:]) or len(returned) < n and any(ctx.needs_input_grad[len(returned) :]):
-        raise RuntimeError(
-            f"{rule}.backward returned {len(returned)} gradient(s) for the {n} positional "
-            "argument(s) of forward; return one per argument (None for those without a gradient)"
-        )
-    returned = returned[:n] + (None,) * (n - len(returned))
-    return [
-        _as_gradient(rule, i, gi, t) if gi is not None and needed else None
-        for i, (t, gi, needed) in enumerate(zip(ctx.inputs, returned, ctx.needs_input_grad))
-    ]
+    returned = returned if type(returned) is tuple else (returned,)
+    n = len(ctx.inputs)
+    if len(returned) != n:
+        rule = ctx.fn.__name__
+        if any(r is not None for r in returned[n:]) or any(ctx.needs_input_grad[len(returned) :]):
+            raise RuntimeError(
+                f"{rule}.backward returned {len(returned)} gradient(s) for the {n} positional "
+                "argument(s) of forward; return one per argument (None for those without a gradient)"
+            )
+        returned = returned[:n] + (None,) * (n - len(returned))
+    grads: list[Tensor | None] = []
+    for i, (t, gi, needed) in enumerate(zip(ctx.inputs, returned, ctx.needs_input_grad)):
+        if gi is None or not needed:
+            grads.append(None)
+            continue
+        kind = type(gi)
+        arr = gi if kind is np.ndarray else gi.array if kind is Tensor else None
+        if arr is not None and arr.shape == t.array.shape and arr.dtype == t.array.dtype:  # the common case
+            grads.append(gi if kind is Tensor else Tensor.wrap(arr))
+        else:
+            grads.append(_as_gradient(ctx.fn.__name__, i, gi, t))
+    return grads
 
 
 def _as_gradient(rule: str, index: int, g: Any, target: Tensor) -> Tensor:
@@ -771,15 +869,22 @@ class _FreeSaved(BackwardHook):
 
 
 _zero_buffers: dict[np.dtype, np.ndarray] = {}
+_zero_views: dict[tuple[np.dtype, tuple[int, ...]], np.ndarray] = {}  # shared by every stand-in of that dtype and shape
 
 
 def _zeros_view(dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """A read-only array of zeros of any shape that takes no memory (all strides 0, one shared element)."""
+    view = _zero_views.get((dtype, shape))
+    if view is not None:
+        return view
     buffer = _zero_buffers.get(dtype)
     if buffer is None:
         buffer = _zero_buffers.setdefault(dtype, np.zeros(1, dtype))
     view = np.ndarray(shape, dtype, buffer=buffer, strides=(0,) * len(shape))
     view.flags.writeable = False
+    if len(_zero_views) > 1000:  # a net of ever-new shapes: keep the table small
+        _zero_views.clear()
+    _zero_views[dtype, shape] = view
     return view
 
 

@@ -1497,7 +1497,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                 f"linear: {name} dtype {t.dtype} differs from weight dtype {weight.dtype}; convert with .astype()"
             )
     flat = reshape(x, (-1, x.shape[-1])) if x.ndim != 2 else x
-    out = matmul(flat, weight.T) if bias is None else P.MatMulAdd.apply(flat, weight.T, bias)
+    weight_t = P.Permute.apply(weight, (1, 0))  # checked above: no need for permute's checks
+    out = matmul(flat, weight_t) if bias is None else P.MatMulAdd.apply(flat, weight_t, bias)
     return reshape(out, x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
 
 
@@ -1595,9 +1596,12 @@ def conv2d(
         pair("conv2d", "dilation", dilation, 1),
     )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
-    out = P.Convolution.apply(x, permute(weight, 2, 3, 1, 0), bias, s, d, p)  # (N, OH, OW, C_out)
+    out = P.Convolution.apply(x, P.Permute.apply(weight, (2, 3, 1, 0)), bias, s, d, p)  # (N, OH, OW, C_out)
     # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see Convolution).
-    return permute(out, 0, 3, 1, 2)
+    return P.Permute.apply(out, _NHWC_TO_NCHW)
+
+
+_NHWC_TO_NCHW = (0, 3, 1, 2)  # the permutation of a channels-last result
 
 
 def _pool_geometry(
@@ -1625,7 +1629,7 @@ def _pool_windows(x: Tensor, k: Any, s: Any, p: Any, d: Any, extra: tuple[int, i
     """(N, OH, OW, kh, kw, C) windows; ``extra`` rows/columns of ``value`` added at the end first."""
     if extra != (0, 0):
         x = pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])), value)
-    return unfold(x, k, s, p, d, pad_value=value)
+    return P.Unfold.apply(_pad_hw(x, p, value), k, s, d)  # the geometry was checked by _pool_geometry
 
 
 @declare(first_max())
@@ -1648,7 +1652,7 @@ def max_pool2d(
     x = _tensor("max_pool2d", input)
     k, s, p, d, _, extra = _pool_geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     windows = _pool_windows(x, k, s, p, d, extra, -np.inf)
-    out = permute(P.Max.apply(windows, (3, 4), False), 0, 3, 1, 2)  # the first maximum's gradient
+    out = P.Permute.apply(P.Max.apply(windows, (3, 4), False), _NHWC_TO_NCHW)  # the first maximum's gradient
     if not return_indices:
         return out
     n, oh, ow, kh, kw, c = windows.shape
@@ -1687,7 +1691,7 @@ def avg_pool2d(
     k, s, p, d, o, extra = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override < 1):
         raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
-    sums = permute(sum(_pool_windows(x, k, s, p, d, extra, 0.0), (3, 4)), 0, 3, 1, 2)
+    sums = P.Permute.apply(sum(_pool_windows(x, k, s, p, d, extra, 0.0), (3, 4)), _NHWC_TO_NCHW)
     if divisor_override is not None:
         return sums / float(divisor_override)
     h, w = (_avg_divisors(n, ki, si, pi, oi, count_include_pad) for n, ki, si, pi, oi in zip(x.shape[2:], k, s, p, o))

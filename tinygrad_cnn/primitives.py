@@ -370,6 +370,8 @@ class PowTensor(Primitive):
 class Where(Primitive):
     """y = cond ? a : b for a constant boolean ``cond``.   da = g * cond,  db = g * !cond."""
 
+    computes = False  # only moves values (see Primitive.computes)
+
     @staticmethod
     def forward(ctx: Context, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.values = (cond, a.shape, b.shape)
@@ -455,6 +457,8 @@ class Reshape(Primitive):
     backward then lays dx out in memory like x (see :func:`kernels.reshape`).
     """
 
+    computes = False  # only moves values (see Primitive.computes)
+
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, shape: Shape) -> np.ndarray:
         y, layout = kernels.reshape(x, shape)
@@ -473,6 +477,8 @@ class Reshape(Primitive):
 class Permute(Primitive):
     """y = x.transpose(axes).   dx = g.transpose(argsort(axes))."""
 
+    computes = False  # only moves values (see Primitive.computes)
+
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axes: Shape) -> np.ndarray:
         ctx.values = (tuple(sorted(range(len(axes)), key=axes.__getitem__)),)  # argsort(axes)
@@ -486,6 +492,8 @@ class Permute(Primitive):
 class Expand(Primitive):
     """y = broadcast_to(x, shape).   dx = g summed back to x's shape."""
 
+    computes = False  # only moves values (see Primitive.computes)
+
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, shape: Shape) -> np.ndarray:
         ctx.values = (x.shape,)
@@ -498,6 +506,8 @@ class Expand(Primitive):
 
 class GetItem(Primitive):
     """y = x[index].   dx = zeros like x with g added at ``index`` (see :class:`IndexAdd`)."""
+
+    computes = False  # only moves values (see Primitive.computes)
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, index: Any) -> np.ndarray:
@@ -528,6 +538,8 @@ class IndexAdd(Primitive):
 class Pad(Primitive):
     """y = x padded with a constant.   dx = g with the padding cropped off."""
 
+    computes = False  # only moves values (see Primitive.computes)
+
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, pad_width: tuple[tuple[int, int], ...], value: float) -> np.ndarray:
         ctx.values = (tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape)),)
@@ -540,6 +552,8 @@ class Pad(Primitive):
 
 class Concatenate(Primitive):
     """y = concatenate(xs, axis).   dx_i = the slice of g that x_i occupies."""
+
+    computes = False  # only moves values (see Primitive.computes)
 
     @staticmethod
     def forward(ctx: Context, axis: int, *xs: np.ndarray) -> np.ndarray:
@@ -681,6 +695,8 @@ class Unfold(Primitive):
     The forward is a strided view (no copy).
     dx = :class:`Fold` of g (the adjoint: every window adds its gradient back onto the pixels it read).
     """
+
+    computes = False  # only moves values (see Primitive.computes)
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape) -> np.ndarray:
