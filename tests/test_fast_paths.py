@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
 from tinygrad_cnn import Tensor, kernels
 from tinygrad_cnn import primitives as P
@@ -302,3 +303,15 @@ def test_reshape_of_a_batch_inner_array_gives_its_gradient_the_same_layout():
     flat.backward(g)
     np.testing.assert_array_equal(h.grad, g.reshape(h.shape))
     assert kernels.memory_order(h.grad.array) == kernels.memory_order(h.array) == [2, 3, 0, 1]
+
+
+def test_weight_gradients_are_laid_out_like_the_weights():
+    """linear and conv2d multiply views of their weights (transposed, permuted); the gradients reach
+    the weights laid out like them, so that an optimizer's passes over both read memory in order."""
+    tg.manual_seed(0)
+    model = tg.nn.Sequential(
+        tg.nn.Conv2d(3, 8, 3), tg.nn.ReLU(), tg.nn.Flatten(), tg.nn.Linear(8 * 6 * 6, 20), tg.nn.Linear(20, 5)
+    )
+    tg.nn.functional.cross_entropy(model(tg.randn(4, 3, 8, 8)), tg.tensor([0, 1, 2, 3])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad.numpy().flags.c_contiguous, name

@@ -255,6 +255,17 @@ def memory_order(x: np.ndarray) -> list[int]:
     return sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))
 
 
+def laid_out_like(a: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """a (of like's shape) laid out in memory as ``like`` is: a itself if it is, else a copy. For a
+    weight's gradient: an optimizer's passes over a weight and a gradient laid out differently read
+    one of them across cache lines (SGD's update over a transposed 512x784 gradient: 13x slower)."""
+    if memory_order(a) == memory_order(like):
+        return a
+    out = np.empty_like(like, dtype=a.dtype)
+    np.copyto(out, a)
+    return out
+
+
 def copy_in_slabs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """dst[...] = src, for arrays of one shape laid out differently in memory (a transpose);
     returns dst. Copied a slab of src's outermost memory axis at a time: one ``np.copyto``

@@ -681,6 +681,7 @@ class Convolution(Primitive):
         g_rows = kernels.conv_rows(g)
         gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
         gw = kernels.conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+        gw = None if gw is None else kernels.laid_out_like(gw, w)  # w is conv2d's permuted view of the weight
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
 
 
