@@ -102,18 +102,23 @@ def test_fold_in_blocks_of_images(monkeypatch, block_bytes, channels):
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000, kernels.FOLD_BLOCK_BYTES])
-def test_conv2d_input_gradient_in_blocks_of_images(monkeypatch, block_bytes):
-    """conv2d's plain backward multiplies and folds a few images at a time, one kernel offset
-    after another; any block size gives the fold of the whole window gradient."""
+@pytest.mark.parametrize(
+    "padding,stride,dilation", [((0, 0), (1, 2), (2, 1)), ((2, 1), (2, 1), (1, 2)), ((1, 1), (1, 1), (1, 1))]
+)
+def test_conv2d_input_gradient_in_bands_of_rows(monkeypatch, block_bytes, padding, stride, dilation):
+    """conv2d's plain backward multiplies and folds a band of image rows at a time, one kernel
+    offset after another, leaving out the padding; any band height (one row each with
+    block_bytes=1) gives the fold of the whole window gradient of the padded image, cropped."""
     monkeypatch.setattr(kernels, "FOLD_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(block_bytes)
     x = Tensor(rng.standard_normal((5, 3, 9, 8)), requires_grad=True)
     w = Tensor(rng.standard_normal((4, 3, 3, 2)))
-    out = F.conv2d(x, w, stride=(1, 2), dilation=(2, 1))
+    out = F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation)
     g = rng.standard_normal(out.shape)
     out.backward(g)
     window_grad = np.einsum("noij,ocpq->nijpqc", g, w.array)  # (N, OH, OW, kh, kw, C)
-    want = _naive_fold(window_grad, x.shape, (3, 2), (1, 2), (2, 1))
+    (ph, pw), padded = padding, (5, 3, 9 + 2 * padding[0], 8 + 2 * padding[1])
+    want = _naive_fold(window_grad, padded, (3, 2), stride, dilation)[:, :, ph : ph + 9, pw : pw + 8]
     np.testing.assert_allclose(x.grad, want, rtol=1e-12, atol=1e-12)
 
 

@@ -331,29 +331,6 @@ def _offset_views(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Sha
             yield image[:, p * dh : p * dh + sh * (oh - 1) + 1 : sh, q * dw : q * dw + sw * (ow - 1) + 1 : sw, :]
 
 
-def _clipped_offset_views(
-    image: np.ndarray, out: tuple[int, int], kernel: Shape, stride: Shape, padding: Shape, dilation: Shape
-) -> Iterator[tuple[int, np.ndarray, tuple[slice, slice]]]:
-    """:func:`_offset_views` of an image seen zero-padded by ``padding`` without the padded copy:
-    for each kernel offset (p, q), row-major, its index p*kw + q, the view (N, OH', OW', C) of the pixels inside the
-    image that the (p, q) elements of the (OH, OW) = ``out`` windows read, and which of those
-    windows read them (their rows and columns); the windows whose (p, q) element falls on the
-    padding read zeros and are left out. Offsets that read only padding are skipped."""
-    ranges = []
-    for size, n_out, k, s, pad, d in zip(image.shape[1:3], out, kernel, stride, padding, dilation):
-        axis = []
-        for offset in range(0, d * k, d):  # window i reads row i*s + offset - pad of the image
-            first = max(0, -(-(pad - offset) // s))
-            stop = min(n_out, (size - 1 + pad - offset) // s + 1)
-            start = first * s + offset - pad
-            axis.append((slice(first, stop), slice(start, start + s * (stop - first - 1) + 1, s), stop > first))
-        ranges.append(axis)
-    for p, (windows_h, rows, any_h) in enumerate(ranges[0]):
-        for q, (windows_w, cols, any_w) in enumerate(ranges[1]):
-            if any_h and any_w:
-                yield p * kernel[1] + q, image[:, rows, cols, :], (windows_h, windows_w)
-
-
 def split_count(nbytes: int) -> int:
     """How many pieces work that writes ``nbytes`` is cut into at least: MIN_BLOCKS, or fewer,
     no smaller than TASK_BYTES each (1 for small work)."""
@@ -584,34 +561,47 @@ def fold_products(
     """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory.
 
     g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw, C, C_out) -> (N, C, H, W), laid out (H, W, N, C).
-    Each kernel offset's (C_out, C) block of w multiplies g and the product is added onto the image
-    at once, while it is in the cache: each slice-add reads and writes runs of N*C values. A few
-    images at a time when the batch is large, so that the product block and the image it lands on
-    stay in the cache (materialising all kh*kw blocks first and folding them afterwards streams
-    kh*kw times the image through memory). With ``padding``, the parts of each block that fall on
-    the padding are left out: no padded image is made and cropped."""
+    The image is filled a band of rows at a time, bands on several threads. For each kernel offset,
+    the rows of g whose windows land that offset in the band (a contiguous range of g's rows: they
+    run (OH, OW, N)) are multiplied by the offset's (C_out, C) block of w, and the product is added
+    onto the band at once, while it is in the cache: each slice-add reads and writes runs of N*C
+    values. A band is small enough for its image rows and a product to stay in the cache
+    (materialising all kh*kw products first and folding them afterwards streams kh*kw times the
+    image through memory). With ``padding``, the parts of each product that fall on the padding are
+    left out: no padded image is made and cropped."""
     kh, kw, c, c_out = w.shape
     per_offset = w.reshape(kh * kw, c, c_out).transpose(0, 2, 1)  # (kh*kw, C_out, C)
     n, _, h, wd = x_shape
-    (ph, pw), kernel = padding, (kh, kw)
-    oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), kernel, stride, dilation)
-    g_pixels = g_rows.reshape(oh * ow, n, c_out)
+    (ph, pw), (sh, sw), (dh, dw) = padding, stride, dilation
+    oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation)
     out = np.zeros((h, wd, n, c), dtype=np.result_type(g_rows, w))
-    per_image = oh * ow * c * out.itemsize
-    images = max(1, FOLD_BLOCK_BYTES // 2 // max(1, per_image))
-    images = max(1, min(images, -(-n // split_count(n * per_image * kh * kw))))  # kh*kw products land on the image
+    columns = []  # per kernel column q: the windows whose q-th column lands inside the image, and where
+    for q in range(kw):
+        first, stop = max(0, -((q * dw - pw) // sw)), min(ow, (wd - 1 + pw - q * dw) // sw + 1)
+        start = first * sw + q * dw - pw
+        columns.append((slice(first, stop), slice(start, start + sw * (stop - first - 1) + 1, sw), stop > first))
+    row_bytes = wd * n * c * out.itemsize  # one image row of all N images
+    band_rows = max(1, FOLD_BLOCK_BYTES // 2 // max(1, row_bytes))
+    bands = -(-h // band_rows) if h else 1
+    bands = max(bands, split_count(h * row_bytes))
 
-    def fold_images(first: int) -> None:
-        count = min(images, n - first)
-        g_part = g_rows if count == n else g_pixels[:, first : first + count].reshape(-1, c_out)
-        block = intraop.scratch((oh * ow * count, c), out.dtype)
-        block_pixels = block.reshape(oh, ow, count, c).transpose(2, 0, 1, 3)  # (N', OH, OW, C) view
-        image = out[:, :, first : first + count].transpose(2, 0, 1, 3)  # (N', H, W, C) view
-        for k, view, (rows, cols) in _clipped_offset_views(image, (oh, ow), kernel, stride, padding, dilation):
-            np.matmul(g_part, per_offset[k], out=block)
-            view += block_pixels[:, rows, cols]
+    def fold_band(band: range) -> None:
+        for p in range(kh):
+            # window rows i whose p-th row lands in the band: band.start <= i*sh + p*dh - ph < band.stop
+            lo, hi = max(0, -((p * dh - ph - band.start) // sh)), min(oh, -((p * dh - ph - band.stop) // sh))
+            if lo >= hi:
+                continue
+            g_part = g_rows[lo * ow * n : hi * ow * n]
+            block = intraop.scratch(((hi - lo) * ow * n, c), out.dtype)
+            block_pixels = block.reshape(hi - lo, ow, n, c)
+            first_row = lo * sh + p * dh - ph
+            rows = slice(first_row, first_row + sh * (hi - lo - 1) + 1, sh)
+            for q, (windows_w, cols, any_w) in enumerate(columns):
+                if any_w:
+                    np.matmul(g_part, per_offset[p * kw + q], out=block)
+                    out[rows, cols] += block_pixels[:, windows_w]
 
-    intraop.run([partial(fold_images, first) for first in range(0, n, images)])
+    intraop.run([partial(fold_band, band) for band in intraop.pieces(h, 1, bands)])
     return out.transpose(2, 3, 0, 1)
 
 
