@@ -142,3 +142,23 @@ def test_the_split_kernels_compute_what_they_say(width: None, count: int) -> Non
     assert got.transpose(1, 0, 2).flags.c_contiguous  # laid out like x
     np.testing.assert_array_equal(kernels.elementwise(np.multiply, x, y.copy()), x * y)  # layouts differ
     np.testing.assert_array_equal(kernels.elementwise(np.maximum, x, 0.0), np.maximum(x, 0.0))
+
+
+def test_users_threads_may_run_ops_at_once_while_the_count_grows(width: None) -> None:
+    """Two of the user's threads train at once (as PyTorch allows) while the count goes from 2 to 3."""
+    tg.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((512, 300)), rng.standard_normal((300, 200))
+    want = kernels.matmul(a, b)
+    results: list[bool] = []
+
+    def work() -> None:
+        results.extend(np.array_equal(kernels.matmul(a, b), want) for _ in range(20))
+
+    threads_ = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads_:
+        t.start()
+    tg.set_num_threads(3)
+    for t in threads_:
+        t.join(timeout=60)
+    assert results == [True] * 40

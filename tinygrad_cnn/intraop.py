@@ -112,12 +112,12 @@ def serial() -> Iterator[None]:
 
 
 def _executor(helpers: int) -> ThreadPoolExecutor:
-    """The pool, with at least ``helpers`` threads (made anew, larger, when more are asked for)."""
+    """The pool, with at least ``helpers`` threads: made anew, larger, when more are asked for (the
+    old one is not shut down, since another thread may still be handing it tasks; its idle threads
+    end when it is garbage-collected)."""
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < helpers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
             _pool, _pool_size = ThreadPoolExecutor(helpers, thread_name_prefix="tinygrad_cnn-op"), helpers
         return _pool
 
