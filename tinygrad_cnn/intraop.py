@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -93,7 +94,7 @@ def scratch(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
     thread's next call: for a task's working buffer, never for anything it returns. Fresh memory
     from the OS (a large ``np.empty``) costs a page fault per 4 KiB on first touch."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    nbytes = (shape if isinstance(shape, int) else math.prod(shape)) * dtype.itemsize
     memory = getattr(_local, "scratch", None)
     if memory is None or memory.nbytes < nbytes:
         memory = _local.scratch = np.empty(nbytes, dtype=np.uint8)

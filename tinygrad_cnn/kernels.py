@@ -12,6 +12,7 @@ so that a pooling window or a kernel offset of all images is one run of N*C valu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -33,7 +34,7 @@ TASK_BYTES = 512 << 10  # the least work (bytes written) worth handing to anothe
 MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads can share it out
 PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
 MATMUL_ROWS = 64  # a GEMM is split into row ranges of at least this many rows (fewer lose speed)
-MATMUL_SPLIT_FLOPS = 1 << 21  # smaller products are not split
+MATMUL_PIECE = 1 << 22  # and of at least this many multiply-adds each (a split costs a little even on one thread)
 
 
 def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
@@ -62,7 +63,7 @@ def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
     """x.sum(axis, keepdims); many short rows (a bias gradient) are summed in blocks."""
     lead = len(axis)
     if axis == tuple(range(lead)) and many_short_rows(x, lead):
-        y = _sum_rows(x.reshape(-1, int(np.prod(x.shape[lead:]))))
+        y = _sum_rows(x.reshape(-1, math.prod(x.shape[lead:])))
         return y.reshape(keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
     return np.asarray(x.sum(axis=axis, keepdims=keepdims))
 
@@ -70,7 +71,7 @@ def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
 def many_short_rows(x: np.ndarray, lead: int) -> bool:
     """True when NumPy would loop over x one short row (the axes after ``lead``) at a time, as when
     summing a bias gradient or adding a bias: worth blocking rows together."""
-    width = int(np.prod(x.shape[lead:]))
+    width = math.prod(x.shape[lead:])
     return x.dtype.kind == "f" and x.flags.c_contiguous and 0 < width <= ROW_BLOCK // 4 and x.size >= 4 * ROW_BLOCK
 
 
@@ -110,7 +111,7 @@ def max_and_where(x: np.ndarray, axis: Axes) -> tuple[np.ndarray, tuple[np.ndarr
     """y = x.max(axis) (axes removed), and what finds each first maximum again (``where``):
     (x, y) when few elements make each output (pooling windows: y is a running maximum over
     strided views of x, no copy of the windows), else (the index of the first maximum,)."""
-    count = int(np.prod([x.shape[a] for a in axis]))
+    count = math.prod(x.shape[a] for a in axis)
     if count <= UNROLL_MAX and x.size >= 4 * count:
         y = _running_max(x, axis)
         return y, (x, y)
@@ -213,7 +214,7 @@ def reshape(x: np.ndarray, shape: Shape, layout: list[int] | None = None) -> tup
     ``shape`` from the outermost in memory): always a copy, laid out so.
     """
     if layout is not None:
-        dst = np.empty([shape[a] for a in layout], dtype=x.dtype).transpose(np.argsort(layout))
+        dst = np.empty([shape[a] for a in layout], dtype=x.dtype).transpose(inverse(layout))
         return copy_in_slabs(x.reshape(shape), dst), None
     y = reshaped_view(x, shape)
     if y is not None:
@@ -229,9 +230,9 @@ def reshaped_view(x: np.ndarray, shape: Shape) -> np.ndarray | None:
     exactly the next one (stride = next stride * next length)."""
     if x.flags.c_contiguous or x.size == 0:
         return x.reshape(shape)
-    known = int(np.prod([n for n in shape if n != -1]))
+    known = math.prod(n for n in shape if n != -1)
     new = [x.size // known if n == -1 else n for n in shape if n != 1]
-    if int(np.prod(new)) != x.size:
+    if math.prod(new) != x.size:
         return x.reshape(shape)  # NumPy's error for a shape that does not fit
     old = [(n, stride) for n, stride in zip(x.shape, x.strides) if n != 1]
     i = j = 0
@@ -248,6 +249,14 @@ def reshaped_view(x: np.ndarray, shape: Shape) -> np.ndarray | None:
             return None
         i, j = i_end, j_end
     return x.reshape(shape)
+
+
+def inverse(order: list[int]) -> list[int]:
+    """The permutation that undoes ``order`` (``np.argsort`` of a permutation, without NumPy's overhead)."""
+    undo = [0] * len(order)
+    for i, a in enumerate(order):
+        undo[a] = i
+    return undo
 
 
 def memory_order(x: np.ndarray) -> list[int]:
@@ -522,9 +531,9 @@ def pad_image(x: np.ndarray, padding: Shape, order: list[int]) -> np.ndarray:
     ph, pw = padding
     n, c, h, w = x.shape
     if (ph, pw) == (0, 0):
-        return x if memory_order(x) == order else np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
+        return x if memory_order(x) == order else np.ascontiguousarray(x.transpose(order)).transpose(inverse(order))
     shape = (n, c, h + 2 * ph, w + 2 * pw)
-    out = np.empty([shape[a] for a in order], dtype=x.dtype).transpose(np.argsort(order))
+    out = np.empty([shape[a] for a in order], dtype=x.dtype).transpose(inverse(order))
     for border in (out[:, :, :ph], out[:, :, ph + h :], out[:, :, ph : ph + h, :pw], out[:, :, ph : ph + h, pw + w :]):
         border.fill(0)
     copy_in_slabs(x, out[:, :, ph : ph + h, pw : pw + w])
@@ -586,20 +595,22 @@ def fold_products(
     bands = max(bands, split_count(h * row_bytes))
 
     def fold_band(band: range) -> None:
+        buffer = intraop.scratch(-(-len(band) // sh) * ow * n * c, out.dtype)  # at most this many window rows land
         for p in range(kh):
             # window rows i whose p-th row lands in the band: band.start <= i*sh + p*dh - ph < band.stop
             lo, hi = max(0, -((p * dh - ph - band.start) // sh)), min(oh, -((p * dh - ph - band.stop) // sh))
             if lo >= hi:
                 continue
             g_part = g_rows[lo * ow * n : hi * ow * n]
-            block = intraop.scratch(((hi - lo) * ow * n, c), out.dtype)
+            block = buffer[: (hi - lo) * ow * n * c].reshape(-1, c)
             block_pixels = block.reshape(hi - lo, ow, n, c)
             first_row = lo * sh + p * dh - ph
             rows = slice(first_row, first_row + sh * (hi - lo - 1) + 1, sh)
             for q, (windows_w, cols, any_w) in enumerate(columns):
                 if any_w:
                     np.matmul(g_part, per_offset[p * kw + q], out=block)
-                    out[rows, cols] += block_pixels[:, windows_w]
+                    landing = out[rows, cols]  # a view: `out[rows, cols] += ...` would copy it back once more
+                    landing += block_pixels[:, windows_w]
 
     intraop.run([partial(fold_band, band) for band in intraop.pieces(h, 1, bands)])
     return out.transpose(2, 3, 0, 1)
@@ -608,9 +619,9 @@ def fold_products(
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b; a large product of 2-D arrays is computed in ranges of a's rows on several threads
     (ranges cut by the shapes alone: the same result whatever the thread count)."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < MATMUL_SPLIT_FLOPS:
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < 2 * MATMUL_PIECE:
         return a @ b
-    ranges = intraop.pieces(a.shape[0], MATMUL_ROWS)
+    ranges = intraop.pieces(a.shape[0], max(MATMUL_ROWS, -(-MATMUL_PIECE // (a.shape[1] * b.shape[1]))))
     if len(ranges) == 1:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
@@ -621,9 +632,11 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def elementwise(ufunc: Callable[..., Any], x: np.ndarray, *others: Any) -> np.ndarray:
     """ufunc(x, *others), for ``others`` of x's shape laid out like x, or scalars. A large x is
     done in slabs of its memory on several threads, the result laid out like x."""
+    if x.nbytes < 2 * TASK_BYTES:
+        return ufunc(x, *others)
     order = memory_order(x)
     flat = x.transpose(order)
-    if x.nbytes < 2 * TASK_BYTES or not flat.flags.c_contiguous:
+    if not flat.flags.c_contiguous:
         return ufunc(x, *others)
     ins = [flat.reshape(-1)]
     for other in others:
@@ -641,7 +654,7 @@ def elementwise(ufunc: Callable[..., Any], x: np.ndarray, *others: Any) -> np.nd
         ufunc(*(a if np.ndim(a) == 0 else a[r.start : r.stop] for a in ins), out=dst[r.start : r.stop])
 
     intraop.run([partial(slab, r) for r in intraop.pieces(x.size, TASK_BYTES // x.itemsize)])
-    return out.transpose(np.argsort(order))
+    return out.transpose(inverse(order))
 
 
 def _times_positive(g: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
