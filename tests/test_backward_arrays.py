@@ -66,7 +66,23 @@ def _reductions(pick: Pick) -> tg.Tensor:
     return P.Max.apply(x, axis, pick.bool())  # few elements per output (running max) or many (argmax)
 
 
-BUILDERS = [_conv, _pool, _reductions]
+def _log_softmax(pick: Pick) -> tg.Tensor:
+    x = pick.leaf((pick.int(1, 4), pick.int(1, 5), pick.int(1, 3)), requires_grad=True)
+    y = F.log_softmax(x.permute(2, 0, 1), pick.int(0, 2))
+    axis = tuple(a for a in range(3) if pick.bool()) or (pick.int(0, 2),)
+    return P.Sum.apply(y, axis, pick.bool())
+
+
+def _arithmetic(pick: Pick) -> tg.Tensor:
+    """Elementwise rules with broadcasting: each input's gradient summed back to its shape."""
+    shapes = [(2, 3), (1, 3), (2, 1), (3,), ()]
+    x = pick.leaf(shapes[pick.int(0, 4)], requires_grad=True)
+    y = pick.leaf(shapes[pick.int(0, 4)])
+    mixed = P.Where.apply(np.arange(6).reshape(2, 3) % 2 == 0, x * y, x / (y * y + 1.0))
+    return P.Sub.apply(-mixed, x) if pick.bool() else P.Add.apply(x - y, -mixed)
+
+
+BUILDERS = [_conv, _pool, _reductions, _log_softmax, _arithmetic]
 
 
 def _nodes(root: tg.Tensor) -> list:
@@ -108,7 +124,7 @@ def _check(root: tg.Tensor) -> set[str]:
         for i, (a, b, need) in enumerate(zip(got, want, ctx.needs_input_grad)):
             if not need:
                 continue
-            assert isinstance(a, np.ndarray), (ctx.fn.__name__, i)
+            assert isinstance(a, (np.ndarray, np.generic)), (ctx.fn.__name__, i)  # NumPy's scalar for 0-d
             np.testing.assert_allclose(a, b.data, rtol=1e-12, atol=1e-12, err_msg=f"{ctx.fn.__name__} input {i}")
         checked.add(ctx.fn.__name__)
     return checked

@@ -904,6 +904,29 @@ class TestHooks:
         (x * c).sum().backward()
         assert len(hook.events) == 6  # removed: not called again
 
+    def test_a_hook_that_overrides_one_method_or_sets_one_on_the_instance_is_called(self):
+        # the sweep calls each hook only at the points it does something: that must include a
+        # subclass overriding one method and a method set on an instance
+        class OnlyDone(tg.autograd.BackwardHook):
+            def __init__(self):
+                self.done = []
+
+            def node_done(self, node):
+                self.done.append(node.grad_fn.fn.__name__)
+
+        only_done, on_instance, reached = OnlyDone(), tg.autograd.BackwardHook(), []
+        on_instance.node_reached = lambda node, grad: reached.append(node.grad_fn.fn.__name__)
+        x = leaf([1.0, 2.0])
+        loss = (x * 3.0).sum()
+        for hook in (only_done, on_instance):
+            autograd.add_backward_hook(hook)
+        try:
+            loss.backward()
+        finally:
+            for hook in (only_done, on_instance):
+                autograd.remove_backward_hook(hook)
+        assert only_done.done == reached == ["Sum", "Mul"]
+
     def test_a_node_no_gradient_reaches_is_reported_and_freed(self):
         class Blocks(tg.Function):  # passes no gradient back
             @staticmethod

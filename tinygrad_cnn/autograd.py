@@ -596,25 +596,30 @@ def run_backward(
     """
     threads.adapt()  # BLAS threads follow the load (once per step, see threads.py)
     hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
+    # each hook called only at the points where it does something (most hooks override one method)
+    reached, returned, done = (
+        [h for h in hooks if getattr(getattr(h, method), "__func__", None) is not getattr(BackwardHook, method)]
+        for method in ("node_reached", "rule_returned", "node_done")
+    )
     grads = _Gradients(inputs)
     with set_grad_enabled(create_graph), _quiet_inf_nan():
         for root, seed in zip(roots, root_grads, strict=True):
             grads.add(root, seed)
         for node, ctx in _topological_order(roots):
             if ctx.several_outputs:
-                g: Any = _pop_outputs(grads, cast("FunctionCtx", ctx), hooks)
+                g: Any = _pop_outputs(grads, cast("FunctionCtx", ctx), reached)
             else:
                 g = grads.pop(node)
-                for hook in hooks:
+                for hook in reached:
                     hook.node_reached(node, g)
             if g is not None:
                 input_grads = _input_gradients(ctx, g, create_graph)
-                for hook in hooks:
+                for hook in returned:
                     hook.rule_returned(node, input_grads)
                 for t, gi in zip(ctx.inputs, input_grads):
                     if gi is not None:
                         grads.add(as_used_by(t, ctx.seq) if t.before_inplace is not None else t, gi)
-            for hook in hooks:
+            for hook in done:
                 hook.node_done(node)
     grads.finish_hooked_leaves()
     grads.run_accumulate_hooks()
@@ -658,11 +663,14 @@ def _topological_order(roots: Sequence[Tensor]) -> list[tuple[Tensor, Context]]:
         while stack:
             node, ctx, children = stack[-1]
             for child in children:
-                if isinstance(child, Tensor) and child.before_inplace is not None:
+                if not isinstance(child, Tensor):
+                    continue
+                if child.before_inplace is not None:
                     child = as_used_by(child, ctx.seq)
-                if isinstance(child, Tensor) and child.grad_fn is not None and id(child.grad_fn) not in visited:
-                    visited.add(id(child.grad_fn))
-                    stack.append((child, child.grad_fn, iter(child.grad_fn.inputs)))
+                fn = child.grad_fn
+                if fn is not None and id(fn) not in visited:
+                    visited.add(id(fn))
+                    stack.append((child, fn, iter(fn.inputs)))
                     break
             else:
                 stack.pop()
@@ -763,7 +771,7 @@ class _Gradients:
             if _accumulate_hooks and key in _accumulate_hooks:
                 self.hooked[key] = t
             if t.grad is None:
-                t.grad = Tensor(np.array(g.array, copy=True))
+                t.grad = Tensor.wrap(np.array(g.array, copy=True))
             elif t.grad.array.flags.writeable:
                 t.grad.array += g.array  # accumulate in place, as PyTorch does
             else:  # .grad is saved by a live graph (or read-only): leave that array alone
@@ -777,7 +785,7 @@ class _Gradients:
         if self.wanted is not None and id(node) in self.wanted:
             self.captured[id(node)] = g
         elif g is not None and node.retains_grad:  # Tensor.retain_grad(): a non-leaf keeps its .grad
-            node.grad = Tensor(np.array(g.array, copy=True))
+            node.grad = Tensor.wrap(np.array(g.array, copy=True))
         return g
 
     def of(self, inputs: Sequence[Tensor]) -> list[Tensor | None]:
@@ -853,17 +861,20 @@ class _FreeSaved(BackwardHook):
         ctx = node.grad_fn
         if ctx is not None and not ctx.freed:
             ctx.free()
-            ctx.inputs = tuple(self._stand_in(t) for t in ctx.inputs)
+            ctx.inputs = tuple([self._stand_in(t) for t in ctx.inputs])
 
     def _stand_in(self, t: Any) -> Any:
         """``t`` as a freed node keeps it: the same node, shape, dtype and ``requires_grad``, with a
         zero-strided array for values. Leaves that require grad (parameters) stay themselves."""
-        if not isinstance(t, Tensor) or (t.grad_fn is None and t.requires_grad):
+        if not isinstance(t, Tensor):
+            return t
+        fn = t.grad_fn
+        if fn is None and t.requires_grad:
             return t
         stand_in = self.stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
         if stand_in is None:
             view = _zeros_view(t.array.dtype, t.array.shape)
-            stand_in = Tensor.wrap(view) if t.grad_fn is None else Tensor.from_op(view, t.grad_fn)
+            stand_in = Tensor.wrap(view) if fn is None else Tensor.from_op(view, fn)
             self.stand_ins[id(t)] = stand_in
         return stand_in
 
@@ -1055,7 +1066,7 @@ def _seed_gradient(op: str, out: Tensor, seed: Any) -> Tensor:
                 f"{op}: the output has shape {out.shape}; gradients can be implicitly created only "
                 "for scalar outputs. Pass the gradient of the output explicitly."
             )
-        return Tensor(np.ones_like(out.array))
+        return Tensor.wrap(np.ones_like(out.array))
     try:
         g = seed if isinstance(seed, Tensor) else Tensor(np.array(seed, dtype=out.dtype))
     except (TypeError, ValueError) as e:

@@ -71,6 +71,11 @@ class Add(Primitive):
         sa, sb = ctx.values
         return sum_to(g, sa), sum_to(g, sb)
 
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sa, sb = ctx.values
+        return kernels.sum_to(g, sa), kernels.sum_to(g, sb)
+
 
 class Sub(Primitive):
     """y = a - b.   da = g,  db = -g."""
@@ -84,6 +89,11 @@ class Sub(Primitive):
     def backward(ctx: Context, g: Tensor) -> tuple[Tensor, Grad]:
         sa, sb = ctx.values
         return sum_to(g, sa), (sum_to(-g, sb) if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, ArrayGrad]:
+        sa, sb = ctx.values
+        return kernels.sum_to(g, sa), (kernels.sum_to(-g, sb) if ctx.needs_input_grad[1] else None)
 
 
 class Mul(Primitive):
@@ -99,6 +109,13 @@ class Mul(Primitive):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         return (sum_to(g * b, a.shape) if need_a else None, sum_to(g * a, b.shape) if need_b else None)
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad]:
+        a, b = ctx.saved_arrays
+        need_a, need_b = ctx.needs_input_grad
+        ga = kernels.sum_to(kernels.elementwise(np.multiply, g, b), a.shape) if need_a else None
+        return ga, (kernels.sum_to(kernels.elementwise(np.multiply, g, a), b.shape) if need_b else None)
 
 
 class Div(Primitive):
@@ -117,6 +134,14 @@ class Div(Primitive):
         gb = sum_to(-g * a / (b * b), b.shape) if need_b else None
         return ga, gb
 
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad]:
+        a, b = ctx.saved_arrays
+        need_a, need_b = ctx.needs_input_grad
+        ga = kernels.sum_to(g / b, a.shape) if need_a else None
+        gb = kernels.sum_to(-g * a / (b * b), b.shape) if need_b else None
+        return ga, gb
+
 
 class Neg(Primitive):
     """y = -x.   dx = -g."""
@@ -127,6 +152,10 @@ class Neg(Primitive):
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
+        return -g
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
         return -g
 
 
@@ -387,6 +416,15 @@ class Where(Primitive):
         gb = sum_to(Where.apply(cond, zero, g), sb) if need_b else None
         return None, ga, gb
 
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[None, ArrayGrad, ArrayGrad]:
+        cond, sa, sb = ctx.values
+        zero = np.zeros((), dtype=g.dtype)
+        _, need_a, need_b = ctx.needs_input_grad
+        ga = kernels.sum_to(np.where(cond, g, zero), sa) if need_a else None
+        gb = kernels.sum_to(np.where(cond, zero, g), sb) if need_b else None
+        return None, ga, gb
+
 
 class Cast(Primitive):
     """y = x.astype(dtype).   dx = g.astype(x.dtype)."""
@@ -416,6 +454,11 @@ class Sum(Primitive):
     def backward(ctx: Context, g: Tensor) -> Tensor:
         x_shape, axis = ctx.values
         return Expand.apply(_reshape(g, kernels.keepdims_shape(x_shape, axis)), x_shape)
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        x_shape, axis = ctx.values
+        return np.broadcast_to(g.reshape(kernels.keepdims_shape(x_shape, axis)), x_shape)
 
 
 class Max(Primitive):
@@ -487,6 +530,10 @@ class Permute(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         return Permute.apply(g, ctx.values[0])
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        return g.transpose(ctx.values[0])
 
 
 class Expand(Primitive):
@@ -708,6 +755,10 @@ class Unfold(Primitive):
     def backward(ctx: Context, g: Tensor) -> Tensor:
         return Fold.apply(g, *ctx.values)
 
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        return kernels.fold(g, *ctx.values)
+
 
 class Fold(Primitive):
     """The adjoint of :class:`Unfold`: g (N, OH, OW, kh, kw, C) -> (N, C, H, W), overlaps summed.
@@ -809,3 +860,8 @@ class LogSoftmax(Primitive):
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
         return g - Exp.apply(y) * Sum.apply(g, ctx.values, True)
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (y,) = ctx.saved_arrays
+        return g - np.exp(y) * kernels.sum_axes(g, ctx.values, True)

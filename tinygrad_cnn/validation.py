@@ -19,6 +19,12 @@ def positive_int(op: str, name: str, value: Any) -> int:
 def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """``value`` (an int, or a pair of ints: a kernel size, stride, padding) as a pair of ints >=
     ``minimum``; a TypeError or ValueError naming ``op`` and ``name`` otherwise."""
+    kind = type(value)
+    if kind is int and value >= minimum:  # the common cases first: every layer call checks a few
+        return value, value
+    if kind is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        if value[0] >= minimum and value[1] >= minimum:
+            return value
     try:
         both = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
     except TypeError:

@@ -110,12 +110,14 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         threads.adapt()  # BLAS threads follow the load (see threads.py)
-        for hook in list(self.__dict__.get("_forward_pre_hooks", {}).values()):
+        hooks = self.__dict__.get("_forward_pre_hooks")
+        for hook in list(hooks.values()) if hooks else ():
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         out = self.forward(*args, **kwargs)
-        for hook in list(self.__dict__.get("_forward_hooks", {}).values()):
+        hooks = self.__dict__.get("_forward_hooks")
+        for hook in list(hooks.values()) if hooks else ():
             result = hook(self, args, out)
             if result is not None:
                 out = result

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import arguments
 from .. import functional as F
+from .. import primitives as P
 from .._tensor import Tensor
 from ..storage import array_of
 from . import Module
@@ -66,11 +67,13 @@ def _picking(op: str, rows: Tensor, t: np.ndarray, w: np.ndarray, ignore_index: 
         raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
     m, c = rows.shape
     kept = t != ignore_index
-    if kept.any() and (t[kept].min() < 0 or t[kept].max() >= c):
-        bad = t[kept].max() if t[kept].max() >= c else t[kept].min()
+    every = bool(kept.all())  # the common case: no target ignored, no masking needed
+    valid = t if every else t[kept]
+    if valid.size and (valid.min() < 0 or valid.max() >= c):
+        bad = valid.max() if valid.max() >= c else valid.min()
         raise IndexError(f"{op}: target {bad} is out of bounds for {c} classes (0..{c - 1})")
-    safe = np.where(kept, t, 0)
-    row_w = np.where(kept, w[safe], 0).astype(rows.dtype)
+    safe = t if every else np.where(kept, t, 0)
+    row_w = (w[safe] if every else np.where(kept, w[safe], 0)).astype(rows.dtype)
     picking = np.zeros((m, c), dtype=rows.dtype)
     picking[np.arange(m), safe] = row_w
     return picking, row_w
@@ -99,12 +102,16 @@ def nll_loss(
     picking, row_w = _picking(
         "nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index
     )
-    # the target's entry picked with where, then weighted: -inf (a masked logit) times 0 would be NaN
-    losses = -F.sum(F.where(picking != 0, rows, 0.0) * Tensor(picking), 1)
+    # The target's entry picked with where, then weighted: -inf (a masked logit) times 0 would be NaN.
+    # The primitives themselves: every argument is checked already, and a small batch's step is
+    # mostly this bookkeeping.
+    zero = Tensor.wrap(np.zeros((), rows.dtype))
+    weighted = P.Mul.apply(P.Where.apply(picking != 0, rows, zero), Tensor.wrap(picking))
+    losses = P.Neg.apply(P.Sum.apply(weighted, (1,), False))
     if reduction == "none":
         return _shape_back(losses, x, unbatched)
-    total = F.sum(losses)
-    return total / Tensor(row_w.sum()) if reduction == "mean" else total
+    total = P.Sum.apply(losses, (0,), False)
+    return P.Div.apply(total, Tensor.wrap(np.asarray(row_w.sum()))) if reduction == "mean" else total
 
 
 def cross_entropy(
