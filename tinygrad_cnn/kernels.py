@@ -602,7 +602,7 @@ def fold_products(
             if lo >= hi:
                 continue
             g_part = g_rows[lo * ow * n : hi * ow * n]
-            block = buffer[: (hi - lo) * ow * n * c].reshape(-1, c)
+            block = buffer[: (hi - lo) * ow * n * c].reshape((hi - lo) * ow * n, c)
             block_pixels = block.reshape(hi - lo, ow, n, c)
             first_row = lo * sh + p * dh - ph
             rows = slice(first_row, first_row + sh * (hi - lo - 1) + 1, sh)
