@@ -916,6 +916,10 @@ def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
         return x
     if builtins.any(n < -1 for n in new) or new.count(-1) > 1:
         raise ValueError(f"reshape: invalid shape {new}: sizes must be >= 0, with at most one -1")
+    known = math.prod(n for n in new if n != -1)
+    fits = known == x.array.size if -1 not in new else known > 0 and x.array.size % known == 0
+    if fits:  # the common case, checked without asking NumPy
+        return P.Reshape.apply(x, new)
     try:
         np.empty(x.shape, dtype=[]).reshape(new)  # validates without touching the data
     except ValueError:
