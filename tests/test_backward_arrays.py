@@ -82,7 +82,17 @@ def _arithmetic(pick: Pick) -> tg.Tensor:
     return P.Sub.apply(-mixed, x) if pick.bool() else P.Add.apply(x - y, -mixed)
 
 
-BUILDERS = [_conv, _pool, _reductions, _log_softmax, _arithmetic]
+def _linear(pick: Pick) -> tg.Tensor:
+    """A linear layer (its weight.T a transposed view) or a product with a plain right operand and
+    a broadcast bias, on rows many enough, or not, for the GEMMs to be split."""
+    n, f_in, f_out = pick.int(0, 300), pick.int(1, 40), pick.int(1, 30)
+    x = pick.leaf((n, f_in))
+    if pick.bool():
+        return F.linear(x, pick.leaf((f_out, f_in), requires_grad=True), pick.leaf((f_out,)))
+    return P.MatMulAdd.apply(x, pick.leaf((f_in, f_out)), pick.leaf((1, f_out) if pick.bool() else (f_out,)))
+
+
+BUILDERS = [_conv, _pool, _reductions, _log_softmax, _arithmetic, _linear]
 
 
 def _nodes(root: tg.Tensor) -> list:

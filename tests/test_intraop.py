@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 from functools import partial
 
@@ -162,3 +163,16 @@ def test_users_threads_may_run_ops_at_once_while_the_count_grows(width: None) ->
     for t in threads_:
         t.join(timeout=60)
     assert results == [True] * 40
+
+
+def test_tasks_on_other_threads_keep_the_callers_numpy_error_state(width: None) -> None:
+    """The library silences NumPy's warnings where it means to (np.errstate, which NumPy keeps per
+    thread); a large op split over threads stays as quiet as on one."""
+    tg.set_num_threads(2)
+    x = tg.tensor(np.full((1000, 1000), np.inf, np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = x * 0.0  # inf * 0: NaN, silently, as in PyTorch
+    assert np.isnan(y.numpy()).all()
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        intraop.run([partial(np.multiply, x.numpy()[:500], 0.0), partial(np.multiply, x.numpy()[500:], 0.0)])

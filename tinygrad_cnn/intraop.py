@@ -57,8 +57,9 @@ def pieces(n: int, minimum: int, most: int = 16) -> list[range]:
 def run(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Each task's result, in task order; the tasks run on up to :func:`width` threads.
 
-    The calling thread takes tasks too, so one task costs nothing extra. If tasks raise, every
-    task still finishes (they may write into shared arrays) and the first one's error is raised.
+    The calling thread takes tasks too, so one task costs nothing extra; the others run under the
+    caller's ``np.errstate``. If tasks raise, every task still finishes (they may write into shared
+    arrays) and the first one's error is raised.
     """
     n = min(width(), len(tasks))
     if n <= 1:
@@ -66,6 +67,7 @@ def run(tasks: Sequence[Callable[[], T]]) -> list[T]:
     results: list[Any] = [None] * len(tasks)
     errors: list[tuple[int, BaseException]] = []
     next_task = itertools.count()  # next() on a count is atomic under the GIL
+    numpy_errors = np.geterr()  # the caller's np.errstate, which NumPy keeps per thread
 
     def work() -> None:
         outer, _local.inside = getattr(_local, "inside", False), True
@@ -80,7 +82,11 @@ def run(tasks: Sequence[Callable[[], T]]) -> list[T]:
         finally:
             _local.inside = outer
 
-    helpers: list[Future[None]] = [_executor(n - 1).submit(work) for _ in range(n - 1)]
+    def help_out() -> None:
+        with np.errstate(**numpy_errors):
+            work()
+
+    helpers: list[Future[None]] = [_executor(n - 1).submit(help_out) for _ in range(n - 1)]
     work()
     for helper in helpers:
         helper.result()

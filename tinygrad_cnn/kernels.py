@@ -629,6 +629,18 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def transposed(b: np.ndarray) -> bool:
+    """True for a transposed view of a C-contiguous matrix (``linear``'s weight.T)."""
+    return b.flags.f_contiguous and not b.flags.c_contiguous
+
+
+def matmul_right_grad(a: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a^T @ g, the gradient of b in a @ b (2-D), laid out in memory like b: computed as
+    (g^T @ a)^T when b is a transposed view, so that a Linear layer's weight gets a gradient laid
+    out like it (see :func:`laid_out_like`)."""
+    return matmul(g.T, a).T if transposed(b) else matmul(a.T, g)
+
+
 def elementwise(ufunc: Callable[..., Any], x: np.ndarray, *others: Any) -> np.ndarray:
     """ufunc(x, *others), for ``others`` of x's shape laid out like x, or scalars. A large x is
     done in slabs of its memory on several threads, the result laid out like x."""

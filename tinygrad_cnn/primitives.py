@@ -51,8 +51,7 @@ def _right_grad(a: Tensor, g: Tensor, b: Tensor) -> Tensor:
     """a^T @ g, the gradient of b in a @ b, laid out in memory like b: computed as (g^T @ a)^T
     when b is a transposed view (``linear``'s weight.T), so that the gradient reaches the weight
     laid out like it (an optimizer step over a transposed gradient ran 13x slower)."""
-    transposed = b.ndim == 2 and b.array.flags.f_contiguous and not b.array.flags.c_contiguous
-    return _mT(_mT(g) @ a) if transposed else _mT(a) @ g
+    return _mT(_mT(g) @ a) if b.ndim == 2 and kernels.transposed(b.array) else _mT(a) @ g
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -663,6 +662,16 @@ class MatMulAdd(Primitive):
             g @ _mT(b) if need_a else None,
             _right_grad(a, g, b) if need_b else None,
             sum_to(g, ctx.values[0]) if need_c else None,
+        )
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
+        a, b = ctx.saved_arrays
+        need_a, need_b, need_c = ctx.needs_input_grad
+        return (
+            kernels.matmul(g, b.T) if need_a else None,
+            kernels.matmul_right_grad(a, g, b) if need_b else None,
+            kernels.sum_to(g, ctx.values[0]) if need_c else None,
         )
 
 
