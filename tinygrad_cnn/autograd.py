@@ -594,7 +594,7 @@ def run_backward(
     one (what ``Tensor.backward`` does). Otherwise the gradients of ``inputs`` are returned and
     no ``.grad`` is touched (what :func:`grad` does).
     """
-    threads.adapt()  # BLAS threads follow the load (once per step, see threads.py)
+    threads.adapt()  # the thread count follows the load (once per step, see threads.py)
     hooks = [*_hooks, *([_ANOMALY_CHECK] if _anomaly_mode.enabled else []), *([] if retain_graph else [_FreeSaved()])]
     # each hook called only at the points where it does something (most hooks override one method)
     reached, returned, done = (

@@ -17,7 +17,7 @@ default) for the other ranks, then raises :class:`DistributedTimeoutError` inste
 (a rank that was stopped or is stuck). Once the group is initialised, an exception that reaches
 the top of any rank prints that rank's traceback and aborts the whole job (``MPI_Abort``), so no
 rank is left waiting for one that died; ``mpiexec`` itself ends the job when a rank is killed.
-Each rank's BLAS is limited to its share of the machine's cores (:func:`tinygrad_cnn.threads.capped`).
+Each rank's threads are limited to its share of the machine's cores (:func:`tinygrad_cnn.threads.capped`).
 
 Needs the ``mpi`` extra: ``pip install "tinygrad_cnn[mpi]"`` (mpi4py and the MPICH wheels).
 """
@@ -105,8 +105,9 @@ _group: _Group | None = None
 
 
 def blas_threads(local_ranks: int) -> int:
-    """BLAS threads for each of ``local_ranks`` processes sharing this machine: its share of the
-    cores (a lower limit already set, e.g. by ``OPENBLAS_NUM_THREADS``, is kept)."""
+    """Threads (tinygrad_cnn's, each calling BLAS on one) for each of ``local_ranks`` processes
+    sharing this machine: its share of the cores (a lower count already set, e.g. by
+    ``OPENBLAS_NUM_THREADS``, is kept)."""
     return max(1, int(threads.usable_cores().cores) // max(1, local_ranks))
 
 
@@ -170,7 +171,7 @@ def get_world_size() -> int:
 
 
 def destroy_process_group() -> None:
-    """Leave the group: undo :func:`init_process_group`'s exception hook and BLAS limit."""
+    """Leave the group: undo :func:`init_process_group`'s exception hook and thread limit."""
     global _group
     group = _current("destroy_process_group")
     group.blas_cap.close()

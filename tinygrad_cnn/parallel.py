@@ -2,8 +2,8 @@
 
 A batch is cut into pieces of ``batch_size`` samples, spread over one thread per core. NumPy
 releases the GIL inside its copies, ufuncs and BLAS calls, and nothing is recorded (no graph),
-so the pieces really run side by side. While they do, each thread's BLAS runs on one thread
-(each worker thread has a core already; :func:`tinygrad_cnn.threads.capped` sets it).
+so the pieces really run side by side. While they do, each op runs on its worker's thread alone
+(each worker has a core already; :func:`tinygrad_cnn.threads.capped` sets it), BLAS included.
 
 Training on several cores (or machines) is data-parallel across processes with MPI: see
 :mod:`tinygrad_cnn.distributed` and :class:`tinygrad_cnn.nn.parallel.DistributedDataParallel`.

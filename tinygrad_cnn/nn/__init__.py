@@ -109,7 +109,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        threads.adapt()  # BLAS threads follow the load (see threads.py)
+        threads.adapt()  # the thread count follows the load (see threads.py)
         hooks = self.__dict__.get("_forward_pre_hooks")
         for hook in list(hooks.values()) if hooks else ():
             result = hook(self, args)
