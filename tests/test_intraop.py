@@ -47,8 +47,6 @@ def test_a_task_runs_its_own_work_on_its_thread(width: None) -> None:
     tg.set_num_threads(3)
     inner = intraop.run([lambda: (intraop.width(), intraop.run([threading.get_ident, threading.get_ident]))] * 3)
     assert all(w == 1 and len(set(idents)) == 1 for w, idents in inner)
-    with intraop.serial():
-        assert intraop.width() == 1
     assert intraop.width() == 3
 
 

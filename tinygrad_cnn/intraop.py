@@ -12,18 +12,17 @@ Results never depend on the number of threads. A kernel cuts its tasks by the si
 order after they have run; the thread count decides only who runs which task. (A GEMM split at
 other rows rounds differently, so this is a rule, not a nicety.)
 
-A task must not call :func:`run` with more than one thread itself: inside a task, and in
-threads marked with :func:`serial`, :func:`width` is 1 and tasks run inline.
+A task never runs :func:`run` on more than one thread itself: inside a task :func:`width` is 1 and
+the tasks it hands out run inline.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -31,10 +30,10 @@ import numpy as np
 
 from . import threads
 
-__all__ = ["pieces", "run", "scratch", "serial", "width"]
+__all__ = ["pieces", "run", "scratch", "width"]
 
 T = TypeVar("T")
-_local = threading.local()  # .inside: this thread runs tasks (or was marked serial)
+_local = threading.local()  # .inside: this thread is running tasks; .scratch: its working memory
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
@@ -105,17 +104,6 @@ def scratch(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
     if memory is None or memory.nbytes < nbytes:
         memory = _local.scratch = np.empty(nbytes, dtype=np.uint8)
     return memory[:nbytes].view(dtype).reshape(shape)
-
-
-@contextlib.contextmanager
-def serial() -> Iterator[None]:
-    """Run every kernel called from this thread inside the block on this thread alone (for
-    threads that already share the cores out, such as :func:`tinygrad_cnn.parallel.map_batches`'s)."""
-    outer, _local.inside = getattr(_local, "inside", False), True
-    try:
-        yield
-    finally:
-        _local.inside = outer
 
 
 def _executor(helpers: int) -> ThreadPoolExecutor:
