@@ -502,3 +502,29 @@ def test_primitives_keep_the_array_protocol():
     Twice.apply(x).sum().backward()
     assert x.grad.tolist() == [2.0, 2.0]
     assert math.isclose(tg.autograd.gradcheck(Twice.apply, x), True)
+
+
+def test_ctx_keeps_its_own_plain_attributes_after_backward_and_drops_its_data():
+    """As in PyTorch, ``ctx.k = 3`` is still there after backward (``y.grad_fn.k``); arrays and
+    Tensors kept as attributes are let go with the saved tensors, so a loss kept after backward
+    (``history.append(loss)``) does not keep them alive."""
+
+    class Scale(tg.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.k, ctx.tag, ctx.shape = 3.0, "scaled", tuple(x.shape)
+            ctx.big, ctx.inputs_kept, ctx.pair = np.ones(1000), x, (x.detach(), 2)
+            return x * 3.0
+
+        @staticmethod
+        def backward(ctx, g):
+            assert ctx.big.shape == (1000,) and ctx.pair[1] == 2
+            return g * ctx.k
+
+    x = tg.ones(2, requires_grad=True)
+    y = Scale.apply(x)
+    y.sum().backward()
+    assert np.array_equal(x.grad.numpy(), [3.0, 3.0])
+    assert (y.grad_fn.k, y.grad_fn.tag, y.grad_fn.shape) == (3.0, "scaled", (2,))
+    for dropped in ("big", "inputs_kept", "pair"):
+        assert not hasattr(y.grad_fn, dropped)

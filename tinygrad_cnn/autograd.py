@@ -253,7 +253,9 @@ class Context:
     ``values``: the rule's own small values (shapes, axes, constant masks), as a tuple;
     ``seq``: the recording order; ``site``: where it was recorded (:class:`CallSite`).
     A custom Function may also keep attributes of its own (``ctx.scale = 2``), as in PyTorch.
-    Everything kept is dropped by :meth:`free` after the node's backward (unless ``retain_graph``).
+    What the forward kept is dropped by :meth:`free` after the node's backward (unless
+    ``retain_graph``): the saved arrays, the values, and the attributes that hold arrays or Tensors;
+    the other attributes stay, as in PyTorch.
     """
 
     __slots__ = (
@@ -373,7 +375,8 @@ class Context:
         self.saved = ()
         self.values = ()
         self._freed = True
-        self.__dict__.clear()
+        for name in [name for name, value in self.__dict__.items() if _holds_data(value)]:
+            del self.__dict__[name]  # a custom ctx's own arrays and Tensors; its other attributes stay, as in PyTorch
         if self._locked:
             inplace.release(self._locked)
             self._locked = []
@@ -386,6 +389,14 @@ class Context:
                 inplace.release_from_finalizer(self._locked)
             except Exception:  # noqa: S110  (interpreter shutdown: module globals may be gone)
                 pass
+
+
+def _holds_data(value: Any) -> bool:
+    """True for an array or a Tensor, or a tuple or list holding one: what a custom ctx attribute
+    would keep alive for as long as the graph is referenced (a loss kept after backward)."""
+    if isinstance(value, (np.ndarray, Tensor)):
+        return True
+    return isinstance(value, (tuple, list)) and any(_holds_data(v) for v in value)
 
 
 def _arrays_in(values: tuple[Any, ...], found: list[np.ndarray]) -> None:
