@@ -415,7 +415,7 @@ class Im2col:
         image = pad_image(x, padding, memory_order(x) if self.row_major else [1, 2, 3, 0])
         win = windows(image, kernel, stride, dilation)  # (N, OH, OW, kh, kw, C)
         self.win = win.transpose(1, 2, 0, 3, 4, 5) if self.row_major else win.transpose(3, 4, 5, 1, 2, 0)
-        self.n, self.k, self.dtype = n, kh * kw * c, x.dtype
+        self.n, self.oh, self.ow, self.k, self.dtype = n, oh, ow, kh * kw * c, x.dtype
         pixel_bytes = n * self.k * x.itemsize  # one output pixel of all N images
         pixels = max(1, IM2COL_BLOCK_BYTES // max(1, pixel_bytes))
         pixels = min(pixels, -(-oh * ow // split_count(oh * ow * pixel_bytes)))
@@ -467,7 +467,7 @@ def conv_forward(
     kh, kw, c, c_out = w.shape
     cols = Im2col(x, (kh, kw), stride, dilation, padding)
     weight = w.reshape(kh * kw * c, c_out)
-    y = np.empty((cols.rows[-1].stop, c_out), dtype=np.result_type(x, w))
+    y = np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
 
     single = len(cols.rows) == 1
 
@@ -481,9 +481,7 @@ def conv_forward(
         return block
 
     kept = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)])
-    n, _, h, wd = x.shape
-    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
-    return conv_output(y, n, oh, ow), kept[0] if single else None
+    return conv_output(y, cols.n, cols.oh, cols.ow), kept[0] if single else None
 
 
 def conv_weight_grad(
