@@ -360,7 +360,9 @@ class Context:
         ``values`` and attributes (inside tuples too)."""
         found = [a for a in self.saved if type(a) is np.ndarray]
         _arrays_in(self.values, found)
-        _arrays_in(tuple(self.__dict__.values()), found)
+        attributes = self.__dict__
+        if attributes:  # a custom ctx's own attributes (a primitive's node has none)
+            _arrays_in(tuple(attributes.values()), found)
         return found
 
     def freed_error(self) -> GraphFreedError:
@@ -375,8 +377,10 @@ class Context:
         self.saved = ()
         self.values = ()
         self._freed = True
-        for name in [name for name, value in self.__dict__.items() if _holds_data(value)]:
-            del self.__dict__[name]  # a custom ctx's own arrays and Tensors; its other attributes stay, as in PyTorch
+        attributes = self.__dict__
+        if attributes:
+            for name in [name for name, value in attributes.items() if _holds_data(value)]:
+                del attributes[name]  # a custom ctx's own arrays and Tensors; its other attributes stay, as in PyTorch
         if self._locked:
             inplace.release(self._locked)
             self._locked = []
@@ -471,8 +475,12 @@ class Primitive:
         record = wants_grad and _grad_mode.enabled
         ctx = Context(cls, args) if record else _Scratch()
         if cls.computes and not _quiet.on:
-            with _quiet_inf_nan():
-                raw = cls.forward(ctx, *arrays, **kwargs)
+            _quiet.on = True  # what _quiet_inf_nan does, without its object
+            try:
+                with np.errstate(all="ignore"):
+                    raw = cls.forward(ctx, *arrays, **kwargs)
+            finally:
+                _quiet.on = False
         else:
             raw = cls.forward(ctx, *arrays, **kwargs)
         out = raw if type(raw) is np.ndarray else np.asarray(raw)
@@ -498,8 +506,9 @@ _quiet = _Quiet()
 class _quiet_inf_nan:
     """NumPy warns when an op meets Inf or NaN (inf - inf, 0 / 0, log 0); PyTorch stays silent, and so do
     the library's rules: Inf and NaN are values, which :func:`detect_anomaly` traces to their op and line.
-    Entered around each forward that computes (about 1 us) and once around a whole reverse sweep, whose
-    rules' ops then skip it; user code outside keeps NumPy's warnings."""
+    Entered once around a whole reverse sweep, whose rules' ops then skip it, and (inline, in
+    :meth:`Primitive.apply`) around each forward that computes (about 1 us); user code outside keeps
+    NumPy's warnings."""
 
     __slots__ = ("_state",)
 
@@ -507,7 +516,7 @@ class _quiet_inf_nan:
         if _quiet.on:
             self._state = None
             return
-        self._state = np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+        self._state = np.errstate(all="ignore")
         self._state.__enter__()
         _quiet.on = True
 
@@ -695,7 +704,7 @@ def _input_gradients(ctx: Context, g: Any, create_graph: bool) -> list[Tensor | 
     needed). The rule is ``backward_arrays`` on plain arrays where the Primitive has one and no
     graph is being recorded, else the differentiable ``backward``. ``g`` is the gradient of the
     output, or a tuple, one per output, for a node with several."""
-    if ctx.freed:
+    if ctx._freed:
         raise ctx.freed_error()
     plain = None if create_graph else getattr(ctx.fn, "backward_arrays", None)
     if plain is not None:
@@ -714,16 +723,17 @@ def _input_gradients(ctx: Context, g: Any, create_graph: bool) -> list[Tensor | 
             )
         returned = returned[:n] + (None,) * (n - len(returned))
     grads: list[Tensor | None] = []
-    for i, (t, gi, needed) in enumerate(zip(ctx.inputs, returned, ctx.needs_input_grad)):
+    for t, gi, needed in zip(ctx.inputs, returned, ctx.needs_input_grad):
         if gi is None or not needed:
             grads.append(None)
             continue
         kind = type(gi)
         arr = gi if kind is np.ndarray else gi.array if kind is Tensor else None
-        if arr is not None and arr.shape == t.array.shape and arr.dtype == t.array.dtype:  # the common case
+        expected = t.array
+        if arr is not None and arr.shape == expected.shape and arr.dtype == expected.dtype:  # the common case
             grads.append(gi if kind is Tensor else Tensor.wrap(arr))
         else:
-            grads.append(_as_gradient(ctx.fn.__name__, i, gi, t))
+            grads.append(_as_gradient(ctx.fn.__name__, len(grads), gi, t))
     return grads
 
 
@@ -764,12 +774,13 @@ class _Gradients:
 
     def add(self, t: Tensor, g: Tensor) -> None:
         key = id(t)
-        if t.grad_fn is not None or key in _gradient_hooks:
-            if t.grad_fn is None:
-                self.hook_leaves[key] = t
-            self.pending[key] = self.pending[key] + g if key in self.pending else g
-        else:
-            self._deliver(t, g)
+        if t.grad_fn is None:
+            if key not in _gradient_hooks:
+                self._deliver(t, g)
+                return
+            self.hook_leaves[key] = t
+        previous = self.pending.get(key)
+        self.pending[key] = g if previous is None else previous + g
 
     def _deliver(self, t: Tensor, g: Tensor) -> None:
         """A leaf's gradient: kept for :meth:`of`, or added to its ``.grad``."""
@@ -790,11 +801,12 @@ class _Gradients:
 
     def pop(self, node: Tensor) -> Tensor | None:
         """The total gradient of ``node`` (None if none reached it), now that the sweep is there."""
-        g = self.pending.pop(id(node), None)
-        if g is not None and id(node) in _gradient_hooks:
+        key = id(node)
+        g = self.pending.pop(key, None)
+        if g is not None and key in _gradient_hooks:
             g = _hooked(node, g)
-        if self.wanted is not None and id(node) in self.wanted:
-            self.captured[id(node)] = g
+        if self.wanted is not None and key in self.wanted:
+            self.captured[key] = g
         elif g is not None and node.retains_grad:  # Tensor.retain_grad(): a non-leaf keeps its .grad
             node.grad = Tensor.wrap(np.array(g.array, copy=True))
         return g
@@ -870,24 +882,27 @@ class _FreeSaved(BackwardHook):
 
     def node_done(self, node: Tensor) -> None:
         ctx = node.grad_fn
-        if ctx is not None and not ctx.freed:
-            ctx.free()
-            ctx.inputs = tuple([self._stand_in(t) for t in ctx.inputs])
+        if ctx is None or ctx.freed:
+            return
+        ctx.free()
+        stand_ins = self.stand_ins
+        inputs = []
+        for t in ctx.inputs:
+            if isinstance(t, Tensor) and (t.grad_fn is not None or not t.requires_grad):  # parameters stay
+                stand_in = stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
+                if stand_in is None:
+                    stand_in = stand_ins[id(t)] = _stand_in(t)
+                t = stand_in
+            inputs.append(t)
+        ctx.inputs = tuple(inputs)
 
-    def _stand_in(self, t: Any) -> Any:
-        """``t`` as a freed node keeps it: the same node, shape, dtype and ``requires_grad``, with a
-        zero-strided array for values. Leaves that require grad (parameters) stay themselves."""
-        if not isinstance(t, Tensor):
-            return t
-        fn = t.grad_fn
-        if fn is None and t.requires_grad:
-            return t
-        stand_in = self.stand_ins.get(id(t))  # every t is alive during the sweep: ids are not reused
-        if stand_in is None:
-            view = _zeros_view(t.array.dtype, t.array.shape)
-            stand_in = Tensor.wrap(view) if fn is None else Tensor.from_op(view, fn)
-            self.stand_ins[id(t)] = stand_in
-        return stand_in
+
+def _stand_in(t: Tensor) -> Tensor:
+    """``t`` as a freed node keeps it: the same node, shape, dtype and ``requires_grad``, with a
+    zero-strided array for values."""
+    view = _zeros_view(t.array.dtype, t.array.shape)
+    fn = t.grad_fn
+    return Tensor.wrap(view) if fn is None else Tensor.from_op(view, fn)
 
 
 _zero_buffers: dict[np.dtype, np.ndarray] = {}

@@ -65,16 +65,18 @@ def protect(arrays: list[np.ndarray], inputs: Sequence[Any], output: Tensor) -> 
     """Make read-only the ``arrays`` a node keeps, what they are views of, and its ``output``'s
     array if that is a view (see the module docstring). Returns the arrays this call locked: the
     node hands them to :func:`release` when it is freed."""
-    out_view = output.array.base is not None and output.array.flags.writeable
+    out = output.array
+    out_view = out.base is not None and out.flags.writeable
     locked: list[np.ndarray] = []
     if not arrays and not out_view:
         return locked
     with _guard:
         if arrays:
-            _protect_arrays(arrays, inputs, output, locked)
+            _protect_arrays(arrays, inputs, out, locked)
         if out_view:
-            _lock_one(output.array, locked)
-        _drain()
+            _lock_one(out, locked)
+        if _pending:
+            _drain()
     if _pending:
         release_from_finalizer([])
     return locked
@@ -84,7 +86,8 @@ def release(locked: list[np.ndarray]) -> None:
     """Undo what :func:`protect` did for one node."""
     with _guard:
         _release_arrays(locked)
-        _drain()
+        if _pending:
+            _drain()
     if _pending:
         release_from_finalizer([])
 
@@ -123,22 +126,22 @@ def _lock_one(arr: np.ndarray, locked: list[np.ndarray]) -> None:
     entry = _lock_counts.get(key)
     if entry is not None:
         entry[1] += 1
-        locked.append(arr)
     elif arr.flags.writeable:
         arr.setflags(write=False)
         _lock_counts[key] = [arr, 1]
-        locked.append(arr)
     elif key in _deferred:  # read-only only because we could not restore it yet
         _lock_counts[key] = [_deferred.pop(key), 1]
-        locked.append(arr)
-    # else: read-only already (a broadcast view, the user's own choice): not ours to restore
+    else:  # read-only already (a broadcast view, the user's own choice): not ours to restore
+        return
+    locked.append(arr)
 
 
 def _base_array(arr: np.ndarray) -> np.ndarray | None:
     """The array ``arr`` is a view of, or None if it owns its memory (or the owner is not an array)."""
     base = arr.base
-    if base is not None and type(base) is not np.ndarray:  # as_strided / sliding_window_view keep a DummyArray
-        base = getattr(base, "base", None)
+    if base is None or type(base) is np.ndarray:
+        return base
+    base = getattr(base, "base", None)  # as_strided / sliding_window_view keep a DummyArray
     return base if isinstance(base, np.ndarray) else None
 
 
@@ -159,15 +162,19 @@ def _root(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _protect_arrays(arrays: list[np.ndarray], inputs: Sequence[Any], output: Tensor, locked: list[np.ndarray]) -> None:
-    out_root: np.ndarray | None = _root(output.array)
+def _protect_arrays(arrays: list[np.ndarray], inputs: Sequence[Any], out: np.ndarray, locked: list[np.ndarray]) -> None:
+    out_root: np.ndarray | None = out if out.base is None else _root(out)
     for arr in arrays:
         root = _lock_chain(arr, locked)
-        if root is out_root and output.array is not arr:  # the output is (a view of) what was saved
-            _lock_chain(output.array, locked)
+        if root is out_root and out is not arr:  # the output is (a view of) what was saved
+            _lock_chain(out, locked)
             out_root = None
         # The tensor of the graph holding this array, and the tensors it is a view of.
-        t = next((u for u in inputs if getattr(u, "array", None) is arr), None)
+        t = None
+        for u in inputs:
+            if getattr(u, "array", None) is arr:
+                t = u
+                break
         while t is not None:
             if t.array is not arr:
                 _lock_chain(t.array, locked)
