@@ -296,6 +296,33 @@ def test_copy_between_layouts_in_slabs(monkeypatch, slab_bytes):
         np.testing.assert_array_equal(dst, src)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize(
+    ("shape", "order", "staged"),
+    [
+        ((96, 64, 32), (1, 2, 0), True),  # a batch-inner conv output read as NCHW: a stride of 8 KiB
+        ((96, 32, 32), (1, 2, 0), True),  # 4 KiB
+        ((400, 16, 32), (1, 2, 0), True),  # 2 KiB: two cache sets
+        ((6, 6, 64, 32), (2, 3, 0, 1), True),  # (H, W, N, C) read as NCHW: H, W and N, C merge in both
+        ((97, 60, 32), (1, 2, 0), False),  # 7.5 KiB: many sets
+        ((16, 128, 64), (1, 2, 0), False),  # 16 lines along dst's innermost axis: they fit
+        ((64, 4, 32, 16), (3, 0, 2, 1), False),
+    ],
+)
+def test_copy_between_layouts_staged_or_in_slabs(monkeypatch, shape, order, staged, threads):
+    """Past SLAB_BYTES a copy across layouts is staged through a padded buffer where src's stride
+    along dst's innermost axis falls into few cache sets, else cut into slabs; both copy every element."""
+    calls, staged_copy = [], kernels.staged_copy
+    monkeypatch.setattr(kernels, "staged_copy", lambda *args: calls.append(staged_copy(*args)))
+    src = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32).transpose(order)
+    dst = np.empty(src.shape, dtype=np.float32)
+    assert src.nbytes > kernels.SLAB_BYTES
+    with tg.threads.exactly(threads):
+        assert kernels.copy_in_slabs(src, dst) is dst
+    np.testing.assert_array_equal(dst, src)
+    assert bool(calls) == staged
+
+
 def test_reshape_of_a_batch_inner_array_gives_its_gradient_the_same_layout():
     """Flattening a conv output copies it into NCHW order; the plain backward lays the gradient
     out like the conv output again, so the relu and conv backward rules see matching layouts."""
