@@ -347,3 +347,17 @@ def test_weight_gradients_are_laid_out_like_the_weights():
     tg.nn.functional.cross_entropy(model(tg.randn(4, 3, 8, 8)), tg.tensor([0, 1, 2, 3])).backward()
     for name, p in model.named_parameters():
         assert p.grad.numpy().flags.c_contiguous, name
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize(("stride", "padding"), [((1, 1), (1, 1)), ((2, 1), (0, 2))])
+def test_conv_input_and_weight_grads_from_one_queue_equal_each_alone(threads, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 8, 20, 18)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 8, 12)).astype(np.float32)
+    y, _ = kernels.conv_forward(x, w, None, stride, (1, 1), padding)
+    g_rows = kernels.conv_rows(rng.standard_normal(y.shape).astype(np.float32))
+    with tg.threads.exactly(threads):
+        gx, gw = kernels.conv_input_and_weight_grads(x, w, g_rows, stride, (1, 1), padding)
+    np.testing.assert_array_equal(gx, kernels.fold_products(g_rows, w, x.shape, stride, (1, 1), padding))
+    np.testing.assert_array_equal(gw, kernels.conv_weight_grad(x, g_rows, w.shape, stride, (1, 1), padding))

@@ -13,9 +13,9 @@ so that a pooling window or a kernel offset of all images is one run of N*C valu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -540,14 +540,22 @@ def conv_weight_grad(
     padding: Shape,
     cols: np.ndarray | None = None,
 ) -> np.ndarray:
-    """im2col(x padded)^T @ g_rows: conv2d's weight gradient, of ``w_shape`` (kh, kw, C, C_out),
-    from the batch-inner (OH*OW*N, C_out) output gradient. The im2col matrix is ``cols`` when the
-    forward pass kept it (see :func:`conv_forward`), else copied again a block at a time: a copy
-    that stays in the cache costs less than keeping kh*kw times the image in memory and reading
-    it back from there. Groups of blocks run on several threads, each summing its blocks'
-    products; the groups' sums are added in order (the same sum whatever the thread count)."""
+    """conv2d's weight gradient (see :func:`conv_weight_grad_tasks`)."""
     if cols is not None:
         return matmul(cols.T, g_rows).reshape(w_shape)
+    tasks, total = conv_weight_grad_tasks(x, g_rows, w_shape, stride, dilation, padding)
+    return total(intraop.run(tasks))
+
+
+def conv_weight_grad_tasks(
+    x: np.ndarray, g_rows: np.ndarray, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
+) -> tuple[list[Callable[[], np.ndarray]], Callable[[Sequence[np.ndarray]], np.ndarray]]:
+    """im2col(x padded)^T @ g_rows: conv2d's weight gradient, of ``w_shape`` (kh, kw, C, C_out),
+    from the batch-inner (OH*OW*N, C_out) output gradient, as tasks that each sum the products of a
+    group of the im2col matrix's blocks, and the function that adds their results up, in task order
+    (the same sum whatever the thread count). The blocks are copied again rather than kept from the
+    forward pass (see :func:`conv_forward`): a copy that stays in the cache costs less than keeping
+    kh*kw times the image in memory and reading it back from there."""
     kh, kw, c, c_out = w_shape
     im2col = Im2col(x, (kh, kw), stride, dilation, padding)
     dtype = np.result_type(x, g_rows)
@@ -562,11 +570,25 @@ def conv_weight_grad(
             total += part
         return total
 
-    sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)])
-    total = sums[0]
-    for part in sums[1:]:
-        total += part
-    return total.reshape(w_shape)
+    def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
+        total = sums[0]
+        for part in sums[1:]:
+            total += part
+        return total.reshape(w_shape)
+
+    return [partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)], add_up
+
+
+def conv_input_and_weight_grads(
+    x: np.ndarray, w: np.ndarray, g_rows: np.ndarray, stride: Shape, dilation: Shape, padding: Shape
+) -> tuple[np.ndarray, np.ndarray]:
+    """conv2d's input and weight gradients together (:func:`fold_products`, :func:`conv_weight_grad`):
+    the tasks of both run from one queue, so that threads done with one gradient's tasks take the
+    other's instead of waiting for the slowest task of each in turn."""
+    gx, fold_tasks = fold_products_tasks(g_rows, w, x.shape, stride, dilation, padding)
+    weight_tasks, add_up = conv_weight_grad_tasks(x, g_rows, w.shape, stride, dilation, padding)
+    results = intraop.run([*fold_tasks, *weight_tasks])  # the fold's bands first: they tend to be the larger tasks
+    return gx, add_up(cast(list[np.ndarray], results[len(fold_tasks) :]))
 
 
 def pad_image(x: np.ndarray, padding: Shape, order: list[int]) -> np.ndarray:
@@ -612,7 +634,18 @@ def conv_rows(g: np.ndarray) -> np.ndarray:
 def fold_products(
     g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)
 ) -> np.ndarray:
-    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory.
+    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory (see
+    :func:`fold_products_tasks`)."""
+    out, tasks = fold_products_tasks(g_rows, w, x_shape, stride, dilation, padding)
+    intraop.run(tasks)
+    return out
+
+
+def fold_products_tasks(
+    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
+) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory; returns
+    the gradient, zeros until the tasks returned with it have run (in any order, on any threads).
 
     g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw, C, C_out) -> (N, C, H, W), laid out (H, W, N, C).
     The image is filled a band of rows at a time, bands on several threads. For each kernel offset,
@@ -657,8 +690,7 @@ def fold_products(
                     landing = out[rows, cols]  # a view: `out[rows, cols] += ...` would copy it back once more
                     landing += block_pixels[:, windows_w]
 
-    intraop.run([partial(fold_band, band) for band in intraop.pieces(h, 1, bands)])
-    return out.transpose(2, 3, 0, 1)
+    return out.transpose(2, 3, 0, 1), [partial(fold_band, band) for band in intraop.pieces(h, 1, bands)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
