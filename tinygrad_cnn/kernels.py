@@ -33,7 +33,7 @@ SLAB_BYTES = 256 << 10  # how much of the source a layout-changing copy reads at
 TASK_BYTES = 512 << 10  # the least work (bytes written) worth handing to another thread
 MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads can share it out
 PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
-MATMUL_ROWS = 64  # a GEMM is split into row ranges of at least this many rows (fewer lose speed)
+MATMUL_ROWS = 64  # a GEMM is split into ranges of at least this many rows or columns (fewer lose speed)
 MATMUL_PIECE = 1 << 22  # and of at least this many multiply-adds each (a split costs a little even on one thread)
 
 
@@ -694,15 +694,25 @@ def fold_products_tasks(
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b; a large product of 2-D arrays is computed in ranges of a's rows on several threads
-    (ranges cut by the shapes alone: the same result whatever the thread count)."""
+    """a @ b; a large product of 2-D arrays is computed in pieces on several threads, cut by the
+    shapes alone (the same result whatever the thread count): ranges of a's rows, or of b's
+    columns where a has fewer rows than b has columns. Each piece's GEMM packs the other operand
+    again, so the cut is along the larger side of the output and the smaller operand is repacked
+    (a 128x784 batch times a 784x512 weight: 14% slower on one thread in two row ranges, 2% in
+    two column ranges)."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < 2 * MATMUL_PIECE:
         return a @ b
-    ranges = intraop.pieces(a.shape[0], max(MATMUL_ROWS, -(-MATMUL_PIECE // (a.shape[1] * b.shape[1]))))
+    by_rows = a.shape[0] >= b.shape[1]
+    length, other = (a.shape[0], b.shape[1]) if by_rows else (b.shape[1], a.shape[0])
+    ranges = intraop.pieces(length, max(MATMUL_ROWS, -(-MATMUL_PIECE // (a.shape[1] * other))))
     if len(ranges) == 1:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    intraop.run([partial(np.matmul, a[r.start : r.stop], b, out=out[r.start : r.stop]) for r in ranges])
+    if by_rows:
+        tasks = [partial(np.matmul, a[r.start : r.stop], b, out=out[r.start : r.stop]) for r in ranges]
+    else:
+        tasks = [partial(np.matmul, a, b[:, r.start : r.stop], out=out[:, r.start : r.stop]) for r in ranges]
+    intraop.run(tasks)
     return out
 
 
