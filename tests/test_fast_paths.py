@@ -8,6 +8,9 @@ computation of the same thing.
 
 from __future__ import annotations
 
+import math
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -285,15 +288,29 @@ def test_reshape_without_copy_exactly_where_numpy_can(data, shape, step):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("slab_bytes", [1, 100, kernels.SLAB_BYTES])
-def test_copy_between_layouts_in_slabs(monkeypatch, slab_bytes):
-    monkeypatch.setattr(kernels, "SLAB_BYTES", slab_bytes)
-    rng = np.random.default_rng(slab_bytes)
-    for order in [(2, 3, 0, 1), (0, 2, 3, 1), (3, 1, 0, 2)]:
-        src = rng.standard_normal((3, 4, 5, 2)).transpose(order)
-        dst = np.empty(src.shape)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), slab_bytes=st.sampled_from([1, 100, 1000]), threads=st.sampled_from([1, 3]))
+def test_copy_between_layouts_copies_every_element(data, slab_bytes, threads):
+    """Any two layouts, any slab size: slabs, or staging where the source's stride along the
+    destination's innermost axis is a multiple of 1 KiB (sides of 256, or 16 by 16, float32s)."""
+    if data.draw(st.booleans()):  # dst's innermost axis is src's outermost, whose stride is 1 KiB: staged
+        shape = (data.draw(st.sampled_from([17, 32])),) + data.draw(st.sampled_from([(256,), (16, 16), (4, 16, 4)]))
+        src_order = tuple(range(len(shape)))
+        dst_order = tuple(data.draw(st.permutations(range(1, len(shape))))) + (0,)
+    else:
+        sides = st.lists(st.sampled_from([1, 3, 16, 17, 256]), min_size=1, max_size=4)
+        shape = tuple(data.draw(sides.filter(lambda s: math.prod(s) <= 1 << 16)))
+        src_order = data.draw(st.permutations(range(len(shape))))
+        dst_order = data.draw(st.permutations(range(len(shape))))
+    src = np.arange(math.prod(shape), dtype=np.float32).reshape([shape[a] for a in src_order])
+    src = src.transpose(kernels.inverse(list(src_order)))
+    dst = np.empty([shape[a] for a in dst_order], dtype=np.float32).transpose(kernels.inverse(list(dst_order)))
+    if data.draw(st.booleans()):  # a padded destination, as conv2d's pad_image copies into
+        dst = np.empty([shape[a] + 2 for a in dst_order], dtype=np.float32).transpose(kernels.inverse(list(dst_order)))
+        dst = dst[tuple(slice(1, 1 + n) for n in shape)]
+    with tg.threads.exactly(threads), mock.patch.object(kernels, "SLAB_BYTES", slab_bytes):
         assert kernels.copy_in_slabs(src, dst) is dst
-        np.testing.assert_array_equal(dst, src)
+    np.testing.assert_array_equal(dst, src)
 
 
 @pytest.mark.parametrize("threads", [1, 3])
