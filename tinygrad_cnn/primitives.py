@@ -14,6 +14,7 @@ like NumPy; their rules sum ``g`` back to each input's shape.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,20 @@ class Pow(Primitive):
         if p == 0:
             return g * 0.0
         return g * p * (x ** (p - 1) if p != 2 else x)
+
+
+class Erf(Primitive):
+    """y = erf(x).   dx = g * 2/sqrt(pi) * exp(-x**2)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return kernels.erf(x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g * Exp.apply(-(x * x)) * (2 / math.sqrt(math.pi))
 
 
 class Exp(Primitive):
