@@ -710,23 +710,32 @@ def fold_products_tasks(
     bands = -(-h // band_rows) if h else 1
     bands = max(bands, split_count(h * row_bytes))
 
+    kernel_row_at_once = kw * -(-h // sh) * ow * n * c * out.itemsize <= FOLD_BLOCK_BYTES // 2  # a small image
+
     def fold_band(band: range) -> None:
-        buffer = intraop.scratch(-(-len(band) // sh) * ow * n * c, out.dtype)  # at most this many window rows land
+        window_rows = -(-len(band) // sh)  # at most this many window rows land
+        buffer = intraop.scratch((kw if kernel_row_at_once else 1) * window_rows * ow * n * c, out.dtype)
         for p in range(kh):
             # window rows i whose p-th row lands in the band: band.start <= i*sh + p*dh - ph < band.stop
             lo, hi = max(0, -((p * dh - ph - band.start) // sh)), min(oh, -((p * dh - ph - band.stop) // sh))
             if lo >= hi:
                 continue
             g_part = g_rows[lo * ow * n : hi * ow * n]
-            block = buffer[: (hi - lo) * ow * n * c].reshape((hi - lo) * ow * n, c)
-            block_pixels = block.reshape(hi - lo, ow, n, c)
+            count = (hi - lo) * ow * n
+            if kernel_row_at_once:  # one call: NumPy loops over the kernel row's kw GEMMs in C
+                products = buffer[: kw * count * c].reshape(kw, count, c)
+                np.matmul(g_part, per_offset[p * kw : (p + 1) * kw], out=products)
             first_row = lo * sh + p * dh - ph
             rows = slice(first_row, first_row + sh * (hi - lo - 1) + 1, sh)
             for q, (windows_w, cols, any_w) in enumerate(columns):
                 if any_w:
-                    np.matmul(g_part, per_offset[p * kw + q], out=block)
+                    if kernel_row_at_once:
+                        block = products[q]
+                    else:
+                        block = buffer[: count * c].reshape(count, c)
+                        np.matmul(g_part, per_offset[p * kw + q], out=block)
                     landing = out[rows, cols]  # a view: `out[rows, cols] += ...` would copy it back once more
-                    landing += block_pixels[:, windows_w]
+                    landing += block.reshape(hi - lo, ow, n, c)[:, windows_w]
 
     return out.transpose(2, 3, 0, 1), [partial(fold_band, band) for band in intraop.pieces(h, 1, bands)]
 
