@@ -378,3 +378,16 @@ def test_conv_input_and_weight_grads_from_one_queue_equal_each_alone(threads, st
         gx, gw = kernels.conv_input_and_weight_grads(x, w, g_rows, stride, (1, 1), padding)
     np.testing.assert_array_equal(gx, kernels.fold_products(g_rows, w, x.shape, stride, (1, 1), padding))
     np.testing.assert_array_equal(gw, kernels.conv_weight_grad(x, g_rows, w.shape, stride, (1, 1), padding))
+
+
+def test_reshaping_a_broadcast_gradient_back_keeps_it_a_view():
+    """A gradient of a sum arrives broadcast (stride 0); laying it out like the input would copy
+    what is one row repeated, so Reshape's backward keeps the view."""
+    row = np.arange(16, dtype=np.float32)
+    g = np.broadcast_to(row, (18, 16))
+    got, _ = kernels.reshape(g, (3, 2, 3, 16), [1, 2, 0, 3])
+    assert np.shares_memory(got, row)
+    np.testing.assert_array_equal(got, g.reshape(3, 2, 3, 16))
+    dense = np.ones((18, 16), dtype=np.float32)  # not broadcast: laid out as asked
+    got, _ = kernels.reshape(dense, (3, 2, 3, 16), [1, 2, 0, 3])
+    assert kernels.memory_order(got) == [1, 2, 0, 3]

@@ -249,8 +249,13 @@ def reshape(x: np.ndarray, shape: Shape, layout: list[int] | None = None) -> tup
     slabs (see :func:`copy_in_slabs`). The memory order returned (None for a view) is the layout to
     give the gradient when it is reshaped back: laid out like x, the rules before this one see
     arrays laid out like their own (conv2d's batch-inner outputs). With ``layout`` (axes of
-    ``shape`` from the outermost in memory): always a copy, laid out so.
+    ``shape`` from the outermost in memory): a copy, laid out so, except for a broadcast x (a
+    stride of 0: a gradient of a sum), which stays a view where it can (nothing to lay out).
     """
+    if layout is not None and 0 in x.strides and x.size > 1:  # broadcast (a gradient of a sum): its view keeps it so
+        y = reshaped_view(x, shape)
+        if y is not None:
+            return y, None
     if layout is not None:
         dst = np.empty([shape[a] for a in layout], dtype=x.dtype).transpose(inverse(layout))
         return copy_in_slabs(x.reshape(shape), dst), None
