@@ -33,8 +33,8 @@ SLAB_BYTES = 256 << 10  # how much of the source a layout-changing copy reads at
 TASK_BYTES = 512 << 10  # the least work (bytes written) worth handing to another thread
 MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads can share it out
 PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
-MATMUL_ROWS = 64  # a GEMM is split into ranges of at least this many rows or columns (fewer lose speed)
-MATMUL_PIECE = 1 << 22  # and of at least this many multiply-adds each (a split costs a little even on one thread)
+MATMUL_ROWS = 256  # a GEMM is split into ranges of at least this many rows or columns (see matmul)
+MATMUL_PIECE = 1 << 24  # and of at least this many multiply-adds each
 
 
 def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
@@ -748,17 +748,25 @@ def fold_products_tasks(
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b; a large product of 2-D arrays is computed in pieces on several threads, cut by the
     shapes alone (the same result whatever the thread count): ranges of a's rows, or of b's
-    columns where a has fewer rows than b has columns. Each piece's GEMM packs the other operand
-    again, so the cut is along the larger side of the output and the smaller operand is repacked
-    (a 128x784 batch times a 784x512 weight: 14% slower on one thread in two row ranges, 2% in
-    two column ranges)."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < 2 * MATMUL_PIECE:
+    columns where a has fewer rows than b has columns.
+
+    Each piece's GEMM packs the other operand again, at a cost per piece that its own work pays
+    off only from a few hundred rows (or columns) up, whatever the inner sizes: a 1000x784 batch
+    times a 784x512 weight took 7.8 ms in one GEMM on one thread, 8.2 in two row ranges, 9.6 in
+    eight and 11.1 in sixteen. So the pieces are few (MATMUL_ROWS rows and MATMUL_PIECE
+    multiply-adds at least), a power of two of them (they share out evenly over the usual core
+    counts), cut along the larger side of the output, so that the smaller operand is the one
+    repacked (a 128x784 batch times that weight: 14% slower on one thread in two row ranges, 2%
+    in two column ranges)."""
+    if a.ndim != 2 or b.ndim != 2:
         return a @ b
     by_rows = a.shape[0] >= b.shape[1]
-    length, other = (a.shape[0], b.shape[1]) if by_rows else (b.shape[1], a.shape[0])
-    ranges = intraop.pieces(length, max(MATMUL_ROWS, -(-MATMUL_PIECE // (a.shape[1] * other))))
-    if len(ranges) == 1:
+    length = a.shape[0] if by_rows else b.shape[1]
+    count = min(16, length // MATMUL_ROWS, a.shape[0] * a.shape[1] * b.shape[1] // MATMUL_PIECE)
+    if count < 2:
         return a @ b
+    count = 1 << (count.bit_length() - 1)
+    ranges = intraop.pieces(length, length // count, count)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
     if by_rows:
         tasks = [partial(np.matmul, a[r.start : r.stop], b, out=out[r.start : r.stop]) for r in ranges]
