@@ -6,9 +6,11 @@ REPO ``torch`` runs the same step in PyTorch on one thread, for one-thread ratio
 ``--net`` picks the workload (default ``lenet``): ``lenet`` (conv 1->16 5x5, relu, pool 2, conv
 16->32 5x5, relu, pool 2, linear 512->10, on MNIST digits), ``cifar`` (3x32x32: conv3x3 3->32 and
 32->32 with padding 1, relu each, pool 2, conv3x3 32->64 padding 1, relu, pool 2, linear 4096->10),
-``mlp`` (784->512->512->10 with relu), ``conv7`` (conv 1->32 7x7 padding 1, relu, linear) and
-``hvp`` (a Hessian-vector product of LeNet-ish's loss with respect to its weights: double
-backward). Never tune to one of them: compare a change on all of them, at small and large batches.
+``mlp`` (784->512->512->10 with relu), ``conv7`` (conv 1->32 7x7 padding 1, relu, linear),
+``vgg`` (3x32x32: conv3x3 3->16->16, pool 2, 16->32->32, pool 2, 32->64, pool 2, linear 1024->10,
+every conv with padding 1 and a relu) and ``hvp`` (a Hessian-vector product of LeNet-ish's loss
+with respect to its weights: double backward). Never tune to one of them: compare a change on
+all of them, at small and large batches.
 
 Measures ``time.process_time()`` (user + system CPU of the process), which other programs on a
 shared machine disturb less than wall time. Only tensor ops are used (no nn/optim), so the script
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 
 SAMPLE_STEPS = 5
-NETS = ("lenet", "cifar", "mlp", "conv7", "hvp")
+NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg")
 
 
 def serve(repo: str, net: str, batch: int, tune: bool) -> None:
@@ -83,6 +85,10 @@ def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple
     if net == "cifar":
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         return layer(3, 32, 3) + layer(32, 32, 3) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
+    if net == "vgg":
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        channels = (3, 16, 16, 32, 32, 64)
+        return [a for c_in, c_out in zip(channels, channels[1:]) for a in layer(c_in, c_out, 3)] + layer(1024, 10), x
     if net == "mlp":
         return layer(784, 512) + layer(512, 512) + layer(512, 10), rng.standard_normal((batch, 784)).astype(np.float32)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)  # conv7
@@ -101,6 +107,12 @@ def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
         h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
         h = F.max_pool2d(F.relu(F.conv2d(h, p[4], p[5], padding=1)), 2)
         return F.linear(h.reshape(batch, -1), p[6], p[7])
+    if net == "vgg":
+        h = x
+        for i, pool in enumerate((False, True, False, True, True)):
+            h = F.relu(F.conv2d(h, p[2 * i], p[2 * i + 1], padding=1))
+            h = F.max_pool2d(h, 2) if pool else h
+        return F.linear(h.reshape(batch, -1), p[10], p[11])
     if net == "mlp":
         h = F.relu(F.linear(x, p[0], p[1]))
         return F.linear(F.relu(F.linear(h, p[2], p[3])), p[4], p[5])

@@ -137,6 +137,19 @@ def test_ops_reference_covers_every_op_and_tensor_method() -> None:
     assert not methods - words, f"docs/ops.md does not mention these Tensor methods: {sorted(methods - words)}"
 
 
+def test_every_primitive_has_a_row_in_the_table_and_the_count_is_right() -> None:
+    """docs/ops.md's table of primitives and docs/autograd.md's count follow primitives.py."""
+    primitives = {
+        name
+        for name, cls in vars(tg.primitives).items()
+        if isinstance(cls, type) and issubclass(cls, tg.autograd.Primitive) and cls.__module__ == tg.primitives.__name__
+    }
+    rows = set(re.findall(r"^\| `(\w+)` \|", (ROOT / "docs" / "ops.md").read_text(), re.M))
+    assert primitives <= rows, f"docs/ops.md has no row for these primitives: {sorted(primitives - rows)}"
+    stated = re.search(r"exactly\s+(\d+) of them", (ROOT / "docs" / "autograd.md").read_text())
+    assert stated and int(stated[1]) == len(primitives), f"docs/autograd.md should say exactly {len(primitives)}"
+
+
 def test_quickstart_is_two_commands() -> None:
     text = (ROOT / "README.md").read_text()
     section = text.split("<!-- quickstart -->")[1].split("<!-- /quickstart -->")[0]

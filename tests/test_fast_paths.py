@@ -8,6 +8,9 @@ computation of the same thing.
 
 from __future__ import annotations
 
+import math
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -285,15 +288,56 @@ def test_reshape_without_copy_exactly_where_numpy_can(data, shape, step):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("slab_bytes", [1, 100, kernels.SLAB_BYTES])
-def test_copy_between_layouts_in_slabs(monkeypatch, slab_bytes):
-    monkeypatch.setattr(kernels, "SLAB_BYTES", slab_bytes)
-    rng = np.random.default_rng(slab_bytes)
-    for order in [(2, 3, 0, 1), (0, 2, 3, 1), (3, 1, 0, 2)]:
-        src = rng.standard_normal((3, 4, 5, 2)).transpose(order)
-        dst = np.empty(src.shape)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), slab_bytes=st.sampled_from([1, 100, 1000]), threads=st.sampled_from([1, 3]))
+def test_copy_between_layouts_copies_every_element(data, slab_bytes, threads):
+    """Any two layouts, any slab size: slabs, or staging where the source's stride along the
+    destination's innermost axis is a multiple of 1 KiB (sides of 256, or 16 by 16, float32s)."""
+    if data.draw(st.booleans()):  # dst's innermost axis is src's outermost, whose stride is 1 KiB: staged
+        shape = (data.draw(st.sampled_from([17, 32])),) + data.draw(st.sampled_from([(256,), (16, 16), (4, 16, 4)]))
+        src_order = tuple(range(len(shape)))
+        dst_order = tuple(data.draw(st.permutations(range(1, len(shape))))) + (0,)
+    else:
+        sides = st.lists(st.sampled_from([1, 3, 16, 17, 256]), min_size=1, max_size=4)
+        shape = tuple(data.draw(sides.filter(lambda s: math.prod(s) <= 1 << 16)))
+        src_order = data.draw(st.permutations(range(len(shape))))
+        dst_order = data.draw(st.permutations(range(len(shape))))
+    src = np.arange(math.prod(shape), dtype=np.float32).reshape([shape[a] for a in src_order])
+    src = src.transpose(kernels.inverse(list(src_order)))
+    dst = np.empty([shape[a] for a in dst_order], dtype=np.float32).transpose(kernels.inverse(list(dst_order)))
+    if data.draw(st.booleans()):  # a padded destination, as conv2d's pad_image copies into
+        dst = np.empty([shape[a] + 2 for a in dst_order], dtype=np.float32).transpose(kernels.inverse(list(dst_order)))
+        dst = dst[tuple(slice(1, 1 + n) for n in shape)]
+    with tg.threads.exactly(threads), mock.patch.object(kernels, "SLAB_BYTES", slab_bytes):
         assert kernels.copy_in_slabs(src, dst) is dst
-        np.testing.assert_array_equal(dst, src)
+    np.testing.assert_array_equal(dst, src)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize(
+    ("shape", "order", "staged"),
+    [
+        ((96, 64, 32), (1, 2, 0), True),  # a batch-inner conv output read as NCHW: a stride of 8 KiB
+        ((96, 32, 32), (1, 2, 0), True),  # 4 KiB
+        ((400, 16, 32), (1, 2, 0), True),  # 2 KiB: two cache sets
+        ((6, 6, 64, 32), (2, 3, 0, 1), True),  # (H, W, N, C) read as NCHW: H, W and N, C merge in both
+        ((97, 60, 32), (1, 2, 0), False),  # 7.5 KiB: many sets
+        ((16, 128, 64), (1, 2, 0), False),  # 16 lines along dst's innermost axis: they fit
+        ((64, 4, 32, 16), (3, 0, 2, 1), False),
+    ],
+)
+def test_copy_between_layouts_staged_or_in_slabs(monkeypatch, shape, order, staged, threads):
+    """Past SLAB_BYTES a copy across layouts is staged through a padded buffer where src's stride
+    along dst's innermost axis falls into few cache sets, else cut into slabs; both copy every element."""
+    calls, staged_copy = [], kernels.staged_copy
+    monkeypatch.setattr(kernels, "staged_copy", lambda *args: calls.append(staged_copy(*args)))
+    src = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32).transpose(order)
+    dst = np.empty(src.shape, dtype=np.float32)
+    assert src.nbytes > kernels.SLAB_BYTES
+    with tg.threads.exactly(threads):
+        assert kernels.copy_in_slabs(src, dst) is dst
+    np.testing.assert_array_equal(dst, src)
+    assert bool(calls) == staged
 
 
 def test_reshape_of_a_batch_inner_array_gives_its_gradient_the_same_layout():
@@ -320,3 +364,30 @@ def test_weight_gradients_are_laid_out_like_the_weights():
     tg.nn.functional.cross_entropy(model(tg.randn(4, 3, 8, 8)), tg.tensor([0, 1, 2, 3])).backward()
     for name, p in model.named_parameters():
         assert p.grad.numpy().flags.c_contiguous, name
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize(("stride", "padding"), [((1, 1), (1, 1)), ((2, 1), (0, 2))])
+def test_conv_input_and_weight_grads_from_one_queue_equal_each_alone(threads, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 8, 20, 18)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 8, 12)).astype(np.float32)
+    y, _ = kernels.conv_forward(x, w, None, stride, (1, 1), padding)
+    g_rows = kernels.conv_rows(rng.standard_normal(y.shape).astype(np.float32))
+    with tg.threads.exactly(threads):
+        gx, gw = kernels.conv_input_and_weight_grads(x, w, g_rows, stride, (1, 1), padding)
+    np.testing.assert_array_equal(gx, kernels.fold_products(g_rows, w, x.shape, stride, (1, 1), padding))
+    np.testing.assert_array_equal(gw, kernels.conv_weight_grad(x, g_rows, w.shape, stride, (1, 1), padding))
+
+
+def test_reshaping_a_broadcast_gradient_back_keeps_it_a_view():
+    """A gradient of a sum arrives broadcast (stride 0); laying it out like the input would copy
+    what is one row repeated, so Reshape's backward keeps the view."""
+    row = np.arange(16, dtype=np.float32)
+    g = np.broadcast_to(row, (18, 16))
+    got, _ = kernels.reshape(g, (3, 2, 3, 16), [1, 2, 0, 3])
+    assert np.shares_memory(got, row)
+    np.testing.assert_array_equal(got, g.reshape(3, 2, 3, 16))
+    dense = np.ones((18, 16), dtype=np.float32)  # not broadcast: laid out as asked
+    got, _ = kernels.reshape(dense, (3, 2, 3, 16), [1, 2, 0, 3])
+    assert kernels.memory_order(got) == [1, 2, 0, 3]

@@ -1844,10 +1844,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 
 def erf(x: Tensor) -> Tensor:
-    """The error function (the primitive of ``nn.activation``, which the exact GELU uses)."""
-    from .nn.activation import erf as _erf  # nn builds on this module
-
-    return _erf(_float_input("erf", x))
+    """The error function, elementwise (which the exact GELU uses)."""
+    return P.Erf.apply(_float_input("erf", x))
 
 
 def fmod(a: Any, b: Any) -> Tensor:

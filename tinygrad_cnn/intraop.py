@@ -1,7 +1,7 @@
 """Intra-op parallelism: how a kernel spreads one op's work over this process's threads.
 
 A kernel cuts its work into independent tasks (blocks of the im2col matrix, groups of images,
-row ranges of a GEMM, slabs of an elementwise op) and hands them to :func:`run`, which runs
+row or column ranges of a GEMM, slabs of an elementwise op) and hands them to :func:`run`, which runs
 them on :func:`width` threads: the calling thread and ``width() - 1`` threads of a pool that
 lives as long as the process. NumPy releases the GIL in its copies, ufuncs and BLAS calls, so
 the tasks really run side by side; each thread calls BLAS on one thread of its own

@@ -13,9 +13,9 @@ so that a pooling window or a kernel offset of all images is one run of N*C valu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,8 +33,8 @@ SLAB_BYTES = 256 << 10  # how much of the source a layout-changing copy reads at
 TASK_BYTES = 512 << 10  # the least work (bytes written) worth handing to another thread
 MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads can share it out
 PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
-MATMUL_ROWS = 64  # a GEMM is split into row ranges of at least this many rows (fewer lose speed)
-MATMUL_PIECE = 1 << 22  # and of at least this many multiply-adds each (a split costs a little even on one thread)
+MATMUL_ROWS = 256  # a GEMM is split into ranges of at least this many rows or columns (see matmul)
+MATMUL_PIECE = 1 << 24  # and of at least this many multiply-adds each
 
 
 def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
@@ -102,6 +102,44 @@ def add_row(y: np.ndarray, row: np.ndarray) -> None:
     blocks, rest, r = _row_blocks(y)
     blocks += np.tile(row, r)
     rest += row
+
+
+# --------------------------------------------------------------------------- special functions
+
+_exact_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf elementwise. float64: exact (``math.erf`` per element; slow, for checks). Other float
+    dtypes: vectorised, Taylor series for |x| < 0.5 and Numerical Recipes' erfc (relative error
+    < 1.2e-7) beyond, about float32's precision."""
+    if x.dtype == np.float64:
+        return np.asarray(_exact_erf(x), dtype=np.float64)  # asarray: a 0-d x gives a Python float
+    z = np.abs(x).astype(np.float64)
+    t = 1 / (1 + 0.5 * z)
+    coeffs = (
+        0.17087277,
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+        -1.26551223,
+    )
+    poly = np.zeros_like(t)
+    for c in coeffs:
+        poly = poly * t + c
+    far = 1 - t * np.exp(-z * z + poly)
+    z2 = z * z
+    term, near = z.copy(), z.copy()
+    for n in range(1, 10):  # erf(z) = 2/sqrt(pi) * sum (-1)^n z^(2n+1) / (n! (2n+1))
+        term = term * (-z2) / n
+        near += term / (2 * n + 1)
+    near *= 2 / math.sqrt(math.pi)
+    return np.asarray(np.sign(x) * np.where(z < 0.5, near, far), dtype=x.dtype)
 
 
 # --------------------------------------------------------------------------- maximum
@@ -211,8 +249,13 @@ def reshape(x: np.ndarray, shape: Shape, layout: list[int] | None = None) -> tup
     slabs (see :func:`copy_in_slabs`). The memory order returned (None for a view) is the layout to
     give the gradient when it is reshaped back: laid out like x, the rules before this one see
     arrays laid out like their own (conv2d's batch-inner outputs). With ``layout`` (axes of
-    ``shape`` from the outermost in memory): always a copy, laid out so.
+    ``shape`` from the outermost in memory): a copy, laid out so, except for a broadcast x (a
+    stride of 0: a gradient of a sum), which stays a view where it can (nothing to lay out).
     """
+    if layout is not None and 0 in x.strides and x.size > 1:  # broadcast (a gradient of a sum): its view keeps it so
+        y = reshaped_view(x, shape)
+        if y is not None:
+            return y, None
     if layout is not None:
         dst = np.empty([shape[a] for a in layout], dtype=x.dtype).transpose(inverse(layout))
         return copy_in_slabs(x.reshape(shape), dst), None
@@ -277,26 +320,73 @@ def laid_out_like(a: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 def copy_in_slabs(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """dst[...] = src, for arrays of one shape laid out differently in memory (a transpose);
-    returns dst. Copied a slab of src's outermost memory axis at a time: one ``np.copyto``
-    walks dst in its own order and, across layouts, reads src one element per cache line, so
-    that src falls out of the cache before the rest of each line is used; a slab stays in it.
-    Groups of slabs are copied on several threads."""
-    if src.ndim == 0 or src.size == 0:
-        dst[...] = src
+    returns dst. ``np.copyto`` walks dst in its own memory order, so across layouts it reads src
+    one element per cache line; the copy is cut so that those lines are still in the cache when
+    the next elements of each are read (groups of pieces run on several threads):
+
+    - by default, into slabs of src's outermost memory axis (SLAB_BYTES of src each);
+    - where src's stride along dst's innermost axis is a multiple of a large power of two (a
+      batch-inner conv2d output read by NCHW: a stride of N·C floats, 8 KiB for 64 images of 32
+      channels), in pieces along that axis, each staged through a buffer whose stride along it is
+      not: at such a stride every element read falls into the same few sets of the cache, which
+      hold 8 lines each, so the lines are evicted before their neighbours are read (the staged
+      copy is 2-4x faster here).
+    """
+    if src.nbytes <= SLAB_BYTES:  # stays in the cache whatever the order
+        np.copyto(dst, src)
         return dst
-    axis = memory_order(src)[0]
-    step = max(1, SLAB_BYTES * src.shape[axis] // max(1, src.nbytes))
+    merged_src, merged_dst = merged_axes(src, dst)
+    axis = memory_order(merged_dst)[-1]
+    if merged_src.shape[axis] > 16 and _aliasing(abs(merged_src.strides[axis])):  # up to 16 lines stay (2 sets)
+        order = [axis] + [a for a in memory_order(merged_src) if a != axis]
+        src, copy = merged_src, partial(staged_copy, merged_src, merged_dst, axis, order)
+        step = max(8, SLAB_BYTES * src.shape[axis] // src.nbytes)
+    else:
+        axis = memory_order(src)[0]
+        copy, step = partial(plain_copy, src, dst, axis), max(1, SLAB_BYTES * src.shape[axis] // src.nbytes)
     starts = range(0, src.shape[axis], step)
-
-    def copy(slabs: range) -> None:
-        for start in slabs:
-            index = (slice(None),) * axis + (slice(start, start + step),)
-            np.copyto(dst[index], src[index])
-
-    intraop.run(
-        [partial(copy, starts[r.start : r.stop]) for r in intraop.pieces(len(starts), TASK_BYTES // SLAB_BYTES)]
-    )
+    minimum = max(1, TASK_BYTES * len(starts) // src.nbytes)
+    intraop.run([partial(copy, starts[r.start : r.stop], step) for r in intraop.pieces(len(starts), minimum)])
     return dst
+
+
+def merged_axes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Views of a and b (of one shape) in which neighbouring axes that step over each other in
+    both (stride = next stride * next length) are one axis: a (N, C, H, W) pair whose H and W are
+    consecutive in both memory orders is copied as (N, C, H·W), with runs as long as they are."""
+    shape = [a.shape[0]]
+    for i in range(1, a.ndim):
+        if all(x.strides[i - 1] == x.strides[i] * x.shape[i] for x in (a, b)):
+            shape[-1] *= a.shape[i]
+        else:
+            shape.append(a.shape[i])
+    return (a, b) if len(shape) == a.ndim else (a.reshape(shape), b.reshape(shape))
+
+
+def _aliasing(stride: int) -> bool:
+    """Whether elements this many bytes apart fall into at most 4 of an L1 cache's sets (a line's
+    set is its address modulo 4 KiB; a set holds 8 lines)."""
+    return stride > 0 and 4096 // math.gcd(stride, 4096) <= 4
+
+
+def plain_copy(src: np.ndarray, dst: np.ndarray, axis: int, starts: range, step: int) -> None:
+    for start in starts:
+        index = (slice(None),) * axis + (slice(start, start + step),)
+        np.copyto(dst[index], src[index])
+
+
+def staged_copy(src: np.ndarray, dst: np.ndarray, axis: int, order: list[int], starts: range, step: int) -> None:
+    """Pieces of ``step`` along ``axis`` copied through a buffer laid out in ``order`` (axis outermost)
+    whose rows are padded by a cache line, so that its stride along ``axis`` does not alias."""
+    rest = [src.shape[a] for a in order[1:]]
+    row = math.prod(rest)
+    buffer = intraop.scratch((step, row + 64 // src.itemsize), src.dtype)
+    for start in starts:
+        index = (slice(None),) * axis + (slice(start, start + step),)
+        part = src[index]
+        staged = buffer[: part.shape[axis], :row].reshape([part.shape[axis]] + rest).transpose(inverse(order))
+        np.copyto(staged, part)
+        np.copyto(dst[index], staged)
 
 
 def index_add(g: np.ndarray, shape: Shape, index: Any) -> np.ndarray:
@@ -493,14 +583,22 @@ def conv_weight_grad(
     padding: Shape,
     cols: np.ndarray | None = None,
 ) -> np.ndarray:
-    """im2col(x padded)^T @ g_rows: conv2d's weight gradient, of ``w_shape`` (kh, kw, C, C_out),
-    from the batch-inner (OH*OW*N, C_out) output gradient. The im2col matrix is ``cols`` when the
-    forward pass kept it (see :func:`conv_forward`), else copied again a block at a time: a copy
-    that stays in the cache costs less than keeping kh*kw times the image in memory and reading
-    it back from there. Groups of blocks run on several threads, each summing its blocks'
-    products; the groups' sums are added in order (the same sum whatever the thread count)."""
+    """conv2d's weight gradient (see :func:`conv_weight_grad_tasks`)."""
     if cols is not None:
         return matmul(cols.T, g_rows).reshape(w_shape)
+    tasks, total = conv_weight_grad_tasks(x, g_rows, w_shape, stride, dilation, padding)
+    return total(intraop.run(tasks))
+
+
+def conv_weight_grad_tasks(
+    x: np.ndarray, g_rows: np.ndarray, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
+) -> tuple[list[Callable[[], np.ndarray]], Callable[[Sequence[np.ndarray]], np.ndarray]]:
+    """im2col(x padded)^T @ g_rows: conv2d's weight gradient, of ``w_shape`` (kh, kw, C, C_out),
+    from the batch-inner (OH*OW*N, C_out) output gradient, as tasks that each sum the products of a
+    group of the im2col matrix's blocks, and the function that adds their results up, in task order
+    (the same sum whatever the thread count). The blocks are copied again rather than kept from the
+    forward pass (see :func:`conv_forward`): a copy that stays in the cache costs less than keeping
+    kh*kw times the image in memory and reading it back from there."""
     kh, kw, c, c_out = w_shape
     im2col = Im2col(x, (kh, kw), stride, dilation, padding)
     dtype = np.result_type(x, g_rows)
@@ -515,11 +613,25 @@ def conv_weight_grad(
             total += part
         return total
 
-    sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)])
-    total = sums[0]
-    for part in sums[1:]:
-        total += part
-    return total.reshape(w_shape)
+    def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
+        total = sums[0]
+        for part in sums[1:]:
+            total += part
+        return total.reshape(w_shape)
+
+    return [partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)], add_up
+
+
+def conv_input_and_weight_grads(
+    x: np.ndarray, w: np.ndarray, g_rows: np.ndarray, stride: Shape, dilation: Shape, padding: Shape
+) -> tuple[np.ndarray, np.ndarray]:
+    """conv2d's input and weight gradients together (:func:`fold_products`, :func:`conv_weight_grad`):
+    the tasks of both run from one queue, so that threads done with one gradient's tasks take the
+    other's instead of waiting for the slowest task of each in turn."""
+    gx, fold_tasks = fold_products_tasks(g_rows, w, x.shape, stride, dilation, padding)
+    weight_tasks, add_up = conv_weight_grad_tasks(x, g_rows, w.shape, stride, dilation, padding)
+    results = intraop.run([*fold_tasks, *weight_tasks])  # the fold's bands first: they tend to be the larger tasks
+    return gx, add_up(cast(list[np.ndarray], results[len(fold_tasks) :]))
 
 
 def pad_image(x: np.ndarray, padding: Shape, order: list[int]) -> np.ndarray:
@@ -565,7 +677,18 @@ def conv_rows(g: np.ndarray) -> np.ndarray:
 def fold_products(
     g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)
 ) -> np.ndarray:
-    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory.
+    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory (see
+    :func:`fold_products_tasks`)."""
+    out, tasks = fold_products_tasks(g_rows, w, x_shape, stride, dilation, padding)
+    intraop.run(tasks)
+    return out
+
+
+def fold_products_tasks(
+    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
+) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """conv2d's input gradient: fold(g_rows @ w^T), the window gradient never in memory; returns
+    the gradient, zeros until the tasks returned with it have run (in any order, on any threads).
 
     g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw, C, C_out) -> (N, C, H, W), laid out (H, W, N, C).
     The image is filled a band of rows at a time, bands on several threads. For each kernel offset,
@@ -592,38 +715,64 @@ def fold_products(
     bands = -(-h // band_rows) if h else 1
     bands = max(bands, split_count(h * row_bytes))
 
+    kernel_row_at_once = kw * -(-h // sh) * ow * n * c * out.itemsize <= FOLD_BLOCK_BYTES // 2  # a small image
+
     def fold_band(band: range) -> None:
-        buffer = intraop.scratch(-(-len(band) // sh) * ow * n * c, out.dtype)  # at most this many window rows land
+        window_rows = -(-len(band) // sh)  # at most this many window rows land
+        buffer = intraop.scratch((kw if kernel_row_at_once else 1) * window_rows * ow * n * c, out.dtype)
         for p in range(kh):
             # window rows i whose p-th row lands in the band: band.start <= i*sh + p*dh - ph < band.stop
             lo, hi = max(0, -((p * dh - ph - band.start) // sh)), min(oh, -((p * dh - ph - band.stop) // sh))
             if lo >= hi:
                 continue
             g_part = g_rows[lo * ow * n : hi * ow * n]
-            block = buffer[: (hi - lo) * ow * n * c].reshape((hi - lo) * ow * n, c)
-            block_pixels = block.reshape(hi - lo, ow, n, c)
+            count = (hi - lo) * ow * n
+            if kernel_row_at_once:  # one call: NumPy loops over the kernel row's kw GEMMs in C
+                products = buffer[: kw * count * c].reshape(kw, count, c)
+                np.matmul(g_part, per_offset[p * kw : (p + 1) * kw], out=products)
             first_row = lo * sh + p * dh - ph
             rows = slice(first_row, first_row + sh * (hi - lo - 1) + 1, sh)
             for q, (windows_w, cols, any_w) in enumerate(columns):
                 if any_w:
-                    np.matmul(g_part, per_offset[p * kw + q], out=block)
+                    if kernel_row_at_once:
+                        block = products[q]
+                    else:
+                        block = buffer[: count * c].reshape(count, c)
+                        np.matmul(g_part, per_offset[p * kw + q], out=block)
                     landing = out[rows, cols]  # a view: `out[rows, cols] += ...` would copy it back once more
-                    landing += block_pixels[:, windows_w]
+                    landing += block.reshape(hi - lo, ow, n, c)[:, windows_w]
 
-    intraop.run([partial(fold_band, band) for band in intraop.pieces(h, 1, bands)])
-    return out.transpose(2, 3, 0, 1)
+    return out.transpose(2, 3, 0, 1), [partial(fold_band, band) for band in intraop.pieces(h, 1, bands)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b; a large product of 2-D arrays is computed in ranges of a's rows on several threads
-    (ranges cut by the shapes alone: the same result whatever the thread count)."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < 2 * MATMUL_PIECE:
+    """a @ b; a large product of 2-D arrays is computed in pieces on several threads, cut by the
+    shapes alone (the same result whatever the thread count): ranges of a's rows, or of b's
+    columns where a has fewer rows than b has columns.
+
+    Each piece's GEMM packs the other operand again, at a cost per piece that its own work pays
+    off only from a few hundred rows (or columns) up, whatever the inner sizes: a 1000x784 batch
+    times a 784x512 weight took 7.8 ms in one GEMM on one thread, 8.2 in two row ranges, 9.6 in
+    eight and 11.1 in sixteen. So the pieces are few (MATMUL_ROWS rows and MATMUL_PIECE
+    multiply-adds at least), a power of two of them (they share out evenly over the usual core
+    counts), cut along the larger side of the output, so that the smaller operand is the one
+    repacked (a 128x784 batch times that weight: 14% slower on one thread in two row ranges, 2%
+    in two column ranges)."""
+    if a.ndim != 2 or b.ndim != 2:
         return a @ b
-    ranges = intraop.pieces(a.shape[0], max(MATMUL_ROWS, -(-MATMUL_PIECE // (a.shape[1] * b.shape[1]))))
-    if len(ranges) == 1:
+    by_rows = a.shape[0] >= b.shape[1]
+    length = a.shape[0] if by_rows else b.shape[1]
+    count = min(16, length // MATMUL_ROWS, a.shape[0] * a.shape[1] * b.shape[1] // MATMUL_PIECE)
+    if count < 2:
         return a @ b
+    count = 1 << (count.bit_length() - 1)
+    ranges = intraop.pieces(length, length // count, count)
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    intraop.run([partial(np.matmul, a[r.start : r.stop], b, out=out[r.start : r.stop]) for r in ranges])
+    if by_rows:
+        tasks = [partial(np.matmul, a[r.start : r.stop], b, out=out[r.start : r.stop]) for r in ranges]
+    else:
+        tasks = [partial(np.matmul, a, b[:, r.start : r.stop], out=out[:, r.start : r.stop]) for r in ranges]
+    intraop.run(tasks)
     return out
 
 

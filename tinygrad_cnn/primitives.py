@@ -14,6 +14,7 @@ like NumPy; their rules sum ``g`` back to each input's shape.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -174,6 +175,20 @@ class Pow(Primitive):
         if p == 0:
             return g * 0.0
         return g * p * (x ** (p - 1) if p != 2 else x)
+
+
+class Erf(Primitive):
+    """y = erf(x).   dx = g * 2/sqrt(pi) * exp(-x**2)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return kernels.erf(x)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return g * Exp.apply(-(x * x)) * (2 / math.sqrt(math.pi))
 
 
 class Exp(Primitive):
@@ -735,8 +750,13 @@ class Convolution(Primitive):
         stride, dilation, padding, cols = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g_rows = kernels.conv_rows(g)
-        gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
-        gw = kernels.conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+        gx: np.ndarray | None
+        gw: np.ndarray | None
+        if need_x and need_w and cols is None:  # both from one queue of tasks
+            gx, gw = kernels.conv_input_and_weight_grads(x, w, g_rows, stride, dilation, padding)
+        else:
+            gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
+            gw = kernels.conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
         gw = None if gw is None else kernels.laid_out_like(gw, w)  # w is conv2d's permuted view of the weight
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
 

@@ -1,6 +1,6 @@
 """Activation functions as PyTorch has them, composed from tensor ops (their gradients come
-from reverse mode), plus :class:`Erf`, the one new primitive: the error function cannot be
-composed from the others, and the exact GELU needs it.
+from reverse mode); the exact GELU uses the error function, a primitive of its own
+(:class:`tinygrad_cnn.primitives.Erf`: it cannot be composed from the others).
 
 Values and gradients at kinks follow PyTorch: LeakyReLU and ELU take their negative-side slope
 at 0; Softplus is linear where ``beta * x > threshold``.
@@ -16,64 +16,13 @@ import numpy as np
 from .. import arguments
 from .. import functional as F
 from .._tensor import Tensor
-from ..autograd import Context, Primitive
 from ..testing.conventions import away_from, declare, from_below
 from . import Module, _Elementwise
 
-_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
-_exact_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def _erf_array(x: np.ndarray) -> np.ndarray:
-    """erf elementwise. float64: exact (``math.erf`` per element; slow, for checks). Other float
-    dtypes: vectorised, Taylor series for |x| < 0.5 and Numerical Recipes' erfc (relative error
-    < 1.2e-7) beyond, about float32's precision."""
-    if x.dtype == np.float64:
-        return np.asarray(_exact_erf(x), dtype=np.float64)  # asarray: a 0-d x gives a Python float
-    z = np.abs(x).astype(np.float64)
-    t = 1 / (1 + 0.5 * z)
-    coeffs = (
-        0.17087277,
-        -0.82215223,
-        1.48851587,
-        -1.13520398,
-        0.27886807,
-        -0.18628806,
-        0.09678418,
-        0.37409196,
-        1.00002368,
-        -1.26551223,
-    )
-    poly = np.zeros_like(t)
-    for c in coeffs:
-        poly = poly * t + c
-    far = 1 - t * np.exp(-z * z + poly)
-    z2 = z * z
-    term, near = z.copy(), z.copy()
-    for n in range(1, 10):  # erf(z) = 2/sqrt(pi) * sum (-1)^n z^(2n+1) / (n! (2n+1))
-        term = term * (-z2) / n
-        near += term / (2 * n + 1)
-    near *= _TWO_OVER_SQRT_PI
-    return np.asarray(np.sign(x) * np.where(z < 0.5, near, far), dtype=x.dtype)
-
-
-class Erf(Primitive):
-    """y = erf(x).   dx = g * 2/sqrt(pi) * exp(-x**2)."""
-
-    @staticmethod
-    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
-        ctx.save_for_backward(x)
-        return _erf_array(x)
-
-    @staticmethod
-    def backward(ctx: Context, g: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return g * F.exp(-(x * x)) * _TWO_OVER_SQRT_PI
-
 
 def erf(input: Tensor) -> Tensor:
-    """The error function, elementwise."""
-    return Erf.apply(arguments.float_tensor("erf", input))
+    """The error function, elementwise (:class:`tinygrad_cnn.primitives.Erf`)."""
+    return F.erf(input)
 
 
 @declare(from_below(at=0.0))
@@ -280,7 +229,6 @@ class LogSoftmax(Module):
 __all__ = [
     "ELU",
     "GELU",
-    "Erf",
     "Hardtanh",
     "LeakyReLU",
     "LogSigmoid",
