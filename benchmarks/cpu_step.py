@@ -8,9 +8,10 @@ REPO ``torch`` runs the same step in PyTorch on one thread, for one-thread ratio
 32->32 with padding 1, relu each, pool 2, conv3x3 32->64 padding 1, relu, pool 2, linear 4096->10),
 ``mlp`` (784->512->512->10 with relu), ``conv7`` (conv 1->32 7x7 padding 1, relu, linear),
 ``vgg`` (3x32x32: conv3x3 3->16->16, pool 2, 16->32->32, pool 2, 32->64, pool 2, linear 1024->10,
-every conv with padding 1 and a relu) and ``hvp`` (a Hessian-vector product of LeNet-ish's loss
-with respect to its weights: double backward). Never tune to one of them: compare a change on
-all of them, at small and large batches.
+every conv with padding 1 and a relu), ``strided`` (3x64x64: conv 3->32 7x7 stride 2 padding 3,
+relu, pool 2, conv 32->64 3x3 stride 2 padding 1, relu, linear 4096->10) and ``hvp`` (a
+Hessian-vector product of LeNet-ish's loss with respect to its weights: double backward). Never
+tune to one of them: compare a change on all of them, at small and large batches.
 
 Measures ``time.process_time()`` (user + system CPU of the process), which other programs on a
 shared machine disturb less than wall time. Only tensor ops are used (no nn/optim), so the script
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 SAMPLE_STEPS = 5
-NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg")
+NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided")
 
 
 def serve(repo: str, net: str, batch: int, tune: bool) -> None:
@@ -85,6 +86,9 @@ def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple
     if net == "cifar":
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         return layer(3, 32, 3) + layer(32, 32, 3) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
+    if net == "strided":
+        x = rng.standard_normal((batch, 3, 64, 64)).astype(np.float32)
+        return layer(3, 32, 7) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
     if net == "vgg":
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         channels = (3, 16, 16, 32, 32, 64)
@@ -107,6 +111,10 @@ def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
         h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
         h = F.max_pool2d(F.relu(F.conv2d(h, p[4], p[5], padding=1)), 2)
         return F.linear(h.reshape(batch, -1), p[6], p[7])
+    if net == "strided":
+        h = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1], stride=2, padding=3)), 2)
+        h = F.relu(F.conv2d(h, p[2], p[3], stride=2, padding=1))
+        return F.linear(h.reshape(batch, -1), p[4], p[5])
     if net == "vgg":
         h = x
         for i, pool in enumerate((False, True, False, True, True)):
