@@ -581,3 +581,37 @@ def test_distinct_values_fixed_shape():
         assert_margin_apart(a, 0.5)
 
     check()
+
+
+# --------------------------------------------------------------------------- large magnitudes
+
+
+def test_a_smooth_function_of_large_magnitude_has_no_kinks():
+    """1000 x**2 bends by 2000 per unit: its one-sided slopes differ by more than the tolerance,
+    so the check measures them again with a 100x finer step, whose rounding error on a function
+    of terms near 10**4 is larger than the tolerance on x = 1e-6's small slope. That element once
+    came out as a kink of a smooth function (and a second-order check of a convolution failed
+    the same way); the coarse central difference is kept where the slopes differ by curvature."""
+    a = np.linspace(2.0, 3.0, 12).reshape(3, 4)
+    a[1, 2] = 1e-6
+    x = Tensor(a, requires_grad=True)
+    assert gradcheck(lambda t: t * t * 1000.0, x)
+    assert gradgradcheck(lambda t: t * t * t * 100.0, x)
+
+
+class TransposedTwiceWithAWrongGradient(Function):
+    """y[i, j, k] = x[j, i], (2, 3) -> (3, 2, 2), with a backward off by a factor 2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return Tensor(np.repeat(x.detach().numpy().T[..., None], 2, axis=2))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.sum(2).T * 2.0
+
+
+def test_a_mismatch_is_reported_when_input_and_output_shapes_do_not_broadcast():
+    x = Tensor(np.arange(6.0).reshape(2, 3) + 1, requires_grad=True)
+    with pytest.raises(GradcheckError, match="off by a factor 2"):
+        gradcheck(TransposedTwiceWithAWrongGradient.apply, x)
