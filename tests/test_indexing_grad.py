@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
 from tinygrad_cnn.testing import arrays, gradcheck, shapes
+from tinygrad_cnn.testing.conventions import any_subgradient
 
 try:
     import torch
@@ -43,8 +44,12 @@ def check(
     ours: Callable[..., tg.Tensor], theirs: Callable[..., Any] | None, values: Sequence[np.ndarray], seed: int = 0
 ) -> None:
     """``ours(*tensors)`` against finite differences, and against ``theirs`` (the same op written
-    with torch) on the forward and on the gradients of a random projection of the output."""
-    assert gradcheck(ours, *[leaf(v) for v in values])
+    with torch) on the forward and on the gradients of a random projection of the output.
+
+    A chain of ops can meet a kink by accident (x = 2 clamped to 1.3579, then z = 0 added and
+    clamped again sits on the bound): there finite differences accept any subgradient, and which
+    one PyTorch gives is checked against torch below."""
+    assert gradcheck(ours, *[leaf(v) for v in values], conventions=any_subgradient())
     if torch is None or theirs is None:
         return
     xs = [leaf(v) for v in values]
