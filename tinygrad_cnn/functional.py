@@ -1845,7 +1845,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 def erf(x: Tensor) -> Tensor:
     """The error function, elementwise (which the exact GELU uses)."""
-    return P.Erf.apply(_float_input("erf", x))
+    return P.Elementwise.apply(_float_input("erf", x), "erf")
 
 
 def fmod(a: Any, b: Any) -> Tensor:

@@ -177,20 +177,6 @@ class Pow(Primitive):
         return g * p * (x ** (p - 1) if p != 2 else x)
 
 
-class Erf(Primitive):
-    """y = erf(x).   dx = g * 2/sqrt(pi) * exp(-x**2)."""
-
-    @staticmethod
-    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
-        ctx.save_for_backward(x)
-        return kernels.erf(x)
-
-    @staticmethod
-    def backward(ctx: Context, g: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return g * Exp.apply(-(x * x)) * (2 / math.sqrt(math.pi))
-
-
 class Exp(Primitive):
     """y = exp(x).   dx = g * y."""
 
@@ -358,6 +344,7 @@ ELEMENTWISE: dict[str, tuple[Any, Any]] = {
     "asinh": (np.arcsinh, lambda x: (x * x + 1) ** -0.5),
     "acosh": (np.arccosh, lambda x: (x * x - 1) ** -0.5),
     "atanh": (np.arctanh, lambda x: 1 / (1 - x * x)),
+    "erf": (kernels.erf, lambda x: Exp.apply(-(x * x)) * (2 / math.sqrt(math.pi))),
 }
 
 

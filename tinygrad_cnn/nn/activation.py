@@ -1,6 +1,6 @@
 """Activation functions as PyTorch has them, composed from tensor ops (their gradients come
-from reverse mode); the exact GELU uses the error function, a primitive of its own
-(:class:`tinygrad_cnn.primitives.Erf`: it cannot be composed from the others).
+from reverse mode); the exact GELU uses the error function, which cannot be composed from the
+others: an entry of :class:`tinygrad_cnn.primitives.Elementwise`'s table.
 
 Values and gradients at kinks follow PyTorch: LeakyReLU and ELU take their negative-side slope
 at 0; Softplus is linear where ``beta * x > threshold``.
@@ -21,7 +21,7 @@ from . import Module, _Elementwise
 
 
 def erf(input: Tensor) -> Tensor:
-    """The error function, elementwise (:class:`tinygrad_cnn.primitives.Erf`)."""
+    """The error function, elementwise."""
     return F.erf(input)
 
 
