@@ -223,10 +223,11 @@ class _Numeric:
     def f(self) -> float:
         return float(sum(np.sum(u * o) for u, o in zip(self.us, self.outputs(), strict=True)))
 
-    def magnitude(self) -> float:
-        """sum_k <|u_k|, |out_k(x)|>: the size of the terms f adds up (its rounding error scales
-        with it, not with f, whose terms may cancel)."""
-        return float(sum(np.sum(np.abs(u * o)) for u, o in zip(self.us, self.outputs(), strict=True)))
+    def f_and_magnitude(self) -> tuple[float, float]:
+        """f, and sum_k <|u_k|, |out_k(x)|>: the size of the terms f adds up (its rounding error
+        scales with it, not with f, whose terms may cancel); from one call of ``fn``."""
+        terms = [u * o for u, o in zip(self.us, self.outputs(), strict=True)]
+        return float(sum(np.sum(t) for t in terms)), float(sum(np.sum(np.abs(t)) for t in terms))
 
     def at(self, i: int, j: int, step: float) -> float:
         """f with element j (flat) of input i moved by ``step``."""
@@ -419,12 +420,12 @@ class _Slopes:
     (the slopes grow like 1 / step: no derivative there, e.g. the second-order check of a
     piecewise-linear op meeting its gradient's steps). Flat arrays."""
 
-    def __init__(self, numeric: _Numeric, i: int, eps: float, tol: _Tolerance, f0: float) -> None:
+    def __init__(self, numeric: _Numeric, i: int, eps: float, tol: _Tolerance, f0: float, magnitude: float) -> None:
         self.numeric, self.i, self.tol, self.f0, self.eps = numeric, i, tol, f0, eps
         self.fine = eps / 100  # a step that tells a kink on the point from one nearby
-        # What float64 rounding in f may add to a slope over the fine step (f sums many terms):
-        # on a function of large magnitude it outgrows the tolerances.
-        self.fine_noise = 8 * np.finfo(np.float64).eps * numeric.magnitude() / self.fine
+        # What float64 rounding in f (of terms adding up to ``magnitude``) may add to a slope over
+        # the fine step: on a function of large magnitude it outgrows the tolerances.
+        self.fine_noise = 8 * np.finfo(np.float64).eps * magnitude / self.fine
         size = numeric.base[i].size
         self.left, self.right = numeric.slopes(i, range(size), eps, f0)
         self.n = 0.5 * (self.left + self.right)
@@ -477,12 +478,12 @@ def _compare(
     tol: _Tolerance,
     what: str,
 ) -> None:
-    f0 = numeric.f()
+    f0, magnitude = numeric.f_and_magnitude()
     for pos, (i, a) in enumerate(zip(checked, analytic, strict=True)):
         x = numeric.base[i]
         missing = a is None
         flat_a = np.zeros(x.size) if a is None else a.reshape(-1)  # no gradient: zero, checked like any other
-        m = _Slopes(numeric, i, eps, tol, f0)
+        m = _Slopes(numeric, i, eps, tol, f0, magnitude)
         for j in np.flatnonzero(_mismatch(flat_a, m.n, tol) & ~m.kinks & ~m.jumps):
             m.refine(int(j))
             if not m.kinks[j] and not m.jumps[j] and m.kink_in_some_output(int(j)):
