@@ -18,7 +18,6 @@ import numpy as np
 import tinygrad_cnn as tg
 from tinygrad_cnn import nn, optim
 from tinygrad_cnn.datasets import DataLoader, load_mnist
-from tinygrad_cnn.memory import tune_allocator
 from tinygrad_cnn.optim import lr_scheduler
 
 MEAN, STD = 0.1307, 0.3081
@@ -44,7 +43,6 @@ def train(batchnorm: bool, data: tuple, epochs: int, seed: int) -> tuple[float, 
     loader = DataLoader(x_train, y_train, batch_size=128, shuffle=True, seed=seed)
     opt = optim.Adam(model.parameters(), lr=3e-3)
     schedule = lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * len(loader), cycle_momentum=False)
-    tune_allocator()  # as the example: freed buffers are reused, not page-faulted back in
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()

@@ -17,7 +17,8 @@ Measures ``time.process_time()`` (user + system CPU of the process), which other
 shared machine disturb less than wall time. Only tensor ops are used (no nn/optim), so the script
 runs against every version of the library since its first commit: point REPO at a
 ``git worktree`` of the commit to measure (default: this checkout). ``--tune`` calls
-``tinygrad_cnn.memory.tune_allocator()`` first.
+``tinygrad_cnn.memory.tune_allocator()`` first, which ``import tinygrad_cnn`` does by default
+since that became the default: the flag makes older versions measure alike.
 
 Each REPO gets a process of its own that stays up; the script asks them for a sample of 5 steps
 in turn, ``--rounds`` times (alternating the order), and prints each one's median and minimum.

@@ -20,8 +20,9 @@ except memory rows, where it is ours / PyTorch's MiB (below 1: we use less).
 tinygrad_cnn runs as a user runs it by default: one process, ``loss.backward()``, ``optim.SGD``,
 threads as :mod:`tinygrad_cnn.threads` chooses them (``threads`` in each row: the count after the
 row). PyTorch (optional: ``pip install torch==2.13.0``) runs with its default threads.
-``tinygrad_cnn.memory.tune_allocator()`` is called first, as the MNIST example does (``--no-tune``:
-not); it is process-wide, so PyTorch's allocations get it too.
+``import tinygrad_cnn`` tunes the allocator (:mod:`tinygrad_cnn.memory`), process-wide, so
+PyTorch's allocations get it too; ``TINYGRAD_CNN_TUNE_ALLOCATOR=0`` in the environment measures
+both with glibc's defaults.
 
 Other rows: the loaded machine (LeNet-ish training with one competing busy process started by
 the suite, ours against PyTorch under the same competition), peak memory (RSS growth over 5 training
@@ -55,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tinygrad_cnn as tg  # noqa: E402
 from tinygrad_cnn import functional as F  # noqa: E402
 from tinygrad_cnn import nn, optim  # noqa: E402
-from tinygrad_cnn.memory import tune_allocator  # noqa: E402
+from tinygrad_cnn.memory import allocator_tuned  # noqa: E402
 
 try:
     import torch
@@ -508,7 +509,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def bench_memory(names: list[str], tune: bool) -> list[dict[str, Any]]:
+def bench_memory(names: list[str]) -> list[dict[str, Any]]:
     rows = []
     for name in names:
         w = WORKLOADS[name]
@@ -518,7 +519,7 @@ def bench_memory(names: list[str], tune: bool) -> list[dict[str, Any]]:
         }
         for framework in ["tinygrad_cnn"] + (["pytorch"] if torch else []):
             out = subprocess.run(
-                [sys.executable, __file__, "--memory-probe", framework, name] + ([] if tune else ["--no-tune"]),
+                [sys.executable, __file__, "--memory-probe", framework, name],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -615,7 +616,6 @@ def run_suite(
     s: Settings,
     extras: tuple[str, ...] = ("hvp", "loaded", "memory"),
     all_cores_too: bool = False,
-    tune: bool = True,
     progress: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
@@ -630,7 +630,7 @@ def run_suite(
     if "hvp" in extras:
         add(bench_hvp(s))
     if "memory" in extras:
-        add(bench_memory(["cifar", "lenet"], tune))
+        add(bench_memory(["cifar", "lenet"]))
     if "loaded" in extras:
         add(bench_loaded(s, all_cores_too))
     if "threads" in extras:
@@ -640,7 +640,7 @@ def run_suite(
     return rows
 
 
-def environment(tune: bool) -> dict[str, Any]:
+def environment() -> dict[str, Any]:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
@@ -655,7 +655,7 @@ def environment(tune: bool) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads() if torch else None,
         "cpus": len(tg.threads.usable_cores().cpus),
         "load_average": os.getloadavg(),
-        "allocator": "tuned" if tune else "default",
+        "allocator": "tuned" if allocator_tuned() else "default",
         "threads_env": {k: os.environ[k] for k in tg.threads.ENVIRONMENT_VARIABLES if k in os.environ},
     }
 
@@ -710,7 +710,6 @@ def main() -> None:
     parser.add_argument("--time-to-accuracy", action="store_true", help="also the MNIST recipe to 99%% (minutes)")
     parser.add_argument("--json", metavar="PATH", help="write the environment and the rows as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table at the end")
-    parser.add_argument("--no-tune", action="store_true", help="skip tinygrad_cnn.memory.tune_allocator()")
     parser.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.list:
@@ -719,8 +718,6 @@ def main() -> None:
         for name, about in EXTRA_ROWS.items():
             print(f"{name:<16} {about}")
         return
-    if not args.no_tune:
-        tune_allocator()  # process-wide: PyTorch's CPU allocations go through the same malloc
     if args.memory_probe:
         memory_probe(*args.memory_probe)
         return
@@ -737,7 +734,7 @@ def main() -> None:
         parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join([*WORKLOADS, *EXTRA_ROWS])}")
     names = [n for n in chosen if n in WORKLOADS]
     extras = tuple(n for n in chosen if n in EXTRA_ROWS)
-    env = environment(not args.no_tune)
+    env = environment()
     peer = f"torch {env['torch']} ({env['torch_threads']} threads)" if torch else "torch not installed"
     print(
         f"numpy {env['numpy']}, {peer}, {env['cpus']} CPUs, load average "
@@ -751,7 +748,6 @@ def main() -> None:
         s,
         extras,
         all_cores_too=True,
-        tune=not args.no_tune,
         progress=lambda row: print(format_row(row), flush=True),
     )
     if args.json:

@@ -28,7 +28,6 @@ import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
 from tinygrad_cnn import nn, optim, plots
 from tinygrad_cnn.datasets import DataLoader, DatasetError, load_mnist
-from tinygrad_cnn.memory import tune_allocator
 
 MEAN, STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
 
@@ -204,7 +203,6 @@ def main(argv: list[str] | None = None) -> dict:
         f" ({'bundled' if args.data is None else args.data})"
     )
 
-    tune_allocator()  # reuse freed buffers between steps instead of page-faulting them back in (glibc)
     tg.manual_seed(args.seed)
     model = build_model()
     loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)

@@ -84,7 +84,7 @@ def test_command_line_writes_json_and_markdown(
     suite: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out.json"
-    argv = ["run.py", "--quick", "--only", "lenet_b1", "--rounds", "1", "--sample", "0", "--no-tune", "--markdown"]
+    argv = ["run.py", "--quick", "--only", "lenet_b1", "--rounds", "1", "--sample", "0", "--markdown"]
     argv += ["--json", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     suite.main()

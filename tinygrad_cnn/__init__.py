@@ -268,6 +268,9 @@ from .threads import get_num_threads, set_num_threads
 __version__ = "0.1.0"
 
 from . import out_argument as _out_argument  # noqa: E402
+from .memory import tune_by_default as _tune_by_default  # noqa: E402
+
+_tune_by_default()  # freed buffers are reused across training steps (see tinygrad_cnn.memory)
 
 for _name in _out_argument.NAMES:  # PyTorch's out= on the functions that have it
     globals()[_name] = _out_argument.with_out(globals()[_name])
