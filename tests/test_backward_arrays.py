@@ -54,6 +54,29 @@ def _conv(pick: Pick) -> tg.Tensor:
     return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))  # relu, and a flatten of a batch-inner array (a copy)
 
 
+def _grouped_conv(pick: Pick) -> tg.Tensor:
+    """Depthwise (one input channel per group, any multiplier) or general groups, on an NCHW input
+    or one laid out (H, W, N, C) as conv2d's outputs are."""
+    groups, per_in, per_out, n, kh, kw = (
+        pick.int(2, 3),
+        pick.int(1, 2),
+        pick.int(1, 2),
+        pick.int(0, 3),
+        *(pick.int(1, 3),) * 2,
+    )
+    stride, dilation, padding = pick.int(1, 2), pick.int(1, 2), pick.int(0, 1)
+    h, w = dilation * (kh - 1) + pick.int(1, 4), dilation * (kw - 1) + pick.int(1, 4)
+    x = pick.leaf((n, groups * per_in, h, w))
+    if pick.bool():
+        x = tg.Tensor(
+            np.ascontiguousarray(x.array.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1), requires_grad=x.requires_grad
+        )
+    weight = pick.leaf((groups * per_out, per_in, kh, kw), requires_grad=True)
+    bias = pick.leaf((groups * per_out,)) if pick.bool() else None
+    y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))
+
+
 def _pool(pick: Pick) -> tg.Tensor:
     x = pick.leaf((pick.int(1, 3), pick.int(1, 3), 6, 5), requires_grad=True)
     k = pick.int(1, 3)
@@ -92,7 +115,7 @@ def _linear(pick: Pick) -> tg.Tensor:
     return P.MatMulAdd.apply(x, pick.leaf((f_in, f_out)), pick.leaf((1, f_out) if pick.bool() else (f_out,)))
 
 
-BUILDERS = [_conv, _pool, _reductions, _log_softmax, _arithmetic, _linear]
+BUILDERS = [_conv, _grouped_conv, _pool, _reductions, _log_softmax, _arithmetic, _linear]
 
 
 def _nodes(root: tg.Tensor) -> list:

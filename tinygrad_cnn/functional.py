@@ -1570,12 +1570,15 @@ def conv2d(
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
     dilation: IntOrPair = 1,
+    groups: int = 1,
 ) -> Tensor:
     """2-D convolution (cross-correlation, as PyTorch).
 
-    x: (N, C_in, H, W), weight: (C_out, C_in, kh, kw), bias: (C_out,) -> (N, C_out, OH, OW),
+    x: (N, C_in, H, W), weight: (C_out, C_in // groups, kh, kw), bias: (C_out,) -> (N, C_out, OH, OW),
     OH = (H + 2*ph - dh*(kh-1) - 1) // sh + 1. Computed as unfold and a windowed matrix product
-    (im2col + one GEMM), so the backward is the product's two transposes and a fold.
+    (im2col + one GEMM), so the backward is the product's two transposes and a fold. With
+    ``groups`` G > 1, input channels g*C_in/G ... and output channels g*C_out/G ... form group g,
+    convolved on their own (:class:`~tinygrad_cnn.primitives.GroupedConvolution`, no loop over groups).
     """
     x, weight = _tensor("conv2d", x), _tensor("conv2d", weight, "weight")
     bias = None if bias is None else _tensor("conv2d", bias, "bias")
@@ -1584,8 +1587,15 @@ def conv2d(
         raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, kh, kw), got shape {weight.shape}")
     c = x.shape[1]
     c_out, c_in, kh, kw = weight.shape
-    if c != c_in:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    if groups == 1 and c != c_in:
         raise ValueError(f"conv2d: input has {c} channels (shape {x.shape}) but weight {weight.shape} expects {c_in}")
+    if groups > 1 and (c % groups or c_out % groups or c_in * groups != c):
+        raise ValueError(
+            f"conv2d: input {x.shape} and weight {weight.shape} do not fit groups={groups} "
+            "(need input channels = groups * weight.shape[1], and output channels divisible by groups)"
+        )
     if weight.dtype != x.dtype:
         raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
     if bias is not None and bias.shape != (c_out,):
@@ -1600,7 +1610,11 @@ def conv2d(
         pair("conv2d", "dilation", dilation, 1),
     )
     _out_size("conv2d", x.shape, (kh, kw), s, p, d)  # a kernel larger than the input: an error naming conv2d
-    out = P.Convolution.apply(x, P.Permute.apply(weight, (2, 3, 1, 0)), bias, s, d, p)  # (N, OH, OW, C_out)
+    w = P.Permute.apply(weight, (2, 3, 1, 0))  # (kh, kw, C_in // groups, C_out)
+    if groups == 1:
+        out = P.Convolution.apply(x, w, bias, s, d, p)  # (N, OH, OW, C_out)
+    else:
+        out = P.GroupedConvolution.apply(x, w, bias, s, d, p, int(groups))
     # A batch-inner (OH, OW, N, C_out) result seen as NCHW: no transpose copy (see Convolution).
     return P.Permute.apply(out, _NHWC_TO_NCHW)
 

@@ -837,3 +837,255 @@ def relu_grad(g: np.ndarray, y: np.ndarray) -> np.ndarray:
     """g * (y > 0): relu's input gradient from its output y, a slab at a time (the mask of a
     slab stays in the cache), on several threads."""
     return elementwise(_times_positive, g, y)
+
+
+# --------------------------------------------------------------------------- grouped and depthwise conv2d
+
+BAND_BYTES = 256 << 10  # output (or image) rows a depthwise band works on at a time: with its product, inside L2
+COLUMN_MAJOR = 1 << 62  # Im2col's ``row_major_from`` that makes its blocks column-major whatever the channels
+
+
+def grouped_conv_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape, dilation: Shape, padding: Shape, groups: int
+) -> np.ndarray:
+    """conv2d with ``groups``: x (N, C, H, W), w (kh, kw, C/G, C_out), b (C_out,) or None ->
+    (N, OH, OW, C_out), laid out batch-inner as :func:`conv_forward`'s output; output channel o
+    reads input channels g*C/G ... (g+1)*C/G - 1 of its group g = o // (C_out/G).
+
+    Depthwise (one input and one output channel per group): :func:`depthwise_conv_forward`.
+    Otherwise the blocks of the column-major im2col matrix (:class:`Im2col`, the padding in its
+    copy) are copied group-major (:func:`_group_major_block`), and each block is multiplied by
+    all G weights in one batched GEMM, its output columns written in place, groups of blocks on
+    several threads."""
+    kh, kw, cg, c_out = w.shape
+    if cg == 1 and c_out == groups:
+        return depthwise_conv_forward(x, w, b, stride, dilation, padding)
+    m = c_out // groups
+    cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
+    weight = np.ascontiguousarray(w.reshape(kh * kw * cg, groups, m).transpose(1, 0, 2))  # (G, K, M)
+    y = np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
+
+    def multiply(blocks: range) -> None:
+        buffer = cols.buffer()
+        for i in blocks:
+            block = _group_major_block(cols, i, buffer, groups)  # (G, K, rows)
+            out = y[cols.rows[i]]
+            np.matmul(block.transpose(0, 2, 1), weight, out=out.reshape(-1, groups, m).transpose(1, 0, 2))
+            if b is not None:
+                add_row(out, b)
+
+    intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)])
+    return conv_output(y, cols.n, cols.oh, cols.ow)
+
+
+def grouped_conv_weight_grad(
+    x: np.ndarray, g_rows: np.ndarray, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape, groups: int
+) -> np.ndarray:
+    """conv2d's weight gradient with ``groups``, of ``w_shape`` (kh, kw, C/G, C_out), from the
+    batch-inner (OH*OW*N, C_out) output gradient: per group, that group's im2col columns
+    transposed times its output channels of g (one batched GEMM per block of
+    :func:`grouped_conv_forward`), the blocks' products added up in task order.
+    Depthwise: :func:`depthwise_conv_weight_grad`."""
+    kh, kw, cg, c_out = w_shape
+    if cg == 1 and c_out == groups:
+        return depthwise_conv_weight_grad(x, g_rows, w_shape, stride, dilation, padding)
+    m = c_out // groups
+    cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
+    dtype = np.result_type(x, g_rows)
+
+    def multiply(blocks: range) -> np.ndarray:
+        buffer = cols.buffer()
+        total = np.zeros((groups, kh * kw * cg, m), dtype=dtype)
+        part = np.empty_like(total)
+        for i in blocks:
+            block = _group_major_block(cols, i, buffer, groups)
+            np.matmul(block, g_rows[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2), out=part)
+            total += part
+        return total
+
+    sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)])
+    total = sums[0]
+    for part in sums[1:]:
+        total += part
+    return total.reshape(groups, kh, kw, cg, m).transpose(1, 2, 3, 0, 4).reshape(w_shape)
+
+
+def _group_major_block(cols: Im2col, index: int, buffer: np.ndarray, groups: int) -> np.ndarray:
+    """Block ``index`` of a column-major :class:`Im2col` transposed and split by group:
+    (G, kh*kw*C/G, its rows), the columns of group g (kernel offset, then channel) in row g. The
+    copy reads runs along the image rows of all N images, as the plain column-major block does."""
+    i, j, rows, columns = cols.blocks[index]
+    kh, kw, c = cols.win.shape[:3]
+    win = cols.win.reshape(kh, kw, groups, c // groups, *cols.win.shape[3:]).transpose(2, 0, 1, 3, 4, 5, 6)
+    count = rows * columns * cols.n
+    block = buffer[: cols.k * count].reshape(groups, cols.k // groups, count)
+    np.copyto(block.reshape(*win.shape[:4], rows, columns, cols.n), win[:, :, :, :, i : i + rows, j : j + columns])
+    return block
+
+
+def grouped_conv_input_grad(
+    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape, groups: int
+) -> np.ndarray:
+    """conv2d's input gradient with ``groups``: g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw,
+    C/G, C_out) -> (N, C, H, W), laid out (H, W, N, C) like conv2d's outputs.
+
+    The image is filled a band of rows at a time, bands on several threads: for each kernel offset,
+    the windows whose element at that offset lands in the band (padding left out,
+    :func:`_landings`) have their gradient times the offset's weights added onto the pixels they
+    read: a product per channel for depthwise convolutions (the weights repeated across the N
+    images, so that every operation runs over N*C values at once), else one small batched GEMM
+    per group (C_out/G by C/G)."""
+    kh, kw, cg, c_out = w.shape
+    m = c_out // groups
+    n, c, h, wd = x_shape
+    (ph, pw) = padding
+    oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation)
+    dtype = np.result_type(g_rows, w)
+    out = np.zeros((h, wd, n, c), dtype=dtype)
+    g: np.ndarray = g_rows.reshape(oh, ow, n, c_out)
+    depthwise = cg == 1 and m == 1
+    if depthwise:
+        weights = _across_images(w, n)
+        g, out_rows = g.reshape(oh, ow, n * c), out.reshape(h, wd, n * c)
+    else:
+        weights = np.ascontiguousarray(w.reshape(kh * kw, cg, groups, m).transpose(0, 2, 3, 1))  # (kh*kw, G, M, C/G)
+
+    def fold_band(band: range) -> None:
+        products = intraop.scratch(-(-len(band) // stride[0]) * ow * n * c, dtype)
+        part: np.ndarray
+        landing: np.ndarray
+        for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), range(oh), band):
+            src = g[wr, wc]
+            if depthwise:
+                part = products[: src.size].reshape(src.shape)
+                np.multiply(src, weights[k], out=part)
+                landing = out_rows[ir, ic]
+            else:
+                r, cols = src.shape[:2]
+                part = products[: r * cols * n * c].reshape(r, cols * n, groups, cg)
+                by_group = src.reshape(r, cols * n, groups, m).transpose(0, 2, 1, 3)
+                np.matmul(by_group, weights[k], out=part.transpose(0, 2, 1, 3))
+                part, landing = part.reshape(r, cols, n, c), out[ir, ic]
+            landing += part  # a view: `out[ir, ic] += ...` would copy it back once more
+
+    intraop.run([partial(fold_band, band) for band in _bands(h, wd * n * c * out.itemsize)])
+    return out.transpose(2, 3, 0, 1)
+
+
+def depthwise_conv_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape, dilation: Shape, padding: Shape
+) -> np.ndarray:
+    """A depthwise conv2d (groups = channels, one output channel each): x (N, C, H, W),
+    w (kh, kw, 1, C), b (C,) or None -> (N, OH, OW, C) laid out batch-inner.
+
+    y[n,i,j,c] = b[c] + sum over (p, q) of x[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] * w[p,q,0,c]:
+    kh*kw shifted multiply-adds over the image laid out (H, W, N, C) (conv2d's outputs are; other
+    images are copied so once), the weights repeated across the N images so that each operation
+    runs over runs of N*C values. A band of output rows at a time, kept in the cache, bands on
+    several threads; the parts of windows on the padding are left out (no padded copy)."""
+    kh, kw, _, c = w.shape
+    image = _images_inner(x)
+    h, wd, n, _ = image.shape
+    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
+    dtype = np.result_type(x, w)
+    y = np.empty((oh, ow, n * c), dtype=dtype)
+    image, weights = image.reshape(h, wd, n * c), _across_images(w, n)
+    start = np.zeros(n * c, dtype=dtype) if b is None else np.tile(b, n)
+
+    def band(rows: range) -> None:
+        out = y[rows.start : rows.stop]
+        out[...] = start
+        products = intraop.scratch(out.size, dtype)
+        for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h)):
+            landing = out[wr.start - rows.start : wr.stop - rows.start, wc]
+            part = products[: landing.size].reshape(landing.shape)
+            np.multiply(image[ir, ic], weights[k], out=part)
+            landing += part
+
+    intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * y.itemsize)])
+    return conv_output(y.reshape(oh * ow * n, c), n, oh, ow)
+
+
+def depthwise_conv_weight_grad(
+    x: np.ndarray, g_rows: np.ndarray, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
+) -> np.ndarray:
+    """A depthwise conv2d's weight gradient, (kh, kw, 1, C): dw[p,q,0,c] = sum over n, i, j of
+    g[n,i,j,c] * x[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] (pixels on the padding left out),
+    from g_rows (OH*OW*N, C) batch-inner: per band of output rows (on several threads) and kernel
+    offset, one product over runs of N*C values, summed over the band's pixels; the bands' sums
+    added in task order, then over the N images."""
+    kh, kw, _, c = w_shape
+    image = _images_inner(x)
+    h, wd, n, _ = image.shape
+    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
+    dtype = np.result_type(x, g_rows)
+    image, g = image.reshape(h, wd, n * c), g_rows.reshape(oh, ow, n * c)
+
+    def band(rows: range) -> np.ndarray:
+        total = np.zeros((kh * kw, n * c), dtype=dtype)
+        products = intraop.scratch(len(rows) * ow * n * c, dtype)
+        for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h)):
+            src = g[wr, wc]
+            part: np.ndarray = products[: src.size].reshape(src.shape)
+            np.multiply(image[ir, ic], src, out=part)
+            total[k] += part.reshape(part.shape[0] * part.shape[1], n * c).sum(axis=0)
+        return total
+
+    sums = intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * np.dtype(dtype).itemsize)])
+    total = sums[0]
+    for part in sums[1:]:
+        total += part
+    return total.reshape(kh, kw, n, c).sum(axis=2).reshape(w_shape)
+
+
+def _images_inner(x: np.ndarray) -> np.ndarray:
+    """x (N, C, H, W) as a C-contiguous (H, W, N, C) array: a view of conv2d's batch-inner outputs,
+    else a copy (in slabs, see :func:`copy_in_slabs`)."""
+    image = x.transpose(2, 3, 0, 1)
+    return image if image.flags.c_contiguous else copy_in_slabs(image, np.empty(image.shape, dtype=x.dtype))
+
+
+def _across_images(w: np.ndarray, n: int) -> np.ndarray:
+    """A depthwise weight (kh, kw, 1, C) as (kh*kw, N*C): each offset's C weights repeated for N
+    images, so that a product with an (..., N, C) image runs over N*C values, not N runs of C."""
+    kh, kw, _, c = w.shape
+    return np.tile(w.reshape(kh * kw, 1, c), (1, n, 1)).reshape(kh * kw, n * c)
+
+
+def _bands(count: int, row_bytes: int) -> list[range]:
+    """range(count) rows cut into bands of about BAND_BYTES (at least one row each)."""
+    return intraop.pieces(count, max(1, BAND_BYTES // max(1, row_bytes)), max(1, count))
+
+
+def _landings(
+    kernel: Shape,
+    stride: Shape,
+    dilation: Shape,
+    padding: Shape,
+    image_hw: Shape,
+    out_hw: Shape,
+    window_rows: range,
+    image_rows: range,
+) -> Iterator[tuple[int, tuple[slice, slice], tuple[slice, slice]]]:
+    """For each kernel offset k = p*kw + q: the windows among ``window_rows`` (all columns) whose
+    (p, q) element lands on the unpadded image's ``image_rows``, and the pixels it lands on, as
+    (k, (window rows, window columns), (image rows, image columns)); offsets that land nowhere
+    (on the padding only) are left out."""
+    for p in range(kernel[0]):
+        wr, ir = _landing(p, stride[0], dilation[0], padding[0], window_rows, image_rows)
+        if wr.start == wr.stop:
+            continue
+        for q in range(kernel[1]):
+            wc, ic = _landing(q, stride[1], dilation[1], padding[1], range(out_hw[1]), range(image_hw[1]))
+            if wc.start != wc.stop:
+                yield p * kernel[1] + q, (wr, wc), (ir, ic)
+
+
+def _landing(k: int, stride: int, dilation: int, pad: int, windows: range, image: range) -> tuple[slice, slice]:
+    """Along one axis: the windows among ``windows`` whose element k (at i*stride + k*dilation - pad
+    of the unpadded image, for window i) lands in ``image``, and the positions it lands on."""
+    shift = k * dilation - pad
+    lo = max(windows.start, -((shift - image.start) // stride))
+    hi = max(lo, min(windows.stop, -((shift - image.stop) // stride)))
+    first = lo * stride + shift
+    return slice(lo, hi), slice(first, first + stride * (hi - lo - 1) + 1, stride)

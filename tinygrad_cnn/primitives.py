@@ -748,6 +748,71 @@ class Convolution(Primitive):
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
 
 
+class GroupedConvolution(Primitive):
+    """conv2d's core with ``groups`` G > 1: :class:`Convolution` with each group of C/G input
+    channels read only by its own C_out/G output channels (depthwise when both are 1).
+
+    x (N, C, H, W), w (kh, kw, C/G, C_out), b (C_out,) or None -> y (N, OH, OW, C_out), laid out
+    batch-inner as Convolution's; for output channel o = g*M + m of group g (M = C_out/G),
+    y[n,i,j,o] = sum over p,q,c of xp[n, g*C/G + c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o]
+    (xp: x zero-padded by ``padding``). With u = Unfold(xp) split as (N, OH, OW, kh, kw, G, C/G)
+    and g, w split by group (the output channels as (G, M)):
+    dx = Fold(einsum("nijgm,pqcgm->nijpqgc", g, w)) with the padding cropped off,
+    dw = einsum("nijpqgc,nijgm->pqcgm", u, g),  db = g summed over (N, OH, OW).
+
+    The fast path (:func:`kernels.grouped_conv_forward` and the gradients next to it): depthwise
+    convolutions as kh*kw shifted multiply-adds over the image laid out (H, W, N, C); other
+    groups as a group-major im2col copy and one batched GEMM over the groups; dx one batched
+    product per kernel offset, added onto the image a band at a time, the padding left out.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Context,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride: Shape,
+        dilation: Shape,
+        padding: Shape,
+        groups: int,
+    ) -> np.ndarray:
+        ctx.save_for_backward(x, w)
+        ctx.values = (stride, dilation, padding, groups)
+        return kernels.grouped_conv_forward(x, w, b, stride, dilation, padding, groups)
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
+        x, w = ctx.saved_tensors
+        stride, dilation, (ph, pw), groups = ctx.values
+        (n, oh, ow, c_out), (kh, kw, cg, _), (h, wd) = g.shape, w.shape, x.shape[2:]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g_split = _reshape(g, (n, oh, ow, groups, c_out // groups))
+        gx = gw = None
+        if need_x:
+            w_split = _reshape(w, (kh, kw, cg, groups, c_out // groups))
+            window_grad = Einsum.apply("nijgm,pqcgm->nijpqgc", g_split, w_split)  # (N, OH, OW, kh, kw, G, C/G)
+            window_grad = _reshape(window_grad, (n, oh, ow, kh, kw, groups * cg))
+            gx = Fold.apply(window_grad, (n, groups * cg, h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation)
+            gx = GetItem.apply(gx, (Ellipsis, slice(ph, ph + h), slice(pw, pw + wd)))
+        if need_w:
+            xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
+            u = _reshape(Unfold.apply(xp, (kh, kw), stride, dilation), (n, oh, ow, kh, kw, groups, cg))
+            gw = _reshape(Einsum.apply("nijpqgc,nijgm->pqcgm", u, g_split), w.shape)
+        return gx, gw, sum_to(g, (c_out,)) if need_b else None
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
+        x, w = ctx.saved_arrays
+        stride, dilation, padding, groups = ctx.values
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        g_rows = kernels.conv_rows(g)
+        gx = kernels.grouped_conv_input_grad(g_rows, w, x.shape, stride, dilation, padding, groups) if need_x else None
+        gw = kernels.grouped_conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, groups) if need_w else None
+        gw = None if gw is None else kernels.laid_out_like(gw, w)  # w is conv2d's permuted view of the weight
+        return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
+
+
 # --------------------------------------------------------------------------- sliding windows
 
 

@@ -47,13 +47,12 @@ def conv2d(
 
     input (N, C_in, H, W), weight (C_out, C_in // groups, kh, kw), bias (C_out,) -> (N, C_out, OH, OW).
     ``padding="same"`` pads ``dilation * (k - 1)`` in total per axis, the odd one at the end, as PyTorch.
-    With ``groups > 1`` each group of channels is convolved separately and the results concatenated.
+    With ``groups`` G > 1, input channels g*C_in/G ... (g+1)*C_in/G - 1 feed only output channels
+    g*C_out/G ... (g+1)*C_out/G - 1 (depthwise: groups = C_in), all groups in one primitive.
     """
     s = pair("conv2d", "stride", stride, 1)
     d = pair("conv2d", "dilation", dilation, 1)
     pad = conv_padding("conv2d", padding, s)
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     if isinstance(pad, str):
         kh, kw = weight.shape[2:] if weight.ndim == 4 else (1, 1)
         if pad == "valid":
@@ -70,27 +69,7 @@ def conv2d(
                 input, pad = F.pad(input, widths), (0, 0)
             else:
                 pad = (total[0] // 2, total[1] // 2)
-    if groups == 1:
-        return F.conv2d(input, weight, bias, s, pad, d)
-    c_in, c_out = input.shape[1] if input.ndim == 4 else -1, weight.shape[0]
-    if input.ndim != 4 or c_in % groups or c_out % groups or weight.shape[1] * groups != c_in:
-        raise ValueError(
-            f"conv2d: input {input.shape} and weight {weight.shape} do not fit groups={groups} "
-            "(need input channels = groups * weight.shape[1], and output channels divisible by groups)"
-        )
-    gi, go = c_in // groups, c_out // groups
-    outs = [
-        F.conv2d(
-            input[:, g * gi : (g + 1) * gi],
-            weight[g * go : (g + 1) * go],
-            None if bias is None else bias[g * go : (g + 1) * go],
-            s,
-            pad,
-            d,
-        )
-        for g in range(groups)
-    ]
-    return F.concatenate(outs, 1)
+    return F.conv2d(input, weight, bias, s, pad, d, groups)
 
 
 # --------------------------------------------------------------------------- pooling
