@@ -58,6 +58,60 @@ def test_bias_added_to_many_short_rows(rows, width, dtype):
     np.testing.assert_array_equal(y, want)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    ufunc=st.sampled_from([np.add, np.subtract, np.multiply, np.divide]),
+    dtypes=st.sampled_from([(np.float32, np.float32), (np.float64, np.float32), (np.float32, np.float64)]),
+    threads=st.sampled_from([1, 3]),
+)
+def test_binary_ops_with_a_short_row_broadcast_equal_numpys(data, ufunc, dtypes, threads):
+    """kernels.binary against NumPy's broadcasting, bit for bit: a large array in any memory order
+    with a row along any of its axes (innermost in memory: the long-row path), either operand
+    first, the row also given as a stride-0 broadcast of the large array's shape."""
+    shape = tuple(data.draw(st.lists(st.sampled_from([1, 3, 16, 33, 64]), min_size=3, max_size=4)))
+    order = data.draw(st.permutations(range(len(shape))))
+    big = np.random.default_rng(len(shape)).uniform(1, 2, [shape[a] for a in order]).astype(dtypes[0])
+    big = big.transpose(kernels.inverse(list(order)))
+    if data.draw(st.booleans()):  # the row's axes innermost in memory, as a bias's or a batch norm's
+        kept = {order[-1]} | ({order[-2]} if shape[order[-1]] * shape[order[-2]] <= 256 else set())
+    else:
+        kept = data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))
+    row_shape = tuple(n if i in kept else 1 for i, n in enumerate(shape))
+    row = np.random.default_rng(1).uniform(1, 2, row_shape).astype(dtypes[1])
+    if data.draw(st.booleans()):
+        row = row.reshape(row_shape[min(kept) :]) if data.draw(st.booleans()) else np.broadcast_to(row, shape)
+    a, b = (row, big) if data.draw(st.booleans()) else (big, row)
+    with tg.threads.exactly(threads), mock.patch.object(kernels, "LONG_ROW_MIN", 4096):
+        got = kernels.binary(ufunc, a, b)
+    want = ufunc(a, b)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_binary_op_of_a_batch_inner_conv_output_and_a_channel_row_takes_the_long_row_path(monkeypatch):
+    """(N, C, H, W) laid out (H, W, N, C) times a (1, C, 1, 1) row: a batch norm's scale."""
+    x = np.random.default_rng(0).standard_normal((16, 16, 32, 16)).astype(np.float32).transpose(2, 3, 0, 1)
+    row = np.arange(1, 17, dtype=np.float32).reshape(1, 16, 1, 1)
+    calls, with_long_row = [], kernels._with_long_row
+    monkeypatch.setattr(
+        kernels, "_with_long_row", lambda *args, **kw: calls.append(with_long_row(*args, **kw)) or calls[-1]
+    )
+    got = kernels.binary(np.multiply, x, row)
+    np.testing.assert_array_equal(got, x * row)
+    assert calls and calls[0] is not None and kernels.memory_order(got) == kernels.memory_order(x)
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("axes", [(0,), (1,), (0, 2), (0, 1, 2)])
+def test_sum_along_repeated_axes_is_a_product_by_their_length(axes, keepdims):
+    """A gradient broadcast by np.broadcast_to (stride 0) summed back: the same values as summing it."""
+    g = np.broadcast_to(np.arange(1, 6, dtype=np.float32).reshape(1, 5, 1), (7, 5, 3))
+    got, want = kernels.sum_axes(g, axes, keepdims), g.sum(axes, keepdims=keepdims)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))

@@ -64,7 +64,7 @@ class Add(Primitive):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.values = (a.shape, b.shape)
-        return a + b
+        return kernels.binary(np.add, a, b)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Tensor, Tensor]:
@@ -83,7 +83,7 @@ class Sub(Primitive):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.values = (a.shape, b.shape)
-        return a - b
+        return kernels.binary(np.subtract, a, b)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Tensor, Grad]:
@@ -102,7 +102,7 @@ class Mul(Primitive):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.save_for_backward(a, b)
-        return kernels.elementwise(np.multiply, a, b)
+        return kernels.binary(np.multiply, a, b)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad]:
@@ -114,8 +114,8 @@ class Mul(Primitive):
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad]:
         a, b = ctx.saved_arrays
         need_a, need_b = ctx.needs_input_grad
-        ga = kernels.sum_to(kernels.elementwise(np.multiply, g, b), a.shape) if need_a else None
-        return ga, (kernels.sum_to(kernels.elementwise(np.multiply, g, a), b.shape) if need_b else None)
+        ga = kernels.sum_to(kernels.binary(np.multiply, g, b), a.shape) if need_a else None
+        return ga, (kernels.sum_to(kernels.binary(np.multiply, g, a), b.shape) if need_b else None)
 
 
 class Div(Primitive):
@@ -124,7 +124,7 @@ class Div(Primitive):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ctx.save_for_backward(a, b)
-        return a / b
+        return kernels.binary(np.divide, a, b)
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad]:
@@ -138,7 +138,7 @@ class Div(Primitive):
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad]:
         a, b = ctx.saved_arrays
         need_a, need_b = ctx.needs_input_grad
-        ga = kernels.sum_to(g / b, a.shape) if need_a else None
+        ga = kernels.sum_to(kernels.binary(np.divide, g, b), a.shape) if need_a else None
         gb = kernels.sum_to(-g * a / (b * b), b.shape) if need_b else None
         return ga, gb
 
