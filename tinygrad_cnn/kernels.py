@@ -838,26 +838,22 @@ def elementwise(ufunc: Callable[..., Any], x: np.ndarray, *others: Any) -> np.nd
     return out.transpose(inverse(order))
 
 
-def binary(ufunc: Callable[..., Any], a: Any, b: Any) -> np.ndarray:
+def binary(ufunc: Callable[..., Any], a: Any, b: Any) -> Any:
     """ufunc(a, b) with NumPy's broadcasting, a and b arrays or scalars. Operands of one shape and
     layout go through :func:`elementwise`; a short row broadcast over the leading axes (in memory
     order) of a large array, as a bias or a batch norm's statistics are, is repeated to a long row
     first (:func:`_with_long_row`): NumPy's loop over one short row at a time is 2-4x slower. An
-    operand that repeats along some axes (stride 0, a broadcast gradient) counts as its row."""
-    if (
-        isinstance(a, np.ndarray)
-        and isinstance(b, np.ndarray)
-        and max(a.size, b.size) >= LONG_ROW_MIN
-        and (a.shape != b.shape or 0 in a.strides or 0 in b.strides)
-    ):
+    operand that repeats along some axes (stride 0, a broadcast gradient) counts as its row.
+    Small operands go straight to the ufunc: these checks would cost more than they save."""
+    if a.__class__ is not np.ndarray or b.__class__ is not np.ndarray or max(a.size, b.size) < LONG_ROW_MIN:
+        return ufunc(a, b)
+    if a.shape != b.shape or 0 in a.strides or 0 in b.strides:
         sa, sb = _unbroadcast(a), _unbroadcast(b)
         if sa.shape != sb.shape:
             out = _with_long_row(ufunc, sa, sb) if sa.size >= sb.size else _with_long_row(ufunc, sb, sa, swapped=True)
             if out is not None:
                 return out
-    if isinstance(a, np.ndarray) and (np.ndim(b) == 0 or np.shape(b) == a.shape):
-        return elementwise(ufunc, a, b)
-    return np.asarray(ufunc(a, b))
+    return elementwise(ufunc, a, b) if a.shape == b.shape else ufunc(a, b)
 
 
 def _unbroadcast(a: np.ndarray) -> np.ndarray:
