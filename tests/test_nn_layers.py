@@ -151,6 +151,19 @@ def test_embedding_gradcheck_and_padding_row_gets_no_gradient():
 # --------------------------------------------------------------------------- fixed values
 
 
+def test_erf_in_float32_is_within_one_ulp_everywhere():
+    """The float32 path (a rational function computed in float64) against math.erf on a dense grid,
+    tiny values, both infinities and NaN."""
+    x = np.concatenate([np.linspace(-6, 6, 200_001, dtype=np.float32), np.geomspace(1e-38, 1, 2000, dtype=np.float32)])
+    x = np.concatenate([x, -x[-2000:], np.array([np.inf, -np.inf], dtype=np.float32)])
+    want = np.array([math.erf(v) for v in x.astype(np.float64)])
+    got = A.erf(tg.Tensor(x)).data.numpy()
+    assert got.dtype == np.float32
+    ulps = np.abs(got.astype(np.float64) - want) / np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 1.0, x[ulps.argmax()]
+    assert np.isnan(A.erf(tg.tensor([np.nan])).item())
+
+
 def test_erf_values():
     x = np.linspace(-4, 4, 81)
     expected = np.array([math.erf(v) for v in x])

@@ -119,37 +119,49 @@ def add_row(y: np.ndarray, row: np.ndarray) -> None:
 _exact_erf = np.frompyfunc(math.erf, 1, 1)
 
 
+# erf(x) / x as a rational function of u = x**2 on |x| <= 4: numerator then denominator
+# coefficients, lowest degree first, fitted to math.erf (40,000 points, Sanathanan-Koerner
+# iterations for relative error): relative error below 5e-9, within 0.54 ulp of float32 once rounded
+_ERF_NUMERATOR = (
+    1.1283791693847898,
+    0.18514762638799834,
+    0.05430582717066229,
+    0.003846932525794996,
+    0.0003794040885387749,
+    4.680043201680494e-06,
+    -1.317081530273048e-08,
+)
+_ERF_DENOMINATOR = (
+    1.0,
+    0.4974162267270966,
+    0.11393216311311546,
+    0.015455905373885647,
+    0.0013067649957692938,
+    6.306800396376873e-05,
+)
+
+
+def _polynomial(coefficients: Sequence[float], u: np.ndarray) -> np.ndarray:
+    """sum of coefficients[k] * u**k by Horner's rule, in place on one fresh array."""
+    out = np.full_like(u, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        out *= u
+        out += c
+    return out
+
+
 def erf(x: np.ndarray) -> np.ndarray:
     """erf elementwise. float64: exact (``math.erf`` per element; slow, for checks). Other float
-    dtypes: vectorised, Taylor series for |x| < 0.5 and Numerical Recipes' erfc (relative error
-    < 1.2e-7) beyond, about float32's precision."""
+    dtypes: x * P(x**2) / Q(x**2) computed in float64 with x clipped to [-4, 4] (erf(4) rounds to
+    1 in float32), within 0.54 ulp of float32 (see the coefficients above)."""
     if x.dtype == np.float64:
         return np.asarray(_exact_erf(x), dtype=np.float64)  # asarray: a 0-d x gives a Python float
-    z = np.abs(x).astype(np.float64)
-    t = 1 / (1 + 0.5 * z)
-    coeffs = (
-        0.17087277,
-        -0.82215223,
-        1.48851587,
-        -1.13520398,
-        0.27886807,
-        -0.18628806,
-        0.09678418,
-        0.37409196,
-        1.00002368,
-        -1.26551223,
-    )
-    poly = np.zeros_like(t)
-    for c in coeffs:
-        poly = poly * t + c
-    far = 1 - t * np.exp(-z * z + poly)
-    z2 = z * z
-    term, near = z.copy(), z.copy()
-    for n in range(1, 10):  # erf(z) = 2/sqrt(pi) * sum (-1)^n z^(2n+1) / (n! (2n+1))
-        term = term * (-z2) / n
-        near += term / (2 * n + 1)
-    near *= 2 / math.sqrt(math.pi)
-    return np.asarray(np.sign(x) * np.where(z < 0.5, near, far), dtype=x.dtype)
+    z = np.clip(np.asarray(x, dtype=np.float64), -4.0, 4.0)
+    u = z * z
+    y = _polynomial(_ERF_NUMERATOR, u)
+    y *= z
+    y /= _polynomial(_ERF_DENOMINATOR, u)
+    return np.asarray(y, dtype=x.dtype)
 
 
 # --------------------------------------------------------------------------- maximum
