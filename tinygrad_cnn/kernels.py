@@ -13,7 +13,7 @@ so that a pooling window or a kernel offset of all images is one run of N*C valu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -930,7 +930,8 @@ def relu_grad(g: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- grouped and depthwise conv2d
 
-BAND_BYTES = 256 << 10  # output (or image) rows a depthwise band works on at a time: with its product, inside L2
+BAND_BYTES = 1 << 20  # output (or image) rows a band works on at a time (fewer, larger bands: less Python per element)
+Landing = tuple[int, tuple[slice, slice], tuple[slice, slice]]  # see _landings
 COLUMN_MAJOR = 1 << 62  # Im2col's ``row_major_from`` that makes its blocks column-major whatever the channels
 
 
@@ -941,13 +942,13 @@ def grouped_conv_forward(
     (N, OH, OW, C_out), laid out batch-inner as :func:`conv_forward`'s output; output channel o
     reads input channels g*C/G ... (g+1)*C/G - 1 of its group g = o // (C_out/G).
 
-    Depthwise (one input and one output channel per group): :func:`depthwise_conv_forward`.
+    Depthwise (one input channel per group): :func:`depthwise_conv_forward`.
     Otherwise the blocks of the column-major im2col matrix (:class:`Im2col`, the padding in its
     copy) are copied group-major (:func:`_group_major_block`), and each block is multiplied by
     all G weights in one batched GEMM, its output columns written in place, groups of blocks on
     several threads."""
     kh, kw, cg, c_out = w.shape
-    if cg == 1 and c_out == groups:
+    if cg == 1:
         return depthwise_conv_forward(x, w, b, stride, dilation, padding)
     m = c_out // groups
     cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
@@ -976,7 +977,7 @@ def grouped_conv_weight_grad(
     :func:`grouped_conv_forward`), the blocks' products added up in task order.
     Depthwise: :func:`depthwise_conv_weight_grad`."""
     kh, kw, cg, c_out = w_shape
-    if cg == 1 and c_out == groups:
+    if cg == 1:
         return depthwise_conv_weight_grad(x, g_rows, w_shape, stride, dilation, padding)
     m = c_out // groups
     cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
@@ -1030,66 +1031,81 @@ def grouped_conv_input_grad(
     (ph, pw) = padding
     oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation)
     dtype = np.result_type(g_rows, w)
-    out = np.zeros((h, wd, n, c), dtype=dtype)
+    depthwise = cg == 1
+    out = np.empty((h, wd, n, c_out if depthwise else c), dtype=dtype)  # depthwise: one image per output channel
     g: np.ndarray = g_rows.reshape(oh, ow, n, c_out)
-    depthwise = cg == 1 and m == 1
+    out_rows = out.reshape(h, wd, -1)
     if depthwise:
         weights = _across_images(w, n)
-        g, out_rows = g.reshape(oh, ow, n * c), out.reshape(h, wd, n * c)
+        g = g.reshape(oh, ow, n * c_out)
     else:
         weights = np.ascontiguousarray(w.reshape(kh * kw, cg, groups, m).transpose(0, 2, 3, 1))  # (kh*kw, G, M, C/G)
 
     def fold_band(band: range) -> None:
-        products = intraop.scratch(-(-len(band) // stride[0]) * ow * n * c, dtype)
+        products = intraop.scratch(-(-len(band) // stride[0]) * ow * n * out.shape[3], dtype)
+        found = _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), range(oh), band)
+        # an image slice steps by the stride: equal to the band's (step 1) only if it lands on every pixel
+        landings, covered = _covering_first(found, 2, (slice(band.start, band.stop, 1), slice(0, wd, 1)))
+        if not covered:
+            out[band.start : band.stop] = 0
         part: np.ndarray
-        landing: np.ndarray
-        for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), range(oh), band):
-            src = g[wr, wc]
+        for i, (k, (wr, wc), (ir, ic)) in enumerate(landings):
+            src, landing = g[wr, wc], (out_rows if depthwise else out)[ir, ic]
+            part = landing if i == 0 and covered else products[: landing.size].reshape(landing.shape)
             if depthwise:
-                part = products[: src.size].reshape(src.shape)
                 np.multiply(src, weights[k], out=part)
-                landing = out_rows[ir, ic]
             else:
                 r, cols = src.shape[:2]
-                part = products[: r * cols * n * c].reshape(r, cols * n, groups, cg)
                 by_group = src.reshape(r, cols * n, groups, m).transpose(0, 2, 1, 3)
-                np.matmul(by_group, weights[k], out=part.transpose(0, 2, 1, 3))
-                part, landing = part.reshape(r, cols, n, c), out[ir, ic]
-            landing += part  # a view: `out[ir, ic] += ...` would copy it back once more
+                np.matmul(by_group, weights[k], out=part.reshape(r, cols * n, groups, cg).transpose(0, 2, 1, 3))
+            if part is not landing:
+                landing += part  # a view: `out[ir, ic] += ...` would copy it back once more
 
-    intraop.run([partial(fold_band, band) for band in _bands(h, wd * n * c * out.itemsize)])
+    intraop.run([partial(fold_band, band) for band in _bands(h, wd * n * out.shape[3] * out.itemsize)])
+    if depthwise and m > 1:  # the M output channels of each input channel add up
+        per_output = out.reshape(h, wd, n, c, m)
+        out = per_output[..., 0].copy()
+        for k in range(1, m):
+            out += per_output[..., k]
     return out.transpose(2, 3, 0, 1)
 
 
 def depthwise_conv_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape, dilation: Shape, padding: Shape
 ) -> np.ndarray:
-    """A depthwise conv2d (groups = channels, one output channel each): x (N, C, H, W),
-    w (kh, kw, 1, C), b (C,) or None -> (N, OH, OW, C) laid out batch-inner.
+    """A depthwise conv2d (groups = C_in, M = C_out / C_in output channels each): x (N, C_in, H, W),
+    w (kh, kw, 1, C_out), b (C_out,) or None -> (N, OH, OW, C_out) laid out batch-inner.
 
-    y[n,i,j,c] = b[c] + sum over (p, q) of x[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] * w[p,q,0,c]:
-    kh*kw shifted multiply-adds over the image laid out (H, W, N, C) (conv2d's outputs are; other
-    images are copied so once), the weights repeated across the N images so that each operation
-    runs over runs of N*C values. A band of output rows at a time, kept in the cache, bands on
-    several threads; the parts of windows on the padding are left out (no padded copy)."""
+    y[n,i,j,o] = b[o] + sum over (p, q) of x[n, o // M, i*sh + p*dh - ph, j*sw + q*dw - pw] * w[p,q,0,o]:
+    kh*kw shifted multiply-adds over the image laid out (H, W, N, C_in) (conv2d's outputs are; other
+    images are copied so once; with M > 1 each channel repeated M times), the weights repeated
+    across the N images so that each operation runs over runs of N*C_out values. A band of output
+    rows at a time, bands on several threads; the parts of windows on the padding are left out (no
+    padded copy), and the offset that covers the whole band is written first, with no zeros."""
     kh, kw, _, c = w.shape
-    image = _images_inner(x)
+    image = _images_inner(x, c // x.shape[1])
     h, wd, n, _ = image.shape
     oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
     dtype = np.result_type(x, w)
     y = np.empty((oh, ow, n * c), dtype=dtype)
     image, weights = image.reshape(h, wd, n * c), _across_images(w, n)
-    start = np.zeros(n * c, dtype=dtype) if b is None else np.tile(b, n)
+    bias = None if b is None else np.tile(b, n)
 
     def band(rows: range) -> None:
         out = y[rows.start : rows.stop]
-        out[...] = start
         products = intraop.scratch(out.size, dtype)
-        for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h)):
+        found = _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h))
+        landings, covered = _covering_first(found, 1, (slice(rows.start, rows.stop), slice(0, ow)))
+        if not covered:
+            out[...] = 0
+        for i, (k, (wr, wc), (ir, ic)) in enumerate(landings):
             landing = out[wr.start - rows.start : wr.stop - rows.start, wc]
-            part = products[: landing.size].reshape(landing.shape)
+            part = landing if i == 0 and covered else products[: landing.size].reshape(landing.shape)
             np.multiply(image[ir, ic], weights[k], out=part)
-            landing += part
+            if part is not landing:
+                landing += part
+        if b is not None:
+            out += bias
 
     intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * y.itemsize)])
     return conv_output(y.reshape(oh * ow * n, c), n, oh, ow)
@@ -1098,13 +1114,14 @@ def depthwise_conv_forward(
 def depthwise_conv_weight_grad(
     x: np.ndarray, g_rows: np.ndarray, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
 ) -> np.ndarray:
-    """A depthwise conv2d's weight gradient, (kh, kw, 1, C): dw[p,q,0,c] = sum over n, i, j of
-    g[n,i,j,c] * x[n, c, i*sh + p*dh - ph, j*sw + q*dw - pw] (pixels on the padding left out),
-    from g_rows (OH*OW*N, C) batch-inner: per band of output rows (on several threads) and kernel
-    offset, one product over runs of N*C values, summed over the band's pixels; the bands' sums
-    added in task order, then over the N images."""
+    """A depthwise conv2d's weight gradient, (kh, kw, 1, C_out): dw[p,q,0,o] = sum over n, i, j of
+    g[n,i,j,o] * x[n, o // M, i*sh + p*dh - ph, j*sw + q*dw - pw] (pixels on the padding left out;
+    M = C_out / C_in), from g_rows (OH*OW*N, C_out) batch-inner: per band of output rows (on
+    several threads) and kernel offset, one sum of products over the band's pixels (``np.einsum``:
+    no product in memory) in runs of N*C_out values; the bands' sums added in task order, then
+    over the N images."""
     kh, kw, _, c = w_shape
-    image = _images_inner(x)
+    image = _images_inner(x, c // x.shape[1])
     h, wd, n, _ = image.shape
     oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
     dtype = np.result_type(x, g_rows)
@@ -1112,12 +1129,8 @@ def depthwise_conv_weight_grad(
 
     def band(rows: range) -> np.ndarray:
         total = np.zeros((kh * kw, n * c), dtype=dtype)
-        products = intraop.scratch(len(rows) * ow * n * c, dtype)
         for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h)):
-            src = g[wr, wc]
-            part: np.ndarray = products[: src.size].reshape(src.shape)
-            np.multiply(image[ir, ic], src, out=part)
-            total[k] += part.reshape(part.shape[0] * part.shape[1], n * c).sum(axis=0)
+            total[k] += np.einsum("ijl,ijl->l", image[ir, ic], g[wr, wc])  # one pass: no product in memory
         return total
 
     sums = intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * np.dtype(dtype).itemsize)])
@@ -1127,10 +1140,13 @@ def depthwise_conv_weight_grad(
     return total.reshape(kh, kw, n, c).sum(axis=2).reshape(w_shape)
 
 
-def _images_inner(x: np.ndarray) -> np.ndarray:
+def _images_inner(x: np.ndarray, repeat: int = 1) -> np.ndarray:
     """x (N, C, H, W) as a C-contiguous (H, W, N, C) array: a view of conv2d's batch-inner outputs,
-    else a copy (in slabs, see :func:`copy_in_slabs`)."""
+    else a copy (in slabs, see :func:`copy_in_slabs`); with ``repeat``, each channel ``repeat``
+    times in a row, (H, W, N, C*repeat)."""
     image = x.transpose(2, 3, 0, 1)
+    if repeat > 1:
+        return np.repeat(image, repeat, axis=3)
     return image if image.flags.c_contiguous else copy_in_slabs(image, np.empty(image.shape, dtype=x.dtype))
 
 
@@ -1155,7 +1171,7 @@ def _landings(
     out_hw: Shape,
     window_rows: range,
     image_rows: range,
-) -> Iterator[tuple[int, tuple[slice, slice], tuple[slice, slice]]]:
+) -> Iterator[Landing]:
     """For each kernel offset k = p*kw + q: the windows among ``window_rows`` (all columns) whose
     (p, q) element lands on the unpadded image's ``image_rows``, and the pixels it lands on, as
     (k, (window rows, window columns), (image rows, image columns)); offsets that land nowhere
@@ -1168,6 +1184,17 @@ def _landings(
             wc, ic = _landing(q, stride[1], dilation[1], padding[1], range(out_hw[1]), range(image_hw[1]))
             if wc.start != wc.stop:
                 yield p * kernel[1] + q, (wr, wc), (ir, ic)
+
+
+def _covering_first(landings: Iterable[Landing], side: int, band: tuple[slice, slice]) -> tuple[list[Landing], bool]:
+    """The landings of :func:`_landings`, one that covers the whole ``band`` (its window slices
+    for ``side`` 1, image slices for 2) first, and whether there is one: that offset's product
+    can be written straight into the band, with no zeros first and no separate add."""
+    found = list(landings)
+    for i, landing in enumerate(found):
+        if landing[side] == band:
+            return [landing, *found[:i], *found[i + 1 :]], True
+    return found, False
 
 
 def _landing(k: int, stride: int, dilation: int, pad: int, windows: range, image: range) -> tuple[slice, slice]:
