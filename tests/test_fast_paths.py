@@ -152,6 +152,30 @@ def test_sigmoid_is_exact_on_both_sides_of_zero():
     np.testing.assert_allclose(kernels.sigmoid(big), 1 / (1 + np.exp(-big.astype(np.float64))), rtol=3e-7)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.float32, np.float64, np.float16]),
+    keepdims=st.booleans(),
+    short_sum_min=st.sampled_from([1, kernels.SHORT_SUM_MIN]),
+)
+def test_sum_over_a_few_short_axes_as_slices_equals_numpys(data, dtype, keepdims, short_sum_min):
+    """Sums of at most SHORT_SUM_TERMS terms per output (a nearest upsampling's or a 2x2 average
+    pool's backward) added as slices: NumPy's sums up to rounding, in any layout."""
+    shape = tuple(data.draw(st.lists(st.sampled_from([1, 2, 3, 4, 17]), min_size=1, max_size=5)))
+    axes = tuple(sorted(data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))))
+    order = data.draw(st.permutations(range(len(shape))))
+    x = np.random.default_rng(len(shape)).standard_normal([shape[a] for a in order]).astype(dtype)
+    x = x.transpose(kernels.inverse(list(order)))
+    with mock.patch.object(kernels, "SHORT_SUM_MIN", short_sum_min):
+        got = kernels.sum_axes(x, axes, keepdims)
+    want = x.astype(np.float64).sum(axes, keepdims=keepdims)
+    assert got.dtype == x.dtype and got.shape == want.shape
+    np.testing.assert_allclose(
+        got, want, rtol=1e-2 if dtype == np.float16 else 1e-5, atol=1e-2 if dtype == np.float16 else 1e-5
+    )
+
+
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))
