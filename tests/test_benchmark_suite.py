@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,3 +110,18 @@ def test_threads_rows_compare_each_frameworks_gain_and_restore_the_counts(
     assert row["benchmark"] == f"tiny_mlp training, {cores} threads over 1" and row["unit"] == "x"
     assert row["tinygrad_cnn"] > 0 and row["pytorch"] > 0 and row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     assert (tg.get_num_threads(), torch.get_num_threads()) == (ours_before, theirs_before)
+
+
+def test_layer_benchmark_runs_every_layer_in_both_frameworks() -> None:
+    """benchmarks/layers.py: each layer's forward and backward runs here (and in PyTorch when installed)."""
+    script = RUN.parent / "layers.py"
+    listed = subprocess.run([sys.executable, script, "--list"], capture_output=True, text=True, check=True).stdout
+    names = [line.split()[0] for line in listed.splitlines()]
+    assert {"identity", "leaky_relu", "batch_norm2d", "conv3x3"} <= set(names)
+    small = ["identity", "leaky_relu", "sigmoid", "layer_norm", "batch_norm1d", "log_softmax"]
+    out = subprocess.run(
+        [sys.executable, script, *small, "--rounds", "1", "--calls", "1"], capture_output=True, text=True, check=True
+    ).stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+    assert set(rows) == set(small)
+    assert all(float(cells[0]) > 0 for cells in rows.values())

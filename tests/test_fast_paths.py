@@ -112,6 +112,70 @@ def test_sum_along_repeated_axes_is_a_product_by_their_length(axes, keepdims):
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    dtypes=st.sampled_from(
+        [(np.float32,) * 2, (np.float64,) * 2, (np.float32, np.float64), (np.int32,) * 2, (np.int64, np.int32)]
+        + [(np.uint32,) * 2, (np.float16,) * 2, (np.bool_,) * 2]
+    ),
+    select_min=st.sampled_from([1, kernels.SELECT_MIN]),
+)
+def test_where_by_bits_equals_numpys_where(data, dtypes, select_min):
+    """kernels.where against np.where, bit for bit (NaNs, infinities and -0.0 included), with
+    cond, a and b broadcasting against each other, 0-d operands and mixed dtypes."""
+    shape = tuple(data.draw(st.lists(st.sampled_from([1, 2, 5, 64]), min_size=0, max_size=3)))
+    rng = np.random.default_rng(len(shape))
+
+    def operand(dtype: type) -> np.ndarray:
+        sub = tuple(n if data.draw(st.booleans()) else 1 for n in shape)[data.draw(st.integers(0, len(shape))) :]
+        values = rng.standard_normal(sub) * 100
+        if np.dtype(dtype).kind == "f":
+            values.reshape(-1)[:3] = [np.nan, -0.0, np.inf][: values.size]
+        return values.astype(dtype)
+
+    cond, a, b = operand(np.float64) > 0, operand(dtypes[0]), operand(dtypes[1])
+    with mock.patch.object(kernels, "SELECT_MIN", select_min):
+        got = kernels.where(cond, a, b)
+    want = np.where(cond, a, b)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+
+
+def test_sigmoid_is_exact_on_both_sides_of_zero():
+    x = np.array([-80, -30, -1, -0.0, 0, 1e-8, 30, 100, np.inf, -np.inf, np.nan], dtype=np.float32)
+    y = kernels.sigmoid(x)
+    want = 1 / (1 + np.exp(-x.astype(np.float64)))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=2e-7)  # relative: sigmoid(-80) = 1.8e-35 survives
+    big = np.random.default_rng(0).standard_normal(10_000).astype(np.float32) * 10
+    np.testing.assert_allclose(kernels.sigmoid(big), 1 / (1 + np.exp(-big.astype(np.float64))), rtol=3e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    dtype=st.sampled_from([np.float32, np.float64, np.float16]),
+    keepdims=st.booleans(),
+    short_sum_min=st.sampled_from([1, kernels.SHORT_SUM_MIN]),
+)
+def test_sum_over_a_few_short_axes_as_slices_equals_numpys(data, dtype, keepdims, short_sum_min):
+    """Sums of at most SHORT_SUM_TERMS terms per output (a nearest upsampling's or a 2x2 average
+    pool's backward) added as slices: NumPy's sums up to rounding, in any layout."""
+    shape = tuple(data.draw(st.lists(st.sampled_from([1, 2, 3, 4, 17]), min_size=1, max_size=5)))
+    axes = tuple(sorted(data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))))
+    order = data.draw(st.permutations(range(len(shape))))
+    x = np.random.default_rng(len(shape)).standard_normal([shape[a] for a in order]).astype(dtype)
+    x = x.transpose(kernels.inverse(list(order)))
+    with mock.patch.object(kernels, "SHORT_SUM_MIN", short_sum_min):
+        got = kernels.sum_axes(x, axes, keepdims)
+    want = x.astype(np.float64).sum(axes, keepdims=keepdims)
+    assert got.dtype == x.dtype and got.shape == want.shape
+    np.testing.assert_allclose(
+        got, want, rtol=1e-2 if dtype == np.float16 else 1e-5, atol=1e-2 if dtype == np.float16 else 1e-5
+    )
+
+
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))

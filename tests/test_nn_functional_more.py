@@ -34,6 +34,9 @@ CASES = [
     ("nearest x2", lambda F, x: F.interpolate(x, scale_factor=2), IMAGE),
     ("nearest 1.5", lambda F, x: F.interpolate(x, scale_factor=1.5, mode="nearest"), IMAGE),
     ("nearest size", lambda F, x: F.interpolate(x, size=(3, 7)), IMAGE),
+    ("nearest repeats", lambda F, x: F.interpolate(x, size=(8, 15)), IMAGE),  # each entry 2 and 3 times
+    ("nearest every 2nd", lambda F, x: F.interpolate(x, scale_factor=0.5), IMAGE),  # strided views
+    ("nearest 3d x2", lambda F, x: F.interpolate(x, scale_factor=2), SEQ),
     ("bilinear", lambda F, x: F.interpolate(x, size=(7, 3), mode="bilinear", align_corners=False), IMAGE),
     ("bilinear x2", lambda F, x: F.interpolate(x, scale_factor=2, mode="bilinear"), IMAGE),
     ("bilinear corners", lambda F, x: F.interpolate(x, size=(6, 9), mode="bilinear", align_corners=True), IMAGE),

@@ -87,6 +87,22 @@ def _output_size(op: str, x: Tensor, size: Any, scale_factor: Any) -> tuple[list
     return [math.floor(n * f) for n, f in zip(spatial, factors)], [1 / f for f in factors]
 
 
+def _nearest(x: Tensor, dim: int, index: np.ndarray) -> Tensor:
+    """x's entries ``index`` along ``dim``. Each entry repeated r times (an integer upscale) is a
+    broadcast view copied once, and every k-th entry (an integer downscale) a strided view: their
+    backward passes are a sum over the repeats and a strided write, where picking by index would
+    scatter-add."""
+    n, o = x.shape[dim], len(index)
+    if o % n == 0 and np.array_equal(index, np.arange(o) // (o // n)):
+        r = o // n
+        repeated = x.unsqueeze(dim + 1).expand(*x.shape[: dim + 1], r, *x.shape[dim + 1 :])
+        return repeated.reshape(*x.shape[:dim], o, *x.shape[dim + 1 :])
+    step = int(index[1] - index[0]) if o > 1 else 1
+    if step > 0 and np.array_equal(index, np.arange(o) * step):
+        return x[(slice(None),) * dim + (slice(0, step * (o - 1) + 1, step),)]
+    return F.index_select(x, dim, index)
+
+
 def interpolate(
     input: Tensor,
     size: Any = None,
@@ -118,7 +134,7 @@ def interpolate(
     for k, (n, o, scale) in enumerate(zip(x.shape[2:], out_sizes, scales)):
         d = 2 + k
         if mode == "nearest":
-            out = F.index_select(out, d, np.minimum(np.floor(np.arange(o) * scale).astype(np.int64), n - 1))
+            out = _nearest(out, d, np.minimum(np.floor(np.arange(o) * scale).astype(np.int64), n - 1))
             continue
         arguments.require_float("interpolate", x)
         if align_corners:
