@@ -615,3 +615,21 @@ def test_a_mismatch_is_reported_when_input_and_output_shapes_do_not_broadcast():
     x = Tensor(np.arange(6.0).reshape(2, 3) + 1, requires_grad=True)
     with pytest.raises(GradcheckError, match="off by a factor 2"):
         gradcheck(TransposedTwiceWithAWrongGradient.apply, x)
+
+
+@pytest.mark.parametrize("layout", ["fortran", "reversed", "strided"])
+def test_gradcheck_perturbs_inputs_in_any_memory_layout(layout):
+    """Finite differences move the input's own elements in place: a transposed or strided input
+    (whose flattening is a copy) once left f unmoved, a numeric gradient of 0 and a false failure."""
+    base = np.arange(1.0, 13.0).reshape(3, 4) / 7
+    x = {
+        "fortran": np.asfortranarray(base),
+        "reversed": base[::-1, ::-1],
+        "strided": np.repeat(base, 2, axis=1)[:, ::2],
+    }[layout]
+    assert not x.flags.c_contiguous
+    t = Tensor(x, requires_grad=True)
+    assert gradcheck(lambda v: (v * v).exp().sum(0), t)
+    assert gradcheck(Cube.apply, t) and gradgradcheck(Cube.apply, t)
+    with pytest.raises(GradcheckError):  # and a wrong second derivative is still caught there
+        gradgradcheck(CubeWrongSecondOrder.apply, t)

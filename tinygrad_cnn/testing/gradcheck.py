@@ -232,13 +232,13 @@ class _Numeric:
 
     def at(self, i: int, j: int, step: float) -> float:
         """f with element j (flat) of input i moved by ``step``."""
-        flat = self.base[i].reshape(-1)  # a view: perturbing flat perturbs the input
-        orig = flat[j]
-        flat[j] = orig + step
+        x, at = self.base[i], np.unravel_index(j, self.base[i].shape)  # in place, in the input's own layout
+        orig = x[at]
+        x[at] = orig + step
         try:
             return self.f()
         finally:
-            flat[j] = orig
+            x[at] = orig
 
     def slopes(self, i: int, js: Iterable[int], eps: float, f0: float) -> tuple[np.ndarray, np.ndarray]:
         """Left and right slopes of f along the elements ``js`` of input i."""
@@ -250,15 +250,15 @@ class _Numeric:
 
     def around(self, i: int, j: int, step: float) -> list[list[np.ndarray]]:
         """The outputs with element j of input i at -step, 0 and +step."""
-        flat = self.base[i].reshape(-1)
-        orig = flat[j]
+        x, at = self.base[i], np.unravel_index(j, self.base[i].shape)
+        orig = x[at]
         result = []
         for s in (-step, 0.0, step):
-            flat[j] = orig + s
+            x[at] = orig + s
             try:
                 result.append(self.outputs())
             finally:
-                flat[j] = orig
+                x[at] = orig
         return result
 
     def subgradients(self, i: int, j: int, step: float) -> tuple[float, float]:
