@@ -213,8 +213,7 @@ class _Numeric:
 
     def __init__(self, fn: Callable[..., Any], fn_name: str, args: list[Any], us: list[np.ndarray]) -> None:
         self.fn, self.fn_name, self.us = fn, fn_name, us
-        # C order: reshape(-1) below must be a view (a copy of a transposed input would keep its layout)
-        self.base = [np.array(a.array, dtype=np.float64, order="C") if _is_float(a) else a for a in args]
+        self.base = [np.array(a.array, dtype=np.float64) if _is_float(a) else a for a in args]
 
     def outputs(self) -> list[np.ndarray]:
         call = [Tensor(b) if isinstance(b, np.ndarray) else b for b in self.base]
