@@ -9,7 +9,10 @@ REPO ``torch`` runs the same step in PyTorch on one thread, for one-thread ratio
 ``mlp`` (784->512->512->10 with relu), ``conv7`` (conv 1->32 7x7 padding 1, relu, linear),
 ``vgg`` (3x32x32: conv3x3 3->16->16, pool 2, 16->32->32, pool 2, 32->64, pool 2, linear 1024->10,
 every conv with padding 1 and a relu), ``strided`` (3x64x64: conv 3->32 7x7 stride 2 padding 3,
-relu, pool 2, conv 32->64 3x3 stride 2 padding 1, relu, linear 4096->10) and ``hvp`` (a
+relu, pool 2, conv 32->64 3x3 stride 2 padding 1, relu, linear 4096->10), ``mobilenet`` (3x32x32:
+conv3x3 3->32, depthwise 3x3 of 32 channels (groups 32), conv1x1 32->64, avg pool 2, depthwise
+3x3 of 64, conv1x1 64->128, a relu after every conv, 3x3s with padding 1, global average pool,
+linear 128->10; needs conv2d's ``groups``) and ``hvp`` (a
 Hessian-vector product of LeNet-ish's loss with respect to its weights: double backward). Never
 tune to one of them: compare a change on all of them, at small and large batches.
 
@@ -42,7 +45,7 @@ from typing import Any
 import numpy as np
 
 SAMPLE_STEPS = 5
-NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided")
+NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided", "mobilenet")
 
 
 def serve(repo: str, net: str, batch: int, tune: bool) -> None:
@@ -87,6 +90,10 @@ def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple
     if net == "cifar":
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         return layer(3, 32, 3) + layer(32, 32, 3) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
+    if net == "mobilenet":
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        convs = layer(3, 32, 3) + layer(1, 32, 3) + layer(32, 64, 1) + layer(1, 64, 3) + layer(64, 128, 1)
+        return convs + layer(128, 10), x
     if net == "strided":
         x = rng.standard_normal((batch, 3, 64, 64)).astype(np.float32)
         return layer(3, 32, 7) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
@@ -112,6 +119,13 @@ def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
         h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
         h = F.max_pool2d(F.relu(F.conv2d(h, p[4], p[5], padding=1)), 2)
         return F.linear(h.reshape(batch, -1), p[6], p[7])
+    if net == "mobilenet":
+        h = F.relu(F.conv2d(x, p[0], p[1], padding=1))
+        h = F.relu(F.conv2d(h, p[2], p[3], 1, 1, 1, 32))  # depthwise
+        h = F.avg_pool2d(F.relu(F.conv2d(h, p[4], p[5])), 2)
+        h = F.relu(F.conv2d(h, p[6], p[7], 1, 1, 1, 64))
+        h = F.avg_pool2d(F.relu(F.conv2d(h, p[8], p[9])), 16)
+        return F.linear(h.reshape(batch, -1), p[10], p[11])
     if net == "strided":
         h = F.max_pool2d(F.relu(F.conv2d(x, p[0], p[1], stride=2, padding=3)), 2)
         h = F.relu(F.conv2d(h, p[2], p[3], stride=2, padding=1))
