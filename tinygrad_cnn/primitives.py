@@ -713,15 +713,13 @@ class Convolution(Primitive):
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
         stride, dilation, (ph, pw), _ = ctx.values
-        (n, oh, ow, c_out), (kh, kw, c, _), (h, wd) = g.shape, w.shape, x.shape[2:]
+        (n, oh, ow, c_out), (kh, kw, c, _) = g.shape, w.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g_rows = _reshape(Permute.apply(g, (1, 2, 0, 3)), (oh * ow * n, c_out))  # like the im2col rows
         gx = gw = None
         if need_x:
             window_grad = _reshape(g_rows @ _mT(_reshape(w, (kh * kw * c, c_out))), (oh, ow, n, kh, kw, c))
-            padded = (n, c, h + 2 * ph, wd + 2 * pw)
-            gx = Fold.apply(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), padded, (kh, kw), stride, dilation)
-            gx = GetItem.apply(gx, (Ellipsis, slice(ph, ph + h), slice(pw, pw + wd)))
+            gx = _fold_cropped(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), x.shape, stride, dilation, (ph, pw))
         if need_w:  # itself a convolution: of x with images and channels swapped, by g (strides and dilations swap)
             gw = Convolution.apply(
                 Permute.apply(x, (1, 0, 2, 3)), Permute.apply(g, (1, 2, 0, 3)), None, dilation, stride, (ph, pw)
@@ -744,6 +742,14 @@ class Convolution(Primitive):
             gw = kernels.conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
         gw = None if gw is None else kernels.laid_out_like(gw, w)  # w is conv2d's permuted view of the weight
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
+
+
+def _fold_cropped(window_grad: Tensor, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> Tensor:
+    """The (N, OH, OW, kh, kw, C) gradient of the windows of x zero-padded by ``padding``, folded
+    back onto the padded image and cropped to x's (N, C, H, W)."""
+    (n, c, h, w), (ph, pw), kernel = x_shape, padding, window_grad.shape[3:5]
+    gx = Fold.apply(window_grad, (n, c, h + 2 * ph, w + 2 * pw), kernel, stride, dilation)
+    return GetItem.apply(gx, (Ellipsis, slice(ph, ph + h), slice(pw, pw + w)))
 
 
 class GroupedConvolution(Primitive):
@@ -783,16 +789,16 @@ class GroupedConvolution(Primitive):
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
         stride, dilation, (ph, pw), groups = ctx.values
-        (n, oh, ow, c_out), (kh, kw, cg, _), (h, wd) = g.shape, w.shape, x.shape[2:]
+        (n, oh, ow, c_out), (kh, kw, cg, _) = g.shape, w.shape
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         g_split = _reshape(g, (n, oh, ow, groups, c_out // groups))
         gx = gw = None
         if need_x:
             w_split = _reshape(w, (kh, kw, cg, groups, c_out // groups))
             window_grad = Einsum.apply("nijgm,pqcgm->nijpqgc", g_split, w_split)  # (N, OH, OW, kh, kw, G, C/G)
-            window_grad = _reshape(window_grad, (n, oh, ow, kh, kw, groups * cg))
-            gx = Fold.apply(window_grad, (n, groups * cg, h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation)
-            gx = GetItem.apply(gx, (Ellipsis, slice(ph, ph + h), slice(pw, pw + wd)))
+            gx = _fold_cropped(
+                _reshape(window_grad, (n, oh, ow, kh, kw, groups * cg)), x.shape, stride, dilation, (ph, pw)
+            )
         if need_w:
             xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
             u = _reshape(Unfold.apply(xp, (kh, kw), stride, dilation), (n, oh, ow, kh, kw, groups, cg))
