@@ -1079,13 +1079,15 @@ def grouped_conv_input_grad(
     """conv2d's input gradient with ``groups``: g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw,
     C/G, C_out) -> (N, C, H, W), laid out (H, W, N, C) like conv2d's outputs.
 
-    The image is filled a band of rows at a time, bands on several threads: for each kernel offset,
-    the windows whose element at that offset lands in the band (padding left out,
-    :func:`_landings`) have their gradient times the offset's weights added onto the pixels they
-    read: a product per channel for depthwise convolutions (the weights repeated across the N
-    images, so that every operation runs over N*C values at once), else one small batched GEMM
-    per group (C_out/G by C/G)."""
+    Depthwise at stride 1: :func:`depthwise_conv_input_grad`. Otherwise the image is filled a
+    band of rows at a time, bands on several threads: for each kernel offset, the windows whose
+    element at that offset lands in the band (padding left out, :func:`_landings`) have their
+    gradient times the offset's weights added onto the pixels they read: a product per channel for
+    depthwise convolutions (the weights repeated across the N images, so that every operation runs
+    over N*C values at once), else one small batched GEMM per group (C_out/G by C/G)."""
     kh, kw, cg, c_out = w.shape
+    if cg == 1 and stride == (1, 1) and padding[0] <= dilation[0] * (kh - 1) and padding[1] <= dilation[1] * (kw - 1):
+        return depthwise_conv_input_grad(g_rows, w, x_shape, dilation, padding)
     m = c_out // groups
     n, c, h, wd = x_shape
     (ph, pw) = padding
@@ -1136,35 +1138,24 @@ def depthwise_conv_forward(
     """A depthwise conv2d (groups = C_in, M = C_out / C_in output channels each): x (N, C_in, H, W),
     w (kh, kw, 1, C_out), b (C_out,) or None -> (N, OH, OW, C_out) laid out batch-inner.
 
-    y[n,i,j,o] = b[o] + sum over (p, q) of x[n, o // M, i*sh + p*dh - ph, j*sw + q*dw - pw] * w[p,q,0,o]:
-    kh*kw shifted multiply-adds over the image laid out (H, W, N, C_in) (conv2d's outputs are; other
-    images are copied so once; with M > 1 each channel repeated M times), the weights repeated
-    across the N images so that each operation runs over runs of N*C_out values. A band of output
-    rows at a time, bands on several threads; the parts of windows on the padding are left out (no
-    padded copy), and the offset that covers the whole band is written first, with no zeros."""
+    y[n,i,j,o] = b[o] + sum over (p, q) of xp[n, o // M, i*sh + p*dh, j*sw + q*dw] * w[p,q,0,o]
+    (xp: x zero-padded): one ``np.einsum`` over the windows of the padded image laid out
+    (H, W, N, C) (:func:`_depthwise_image`), (OH, kh, OW, kw, N*C) with the weights repeated across
+    the N images, whose inner loop multiplies and adds runs of N*C values into the output in one
+    pass per kernel offset (NumPy's multiply then add: two passes, and 2x the time). A band of
+    output rows at a time, bands on several threads."""
     kh, kw, _, c = w.shape
-    image = _images_inner(x, c // x.shape[1])
-    h, wd, n, _ = image.shape
-    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
-    dtype = np.result_type(x, w)
-    y = np.empty((oh, ow, n * c), dtype=dtype)
-    image, weights = image.reshape(h, wd, n * c), _across_images(w, n)
+    image = _depthwise_image(x, padding, c // x.shape[1])
+    n = image.shape[0]
+    oh, ow = out_hw(image.shape[2:], (kh, kw), stride, dilation)
+    y = np.empty((oh, ow, n * c), dtype=np.result_type(x, w))
+    weights = _across_images(w, n).reshape(kh, kw, n * c)
     bias = None if b is None else np.tile(b, n)
 
     def band(rows: range) -> None:
         out = y[rows.start : rows.stop]
-        products = intraop.scratch(out.size, dtype)
-        found = _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h))
-        landings, covered = _covering_first(found, 1, (slice(rows.start, rows.stop), slice(0, ow)))
-        if not covered:
-            out[...] = 0
-        for i, (k, (wr, wc), (ir, ic)) in enumerate(landings):
-            landing = out[wr.start - rows.start : wr.stop - rows.start, wc]
-            part = landing if i == 0 and covered else products[: landing.size].reshape(landing.shape)
-            np.multiply(image[ir, ic], weights[k], out=part)
-            if part is not landing:
-                landing += part
-        if b is not None:
+        np.einsum("ipjqk,pqk->ijk", _window_rows(image, (kh, kw), stride, dilation, rows), weights, out=out)
+        if bias is not None:
             out += bias
 
     intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * y.itemsize)])
@@ -1175,39 +1166,72 @@ def depthwise_conv_weight_grad(
     x: np.ndarray, g_rows: np.ndarray, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
 ) -> np.ndarray:
     """A depthwise conv2d's weight gradient, (kh, kw, 1, C_out): dw[p,q,0,o] = sum over n, i, j of
-    g[n,i,j,o] * x[n, o // M, i*sh + p*dh - ph, j*sw + q*dw - pw] (pixels on the padding left out;
-    M = C_out / C_in), from g_rows (OH*OW*N, C_out) batch-inner: per band of output rows (on
-    several threads) and kernel offset, one sum of products over the band's pixels (``np.einsum``:
-    no product in memory) in runs of N*C_out values; the bands' sums added in task order, then
-    over the N images."""
+    g[n,i,j,o] * xp[n, o // M, i*sh + p*dh, j*sw + q*dw] (M = C_out / C_in), from g_rows
+    (OH*OW*N, C_out) batch-inner: per band of output rows (on several threads), one ``np.einsum``
+    of the band's windows (as in :func:`depthwise_conv_forward`) and g, summing in runs of N*C
+    values; the bands' sums added in task order, then over the N images."""
     kh, kw, _, c = w_shape
-    image = _images_inner(x, c // x.shape[1])
-    h, wd, n, _ = image.shape
-    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
-    dtype = np.result_type(x, g_rows)
-    image, g = image.reshape(h, wd, n * c), g_rows.reshape(oh, ow, n * c)
+    image = _depthwise_image(x, padding, c // x.shape[1])
+    n = image.shape[0]
+    oh, ow = out_hw(image.shape[2:], (kh, kw), stride, dilation)
+    g = g_rows.reshape(oh, ow, n * c)
 
     def band(rows: range) -> np.ndarray:
-        total = np.zeros((kh * kw, n * c), dtype=dtype)
-        for k, (wr, wc), (ir, ic) in _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), rows, range(h)):
-            total[k] += np.einsum("ijl,ijl->l", image[ir, ic], g[wr, wc])  # one pass: no product in memory
-        return total
+        windows = _window_rows(image, (kh, kw), stride, dilation, rows)
+        return np.einsum("ipjqk,ijk->pqk", windows, g[rows.start : rows.stop])
 
-    sums = intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * np.dtype(dtype).itemsize)])
+    sums = intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * g.itemsize)])
     total = sums[0]
     for part in sums[1:]:
         total += part
     return total.reshape(kh, kw, n, c).sum(axis=2).reshape(w_shape)
 
 
-def _images_inner(x: np.ndarray, repeat: int = 1) -> np.ndarray:
-    """x (N, C, H, W) as a C-contiguous (H, W, N, C) array: a view of conv2d's batch-inner outputs,
-    else a copy (in slabs, see :func:`copy_in_slabs`); with ``repeat``, each channel ``repeat``
-    times in a row, (H, W, N, C*repeat)."""
-    image = x.transpose(2, 3, 0, 1)
+def depthwise_conv_input_grad(
+    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, dilation: Shape, padding: Shape
+) -> np.ndarray:
+    """A depthwise conv2d's input gradient at stride 1 with padding at most ``dilation * (k - 1)``:
+    the correlation of g padded by ``dilation * (k - 1) - padding`` with the flipped kernel,
+    dx[n, c, h, w] = sum over (p, q, m) of gp[n, c*M + m, h + p*dh, w + q*dw] * w[kh-1-p, kw-1-q, 0, c*M + m],
+    computed as :func:`depthwise_conv_forward` computes (the M output channels of each input
+    channel added up after). g_rows (OH*OW*N, C_out) batch-inner -> (N, C_in, H, W) laid out
+    (H, W, N, C)."""
+    kh, kw, _, c_out = w.shape
+    n, c, h, wd = x_shape
+    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), (1, 1), dilation)
+    g = conv_output(g_rows, n, oh, ow).transpose(0, 3, 1, 2)  # (N, C_out, OH, OW), laid out (OH, OW, N, C_out)
+    pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
+    out = depthwise_conv_forward(g, w[::-1, ::-1], None, (1, 1), dilation, pad).transpose(
+        1, 2, 0, 3
+    )  # (H, W, N, C_out)
+    m = c_out // c
+    if m > 1:  # the M output channels of each input channel add up
+        per_output = out.reshape(h, wd, n, c, m)
+        out = per_output[..., 0].copy()
+        for k in range(1, m):
+            out += per_output[..., k]
+    return out.transpose(2, 3, 0, 1)
+
+
+def _depthwise_image(x: np.ndarray, padding: Shape, repeat: int) -> np.ndarray:
+    """x (N, C, H, W) zero-padded, laid out (H, W, N, C) in memory (a copy unless there is no
+    padding and x is laid out so, as conv2d's outputs are), each channel ``repeat`` times in a row."""
+    image = pad_image(x, padding, [2, 3, 0, 1]).transpose(2, 3, 0, 1)  # (H, W, N, C)
     if repeat > 1:
-        return np.repeat(image, repeat, axis=3)
-    return image if image.flags.c_contiguous else copy_in_slabs(image, np.empty(image.shape, dtype=x.dtype))
+        image = np.repeat(image, repeat, axis=3)
+    elif not image.flags.c_contiguous:  # laid out so, but with gaps (a slice of channels): its windows would be copied
+        image = copy_in_slabs(image, np.empty(image.shape, dtype=image.dtype))
+    return image.transpose(2, 3, 0, 1)
+
+
+def _window_rows(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Shape, rows: range) -> np.ndarray:
+    """The sliding windows of output rows ``rows`` of image (N, C, H, W) laid out (H, W, N, C), as
+    the view (rows, kh, OW, kw, N*C): each window element a run of N*C values."""
+    (kh, _), (sh, _), (dh, _) = kernel, stride, dilation
+    part = image[:, :, rows.start * sh : (rows.stop - 1) * sh + dh * (kh - 1) + 1]
+    win = windows(part, kernel, stride, dilation)  # (N, rows, OW, kh, kw, C)
+    n, r, ow, _, kw, c = win.shape
+    return win.transpose(1, 3, 2, 4, 0, 5).reshape(r, kh, ow, kw, n * c)
 
 
 def _across_images(w: np.ndarray, n: int) -> np.ndarray:
