@@ -1079,56 +1079,40 @@ def grouped_conv_input_grad(
     """conv2d's input gradient with ``groups``: g_rows (OH*OW*N, C_out) batch-inner, w (kh, kw,
     C/G, C_out) -> (N, C, H, W), laid out (H, W, N, C) like conv2d's outputs.
 
-    Depthwise at stride 1: :func:`depthwise_conv_input_grad`. Otherwise the image is filled a
-    band of rows at a time, bands on several threads: for each kernel offset, the windows whose
-    element at that offset lands in the band (padding left out, :func:`_landings`) have their
-    gradient times the offset's weights added onto the pixels they read: a product per channel for
-    depthwise convolutions (the weights repeated across the N images, so that every operation runs
-    over N*C values at once), else one small batched GEMM per group (C_out/G by C/G)."""
+    Depthwise: :func:`depthwise_conv_input_grad`. Otherwise the image is filled a band of rows at
+    a time, bands on several threads: for each kernel offset, the windows whose element at that
+    offset lands in the band (padding left out, :func:`_landings`) have their gradient times the
+    offset's weights, one small batched GEMM per group (C_out/G by C/G), added onto the pixels they
+    read; the offset that lands on every pixel of the band (if one does) writes its product there
+    first, with no zeros and no add."""
     kh, kw, cg, c_out = w.shape
-    if cg == 1 and stride == (1, 1) and padding[0] <= dilation[0] * (kh - 1) and padding[1] <= dilation[1] * (kw - 1):
-        return depthwise_conv_input_grad(g_rows, w, x_shape, dilation, padding)
+    if cg == 1:
+        return depthwise_conv_input_grad(g_rows, w, x_shape, stride, dilation, padding)
     m = c_out // groups
     n, c, h, wd = x_shape
-    (ph, pw) = padding
-    oh, ow = out_hw((h + 2 * ph, wd + 2 * pw), (kh, kw), stride, dilation)
+    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
     dtype = np.result_type(g_rows, w)
-    depthwise = cg == 1
-    out = np.empty((h, wd, n, c_out if depthwise else c), dtype=dtype)  # depthwise: one image per output channel
-    g: np.ndarray = g_rows.reshape(oh, ow, n, c_out)
-    out_rows = out.reshape(h, wd, -1)
-    if depthwise:
-        weights = _across_images(w, n)
-        g = g.reshape(oh, ow, n * c_out)
-    else:
-        weights = np.ascontiguousarray(w.reshape(kh * kw, cg, groups, m).transpose(0, 2, 3, 1))  # (kh*kw, G, M, C/G)
+    out = np.empty((h, wd, n, c), dtype=dtype)
+    g = g_rows.reshape(oh, ow, n, c_out)
+    weights = np.ascontiguousarray(w.reshape(kh * kw, cg, groups, m).transpose(0, 2, 3, 1))  # (kh*kw, G, M, C/G)
 
     def fold_band(band: range) -> None:
-        products = intraop.scratch(-(-len(band) // stride[0]) * ow * n * out.shape[3], dtype)
+        products = intraop.scratch(-(-len(band) // stride[0]) * ow * n * c, dtype)
         found = _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), range(oh), band)
         # an image slice steps by the stride: equal to the band's (step 1) only if it lands on every pixel
         landings, covered = _covering_first(found, 2, (slice(band.start, band.stop, 1), slice(0, wd, 1)))
         if not covered:
             out[band.start : band.stop] = 0
-        part: np.ndarray
         for i, (k, (wr, wc), (ir, ic)) in enumerate(landings):
-            src, landing = g[wr, wc], (out_rows if depthwise else out)[ir, ic]
+            src, landing = g[wr, wc], out[ir, ic]
             part = landing if i == 0 and covered else products[: landing.size].reshape(landing.shape)
-            if depthwise:
-                np.multiply(src, weights[k], out=part)
-            else:
-                r, cols = src.shape[:2]
-                by_group = src.reshape(r, cols * n, groups, m).transpose(0, 2, 1, 3)
-                np.matmul(by_group, weights[k], out=part.reshape(r, cols * n, groups, cg).transpose(0, 2, 1, 3))
+            r, cols = src.shape[:2]
+            by_group = src.reshape(r, cols * n, groups, m).transpose(0, 2, 1, 3)
+            np.matmul(by_group, weights[k], out=part.reshape(r, cols * n, groups, cg).transpose(0, 2, 1, 3))
             if part is not landing:
                 landing += part  # a view: `out[ir, ic] += ...` would copy it back once more
 
-    intraop.run([partial(fold_band, band) for band in _bands(h, wd * n * out.shape[3] * out.itemsize)])
-    if depthwise and m > 1:  # the M output channels of each input channel add up
-        per_output = out.reshape(h, wd, n, c, m)
-        out = per_output[..., 0].copy()
-        for k in range(1, m):
-            out += per_output[..., k]
+    intraop.run([partial(fold_band, band) for band in _bands(h, wd * n * c * out.itemsize)])
     return out.transpose(2, 3, 0, 1)
 
 
@@ -1139,26 +1123,15 @@ def depthwise_conv_forward(
     w (kh, kw, 1, C_out), b (C_out,) or None -> (N, OH, OW, C_out) laid out batch-inner.
 
     y[n,i,j,o] = b[o] + sum over (p, q) of xp[n, o // M, i*sh + p*dh, j*sw + q*dw] * w[p,q,0,o]
-    (xp: x zero-padded): one ``np.einsum`` over the windows of the padded image laid out
-    (H, W, N, C) (:func:`_depthwise_image`), (OH, kh, OW, kw, N*C) with the weights repeated across
-    the N images, whose inner loop multiplies and adds runs of N*C values into the output in one
-    pass per kernel offset (NumPy's multiply then add: two passes, and 2x the time). A band of
-    output rows at a time, bands on several threads."""
+    (xp: x zero-padded, laid out (H, W, N, C) by :func:`_depthwise_image`), computed by
+    :func:`_correlation_tasks`."""
     kh, kw, _, c = w.shape
     image = _depthwise_image(x, padding, c // x.shape[1])
     n = image.shape[0]
     oh, ow = out_hw(image.shape[2:], (kh, kw), stride, dilation)
     y = np.empty((oh, ow, n * c), dtype=np.result_type(x, w))
-    weights = _across_images(w, n).reshape(kh, kw, n * c)
-    bias = None if b is None else np.tile(b, n)
-
-    def band(rows: range) -> None:
-        out = y[rows.start : rows.stop]
-        np.einsum("ipjqk,pqk->ijk", _window_rows(image, (kh, kw), stride, dilation, rows), weights, out=out)
-        if bias is not None:
-            out += bias
-
-    intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * y.itemsize)])
+    weights = _across_images(w, n)
+    intraop.run(_correlation_tasks(image, weights, stride, dilation, y, None if b is None else np.tile(b, n)))
     return conv_output(y.reshape(oh * ow * n, c), n, oh, ow)
 
 
@@ -1168,7 +1141,7 @@ def depthwise_conv_weight_grad(
     """A depthwise conv2d's weight gradient, (kh, kw, 1, C_out): dw[p,q,0,o] = sum over n, i, j of
     g[n,i,j,o] * xp[n, o // M, i*sh + p*dh, j*sw + q*dw] (M = C_out / C_in), from g_rows
     (OH*OW*N, C_out) batch-inner: per band of output rows (on several threads), one ``np.einsum``
-    of the band's windows (as in :func:`depthwise_conv_forward`) and g, summing in runs of N*C
+    of the band's windows (those of :func:`_correlation_tasks`) and g, summing in runs of N*C
     values; the bands' sums added in task order, then over the N images."""
     kh, kw, _, c = w_shape
     image = _depthwise_image(x, padding, c // x.shape[1])
@@ -1188,29 +1161,100 @@ def depthwise_conv_weight_grad(
 
 
 def depthwise_conv_input_grad(
-    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, dilation: Shape, padding: Shape
+    g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape
 ) -> np.ndarray:
-    """A depthwise conv2d's input gradient at stride 1 with padding at most ``dilation * (k - 1)``:
-    the correlation of g padded by ``dilation * (k - 1) - padding`` with the flipped kernel,
-    dx[n, c, h, w] = sum over (p, q, m) of gp[n, c*M + m, h + p*dh, w + q*dw] * w[kh-1-p, kw-1-q, 0, c*M + m],
-    computed as :func:`depthwise_conv_forward` computes (the M output channels of each input
-    channel added up after). g_rows (OH*OW*N, C_out) batch-inner -> (N, C_in, H, W) laid out
-    (H, W, N, C)."""
+    """A depthwise conv2d's input gradient: g_rows (OH*OW*N, C_out) batch-inner -> (N, C_in, H, W)
+    laid out (H, W, N, C), dx[n, c, h, w] = sum over m and the (i, p), (j, q) with
+    i*sh + p*dh - ph = h and j*sw + q*dw - pw = w of g[n, i, j, c*M + m] * w[p, q, 0, c*M + m].
+
+    The image rows h of one phase a = h mod sh (and columns likewise) are reached by the kernel
+    rows p with (a + ph - p*dh) divisible by sh, from g's rows u + (a + ph - p*dh) / sh
+    (:func:`_phases`): per phase, a correlation at stride 1 of g (zero-padded) with those kernel
+    taps in reverse order (:func:`_correlation_tasks`, all phases' bands from one queue), written
+    straight into the phase's rows and columns; the M output channels of each input channel are
+    added up after. At stride 1 that is one correlation with the flipped kernel."""
     kh, kw, _, c_out = w.shape
     n, c, h, wd = x_shape
-    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), (1, 1), dilation)
+    oh, ow = out_hw((h + 2 * padding[0], wd + 2 * padding[1]), (kh, kw), stride, dilation)
+    (rows, pad_h), (cols, pad_w) = (
+        _phases(*axis) for axis in zip((kh, kw), stride, dilation, padding, (h, wd), (oh, ow))
+    )
     g = conv_output(g_rows, n, oh, ow).transpose(0, 3, 1, 2)  # (N, C_out, OH, OW), laid out (OH, OW, N, C_out)
-    pad = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
-    out = depthwise_conv_forward(g, w[::-1, ::-1], None, (1, 1), dilation, pad).transpose(
-        1, 2, 0, 3
-    )  # (H, W, N, C_out)
+    image = _depthwise_image(g, (pad_h, pad_w), 1)
+    weights = _across_images(w, n)
+    out = np.empty((h, wd, n * c_out), dtype=np.result_type(g_rows, w))
+    tasks = []
+    for a, taps_h, first_h, step_h, count_h in rows:
+        for b, taps_w, first_w, step_w, count_w in cols:
+            target = out[a :: stride[0], b :: stride[1]]
+            if not (taps_h and taps_w):  # pixels no window reads
+                target[...] = 0
+                continue
+            top, left = first_h + pad_h, first_w + pad_w
+            span_h, span_w = (
+                (count_h - 1) + (len(taps_h) - 1) * step_h + 1,
+                (count_w - 1) + (len(taps_w) - 1) * step_w + 1,
+            )
+            view = image[:, :, top : top + span_h, left : left + span_w]
+            tasks += _correlation_tasks(view, weights[taps_h][:, taps_w], (1, 1), (step_h, step_w), target)
+    intraop.run(tasks)
     m = c_out // c
+    result = out.reshape(h, wd, n, c_out)
     if m > 1:  # the M output channels of each input channel add up
-        per_output = out.reshape(h, wd, n, c, m)
-        out = per_output[..., 0].copy()
+        per_output = result.reshape(h, wd, n, c, m)
+        result = per_output[..., 0].copy()
         for k in range(1, m):
-            out += per_output[..., k]
-    return out.transpose(2, 3, 0, 1)
+            result += per_output[..., k]
+    return result.transpose(2, 3, 0, 1)
+
+
+def _phases(
+    k: int, stride: int, dilation: int, pad: int, size: int, out: int
+) -> tuple[list[tuple[int, list[int], int, int, int]], int]:
+    """Along one axis of a convolution's input gradient: for each phase a < stride of the image
+    positions a + stride*u (u < count), the kernel taps p that reach it, in reverse order, for which
+    dx[a + stride*u] = sum over j of g[u + first + j*step] * w[taps[j]]: (a, taps, first, step,
+    count); and the padding of g that every phase's reads fit in."""
+    phases, pad_g = [], 0
+    for a in range(min(stride, size)):
+        count = len(range(a, size, stride))
+        taps = [p for p in reversed(range(k)) if (a + pad - p * dilation) % stride == 0]
+        if not taps:
+            phases.append((a, taps, 0, 1, count))
+            continue
+        offsets = [(a + pad - p * dilation) // stride for p in taps]  # increasing by a constant step
+        step = offsets[1] - offsets[0] if len(taps) > 1 else 1
+        pad_g = max(pad_g, -offsets[0], count - 1 + offsets[-1] - (out - 1))
+        phases.append((a, taps, offsets[0], step, count))
+    return phases, pad_g
+
+
+def _correlation_tasks(
+    image: np.ndarray,
+    weights: np.ndarray,
+    stride: Shape,
+    dilation: Shape,
+    out: np.ndarray,
+    bias: np.ndarray | None = None,
+) -> list[Callable[[], None]]:
+    """Tasks that fill out (OH, OW, N*C) (any strides) with the per-channel correlation of image
+    (N, C, H, W), laid out (H, W, N, C), and weights (kh, kw, N*C) (each channel's repeated across
+    the N images), plus ``bias`` (N*C,): out[i, j, k] = sum over (p, q) of
+    image[k // C, k % C, i*sh + p*dh, j*sw + q*dw] * weights[p, q, k] + bias[k].
+
+    A band of output rows per task: one ``np.einsum`` over the band's windows, the view
+    (rows, kh, OW, kw, N*C) of :func:`_window_rows`, whose inner loop multiplies and adds runs of
+    N*C values into the output in one pass per kernel offset (NumPy's multiply then add: two
+    passes, and 2x the time)."""
+    kernel = weights.shape[:2]
+
+    def band(rows: range) -> None:
+        part = out[rows.start : rows.stop]
+        np.einsum("ipjqk,pqk->ijk", _window_rows(image, kernel, stride, dilation, rows), weights, out=part)
+        if bias is not None:
+            part += bias
+
+    return [partial(band, rows) for rows in _bands(out.shape[0], out.shape[1] * out.shape[2] * out.itemsize)]
 
 
 def _depthwise_image(x: np.ndarray, padding: Shape, repeat: int) -> np.ndarray:
@@ -1235,10 +1279,10 @@ def _window_rows(image: np.ndarray, kernel: Shape, stride: Shape, dilation: Shap
 
 
 def _across_images(w: np.ndarray, n: int) -> np.ndarray:
-    """A depthwise weight (kh, kw, 1, C) as (kh*kw, N*C): each offset's C weights repeated for N
+    """A depthwise weight (kh, kw, 1, C) as (kh, kw, N*C): each offset's C weights repeated for N
     images, so that a product with an (..., N, C) image runs over N*C values, not N runs of C."""
     kh, kw, _, c = w.shape
-    return np.tile(w.reshape(kh * kw, 1, c), (1, n, 1)).reshape(kh * kw, n * c)
+    return np.tile(w.reshape(kh * kw, 1, c), (1, n, 1)).reshape(kh, kw, n * c)
 
 
 def _bands(count: int, row_bytes: int) -> list[range]:
