@@ -1098,9 +1098,9 @@ def grouped_conv_input_grad(
 
     def fold_band(band: range) -> None:
         products = intraop.scratch(-(-len(band) // stride[0]) * ow * n * c, dtype)
-        found = _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), range(oh), band)
+        found = _landings((kh, kw), stride, dilation, padding, (h, wd), (oh, ow), band)
         # an image slice steps by the stride: equal to the band's (step 1) only if it lands on every pixel
-        landings, covered = _covering_first(found, 2, (slice(band.start, band.stop, 1), slice(0, wd, 1)))
+        landings, covered = _covering_first(found, (slice(band.start, band.stop, 1), slice(0, wd, 1)))
         if not covered:
             out[band.start : band.stop] = 0
         for i, (k, (wr, wc), (ir, ic)) in enumerate(landings):
@@ -1291,21 +1291,13 @@ def _bands(count: int, row_bytes: int) -> list[range]:
 
 
 def _landings(
-    kernel: Shape,
-    stride: Shape,
-    dilation: Shape,
-    padding: Shape,
-    image_hw: Shape,
-    out_hw: Shape,
-    window_rows: range,
-    image_rows: range,
+    kernel: Shape, stride: Shape, dilation: Shape, padding: Shape, image_hw: Shape, out_hw: Shape, image_rows: range
 ) -> Iterator[Landing]:
-    """For each kernel offset k = p*kw + q: the windows among ``window_rows`` (all columns) whose
-    (p, q) element lands on the unpadded image's ``image_rows``, and the pixels it lands on, as
-    (k, (window rows, window columns), (image rows, image columns)); offsets that land nowhere
-    (on the padding only) are left out."""
+    """For each kernel offset k = p*kw + q: the windows whose (p, q) element lands on the unpadded
+    image's ``image_rows``, and the pixels it lands on, as (k, (window rows, window columns),
+    (image rows, image columns)); offsets that land nowhere there (on the padding only) are left out."""
     for p in range(kernel[0]):
-        wr, ir = _landing(p, stride[0], dilation[0], padding[0], window_rows, image_rows)
+        wr, ir = _landing(p, stride[0], dilation[0], padding[0], range(out_hw[0]), image_rows)
         if wr.start == wr.stop:
             continue
         for q in range(kernel[1]):
@@ -1314,22 +1306,22 @@ def _landings(
                 yield p * kernel[1] + q, (wr, wc), (ir, ic)
 
 
-def _covering_first(landings: Iterable[Landing], side: int, band: tuple[slice, slice]) -> tuple[list[Landing], bool]:
-    """The landings of :func:`_landings`, one that covers the whole ``band`` (its window slices
-    for ``side`` 1, image slices for 2) first, and whether there is one: that offset's product
-    can be written straight into the band, with no zeros first and no separate add."""
+def _covering_first(landings: Iterable[Landing], band: tuple[slice, slice]) -> tuple[list[Landing], bool]:
+    """The landings of :func:`_landings`, one whose image slices are the whole ``band`` first, and
+    whether there is one: that offset's product can be written straight into the band, with no
+    zeros first and no separate add."""
     found = list(landings)
     for i, landing in enumerate(found):
-        if landing[side] == band:
+        if landing[2] == band:
             return [landing, *found[:i], *found[i + 1 :]], True
     return found, False
 
 
-def _landing(k: int, stride: int, dilation: int, pad: int, windows: range, image: range) -> tuple[slice, slice]:
-    """Along one axis: the windows among ``windows`` whose element k (at i*stride + k*dilation - pad
+def _landing(k: int, stride: int, dilation: int, pad: int, among: range, image: range) -> tuple[slice, slice]:
+    """Along one axis: the windows ``among`` these whose element k (at i*stride + k*dilation - pad
     of the unpadded image, for window i) lands in ``image``, and the positions it lands on."""
     shift = k * dilation - pad
-    lo = max(windows.start, -((shift - image.start) // stride))
-    hi = max(lo, min(windows.stop, -((shift - image.stop) // stride)))
+    lo = max(among.start, -((shift - image.start) // stride))
+    hi = max(lo, min(among.stop, -((shift - image.stop) // stride)))
     first = lo * stride + shift
     return slice(lo, hi), slice(first, first + stride * (hi - lo - 1) + 1, stride)
