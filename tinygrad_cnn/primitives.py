@@ -765,9 +765,10 @@ class GroupedConvolution(Primitive):
     dw = einsum("nijpqgc,nijgm->pqcgm", u, g),  db = g summed over (N, OH, OW).
 
     The fast path (:func:`kernels.grouped_conv_forward` and the gradients next to it): depthwise
-    convolutions as kh*kw shifted multiply-adds over the image laid out (H, W, N, C); other
-    groups as a group-major im2col copy and one batched GEMM over the groups; dx one batched
-    product per kernel offset, added onto the image a band at a time, the padding left out.
+    convolutions as one ``np.einsum`` over the windows of the image laid out (H, W, N, C) (dx per
+    phase of the image's positions modulo the stride); other groups as a group-major im2col copy
+    and one batched GEMM over the groups, dx one batched GEMM per kernel offset, added onto the
+    image a band of rows at a time.
     """
 
     @staticmethod
