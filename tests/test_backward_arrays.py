@@ -96,6 +96,19 @@ def _log_softmax(pick: Pick) -> tg.Tensor:
     return P.Sum.apply(y, axis, pick.bool())
 
 
+def _standardize(pick: Pick) -> tg.Tensor:
+    """Standardize over any axes of an array in any layout (a batch-inner conv output's among them)."""
+    shape = (pick.int(1, 4), pick.int(1, 3), pick.int(1, 5), pick.int(2, 40))
+    order = [pick.int(0, 3 - i) for i in range(4)]
+    axes_order = []
+    remaining = [0, 1, 2, 3]
+    for k in order:
+        axes_order.append(remaining.pop(k))
+    x = pick.leaf(tuple(shape[a] for a in axes_order), requires_grad=True).permute(*np.argsort(axes_order))
+    axes = tuple(a for a in range(4) if pick.bool()) or (3,)
+    return F.standardize(x, axes, 1e-5 if pick.bool() else 0.5) * pick.leaf(shape)
+
+
 def _arithmetic(pick: Pick) -> tg.Tensor:
     """Elementwise rules with broadcasting: each input's gradient summed back to its shape."""
     shapes = [(2, 3), (1, 3), (2, 1), (3,), ()]
@@ -115,7 +128,7 @@ def _linear(pick: Pick) -> tg.Tensor:
     return P.MatMulAdd.apply(x, pick.leaf((f_in, f_out)), pick.leaf((1, f_out) if pick.bool() else (f_out,)))
 
 
-BUILDERS = [_conv, _grouped_conv, _pool, _reductions, _log_softmax, _arithmetic, _linear]
+BUILDERS = [_conv, _grouped_conv, _pool, _reductions, _log_softmax, _standardize, _arithmetic, _linear]
 
 
 def _nodes(root: tg.Tensor) -> list:

@@ -637,6 +637,32 @@ def test_log_softmax_second_order(shape, data):
     assert gradgradcheck(lambda v: v.softmax(axis), x)
 
 
+@given(shape=shapes(min_dims=1, max_dims=4, max_side=4), data=st.data())
+def test_standardize(shape, data):
+    """The Standardize primitive over any set of axes, in any memory layout (a batch-inner conv
+    output's included), against finite differences; the array path against the Tensor path."""
+    axes = tuple(sorted(data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))))
+    assume(math.prod(shape[a] for a in axes) > 1)  # one value per mean: y is 0, its gradient too
+    eps = data.draw(st.sampled_from([1e-5, 0.5]))
+    order = data.draw(st.permutations(range(len(shape))))
+    x = data.draw(tensors(shape, min_value=-3, max_value=3))
+    # with eps tiny, a group of equal values makes y bend on a scale of sqrt(eps): beyond finite differences
+    assume(eps > 0.1 or (x.array.var(axes) > 1e-2).all())
+    laid_out = Tensor(np.ascontiguousarray(x.array.transpose(order)).transpose(np.argsort(order)), requires_grad=True)
+    assert gradcheck(lambda v: F.standardize(v, axes, eps), laid_out)
+    y = F.standardize(laid_out, axes, eps)
+    centred = x.array - x.array.mean(axes, keepdims=True)
+    np.testing.assert_allclose(y.array, centred / np.sqrt((centred**2).mean(axes, keepdims=True) + eps), atol=1e-10)
+
+
+@given(shape=shapes(min_dims=1, max_dims=3, max_side=3), data=st.data())
+def test_standardize_second_order(shape, data):
+    axes = tuple(sorted(data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))))
+    assume(math.prod(shape[a] for a in axes) > 1)
+    x = data.draw(tensors(shape, min_value=-3, max_value=3))
+    assert gradgradcheck(lambda v: F.standardize(v, axes, 0.1) * v, x)
+
+
 @given(shape=SMALL, data=st.data(), keepdims=st.booleans())
 def test_logsumexp(shape, data, keepdims):
     x = data.draw(tensors(shape))

@@ -682,6 +682,17 @@ def var(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool
     return P.Sum.apply(centred * centred, axes, _keepdim("var", keepdim, keepdims)) / builtins.max(count - corr, 0)
 
 
+def standardize(x: Tensor, dim: Axis = None, eps: float = 1e-5, *, axis: Axis = None) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over ``dim`` (None: all), the variance biased: what batch, layer
+    and group normalisation compute before their affine map, as one primitive (``Standardize``).
+    float16 is standardised in float32, as ``mean`` and ``var`` reduce it."""
+    x = _float_tensor("standardize", x)
+    axes = _reduced("standardize", x, _dim("standardize", dim, axis))
+    if x.dtype == np.float16:
+        return astype(standardize(astype(x, np.float32), axes, eps), np.float16)
+    return P.Standardize.apply(x, axes, float(eps))
+
+
 def std(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,
         correction: float | None = None, axis: Axis = None, keepdims: bool | None = None,
         ddof: int | None = None) -> Tensor:  # fmt: skip

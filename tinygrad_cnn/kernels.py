@@ -65,15 +65,22 @@ def sum_to(g: np.ndarray, shape: Shape) -> np.ndarray:
 
 
 def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
-    """x.sum(axis, keepdims); many short rows (a bias gradient) are summed in blocks, an axis
-    along which x repeats itself (stride 0: a broadcast gradient) is a product by its length, and
-    a few short axes (a nearest upsampling's repeats) are summed as slices of x added together."""
+    """x.sum(axis, keepdims), in x's memory order: many short rows (a bias gradient) are summed in
+    blocks, an axis along which x repeats itself (stride 0: a broadcast gradient) is a product by
+    its length, and a few short axes (a nearest upsampling's repeats) are summed as slices of x
+    added together."""
     kept = tuple(n for i, n in enumerate(x.shape) if i not in axis)
     repeated = [i for i in axis if x.strides[i] == 0 and x.shape[i] > 1]
     if repeated and x.size:
         once = x[tuple(slice(0, 1) if i in repeated else slice(None) for i in range(x.ndim))]
         total = sum_axes(once, axis, True) * math.prod(x.shape[i] for i in repeated)
         return total if keepdims else total.reshape(kept)
+    if not x.flags.c_contiguous and x.size >= SHORT_SUM_MIN:
+        order = memory_order(x)
+        flat = x.transpose(order)
+        if flat.flags.c_contiguous:  # reduce the axes where they lie in memory (a batch-inner conv output's)
+            total = sum_axes(flat, tuple(sorted(order.index(i) for i in axis)), True).transpose(inverse(order))
+            return total if keepdims else total.reshape(kept)
     terms = math.prod(x.shape[i] for i in axis)
     if x.dtype.kind == "f" and 2 <= terms <= SHORT_SUM_TERMS and x.size >= terms * SHORT_SUM_MIN:
         total = _sum_of_slices(x, axis)
@@ -119,8 +126,21 @@ def _sum_rows(rows: np.ndarray) -> np.ndarray:
     """rows (M, T) summed over M. NumPy adds short rows one by one with a loop of only T elements;
     summing blocks of r rows as rows of r*T elements first makes its inner loop r times longer."""
     blocks, rest, r = _row_blocks(rows)
-    total = blocks.sum(axis=0).reshape(r, rows.shape[1]).sum(axis=0)
+    total = _pairwise_sum(blocks).reshape(r, rows.shape[1]).sum(axis=0)
     return total + rest.sum(axis=0) if len(rest) else total
+
+
+def _pairwise_sum(rows: np.ndarray) -> np.ndarray:
+    """rows (R, W) summed over R by halves (the first half plus the second, again and again):
+    rounding errors grow with log R, not with R as when NumPy adds row after row down axis 0
+    (whose drift, in a batch norm's statistics, moved a training run off PyTorch's)."""
+    while len(rows) > 8:
+        half = len(rows) // 2
+        total = rows[:half] + rows[half : 2 * half]
+        if len(rows) % 2:
+            total[0] += rows[-1]
+        rows = total
+    return rows.sum(axis=0)
 
 
 def add_row(y: np.ndarray, row: np.ndarray) -> None:
@@ -134,6 +154,33 @@ def add_row(y: np.ndarray, row: np.ndarray) -> None:
     blocks, rest, r = _row_blocks(y, ROW_TILE)
     blocks += np.tile(row, r)
     rest += row
+
+
+# --------------------------------------------------------------------------- standardisation
+
+
+def standardize(x: np.ndarray, axes: Axes, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y = (x - mean) / sqrt(var + eps) over ``axes`` (biased variance), and the mean and variance
+    (x's shape with ``axes`` kept as 1). Five passes over x's size, each on the fast paths of
+    :func:`sum_axes` and :func:`binary` (which work in x's memory order: a batch-inner conv
+    output's reduced axes lead there, many short rows)."""
+    count = math.prod(x.shape[i] for i in axes)
+    mean = sum_axes(x, axes, True) / x.dtype.type(count)
+    centred = binary(np.subtract, x, mean)
+    var = sum_axes(elementwise(np.square, centred), axes, True) / x.dtype.type(count)
+    inv_std = 1 / np.sqrt(var + x.dtype.type(eps))
+    return binary(np.multiply, centred, inv_std), mean, var
+
+
+def standardize_grad(g: np.ndarray, y: np.ndarray, var: np.ndarray, axes: Axes, eps: float) -> np.ndarray:
+    """The gradient of :func:`standardize` from its output y and variance:
+    dx = (g - mean(g) - y * mean(g * y)) / sqrt(var + eps), the means over ``axes``."""
+    count = y.dtype.type(math.prod(y.shape[i] for i in axes))
+    mean_g = sum_axes(g, axes, True) / count
+    mean_gy = sum_axes(binary(np.multiply, g, y), axes, True) / count
+    gx = binary(np.subtract, g, mean_g)
+    gx -= binary(np.multiply, y, mean_gy)
+    return binary(np.multiply, gx, 1 / np.sqrt(var + y.dtype.type(eps)))
 
 
 # --------------------------------------------------------------------------- special functions

@@ -928,6 +928,40 @@ class Einsum(Primitive):
         return tuple(grads)
 
 
+class Standardize(Primitive):
+    """y = (x - mean(x)) / sqrt(var(x) + eps), the mean and biased variance over ``axes``: the core
+    of batch, layer and group normalisation.   With n values per mean and s = 1 / sqrt(var + eps),
+    dx = s * (g - mean(g) - y * mean(g * y)), the means over ``axes`` broadcast back.
+
+    ``stats``, a list if given, receives the mean and variance (axes kept) as constants (a batch
+    norm's running statistics).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axes: Shape, eps: float, stats: list[Any] | None = None) -> np.ndarray:
+        y, mean, var = kernels.standardize(x, axes, eps)
+        if stats is not None:
+            stats.extend((mean, var))
+        ctx.save_for_backward(x, y)
+        ctx.values = (axes, eps, var)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        x, y = ctx.saved_tensors
+        axes, eps, _ = ctx.values
+        n = math.prod(x.shape[i] for i in axes)
+        centred = x - Sum.apply(x, axes, True) / n  # s again from x, so that its own dependence on x is recorded
+        s = (Sum.apply(centred * centred, axes, True) / n + eps) ** -0.5
+        return s * (g - Sum.apply(g, axes, True) / n - y * (Sum.apply(g * y, axes, True) / n))
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        _, y = ctx.saved_arrays
+        axes, eps, var = ctx.values
+        return kernels.standardize_grad(g, y, var, axes, eps)
+
+
 class LogSoftmax(Primitive):
     """y = x - logsumexp(x, axis).   dx = g - exp(y) * sum(g, axis).
 

@@ -1,5 +1,6 @@
-"""Normalisation layers: BatchNorm1d/2d, LayerNorm, GroupNorm, composed from tensor ops
-(mean, subtraction, product, square root), so their gradients come from reverse mode.
+"""Normalisation layers: BatchNorm1d/2d, LayerNorm, GroupNorm: the ``Standardize`` primitive
+((x - mean) / sqrt(var + eps) over the normalised dims) then the affine map, so their gradients
+come from reverse mode.
 
 Running statistics follow PyTorch exactly: in training, ``running = (1 - momentum) * running +
 momentum * batch`` with the *unbiased* batch variance, and ``num_batches_tracked`` counts the
@@ -16,48 +17,19 @@ import numpy as np
 
 from .. import arguments
 from .. import functional as F
+from .. import primitives as P
 from .._tensor import Tensor
 from ..storage import array_of, write_
 from . import Module, Parameter, _float_dtype
 
 
-def _normalise(x: Tensor, axes: tuple[int, ...], eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance), and the batch mean and variance."""
-    mean = F.mean(x, axes, True)
-    centred = x - mean
-    var = F.mean(centred * centred, axes, True)
-    return centred * (var + eps) ** -0.5, mean, var
-
-
-def _channels_last(x: Tensor) -> bool:
-    """Whether the channel dim of x (N, C, ...) is innermost in memory (as conv2d's batch-inner
-    output, a view of (H, W, N, C)) and the other dims are laid out contiguously around it."""
-    a = array_of(x)
-    order = sorted(range(a.ndim), key=lambda d: -a.strides[d])
-    return a.ndim > 2 and order[-1] == 1 and np.transpose(a, order).flags.c_contiguous
-
-
-def _batch_norm_channels_last(
-    x: Tensor, eps: float, weight: Tensor | None, bias: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Batch normalisation and its affine map for a channels-innermost layout, computed on x seen
-    as its memory: a (M, C) matrix whose column sums and row broadcasts NumPy does fast (the
-    same ops on the strided (N, C, H, W) view reduce and broadcast 5-10x slower)."""
-    a = array_of(x)
-    order = tuple(sorted(range(a.ndim), key=lambda d: -a.strides[d]))
-    memory = F.permute(x, *order)  # a contiguous view, channels last
-    c = x.shape[1]
-    rows = F.reshape(memory, (-1, c))
-    mean = F.mean(rows, (0,), True)
-    centred = rows - mean
-    var = F.mean(centred * centred, (0,), True)
-    scale = (var + eps) ** -0.5  # (1, C): the weight folds in here, saving a full-size product
-    y = centred * (scale if weight is None else scale * F.reshape(weight, (1, c)))
-    if bias is not None:
-        y = y + F.reshape(bias, (1, c))
-    inverse = tuple(int(i) for i in np.argsort(order))
-    shape = (1, c) + (1,) * (x.ndim - 2)
-    return F.permute(F.reshape(y, memory.shape), *inverse), F.reshape(mean, shape), F.reshape(var, shape)
+def _normalise(x: Tensor, axes: tuple[int, ...], eps: float) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance; one ``Standardize`` primitive),
+    and the mean and variance as arrays (``axes`` kept as 1). float16 is standardised in float32."""
+    stats: list[np.ndarray] = []
+    wide = F.astype(x, np.float32) if x.dtype == np.float16 else x
+    y = P.Standardize.apply(wide, axes, float(eps), stats=stats)
+    return (F.astype(y, x.dtype) if wide is not x else y), stats[0], stats[1]
 
 
 def _scale_shift(y: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]) -> Tensor:
@@ -99,16 +71,12 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input of shape {x.shape}"
             )
-        if _channels_last(x):
-            y, mean, var = _batch_norm_channels_last(x, eps, weight, bias)
-            weight = bias = None  # applied already
-        else:
-            y, mean, var = _normalise(x, axes, eps)
+        y, mean, var = _normalise(x, axes, eps)
         if training and running_mean is not None and running_var is not None:
             m = float(momentum)
             rm, rv = array_of(running_mean), array_of(running_var)
-            write_(running_mean, (1 - m) * rm + m * array_of(mean).reshape(c))
-            write_(running_var, (1 - m) * rv + m * array_of(var).reshape(c) * (count / (count - 1)))
+            write_(running_mean, (1 - m) * rm + m * mean.reshape(c))
+            write_(running_var, (1 - m) * rv + m * var.reshape(c) * (count / (count - 1)))
     else:
         mean_t = Tensor(array_of(running_mean).astype(x.dtype).reshape(shape))
         var_t = Tensor(array_of(running_var).astype(x.dtype).reshape(shape))
