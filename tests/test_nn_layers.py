@@ -20,7 +20,7 @@ from tinygrad_cnn.nn import activation as A
 from tinygrad_cnn.nn import conv as C
 from tinygrad_cnn.nn import loss as L
 from tinygrad_cnn.nn import normalization as N
-from tinygrad_cnn.testing import arrays, gradcheck, shapes
+from tinygrad_cnn.testing import arrays, gradcheck, gradgradcheck, shapes
 
 
 def t64(shape, seed=0, scale=1.0):
@@ -46,6 +46,21 @@ def test_elementwise_activations_gradcheck(x):
         A.erf,
     ):
         assert gradcheck(fn, t)
+
+
+@given(x=arrays(shapes(min_dims=1, max_dims=2, max_side=3)))
+def test_smooth_activations_second_order(x):
+    """gelu, silu and erf differentiated twice; their float32 first derivative (the plain backward
+    path) against the float64 one recorded with create_graph."""
+    t = tg.Tensor(x, requires_grad=True)
+    for fn in (A.gelu, A.silu, A.erf):
+        assert gradgradcheck(fn, t)
+        x32 = tg.Tensor(x.astype(np.float32), requires_grad=True)
+        fn(x32).sum().backward()
+        with tg.enable_grad():
+            x64 = tg.Tensor(x, requires_grad=True)
+            (want,) = tg.autograd.grad(fn(x64).sum(), [x64], create_graph=True)  # the tensor-ops derivative
+        np.testing.assert_allclose(x32.grad.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 @given(shape=shapes(min_dims=2, max_dims=4, min_side=2, max_side=3), seed=SEEDS)
