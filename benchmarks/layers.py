@@ -8,7 +8,9 @@ backward of ``(y * y).sum()``. Both frameworks run in this process, rounds alter
 them; a round times several calls by CPU time (``time.process_time``). Printed: each side's median
 ms per call and ``ratio`` = PyTorch's time / ours (above 1: we are faster). Without PyTorch
 installed only our times are printed. ``identity`` measures the harness itself (the loss and its
-backward). ``--list`` names the layers.
+backward). Layers named ``..._after_conv`` get their input laid out as each framework's conv2d
+lays out its output: ours an NCHW view of (H, W, N, C) memory, PyTorch's contiguous NCHW.
+``--list`` names the layers.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "conv3x3_stride2": (lambda nn: nn.Conv2d(32, 64, 3, 2, 1), (64, 32, 32, 32)),
     "max_pool2": (lambda nn: nn.MaxPool2d(2), (128, 32, 16, 16)),
     "max_pool3_s2_p1": (lambda nn: nn.MaxPool2d(3, 2, 1), (64, 32, 32, 32)),
+    "max_pool2_after_conv": (lambda nn: nn.MaxPool2d(2), (128, 32, 16, 16)),
+    "max_pool3_s2_p1_after_conv": (lambda nn: nn.MaxPool2d(3, 2, 1), (64, 32, 32, 32)),
+    "max_pool3_s1_p1_after_conv": (lambda nn: nn.MaxPool2d(3, 1, 1), (64, 32, 32, 32)),
     "avg_pool2": (lambda nn: nn.AvgPool2d(2), (128, 32, 16, 16)),
     "avg_pool3_s1_p1": (lambda nn: nn.AvgPool2d(3, 1, 1), (64, 32, 16, 16)),
     "adaptive_avg_pool1": (lambda nn: nn.AdaptiveAvgPool2d(1), (128, 64, 8, 8)),
@@ -69,10 +74,13 @@ def sampler(fw: Any, name: str, calls: int) -> Callable[[], float]:
     make, shape = LAYERS[name]
     fw.manual_seed(0)
     layer = make(fw.nn)
-    x = fw.tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32), requires_grad=True)
+    data = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    after_conv = name.endswith("_after_conv") and fw is tg  # laid out as our conv2d's outputs: (H, W, N, C)
+    x = fw.tensor(np.ascontiguousarray(data.transpose(2, 3, 0, 1)) if after_conv else data, requires_grad=True)
 
     def once() -> None:
-        y = layer(x)
+        x.grad = None
+        y = layer(x.permute(2, 3, 0, 1) if after_conv else x)
         (y * y).sum().backward()
 
     once()

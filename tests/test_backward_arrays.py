@@ -78,9 +78,11 @@ def _grouped_conv(pick: Pick) -> tg.Tensor:
 
 
 def _pool(pick: Pick) -> tg.Tensor:
-    x = pick.leaf((pick.int(1, 3), pick.int(1, 3), 6, 5), requires_grad=True)
+    """Max pooling of NCHW or batch-inner (H, W, N, C) images, windows overlapping or not, padded or not."""
+    n, c = pick.int(1, 3), pick.int(1, 3)
+    x = pick.leaf((6, 5, n, c), requires_grad=True).permute(2, 3, 0, 1) if pick.bool() else pick.leaf((n, c, 6, 5))
     k = pick.int(1, 3)
-    return F.max_pool2d(x, k, stride=pick.int(1, k))
+    return F.max_pool2d(x, k, stride=pick.int(1, k), padding=pick.int(0, k // 2))
 
 
 def _reductions(pick: Pick) -> tg.Tensor:

@@ -187,6 +187,22 @@ def test_rows_are_summed_by_halves_to_float32_accuracy(rows):
     assert np.abs(got - want).max() <= 4e-7 * want.max()
 
 
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), value=st.sampled_from([0.0, -np.inf, 2.5]), dtype=st.sampled_from([np.float32, np.int64]))
+def test_constant_padding_keeps_the_memory_layout(data, value, dtype):
+    """kernels.pad_constant equals np.pad in any layout and is laid out in memory as its input."""
+    shape = tuple(data.draw(st.lists(st.integers(0, 4), min_size=1, max_size=4)))
+    order = data.draw(st.permutations(range(len(shape))))
+    x = np.arange(math.prod(shape), dtype=dtype).reshape([shape[a] for a in order]).transpose(kernels.inverse(order))
+    widths = [(data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in shape]
+    fill = value if dtype == np.float32 else 7
+    got = kernels.pad_constant(x, widths, fill)
+    np.testing.assert_array_equal(got, np.pad(x, widths, constant_values=fill))
+    assert got.dtype == x.dtype
+    if x.size and min(x.shape) > 1:
+        assert kernels.memory_order(got) == kernels.memory_order(x)
+
+
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))
