@@ -52,6 +52,8 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "conv3x3": (lambda nn: nn.Conv2d(32, 32, 3, padding=1), (64, 32, 16, 16)),
     "conv5x5_same": (lambda nn: nn.Conv2d(16, 32, 5, padding="same"), (64, 16, 16, 16)),
     "conv1x1": (lambda nn: nn.Conv2d(64, 128, 1), (64, 64, 16, 16)),
+    "conv1x1_after_conv": (lambda nn: nn.Conv2d(64, 128, 1), (64, 64, 16, 16)),
+    "conv1x1_stride2_after_conv": (lambda nn: nn.Conv2d(64, 128, 1, 2), (64, 64, 16, 16)),
     "conv3x3_stride2": (lambda nn: nn.Conv2d(32, 64, 3, 2, 1), (64, 32, 32, 32)),
     "max_pool2": (lambda nn: nn.MaxPool2d(2), (128, 32, 16, 16)),
     "max_pool3_s2_p1": (lambda nn: nn.MaxPool2d(3, 2, 1), (64, 32, 32, 32)),

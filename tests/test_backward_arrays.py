@@ -45,10 +45,12 @@ class Pick:
 
 
 def _conv(pick: Pick) -> tg.Tensor:
+    """On an NCHW input or one laid out (H, W, N, C) as conv2d's outputs are (1x1 kernels without
+    padding take the pointwise path on either)."""
     n, c, c_out, kh, kw = pick.int(0, 3), pick.int(1, 3), pick.int(1, 3), pick.int(1, 3), pick.int(1, 3)
     stride, dilation, padding = pick.int(1, 2), pick.int(1, 2), pick.int(0, 1)
     h, w = dilation * (kh - 1) + pick.int(1, 4), dilation * (kw - 1) + pick.int(1, 4)
-    x, weight = pick.leaf((n, c, h, w)), pick.leaf((c_out, c, kh, kw), requires_grad=True)
+    x, weight = _maybe_batch_inner(pick, pick.leaf((n, c, h, w))), pick.leaf((c_out, c, kh, kw), requires_grad=True)
     bias = pick.leaf((c_out,)) if pick.bool() else None
     y = F.conv2d(x, weight, bias, stride, padding, dilation)
     return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))  # relu, and a flatten of a batch-inner array (a copy)
@@ -66,15 +68,20 @@ def _grouped_conv(pick: Pick) -> tg.Tensor:
     )
     stride, dilation, padding = pick.int(1, 2), pick.int(1, 2), pick.int(0, 1)
     h, w = dilation * (kh - 1) + pick.int(1, 4), dilation * (kw - 1) + pick.int(1, 4)
-    x = pick.leaf((n, groups * per_in, h, w))
-    if pick.bool():
-        x = tg.Tensor(
-            np.ascontiguousarray(x.array.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1), requires_grad=x.requires_grad
-        )
+    x = _maybe_batch_inner(pick, pick.leaf((n, groups * per_in, h, w)))
     weight = pick.leaf((groups * per_out, per_in, kh, kw), requires_grad=True)
     bias = pick.leaf((groups * per_out,)) if pick.bool() else None
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))
+
+
+def _maybe_batch_inner(pick: Pick, x: tg.Tensor) -> tg.Tensor:
+    """x (N, C, H, W) as it is, or laid out (H, W, N, C) in memory as conv2d's outputs are."""
+    if not pick.bool():
+        return x
+    return tg.Tensor(
+        np.ascontiguousarray(x.array.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1), requires_grad=x.requires_grad
+    )
 
 
 def _pool(pick: Pick) -> tg.Tensor:

@@ -536,3 +536,52 @@ def test_reshaping_a_broadcast_gradient_back_keeps_it_a_view():
     dense = np.ones((18, 16), dtype=np.float32)  # not broadcast: laid out as asked
     got, _ = kernels.reshape(dense, (3, 2, 3, 16), [1, 2, 0, 3])
     assert kernels.memory_order(got) == [1, 2, 0, 3]
+
+
+LAYOUTS = {"nchw": [0, 1, 2, 3], "batch-inner": [2, 3, 0, 1], "nhwc": [0, 2, 3, 1], "chwn": [1, 2, 3, 0]}
+
+
+@given(
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 12), st.integers(1, 7), st.integers(1, 7), st.integers(1, 10)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    layout=st.sampled_from(sorted(LAYOUTS)),
+    bias=st.booleans(),
+    needs=st.sampled_from([(True, True, True), (True, False, False), (False, True, True)]),
+)
+@settings(max_examples=40, deadline=None)
+def test_pointwise_conv_equals_the_im2col_path(shape, stride, layout, bias, needs):
+    """A 1x1 conv2d without padding multiplies x's own memory, in any layout (no im2col copy):
+    the same output and gradients as the im2col path within float32 rounding, the output and the
+    input gradient laid out as x, and exactly the same results on 1, 2 or 3 threads (pieces small
+    enough that several tasks run)."""
+    n, c, h, wd, c_out = shape
+    rng = np.random.default_rng(sum(shape))
+    order = LAYOUTS[layout]
+    data = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    x = np.ascontiguousarray(data.transpose(order)).transpose(kernels.inverse(order))
+    w = rng.standard_normal((1, 1, c, c_out)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32) if bias else None
+    args = (stride, (1, 1), (0, 0))
+    with mock.patch.object(kernels, "pointwise", return_value=False):
+        y_want, cols = kernels.conv_forward(x, w, b, *args)
+        g = rng.standard_normal(y_want.shape).astype(np.float32)
+        want = kernels.conv_grads(x, w, g, *args, cols, needs)
+    results = []
+    for threads in (1, 2, 3):
+        with tg.threads.exactly(threads), mock.patch.multiple(kernels, TASK_BYTES=256, MATMUL_ROWS=4):
+            y, _ = kernels.conv_forward(x, w, b, *args)
+            g_like_y = kernels.laid_out_like(g, y)  # as the ops after the conv pass it back
+            results.append((y, *kernels.conv_grads(x, w, g_like_y, *args, None, needs)))
+    for other in results[1:]:
+        for a, a1 in zip(results[0], other):
+            assert (a is None and a1 is None) or np.array_equal(a, a1)
+    y, *got = results[0]
+    np.testing.assert_allclose(y, y_want, rtol=1e-5, atol=1e-5)
+    for a, a_want in zip(got, want):
+        assert (a is None) == (a_want is None)
+        if a is not None:
+            np.testing.assert_allclose(a, a_want, rtol=1e-5, atol=1e-4)
+    if min(y.shape) > 1 and min(x.shape) > 1:  # (axes of length 1 leave the memory order ambiguous)
+        assert kernels.memory_order(y.transpose(0, 3, 1, 2)) == order  # (N, C_out, OH, OW) laid out as x
+        if got[0] is not None:
+            assert kernels.memory_order(got[0]) == kernels.memory_order(x)

@@ -104,6 +104,7 @@ def step_arrays(seed: int) -> list[np.ndarray]:
         tnn.Conv2d(3, 24, 3, padding=1),
         tnn.ReLU(),
         tnn.MaxPool2d(2),
+        tnn.Conv2d(24, 24, 1),  # pointwise: GEMMs on the pooled output's own memory
         tnn.Conv2d(24, 32, 5, padding=2),
         tnn.ReLU(),
         tnn.Flatten(),

@@ -723,6 +723,8 @@ def conv_forward(
     Each block of :class:`Im2col` is multiplied (and its bias added) while it is in the cache,
     groups of blocks on several threads. Also returns the im2col matrix when it was a single
     block (small: worth keeping for :func:`conv_weight_grad`), else None."""
+    if pointwise(w.shape, padding):
+        return pointwise_conv_forward(x, w, b, stride), None
     kh, kw, c, c_out = w.shape
     cols = Im2col(x, (kh, kw), stride, dilation, padding, FORWARD_RUN_BYTES)
     weight = w.reshape(kh * kw * c, c_out)
@@ -783,12 +785,17 @@ def conv_weight_grad_tasks(
         return total
 
     def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
-        total = sums[0]
-        for part in sums[1:]:
-            total += part
-        return total.reshape(w_shape)
+        return _sum_in_order(sums).reshape(w_shape)
 
     return [partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)], add_up
+
+
+def _sum_in_order(sums: Sequence[np.ndarray]) -> np.ndarray:
+    """The tasks' partial sums added up in task order, into the first (the same sum whatever the thread count)."""
+    total = sums[0]
+    for part in sums[1:]:
+        total += part
+    return total
 
 
 def conv_input_and_weight_grads(
@@ -801,6 +808,155 @@ def conv_input_and_weight_grads(
     weight_tasks, add_up = conv_weight_grad_tasks(x, g_rows, w.shape, stride, dilation, padding)
     results = intraop.run([*fold_tasks, *weight_tasks])  # the fold's bands first: they tend to be the larger tasks
     return gx, add_up(cast(list[np.ndarray], results[len(fold_tasks) :]))
+
+
+def conv_grads(
+    x: np.ndarray,
+    w: np.ndarray,
+    g: np.ndarray,
+    stride: Shape,
+    dilation: Shape,
+    padding: Shape,
+    cols: np.ndarray | None,
+    needs: Sequence[bool],
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """conv2d's gradients (dx, dw, db) of x (N, C, H, W), w (kh, kw, C, C_out) and the bias (C_out,)
+    from g (N, OH, OW, C_out) (None where ``needs`` says not needed), for :func:`conv_forward`'s
+    output: :func:`pointwise_conv_grads` for a pointwise conv, else from g's batch-inner rows, both
+    gradients from one queue of tasks (:func:`conv_input_and_weight_grads`) unless the forward pass
+    kept its im2col matrix ``cols``."""
+    need_x, need_w, need_b = needs
+    if pointwise(w.shape, padding):
+        gx, gw = pointwise_conv_grads(x, w, g, stride, need_x, need_w)
+        return gx, gw, sum_axes(g, (0, 1, 2), False) if need_b else None
+    g_rows = conv_rows(g)
+    if need_x and need_w and cols is None:
+        gx, gw = conv_input_and_weight_grads(x, w, g_rows, stride, dilation, padding)
+    else:
+        gx = fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
+        gw = conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+    return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
+
+
+# --------------------------------------------------------------------------- pointwise (1x1) conv2d
+
+
+def pointwise(w_shape: Shape, padding: Shape) -> bool:
+    """Whether a conv2d by a weight of ``w_shape`` (kh, kw, C, C_out) is pointwise: a 1x1 kernel
+    without padding, each output pixel a product of one input pixel's channels (C,) with the
+    (C, C_out) weight. Its im2col matrix is the input itself (subsampled by the stride), so it
+    takes no copy of windows (:func:`pointwise_conv_forward`)."""
+    return tuple(w_shape[:2]) == (1, 1) and tuple(padding) == (0, 0)
+
+
+def channel_matrices(a: np.ndarray, order: list[int] | None = None) -> np.ndarray:
+    """a (N, C, H, W) as the stack (O, C, I) of its (C, I) matrices, in memory ``order`` (a's
+    own memory order by default; a's axes from the outermost): the axes before C in ``order``
+    make up O, those after it I. A view where a is laid out so and dense, else a copy laid out so.
+    Channels innermost (conv2d's batch-inner outputs, (H, W, N, C)): I is 1, rows of channels;
+    contiguous NCHW: O is N, I is H*W."""
+    order = memory_order(a) if order is None else order
+    k = order.index(1)
+    dense = np.ascontiguousarray(a.transpose(order))
+    return dense.reshape(math.prod(dense.shape[:k]), a.shape[1], math.prod(dense.shape[k + 1 :]))
+
+
+def _from_channel_matrices(m: np.ndarray, shape: Shape, order: list[int]) -> np.ndarray:
+    """The inverse of :func:`channel_matrices`: a stack m (O, C, I) seen as the (N, C, H, W) array
+    of ``shape`` laid out in memory ``order`` (a view)."""
+    return m.reshape([shape[a] for a in order]).transpose(inverse(order))
+
+
+def _stack_pieces(m: np.ndarray) -> list[range]:
+    """Pieces of a stack of channel matrices m (O, C, I) for threads, cut by the shapes alone:
+    ranges of rows when I is 1 (at least MATMUL_ROWS each), else of matrices."""
+    return intraop.pieces(m.shape[0], MATMUL_ROWS if m.shape[2] == 1 else 1, split_count(m.nbytes))
+
+
+def _channel_product(a: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ m for a (D, C) and each matrix of the stack m (O, C, I) (out (O, D, I)): one GEMM
+    of m's rows by a^T when I is 1, else one GEMM per matrix."""
+    if m.shape[2] == 1:
+        np.matmul(m[:, :, 0], a.T, out=out[:, :, 0])
+    else:
+        np.matmul(a, m, out=out)
+
+
+def pointwise_conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape) -> np.ndarray:
+    """A pointwise conv2d (see :func:`pointwise`): y[n, i, j] = x[n, :, i*sh, j*sw] @ w[0, 0] + b,
+    of x (N, C, H, W), w (1, 1, C, C_out), b (C_out,) or None -> (N, OH, OW, C_out), computed on x's
+    own memory (:func:`channel_matrices`, no copy unless the stride skips pixels) and laid out as
+    x is (C_out in C's place): from conv2d's batch-inner outputs, one GEMM of the (H*W*N, C) rows
+    by w, batch-inner as :func:`conv_forward`'s; from contiguous NCHW x, one (C_out, C) @ (C, H*W)
+    GEMM per image, NCHW. (Copying NCHW x batch-inner first cost more than the GEMM itself:
+    see docs/performance.md.) Pieces of the stack on several threads, cut by the shapes."""
+    sh, sw = stride
+    xs = x[:, :, ::sh, ::sw]
+    order = memory_order(xs)
+    xm = channel_matrices(xs, order)
+    weight_t = w.reshape(w.shape[2:]).T  # (C_out, C)
+    ym = np.empty((xm.shape[0], weight_t.shape[0], xm.shape[2]), dtype=np.result_type(x, w))
+    bias = None if b is None else b.reshape(-1, 1)
+
+    def multiply(r: range) -> None:
+        part = ym[r.start : r.stop]
+        _channel_product(weight_t, xm[r.start : r.stop], part)
+        if bias is not None and ym.shape[2] == 1:
+            add_row(part[:, :, 0], bias[:, 0])
+        elif bias is not None:
+            part += bias
+
+    intraop.run([partial(multiply, r) for r in _stack_pieces(xm)])
+    n, _, oh, ow = xs.shape
+    return _from_channel_matrices(ym, (n, weight_t.shape[0], oh, ow), order).transpose(0, 2, 3, 1)
+
+
+def pointwise_conv_grads(
+    x: np.ndarray, w: np.ndarray, g: np.ndarray, stride: Shape, need_x: bool, need_w: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A pointwise conv2d's input and weight gradients (None where not needed), from g
+    (N, OH, OW, C_out): dx[n, :, i*sh, j*sw] = w[0, 0] @ g[n, i, j] (0 on the pixels the stride
+    skips), dw[0, 0] = sum over n, i, j of outer(x[n, :, i*sh, j*sw], g[n, i, j]). On the channel
+    matrices of x and of g laid out like x (a copy of g only where it is not:
+    :func:`pointwise_conv_forward` lays y out so); dx is laid out as x. The tasks of both run from
+    one queue; dw's pieces' partial sums are added up in task order (the same sum whatever the
+    thread count)."""
+    sh, sw = stride
+    xs = x[:, :, ::sh, ::sw]
+    order = memory_order(xs)
+    xm = channel_matrices(xs, order)
+    gm = channel_matrices(g.transpose(0, 3, 1, 2), order)  # (O, C_out, I)
+    weight = w.reshape(w.shape[2:])  # (C, C_out)
+    dtype = np.result_type(x, w, g)
+    gxm = np.empty(xm.shape, dtype=dtype) if need_x else None
+
+    def input_grad(r: range) -> None:
+        assert gxm is not None
+        _channel_product(weight, gm[r.start : r.stop], gxm[r.start : r.stop])
+
+    def weight_grad(r: range) -> np.ndarray:
+        if xm.shape[2] == 1:
+            return xm[r.start : r.stop, :, 0].T @ gm[r.start : r.stop, :, 0]
+        total = np.zeros(weight.shape, dtype=dtype)
+        part = np.empty_like(total)
+        for i in r:
+            np.matmul(xm[i], gm[i].T, out=part)
+            total += part
+        return total
+
+    x_tasks = [partial(input_grad, r) for r in _stack_pieces(gm)] if need_x else []
+    w_tasks = [partial(weight_grad, r) for r in _stack_pieces(xm)] if need_w else []
+    tasks: list[Callable[[], np.ndarray | None]] = [*x_tasks, *w_tasks]
+    sums = cast(list[np.ndarray], intraop.run(tasks)[len(x_tasks) :])
+    gw = _sum_in_order(sums).reshape(w.shape) if need_w else None
+    if gxm is None:
+        return None, gw
+    gx = _from_channel_matrices(gxm, xs.shape, order)
+    if (sh, sw) == (1, 1):
+        return gx, gw
+    full = np.zeros([x.shape[a] for a in order], dtype=dtype).transpose(inverse(order))
+    full[:, :, ::sh, ::sw] = gx
+    return full, gw
 
 
 def pad_constant(x: np.ndarray, pad_width: Sequence[tuple[int, int]], value: float) -> np.ndarray:

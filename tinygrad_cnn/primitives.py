@@ -731,17 +731,9 @@ class Convolution(Primitive):
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
         x, w = ctx.saved_arrays
         stride, dilation, padding, cols = ctx.values
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g_rows = kernels.conv_rows(g)
-        gx: np.ndarray | None
-        gw: np.ndarray | None
-        if need_x and need_w and cols is None:  # both from one queue of tasks
-            gx, gw = kernels.conv_input_and_weight_grads(x, w, g_rows, stride, dilation, padding)
-        else:
-            gx = kernels.fold_products(g_rows, w, x.shape, stride, dilation, padding) if need_x else None
-            gw = kernels.conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+        gx, gw, gb = kernels.conv_grads(x, w, g, stride, dilation, padding, cols, ctx.needs_input_grad[:3])
         gw = None if gw is None else kernels.laid_out_like(gw, w)  # w is conv2d's permuted view of the weight
-        return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
+        return gx, gw, gb
 
 
 def _fold_cropped(window_grad: Tensor, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> Tensor:
