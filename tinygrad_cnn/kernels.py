@@ -40,6 +40,7 @@ MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads c
 PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
 MATMUL_ROWS = 256  # a GEMM is split into ranges of at least this many rows or columns (see matmul)
 MATMUL_PIECE = 1 << 24  # and of at least this many multiply-adds each
+POINTWISE_MIN_PIXELS = 32  # a pointwise conv multiplies per-image (C, H*W) matrices from this many pixels each
 
 
 def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
@@ -861,6 +862,16 @@ def channel_matrices(a: np.ndarray, order: list[int] | None = None) -> np.ndarra
     return dense.reshape(math.prod(dense.shape[:k]), a.shape[1], math.prod(dense.shape[k + 1 :]))
 
 
+def _pointwise_order(x: np.ndarray) -> list[int]:
+    """The memory order (x's axes from the outermost) of the channel matrices a pointwise conv of x
+    (N, C, H, W) multiplies (see :func:`channel_matrices`): x's own, unless that makes matrices
+    (C, I) of fewer than POINTWISE_MIN_PIXELS pixels I each (NCHW x of small images), which take
+    a GEMM call each for too little work: then channels innermost (a copy of x, one GEMM in all)."""
+    order = memory_order(x)
+    inner = math.prod(x.shape[a] for a in order[order.index(1) + 1 :])
+    return order if inner == 1 or inner >= POINTWISE_MIN_PIXELS else [a for a in order if a != 1] + [1]
+
+
 def _from_channel_matrices(m: np.ndarray, shape: Shape, order: list[int]) -> np.ndarray:
     """The inverse of :func:`channel_matrices`: a stack m (O, C, I) seen as the (N, C, H, W) array
     of ``shape`` laid out in memory ``order`` (a view)."""
@@ -888,11 +899,12 @@ def pointwise_conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, s
     own memory (:func:`channel_matrices`, no copy unless the stride skips pixels) and laid out as
     x is (C_out in C's place): from conv2d's batch-inner outputs, one GEMM of the (H*W*N, C) rows
     by w, batch-inner as :func:`conv_forward`'s; from contiguous NCHW x, one (C_out, C) @ (C, H*W)
-    GEMM per image, NCHW. (Copying NCHW x batch-inner first cost more than the GEMM itself:
-    see docs/performance.md.) Pieces of the stack on several threads, cut by the shapes."""
+    GEMM per image, NCHW (copying x channels-innermost first cost more, from 32 pixels an image:
+    see :func:`_pointwise_order` and docs/performance.md). Pieces of the stack on several
+    threads, cut by the shapes."""
     sh, sw = stride
     xs = x[:, :, ::sh, ::sw]
-    order = memory_order(xs)
+    order = _pointwise_order(xs)
     xm = channel_matrices(xs, order)
     weight_t = w.reshape(w.shape[2:]).T  # (C_out, C)
     ym = np.empty((xm.shape[0], weight_t.shape[0], xm.shape[2]), dtype=np.result_type(x, w))
@@ -923,7 +935,7 @@ def pointwise_conv_grads(
     thread count)."""
     sh, sw = stride
     xs = x[:, :, ::sh, ::sw]
-    order = memory_order(xs)
+    order = _pointwise_order(xs)
     xm = channel_matrices(xs, order)
     gm = channel_matrices(g.transpose(0, 3, 1, 2), order)  # (O, C_out, I)
     weight = w.reshape(w.shape[2:])  # (C, C_out)
