@@ -40,7 +40,7 @@ MIN_BLOCKS = 4  # work of several tasks is cut into this many, so that threads c
 PARTIAL_SUMS_BYTES = 32 << 20  # memory for the partial sums of a weight gradient's groups of blocks
 MATMUL_ROWS = 256  # a GEMM is split into ranges of at least this many rows or columns (see matmul)
 MATMUL_PIECE = 1 << 24  # and of at least this many multiply-adds each
-POINTWISE_MIN_PIXELS = 32  # a pointwise conv multiplies per-image (C, H*W) matrices from this many pixels each
+POINTWISE_MIN_PIXELS = 32  # a pointwise conv multiplies NCHW images' (C, H*W) matrices from this many pixels each
 
 
 def keepdims_shape(shape: Shape, axis: Axes) -> Shape:
@@ -850,77 +850,78 @@ def pointwise(w_shape: Shape, padding: Shape) -> bool:
     return tuple(w_shape[:2]) == (1, 1) and tuple(padding) == (0, 0)
 
 
-def channel_matrices(a: np.ndarray, order: list[int] | None = None) -> np.ndarray:
-    """a (N, C, H, W) as the stack (O, C, I) of its (C, I) matrices, in memory ``order`` (a's
-    own memory order by default; a's axes from the outermost): the axes before C in ``order``
-    make up O, those after it I. A view where a is laid out so and dense, else a copy laid out so.
-    Channels innermost (conv2d's batch-inner outputs, (H, W, N, C)): I is 1, rows of channels;
-    contiguous NCHW: O is N, I is H*W."""
-    order = memory_order(a) if order is None else order
-    k = order.index(1)
-    dense = np.ascontiguousarray(a.transpose(order))
-    return dense.reshape(math.prod(dense.shape[:k]), a.shape[1], math.prod(dense.shape[k + 1 :]))
+def _pointwise_stack(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """x (N, C, H, W) as the stack of (C, I) matrices a pointwise conv multiplies, and whether
+    it is one matrix per image. A view where x's layout allows: the (H*W*N, C) rows of channels,
+    batch-inner, as (H*W*N, C, 1) (conv2d's outputs, or x laid out (C, H, W, N)); else (N, C, H*W),
+    one matrix per image (contiguous NCHW x, or NHWC), for images of POINTWISE_MIN_PIXELS or more;
+    else the rows of a batch-inner copy of x (small images: a GEMM call each is too little work)."""
+    n, c, h, w = x.shape
+    rows = reshaped_view(x.transpose(2, 3, 0, 1), (h * w * n, c))
+    if rows is not None and _blas_ready(rows):
+        return rows[:, :, None], False
+    images = reshaped_view(x, (n, c, h * w))
+    if h * w >= POINTWISE_MIN_PIXELS and images is not None and _blas_ready(images):
+        return images, True
+    copy = copy_in_slabs(x.transpose(2, 3, 0, 1), np.empty((h, w, n, c), dtype=x.dtype))
+    return copy.reshape(h * w * n, c)[:, :, None], False
 
 
-def _pointwise_order(x: np.ndarray) -> list[int]:
-    """The memory order (x's axes from the outermost) of the channel matrices a pointwise conv of x
-    (N, C, H, W) multiplies (see :func:`channel_matrices`): x's own, unless that makes matrices
-    (C, I) of fewer than POINTWISE_MIN_PIXELS pixels I each (NCHW x of small images), which take
-    a GEMM call each for too little work: then channels innermost (a copy of x, one GEMM in all)."""
-    order = memory_order(x)
-    inner = math.prod(x.shape[a] for a in order[order.index(1) + 1 :])
-    return order if inner == 1 or inner >= POINTWISE_MIN_PIXELS else [a for a in order if a != 1] + [1]
+def _blas_ready(m: np.ndarray) -> bool:
+    """Whether the matrices of m (..., R, C) step by one element along rows or columns, as BLAS
+    reads them (NumPy's matmul runs a slow loop of its own on other strides)."""
+    return any(size == 1 or stride == m.itemsize for size, stride in zip(m.shape[-2:], m.strides[-2:]))
 
 
-def _from_channel_matrices(m: np.ndarray, shape: Shape, order: list[int]) -> np.ndarray:
-    """The inverse of :func:`channel_matrices`: a stack m (O, C, I) seen as the (N, C, H, W) array
-    of ``shape`` laid out in memory ``order`` (a view)."""
-    return m.reshape([shape[a] for a in order]).transpose(inverse(order))
+def _rows_stack(rows: np.ndarray, per_image: bool, n: int) -> np.ndarray:
+    """Batch-inner rows (OH*OW*N, D) (a conv2d output or its gradient) as the stack matching
+    :func:`_pointwise_stack`'s: (OH*OW*N, D, 1), or per image (N, D, OH*OW) (views)."""
+    return rows.reshape(-1, n, rows.shape[1]).transpose(1, 2, 0) if per_image else rows[:, :, None]
 
 
 def _stack_pieces(m: np.ndarray) -> list[range]:
-    """Pieces of a stack of channel matrices m (O, C, I) for threads, cut by the shapes alone:
-    ranges of rows when I is 1 (at least MATMUL_ROWS each), else of matrices."""
+    """Pieces of a stack of matrices m (O, C, I) for threads, cut by the shapes alone: ranges of
+    rows when I is 1 (at least MATMUL_ROWS each), else of matrices."""
     return intraop.pieces(m.shape[0], MATMUL_ROWS if m.shape[2] == 1 else 1, split_count(m.nbytes))
 
 
-def _channel_product(a: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+def _stack_product(a: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
     """out = a @ m for a (D, C) and each matrix of the stack m (O, C, I) (out (O, D, I)): one GEMM
-    of m's rows by a^T when I is 1, else one GEMM per matrix."""
+    of m's rows by a^T when I is 1, else one GEMM per matrix, computed as (m^T @ a^T)^T where
+    out's matrices are transposed in memory (BLAS writes rows)."""
     if m.shape[2] == 1:
         np.matmul(m[:, :, 0], a.T, out=out[:, :, 0])
-    else:
+    elif out.strides[2] == out.itemsize:
         np.matmul(a, m, out=out)
+    else:
+        np.matmul(m.transpose(0, 2, 1), a.T, out=out.transpose(0, 2, 1))
 
 
 def pointwise_conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Shape) -> np.ndarray:
     """A pointwise conv2d (see :func:`pointwise`): y[n, i, j] = x[n, :, i*sh, j*sw] @ w[0, 0] + b,
-    of x (N, C, H, W), w (1, 1, C, C_out), b (C_out,) or None -> (N, OH, OW, C_out), computed on x's
-    own memory (:func:`channel_matrices`, no copy unless the stride skips pixels) and laid out as
-    x is (C_out in C's place): from conv2d's batch-inner outputs, one GEMM of the (H*W*N, C) rows
-    by w, batch-inner as :func:`conv_forward`'s; from contiguous NCHW x, one (C_out, C) @ (C, H*W)
-    GEMM per image, NCHW (copying x channels-innermost first cost more, from 32 pixels an image:
-    see :func:`_pointwise_order` and docs/performance.md). Pieces of the stack on several
-    threads, cut by the shapes."""
+    of x (N, C, H, W), w (1, 1, C, C_out), b (C_out,) or None -> (N, OH, OW, C_out), laid out
+    batch-inner as :func:`conv_forward`'s. On x's own memory (:func:`_pointwise_stack`): a
+    batch-inner x is one GEMM of its (H*W*N, C) rows by w; a contiguous NCHW x one
+    (H*W, C) @ (C, C_out) GEMM per image (x's (C, H*W) matrix read transposed), written straight
+    into the image's rows of y (a transposing copy of x first cost more: docs/performance.md).
+    A stride > 1 takes the subsampled view, copied. Pieces of the stack on several threads."""
     sh, sw = stride
     xs = x[:, :, ::sh, ::sw]
-    order = _pointwise_order(xs)
-    xm = channel_matrices(xs, order)
+    n, _, oh, ow = xs.shape
+    xm, per_image = _pointwise_stack(xs)
     weight_t = w.reshape(w.shape[2:]).T  # (C_out, C)
-    ym = np.empty((xm.shape[0], weight_t.shape[0], xm.shape[2]), dtype=np.result_type(x, w))
-    bias = None if b is None else b.reshape(-1, 1)
+    y = np.empty((oh * ow * n, weight_t.shape[0]), dtype=np.result_type(x, w))
+    ym = _rows_stack(y, per_image, n)
 
     def multiply(r: range) -> None:
-        part = ym[r.start : r.stop]
-        _channel_product(weight_t, xm[r.start : r.stop], part)
-        if bias is not None and ym.shape[2] == 1:
-            add_row(part[:, :, 0], bias[:, 0])
-        elif bias is not None:
-            part += bias
+        _stack_product(weight_t, xm[r.start : r.stop], ym[r.start : r.stop])
+        if b is not None and not per_image:  # while the piece's rows are in the cache
+            add_row(y[r.start : r.stop], b)
 
     intraop.run([partial(multiply, r) for r in _stack_pieces(xm)])
-    n, _, oh, ow = xs.shape
-    return _from_channel_matrices(ym, (n, weight_t.shape[0], oh, ow), order).transpose(0, 2, 3, 1)
+    if b is not None and per_image:  # to all rows at once: an image's rows are strided (1.2 ms against 0.2)
+        add_row(y, b)
+    return conv_output(y, n, oh, ow)
 
 
 def pointwise_conv_grads(
@@ -928,26 +929,26 @@ def pointwise_conv_grads(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """A pointwise conv2d's input and weight gradients (None where not needed), from g
     (N, OH, OW, C_out): dx[n, :, i*sh, j*sw] = w[0, 0] @ g[n, i, j] (0 on the pixels the stride
-    skips), dw[0, 0] = sum over n, i, j of outer(x[n, :, i*sh, j*sw], g[n, i, j]). On the channel
-    matrices of x and of g laid out like x (a copy of g only where it is not:
-    :func:`pointwise_conv_forward` lays y out so); dx is laid out as x. The tasks of both run from
-    one queue; dw's pieces' partial sums are added up in task order (the same sum whatever the
-    thread count)."""
+    skips), dw[0, 0] = sum over n, i, j of outer(x[n, :, i*sh, j*sw], g[n, i, j]). GEMMs on the
+    stacks of :func:`pointwise_conv_forward` (g's batch-inner rows: a view where g is laid out as
+    conv2d's output); dx is laid out batch-inner, or NCHW where x's matrices are per image. The
+    tasks of both gradients run from one queue; dw's pieces' partial sums are added up in task
+    order (the same sum whatever the thread count)."""
     sh, sw = stride
     xs = x[:, :, ::sh, ::sw]
-    order = _pointwise_order(xs)
-    xm = channel_matrices(xs, order)
-    gm = channel_matrices(g.transpose(0, 3, 1, 2), order)  # (O, C_out, I)
+    n, c, oh, ow = xs.shape
+    xm, per_image = _pointwise_stack(xs)
+    gm = _rows_stack(conv_rows(g), per_image, n)  # (O, C_out, I)
     weight = w.reshape(w.shape[2:])  # (C, C_out)
     dtype = np.result_type(x, w, g)
     gxm = np.empty(xm.shape, dtype=dtype) if need_x else None
 
     def input_grad(r: range) -> None:
         assert gxm is not None
-        _channel_product(weight, gm[r.start : r.stop], gxm[r.start : r.stop])
+        _stack_product(weight, gm[r.start : r.stop], gxm[r.start : r.stop])
 
     def weight_grad(r: range) -> np.ndarray:
-        if xm.shape[2] == 1:
+        if not per_image:
             return xm[r.start : r.stop, :, 0].T @ gm[r.start : r.stop, :, 0]
         total = np.zeros(weight.shape, dtype=dtype)
         part = np.empty_like(total)
@@ -963,9 +964,10 @@ def pointwise_conv_grads(
     gw = _sum_in_order(sums).reshape(w.shape) if need_w else None
     if gxm is None:
         return None, gw
-    gx = _from_channel_matrices(gxm, xs.shape, order)
+    gx = gxm.reshape(n, c, oh, ow) if per_image else conv_output(gxm[:, :, 0], n, oh, ow).transpose(0, 3, 1, 2)
     if (sh, sw) == (1, 1):
         return gx, gw
+    order = memory_order(gx)
     full = np.zeros([x.shape[a] for a in order], dtype=dtype).transpose(inverse(order))
     full[:, :, ::sh, ::sw] = gx
     return full, gw
