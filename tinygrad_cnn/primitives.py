@@ -690,8 +690,9 @@ class Convolution(Primitive):
     The im2col matrix is copied and multiplied a cache-sized block of rows at a time, and kept
     only when it is one block (else the plain backward copies it again for dw); its rows, and so
     y's memory, run batch-inner, and the padding goes into its copy (see
-    :func:`kernels.im2col_blocks`). The plain backward folds dx one kernel offset at a time,
-    leaving out the padding (:func:`kernels.fold_products`).
+    :class:`kernels.Im2col`). The plain backward folds dx one kernel offset at a time,
+    leaving out the padding (:func:`kernels.fold_products`). A pointwise conv (1x1, unpadded)
+    takes no im2col copy and no fold: GEMMs on x's own memory (:func:`kernels.pointwise_conv_forward`).
     """
 
     @staticmethod
