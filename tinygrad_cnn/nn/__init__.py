@@ -550,14 +550,7 @@ class Conv2d(Module):
         return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
+        return conv_extra_repr(self)
 
 
 # --------------------------------------------------------------------------- layers without parameters
@@ -739,8 +732,10 @@ from .conv import (  # noqa: E402
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
     AvgPool2d,
+    ConvTranspose2d,
     MaxPool2d,
     conv2d,
+    conv_extra_repr,
     conv_padding,
 )
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
@@ -778,6 +773,7 @@ __all__ = [
     "ConstantPad1d",
     "ConstantPad2d",
     "Conv2d",
+    "ConvTranspose2d",
     "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",
