@@ -55,15 +55,18 @@ def cases(draw: Any, max_side: int = 3, max_channels: int = 2, max_groups: int =
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     side = (draw(st.integers(1, max_side)), draw(st.integers(1, max_side)))
-    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    output_padding = (
+        draw(st.integers(0, max(stride[0], dilation[0]) - 1)),
+        draw(st.integers(0, max(stride[1], dilation[1]) - 1)),
+    )
     full = [(h - 1) * s + d * (k - 1) + 1 + e for h, s, d, k, e in zip(side, stride, dilation, kernel, output_padding)]
-    padding = tuple(draw(st.integers(0, min(2, (f - 1) // 2))) for f in full)
+    padding = (draw(st.integers(0, min(2, (full[0] - 1) // 2))), draw(st.integers(0, min(2, (full[1] - 1) // 2))))
     return Case(
         (n, groups * per_in, *side),
         (groups * per_in, per_out, *kernel),
         stride,
         padding,
-        output_padding,  # type: ignore[arg-type]
+        output_padding,
         groups,
         dilation,
         draw(st.booleans()),
