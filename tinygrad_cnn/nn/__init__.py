@@ -524,15 +524,7 @@ class Conv2d(Module):
         device: Any = None,
         dtype: Any = np.float32,
     ) -> None:
-        positive_int("Conv2d", "in_channels", in_channels)
-        positive_int("Conv2d", "out_channels", out_channels)
-        positive_int("Conv2d", "groups", groups)
-        _check_device("Conv2d", device)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
-                f"divisible by groups ({groups})"
-            )
+        check_conv_layer("Conv2d", in_channels, out_channels, groups, device)
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
         dtype = _float_dtype("Conv2d", dtype)
@@ -734,6 +726,7 @@ from .conv import (  # noqa: E402
     AvgPool2d,
     ConvTranspose2d,
     MaxPool2d,
+    check_conv_layer,
     conv2d,
     conv_extra_repr,
     conv_padding,

@@ -75,6 +75,20 @@ def conv2d(
     return F.conv2d(input, weight, bias, s, pad, d, groups)
 
 
+def check_conv_layer(layer: str, in_channels: Any, out_channels: Any, groups: Any, device: Any) -> None:
+    """A convolution layer's channel counts and groups (positive ints, the channels divisible by
+    the groups) and device (the CPU), or an error naming ``layer``; when it is built, not at first use."""
+    positive_int(layer, "in_channels", in_channels)
+    positive_int(layer, "out_channels", out_channels)
+    positive_int(layer, "groups", groups)
+    _check_device(layer, device)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{layer}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+            f"divisible by groups ({groups})"
+        )
+
+
 def conv_extra_repr(layer: Any) -> str:
     """PyTorch's ``extra_repr`` of a convolution layer (``Conv2d``, ``ConvTranspose2d``): channels,
     kernel and stride always, the other arguments only where they differ from their defaults."""
@@ -138,14 +152,7 @@ def conv_transpose2d(
     if c_in % groups:
         raise ValueError(f"{op}: input channels {c_in} (weight {w.shape}) are not divisible by groups={groups}")
     c_out = c_group * groups
-    if w.dtype != x.dtype:
-        raise TypeError(f"{op}: input dtype {x.dtype} and weight dtype {w.dtype} differ")
-    if bias is not None:
-        bias = arguments.tensor_argument(op, bias, "bias")
-        if bias.shape != (c_out,):
-            raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({c_out},) for weight {w.shape}")
-        if bias.dtype != x.dtype:
-            raise TypeError(f"{op}: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
+    bias = arguments.conv_weight_and_bias(op, x, w, bias, c_out)
     if kh < 1 or kw < 1 or c_group < 1:
         raise ValueError(f"{op}: weight {w.shape} is empty; kernels must be at least 1x1 with an output channel")
     s, p, d = pair(op, "stride", stride, 1), pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
@@ -241,15 +248,7 @@ class ConvTranspose2d(Module):
         dtype: Any = None,
     ) -> None:
         op = "ConvTranspose2d"
-        positive_int(op, "in_channels", in_channels)
-        positive_int(op, "out_channels", out_channels)
-        positive_int(op, "groups", groups)
-        _check_device(op, device)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
-                f"divisible by groups ({groups})"
-            )
+        check_conv_layer(op, in_channels, out_channels, groups, device)
         if padding_mode != "zeros":
             raise ValueError(f"{op}: only padding_mode='zeros' is supported (as in PyTorch), got {padding_mode!r}")
         dt = _float_dtype(op, dtype)
@@ -441,6 +440,7 @@ __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
     "avg_pool2d",
+    "check_conv_layer",
     "conv2d",
     "conv_extra_repr",
     "conv_transpose2d",
