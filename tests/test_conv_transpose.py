@@ -211,6 +211,8 @@ def test_output_size_picks_output_padding():
         layer(x, output_size=(9, 10))
     with pytest.raises(ValueError, match="output_size must have 2 or 4 elements"):
         layer(x, output_size=(1, 8, 10))
+    with pytest.raises(TypeError, match=r"ConvTranspose2d: output_size must be a sequence of ints, got \(7.5, 10\)"):
+        layer(x, output_size=(7.5, 10))
 
 
 # --------------------------------------------------------------------------- the layer

@@ -10,6 +10,7 @@ pooling modules.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -199,7 +200,7 @@ def transposed_output_padding(
     ``ConvTranspose2d(...)(x, output_size)`` in PyTorch: each size must lie between the smallest
     output, (H - 1) * sh - 2 * ph + dh * (kh - 1) + 1, and that plus ``stride - 1``."""
     try:
-        sizes = [int(v) for v in output_size]
+        sizes = [operator.index(v) for v in output_size]
     except (TypeError, ValueError):
         raise TypeError(f"{op}: output_size must be a sequence of ints, got {output_size!r}") from None
     if len(sizes) == len(input_shape):  # the whole shape: keep the spatial sizes
