@@ -1064,6 +1064,33 @@ def _with_long_row(
     return out.transpose(inverse(order))
 
 
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0) elementwise, laid out like x, on several threads when large. Against rows of
+    zeros (:func:`_max_with_zeros`): NumPy's maximum with a scalar 0 took 98 us for 256x1024
+    float32, with an array 38 us."""
+    order = memory_order(x)
+    flat = x.transpose(order)
+    if not flat.flags.c_contiguous or x.dtype.kind != "f":
+        return np.maximum(x, 0)
+    if x.nbytes >= 2 * TASK_BYTES:
+        return elementwise(_max_with_zeros, x)
+    out = np.empty_like(x)  # laid out like x, and owning its memory (not a view of a flat array)
+    _max_with_zeros(flat.reshape(-1), out.transpose(order).reshape(-1))
+    return out
+
+
+def _max_with_zeros(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """np.maximum(x, 0) of a 1-D x, in rows of ROW_TILE against a row of zeros."""
+    out = np.empty_like(x) if out is None else out
+    full = x.size - x.size % ROW_TILE
+    if full:
+        zeros = np.zeros(ROW_TILE, dtype=x.dtype)
+        np.maximum(x[:full].reshape(-1, ROW_TILE), zeros, out=out[:full].reshape(-1, ROW_TILE))
+    if full < x.size:
+        np.maximum(x[full:], np.zeros(x.size - full, dtype=x.dtype), out=out[full:])
+    return out
+
+
 def _times_positive(g: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.multiply(g, np.greater(y, 0), out=out)
 
