@@ -223,6 +223,27 @@ def test_relu_against_rows_of_zeros_equals_maximum_with_zero(data, threads, dtyp
     assert got.shape == x.shape and got.dtype == x.dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [2, 0.5, -0.5, -1, 3, -2, 1, 1.5, 0, -3])
+def test_power_by_its_fast_routes_is_within_one_ulp_of_pow(p, dtype):
+    """kernels.power's square, sqrt, 1/sqrt, reciprocal and products against np.power: within one
+    ulp (1.5 where two roundings are made), the same NaNs, except that -inf ** +-0.5 is NaN by
+    the sqrt route (PyTorch's too; C's pow gives inf and 0), and the same infinities up to the
+    sign of 1/sqrt(-0.0) (PyTorch's rsqrt: -inf)."""
+    x = np.random.default_rng(0).standard_normal(5000).astype(dtype) * 10
+    x[:7] = [0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 1e-30]
+    with np.errstate(all="ignore"):
+        got, want = kernels.power(x, p), np.power(x, dtype(p))
+    assert got.dtype == x.dtype and not np.shares_memory(got, x)
+    nan = np.isnan(want) | ((x == -np.inf) & (abs(p) == 0.5))
+    assert (np.isnan(got) == nan).all()
+    infinite = np.isinf(want) & ~nan
+    assert (np.abs(got[infinite]) == np.inf).all()
+    finite = np.isfinite(want) & ~nan
+    ulps = np.abs(got[finite].astype(np.float64) - want[finite]) / np.spacing(np.abs(want[finite]).astype(dtype))
+    assert ulps.max(initial=0) <= (1.5 if p in (-0.5, -2, 3, -3) else 1.0)
+
+
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((300, 20), (16, 20), (16,)))

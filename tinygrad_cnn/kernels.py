@@ -1064,6 +1064,28 @@ def _with_long_row(
     return out.transpose(inverse(order))
 
 
+def power(x: np.ndarray, p: float) -> np.ndarray:
+    """x ** p for a constant p, in x's dtype. For a float x, the exponents PyTorch computes without
+    pow take the same route (square, sqrt, 1 / sqrt, reciprocal, x*x*x, 1 / (x*x)): NumPy's pow
+    took 497-548 us for 256x1024 float32 at p = +-0.5, sqrt 115."""
+    if x.dtype.kind == "f":
+        if p == 2:
+            return np.square(x)
+        if p == 0.5:
+            return np.sqrt(x)
+        if p == -0.5:
+            return np.reciprocal(np.sqrt(x))
+        if p == -1:
+            return np.reciprocal(x)
+        if p == 3:
+            return x * x * x
+        if p == -2:
+            return np.reciprocal(x * x)
+        if p == 1:
+            return x.copy()
+    return np.asarray(x ** np.asarray(p, dtype=x.dtype))
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0) elementwise, laid out like x, on several threads when large. Against rows of
     zeros (:func:`_max_with_zeros`): NumPy's maximum with a scalar 0 took 98 us for 256x1024
