@@ -55,6 +55,9 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "conv1x1_after_conv": (lambda nn: nn.Conv2d(64, 128, 1), (64, 64, 16, 16)),
     "conv1x1_stride2_after_conv": (lambda nn: nn.Conv2d(64, 128, 1, 2), (64, 64, 16, 16)),
     "conv3x3_stride2": (lambda nn: nn.Conv2d(32, 64, 3, 2, 1), (64, 32, 32, 32)),
+    "conv_transpose4_s2": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1), (64, 64, 8, 8)),  # DCGAN generator
+    "conv_transpose2_s2": (lambda nn: nn.ConvTranspose2d(64, 32, 2, 2), (32, 64, 16, 16)),  # U-Net upsampling
+    "conv_transpose_dw": (lambda nn: nn.ConvTranspose2d(32, 32, 4, 2, 1, groups=32), (64, 32, 8, 8)),
     "max_pool2": (lambda nn: nn.MaxPool2d(2), (128, 32, 16, 16)),
     "max_pool3_s2_p1": (lambda nn: nn.MaxPool2d(3, 2, 1), (64, 32, 32, 32)),
     "max_pool2_after_conv": (lambda nn: nn.MaxPool2d(2), (128, 32, 16, 16)),

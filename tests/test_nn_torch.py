@@ -49,6 +49,8 @@ MODULES = {
     "conv-same-dilated": (lambda m: m.Conv2d(3, 4, 4, padding="same", dilation=2), (2, 3, 9, 8)),
     "conv-same-even": (lambda m: m.Conv2d(3, 4, (2, 3), padding="same"), (2, 3, 5, 6)),
     "conv-valid": (lambda m: m.Conv2d(3, 4, 3, padding="valid"), (2, 3, 5, 6)),
+    "conv-transpose-dcgan": (lambda m: m.ConvTranspose2d(4, 3, 4, 2, 1, bias=False), (2, 4, 5, 5)),
+    "conv-transpose-groups": (lambda m: m.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2, dilation=(2, 1)), (2, 4, 4, 5)),
     "leaky-relu": (lambda m: m.LeakyReLU(0.2), (3, 7)),
     "elu": (lambda m: m.ELU(0.7), (3, 7)),
     "gelu": (lambda m: m.GELU(), (3, 7)),

@@ -78,6 +78,21 @@ def dim(op: str, axis: Any, ndim: int) -> int:
     return dims(op, int(axis), ndim)[0]
 
 
+def conv_weight_and_bias(op: str, x: Tensor, weight: Tensor, bias: Any, channels: int) -> Tensor | None:
+    """A convolution's ``bias`` (None, or a tensor of shape (channels,)) as a tensor, after checking
+    that it and ``weight`` have ``x``'s dtype; errors name ``op`` and the shapes or dtypes at fault."""
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{op}: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
+    if bias is None:
+        return None
+    bias = tensor_argument(op, bias, "bias")
+    if bias.shape != (channels,):
+        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({channels},) for weight {weight.shape}")
+    if bias.dtype != x.dtype:
+        raise TypeError(f"{op}: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
+    return bias
+
+
 def check_image(op: str, x: Tensor) -> None:
     if x.ndim != 4:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")

@@ -28,6 +28,9 @@ from .arguments import (
     check_image as _check_image,
 )
 from .arguments import (
+    conv_weight_and_bias as _conv_weight_and_bias,
+)
+from .arguments import (
     dim as _axis,
 )
 from .arguments import (
@@ -1592,7 +1595,6 @@ def conv2d(
     convolved on their own (:class:`~tinygrad_cnn.primitives.GroupedConvolution`, no loop over groups).
     """
     x, weight = _tensor("conv2d", x), _tensor("conv2d", weight, "weight")
-    bias = None if bias is None else _tensor("conv2d", bias, "bias")
     _check_image("conv2d", x)
     if weight.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, kh, kw), got shape {weight.shape}")
@@ -1607,12 +1609,7 @@ def conv2d(
             f"conv2d: input {x.shape} and weight {weight.shape} do not fit groups={groups} "
             "(need input channels = groups * weight.shape[1], and output channels divisible by groups)"
         )
-    if weight.dtype != x.dtype:
-        raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {weight.dtype} differ")
-    if bias is not None and bias.shape != (c_out,):
-        raise ValueError(f"conv2d: bias has shape {bias.shape}, expected ({c_out},)")
-    if bias is not None and bias.dtype != x.dtype:
-        raise TypeError(f"conv2d: bias dtype {bias.dtype} differs from input dtype {x.dtype}")
+    bias = _conv_weight_and_bias("conv2d", x, weight, bias, c_out)
     if kh < 1 or kw < 1:
         raise ValueError(f"conv2d: weight {weight.shape} has an empty kernel ({kh}x{kw}); kernels must be at least 1x1")
     s, p, d = (

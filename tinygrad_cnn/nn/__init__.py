@@ -524,15 +524,7 @@ class Conv2d(Module):
         device: Any = None,
         dtype: Any = np.float32,
     ) -> None:
-        positive_int("Conv2d", "in_channels", in_channels)
-        positive_int("Conv2d", "out_channels", out_channels)
-        positive_int("Conv2d", "groups", groups)
-        _check_device("Conv2d", device)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
-                f"divisible by groups ({groups})"
-            )
+        check_conv_layer("Conv2d", in_channels, out_channels, groups, device)
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
         dtype = _float_dtype("Conv2d", dtype)
@@ -550,14 +542,7 @@ class Conv2d(Module):
         return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
+        return conv_extra_repr(self)
 
 
 # --------------------------------------------------------------------------- layers without parameters
@@ -739,8 +724,11 @@ from .conv import (  # noqa: E402
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
     AvgPool2d,
+    ConvTranspose2d,
     MaxPool2d,
+    check_conv_layer,
     conv2d,
+    conv_extra_repr,
     conv_padding,
 )
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
@@ -778,6 +766,7 @@ __all__ = [
     "ConstantPad1d",
     "ConstantPad2d",
     "Conv2d",
+    "ConvTranspose2d",
     "CosineSimilarity",
     "CrossEntropyLoss",
     "Dropout",

@@ -1,13 +1,17 @@
 """Convolution and pooling layers with PyTorch's full argument lists, composed from
-:func:`tinygrad_cnn.functional.conv2d`, ``max_pool2d``, ``avg_pool2d`` and the reductions (no backward
-here).
+:func:`tinygrad_cnn.functional.conv2d`, ``max_pool2d``, ``avg_pool2d``, the reductions and the
+primitives (no backward here).
 
-Adds to the core ops: ``groups`` and ``padding="same"/"valid"`` for conv2d; adaptive average and max
-pooling; the pooling modules.
+Adds to the core ops: ``groups`` and ``padding="same"/"valid"`` for conv2d; the transposed
+convolution (``conv_transpose2d``, ``ConvTranspose2d``); adaptive average and max pooling; the
+pooling modules.
 """
 
 from __future__ import annotations
 
+import math
+import operator
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,8 +21,8 @@ from .. import functional as F
 from .. import primitives as P
 from .._tensor import Tensor
 from ..functional import avg_pool2d, max_pool2d
-from ..validation import pair, pool_arguments
-from . import Module
+from ..validation import pair, pool_arguments, positive_int
+from . import Module, _check_device, _float_dtype, _uniform
 
 IntOrPair = int | tuple[int, int]
 
@@ -70,6 +74,206 @@ def conv2d(
             else:
                 pad = (total[0] // 2, total[1] // 2)
     return F.conv2d(input, weight, bias, s, pad, d, groups)
+
+
+def check_conv_layer(layer: str, in_channels: Any, out_channels: Any, groups: Any, device: Any) -> None:
+    """A convolution layer's channel counts and groups (positive ints, the channels divisible by
+    the groups) and device (the CPU), or an error naming ``layer``; when it is built, not at first use."""
+    positive_int(layer, "in_channels", in_channels)
+    positive_int(layer, "out_channels", out_channels)
+    positive_int(layer, "groups", groups)
+    _check_device(layer, device)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{layer}: in_channels ({in_channels}) and out_channels ({out_channels}) must both be "
+            f"divisible by groups ({groups})"
+        )
+
+
+def conv_extra_repr(layer: Any) -> str:
+    """PyTorch's ``extra_repr`` of a convolution layer (``Conv2d``, ``ConvTranspose2d``): channels,
+    kernel and stride always, the other arguments only where they differ from their defaults."""
+    s = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
+    if layer.padding != (0, 0):
+        s += f", padding={layer.padding}"
+    if layer.dilation != (1, 1):
+        s += f", dilation={layer.dilation}"
+    if getattr(layer, "output_padding", (0, 0)) != (0, 0):
+        s += f", output_padding={layer.output_padding}"
+    if layer.groups != 1:
+        s += f", groups={layer.groups}"
+    return s + ("" if layer.bias is not None else ", bias=False")
+
+
+# --------------------------------------------------------------------------- transposed convolution
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    groups: int = 1,
+    dilation: IntOrPair = 1,
+) -> Tensor:
+    """2-D transposed convolution as ``torch.nn.functional.conv_transpose2d`` (the gradient of
+    :func:`conv2d` with respect to its input, sometimes called "deconvolution").
+
+    input (N, C_in, H, W) or unbatched (C_in, H, W), weight (C_in, C_out // groups, kh, kw),
+    bias (C_out,) -> (N, C_out, OH, OW) (or (C_out, OH, OW)), with
+    OH = (H - 1) * sh - 2 * ph + dh * (kh - 1) + output_padding[0] + 1, likewise OW:
+
+        y[n, o, i*sh + p*dh - ph, j*sw + q*dw - pw] += x[n, c, i, j] * weight[c, o, p, q]   (+ bias[o])
+
+    Each input pixel's window of output values is one row of ``x @ weight`` (a GEMM of the
+    (N*H*W, C_in) pixels with the (C_in, kh*kw*C_out) weight; with ``groups`` G > 1, one einsum
+    over the groups), :class:`~tinygrad_cnn.primitives.Fold` adds the windows onto the image,
+    and ``padding`` rows and columns are cropped off each side (``output_padding`` more kept at
+    the end). The gradient follows from those primitives' rules, to any order.
+    """
+    op = "conv_transpose2d"
+    x, w = arguments.tensor_argument(op, input), arguments.tensor_argument(op, weight, "weight")
+    if x.ndim == 3:  # unbatched, as PyTorch accepts
+        out = conv_transpose2d(F.unsqueeze(x, 0), w, bias, stride, padding, output_padding, groups, dilation)
+        return F.squeeze(out, 0)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape {x.shape}")
+    arguments.require_float(op, x)
+    if w.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D (C_in, C_out // groups, kh, kw), got shape {w.shape}")
+    groups = positive_int(op, "groups", groups)
+    c_in, c_group, kh, kw = w.shape
+    if x.shape[1] != c_in:
+        raise ValueError(
+            f"{op}: input has {x.shape[1]} channels (shape {x.shape}) but weight {w.shape} expects {c_in} "
+            "(its first dimension)"
+        )
+    if c_in % groups:
+        raise ValueError(f"{op}: input channels {c_in} (weight {w.shape}) are not divisible by groups={groups}")
+    c_out = c_group * groups
+    bias = arguments.conv_weight_and_bias(op, x, w, bias, c_out)
+    if kh < 1 or kw < 1 or c_group < 1:
+        raise ValueError(f"{op}: weight {w.shape} is empty; kernels must be at least 1x1 with an output channel")
+    s, p, d = pair(op, "stride", stride, 1), pair(op, "padding", padding, 0), pair(op, "dilation", dilation, 1)
+    extra = pair(op, "output_padding", output_padding, 0)
+    if any(e >= si and e >= di for e, si, di in zip(extra, s, d)):
+        raise ValueError(
+            f"{op}: output_padding {extra} must be smaller than either stride {s} or dilation {d} (in each dimension)"
+        )
+    n, _, h, wd = x.shape
+    full = ((h - 1) * s[0] + d[0] * (kh - 1) + 1, (wd - 1) * s[1] + d[1] * (kw - 1) + 1)
+    size = (full[0] - 2 * p[0] + extra[0], full[1] - 2 * p[1] + extra[1])
+    if min(size) < 1:
+        raise ValueError(
+            f"{op}: input {x.shape} with kernel {(kh, kw)}, stride {s}, padding {p}, dilation {d} and "
+            f"output_padding {extra} gives output size {size}, which is too small"
+        )
+    if groups == 1:  # one GEMM: (N*H*W, C_in) pixels times the (C_in, kh*kw*C_out) weight
+        pixels = F.reshape(P.Permute.apply(x, (0, 2, 3, 1)), (n * h * wd, c_in))
+        windows = pixels @ F.reshape(P.Permute.apply(w, (0, 2, 3, 1)), (c_in, kh * kw * c_out))
+    else:  # the same, group by group in one einsum; output channel g*C_out/G + o reads group g
+        grouped_x = F.reshape(x, (n, groups, c_in // groups, h, wd))
+        grouped_w = F.reshape(w, (groups, c_in // groups, c_group, kh, kw))
+        windows = P.Einsum.apply("ngcij,gcopq->nijpqgo", grouped_x, grouped_w)
+    image = P.Fold.apply(F.reshape(windows, (n, h, wd, kh, kw, c_out)), (n, c_out) + full, (kh, kw), s, d)
+    end = (p[0] + size[0], p[1] + size[1])
+    if end[0] > full[0] or end[1] > full[1]:  # output_padding beyond the padding: rows no window reaches
+        image = P.Pad.apply(image, ((0, 0), (0, 0), (0, max(end[0] - full[0], 0)), (0, max(end[1] - full[1], 0))), 0.0)
+    if image.shape[2:] != size:
+        image = P.GetItem.apply(image, (Ellipsis, slice(p[0], end[0]), slice(p[1], end[1])))
+    return image if bias is None else image + F.reshape(bias, (1, c_out, 1, 1))
+
+
+def transposed_output_padding(
+    op: str,
+    input_shape: tuple[int, ...],
+    output_size: Sequence[int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int]:
+    """The ``output_padding`` that makes a transposed convolution of an input of ``input_shape``
+    ((N, C, H, W) or (C, H, W)) produce ``output_size`` ((OH, OW), or the whole output shape), as
+    ``ConvTranspose2d(...)(x, output_size)`` in PyTorch: each size must lie between the smallest
+    output, (H - 1) * sh - 2 * ph + dh * (kh - 1) + 1, and that plus ``stride - 1``."""
+    try:
+        sizes = [operator.index(v) for v in output_size]
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: output_size must be a sequence of ints, got {output_size!r}") from None
+    if len(sizes) == len(input_shape):  # the whole shape: keep the spatial sizes
+        sizes = sizes[-2:]
+    if len(sizes) != 2:
+        raise ValueError(
+            f"{op}: for {len(input_shape)}-D input, output_size must have 2 or {len(input_shape)} elements "
+            f"(got {len(sizes)}: {output_size!r})"
+        )
+    spatial = input_shape[-2:]
+    geometry = zip(spatial, kernel, stride, padding, dilation)
+    smallest = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, k, s, p, d in geometry]
+    largest = [m + s - 1 for m, s in zip(smallest, stride)]
+    if any(not lo <= v <= hi for v, lo, hi in zip(sizes, smallest, largest)):
+        raise ValueError(
+            f"{op}: requested an output size of {tuple(sizes)}, but valid sizes range from {tuple(smallest)} "
+            f"to {tuple(largest)} (for an input of spatial size {tuple(spatial)})"
+        )
+    return sizes[0] - smallest[0], sizes[1] - smallest[1]
+
+
+class ConvTranspose2d(Module):
+    """2-D transposed convolution.   x: (N, in_channels, H, W) or (in_channels, H, W) ->
+    (N, out_channels, OH, OW), OH = (H - 1) * stride - 2 * padding + dilation * (kh - 1) + output_padding + 1
+    (see :func:`conv_transpose2d`); ``forward(x, output_size)`` picks ``output_padding`` to reach
+    ``output_size`` (OH, OW), as PyTorch.
+
+    weight (in_channels, out_channels // groups, kh, kw) and bias (out_channels,) start uniform in
+    ±1/sqrt(out_channels // groups * kh * kw), PyTorch's default (its fan-in is computed from
+    the weight's second dimension).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: IntOrPair = 0,
+        output_padding: IntOrPair = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: IntOrPair = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        op = "ConvTranspose2d"
+        check_conv_layer(op, in_channels, out_channels, groups, device)
+        if padding_mode != "zeros":
+            raise ValueError(f"{op}: only padding_mode='zeros' is supported (as in PyTorch), got {padding_mode!r}")
+        dt = _float_dtype(op, dtype)
+        kh, kw = pair(op, "kernel_size", kernel_size, 1)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
+        self.stride, self.padding = pair(op, "stride", stride, 1), pair(op, "padding", padding, 0)
+        self.output_padding = pair(op, "output_padding", output_padding, 0)
+        self.dilation = pair(op, "dilation", dilation, 1)
+        self.groups, self.padding_mode = groups, padding_mode
+        bound = 1 / math.sqrt(out_channels // groups * kh * kw)
+        self.weight = _uniform((in_channels, out_channels // groups, kh, kw), bound, dt)
+        self.bias = _uniform((out_channels,), bound, dt) if bias else None
+
+    def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
+        x = arguments.tensor_argument("ConvTranspose2d", input)
+        extra = self.output_padding
+        if output_size is not None:
+            extra = transposed_output_padding(
+                "ConvTranspose2d", x.shape, output_size, self.kernel_size, self.stride, self.padding, self.dilation
+            )
+        return conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, extra, self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        return conv_extra_repr(self)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -232,10 +436,14 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
     "AvgPool2d",
+    "ConvTranspose2d",
     "MaxPool2d",
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
     "avg_pool2d",
+    "check_conv_layer",
     "conv2d",
+    "conv_extra_repr",
+    "conv_transpose2d",
     "max_pool2d",
 ]

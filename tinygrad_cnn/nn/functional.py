@@ -22,7 +22,7 @@ from .activation import (
     softplus,
     softsign,
 )
-from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, max_pool2d
+from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, conv_transpose2d, max_pool2d
 from .distance import cosine_similarity, normalize, pairwise_distance
 from .dropout import dropout1d, dropout2d
 from .loss import (
@@ -48,6 +48,7 @@ __all__ = [
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "conv2d",
+    "conv_transpose2d",
     "cosine_similarity",
     "cross_entropy",
     "dropout",
