@@ -71,7 +71,9 @@ PIECE = 128  # Module.predict's default piece; PyTorch gets the same split as a 
 @dataclass(frozen=True)
 class Workload:
     """A net as layers ``(kind, *args)``: ``("conv", c_in, c_out, k, padding[, stride])``, ``("relu",)``,
-    ``("pool", k)``, ``("flatten",)``, ``("linear", n_in, n_out)``; its input ``(C, H, W)`` per sample."""
+    ``("pool", k[, stride, padding])``, ``("flatten",)``, ``("linear", n_in, n_out)``, ``("bn", c)``
+    (BatchNorm2d), ``("dwconv", c, k, padding[, stride])`` (depthwise: groups = c), ``("gap",)``
+    (global average pooling); its input ``(C, H, W)`` per sample."""
 
     layers: tuple[tuple, ...]
     input: tuple[int, int, int]
@@ -130,6 +132,28 @@ WORKLOADS: dict[str, Workload] = {
         32,
         about="ResNet-like stem: conv 7x7 stride 2, pool, conv 3x3 stride 2",
     ),
+    "batchnorm": Workload(
+        (("conv", 3, 32, 3, 1), ("bn", 32), ("relu",), POOL, ("conv", 32, 64, 3, 1), ("bn", 64), ("relu",), POOL)
+        + (FLATTEN, ("linear", 64 * 8 * 8, 10)),
+        (3, 32, 32),
+        64,
+        about="CIFAR-shaped with BatchNorm2d after each conv",
+    ),
+    "mobilenet": Workload(
+        (("conv", 3, 32, 3, 1), ("bn", 32), ("relu",), ("dwconv", 32, 3, 1), ("bn", 32), ("relu",))
+        + (("conv", 32, 64, 1, 0), ("bn", 64), ("relu",), ("dwconv", 64, 3, 1, 2), ("bn", 64), ("relu",))
+        + (("conv", 64, 128, 1, 0), ("bn", 128), ("relu",), ("gap",), FLATTEN, ("linear", 128, 10)),
+        (3, 32, 32),
+        32,
+        about="MobileNet-like: depthwise 3x3 and pointwise 1x1 convs, BatchNorm, global average pool",
+    ),
+    "resnet_stem": Workload(
+        (("conv", 3, 32, 7, 3, 2), ("bn", 32), ("relu",), ("pool", 3, 2, 1), *convs(32, 32, 32))
+        + (("gap",), FLATTEN, ("linear", 32, 10)),
+        (3, 64, 64),
+        32,
+        about="ResNet-like: conv 7x7 stride 2, BatchNorm, max pool 3 stride 2, two 3x3 convs, global average pool",
+    ),
 }
 HVP_BATCH = 32
 EXTRA_ROWS = {
@@ -153,6 +177,9 @@ def build(fw: Any, w: Workload, like: nn.Module | None = None) -> Any:
         "pool": fw.nn.MaxPool2d,
         "relu": fw.nn.ReLU,
         "flatten": fw.nn.Flatten,
+        "bn": fw.nn.BatchNorm2d,
+        "dwconv": lambda c, k, pad, stride=1: fw.nn.Conv2d(c, c, k, stride=stride, padding=pad, groups=c),
+        "gap": lambda: fw.nn.AdaptiveAvgPool2d(1),
     }
     model = fw.nn.Sequential(*(make[kind](*args) for kind, *args in w.layers))
     if w.dtype == "float64":

@@ -69,6 +69,8 @@ def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
     blocks, an axis along which x repeats itself (stride 0: a broadcast gradient) is a product by
     its length, and a few short axes (a nearest upsampling's repeats) are summed as slices of x
     added together."""
+    if x.size < SHORT_SUM_MIN:  # small: none of the paths below pays for its checks
+        return np.asarray(x.sum(axis=axis, keepdims=keepdims))
     kept = tuple(n for i, n in enumerate(x.shape) if i not in axis)
     repeated = [i for i in axis if x.strides[i] == 0 and x.shape[i] > 1]
     if repeated and x.size:
@@ -243,14 +245,12 @@ def where(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     on their bits, mask all ones where cond holds: np.where branches on every element, and on a
     mixed mask (relu's, a sigmoid's sign) that took 3.6 ns per float32 against ~0.5 here. The bits
     are copied as they are (NaNs and signed zeros included), as np.where copies them."""
-    dtype = np.result_type(a, b)
-    if (
-        dtype.itemsize not in (4, 8)
-        or dtype.kind not in "fiu"
-        or max(np.size(cond), np.size(a), np.size(b)) < SELECT_MIN
-    ):
+    if max(np.size(cond), np.size(a), np.size(b)) < SELECT_MIN:
         return np.where(cond, a, b)
-    bits = np.dtype(f"i{dtype.itemsize}")
+    dtype = np.result_type(a, b)
+    if dtype.itemsize not in (4, 8) or dtype.kind not in "fiu":
+        return np.where(cond, a, b)
+    bits = np.int32 if dtype.itemsize == 4 else np.int64
     a_bits, b_bits = (np.asarray(v, dtype=dtype).view(bits) for v in (a, b))
     mask = np.negative(np.asarray(cond, dtype=bool).view(np.int8), dtype=bits)
     out = np.bitwise_and(np.bitwise_xor(a_bits, b_bits), mask)
@@ -1090,9 +1090,11 @@ def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0) elementwise, laid out like x, on several threads when large. Against rows of
     zeros (:func:`_max_with_zeros`): NumPy's maximum with a scalar 0 took 98 us for 256x1024
     float32, with an array 38 us."""
+    if x.size < ROW_TILE or x.dtype.kind != "f":  # a short loop either way
+        return np.maximum(x, 0)
     order = memory_order(x)
     flat = x.transpose(order)
-    if not flat.flags.c_contiguous or x.dtype.kind != "f":
+    if not flat.flags.c_contiguous:
         return np.maximum(x, 0)
     if x.nbytes >= 2 * TASK_BYTES:
         return elementwise(_max_with_zeros, x)
