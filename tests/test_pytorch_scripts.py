@@ -221,6 +221,27 @@ def test_training_script_gives_pytorchs_numbers(training_runs):
     assert_close(training_runs["ours"], training_runs["torch"])
 
 
+@pytest.fixture(scope="module")
+def dcgan_runs(tmp_path_factory):
+    return run_both("pytorch_style_dcgan.py", [], tmp_path_factory.mktemp("dcgan_script"))
+
+
+def test_dcgan_script_runs_with_renamed_imports(dcgan_runs):
+    ours = dcgan_runs["ours"]
+    assert ours["finite"] and len(ours["history"]) == 4
+    assert ours["fake_shape"] == [16, 1, 28, 28]
+    assert ours["state"]["project.0.weight"] == [8, 32, 7, 7] and ours["state"]["up.weight"] == [32, 16, 3, 3]
+    d_x = [row[2] for row in ours["history"]]
+    assert d_x == sorted(d_x)  # the discriminator learns to call the real digits real
+
+
+def test_dcgan_script_gives_pytorchs_numbers(dcgan_runs):
+    """Deterministic weights and noise: every loss and D(x), D(G(z)) of the four steps, to float32 rounding."""
+    if "torch" not in dcgan_runs:
+        pytest.skip("PyTorch is not installed")
+    assert_close(dcgan_runs["ours"], dcgan_runs["torch"])
+
+
 if __name__ == "__main__":  # python tests/test_pytorch_scripts.py SCRIPT [ARGS...]: both runs' results
     import tempfile
 
