@@ -37,6 +37,14 @@ CASES = [
     ("nearest repeats", lambda F, x: F.interpolate(x, size=(8, 15)), IMAGE),  # each entry 2 and 3 times
     ("nearest every 2nd", lambda F, x: F.interpolate(x, scale_factor=0.5), IMAGE),  # strided views
     ("nearest 3d x2", lambda F, x: F.interpolate(x, scale_factor=2), SEQ),
+    ("conv2d unbatched", lambda F, x: F.conv2d(x, x.new_ones((2, 3, 3, 3)) * 0.1, padding=1), IMAGE[0]),
+    ("max_pool2d unbatched", lambda F, x: F.max_pool2d(x, 2, padding=1), IMAGE[0]),
+    ("avg_pool2d unbatched", lambda F, x: F.avg_pool2d(x, 2), IMAGE[0]),
+    (
+        "adaptive pools unbatched",
+        lambda F, x: F.adaptive_max_pool2d(x, (2, 3)) + F.adaptive_avg_pool2d(x, (2, 3)),
+        IMAGE[0],
+    ),
     ("bilinear", lambda F, x: F.interpolate(x, size=(7, 3), mode="bilinear", align_corners=False), IMAGE),
     ("bilinear x2", lambda F, x: F.interpolate(x, scale_factor=2, mode="bilinear"), IMAGE),
     ("bilinear corners", lambda F, x: F.interpolate(x, size=(6, 9), mode="bilinear", align_corners=True), IMAGE),

@@ -9,9 +9,10 @@ pooling modules.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,28 @@ from .. import arguments
 from .. import functional as F
 from .. import primitives as P
 from .._tensor import Tensor
-from ..functional import avg_pool2d, max_pool2d
 from ..validation import pair, pool_arguments, positive_int
 from . import Module, _check_device, _float_dtype, _uniform
 
 IntOrPair = int | tuple[int, int]
+
+
+def unbatched_image(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` of an (N, C, H, W) input that also takes PyTorch's unbatched (C, H, W): run as a batch
+    of one, the batch dim taken off its result (each of them, for a tuple)."""
+
+    @functools.wraps(fn)
+    def _unbatched_call(input: Any, *args: Any, **kwargs: Any) -> Any:  # private: the tape names fn, not this
+        if not (isinstance(input, Tensor) and input.ndim == 3):
+            return fn(input, *args, **kwargs)
+        out = fn(input.unsqueeze(0), *args, **kwargs)
+        return tuple(o.squeeze(0) for o in out) if isinstance(out, tuple) else out.squeeze(0)
+
+    return _unbatched_call
+
+
+max_pool2d = unbatched_image(F.max_pool2d)
+avg_pool2d = unbatched_image(F.avg_pool2d)
 
 
 def conv_padding(op: str, padding: Any, stride: tuple[int, int]) -> tuple[int, int] | str:
@@ -38,6 +56,7 @@ def conv_padding(op: str, padding: Any, stride: tuple[int, int]) -> tuple[int, i
     return pair(op, "padding", padding, 0)
 
 
+@unbatched_image
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -296,6 +315,7 @@ def _output_size(op: str, x: Tensor, output_size: Any) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
+@unbatched_image
 def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple[int | None, int | None]) -> Tensor:
     """(N, C, H, W) -> (N, C, *output_size): the mean over PyTorch's adaptive windows.
 
@@ -319,6 +339,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple[int | None, int 
     return F.matmul(F.matmul(averaging(h, oh), x), averaging(w, ow).T)
 
 
+@unbatched_image
 def adaptive_max_pool2d(
     input: Tensor, output_size: int | tuple[int | None, int | None], return_indices: bool = False
 ) -> Any:
