@@ -227,7 +227,7 @@ def test_relu_against_rows_of_zeros_equals_maximum_with_zero(data, threads, dtyp
 @pytest.mark.parametrize("p", [2, 0.5, -0.5, -1, 3, -2, 1, 1.5, 0, -3])
 def test_power_by_its_fast_routes_is_within_one_ulp_of_pow(p, dtype):
     """kernels.power's square, sqrt, 1/sqrt, reciprocal and products against np.power: within one
-    ulp (1.5 where two roundings are made), the same NaNs, except that -inf ** +-0.5 is NaN by
+    ulp (two where two roundings are made: pow rounds too), the same NaNs, except that -inf ** +-0.5 is NaN by
     the sqrt route (PyTorch's too; C's pow gives inf and 0), and the same infinities up to the
     sign of 1/sqrt(-0.0) (PyTorch's rsqrt: -inf)."""
     x = np.random.default_rng(0).standard_normal(5000).astype(dtype) * 10
@@ -241,7 +241,7 @@ def test_power_by_its_fast_routes_is_within_one_ulp_of_pow(p, dtype):
     assert (np.abs(got[infinite]) == np.inf).all()
     finite = np.isfinite(want) & ~nan
     ulps = np.abs(got[finite].astype(np.float64) - want[finite]) / np.spacing(np.abs(want[finite]).astype(dtype))
-    assert ulps.max(initial=0) <= (1.5 if p in (-0.5, -2, 3, -3) else 1.0)
+    assert ulps.max(initial=0) <= (2.0 if p in (-0.5, -2, 3, -3) else 1.0)  # against pow's own rounding
 
 
 def test_bias_of_linear_and_conv2d_added_on_the_fast_path():
