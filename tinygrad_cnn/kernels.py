@@ -74,11 +74,11 @@ def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
         return np.asarray(x.sum(axis=axis, keepdims=keepdims))
     kept = tuple(n for i, n in enumerate(x.shape) if i not in axis)
     repeated = [i for i in axis if x.strides[i] == 0 and x.shape[i] > 1]
-    if repeated and x.size:
+    if repeated:
         once = x[tuple(slice(0, 1) if i in repeated else slice(None) for i in range(x.ndim))]
         total = sum_axes(once, axis, True) * math.prod(x.shape[i] for i in repeated)
         return total if keepdims else total.reshape(kept)
-    if not x.flags.c_contiguous and x.size >= SHORT_SUM_MIN:
+    if not x.flags.c_contiguous:
         order = memory_order(x)
         flat = x.transpose(order)
         if flat.flags.c_contiguous:  # reduce the axes where they lie in memory (a batch-inner conv output's)
@@ -973,31 +973,33 @@ def pointwise_conv_grads(
     return full, gw
 
 
-def pad_constant(x: np.ndarray, pad_width: Sequence[tuple[int, int]], value: float) -> np.ndarray:
-    """np.pad(x, pad_width, constant_values=value), laid out in memory as x is (np.pad's result is
-    C-contiguous: from a batch-inner conv output, a transposing copy, 8.1 ms for 2M floats
-    against 0.55 here, and every op after it reads across layouts)."""
-    order = memory_order(x)
+def pad_constant(
+    x: np.ndarray, pad_width: Sequence[tuple[int, int]], value: float, order: list[int] | None = None
+) -> np.ndarray:
+    """np.pad(x, pad_width, constant_values=value), a copy laid out in memory in ``order`` (x's
+    axes, the outermost first; default: as x is). np.pad's result is C-contiguous: from a
+    batch-inner conv output that was a transposing copy, 8.1 ms for 2M floats against 0.55 here,
+    and every op after it read across layouts. Only the border is filled; x is copied into the
+    middle once."""
+    order = memory_order(x) if order is None else order
     shape = [n + lo + hi for n, (lo, hi) in zip(x.shape, pad_width)]
-    out = np.full([shape[a] for a in order], value, dtype=x.dtype).transpose(inverse(order))
-    out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pad_width))] = x
+    out = np.empty([shape[a] for a in order], dtype=x.dtype).transpose(inverse(order))
+    for axis, (lo, _) in enumerate(pad_width):
+        before = (slice(None),) * axis
+        out[before + (slice(0, lo),)].fill(value)
+        out[before + (slice(lo + x.shape[axis], None),)].fill(value)
+    copy_in_slabs(x, out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, pad_width))])
     return out
 
 
 def pad_image(x: np.ndarray, padding: Shape, order: list[int]) -> np.ndarray:
     """x (N, C, H, W) with ``padding`` rows and columns of zeros on each side, a copy laid out in
-    memory in ``order`` (x's axes, the outermost first); x itself if there is no padding and x is
-    laid out so already. Only the border is zeroed; the image is copied into the middle once."""
+    memory in ``order`` (see :func:`pad_constant`); x itself if there is no padding and x is laid
+    out so already."""
     ph, pw = padding
-    n, c, h, w = x.shape
     if (ph, pw) == (0, 0):
         return x if memory_order(x) == order else np.ascontiguousarray(x.transpose(order)).transpose(inverse(order))
-    shape = (n, c, h + 2 * ph, w + 2 * pw)
-    out = np.empty([shape[a] for a in order], dtype=x.dtype).transpose(inverse(order))
-    for border in (out[:, :, :ph], out[:, :, ph + h :], out[:, :, ph : ph + h, :pw], out[:, :, ph : ph + h, pw + w :]):
-        border.fill(0)
-    copy_in_slabs(x, out[:, :, ph : ph + h, pw : pw + w])
-    return out
+    return pad_constant(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0, order)
 
 
 def _contiguous_run(shape: Shape, strides: Shape, itemsize: int) -> int:
