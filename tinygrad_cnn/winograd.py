@@ -1,0 +1,295 @@
+"""conv2d by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, 2015): 3x3 kernels, stride 1,
+dilation 1, 2.25x fewer multiply-adds than im2col's GEMM.
+
+The output is cut into 2x2 tiles; tile (i, j) of one image and channel reads the 4x4 input tile
+d = xp[2i : 2i+4, 2j : 2j+4] of the zero-padded image xp (tiles overlap by 2), and
+
+    y[2i : 2i+2, 2j : 2j+2] = A^T [ (G w G^T) ⊙ (B^T d B) ] A,   summed over the input channels,
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]],
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+
+With U = G w G^T (4, 4, C, C_out) and V = B^T d B (4, 4, tiles, C), the sum over channels at each
+of the 16 positions ξ of the 4x4 transformed tile is one GEMM M[ξ] = V[ξ] @ U[ξ], (tiles, C) @
+(C, C_out): 16 multiply-adds per input channel and output channel for 4 output pixels, where
+im2col's GEMM takes 9 per pixel. The transforms are additions of strided slices of arrays laid out
+batch-inner, (H, W, N, C) as conv2d's outputs are (:func:`kernels.conv_output`): each slice is
+runs of N*C values.
+
+The gradients, for a loss with gradient g (N, OH, OW, C_out) at y:
+
+- dx is the full correlation of g with the kernel flipped and its channels swapped,
+  w'[p, q, o, c] = w[2-p, 2-q, c, o], over g padded by 2 - padding: the same forward pass.
+- dU[ξ] = V[ξ]^T @ (A g A^T)[ξ], summed over the tiles (the 2x2 tiles of g, A = (A^T)^T), a GEMM
+  (C, tiles) @ (tiles, C_out); then dw = G^T dU G (the adjoint of w -> U).
+
+Tiles are processed in blocks of consecutive tiles whose transformed planes stay in the cache
+(about BLOCK_BYTES), groups of blocks on the library's threads (:mod:`tinygrad_cnn.intraop`), cut
+by the shapes alone. An odd output size takes a last row or column of tiles half outside the
+output: the image gets one more row or column of zeros, g likewise, and the tiles' missing
+outputs are not written. docs/performance.md has the measurements behind :func:`fits`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import cast
+
+import numpy as np
+
+from . import intraop, kernels
+
+Shape = tuple[int, ...]
+
+G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+BLOCK_BYTES = 2 << 20  # transformed planes (input's and output's) of a block of tiles
+MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well below its speed
+MIN_CHANNELS = 32  # see fits()
+
+
+def fits(w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> bool:
+    """Whether conv2d by a weight of ``w_shape`` (kh, kw, C, C_out) takes the Winograd path: a 3x3
+    kernel at stride 1, dilation 1, padding 0 or 1, and enough channels for the GEMMs' savings to
+    pay for the transforms (see docs/performance.md for the figures)."""
+    kh, kw, c, c_out = w_shape
+    return (
+        (kh, kw) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and all(p in (0, 1) for p in padding)
+        and min(c, c_out) >= MIN_CHANNELS
+    )
+
+
+def weight_tiles(w: np.ndarray) -> np.ndarray:
+    """U = G w G^T per channel pair: w (3, 3, C, C_out) -> (16, C, C_out), ξ = 4*i + j."""
+    g = G.astype(w.dtype)
+    c, c_out = w.shape[2:]
+    over_rows = (g @ w.reshape(3, 3 * c * c_out)).reshape(4, 3, c * c_out)
+    return np.matmul(g, over_rows).reshape(16, c, c_out)
+
+
+def weight_from_tiles(du: np.ndarray) -> np.ndarray:
+    """dw = G^T dU G per channel pair, the adjoint of :func:`weight_tiles`: (16, C, C_out) -> (3, 3, C, C_out)."""
+    g_t = G.T.astype(du.dtype)
+    c, c_out = du.shape[1:]
+    over_rows = (g_t @ du.reshape(4, 4 * c * c_out)).reshape(3, 4, c * c_out)
+    return np.matmul(g_t, over_rows).reshape(3, 3, c, c_out)
+
+
+def _tiles(out_hw: Shape) -> tuple[int, int]:
+    """Rows and columns of 2x2 tiles covering an output of (OH, OW)."""
+    return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
+
+
+def _padded_image(x: np.ndarray, padding: Shape, tiles: Shape) -> np.ndarray:
+    """x (N, C, H, W) zero-padded by ``padding`` and, at the bottom and right, up to the 4x4 input
+    tiles of ``tiles`` (rows, columns) 2x2 output tiles: (2*rows + 2, 2*cols + 2, N, C), contiguous
+    (a view of x if it is laid out so already)."""
+    n, c, h, w = x.shape
+    (ph, pw), (th, tw) = padding, tiles
+    pads = ((0, 0), (0, 0), (ph, 2 * th + 2 - h - ph), (pw, 2 * tw + 2 - w - pw))
+    if all(p == (0, 0) for p in pads) and x.transpose(2, 3, 0, 1).flags.c_contiguous:
+        return x.transpose(2, 3, 0, 1)
+    return kernels.pad_constant(x, pads, 0, [2, 3, 0, 1]).transpose(2, 3, 0, 1)
+
+
+def _blocks(tiles: Shape, n: int, channels: int, itemsize: int) -> list[tuple[int, int, int, int]]:
+    """The (rows, columns) grid of tiles cut into blocks of consecutive tiles (first row, rows,
+    first column, columns): whole rows of tiles when a row fits in BLOCK_BYTES of transformed
+    planes (16 per tile, ``channels`` values for each of the N images: inputs and outputs together),
+    else equal pieces of one row; at least MIN_ROWS GEMM rows each. Depends on the shapes only."""
+    th, tw = tiles
+    per_block = max(-(-MIN_ROWS // n), BLOCK_BYTES // (16 * n * channels * itemsize), 1)
+    if per_block >= tw:
+        step = per_block // tw
+        return [(i, min(step, th - i), 0, tw) for i in range(0, th, step)]
+    return [(i, 1, cols.start, len(cols)) for i in range(th) for cols in intraop.pieces(tw, 1, -(-tw // per_block))]
+
+
+def _input_planes(xp: np.ndarray, block: tuple[int, int, int, int], v: np.ndarray, rows_buffer: np.ndarray) -> None:
+    """V = B^T d B of a block's tiles into v (16, rows, cols, N, C), from the padded image xp
+    (Hp, Wp, N, C); rows_buffer holds (4, rows, 2*cols + 2, N, C) of the row transform."""
+    i0, bi, j0, bj = block
+    cols = slice(2 * j0, 2 * j0 + 2 * bj + 2)
+    d = [xp[2 * i0 + r : 2 * i0 + r + 2 * bi - 1 : 2, cols] for r in range(4)]  # tile rows r: (rows, Wp', N, C)
+    t = rows_buffer
+    _b_transform(d, t)
+    for r in range(4):
+        _b_transform([t[r][:, s : s + 2 * bj - 1 : 2] for s in range(4)], v[4 * r : 4 * r + 4])
+
+
+def _b_transform(d: Sequence[np.ndarray], out: np.ndarray) -> None:
+    """out[k] = sum over r of B^T[k, r] * d[r], k = 0..3 (four slice-adds)."""
+    np.subtract(d[0], d[2], out=out[0])
+    np.add(d[1], d[2], out=out[1])
+    np.subtract(d[2], d[1], out=out[2])
+    np.subtract(d[1], d[3], out=out[3])
+
+
+def _output_tiles(m: np.ndarray, y: np.ndarray, block: tuple[int, int, int, int], cols_buffer: np.ndarray) -> None:
+    """y[2i+a, 2j+b] = (A^T M A)[a, b] for a block's tiles (i, j), from m (16, rows, cols, N, C_out)
+    into y (OH, OW, N, C_out), leaving out the outputs past y's edge; cols_buffer holds
+    (4, 2, rows, cols, N, C_out) of the column transform."""
+    i0, bi, j0, bj = block
+    oh, ow = y.shape[:2]
+    z = cols_buffer
+    for r in range(4):
+        np.add(m[4 * r], m[4 * r + 1], out=z[r, 0])
+        z[r, 0] += m[4 * r + 2]
+        np.subtract(m[4 * r + 1], m[4 * r + 2], out=z[r, 1])
+        z[r, 1] -= m[4 * r + 3]
+    for a in range(2):
+        rows = min(bi, (oh - a + 1) // 2 - i0)  # tiles of the block whose output row 2i + a is in y
+        for b in range(2):
+            cols = min(bj, (ow - b + 1) // 2 - j0)
+            target = y[2 * i0 + a : 2 * (i0 + rows) + a - 1 : 2, 2 * j0 + b : 2 * (j0 + cols) + b - 1 : 2]
+            first, second, third = (z[0], z[1], z[2]) if a == 0 else (z[1], z[2], z[3])
+            part = (slice(None, rows), slice(None, cols))
+            if a == 0:
+                np.add(first[b][part], second[b][part], out=target)
+                target += third[b][part]
+            else:
+                np.subtract(first[b][part], second[b][part], out=target)
+                target -= third[b][part]
+
+
+def conv_forward_tasks(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape
+) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """conv2d of x (N, C, H, W) by w (3, 3, C, C_out) plus b (C_out,) or None, stride 1, zero
+    padding ``padding``: the output (N, OH, OW, C_out) laid out batch-inner (OH, OW, N, C_out),
+    left unwritten until the tasks returned with it have run (in any order, on any threads).
+    Per block of tiles: V = B^T d B, M[ξ] = V[ξ] @ U[ξ] (one batched GEMM), y = A^T M A, the bias."""
+    n, c, h, wd = x.shape
+    c_out = w.shape[3]
+    oh, ow = h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2
+    tiles = _tiles((oh, ow))
+    xp = _padded_image(x, padding, tiles)
+    u = weight_tiles(w)
+    dtype = np.result_type(x, w)
+    y = np.empty((oh, ow, n, c_out), dtype=dtype)
+    blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
+
+    def run_blocks(indices: range) -> None:
+        most = max(blocks[k][1] * blocks[k][3] for k in indices) * n
+        wide = max(blocks[k][1] * (2 * blocks[k][3] + 2) for k in indices) * n
+        size_v, size_m = 16 * most * c, 16 * most * c_out
+        buffer = intraop.scratch(size_v + size_m + max(4 * wide * c, 8 * most * c_out), dtype)
+        rest = buffer[size_v + size_m :]
+        for k in indices:
+            i0, bi, j0, bj = block = blocks[k]
+            v = buffer[: 16 * bi * bj * n * c].reshape(16, bi, bj, n, c)
+            _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2 * bj + 2, n, c))
+            m = buffer[size_v : size_v + 16 * bi * bj * n * c_out].reshape(16, bi * bj * n, c_out)
+            np.matmul(v.reshape(16, bi * bj * n, c), u, out=m)
+            _output_tiles(
+                m.reshape(16, bi, bj, n, c_out),
+                y,
+                block,
+                rest[: 8 * bi * bj * n * c_out].reshape(4, 2, bi, bj, n, c_out),
+            )
+            if b is not None:
+                rows, cols = slice(2 * i0, min(oh, 2 * (i0 + bi))), slice(2 * j0, min(ow, 2 * (j0 + bj)))
+                if bj == tiles[1]:
+                    kernels.add_row(y[rows].reshape(-1, c_out), b)
+                else:
+                    y[rows, cols] += b
+
+    tasks: list[Callable[[], None]] = [partial(run_blocks, indices) for indices in intraop.pieces(len(blocks), 1)]
+    return y.transpose(2, 0, 1, 3), tasks
+
+
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape) -> np.ndarray:
+    """conv2d's output (N, OH, OW, C_out), laid out batch-inner (see :func:`conv_forward_tasks`)."""
+    y, tasks = conv_forward_tasks(x, w, b, padding)
+    intraop.run(tasks)
+    return y
+
+
+def input_grad_tasks(g: np.ndarray, w: np.ndarray, padding: Shape) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """conv2d's input gradient (N, C, H, W), laid out (H, W, N, C), from g (N, OH, OW, C_out) and w
+    (3, 3, C, C_out): the correlation of g padded by 2 - padding with the flipped kernel whose
+    channels are swapped (see the module's docstring), as :func:`conv_forward_tasks`' tasks."""
+    flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)
+    gx, tasks = conv_forward_tasks(g.transpose(0, 3, 1, 2), flipped, None, tuple(2 - p for p in padding))
+    return gx.transpose(0, 3, 1, 2), tasks
+
+
+def _a_transform(g0: np.ndarray, g1: np.ndarray, out: np.ndarray) -> None:
+    """out[k] = sum over a of A[k, a] * g_a, A = [[1, 0], [1, 1], [1, -1], [0, -1]] (four slice ops)."""
+    np.copyto(out[0], g0)
+    np.add(g0, g1, out=out[1])
+    np.subtract(g0, g1, out=out[2])
+    np.negative(g1, out=out[3])
+
+
+def weight_grad_tasks(
+    x: np.ndarray, g: np.ndarray, padding: Shape
+) -> tuple[list[Callable[[], np.ndarray]], Callable[[Sequence[np.ndarray]], np.ndarray]]:
+    """conv2d's weight gradient (3, 3, C, C_out) from x (N, C, H, W) and g (N, OH, OW, C_out), as
+    tasks that each sum dU = V^T @ (A g A^T) per ξ over a group of blocks of tiles, and the function
+    that adds their results up in task order (the same sum whatever the thread count) and returns
+    dw = G^T dU G."""
+    n, c, h, wd = x.shape
+    _, oh, ow, c_out = g.shape
+    tiles = _tiles((oh, ow))
+    xp = _padded_image(x, padding, tiles)
+    gp = _padded_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1))  # (2*rows, 2*cols, N, C_out)
+    dtype = np.result_type(x, g)
+    blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
+
+    def run_blocks(indices: range) -> np.ndarray:
+        most = max(blocks[k][1] * blocks[k][3] for k in indices) * n
+        wide = max(blocks[k][1] * (2 * blocks[k][3] + 2) for k in indices) * n
+        size_v, size_g = 16 * most * c, 16 * most * c_out
+        buffer = intraop.scratch(size_v + size_g + max(4 * wide * c, 4 * wide * c_out), dtype)
+        rest = buffer[size_v + size_g :]
+        total = np.zeros((16, c, c_out), dtype=dtype)
+        part = np.empty_like(total)
+        for k in indices:
+            i0, bi, j0, bj = block = blocks[k]
+            count = bi * bj * n
+            v = buffer[: 16 * count * c].reshape(16, bi, bj, n, c)
+            _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2 * bj + 2, n, c))
+            planes = buffer[size_v : size_v + 16 * count * c_out].reshape(4, 4, bi, bj, n, c_out)
+            cols = slice(2 * j0, 2 * (j0 + bj))
+            rows_t = rest[: 4 * bi * 2 * bj * n * c_out].reshape(4, bi, 2 * bj, n, c_out)
+            _a_transform(gp[2 * i0 : 2 * (i0 + bi) : 2, cols], gp[2 * i0 + 1 : 2 * (i0 + bi) : 2, cols], rows_t)
+            for r in range(4):
+                _a_transform(rows_t[r][:, 0::2], rows_t[r][:, 1::2], planes[r])
+            np.matmul(v.reshape(16, count, c).transpose(0, 2, 1), planes.reshape(16, count, c_out), out=part)
+            total += part
+        return total
+
+    def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
+        total = sums[0]
+        for s in sums[1:]:
+            total += s
+        return weight_from_tiles(total)
+
+    most = max(1, min(16, kernels.PARTIAL_SUMS_BYTES // (16 * c * c_out * dtype.itemsize)))
+    return [partial(run_blocks, indices) for indices in intraop.pieces(len(blocks), 1, most)], add_up
+
+
+def conv_grads(
+    x: np.ndarray, w: np.ndarray, g: np.ndarray, padding: Shape, need_x: bool, need_w: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """conv2d's input gradient (N, C, H, W) (laid out (H, W, N, C)) and weight gradient (3, 3, C, C_out)
+    (None where not needed) from g (N, OH, OW, C_out): the tasks of both run from one queue. Without
+    padding, the input gradient is the im2col path's fold (:func:`kernels.fold_products_tasks`):
+    the full correlation then pads g by 2 on each side, and on small images (a 5x5 g at batch
+    128, 128 channels: 15.0 ms against the fold's 10.6) the extra tiles cost more than the GEMMs save."""
+    gx: np.ndarray | None = None
+    x_tasks: list[Callable[[], None]] = []
+    if need_x and tuple(padding) == (1, 1):
+        gx, x_tasks = input_grad_tasks(g, w, padding)
+    elif need_x:
+        gx, x_tasks = kernels.fold_products_tasks(kernels.conv_rows(g), w, x.shape, (1, 1), (1, 1), padding)
+    w_tasks, add_up = weight_grad_tasks(x, g, padding) if need_w else ([], None)
+    tasks: list[Callable[[], np.ndarray | None]] = [*x_tasks, *w_tasks]
+    results = intraop.run(tasks)
+    gw = add_up(cast(list[np.ndarray], results[len(x_tasks) :])) if add_up is not None else None
+    return gx, gw
