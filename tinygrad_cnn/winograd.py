@@ -84,16 +84,27 @@ def _tiles(out_hw: Shape) -> tuple[int, int]:
     return -(-out_hw[0] // 2), -(-out_hw[1] // 2)
 
 
-def _padded_image(x: np.ndarray, padding: Shape, tiles: Shape) -> np.ndarray:
+def _split_image(x: np.ndarray, padding: Shape, tiles: Shape) -> np.ndarray:
     """x (N, C, H, W) zero-padded by ``padding`` and, at the bottom and right, up to the 4x4 input
-    tiles of ``tiles`` (rows, columns) 2x2 output tiles: (2*rows + 2, 2*cols + 2, N, C), contiguous
-    (a view of x if it is laid out so already)."""
+    tiles of ``tiles`` (rows, columns) of 2x2 output tiles, its columns split by parity:
+    (2*rows + 2, 2, cols + 1, N, C), padded pixel (h, w) at [h, w % 2, w // 2]. The tiles' column
+    s (0..3) of tiles j..j' is then one run [s % 2, j + s // 2 : j' + s // 2] of (j' - j) * N * C
+    values: NumPy's loops over runs of N*C (a few thousand values) ran 2-3x slower."""
     n, c, h, w = x.shape
     (ph, pw), (th, tw) = padding, tiles
-    pads = ((0, 0), (0, 0), (ph, 2 * th + 2 - h - ph), (pw, 2 * tw + 2 - w - pw))
-    if all(p == (0, 0) for p in pads) and x.transpose(2, 3, 0, 1).flags.c_contiguous:
-        return x.transpose(2, 3, 0, 1)
-    return kernels.pad_constant(x, pads, 0, [2, 3, 0, 1]).transpose(2, 3, 0, 1)
+    out = np.empty((2 * th + 2, 2, tw + 1, n, c), dtype=x.dtype)
+    out[:ph] = 0
+    out[ph + h :] = 0
+    image = x.transpose(2, 3, 0, 1)  # (H, W, N, C)
+    for parity in range(2):
+        first = (parity - pw) % 2  # x's first column that lands on this parity
+        columns = image[:, first::2]
+        start = (pw + first) // 2
+        target = out[ph : ph + h, parity]
+        target[:, :start] = 0
+        target[:, start + columns.shape[1] :] = 0
+        kernels.copy_in_slabs(columns, target[:, start : start + columns.shape[1]])
+    return out
 
 
 def _blocks(tiles: Shape, n: int, channels: int, itemsize: int) -> list[tuple[int, int, int, int]]:
@@ -110,15 +121,15 @@ def _blocks(tiles: Shape, n: int, channels: int, itemsize: int) -> list[tuple[in
 
 
 def _input_planes(xp: np.ndarray, block: tuple[int, int, int, int], v: np.ndarray, rows_buffer: np.ndarray) -> None:
-    """V = B^T d B of a block's tiles into v (16, rows, cols, N, C), from the padded image xp
-    (Hp, Wp, N, C); rows_buffer holds (4, rows, 2*cols + 2, N, C) of the row transform."""
+    """V = B^T d B of a block's tiles into v (16, rows, cols, N, C), from the image xp split by
+    column parity (see :func:`_split_image`); rows_buffer holds (4, rows, 2, cols + 1, N, C) of the
+    row transform."""
     i0, bi, j0, bj = block
-    cols = slice(2 * j0, 2 * j0 + 2 * bj + 2)
-    d = [xp[2 * i0 + r : 2 * i0 + r + 2 * bi - 1 : 2, cols] for r in range(4)]  # tile rows r: (rows, Wp', N, C)
+    d = [xp[2 * i0 + r : 2 * i0 + r + 2 * bi - 1 : 2, :, j0 : j0 + bj + 1] for r in range(4)]  # tiles' row r
     t = rows_buffer
     _b_transform(d, t)
     for r in range(4):
-        _b_transform([t[r][:, s : s + 2 * bj - 1 : 2] for s in range(4)], v[4 * r : 4 * r + 4])
+        _b_transform([t[r][:, s % 2, s // 2 : s // 2 + bj] for s in range(4)], v[4 * r : 4 * r + 4])
 
 
 def _b_transform(d: Sequence[np.ndarray], out: np.ndarray) -> None:
@@ -129,10 +140,13 @@ def _b_transform(d: Sequence[np.ndarray], out: np.ndarray) -> None:
     np.subtract(d[1], d[3], out=out[3])
 
 
-def _output_tiles(m: np.ndarray, y: np.ndarray, block: tuple[int, int, int, int], cols_buffer: np.ndarray) -> None:
-    """y[2i+a, 2j+b] = (A^T M A)[a, b] for a block's tiles (i, j), from m (16, rows, cols, N, C_out)
-    into y (OH, OW, N, C_out), leaving out the outputs past y's edge; cols_buffer holds
-    (4, 2, rows, cols, N, C_out) of the column transform."""
+def _output_tiles(
+    m: np.ndarray, y: np.ndarray, block: tuple[int, int, int, int], b: np.ndarray | None, cols_buffer: np.ndarray
+) -> None:
+    """y[2i+a, 2j+b] = (A^T M A)[a, b] (+ the bias b) for a block's tiles (i, j), from m (16, rows,
+    cols, N, C_out) into y (OH, OW, N, C_out), leaving out the outputs past y's edge; cols_buffer
+    holds (4, 2, rows, cols, N, C_out) of the column transform. The sums are made in that buffer
+    (contiguous) and copied into y at the end: slice-adds into y's runs of N*C_out were slower."""
     i0, bi, j0, bj = block
     oh, ow = y.shape[:2]
     z = cols_buffer
@@ -141,19 +155,18 @@ def _output_tiles(m: np.ndarray, y: np.ndarray, block: tuple[int, int, int, int]
         z[r, 0] += m[4 * r + 2]
         np.subtract(m[4 * r + 1], m[4 * r + 2], out=z[r, 1])
         z[r, 1] -= m[4 * r + 3]
+    z[0] += z[1]
+    z[0] += z[2]  # z[0, b] = (A^T M A)[0, b]
+    z[1] -= z[2]
+    z[1] -= z[3]  # z[1, b] = (A^T M A)[1, b]
+    if b is not None:
+        kernels.add_row(z[:2].reshape(-1, z.shape[-1]), b)
     for a in range(2):
         rows = min(bi, (oh - a + 1) // 2 - i0)  # tiles of the block whose output row 2i + a is in y
-        for b in range(2):
-            cols = min(bj, (ow - b + 1) // 2 - j0)
-            target = y[2 * i0 + a : 2 * (i0 + rows) + a - 1 : 2, 2 * j0 + b : 2 * (j0 + cols) + b - 1 : 2]
-            first, second, third = (z[0], z[1], z[2]) if a == 0 else (z[1], z[2], z[3])
-            part = (slice(None, rows), slice(None, cols))
-            if a == 0:
-                np.add(first[b][part], second[b][part], out=target)
-                target += third[b][part]
-            else:
-                np.subtract(first[b][part], second[b][part], out=target)
-                target -= third[b][part]
+        for b_ in range(2):
+            cols = min(bj, (ow - b_ + 1) // 2 - j0)
+            target = y[2 * i0 + a : 2 * (i0 + rows) + a - 1 : 2, 2 * j0 + b_ : 2 * (j0 + cols) + b_ - 1 : 2]
+            np.copyto(target, z[a, b_, :rows, :cols])
 
 
 def conv_forward_tasks(
@@ -167,7 +180,7 @@ def conv_forward_tasks(
     c_out = w.shape[3]
     oh, ow = h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2
     tiles = _tiles((oh, ow))
-    xp = _padded_image(x, padding, tiles)
+    xp = _split_image(x, padding, tiles)
     u = weight_tiles(w)
     dtype = np.result_type(x, w)
     y = np.empty((oh, ow, n, c_out), dtype=dtype)
@@ -182,21 +195,16 @@ def conv_forward_tasks(
         for k in indices:
             i0, bi, j0, bj = block = blocks[k]
             v = buffer[: 16 * bi * bj * n * c].reshape(16, bi, bj, n, c)
-            _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2 * bj + 2, n, c))
+            _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2, bj + 1, n, c))
             m = buffer[size_v : size_v + 16 * bi * bj * n * c_out].reshape(16, bi * bj * n, c_out)
             np.matmul(v.reshape(16, bi * bj * n, c), u, out=m)
             _output_tiles(
                 m.reshape(16, bi, bj, n, c_out),
                 y,
                 block,
+                b,
                 rest[: 8 * bi * bj * n * c_out].reshape(4, 2, bi, bj, n, c_out),
             )
-            if b is not None:
-                rows, cols = slice(2 * i0, min(oh, 2 * (i0 + bi))), slice(2 * j0, min(ow, 2 * (j0 + bj)))
-                if bj == tiles[1]:
-                    kernels.add_row(y[rows].reshape(-1, c_out), b)
-                else:
-                    y[rows, cols] += b
 
     tasks: list[Callable[[], None]] = [partial(run_blocks, indices) for indices in intraop.pieces(len(blocks), 1)]
     return y.transpose(2, 0, 1, 3), tasks
@@ -236,8 +244,8 @@ def weight_grad_tasks(
     n, c, h, wd = x.shape
     _, oh, ow, c_out = g.shape
     tiles = _tiles((oh, ow))
-    xp = _padded_image(x, padding, tiles)
-    gp = _padded_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1))  # (2*rows, 2*cols, N, C_out)
+    xp = _split_image(x, padding, tiles)
+    gp = _split_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1))  # (2*rows, 2, cols, N, C_out)
     dtype = np.result_type(x, g)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
 
@@ -253,13 +261,13 @@ def weight_grad_tasks(
             i0, bi, j0, bj = block = blocks[k]
             count = bi * bj * n
             v = buffer[: 16 * count * c].reshape(16, bi, bj, n, c)
-            _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2 * bj + 2, n, c))
+            _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2, bj + 1, n, c))
             planes = buffer[size_v : size_v + 16 * count * c_out].reshape(4, 4, bi, bj, n, c_out)
-            cols = slice(2 * j0, 2 * (j0 + bj))
-            rows_t = rest[: 4 * bi * 2 * bj * n * c_out].reshape(4, bi, 2 * bj, n, c_out)
-            _a_transform(gp[2 * i0 : 2 * (i0 + bi) : 2, cols], gp[2 * i0 + 1 : 2 * (i0 + bi) : 2, cols], rows_t)
+            cols = slice(j0, j0 + bj)
+            rows_t = rest[: 4 * bi * 2 * bj * n * c_out].reshape(4, bi, 2, bj, n, c_out)
+            _a_transform(gp[2 * i0 : 2 * (i0 + bi) : 2, :, cols], gp[2 * i0 + 1 : 2 * (i0 + bi) : 2, :, cols], rows_t)
             for r in range(4):
-                _a_transform(rows_t[r][:, 0::2], rows_t[r][:, 1::2], planes[r])
+                _a_transform(rows_t[r][:, 0], rows_t[r][:, 1], planes[r])
             np.matmul(v.reshape(16, count, c).transpose(0, 2, 1), planes.reshape(16, count, c_out), out=part)
             total += part
         return total
