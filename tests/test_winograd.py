@@ -34,7 +34,7 @@ def im2col_path(x, w, b, g, padding, needs):
 
 
 def winograd_path(x, w, b, g, padding, needs, threads=1):
-    assert winograd.fits(w.shape, (1, 1), (1, 1), padding)
+    assert winograd.fits(x.shape[0], w.shape, (1, 1), (1, 1), padding)
     with tg.threads.exactly(threads):
         y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
         assert cols is None
@@ -50,7 +50,7 @@ def assert_close(got, want, dtype):
             np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
 
 
-small_winograd = mock.patch.multiple(winograd, MIN_CHANNELS=1, BLOCK_BYTES=512, MIN_ROWS=1)
+small_winograd = mock.patch.multiple(winograd, MIN_CHANNELS=1, MIN_IMAGE_CHANNELS=1, BLOCK_BYTES=512, MIN_ROWS=1)
 
 
 @given(
@@ -93,7 +93,7 @@ def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, ne
 )
 def test_winograd_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
     """Unpatched: these shapes take the Winograd path by themselves, strided inputs included."""
-    assert winograd.fits((3, 3, c, c_out), (1, 1), (1, 1), padding)
+    assert winograd.fits(n, (3, 3, c, c_out), (1, 1), (1, 1), padding)
     rng = np.random.default_rng(c + hw)
     x = rng.standard_normal((n, c, 2 * hw, hw)).astype(np.float32)[:, :, ::2]  # non-contiguous rows
     w = rng.standard_normal((c_out, c, 3, 3)).astype(np.float32).transpose(2, 3, 1, 0)  # conv2d's view
@@ -104,14 +104,16 @@ def test_winograd_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
 
 
 def test_fits_only_3x3_stride_1_convolutions_of_many_channels():
-    assert winograd.fits((3, 3, 32, 32), (1, 1), (1, 1), (1, 1))
-    assert winograd.fits((3, 3, 64, 128), (1, 1), (1, 1), (0, 1))
-    assert not winograd.fits((3, 3, 16, 32), (1, 1), (1, 1), (1, 1))  # too few channels to win
-    assert not winograd.fits((3, 3, 3, 32), (1, 1), (1, 1), (1, 1))
-    assert not winograd.fits((3, 3, 32, 32), (2, 2), (1, 1), (1, 1))
-    assert not winograd.fits((3, 3, 32, 32), (1, 1), (2, 2), (1, 1))
-    assert not winograd.fits((3, 3, 32, 32), (1, 1), (1, 1), (2, 2))
-    assert not winograd.fits((5, 5, 32, 32), (1, 1), (1, 1), (1, 1))
+    assert winograd.fits(1, (3, 3, 32, 32), (1, 1), (1, 1), (1, 1))
+    assert winograd.fits(8, (3, 3, 64, 128), (1, 1), (1, 1), (0, 1))
+    assert winograd.fits(2, (3, 3, 16, 32), (1, 1), (1, 1), (1, 1))
+    assert not winograd.fits(1, (3, 3, 16, 32), (1, 1), (1, 1), (1, 1))  # too little work per pixel to win
+    assert not winograd.fits(64, (3, 3, 3, 32), (1, 1), (1, 1), (1, 1))
+    assert not winograd.fits(64, (3, 3, 32, 8), (1, 1), (1, 1), (1, 1))
+    assert not winograd.fits(64, (3, 3, 32, 32), (2, 2), (1, 1), (1, 1))
+    assert not winograd.fits(64, (3, 3, 32, 32), (1, 1), (2, 2), (1, 1))
+    assert not winograd.fits(64, (3, 3, 32, 32), (1, 1), (1, 1), (2, 2))
+    assert not winograd.fits(64, (5, 5, 32, 32), (1, 1), (1, 1), (1, 1))
 
 
 def test_weight_transform_and_its_adjoint():
