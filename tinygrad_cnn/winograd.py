@@ -182,13 +182,21 @@ def conv_forward_tasks(
     padding ``padding``: the output (N, OH, OW, C_out) laid out batch-inner (OH, OW, N, C_out),
     left unwritten until the tasks returned with it have run (in any order, on any threads).
     Per block of tiles: V = B^T d B, M[ξ] = V[ξ] @ U[ξ] (one batched GEMM), y = A^T M A, the bias."""
-    n, c, h, wd = x.shape
+    oh, ow = x.shape[2] + 2 * padding[0] - 2, x.shape[3] + 2 * padding[1] - 2
+    return _split_conv_tasks(_split_image(x, padding, _tiles((oh, ow))), w, b, (oh, ow))
+
+
+def _split_conv_tasks(
+    xp: np.ndarray, w: np.ndarray, b: np.ndarray | None, out_hw: Shape
+) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """:func:`conv_forward_tasks` of the image xp split and padded by :func:`_split_image`, for an
+    output of ``out_hw``."""
+    n, c = xp.shape[3:]
     c_out = w.shape[3]
-    oh, ow = h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2
+    oh, ow = out_hw
     tiles = _tiles((oh, ow))
-    xp = _split_image(x, padding, tiles)
     u = weight_tiles(w)
-    dtype = np.result_type(x, w)
+    dtype = np.result_type(xp, w)
     y = np.empty((oh, ow, n, c_out), dtype=dtype)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
 
@@ -227,8 +235,14 @@ def input_grad_tasks(g: np.ndarray, w: np.ndarray, padding: Shape) -> tuple[np.n
     """conv2d's input gradient (N, C, H, W), laid out (H, W, N, C), from g (N, OH, OW, C_out) and w
     (3, 3, C, C_out): the correlation of g padded by 2 - padding with the flipped kernel whose
     channels are swapped (see the module's docstring), as :func:`conv_forward_tasks`' tasks."""
-    flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)
-    gx, tasks = conv_forward_tasks(g.transpose(0, 3, 1, 2), flipped, None, tuple(2 - p for p in padding))
+    full = tuple(2 - p for p in padding)
+    hw = (g.shape[1] + 2 * full[0] - 2, g.shape[2] + 2 * full[1] - 2)
+    return _input_grad_tasks(_split_image(g.transpose(0, 3, 1, 2), full, _tiles(hw)), w, hw)
+
+
+def _input_grad_tasks(gp: np.ndarray, w: np.ndarray, hw: Shape) -> tuple[np.ndarray, list[Callable[[], None]]]:
+    """:func:`input_grad_tasks` of g split and padded by :func:`_split_image`, for an image of ``hw``."""
+    gx, tasks = _split_conv_tasks(gp, w[::-1, ::-1].transpose(0, 1, 3, 2), None, hw)
     return gx.transpose(0, 3, 1, 2), tasks
 
 
@@ -237,21 +251,23 @@ def _a_transform(g0: np.ndarray, g1: np.ndarray, out: np.ndarray) -> None:
     np.copyto(out[0], g0)
     np.add(g0, g1, out=out[1])
     np.subtract(g0, g1, out=out[2])
-    np.negative(g1, out=out[3])
+    np.multiply(g1, -1, out=out[3])  # not np.negative: NumPy 2.4's float32 loop misreads g1 at some strides into out's
 
 
 def weight_grad_tasks(
-    x: np.ndarray, g: np.ndarray, padding: Shape
+    x: np.ndarray, g: np.ndarray, padding: Shape, g_split: np.ndarray | None = None
 ) -> tuple[list[Callable[[], np.ndarray]], Callable[[Sequence[np.ndarray]], np.ndarray]]:
     """conv2d's weight gradient (3, 3, C, C_out) from x (N, C, H, W) and g (N, OH, OW, C_out), as
     tasks that each sum dU = V^T @ (A g A^T) per ξ over a group of blocks of tiles, and the function
     that adds their results up in task order (the same sum whatever the thread count) and returns
-    dw = G^T dU G."""
+    dw = G^T dU G. ``g_split``: g as split by :func:`_split_image` with padding (1, 1) for the
+    input gradient at padding 1 (read from there, not copied again), else None."""
     n, c, h, wd = x.shape
     _, oh, ow, c_out = g.shape
     tiles = _tiles((oh, ow))
     xp = _split_image(x, padding, tiles)
-    gp = _split_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1))  # (2*rows, 2, cols, N, C_out)
+    offset = 0 if g_split is None else 1  # g's pixel (a, b) is gp's padded pixel (a + offset, b + offset)
+    gp = _split_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1)) if g_split is None else g_split
     dtype = np.result_type(x, g)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
 
@@ -269,9 +285,12 @@ def weight_grad_tasks(
             v = buffer[: 16 * count * c].reshape(16, bi, bj, n, c)
             _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2, bj + 1, n, c))
             planes = buffer[size_v : size_v + 16 * count * c_out].reshape(4, 4, bi, bj, n, c_out)
-            cols = slice(j0, j0 + bj)
             rows_t = rest[: 4 * bi * 2 * bj * n * c_out].reshape(4, bi, 2, bj, n, c_out)
-            _a_transform(gp[2 * i0 : 2 * (i0 + bi) : 2, :, cols], gp[2 * i0 + 1 : 2 * (i0 + bi) : 2, :, cols], rows_t)
+            first = 2 * i0 + offset
+            for b in range(2):  # the tiles' column b: g's columns 2j + b
+                parity, start = (b + offset) % 2, j0 + (b + offset) // 2
+                g0, g1 = (gp[first + a : first + a + 2 * bi - 1 : 2, parity, start : start + bj] for a in range(2))
+                _a_transform(g0, g1, rows_t[:, :, b])
             for r in range(4):
                 _a_transform(rows_t[r][:, 0], rows_t[r][:, 1], planes[r])
             np.matmul(v.reshape(16, count, c).transpose(0, 2, 1), planes.reshape(16, count, c_out), out=part)
@@ -298,11 +317,13 @@ def conv_grads(
     128, 128 channels: 15.0 ms against the fold's 10.6) the extra tiles cost more than the GEMMs save."""
     gx: np.ndarray | None = None
     x_tasks: list[Callable[[], None]] = []
+    g_split = None
     if need_x and tuple(padding) == (1, 1):
-        gx, x_tasks = input_grad_tasks(g, w, padding)
+        g_split = _split_image(g.transpose(0, 3, 1, 2), (1, 1), _tiles(x.shape[2:]))
+        gx, x_tasks = _input_grad_tasks(g_split, w, x.shape[2:])
     elif need_x:
         gx, x_tasks = kernels.fold_products_tasks(kernels.conv_rows(g), w, x.shape, (1, 1), (1, 1), padding)
-    w_tasks, add_up = weight_grad_tasks(x, g, padding) if need_w else ([], None)
+    w_tasks, add_up = weight_grad_tasks(x, g, padding, g_split) if need_w else ([], None)
     tasks: list[Callable[[], np.ndarray | None]] = [*x_tasks, *w_tasks]
     results = intraop.run(tasks)
     gw = add_up(cast(list[np.ndarray], results[len(x_tasks) :])) if add_up is not None else None
