@@ -34,7 +34,7 @@ def im2col_path(x, w, b, g, padding, needs):
 
 
 def winograd_path(x, w, b, g, padding, needs, threads=1):
-    assert winograd.fits(x.shape[0], w.shape, (1, 1), (1, 1), padding)
+    assert winograd.fits(x.shape, w.shape, (1, 1), (1, 1), padding)
     with tg.threads.exactly(threads):
         y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
         assert cols is None
@@ -50,7 +50,7 @@ def assert_close(got, want, dtype):
             np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
 
 
-small_winograd = mock.patch.multiple(winograd, MIN_CHANNELS=1, MIN_IMAGE_CHANNELS=1, BLOCK_BYTES=512, MIN_ROWS=1)
+small_winograd = mock.patch.multiple(winograd, MIN_CHANNELS=1, MIN_VALUES=1, BLOCK_BYTES=512, MIN_ROWS=1)
 
 
 @given(
@@ -89,14 +89,14 @@ def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, ne
 
 @pytest.mark.parametrize(
     ("n", "c", "c_out", "hw", "padding"),
-    [(2, 32, 32, 9, (1, 1)), (1, 48, 32, 6, (0, 0)), (3, 32, 40, 7, (1, 0)), (5, 64, 32, 4, (1, 1))],
+    [(2, 32, 32, 25, (1, 1)), (1, 48, 32, 32, (0, 0)), (3, 32, 40, 21, (1, 0)), (5, 64, 32, 16, (1, 1))],
 )
 def test_winograd_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
     """Unpatched: these shapes take the Winograd path by themselves, strided inputs included."""
-    assert winograd.fits(n, (3, 3, c, c_out), (1, 1), (1, 1), padding)
     rng = np.random.default_rng(c + hw)
     x = rng.standard_normal((n, c, 2 * hw, hw)).astype(np.float32)[:, :, ::2]  # non-contiguous rows
     w = rng.standard_normal((c_out, c, 3, 3)).astype(np.float32).transpose(2, 3, 1, 0)  # conv2d's view
+    assert winograd.fits(x.shape, w.shape, (1, 1), (1, 1), padding)
     b = rng.standard_normal(c_out).astype(np.float32)
     g = rng.standard_normal((n, hw + 2 * padding[0] - 2, hw + 2 * padding[1] - 2, c_out)).astype(np.float32)
     needs = (True, True, True)
@@ -104,16 +104,16 @@ def test_winograd_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
 
 
 def test_fits_only_3x3_stride_1_convolutions_of_many_channels():
-    assert winograd.fits(1, (3, 3, 32, 32), (1, 1), (1, 1), (1, 1))
-    assert winograd.fits(8, (3, 3, 64, 128), (1, 1), (1, 1), (0, 1))
-    assert winograd.fits(2, (3, 3, 16, 32), (1, 1), (1, 1), (1, 1))
-    assert not winograd.fits(1, (3, 3, 16, 32), (1, 1), (1, 1), (1, 1))  # too little work per pixel to win
-    assert not winograd.fits(64, (3, 3, 3, 32), (1, 1), (1, 1), (1, 1))
-    assert not winograd.fits(64, (3, 3, 32, 8), (1, 1), (1, 1), (1, 1))
-    assert not winograd.fits(64, (3, 3, 32, 32), (2, 2), (1, 1), (1, 1))
-    assert not winograd.fits(64, (3, 3, 32, 32), (1, 1), (2, 2), (1, 1))
-    assert not winograd.fits(64, (3, 3, 32, 32), (1, 1), (1, 1), (2, 2))
-    assert not winograd.fits(64, (5, 5, 32, 32), (1, 1), (1, 1), (1, 1))
+    assert winograd.fits((1, 32, 32, 32), (3, 3, 32, 32), (1, 1), (1, 1), (1, 1))
+    assert winograd.fits((8, 64, 8, 8), (3, 3, 64, 128), (1, 1), (1, 1), (0, 1))
+    assert winograd.fits((2, 16, 32, 32), (3, 3, 16, 32), (1, 1), (1, 1), (1, 1))
+    assert not winograd.fits((1, 32, 16, 16), (3, 3, 32, 32), (1, 1), (1, 1), (1, 1))  # too little work to win
+    assert not winograd.fits((64, 3, 32, 32), (3, 3, 3, 32), (1, 1), (1, 1), (1, 1))
+    assert not winograd.fits((64, 32, 32, 32), (3, 3, 32, 8), (1, 1), (1, 1), (1, 1))
+    assert not winograd.fits((64, 32, 32, 32), (3, 3, 32, 32), (2, 2), (1, 1), (1, 1))
+    assert not winograd.fits((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), (2, 2), (1, 1))
+    assert not winograd.fits((64, 32, 32, 32), (3, 3, 32, 32), (1, 1), (1, 1), (2, 2))
+    assert not winograd.fits((64, 32, 32, 32), (5, 5, 32, 32), (1, 1), (1, 1), (1, 1))
 
 
 def test_weight_transform_and_its_adjoint():
@@ -141,7 +141,7 @@ def test_winograd_conv2d_against_pytorch():
     """float32 conv2d forward and backward of 32 channels, against PyTorch's (oneDNN's) result."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
-    shapes = [(4, 32, 11, 11), (32, 32, 3, 3), 32, (4, 32, 11, 11)]
+    shapes = [(8, 32, 15, 15), (32, 32, 3, 3), 32, (8, 32, 15, 15)]
     x, w, b, g = (rng.standard_normal(s).astype(np.float32) for s in shapes)
     ours = [Tensor(a, requires_grad=True) for a in (x, w, b)]
     theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]

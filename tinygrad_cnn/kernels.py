@@ -728,7 +728,7 @@ def conv_forward(
     :func:`winograd.conv_forward` (None for the matrix)."""
     if pointwise(w.shape, padding):
         return pointwise_conv_forward(x, w, b, stride), None
-    if winograd.fits(x.shape[0], w.shape, stride, dilation, padding):
+    if winograd.fits(x.shape, w.shape, stride, dilation, padding):
         return winograd.conv_forward(x, w, b, padding), None
     kh, kw, c, c_out = w.shape
     cols = Im2col(x, (kh, kw), stride, dilation, padding, FORWARD_RUN_BYTES)
@@ -836,7 +836,7 @@ def conv_grads(
         gx, gw = pointwise_conv_grads(x, w, g, stride, need_x, need_w)
         return gx, gw, sum_axes(g, (0, 1, 2), False) if need_b else None
     g_rows = conv_rows(g)
-    if winograd.fits(x.shape[0], w.shape, stride, dilation, padding):
+    if winograd.fits(x.shape, w.shape, stride, dilation, padding):
         gx, gw = winograd.conv_grads(x, w, g, padding, need_x, need_w)
         return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
     if need_x and need_w and cols is None:

@@ -47,25 +47,27 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 BLOCK_BYTES = 2 << 20  # transformed planes (input's and output's) of a block of tiles
 MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well below its speed
 MIN_CHANNELS = 16  # see fits()
-MIN_IMAGE_CHANNELS = 32  # see fits()
+MIN_VALUES = 1 << 15  # see fits()
 
 
-def fits(n: int, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> bool:
-    """Whether conv2d of N = ``n`` images by a weight of ``w_shape`` (kh, kw, C, C_out) takes the
-    Winograd path: a 3x3 kernel at stride 1, dilation 1, padding 0 or 1, at least MIN_CHANNELS
-    input and output channels, and N times that at least MIN_IMAGE_CHANNELS. Below, the transforms
-    (slice-adds over N*C values per pixel) cost more than the GEMMs save. One thread, forward and
-    both gradients against the im2col path (docs/performance.md has the command): 1.2-1.7x from 32
-    channels at batch 8-128 (1.13x for one image of 32 channels), 1.1-1.3x for 16 channels at
-    batch 8 and more, 0.85x for one image of 16, 0.4x for the forward of 3 -> 32 channels."""
+def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> bool:
+    """Whether conv2d of x (N, C, H, W) of ``x_shape`` by a weight of ``w_shape`` (kh, kw, C, C_out)
+    takes the Winograd path: a 3x3 kernel at stride 1, dilation 1, padding 0 or 1, at least
+    MIN_CHANNELS input and output channels, and at least MIN_VALUES of N*H*W times the smaller
+    channel count. Below, the transforms (slice-adds over runs of N*C values, a few dozen NumPy
+    calls per block of tiles) cost more than the GEMMs save. One thread, forward and both
+    gradients against the im2col path (docs/performance.md has the command): 1.2-1.7x from 32
+    channels at batch 8-128, 1.1-1.4x for 16 channels at 2-64 images of 32x32, but 0.84x for one
+    16x16 image of 32 channels, 0.94x for 4 of 16 channels, 0.4x for the forward of 3 -> 32."""
     kh, kw, c, c_out = w_shape
+    n, _, h, w = x_shape
     return (
         (kh, kw) == (3, 3)
         and tuple(stride) == (1, 1)
         and tuple(dilation) == (1, 1)
         and all(p in (0, 1) for p in padding)
         and min(c, c_out) >= MIN_CHANNELS
-        and n * min(c, c_out) >= MIN_IMAGE_CHANNELS
+        and n * h * w * min(c, c_out) >= MIN_VALUES
     )
 
 
