@@ -13,9 +13,9 @@ d = xp[2i : 2i+4, 2j : 2j+4] of the zero-padded image xp (tiles overlap by 2), a
 With U = G w G^T (4, 4, C, C_out) and V = B^T d B (4, 4, tiles, C), the sum over channels at each
 of the 16 positions ξ of the 4x4 transformed tile is one GEMM M[ξ] = V[ξ] @ U[ξ], (tiles, C) @
 (C, C_out): 16 multiply-adds per input channel and output channel for 4 output pixels, where
-im2col's GEMM takes 9 per pixel. The transforms are additions of strided slices of arrays laid out
-batch-inner, (H, W, N, C) as conv2d's outputs are (:func:`kernels.conv_output`): each slice is
-runs of N*C values.
+im2col's GEMM takes 9 per pixel. The transforms are additions of strided slices of the image laid
+out batch-inner, (H, W, N, C) as conv2d's outputs are (:func:`kernels.conv_output`), with its
+columns split by parity (:func:`_split_image`), so that each slice is one long run per block of tiles.
 
 The gradients, for a loss with gradient g (N, OH, OW, C_out) at y:
 
@@ -47,6 +47,7 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 BLOCK_BYTES = 2 << 20  # transformed planes (input's and output's) of a block of tiles
 MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well below its speed
 MIN_CHANNELS = 16  # see fits()
+TASK_SHARE = 4  # blocks cost dozens of NumPy calls each: a task takes TASK_SHARE times kernels.TASK_BYTES at least
 MIN_VALUES = 1 << 15  # see fits()
 
 
@@ -119,9 +120,14 @@ def _blocks(tiles: Shape, n: int, channels: int, itemsize: int) -> list[tuple[in
     """The (rows, columns) grid of tiles cut into blocks of consecutive tiles (first row, rows,
     first column, columns): whole rows of tiles when a row fits in BLOCK_BYTES of transformed
     planes (16 per tile, ``channels`` values for each of the N images: inputs and outputs together),
-    else equal pieces of one row; at least MIN_ROWS GEMM rows each. Depends on the shapes only."""
+    else equal pieces of one row; at least MIN_ROWS GEMM rows each, and large work cut into
+    kernels.MIN_BLOCKS blocks at least (for threads), as :class:`kernels.Im2col`'s, but with
+    TASK_SHARE times its work per task at least (one 4-image 32x32 16-channel conv in 4 blocks
+    rather than 1 ran 0.8x of im2col's speed against 1.2x). Depends on the shapes only."""
     th, tw = tiles
-    per_block = max(-(-MIN_ROWS // n), BLOCK_BYTES // (16 * n * channels * itemsize), 1)
+    tile_bytes = 16 * n * channels * itemsize
+    per_block = min(BLOCK_BYTES // tile_bytes, -(-th * tw // kernels.split_count(th * tw * tile_bytes // TASK_SHARE)))
+    per_block = max(-(-MIN_ROWS // n), per_block, 1)
     if per_block >= tw:
         step = per_block // tw
         return [(i, min(step, th - i), 0, tw) for i in range(0, th, step)]
@@ -177,22 +183,22 @@ def _output_tiles(
             np.copyto(target, z[a, b_, :rows, :cols])
 
 
-def conv_forward_tasks(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape
-) -> tuple[np.ndarray, list[Callable[[], None]]]:
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape) -> np.ndarray:
     """conv2d of x (N, C, H, W) by w (3, 3, C, C_out) plus b (C_out,) or None, stride 1, zero
-    padding ``padding``: the output (N, OH, OW, C_out) laid out batch-inner (OH, OW, N, C_out),
-    left unwritten until the tasks returned with it have run (in any order, on any threads).
+    padding ``padding``: the output (N, OH, OW, C_out), laid out batch-inner (OH, OW, N, C_out).
     Per block of tiles: V = B^T d B, M[ξ] = V[ξ] @ U[ξ] (one batched GEMM), y = A^T M A, the bias."""
     oh, ow = x.shape[2] + 2 * padding[0] - 2, x.shape[3] + 2 * padding[1] - 2
-    return _split_conv_tasks(_split_image(x, padding, _tiles((oh, ow))), w, b, (oh, ow))
+    y, tasks = _split_conv_tasks(_split_image(x, padding, _tiles((oh, ow))), w, b, (oh, ow))
+    intraop.run(tasks)
+    return y
 
 
 def _split_conv_tasks(
     xp: np.ndarray, w: np.ndarray, b: np.ndarray | None, out_hw: Shape
 ) -> tuple[np.ndarray, list[Callable[[], None]]]:
-    """:func:`conv_forward_tasks` of the image xp split and padded by :func:`_split_image`, for an
-    output of ``out_hw``."""
+    """:func:`conv_forward` of the image xp split and padded by :func:`_split_image`, for an output
+    of ``out_hw``: the output, left unwritten until the tasks returned with it have run (in any
+    order, on any threads)."""
     n, c = xp.shape[3:]
     c_out = w.shape[3]
     oh, ow = out_hw
@@ -226,24 +232,11 @@ def _split_conv_tasks(
     return y.transpose(2, 0, 1, 3), tasks
 
 
-def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape) -> np.ndarray:
-    """conv2d's output (N, OH, OW, C_out), laid out batch-inner (see :func:`conv_forward_tasks`)."""
-    y, tasks = conv_forward_tasks(x, w, b, padding)
-    intraop.run(tasks)
-    return y
-
-
-def input_grad_tasks(g: np.ndarray, w: np.ndarray, padding: Shape) -> tuple[np.ndarray, list[Callable[[], None]]]:
-    """conv2d's input gradient (N, C, H, W), laid out (H, W, N, C), from g (N, OH, OW, C_out) and w
-    (3, 3, C, C_out): the correlation of g padded by 2 - padding with the flipped kernel whose
-    channels are swapped (see the module's docstring), as :func:`conv_forward_tasks`' tasks."""
-    full = tuple(2 - p for p in padding)
-    hw = (g.shape[1] + 2 * full[0] - 2, g.shape[2] + 2 * full[1] - 2)
-    return _input_grad_tasks(_split_image(g.transpose(0, 3, 1, 2), full, _tiles(hw)), w, hw)
-
-
 def _input_grad_tasks(gp: np.ndarray, w: np.ndarray, hw: Shape) -> tuple[np.ndarray, list[Callable[[], None]]]:
-    """:func:`input_grad_tasks` of g split and padded by :func:`_split_image`, for an image of ``hw``."""
+    """conv2d's input gradient (N, C, H, W) of an image of ``hw``, laid out (H, W, N, C), from g
+    (N, OH, OW, C_out) padded by 2 - padding and split by :func:`_split_image` (gp) and w (3, 3, C,
+    C_out): the correlation of g with the flipped kernel whose channels are swapped (see the
+    module's docstring), as :func:`_split_conv_tasks`' tasks."""
     gx, tasks = _split_conv_tasks(gp, w[::-1, ::-1].transpose(0, 1, 3, 2), None, hw)
     return gx.transpose(0, 3, 1, 2), tasks
 
