@@ -50,7 +50,9 @@ def assert_close(got, want, dtype):
             np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
 
 
-small_winograd = mock.patch.multiple(winograd, MIN_CHANNELS=1, MIN_VALUES=1, BLOCK_BYTES=512, MIN_ROWS=1)
+small_winograd = mock.patch.multiple(
+    winograd, MIN_CHANNELS=1, MIN_VALUES=1, MIN_FULL_PIXELS=1, BLOCK_BYTES=512, MIN_ROWS=1
+)
 
 
 @given(
@@ -61,12 +63,14 @@ small_winograd = mock.patch.multiple(winograd, MIN_CHANNELS=1, MIN_VALUES=1, BLO
     bias=st.booleans(),
     needs=st.sampled_from([(True, True, True), (True, False, False), (False, True, True)]),
     block_bytes=st.sampled_from([64, 512, 4096, 1 << 21]),
+    full_pixels=st.sampled_from([1, 1 << 20]),
 )
 @settings(max_examples=150, deadline=None)
-def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, needs, block_bytes):
+def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, needs, block_bytes, full_pixels):
     """Output, input and weight gradients of x in any layout, odd and even sizes, batch 1 and more:
     the im2col path's to float64 rounding (tight) or within F32_TOLERANCE in float32; the output
-    and the input gradient laid out batch-inner; the same bits on 1 and 3 threads."""
+    and the input gradient laid out batch-inner; the same bits on 1 and 3 threads. Unpadded, the
+    input gradient is the full correlation or the fold (full_pixels)."""
     n, c, h, wd, c_out = shape
     h, wd = h + 2 - 2 * padding[0], wd + 2 - 2 * padding[1]  # at least one output row and column
     rng = np.random.default_rng(sum(shape))
@@ -75,7 +79,7 @@ def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, ne
     b = rng.standard_normal(c_out).astype(dtype) if bias else None
     g = rng.standard_normal((n, h + 2 * padding[0] - 2, wd + 2 * padding[1] - 2, c_out)).astype(dtype)
     want = im2col_path(x, w, b, g, padding, needs)
-    with small_winograd, mock.patch.object(winograd, "BLOCK_BYTES", block_bytes):
+    with small_winograd, mock.patch.multiple(winograd, BLOCK_BYTES=block_bytes, MIN_FULL_PIXELS=full_pixels):
         got = winograd_path(x, w, b, g, padding, needs)
         on_three = winograd_path(x, w, b, g, padding, needs, threads=3)
     assert_close(got, want, dtype)
@@ -83,7 +87,7 @@ def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, ne
         assert (a is None and a3 is None) or np.array_equal(a, a3)
     y, gx = got[0], got[1]
     assert y.transpose(1, 2, 0, 3).flags.c_contiguous  # (OH, OW, N, C_out) in memory
-    if gx is not None and padding == (1, 1):
+    if gx is not None and (padding == (1, 1) or full_pixels == 1):
         assert gx.transpose(2, 3, 0, 1).flags.c_contiguous  # (H, W, N, C)
 
 

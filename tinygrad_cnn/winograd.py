@@ -49,6 +49,7 @@ MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well 
 MIN_CHANNELS = 16  # see fits()
 TASK_SHARE = 4  # blocks cost dozens of NumPy calls each: a task takes TASK_SHARE times kernels.TASK_BYTES at least
 MIN_VALUES = 1 << 15  # see fits()
+MIN_FULL_PIXELS = 14 * 14  # see conv_grads()
 
 
 def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> bool:
@@ -250,19 +251,20 @@ def _a_transform(g0: np.ndarray, g1: np.ndarray, out: np.ndarray) -> None:
 
 
 def weight_grad_tasks(
-    x: np.ndarray, g: np.ndarray, padding: Shape, g_split: np.ndarray | None = None
+    x: np.ndarray, g: np.ndarray, padding: Shape, g_split: tuple[np.ndarray, Shape] | None = None
 ) -> tuple[list[Callable[[], np.ndarray]], Callable[[Sequence[np.ndarray]], np.ndarray]]:
     """conv2d's weight gradient (3, 3, C, C_out) from x (N, C, H, W) and g (N, OH, OW, C_out), as
     tasks that each sum dU = V^T @ (A g A^T) per ξ over a group of blocks of tiles, and the function
     that adds their results up in task order (the same sum whatever the thread count) and returns
-    dw = G^T dU G. ``g_split``: g as split by :func:`_split_image` with padding (1, 1) for the
-    input gradient at padding 1 (read from there, not copied again), else None."""
+    dw = G^T dU G. ``g_split``: g as split by :func:`_split_image` for the input gradient, with the
+    padding it got there (read from there, not copied again), or None."""
     n, c, h, wd = x.shape
     _, oh, ow, c_out = g.shape
     tiles = _tiles((oh, ow))
     xp = _split_image(x, padding, tiles)
-    offset = 0 if g_split is None else 1  # g's pixel (a, b) is gp's padded pixel (a + offset, b + offset)
-    gp = _split_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1)) if g_split is None else g_split
+    if g_split is None:
+        g_split = _split_image(g.transpose(0, 3, 1, 2), (0, 0), (tiles[0] - 1, tiles[1] - 1)), (0, 0)
+    gp, (top, left) = g_split  # g's pixel (a, b) is gp's padded pixel (a + top, b + left)
     dtype = np.result_type(x, g)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
 
@@ -281,9 +283,9 @@ def weight_grad_tasks(
             _input_planes(xp, block, v, rest[: 4 * bi * (2 * bj + 2) * n * c].reshape(4, bi, 2, bj + 1, n, c))
             planes = buffer[size_v : size_v + 16 * count * c_out].reshape(4, 4, bi, bj, n, c_out)
             rows_t = rest[: 4 * bi * 2 * bj * n * c_out].reshape(4, bi, 2, bj, n, c_out)
-            first = 2 * i0 + offset
+            first = 2 * i0 + top
             for b in range(2):  # the tiles' column b: g's columns 2j + b
-                parity, start = (b + offset) % 2, j0 + (b + offset) // 2
+                parity, start = (b + left) % 2, j0 + (b + left) // 2
                 g0, g1 = (gp[first + a : first + a + 2 * bi - 1 : 2, parity, start : start + bj] for a in range(2))
                 _a_transform(g0, g1, rows_t[:, :, b])
             for r in range(4):
@@ -306,16 +308,20 @@ def conv_grads(
     x: np.ndarray, w: np.ndarray, g: np.ndarray, padding: Shape, need_x: bool, need_w: bool
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """conv2d's input gradient (N, C, H, W) (laid out (H, W, N, C)) and weight gradient (3, 3, C, C_out)
-    (None where not needed) from g (N, OH, OW, C_out): the tasks of both run from one queue. Without
-    padding, the input gradient is the im2col path's fold (:func:`kernels.fold_products_tasks`):
-    the full correlation then pads g by 2 on each side, and on small images (a 5x5 g at batch
-    128, 128 channels: 15.0 ms against the fold's 10.6) the extra tiles cost more than the GEMMs save."""
+    (None where not needed) from g (N, OH, OW, C_out): the tasks of both run from one queue, reading
+    one copy of g. Unpadded on a small g, the input gradient is the im2col path's fold
+    (:func:`kernels.fold_products_tasks`): the full correlation pads g by 2 - padding on each side
+    and computes H x W pixels, where the fold takes OH x OW windows, and below MIN_FULL_PIXELS
+    of g that costs more than the GEMMs save (one thread: a 13x13 g of 64 channels at batch 64,
+    0.93x of the fold's speed; 5x5 at batch 128 and 128 channels, 0.72x; 14x14 and more, 1.2-1.6x)."""
     gx: np.ndarray | None = None
     x_tasks: list[Callable[[], None]] = []
     g_split = None
-    if need_x and tuple(padding) == (1, 1):
-        g_split = _split_image(g.transpose(0, 3, 1, 2), (1, 1), _tiles(x.shape[2:]))
-        gx, x_tasks = _input_grad_tasks(g_split, w, x.shape[2:])
+    _, oh, ow, _ = g.shape
+    if need_x and (tuple(padding) == (1, 1) or oh * ow >= MIN_FULL_PIXELS):
+        full = (2 - padding[0], 2 - padding[1])
+        g_split = _split_image(g.transpose(0, 3, 1, 2), full, _tiles(x.shape[2:])), full
+        gx, x_tasks = _input_grad_tasks(g_split[0], w, x.shape[2:])
     elif need_x:
         gx, x_tasks = kernels.fold_products_tasks(kernels.conv_rows(g), w, x.shape, (1, 1), (1, 1), padding)
     w_tasks, add_up = weight_grad_tasks(x, g, padding, g_split) if need_w else ([], None)
