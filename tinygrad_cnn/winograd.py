@@ -143,8 +143,8 @@ def _input_planes(xp: np.ndarray, block: tuple[int, int, int, int], v: np.ndarra
     d = [xp[2 * i0 + r : 2 * i0 + r + 2 * bi - 1 : 2, :, j0 : j0 + bj + 1] for r in range(4)]  # tiles' row r
     t = rows_buffer
     _b_transform(d, t)
-    for r in range(4):
-        _b_transform([t[r][:, s % 2, s // 2 : s // 2 + bj] for s in range(4)], v[4 * r : 4 * r + 4])
+    by_column = v.reshape(4, 4, *v.shape[1:]).swapaxes(0, 1)  # [s', r'] = V[4 r' + s']: all rows r' in one op
+    _b_transform([t[:, :, s % 2, s // 2 : s // 2 + bj] for s in range(4)], by_column)
 
 
 def _b_transform(d: Sequence[np.ndarray], out: np.ndarray) -> None:
@@ -165,11 +165,11 @@ def _output_tiles(
     i0, bi, j0, bj = block
     oh, ow = y.shape[:2]
     z = cols_buffer
-    for r in range(4):
-        np.add(m[4 * r], m[4 * r + 1], out=z[r, 0])
-        z[r, 0] += m[4 * r + 2]
-        np.subtract(m[4 * r + 1], m[4 * r + 2], out=z[r, 1])
-        z[r, 1] -= m[4 * r + 3]
+    planes = m.reshape(4, 4, *m.shape[1:])  # [r, s] = M[4 r + s]; each op below covers all rows r
+    np.add(planes[:, 0], planes[:, 1], out=z[:, 0])
+    z[:, 0] += planes[:, 2]
+    np.subtract(planes[:, 1], planes[:, 2], out=z[:, 1])
+    z[:, 1] -= planes[:, 3]
     z[0] += z[1]
     z[0] += z[2]  # z[0, b] = (A^T M A)[0, b]
     z[1] -= z[2]
@@ -288,8 +288,7 @@ def weight_grad_tasks(
                 parity, start = (b + left) % 2, j0 + (b + left) // 2
                 g0, g1 = (gp[first + a : first + a + 2 * bi - 1 : 2, parity, start : start + bj] for a in range(2))
                 _a_transform(g0, g1, rows_t[:, :, b])
-            for r in range(4):
-                _a_transform(rows_t[r][:, 0], rows_t[r][:, 1], planes[r])
+            _a_transform(rows_t[:, :, 0], rows_t[:, :, 1], planes.swapaxes(0, 1))  # all rows r in each op
             np.matmul(v.reshape(16, count, c).transpose(0, 2, 1), planes.reshape(16, count, c_out), out=part)
             total += part
         return total
