@@ -58,9 +58,9 @@ def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding
     MIN_CHANNELS input and output channels, and at least MIN_VALUES of N*H*W times the smaller
     channel count. Below, the transforms (slice-adds over the image, a few dozen NumPy calls per
     block of tiles) cost more than the GEMMs save. Forward and backward on one thread against the
-    im2col path (``benchmarks/winograd.py --all``, docs/performance.md): 1.2-1.8x with padding 1
-    from 16 channels at 8 or more images, 1.1-1.4x unpadded; turned down: 0.83x for one 32x32 image
-    of 16 channels, 0.79x for one 16x16 image of 32, 0.61x for 3 -> 32 channels."""
+    im2col path (``benchmarks/winograd.py --all``, docs/performance.md): 1.3-1.7x with padding 1
+    from 16 channels at 8 or more images, 1.1-1.5x unpadded; turned down: 0.96x for one 32x32 image
+    of 16 channels, 0.89x for one 16x16 image of 32, 0.64x for 3 -> 32 channels."""
     kh, kw, c, c_out = w_shape
     n, _, h, w = x_shape
     return (
