@@ -12,7 +12,10 @@ every conv with padding 1 and a relu), ``strided`` (3x64x64: conv 3->32 7x7 stri
 relu, pool 2, conv 32->64 3x3 stride 2 padding 1, relu, linear 4096->10), ``mobilenet`` (3x32x32:
 conv3x3 3->32, depthwise 3x3 of 32 channels (groups 32), conv1x1 32->64, avg pool 2, depthwise
 3x3 of 64, conv1x1 64->128, a relu after every conv, 3x3s with padding 1, global average pool,
-linear 128->10; needs conv2d's ``groups``) and ``hvp`` (a
+linear 128->10; needs conv2d's ``groups``), ``dcgan`` (a DCGAN-style generator: a 64-d latent
+(N, 64, 1, 1), conv_transpose2d 64->128 4x4, then 128->64, 64->32 and 32->3 4x4 stride 2 padding 1,
+a relu after each but the last, tanh, 3x32x32 images, a linear 3072->10 head for the loss; needs
+``nn.functional.conv_transpose2d``) and ``hvp`` (a
 Hessian-vector product of LeNet-ish's loss with respect to its weights: double backward). Never
 tune to one of them: compare a change on all of them, at small and large batches.
 
@@ -45,7 +48,7 @@ from typing import Any
 import numpy as np
 
 SAMPLE_STEPS = 5
-NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided", "mobilenet")
+NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided", "mobilenet", "dcgan")
 
 
 def serve(repo: str, net: str, batch: int, tune: bool) -> None:
@@ -101,6 +104,15 @@ def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         channels = (3, 16, 16, 32, 32, 64)
         return [a for c_in, c_out in zip(channels, channels[1:]) for a in layer(c_in, c_out, 3)] + layer(1024, 10), x
+    if net == "dcgan":
+        channels = (64, 128, 64, 32, 3)
+        # weights as PyTorch lays out a transposed convolution's: (C_in, C_out, kh, kw)
+        convs = [
+            a
+            for c_in, c_out in zip(channels, channels[1:])
+            for a in (param(c_in, c_out, 4, 4, fan_in=c_out * 16), param(c_out, fan_in=c_out * 16))
+        ]
+        return convs + layer(3 * 32 * 32, 10), rng.standard_normal((batch, 64, 1, 1)).astype(np.float32)
     if net == "mlp":
         return layer(784, 512) + layer(512, 512) + layer(512, 10), rng.standard_normal((batch, 784)).astype(np.float32)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)  # conv7
@@ -136,6 +148,12 @@ def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
             h = F.relu(F.conv2d(h, p[2 * i], p[2 * i + 1], padding=1))
             h = F.max_pool2d(h, 2) if pool else h
         return F.linear(h.reshape(batch, -1), p[10], p[11])
+    if net == "dcgan":
+        h = F.relu(F.conv_transpose2d(x, p[0], p[1]))  # 1x1 -> 4x4
+        for i in (1, 2):
+            h = F.relu(F.conv_transpose2d(h, p[2 * i], p[2 * i + 1], stride=2, padding=1))
+        h = F.tanh(F.conv_transpose2d(h, p[6], p[7], stride=2, padding=1))  # 3x32x32
+        return F.linear(h.reshape(batch, -1), p[8], p[9])
     if net == "mlp":
         h = F.relu(F.linear(x, p[0], p[1]))
         return F.linear(F.relu(F.linear(h, p[2], p[3])), p[4], p[5])
@@ -147,6 +165,9 @@ def our_step(repo: Path, net: str, arrays: list, x: np.ndarray, y: np.ndarray, v
     sys.path.insert(0, str(repo))
     import tinygrad_cnn as tg
     from tinygrad_cnn import functional as F
+
+    if net == "dcgan":  # conv_transpose2d lives at PyTorch's path only
+        from tinygrad_cnn.nn import functional as F  # type: ignore[no-redef]
 
     if tune:
         from tinygrad_cnn.memory import tune_allocator

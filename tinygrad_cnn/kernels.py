@@ -1026,6 +1026,18 @@ def conv_rows(g: np.ndarray) -> np.ndarray:
     return g.transpose(1, 2, 0, 3).reshape(oh * ow * n, c)
 
 
+def image_rows(x: np.ndarray) -> np.ndarray:
+    """x (N, C, H, W) as (H*W*N, C) rows of channels, batch-inner, as :func:`conv_rows` reads a
+    conv2d output's gradient: a view where x is laid out (H, W, N, C) already (conv2d's and
+    conv_transpose2d's outputs), else a copy in slabs (:func:`copy_in_slabs`). For a transposed
+    convolution, whose input plays the part of conv2d's output gradient."""
+    n, c, h, w = x.shape
+    rows = reshaped_view(x.transpose(2, 3, 0, 1), (h * w * n, c))
+    if rows is not None and _blas_ready(rows):
+        return rows
+    return copy_in_slabs(x.transpose(2, 3, 0, 1), np.empty((h, w, n, c), dtype=x.dtype)).reshape(h * w * n, c)
+
+
 def fold_products(
     g_rows: np.ndarray, w: np.ndarray, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape = (0, 0)
 ) -> np.ndarray:
