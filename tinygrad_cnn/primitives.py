@@ -848,7 +848,7 @@ class ConvTranspose(Primitive):
     ) -> np.ndarray:
         n, _, h, wd = x.shape
         kh, kw, per_group, _ = w.shape
-        y_shape = (n, per_group * groups, *size)
+        w_in, y_shape = w, (n, per_group * groups, *size)
         windows = kernels.out_hw((size[0] + 2 * padding[0], size[1] + 2 * padding[1]), (kh, kw), stride, dilation)
         if windows != (h, wd):
             raise ValueError(
@@ -856,6 +856,8 @@ class ConvTranspose(Primitive):
                 f"(stride {stride}, dilation {dilation}, padding {padding}), not the input's {(h, wd)}"
             )
         x_rows = kernels.image_rows(x)
+        if not w.flags.c_contiguous:  # conv_transpose2d's permuted view: one copy in slabs, not one per kernel
+            w = kernels.copy_in_slabs(w, np.empty(w.shape, dtype=w.dtype))
         if groups == 1:
             y = kernels.fold_products(x_rows, w, y_shape, stride, dilation, padding)
         else:
@@ -866,14 +868,14 @@ class ConvTranspose(Primitive):
                 kernels.add_row(y_rows, b)  # in place, batch-inner rows
             else:
                 y = y + b.reshape(-1, 1, 1)
-        ctx.save_for_backward(x, w)
-        ctx.values = (stride, dilation, padding, groups, x_rows)  # x_rows: x itself, or its batch-inner copy
+        ctx.save_for_backward(x, w_in)
+        ctx.values = (stride, dilation, padding, groups, x_rows, w)  # x's rows and w laid out for the kernels
         return y
 
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
-        stride, dilation, padding, groups, _ = ctx.values
+        stride, dilation, padding, groups = ctx.values[:4]
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = gw = None
         if need_x:
@@ -889,22 +891,24 @@ class ConvTranspose(Primitive):
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
-        _, w = ctx.saved_arrays
-        stride, dilation, padding, groups, x_rows = ctx.values
+        _, w_in = ctx.saved_arrays
+        stride, dilation, padding, groups, x_rows, w = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gx = gw = cols = None
-        if need_x:
-            if groups == 1:
-                conv, cols = kernels.conv_forward(g, w, None, stride, dilation, padding)
-            else:
-                conv = kernels.grouped_conv_forward(g, w, None, stride, dilation, padding, groups)
-            gx = conv.transpose(0, 3, 1, 2)
-        if need_w:
-            if groups == 1:
-                gw = kernels.conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, cols)
-            else:
-                gw = kernels.grouped_conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, groups)
-            gw = kernels.laid_out_like(gw, w)  # w is conv_transpose2d's permuted view of the weight
+        conv = gw = None
+        if need_x and need_w and groups == 1 and not kernels.pointwise(w.shape, padding):  # one pass over g's blocks
+            conv, gw = kernels.conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding)
+        elif groups == 1:
+            conv, cols = kernels.conv_forward(g, w, None, stride, dilation, padding) if need_x else (None, None)
+            gw = kernels.conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+        else:
+            conv = kernels.grouped_conv_forward(g, w, None, stride, dilation, padding, groups) if need_x else None
+            gw = (
+                kernels.grouped_conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, groups)
+                if need_w
+                else None
+            )
+        gx = None if conv is None else conv.transpose(0, 3, 1, 2)
+        gw = None if gw is None else kernels.laid_out_like(gw, w_in)  # w_in: conv_transpose2d's permuted view
         return gx, gw, kernels.sum_axes(g, (0, 2, 3), False) if need_b else None
 
 
