@@ -79,6 +79,8 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "batch_norm1d": (lambda nn: nn.BatchNorm1d(256), (256, 256)),
     "layer_norm": (lambda nn: nn.LayerNorm(256), (256, 256)),
     "group_norm": (lambda nn: nn.GroupNorm(8, 32), (64, 32, 16, 16)),
+    "batch_norm2d_after_conv": (lambda nn: nn.BatchNorm2d(32), (64, 32, 16, 16)),
+    "group_norm_after_conv": (lambda nn: nn.GroupNorm(8, 32), (64, 32, 16, 16)),
 }
 
 

@@ -137,7 +137,14 @@ def _standardize(pick: Pick) -> tg.Tensor:
         axes_order.append(remaining.pop(k))
     x = pick.leaf(tuple(shape[a] for a in axes_order), requires_grad=True).permute(*np.argsort(axes_order))
     axes = tuple(a for a in range(4) if pick.bool()) or (3,)
-    return F.standardize(x, axes, 1e-5 if pick.bool() else 0.5) * pick.leaf(shape)
+    eps = 1e-5 if pick.bool() else 0.5
+    if pick.bool():
+        return F.standardize(x, axes, eps) * pick.leaf(shape)
+    # with a weight and a bias along some axes: folded into one scale and shift when they are small
+    affine = tuple(n if pick.int(0, 2) == 0 else 1 for n in shape)
+    weight = pick.leaf(affine, requires_grad=pick.bool()) if pick.bool() else None
+    bias = pick.leaf(affine, requires_grad=pick.bool()) if weight is None or pick.bool() else None
+    return P.Standardize.apply(x, weight, bias, axes, eps) * pick.leaf(shape)
 
 
 def _arithmetic(pick: Pick) -> tg.Tensor:

@@ -13,7 +13,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tinygrad_cnn as tg
@@ -175,6 +175,24 @@ def test_sum_over_a_few_short_axes_as_slices_equals_numpys(data, dtype, keepdims
     scale = np.abs(x).astype(np.float64).sum(axes, keepdims=keepdims)
     tolerance = {np.float16: 2e-3, np.float32: 1e-6, np.float64: 1e-14}[dtype]
     assert (np.abs(got.astype(np.float64) - want) <= tolerance * scale + 1e-30).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64, np.int64]), keepdims=st.booleans())
+def test_sum_over_any_axes_in_any_layout_equals_numpys(data, dtype, keepdims):
+    """kernels.sum_axes against a float64 sum: the innermost axes in memory summed by a GEMM with
+    ones, a mix of innermost and outermost axes split into two sums, whatever the layout."""
+    shape = tuple(data.draw(st.lists(st.sampled_from([1, 3, 8, 40, 130]), min_size=1, max_size=4)))
+    assume(math.prod(shape) >= kernels.SHORT_SUM_MIN)
+    axes = tuple(data.draw(st.permutations(sorted(data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))))))
+    order = data.draw(st.permutations(range(len(shape))))
+    x = (np.random.default_rng(len(shape)).standard_normal([shape[a] for a in order]) * 100).astype(dtype)
+    x = x.transpose(kernels.inverse(list(order)))
+    got = kernels.sum_axes(x, axes, keepdims)
+    want = x.astype(np.float64).sum(axes, keepdims=keepdims)
+    assert got.dtype == x.sum(axes).dtype and got.shape == want.shape
+    scale = np.abs(x).astype(np.float64).sum(axes, keepdims=keepdims)
+    assert (np.abs(got - want) <= {np.float32: 1e-6, np.float64: 1e-14, np.int64: 0}[dtype] * scale).all()
 
 
 @pytest.mark.parametrize("rows", [9, 1001, 100_000])

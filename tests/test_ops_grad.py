@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
 from tinygrad_cnn import Tensor
+from tinygrad_cnn import primitives as P
 from tinygrad_cnn.testing import gradcheck, gradgradcheck
 from tinygrad_cnn.testing.strategies import (
     arrays,
@@ -653,6 +654,43 @@ def test_standardize(shape, data):
     y = F.standardize(laid_out, axes, eps)
     centred = x.array - x.array.mean(axes, keepdims=True)
     np.testing.assert_allclose(y.array, centred / np.sqrt((centred**2).mean(axes, keepdims=True) + eps), atol=1e-10)
+
+
+@given(shape=shapes(min_dims=1, max_dims=4, max_side=4), data=st.data())
+def test_standardize_affine(shape, data):
+    """Standardize with a weight and a bias along any axes (folded into one scale and shift where
+    they are constant along most of x, as a batch or group norm's are), against finite differences
+    and the formula, in any memory layout."""
+    axes = tuple(sorted(data.draw(st.sets(st.sampled_from(range(len(shape))), min_size=1))))
+    assume(math.prod(shape[a] for a in axes) > 1)
+    order = data.draw(st.permutations(range(len(shape))))
+    x = data.draw(tensors(shape, min_value=-3, max_value=3))
+    x = Tensor(np.ascontiguousarray(x.array.transpose(order)).transpose(np.argsort(order)), requires_grad=True)
+    affine = tuple(data.draw(st.sampled_from([1, n])) for n in shape)
+    weight = data.draw(tensors(affine, min_value=-2, max_value=2)) if data.draw(st.booleans()) else None
+    bias = data.draw(tensors(affine)) if weight is None or data.draw(st.booleans()) else None
+    params = [t for t in (weight, bias) if t is not None]
+
+    def normalised(v, *ps):
+        w = ps[0] if weight is not None else None
+        b = ps[-1] if bias is not None else None
+        return P.Standardize.apply(v, w, b, axes, 0.5)
+
+    assert gradcheck(normalised, x, *params)
+    centred = x.array - x.array.mean(axes, keepdims=True)
+    want = centred / np.sqrt((centred**2).mean(axes, keepdims=True) + 0.5)
+    want = want * (1 if weight is None else weight.array) + (0 if bias is None else bias.array)
+    np.testing.assert_allclose(normalised(x, *params).array, want, atol=1e-10)
+
+
+@given(shape=shapes(min_dims=2, max_dims=3, max_side=3), data=st.data())
+def test_standardize_affine_second_order(shape, data):
+    axes = tuple(range(1, len(shape)))  # a layer norm's axes, and a batch norm's per-channel weight
+    assume(math.prod(shape[a] for a in axes) > 1)
+    x = data.draw(tensors(shape, min_value=-3, max_value=3))
+    affine = data.draw(st.sampled_from([(1,) + shape[1:], (1, shape[1]) + (1,) * (len(shape) - 2)]))
+    w, b = data.draw(tensors(affine, min_value=-2, max_value=2)), data.draw(tensors(affine))
+    assert gradgradcheck(lambda v, ww, bb: P.Standardize.apply(v, ww, bb, axes, 0.1) * v, x, w, b)
 
 
 @given(shape=shapes(min_dims=1, max_dims=3, max_side=3), data=st.data())

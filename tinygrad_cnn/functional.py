@@ -693,7 +693,7 @@ def standardize(x: Tensor, dim: Axis = None, eps: float = 1e-5, *, axis: Axis = 
     axes = _reduced("standardize", x, _dim("standardize", dim, axis))
     if x.dtype == np.float16:
         return astype(standardize(astype(x, np.float32), axes, eps), np.float16)
-    return P.Standardize.apply(x, axes, float(eps))
+    return P.Standardize.apply(x, None, None, axes, float(eps))
 
 
 def std(x: Tensor, dim: Axis = None, unbiased: bool | None = None, keepdim: bool = False, *,

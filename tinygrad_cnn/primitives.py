@@ -1023,37 +1023,62 @@ class Einsum(Primitive):
 
 
 class Standardize(Primitive):
-    """y = (x - mean(x)) / sqrt(var(x) + eps), the mean and biased variance over ``axes``: the core
-    of batch, layer and group normalisation.   With n values per mean and s = 1 / sqrt(var + eps),
-    dx = s * (g - mean(g) - y * mean(g * y)), the means over ``axes`` broadcast back.
+    """y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias, the mean and biased variance over
+    ``axes``: batch, layer and group normalisation. weight and bias (either may be None) have x's
+    ndim and broadcast against it (length 1 along the axes where they are constant).
+    With n values per mean, s = 1 / sqrt(var + eps), x̂ = (x - mean) * s and ĝ = g * weight:
+    dx = s * (ĝ - mean(ĝ) - x̂ * mean(ĝ * x̂)) (the means over ``axes`` broadcast back),
+    dweight = g * x̂ and dbias = g, each summed over the axes where the weight has length 1.
 
     ``stats``, a list if given, receives the mean and variance (axes kept) as constants (a batch
-    norm's running statistics).
+    norm's running statistics). A per-channel affine map is folded into one scale and shift
+    (:func:`kernels.standardize`).
     """
 
     @staticmethod
-    def forward(ctx: Context, x: np.ndarray, axes: Shape, eps: float, stats: list[Any] | None = None) -> np.ndarray:
-        y, mean, var = kernels.standardize(x, axes, eps)
+    def forward(
+        ctx: Context,
+        x: np.ndarray,
+        weight: np.ndarray | None,
+        bias: np.ndarray | None,
+        axes: Shape,
+        eps: float,
+        stats: list[Any] | None = None,
+    ) -> np.ndarray:
+        y, standardized, mean, var = kernels.standardize(x, axes, eps, weight, bias)
         if stats is not None:
             stats.extend((mean, var))
-        ctx.save_for_backward(x, y)
-        ctx.values = (axes, eps, var)
+        affine = weight if weight is not None else bias
+        ctx.save_for_backward(x, weight, standardized)
+        ctx.values = (axes, eps, None if affine is None else affine.shape, mean, var)
         return y
 
     @staticmethod
-    def backward(ctx: Context, g: Tensor) -> Tensor:
-        x, y = ctx.saved_tensors
-        axes, eps, _ = ctx.values
+    def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
+        x, weight, _ = ctx.saved_tensors
+        axes, eps, affine_shape, _, _ = ctx.values
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
         n = math.prod(x.shape[i] for i in axes)
-        centred = x - Sum.apply(x, axes, True) / n  # s again from x, so that its own dependence on x is recorded
+        centred = x - Sum.apply(x, axes, True) / n  # s and x̂ again from x, so that their dependence on x is recorded
         s = (Sum.apply(centred * centred, axes, True) / n + eps) ** -0.5
-        return s * (g - Sum.apply(g, axes, True) / n - y * (Sum.apply(g * y, axes, True) / n))
+        standardized = centred * s
+        kept = () if affine_shape is None else tuple(i for i, k in enumerate(affine_shape) if k == 1)
+        gw = (Sum.apply(g * standardized, kept, True) if kept else g * standardized) if need_w else None
+        gb = (Sum.apply(g, kept, True) if kept else g) if need_b else None
+        gx = None
+        if need_x:
+            g_hat = g if weight is None else g * weight
+            mean_g, mean_gx = Sum.apply(g_hat, axes, True) / n, Sum.apply(g_hat * standardized, axes, True) / n
+            gx = s * (g_hat - mean_g - standardized * mean_gx)
+        return gx, gw, gb
 
     @staticmethod
-    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
-        _, y = ctx.saved_arrays
-        axes, eps, var = ctx.values
-        return kernels.standardize_grad(g, y, var, axes, eps)
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
+        x, weight, standardized = ctx.saved_arrays
+        axes, eps, affine_shape, mean, var = ctx.values
+        return kernels.standardize_grads(
+            g, x, standardized, weight, affine_shape, mean, var, axes, eps, ctx.needs_input_grad[:3]
+        )
 
 
 class LogSoftmax(Primitive):

@@ -23,13 +23,21 @@ from ..storage import array_of, write_
 from . import Module, Parameter, _float_dtype
 
 
-def _normalise(x: Tensor, axes: tuple[int, ...], eps: float) -> tuple[Tensor, np.ndarray, np.ndarray]:
-    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance; one ``Standardize`` primitive),
-    and the mean and variance as arrays (``axes`` kept as 1). float16 is standardised in float32."""
+def _normalise(
+    x: Tensor, axes: tuple[int, ...], eps: float, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]
+) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """(x - mean) / sqrt(var + eps) * weight + bias over ``axes`` (biased variance; one
+    ``Standardize`` primitive), weight and bias seen as ``shape``, and the mean and variance as
+    arrays (``axes`` kept as 1). float16, and parameters of another dtype than x's, are standardised
+    first (float16 in float32) and scaled after, with the dtypes promoting as the ops do."""
     stats: list[np.ndarray] = []
+    if x.dtype != np.float16 and all(p is None or p.dtype == x.dtype for p in (weight, bias)):
+        w, b = (None if p is None else F.reshape(p, shape) for p in (weight, bias))
+        return P.Standardize.apply(x, w, b, axes, float(eps), stats=stats), stats[0], stats[1]
     wide = F.astype(x, np.float32) if x.dtype == np.float16 else x
-    y = P.Standardize.apply(wide, axes, float(eps), stats=stats)
-    return (F.astype(y, x.dtype) if wide is not x else y), stats[0], stats[1]
+    y = P.Standardize.apply(wide, None, None, axes, float(eps), stats=stats)
+    y = F.astype(y, x.dtype) if wide is not x else y
+    return _scale_shift(y, weight, bias, shape), stats[0], stats[1]
 
 
 def _scale_shift(y: Tensor, weight: Tensor | None, bias: Tensor | None, shape: tuple[int, ...]) -> Tensor:
@@ -71,17 +79,18 @@ def batch_norm(
             raise ValueError(
                 f"batch_norm: expected more than 1 value per channel when training, got input of shape {x.shape}"
             )
-        y, mean, var = _normalise(x, axes, eps)
+        y, mean, var = _normalise(x, axes, eps, weight, bias, shape)
         if training and running_mean is not None and running_var is not None:
             m = float(momentum)
             rm, rv = array_of(running_mean), array_of(running_var)
             write_(running_mean, (1 - m) * rm + m * mean.reshape(c))
             write_(running_var, (1 - m) * rv + m * var.reshape(c) * (count / (count - 1)))
-    else:
-        mean_t = Tensor(array_of(running_mean).astype(x.dtype).reshape(shape))
-        var_t = Tensor(array_of(running_var).astype(x.dtype).reshape(shape))
-        y = (x - mean_t) * Tensor(((array_of(var_t) + eps) ** -0.5).astype(x.dtype))
-    return _scale_shift(y, weight, bias, shape)
+        return y
+    # the running statistics: x * scale + shift, scale = weight / sqrt(var + eps), shift = bias - mean * scale
+    inv_std = Tensor(((array_of(running_var) + eps) ** -0.5).astype(x.dtype).reshape(shape))
+    scale = inv_std if weight is None else F.reshape(weight, shape) * inv_std
+    shift = Tensor(-array_of(running_mean).astype(x.dtype).reshape(shape)) * scale
+    return x * scale + (shift if bias is None else shift + F.reshape(bias, shape))
 
 
 class _BatchNorm(Module):
@@ -190,8 +199,7 @@ def layer_norm(
     if x.shape[x.ndim - len(shape) :] != shape or len(shape) > x.ndim:
         raise ValueError(f"layer_norm: input of shape {x.shape} does not end with normalized_shape {shape}")
     axes = tuple(range(x.ndim - len(shape), x.ndim))
-    y, _, _ = _normalise(x, axes, eps)
-    return _scale_shift(y, weight, bias, shape)
+    return _normalise(x, axes, eps, weight, bias, (1,) * (x.ndim - len(shape)) + shape)[0]
 
 
 class LayerNorm(Module):
@@ -232,9 +240,11 @@ def group_norm(
             f"group_norm: the channels of an input of shape {x.shape} do not split into {num_groups} groups"
         )
     n, c = x.shape[:2]
-    grouped = F.reshape(x, (n, num_groups, -1))
-    y, _, _ = _normalise(grouped, (2,), eps)
-    return _scale_shift(F.reshape(y, x.shape), weight, bias, (1, c) + (1,) * (x.ndim - 2))
+    # (N, G, C/G, *spatial): a view in any memory layout (a batch-inner conv output's too)
+    grouped = F.reshape(x, (n, num_groups, c // num_groups, *x.shape[2:]))
+    axes = tuple(range(2, grouped.ndim))
+    shape = (1, num_groups, c // num_groups) + (1,) * (x.ndim - 2)
+    return F.reshape(_normalise(grouped, axes, eps, weight, bias, shape)[0], x.shape)
 
 
 class GroupNorm(Module):
