@@ -1531,6 +1531,37 @@ def grouped_conv_weight_grad(
     return total.reshape(groups, kh, kw, cg, m).transpose(1, 2, 3, 0, 4).reshape(w_shape)
 
 
+def grouped_conv_forward_and_weight_grad(
+    x: np.ndarray, w: np.ndarray, g_rows: np.ndarray, stride: Shape, dilation: Shape, padding: Shape, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`grouped_conv_forward` without bias and :func:`grouped_conv_weight_grad` for the
+    batch-inner output gradient ``g_rows``, from one pass over the group-major im2col blocks (one
+    copy of x's padded image, each block copied once): as :func:`conv_forward_and_weight_grad`,
+    for a grouped transposed convolution's gradients. Not for depthwise weights (C/G = 1)."""
+    kh, kw, cg, c_out = w.shape
+    m = c_out // groups
+    cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
+    weight = np.ascontiguousarray(w.reshape(kh * kw * cg, groups, m).transpose(1, 0, 2))  # (G, K, M)
+    y = np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
+    dtype = np.result_type(x, g_rows)
+
+    def multiply(blocks: range) -> np.ndarray:
+        buffer = cols.buffer()
+        total = np.zeros((groups, kh * kw * cg, m), dtype=dtype)
+        part = np.empty_like(total)
+        for i in blocks:
+            block = _group_major_block(cols, i, buffer, groups)  # (G, K, rows)
+            out = y[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2)
+            np.matmul(block.transpose(0, 2, 1), weight, out=out)
+            np.matmul(block, g_rows[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2), out=part)
+            total += part
+        return total
+
+    total = _sum_in_order(intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)]))
+    gw = total.reshape(groups, kh, kw, cg, m).transpose(1, 2, 3, 0, 4).reshape(w.shape)
+    return conv_output(y, cols.n, cols.oh, cols.ow), gw
+
+
 def _group_major_block(cols: Im2col, index: int, buffer: np.ndarray, groups: int) -> np.ndarray:
     """Block ``index`` of a column-major :class:`Im2col` transposed and split by group:
     (G, kh*kw*C/G, its rows), the columns of group g (kernel offset, then channel) in row g. The

@@ -900,6 +900,8 @@ class ConvTranspose(Primitive):
         elif groups == 1:
             conv, cols = kernels.conv_forward(g, w, None, stride, dilation, padding) if need_x else (None, None)
             gw = kernels.conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+        elif need_x and need_w and w.shape[2] > 1:  # grouped, not depthwise: one pass too
+            conv, gw = kernels.grouped_conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding, groups)
         else:
             conv = kernels.grouped_conv_forward(g, w, None, stride, dilation, padding, groups) if need_x else None
             gw = (
