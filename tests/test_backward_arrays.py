@@ -122,7 +122,7 @@ def _reductions(pick: Pick) -> tg.Tensor:
 
 def _log_softmax(pick: Pick) -> tg.Tensor:
     x = pick.leaf((pick.int(1, 4), pick.int(1, 5), pick.int(1, 3)), requires_grad=True)
-    y = F.log_softmax(x.permute(2, 0, 1), pick.int(0, 2))
+    y = (F.log_softmax if pick.bool() else F.softmax)(x.permute(2, 0, 1), pick.int(0, 2))
     axis = tuple(a for a in range(3) if pick.bool()) or (pick.int(0, 2),)
     return P.Sum.apply(y, axis, pick.bool())
 

@@ -1747,8 +1747,11 @@ def log_softmax(x: Tensor, dim: int | None = None, *, dtype: Any = None, axis: i
 
 
 def softmax(x: Tensor, dim: int | None = None, *, dtype: Any = None, axis: int | None = None) -> Tensor:
-    """exp(x) / sum(exp(x)) over ``dim``."""
-    return P.Exp.apply(log_softmax(x, _dim("softmax", dim, axis), dtype=dtype))
+    """exp(x) / sum(exp(x)) over ``dim``, computed stably (the maximum is subtracted first)."""
+    x = _float_tensor("softmax", x if dtype is None else astype(_tensor("softmax", x), dtype))
+    if x.ndim == 0:
+        return x * 0.0 + 1.0
+    return P.Softmax.apply(x, _softmax_dim("softmax", x, _dim("softmax", dim, axis)))
 
 
 # --------------------------------------------------------------------------- losses

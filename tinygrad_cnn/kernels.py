@@ -96,7 +96,8 @@ def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
         return total if keepdims else total.reshape(kept)
     terms = math.prod(x.shape[i] for i in axis)
     if terms >= ROW_SUM_MIN and x.dtype in BLAS_FLOATS and x.flags.c_contiguous and axis[0] == x.ndim - len(axis):
-        total = matmul(x.reshape(-1, terms), np.ones((terms, 1), x.dtype))  # one dot product per row: BLAS's loop
+        rows, ones = x.reshape(-1, terms), _ones(terms, x.dtype)  # one dot product per row: BLAS's loop
+        total = matmul(rows, ones) if x.size >= MATMUL_PIECE else np.matmul(rows, ones)
         return total.reshape(keepdims_shape(x.shape, axis) if keepdims else kept)
     if x.dtype.kind == "f" and 2 <= terms <= SHORT_SUM_TERMS and x.size >= terms * SHORT_SUM_MIN:
         total = _sum_of_slices(x, axis)
@@ -106,6 +107,20 @@ def sum_axes(x: np.ndarray, axis: Axes, keepdims: bool) -> np.ndarray:
         y = _sum_rows(x.reshape(-1, math.prod(x.shape[lead:])))
         return y.reshape(keepdims_shape(x.shape, axis) if keepdims else x.shape[lead:])
     return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+
+_ones_columns: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only (n, 1) column of ones (kept: sums along the same axes come again every step)."""
+    column = _ones_columns.get((n, dtype))
+    if column is None:
+        if len(_ones_columns) > 256:
+            _ones_columns.clear()
+        column = _ones_columns[n, dtype] = np.ones((n, 1), dtype)
+        column.flags.writeable = False
+    return column
 
 
 def _split_sum(axis: Axes, ndim: int) -> tuple[Axes, Axes] | None:

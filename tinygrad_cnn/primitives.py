@@ -1083,6 +1083,33 @@ class Standardize(Primitive):
         )
 
 
+class Softmax(Primitive):
+    """y = exp(x - max) / sum(exp(x - max)) over ``axis``.   dx = y * (g - sum(g * y)), the sum over ``axis``.
+
+    One op rather than Exp of LogSoftmax: a pass fewer each way, and no exp in the backward."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axis: int) -> np.ndarray:
+        ctx.values = (axis,)
+        y = x - x.max(axis=axis, keepdims=True)
+        np.exp(y, out=y)
+        y /= kernels.sum_axes(y, (axis,), True)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return y * (g - Sum.apply(g * y, ctx.values, True))
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        (y,) = ctx.saved_arrays
+        gy = g * y
+        gy -= y * kernels.sum_axes(gy, ctx.values, True)
+        return gy
+
+
 class LogSoftmax(Primitive):
     """y = x - logsumexp(x, axis).   dx = g - exp(y) * sum(g, axis).
 
@@ -1093,7 +1120,7 @@ class LogSoftmax(Primitive):
     def forward(ctx: Context, x: np.ndarray, axis: int) -> np.ndarray:
         ctx.values = (axis,)
         shifted = x - x.max(axis=axis, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        y = shifted - np.log(kernels.sum_axes(np.exp(shifted), (axis,), True))
         ctx.save_for_backward(y)
         return y
 
