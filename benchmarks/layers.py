@@ -55,6 +55,12 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "conv1x1_after_conv": (lambda nn: nn.Conv2d(64, 128, 1), (64, 64, 16, 16)),
     "conv1x1_stride2_after_conv": (lambda nn: nn.Conv2d(64, 128, 1, 2), (64, 64, 16, 16)),
     "conv3x3_stride2": (lambda nn: nn.Conv2d(32, 64, 3, 2, 1), (64, 32, 32, 32)),
+    "conv3x3_after_conv": (lambda nn: nn.Conv2d(32, 32, 3, padding=1), (64, 32, 16, 16)),
+    "conv3x3_16_after_conv": (lambda nn: nn.Conv2d(16, 16, 3, padding=1), (64, 16, 32, 32)),
+    "conv3x3_64_after_conv": (lambda nn: nn.Conv2d(64, 64, 3, padding=1), (64, 64, 8, 8)),
+    "conv3x3_128_after_conv": (lambda nn: nn.Conv2d(128, 128, 3, padding=1), (32, 128, 8, 8)),
+    "conv3x3_valid_after_conv": (lambda nn: nn.Conv2d(32, 64, 3), (64, 32, 15, 15)),  # padding 0, odd output
+    "conv3x3_b8_after_conv": (lambda nn: nn.Conv2d(64, 64, 3, padding=1), (8, 64, 28, 28)),
     # DCGAN generator layers (4x4, stride 2, padding 1) at several channel counts, its first layer from the latent
     "conv_transpose4_s2": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1), (64, 64, 8, 8)),
     "conv_transpose4_s2_after_conv": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1), (64, 64, 8, 8)),

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import intraop
+from . import intraop, winograd
 
 Shape = tuple[int, ...]
 Axes = tuple[int, ...]
@@ -846,9 +846,13 @@ def conv_forward(
     w (kh, kw, C, C_out) and b (C_out,) or None, laid out batch-inner (see :func:`conv_output`).
     Each block of :class:`Im2col` is multiplied (and its bias added) while it is in the cache,
     groups of blocks on several threads. Also returns the im2col matrix when it was a single
-    block (small: worth keeping for :func:`conv_weight_grad`), else None."""
+    block (small: worth keeping for :func:`conv_weight_grad`), else None. A pointwise conv takes
+    :func:`pointwise_conv_forward`, a 3x3 one at stride 1 that :func:`winograd.fits`
+    :func:`winograd.conv_forward` (None for the matrix)."""
     if pointwise(w.shape, padding):
         return pointwise_conv_forward(x, w, b, stride), None
+    if winograd.fits(x.shape, w.shape, stride, dilation, padding):
+        return winograd.conv_forward(x, w, b, padding), None
     kh, kw, c, c_out = w.shape
     cols = Im2col(x, (kh, kw), stride, dilation, padding, FORWARD_RUN_BYTES)
     weight = w.reshape(kh * kw * c, c_out)
@@ -979,7 +983,8 @@ def conv_grads(
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """conv2d's gradients (dx, dw, db) of x (N, C, H, W), w (kh, kw, C, C_out) and the bias (C_out,)
     from g (N, OH, OW, C_out) (None where ``needs`` says not needed), for :func:`conv_forward`'s
-    output: :func:`pointwise_conv_grads` for a pointwise conv, else from g's batch-inner rows, both
+    output: :func:`pointwise_conv_grads` for a pointwise conv, :func:`winograd.conv_grads` where
+    :func:`winograd.fits`, else from g's batch-inner rows, both
     gradients from one queue of tasks (:func:`conv_input_and_weight_grads`) unless the forward pass
     kept its im2col matrix ``cols``."""
     need_x, need_w, need_b = needs
@@ -987,6 +992,9 @@ def conv_grads(
         gx, gw = pointwise_conv_grads(x, w, g, stride, need_x, need_w)
         return gx, gw, sum_axes(g, (0, 1, 2), False) if need_b else None
     g_rows = conv_rows(g)
+    if winograd.fits(x.shape, w.shape, stride, dilation, padding):
+        gx, gw = winograd.conv_grads(x, w, g, padding, need_x, need_w)
+        return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
     if need_x and need_w and cols is None:
         gx, gw = conv_input_and_weight_grads(x, w, g_rows, stride, dilation, padding)
     else:
