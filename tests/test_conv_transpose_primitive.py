@@ -179,3 +179,22 @@ def test_threads_do_not_change_the_result():
             results.append([t.detach().numpy() for t in (y, xt.grad, wt.grad)])
     for one, three in zip(*results):
         np.testing.assert_array_equal(one, three)
+
+
+@pytest.mark.parametrize("padding", [1, 2])
+def test_stride_1_by_the_flipped_convolution(padding):
+    """At stride 1 with channels enough for the Winograd path, the forward is the conv2d by the
+    flipped kernel and the gradients Winograd's: float64 values against the formula, gradients
+    against PyTorch."""
+    geo = Geometry((16, 16, 12, 12), (3, 3, 24, 16), (14 - 2 * padding,) * 2, (1, 1), (1, 1), (padding,) * 2, 1)
+    x, w, b = array(geo.x_shape, 0, images_inner=True), array(geo.w_shape, 1), array((24,), 2)
+    xt, wt, bt = (tg.Tensor(a, requires_grad=True) for a in (x, w, b))
+    y = apply(geo, xt, wt, bt)
+    np.testing.assert_allclose(y.detach().numpy(), reference(x, w, b, geo), rtol=1e-11, atol=1e-11)
+    (y * y).sum().backward()
+    torch = pytest.importorskip("torch")
+    x_t, w_t, b_t = (torch.tensor(a, requires_grad=True) for a in (x, w.transpose(3, 2, 0, 1), b))
+    y_t = torch.nn.functional.conv_transpose2d(x_t, w_t, b_t, 1, padding)
+    (y_t * y_t).sum().backward()
+    np.testing.assert_allclose(xt.grad.numpy(), x_t.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(wt.grad.numpy(), w_t.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-10, atol=1e-9)

@@ -918,6 +918,86 @@ def conv_weight_grad_tasks(
     return [partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)], add_up
 
 
+def conv_transpose_forward(
+    x: np.ndarray,
+    x_rows: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None,
+    y_shape: Shape,
+    stride: Shape,
+    dilation: Shape,
+    padding: Shape,
+    groups: int = 1,
+) -> np.ndarray:
+    """A transposed convolution: conv2d's input gradient, of ``y_shape`` (N, C_out, OH, OW), for the
+    output gradient x (N, C, H, W) (its batch-inner rows ``x_rows``) of the conv2d by w
+    (kh, kw, C_out/G, C) with ``groups`` G, plus b (C_out,) or None; laid out (OH, OW, N, C_out).
+
+    :func:`fold_products` (:func:`grouped_conv_input_grad` for G > 1) of x's rows, the bias added
+    onto the result's batch-inner rows in place. At stride 1 without groups where the Winograd
+    path takes it (:func:`winograd.fits`), the same values as the conv2d of x zero-padded by
+    d*(k-1) - p with w's kernel flipped and its channels swapped:
+    y[n, o, i, j] = sum of xp[n, c, i + p*d, j + q*d] * w[kh-1-p, kw-1-q, o, c] (+ b[o])."""
+    kh, kw = w.shape[:2]
+    flipped_padding = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
+    if groups == 1 and tuple(stride) == (1, 1) and min(flipped_padding) >= 0:
+        flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, C, C_out)
+        if winograd.fits(x.shape, flipped.shape, stride, dilation, flipped_padding):
+            return conv_forward(x, flipped, b, stride, dilation, flipped_padding)[0].transpose(0, 3, 1, 2)
+    if groups == 1:
+        y = fold_products(x_rows, w, y_shape, stride, dilation, padding)
+    else:
+        y = grouped_conv_input_grad(x_rows, w, y_shape, stride, dilation, padding, groups)
+    if b is not None:
+        rows = reshaped_view(y.transpose(2, 3, 0, 1), (-1, y.shape[1]))
+        if rows is None:  # not laid out batch-inner after all: a new array
+            return y + b.reshape(-1, 1, 1)
+        add_row(rows, b)
+    return y
+
+
+def conv_transpose_grads(
+    g: np.ndarray,
+    w: np.ndarray,
+    x_rows: np.ndarray,
+    stride: Shape,
+    dilation: Shape,
+    padding: Shape,
+    groups: int,
+    needs: Sequence[bool],
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A transposed convolution's input and weight gradients (None where ``needs`` says not needed)
+    from g (N, C_out, OH, OW), for :func:`conv_transpose_forward`'s w (kh, kw, C_out/G, C) and
+    input rows x_rows (H*W*N, C): dx (N, C, H, W) = the conv2d of g by w (laid out batch-inner),
+    dw (w's shape) = that conv2d's weight gradient for the output gradient x_rows.
+
+    Both at once from one pass over g's im2col blocks (:func:`conv_forward_and_weight_grad`, grouped
+    :func:`grouped_conv_forward_and_weight_grad`); apart for a pointwise or depthwise weight (their
+    own kernels), or one that :func:`winograd.fits` (its forward and weight gradient)."""
+    need_x, need_w = needs
+    n, (h, wd) = (
+        g.shape[0],
+        out_hw((g.shape[2] + 2 * padding[0], g.shape[3] + 2 * padding[1]), w.shape[:2], stride, dilation),
+    )
+    if groups == 1 and winograd.fits(g.shape, w.shape, stride, dilation, padding):
+        y = winograd.conv_forward(g, w, None, padding) if need_x else None
+        gw = None
+        if need_w:
+            tasks, add_up = winograd.weight_grad_tasks(g, conv_output(x_rows, n, h, wd), padding)
+            gw = add_up(cast(list[np.ndarray], intraop.run(tasks)))
+    elif need_x and need_w and groups == 1 and not pointwise(w.shape, padding):
+        y, gw = conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding)
+    elif need_x and need_w and groups > 1 and w.shape[2] > 1:
+        y, gw = grouped_conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding, groups)
+    elif groups == 1:
+        y, cols = conv_forward(g, w, None, stride, dilation, padding) if need_x else (None, None)
+        gw = conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, cols) if need_w else None
+    else:
+        y = grouped_conv_forward(g, w, None, stride, dilation, padding, groups) if need_x else None
+        gw = grouped_conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, groups) if need_w else None
+    return (None if y is None else y.transpose(0, 3, 1, 2)), gw
+
+
 def conv_forward_and_weight_grad(
     x: np.ndarray, w: np.ndarray, g_rows: np.ndarray, stride: Shape, dilation: Shape, padding: Shape
 ) -> tuple[np.ndarray, np.ndarray]:

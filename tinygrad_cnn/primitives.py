@@ -858,16 +858,7 @@ class ConvTranspose(Primitive):
         x_rows = kernels.image_rows(x)
         if not w.flags.c_contiguous:  # conv_transpose2d's permuted view: one copy in slabs, not one per kernel
             w = kernels.copy_in_slabs(w, np.empty(w.shape, dtype=w.dtype))
-        if groups == 1:
-            y = kernels.fold_products(x_rows, w, y_shape, stride, dilation, padding)
-        else:
-            y = kernels.grouped_conv_input_grad(x_rows, w, y_shape, stride, dilation, padding, groups)
-        if b is not None:
-            y_rows = kernels.reshaped_view(y.transpose(2, 3, 0, 1), (-1, y.shape[1]))
-            if y_rows is not None:
-                kernels.add_row(y_rows, b)  # in place, batch-inner rows
-            else:
-                y = y + b.reshape(-1, 1, 1)
+        y = kernels.conv_transpose_forward(x, x_rows, w, b, y_shape, stride, dilation, padding, groups)
         ctx.save_for_backward(x, w_in)
         ctx.values = (stride, dilation, padding, groups, x_rows, w)  # x's rows and w laid out for the kernels
         return y
@@ -894,22 +885,7 @@ class ConvTranspose(Primitive):
         _, w_in = ctx.saved_arrays
         stride, dilation, padding, groups, x_rows, w = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        conv = gw = None
-        if need_x and need_w and groups == 1 and not kernels.pointwise(w.shape, padding):  # one pass over g's blocks
-            conv, gw = kernels.conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding)
-        elif groups == 1:
-            conv, cols = kernels.conv_forward(g, w, None, stride, dilation, padding) if need_x else (None, None)
-            gw = kernels.conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, cols) if need_w else None
-        elif need_x and need_w and w.shape[2] > 1:  # grouped, not depthwise: one pass too
-            conv, gw = kernels.grouped_conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding, groups)
-        else:
-            conv = kernels.grouped_conv_forward(g, w, None, stride, dilation, padding, groups) if need_x else None
-            gw = (
-                kernels.grouped_conv_weight_grad(g, x_rows, w.shape, stride, dilation, padding, groups)
-                if need_w
-                else None
-            )
-        gx = None if conv is None else conv.transpose(0, 3, 1, 2)
+        gx, gw = kernels.conv_transpose_grads(g, w, x_rows, stride, dilation, padding, groups, (need_x, need_w))
         gw = None if gw is None else kernels.laid_out_like(gw, w_in)  # w_in: conv_transpose2d's permuted view
         return gx, gw, kernels.sum_axes(g, (0, 2, 3), False) if need_b else None
 
