@@ -12,10 +12,16 @@ every conv with padding 1 and a relu), ``strided`` (3x64x64: conv 3->32 7x7 stri
 relu, pool 2, conv 32->64 3x3 stride 2 padding 1, relu, linear 4096->10), ``mobilenet`` (3x32x32:
 conv3x3 3->32, depthwise 3x3 of 32 channels (groups 32), conv1x1 32->64, avg pool 2, depthwise
 3x3 of 64, conv1x1 64->128, a relu after every conv, 3x3s with padding 1, global average pool,
-linear 128->10; needs conv2d's ``groups``), ``dcgan`` (a DCGAN-style generator: a 64-d latent
-(N, 64, 1, 1), conv_transpose2d 64->128 4x4, then 128->64, 64->32 and 32->3 4x4 stride 2 padding 1,
-a relu after each but the last, tanh, 3x32x32 images, a linear 3072->10 head for the loss; needs
-``nn.functional.conv_transpose2d``) and ``hvp`` (a
+linear 128->10; needs conv2d's ``groups``), ``batchnorm`` (``cifar``'s first and third convs, each
+followed by batch norm in training mode), ``resnet_stem`` (3x64x64: conv 3->32 7x7 stride 2
+padding 3, batch norm, relu, max pool 3 stride 2 padding 1, two conv3x3 32->32 padding 1 with a
+relu each, global average pool, linear 32->10; ``batchnorm`` and ``resnet_stem`` are
+benchmarks/run.py's), ``odd3x3`` (3x40x40: conv3x3 3->24 and 24->48 padding 1, pool 2, 48->48
+unpadded (18x18), 48->96 padding 1, pool 2, 96->96 padding 1 (9x9), 96->128 unpadded (7x7), a relu
+after every conv, global average pool, linear 128->10: odd sizes and channel counts), ``dcgan`` (a
+DCGAN-style generator: a 64-d latent (N, 64, 1, 1), conv_transpose2d 64->128 4x4, then 128->64,
+64->32 and 32->3 4x4 stride 2 padding 1, a relu after each but the last, tanh, 3x32x32 images, a
+linear 3072->10 head for the loss) and ``hvp`` (a
 Hessian-vector product of LeNet-ish's loss with respect to its weights: double backward). Never
 tune to one of them: compare a change on all of them, at small and large batches.
 
@@ -48,7 +54,26 @@ from typing import Any
 import numpy as np
 
 SAMPLE_STEPS = 5
-NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided", "mobilenet", "dcgan")
+NN_FUNCTIONAL_NETS = (
+    "batchnorm",
+    "resnet_stem",
+    "odd3x3",
+    "dcgan",
+)  # need tinygrad_cnn.nn.functional (batch_norm, pools)
+NETS = (
+    "lenet",
+    "cifar",
+    "mlp",
+    "conv7",
+    "hvp",
+    "vgg",
+    "strided",
+    "mobilenet",
+    "batchnorm",
+    "resnet_stem",
+    "odd3x3",
+    "dcgan",
+)
 
 
 def serve(repo: str, net: str, batch: int, tune: bool) -> None:
@@ -93,6 +118,20 @@ def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple
     if net == "cifar":
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         return layer(3, 32, 3) + layer(32, 32, 3) + layer(32, 64, 3) + layer(64 * 8 * 8, 10), x
+
+    def norm(c: int) -> list[np.ndarray]:
+        return [np.ones(c, np.float32), np.zeros(c, np.float32)]
+
+    if net == "batchnorm":
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        return layer(3, 32, 3) + norm(32) + layer(32, 64, 3) + norm(64) + layer(64 * 8 * 8, 10), x
+    if net == "resnet_stem":
+        x = rng.standard_normal((batch, 3, 64, 64)).astype(np.float32)
+        return layer(3, 32, 7) + norm(32) + layer(32, 32, 3) + layer(32, 32, 3) + layer(32, 10), x
+    if net == "odd3x3":
+        x = rng.standard_normal((batch, 3, 40, 40)).astype(np.float32)
+        channels = (3, 24, 48, 48, 96, 96, 128)
+        return [a for c_in, c_out in zip(channels, channels[1:]) for a in layer(c_in, c_out, 3)] + layer(128, 10), x
     if net == "mobilenet":
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         convs = layer(3, 32, 3) + layer(1, 32, 3) + layer(32, 64, 1) + layer(1, 64, 3) + layer(64, 128, 1)
@@ -131,6 +170,24 @@ def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
         h = F.max_pool2d(F.relu(F.conv2d(h, p[2], p[3], padding=1)), 2)
         h = F.max_pool2d(F.relu(F.conv2d(h, p[4], p[5], padding=1)), 2)
         return F.linear(h.reshape(batch, -1), p[6], p[7])
+    if net == "batchnorm":
+        h = F.conv2d(x, p[0], p[1], padding=1)
+        h = F.max_pool2d(F.relu(F.batch_norm(h, None, None, p[2], p[3], training=True)), 2)
+        h = F.conv2d(h, p[4], p[5], padding=1)
+        h = F.max_pool2d(F.relu(F.batch_norm(h, None, None, p[6], p[7], training=True)), 2)
+        return F.linear(h.reshape(batch, -1), p[8], p[9])
+    if net == "resnet_stem":
+        h = F.conv2d(x, p[0], p[1], stride=2, padding=3)
+        h = F.max_pool2d(F.relu(F.batch_norm(h, None, None, p[2], p[3], training=True)), 3, 2, 1)
+        h = F.relu(F.conv2d(h, p[4], p[5], padding=1))
+        h = F.relu(F.conv2d(h, p[6], p[7], padding=1))
+        return F.linear(F.adaptive_avg_pool2d(h, 1).reshape(batch, -1), p[8], p[9])
+    if net == "odd3x3":
+        h = x
+        for i, (pad, pool) in enumerate(((1, False), (1, True), (0, False), (1, True), (1, False), (0, False))):
+            h = F.relu(F.conv2d(h, p[2 * i], p[2 * i + 1], padding=pad))
+            h = F.max_pool2d(h, 2) if pool else h
+        return F.linear(F.adaptive_avg_pool2d(h, 1).reshape(batch, -1), p[12], p[13])
     if net == "mobilenet":
         h = F.relu(F.conv2d(x, p[0], p[1], padding=1))
         h = F.relu(F.conv2d(h, p[2], p[3], 1, 1, 1, 32))  # depthwise
@@ -165,9 +222,7 @@ def our_step(repo: Path, net: str, arrays: list, x: np.ndarray, y: np.ndarray, v
     sys.path.insert(0, str(repo))
     import tinygrad_cnn as tg
     from tinygrad_cnn import functional as F
-
-    if net == "dcgan":  # conv_transpose2d lives at PyTorch's path only
-        from tinygrad_cnn.nn import functional as F  # type: ignore[no-redef]
+    from tinygrad_cnn.nn import functional as NF  # batch_norm, adaptive_avg_pool2d, conv_transpose2d
 
     if tune:
         from tinygrad_cnn.memory import tune_allocator
@@ -177,7 +232,7 @@ def our_step(repo: Path, net: str, arrays: list, x: np.ndarray, y: np.ndarray, v
     v = [tg.Tensor(a) for a in vector]
 
     def step() -> None:
-        loss = F.cross_entropy(forward(F, net, params, tg.Tensor(x)), y)
+        loss = F.cross_entropy(forward(NF if net in NN_FUNCTIONAL_NETS else F, net, params, tg.Tensor(x)), y)
         for p in params:
             p.grad = None
         if net != "hvp":

@@ -127,6 +127,20 @@ def _log_softmax(pick: Pick) -> tg.Tensor:
     return P.Sum.apply(y, axis, pick.bool())
 
 
+def _nll(pick: Pick) -> tg.Tensor:
+    """nll_loss and cross_entropy: any reduction, class weights, an ignored target, image targets."""
+    n, c, d = pick.int(1, 5), pick.int(1, 4), pick.int(1, 3)
+    x = pick.leaf((n, c, d) if pick.bool() else (n, c), requires_grad=True)
+    target = np.array([pick.int(0, c - 1) for _ in range(n * (d if x.ndim == 3 else 1))]).reshape((n,) + x.shape[2:])
+    if pick.bool():
+        target.reshape(-1)[0] = -100  # ignored
+    weight = pick.leaf((c,)) if pick.bool() else None
+    reduction = ["mean", "sum", "none"][pick.int(0, 2)]
+    loss = tg.nn.functional.cross_entropy if pick.bool() else tg.nn.functional.nll_loss
+    y = loss(x, target, weight=weight, reduction=reduction)
+    return y * pick.leaf(y.shape)
+
+
 def _standardize(pick: Pick) -> tg.Tensor:
     """Standardize over any axes of an array in any layout (a batch-inner conv output's among them)."""
     shape = (pick.int(1, 4), pick.int(1, 3), pick.int(1, 5), pick.int(2, 40))
@@ -166,7 +180,18 @@ def _linear(pick: Pick) -> tg.Tensor:
     return P.MatMulAdd.apply(x, pick.leaf((f_in, f_out)), pick.leaf((1, f_out) if pick.bool() else (f_out,)))
 
 
-BUILDERS = [_conv, _grouped_conv, _conv_transpose, _pool, _reductions, _log_softmax, _standardize, _arithmetic, _linear]
+BUILDERS = [
+    _conv,
+    _grouped_conv,
+    _conv_transpose,
+    _pool,
+    _reductions,
+    _log_softmax,
+    _nll,
+    _standardize,
+    _arithmetic,
+    _linear,
+]
 
 
 def _nodes(root: tg.Tensor) -> list:

@@ -150,8 +150,17 @@ def test_wrong_shapes_losses(n, c, target_shape):
         assert err is not None
     else:
         assert err is None, err
-    _, err = outcome(lambda: F.mse_loss(logits, np.zeros(target_shape)), "mse_loss")
-    assert (err is None) == (target_shape == (n, c))
+    # PyTorch's mse_loss: a target that broadcasts is used, with a warning; one that does not is an error
+    try:
+        np.broadcast_shapes((n, c), target_shape)
+        broadcasts = True
+    except ValueError:
+        broadcasts = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, err = outcome(lambda: F.mse_loss(logits, np.zeros(target_shape)), "mse_loss")
+    assert (err is None) == broadcasts
+    assert bool(caught) == (broadcasts and target_shape != (n, c))
 
 
 # ====================================================================================================
@@ -634,14 +643,17 @@ def test_wrong_target_ranges(n, c, data, dtype, op):
     target = data.draw(hnp.arrays(dtype, (n,), elements=st.booleans() if dtype == np.bool_ else st.integers(lo, c + 2)))
     t = T(logits, requires_grad=True)
     inp = t if op == "cross_entropy" else t.log_softmax(1)
-    out, err = outcome(lambda: getattr(F, op)(inp, target), op)
+    out, err = outcome(lambda: getattr(F, op)(inp, target), op, (ValueError, TypeError, IndexError))
+    if np.dtype(dtype).kind == "f" and op == "cross_entropy":  # PyTorch's class probabilities: of the input's shape
+        assert isinstance(err, ValueError) and "must have the input's shape" in str(err)
+        return
     if np.dtype(dtype).kind not in "iu":
         assert isinstance(err, TypeError) and "integer class indices" in str(err)
         return
     bad = [int(v) for v in target if not 0 <= v < c]
-    if bad:
-        assert isinstance(err, ValueError) and f"for {c} classes" in str(err)
-        assert any(f"target {v} is out of range" in str(err) for v in bad)
+    if bad:  # PyTorch's IndexError
+        assert isinstance(err, IndexError) and f"for {c} classes" in str(err)
+        assert any(f"target {v} is out of bounds" in str(err) for v in bad)
         return
     assert err is None, err
     shifted = logits - logits.max(1, keepdims=True)

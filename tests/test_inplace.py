@@ -419,3 +419,14 @@ def test_graph_in_a_reference_cycle_is_released_by_the_garbage_collector():
     gc.collect()
     assert not refused(x.data)
     assert not inplace.bookkeeping().pending
+
+
+def test_a_losss_targets_and_class_weights_stay_writable_while_its_graph_lives():
+    """The loss keeps its own copies: the user's label buffer can be refilled before backward (as PyTorch allows)."""
+    x = tg.Tensor(np.random.default_rng(0).random((4, 3)), requires_grad=True)
+    labels, weight = np.array([0, 1, 2, 0]), np.ones(3)
+    loss = tg.nn.functional.cross_entropy(x, labels, weight=weight) + tg.nn.functional.nll_loss(x, labels)
+    before = loss.item()
+    labels[0], weight[0] = 1, 2.0  # no error: not locked
+    loss.backward()
+    assert loss.item() == before and x.grad is not None

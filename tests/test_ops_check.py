@@ -115,7 +115,7 @@ OPS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "layer_norm": (lambda x: normalization.layer_norm(x, (x.shape[-1],)), {"inputs": [(3, 4)]}),
     "batch_norm": (lambda x: normalization.batch_norm(x, None, None, training=True), {"inputs": [(4, 3)]}),
     "cross_entropy": (lambda z: F.cross_entropy(z, np.array([0, 2, 1])), {"inputs": [(3, 4)]}),
-    "nll_loss": (lambda z: F.nll_loss(z, np.array([1, 1, 0]), "sum"), {"inputs": [(3, 4)]}),
+    "nll_loss": (lambda z: F.nll_loss(z, np.array([1, 1, 0]), reduction="sum"), {"inputs": [(3, 4)]}),
     "mse_loss": (lambda a, b: F.mse_loss(a, b), {"inputs": [(3, 4), (3, 4)]}),
     "binary_cross_entropy": (
         lambda z: F.binary_cross_entropy(F.sigmoid(z), np.array([0.0, 1.0, 1.0], dtype=z.dtype)),

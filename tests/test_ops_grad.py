@@ -726,24 +726,24 @@ def classification(draw, min_value=-3.0, max_value=3.0):
 @given(case=classification())
 def test_cross_entropy(reduction, case):
     logits, target = case
-    assert gradcheck(lambda v: F.cross_entropy(v, target, reduction), logits)
-    assert gradcheck(lambda v, tt: F.cross_entropy(v, tt, reduction), logits, tg.tensor(target))
+    assert gradcheck(lambda v: F.cross_entropy(v, target, reduction=reduction), logits)
+    assert gradcheck(lambda v, tt: F.cross_entropy(v, tt, reduction=reduction), logits, tg.tensor(target))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(case=classification(min_value=-4.0, max_value=-0.05))
 def test_nll_loss(reduction, case):
     log_probs, target = case
-    assert gradcheck(lambda v: F.nll_loss(v, target, reduction), log_probs)
-    assert gradcheck(lambda v: F.nll_loss(v.log_softmax(), target, reduction), log_probs)
+    assert gradcheck(lambda v: F.nll_loss(v, target, reduction=reduction), log_probs)
+    assert gradcheck(lambda v: F.nll_loss(v.log_softmax(), target, reduction=reduction), log_probs)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @given(shape=SMALL, data=st.data())
 def test_mse_loss(reduction, shape, data):
     x, y = data.draw(tensors(shape)), data.draw(tensors(shape))
-    assert gradcheck(lambda a, b: F.mse_loss(a, b, reduction), x, y)  # w.r.t. input and target
-    assert gradcheck(lambda a: F.mse_loss(a, y.data, reduction), x)
+    assert gradcheck(lambda a, b: F.mse_loss(a, b, reduction=reduction), x, y)  # w.r.t. input and target
+    assert gradcheck(lambda a: F.mse_loss(a, y.data, reduction=reduction), x)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -751,9 +751,9 @@ def test_mse_loss(reduction, shape, data):
 def test_binary_cross_entropy(reduction, shape, data):
     p = data.draw(tensors(shape, min_value=0.05, max_value=0.95))  # away from the clamped 0 and 1
     y = data.draw(tensors(shape, min_value=0.0, max_value=1.0))
-    assert gradcheck(lambda a, b: F.binary_cross_entropy(a, b, reduction), p, y)
+    assert gradcheck(lambda a, b: F.binary_cross_entropy(a, b, reduction=reduction), p, y)
     hard = (y.data > 0.5).astype(np.float64)
-    assert gradcheck(lambda a: F.binary_cross_entropy(a, hard, reduction), p)
+    assert gradcheck(lambda a: F.binary_cross_entropy(a, hard, reduction=reduction), p)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -761,7 +761,7 @@ def test_binary_cross_entropy(reduction, shape, data):
 def test_binary_cross_entropy_with_logits(reduction, shape, data):
     z = data.draw(tensors(shape, min_value=-20, max_value=20))
     y = data.draw(tensors(shape, min_value=0.0, max_value=1.0))
-    assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction), z, y)
+    assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), z, y)
 
 
 @pytest.fixture

@@ -544,7 +544,7 @@ def class_problem(draw):
 def test_cross_entropy(problem, seed, reduction):
     scores, target = problem
     compare(
-        lambda t: F.cross_entropy(t, target, reduction),
+        lambda t: F.cross_entropy(t, target, reduction=reduction),
         lambda t: TF.cross_entropy(t, torch.from_numpy(target), reduction=reduction),
         [scores],
         seed,
@@ -555,7 +555,7 @@ def test_cross_entropy(problem, seed, reduction):
 def test_nll_loss(problem, seed, reduction):
     scores, target = problem
     compare(
-        lambda t: F.nll_loss(t, target, reduction),
+        lambda t: F.nll_loss(t, target, reduction=reduction),
         lambda t: TF.nll_loss(t, torch.from_numpy(target), reduction=reduction),
         [scores],
         seed,
@@ -566,7 +566,12 @@ def test_nll_loss(problem, seed, reduction):
 def test_mse_loss(data, seed, reduction):
     shape = data.draw(shapes())
     a, b = data.draw(arrays(shape)), data.draw(arrays(shape))
-    compare(lambda x, y: F.mse_loss(x, y, reduction), lambda x, y: TF.mse_loss(x, y, reduction=reduction), [a, b], seed)
+    compare(
+        lambda x, y: F.mse_loss(x, y, reduction=reduction),
+        lambda x, y: TF.mse_loss(x, y, reduction=reduction),
+        [a, b],
+        seed,
+    )
 
 
 @given(data=st.data(), seed=SEEDS, reduction=REDUCTIONS)
@@ -575,7 +580,7 @@ def test_binary_cross_entropy(data, seed, reduction):
     p = data.draw(arrays(shape, st.floats(0.02, 0.98)))
     t = data.draw(arrays(shape, st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1))))
     compare(
-        lambda x: F.binary_cross_entropy(x, t, reduction),
+        lambda x: F.binary_cross_entropy(x, t, reduction=reduction),
         lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t.copy()), reduction=reduction),
         [p],
         seed,
@@ -586,7 +591,7 @@ def test_binary_cross_entropy_at_0_and_1_forward():
     p = np.array([0.0, 1.0, 0.0, 1.0, 0.5])
     t = np.array([1.0, 0.0, 0.0, 1.0, 0.3])
     compare(
-        lambda x: F.binary_cross_entropy(x, t, "none"),
+        lambda x: F.binary_cross_entropy(x, t, reduction="none"),
         lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t.copy()), reduction="none"),
         [p],
         0,
@@ -599,14 +604,14 @@ def test_binary_cross_entropy_gradient_at_0_and_1_is_finite():
     t = np.array([0.0, 1.0, 0.3])  # target == p at the ends: torch's gradient there is exactly 0
     x = tg.Tensor(p, requires_grad=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        F.binary_cross_entropy(x, t, "sum").backward()
+        F.binary_cross_entropy(x, t, reduction="sum").backward()
     assert np.isfinite(x.grad).all()
     # The clamped term contributes nothing and the other term its exact derivative, so the ends
     # get -t/p + (1-t)/(1-p) without the clamped part: 1 at p=0 and -1 at p=1. PyTorch's formula
     # (p - t) / max(p(1-p), 1e-12) gives 0 there instead (documented in docs/pytorch.md).
     np.testing.assert_allclose(x.grad, [1.0, -1.0, -0.3 / 0.5 + 0.7 / 0.5])
     compare(
-        lambda x: F.binary_cross_entropy(x, t[2:], "sum"),
+        lambda x: F.binary_cross_entropy(x, t[2:], reduction="sum"),
         lambda x: TF.binary_cross_entropy(x, torch.from_numpy(t[2:].copy()), reduction="sum"),
         [p[2:]],
         0,
@@ -619,7 +624,7 @@ def test_binary_cross_entropy_with_logits(data, seed, reduction):
     z = data.draw(arrays(shape, st.one_of(st.just(0.0), FLOATS, st.floats(-60, 60))))
     t = data.draw(arrays(shape, st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0, 1))))
     compare(
-        lambda x: F.binary_cross_entropy_with_logits(x, t, reduction),
+        lambda x: F.binary_cross_entropy_with_logits(x, t, reduction=reduction),
         lambda x: TF.binary_cross_entropy_with_logits(x, torch.from_numpy(t.copy()), reduction=reduction),
         [z],
         seed,
@@ -630,7 +635,7 @@ def test_binary_cross_entropy_with_logits_at_exactly_zero():
     z = np.zeros(4)
     t = np.array([0.0, 1.0, 0.5, 0.25])
     compare(
-        lambda x: F.binary_cross_entropy_with_logits(x, t, "none"),
+        lambda x: F.binary_cross_entropy_with_logits(x, t, reduction="none"),
         lambda x: TF.binary_cross_entropy_with_logits(x, torch.from_numpy(t.copy()), reduction="none"),
         [z],
         0,

@@ -1754,102 +1754,6 @@ def softmax(x: Tensor, dim: int | None = None, *, dtype: Any = None, axis: int |
     return P.Softmax.apply(x, _softmax_dim("softmax", x, _dim("softmax", dim, axis)))
 
 
-# --------------------------------------------------------------------------- losses
-
-
-def _reduce(op: str, losses: Tensor, reduction: str) -> Tensor:
-    if reduction == "mean":
-        return mean(losses)
-    if reduction == "sum":
-        return sum(losses)
-    if reduction == "none":
-        return losses
-    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _class_targets(op: str, scores: Tensor, target: Any) -> np.ndarray:
-    try:
-        t = np.asarray(target.array if isinstance(target, Tensor) else target)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"{op}: target must hold integer class indices, got {type(target).__name__} {str(target)[:40]}"
-        ) from None
-    if scores.ndim != 2:
-        raise ValueError(f"{op}: expected scores of shape (N, C), got {scores.shape}")
-    _require_float(op, scores)
-    if scores.shape[1] == 0 and scores.shape[0]:
-        raise ValueError(f"{op}: scores of shape {scores.shape} have no classes")
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
-    if t.shape != scores.shape[:1]:
-        raise ValueError(f"{op}: target has shape {t.shape}, expected ({scores.shape[0]},) for scores {scores.shape}")
-    if t.size and (t.min() < 0 or t.max() >= scores.shape[1]):
-        bad = t.max() if t.max() >= scores.shape[1] else t.min()
-        raise ValueError(f"{op}: target {bad} is out of range for {scores.shape[1]} classes (0..{scores.shape[1] - 1})")
-    return t
-
-
-def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of integer class targets.   log_probs: (N, C), target: (N,)."""
-    log_probs = _tensor("nll_loss", log_probs)
-    t = _class_targets("nll_loss", log_probs, target)
-    target_class = np.zeros(log_probs.shape, dtype=bool)
-    target_class[np.arange(len(t)), t] = True
-    # picked with where, not multiplied by a one-hot: -inf (a masked logit) times 0 would be NaN
-    return _reduce("nll_loss", -sum(where(target_class, log_probs, 0.0), 1), reduction)
-
-
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of raw scores.   logits: (N, C), target: (N,) integer classes."""
-    logits = _tensor("cross_entropy", logits)
-    _class_targets("cross_entropy", logits, target)
-    return nll_loss(log_softmax(logits, 1), target, reduction)
-
-
-def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Mean squared error; ``input`` and ``target`` must have the same shape."""
-    input = _tensor("mse_loss", input)
-    t = _as_tensor(target, input, "mse_loss", "target")
-    if t.shape != input.shape:
-        raise ValueError(f"mse_loss: input shape {input.shape} and target shape {t.shape} differ")
-    diff = input - t
-    return _reduce("mse_loss", diff * diff, reduction)
-
-
-def binary_cross_entropy(probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """-(t log p + (1-t) log(1-p)) of probabilities; each log is clamped at -100, as PyTorch."""
-    probs = _tensor("binary_cross_entropy", probs)
-    _require_float("binary_cross_entropy", probs)
-    t = _as_tensor(target, probs, "binary_cross_entropy", "target")
-    if t.shape != probs.shape:
-        raise ValueError(f"binary_cross_entropy: input shape {probs.shape} and target shape {t.shape} differ")
-    if probs.numel() and (np.nanmin(probs.array) < 0 or np.nanmax(probs.array) > 1):
-        raise ValueError(
-            f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
-            f"[{np.nanmin(probs.array):g}, {np.nanmax(probs.array):g}]; for raw scores use "
-            "binary_cross_entropy_with_logits"
-        )
-    losses = -(t * _clamped_log(probs) + (1 - t) * _clamped_log(1 - probs))
-    return _reduce("binary_cross_entropy", losses, reduction)
-
-
-def _clamped_log(p: Tensor) -> Tensor:
-    """max(log p, -100) with a finite gradient everywhere: 0 where the clamp is active
-    (clipping p first keeps Log's backward away from 0/0 at p = 0)."""
-    return clip(log(clip(p, min=math.exp(-100.0))), min=-100.0)
-
-
-def binary_cross_entropy_with_logits(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """Binary cross-entropy of raw scores, stable for any logit: softplus(z) - t z."""
-    logits = _tensor("binary_cross_entropy_with_logits", logits)
-    t = _as_tensor(target, logits, "binary_cross_entropy_with_logits", "target")
-    if t.shape != logits.shape:
-        raise ValueError(
-            f"binary_cross_entropy_with_logits: input shape {logits.shape} and target shape {t.shape} differ"
-        )
-    return _reduce("binary_cross_entropy_with_logits", softplus(logits) - logits * t, reduction)
-
-
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
     x = _tensor("dropout", x)
@@ -2180,3 +2084,18 @@ def aminmax(x: Tensor, *, dim: int | None = None, keepdim: bool = False) -> Any:
 class _MinMax(NamedTuple):
     min: Tensor
     max: Tensor
+
+
+# The losses live in nn.loss (PyTorch's torch.nn.functional signatures: weight, ignore_index,
+# reduction, ...), which builds on this module; they are importable from here too.
+_LOSSES = frozenset(
+    {"binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "nll_loss"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOSSES:
+        from .nn import loss
+
+        return getattr(loss, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

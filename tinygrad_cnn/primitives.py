@@ -1109,3 +1109,42 @@ class LogSoftmax(Primitive):
     def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
         (y,) = ctx.saved_arrays
         return g - np.exp(y) * kernels.sum_axes(g, ctx.values, True)
+
+
+class NLLLoss(Primitive):
+    """The negative log-likelihood of class targets: with p = x[i, t_i] picked from each row of
+    x (M, C) by the targets t (M,) and weighted by w (M,) (a class weight; 0 for an ignored row),
+    y = -w * p per row (``reduction`` "none"), their sum ("sum") or their sum / sum(w) ("mean").
+    dx[i, t_i] = -w_i * g_i ("none"), -w_i * g ("sum"), -w_i * g / sum(w) ("mean"), 0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, target: np.ndarray, weight: np.ndarray, reduction: str) -> np.ndarray:
+        rows = np.arange(len(target))
+        losses = -(weight * x[rows, target])
+        ctx.values = (x.shape, target, weight, reduction)
+        if reduction == "none":
+            return losses
+        total = losses.sum()
+        return total / weight.sum() if reduction == "mean" else total
+
+    @staticmethod
+    def _per_row(ctx: Context, g: Any) -> Any:
+        """-w times the gradient each row's loss got (a Tensor or an array of shape (M,) or ())."""
+        _, _, weight, reduction = ctx.values
+        scale = -weight / weight.sum() if reduction == "mean" else -weight
+        return g * scale
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> Tensor:
+        x_shape, target, _, _ = ctx.values
+        picks = np.zeros(x_shape, dtype=bool)
+        picks[np.arange(len(target)), target] = True
+        per_row = _reshape(NLLLoss._per_row(ctx, g), (len(target), 1))
+        return Where.apply(picks, per_row, Tensor.wrap(np.zeros((), dtype=per_row.dtype)))
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
+        x_shape, target, weight, _ = ctx.values
+        gx = np.zeros(x_shape, dtype=np.result_type(g, weight))
+        gx[np.arange(len(target)), target] = NLLLoss._per_row(ctx, g)
+        return gx

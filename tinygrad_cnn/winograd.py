@@ -56,11 +56,11 @@ def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding
     """Whether conv2d of x (N, C, H, W) of ``x_shape`` by a weight of ``w_shape`` (kh, kw, C, C_out)
     takes the Winograd path: a 3x3 kernel at stride 1, dilation 1, padding 0 or 1, at least
     MIN_CHANNELS input and output channels, and at least MIN_VALUES of N*H*W times the smaller
-    channel count. Below, the transforms (slice-adds over runs of N*C values, a few dozen NumPy
-    calls per block of tiles) cost more than the GEMMs save. One thread, forward and both
-    gradients against the im2col path (docs/performance.md has the command): 1.2-1.7x from 32
-    channels at batch 8-128, 1.1-1.4x for 16 channels at 2-64 images of 32x32, but 0.84x for one
-    16x16 image of 32 channels, 0.94x for 4 of 16 channels, 0.4x for the forward of 3 -> 32."""
+    channel count. Below, the transforms (slice-adds over the image, a few dozen NumPy calls per
+    block of tiles) cost more than the GEMMs save. Forward and backward on one thread against the
+    im2col path (``benchmarks/winograd.py --all``, docs/performance.md): 1.2-1.8x with padding 1
+    from 16 channels at 8 or more images, 1.1-1.4x unpadded; turned down: 0.83x for one 32x32 image
+    of 16 channels, 0.79x for one 16x16 image of 32, 0.61x for 3 -> 32 channels."""
     kh, kw, c, c_out = w_shape
     n, _, h, w = x_shape
     return (

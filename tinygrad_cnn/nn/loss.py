@@ -7,6 +7,7 @@ integer targets of shape (N,) or (N, d1, ...); class dim is dim 1, as PyTorch.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -24,6 +25,11 @@ def _reduction(op: str, reduction: str, size_average: bool | None = None, reduce
     """``reduction``, or the one PyTorch's deprecated ``size_average``/``reduce`` pair stands for."""
     if size_average is not None or reduce is not None:
         reduction = "none" if reduce is False else ("sum" if size_average is False else "mean")
+        warnings.warn(  # PyTorch's warning, word for word
+            f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
+            UserWarning,
+            stacklevel=3,
+        )
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     return reduction
@@ -51,6 +57,18 @@ def _class_layout(op: str, input: Tensor, target: np.ndarray) -> tuple[Tensor, n
     return x, t.reshape(-1), unbatched
 
 
+def _class_target(op: str, target: Any, probabilities: bool) -> np.ndarray:
+    """The target as an array of integer class indices (or, where ``probabilities``, of floats)."""
+    what = "integer class indices" + (" or class probabilities" if probabilities else "")
+    try:
+        t = np.asarray(array_of(target) if isinstance(target, Tensor) else target)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: target must hold {what}, got {type(target).__name__} {str(target)[:40]}") from None
+    if t.dtype.kind not in ("iuf" if probabilities else "iu"):
+        raise TypeError(f"{op}: target must hold {what}, got dtype {t.dtype}")
+    return t
+
+
 def _class_weights(op: str, weight: Any, c: int, like: Tensor) -> np.ndarray:
     if weight is None:
         return np.ones(c, dtype=like.dtype)
@@ -61,22 +79,25 @@ def _class_weights(op: str, weight: Any, c: int, like: Tensor) -> np.ndarray:
 
 
 def _picking(op: str, rows: Tensor, t: np.ndarray, w: np.ndarray, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (M, C) matrix that is w[t] at each row's target class (0 on ignored rows), and the
-    per-row weights w[t] (0 where ignored)."""
+    """The targets with ignored ones replaced by class 0, and the per-row weights w[t] (0 where
+    ignored), after checking that every other target is a class of ``rows`` (M, C)."""
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got dtype {t.dtype}")
-    m, c = rows.shape
+    c = rows.shape[1]
     kept = t != ignore_index
     every = bool(kept.all())  # the common case: no target ignored, no masking needed
     valid = t if every else t[kept]
     if valid.size and (valid.min() < 0 or valid.max() >= c):
         bad = valid.max() if valid.max() >= c else valid.min()
         raise IndexError(f"{op}: target {bad} is out of bounds for {c} classes (0..{c - 1})")
-    safe = t if every else np.where(kept, t, 0)
-    row_w = (w[safe] if every else np.where(kept, w[safe], 0)).astype(rows.dtype)
-    picking = np.zeros((m, c), dtype=rows.dtype)
-    picking[np.arange(m), safe] = row_w
-    return picking, row_w
+    safe = t.copy() if every else np.where(kept, t, 0)  # a copy: the graph keeps it, and must not lock the user's
+    return safe, (w[safe] if every else np.where(kept, w[safe], 0)).astype(rows.dtype)
+
+
+def _nll(op: str, rows: Tensor, t: np.ndarray, w: np.ndarray, ignore_index: int, reduction: str) -> Tensor:
+    """The NLLLoss primitive of log-probability rows (M, C) and targets (M,), class weights w (C,)."""
+    safe, row_w = _picking(op, rows, t, w, ignore_index)
+    return P.NLLLoss.apply(rows, safe, row_w, reduction)
 
 
 def _shape_back(losses: Tensor, input: Tensor, unbatched: bool) -> Tensor:
@@ -98,20 +119,9 @@ def nll_loss(
     non-ignored targets (as PyTorch; all ignored gives NaN)."""
     reduction = _reduction("nll_loss", reduction, size_average, reduce)
     x = arguments.tensor_argument("nll_loss", input)
-    rows, t, unbatched = _class_layout("nll_loss", x, np.asarray(array_of(target)))
-    picking, row_w = _picking(
-        "nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index
-    )
-    # The target's entry picked with where, then weighted: -inf (a masked logit) times 0 would be NaN.
-    # The primitives themselves: every argument is checked already, and a small batch's step is
-    # mostly this bookkeeping.
-    zero = Tensor.wrap(np.zeros((), rows.dtype))
-    weighted = P.Mul.apply(P.Where.apply(picking != 0, rows, zero), Tensor.wrap(picking))
-    losses = P.Neg.apply(P.Sum.apply(weighted, (1,), False))
-    if reduction == "none":
-        return _shape_back(losses, x, unbatched)
-    total = P.Sum.apply(losses, (0,), False)
-    return P.Div.apply(total, Tensor.wrap(np.asarray(row_w.sum()))) if reduction == "mean" else total
+    rows, t, unbatched = _class_layout("nll_loss", x, _class_target("nll_loss", target, False))
+    losses = _nll("nll_loss", rows, t, _class_weights("nll_loss", weight, rows.shape[1], rows), ignore_index, reduction)
+    return _shape_back(losses, x, unbatched) if reduction == "none" else losses
 
 
 def cross_entropy(
@@ -135,23 +145,29 @@ def cross_entropy(
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     arguments.require_float("cross_entropy", x)
     class_dim = 0 if x.ndim == 1 else 1
-    logp = F.log_softmax(x, class_dim)
-    tgt = array_of(target) if isinstance(target, Tensor) else np.asarray(target)
-    c = x.shape[class_dim]
+    tgt = _class_target("cross_entropy", target, True)
+    c = x.shape[class_dim] if x.ndim else 0
+    samples = math.prod([n for i, n in enumerate(x.shape) if i != class_dim])
+    if c == 0 and samples:
+        raise ValueError(f"cross_entropy: input of shape {x.shape} has no classes")
     if tgt.dtype.kind == "f":  # class probabilities
         if tgt.shape != x.shape:
             raise ValueError(
-                f"cross_entropy: probability targets must have the input's shape {x.shape}, got {tgt.shape}"
+                f"cross_entropy: probability targets (a float target) must have the input's shape {x.shape}, "
+                f"got {tgt.shape}; class indices must be integers (.astype(np.int64))"
             )
         w = _class_weights("cross_entropy", weight, c, x).reshape((c,) + (1,) * (x.ndim - 1 - class_dim))
         probs = tgt * (1 - label_smoothing) + label_smoothing / c
-        losses = -F.sum(logp * Tensor((probs * w).astype(x.dtype)), class_dim)
+        losses = -F.sum(F.log_softmax(x, class_dim) * Tensor((probs * w).astype(x.dtype)), class_dim)
         return _reduce(losses, reduction)
-    nll = nll_loss(logp, tgt, weight, None, ignore_index, None, reduction)
+    rows, t, unbatched = _class_layout("cross_entropy", x, tgt)  # the class dim last: log-softmax over rows
+    w = _class_weights("cross_entropy", weight, c, rows)
+    rows = F.log_softmax(rows, 1) if c else rows
+    nll = _nll("cross_entropy", rows, t, w, ignore_index, reduction)
+    if reduction == "none":
+        nll = _shape_back(nll, x, unbatched)
     if label_smoothing == 0:
         return nll
-    rows, t, unbatched = _class_layout("cross_entropy", logp, tgt)
-    w = _class_weights("cross_entropy", weight, c, rows)
     kept = (t != ignore_index).astype(rows.dtype)
     smooth = -F.sum(rows * Tensor(w), 1) * Tensor(kept)  # -sum_c w_c log p_c per sample, 0 where ignored
     if reduction == "none":
@@ -251,7 +267,21 @@ def binary_cross_entropy(
     t = arguments.as_constant(target, x, "binary_cross_entropy", "target")
     if t.shape != x.shape:
         raise ValueError(f"binary_cross_entropy: target size {t.shape} must be the same as input size {x.shape}")
-    return _reduce(_weighted(F.binary_cross_entropy(x, t, "none"), weight), reduction)
+    arguments.require_float("binary_cross_entropy", x)
+    if x.numel() and (np.nanmin(x.array) < 0 or np.nanmax(x.array) > 1):
+        raise ValueError(
+            f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+            f"[{np.nanmin(x.array):g}, {np.nanmax(x.array):g}]; for raw scores use "
+            "binary_cross_entropy_with_logits"
+        )
+    losses = -(t * _clamped_log(x) + (1 - t) * _clamped_log(1 - x))
+    return _reduce(_weighted(losses, weight), reduction)
+
+
+def _clamped_log(p: Tensor) -> Tensor:
+    """max(log p, -100) with a finite gradient everywhere: 0 where the clamp is active
+    (clipping p first keeps Log's backward away from 0/0 at p = 0)."""
+    return F.clip(F.log(F.clip(p, min=math.exp(-100.0))), min=-100.0)
 
 
 def binary_cross_entropy_with_logits(
