@@ -18,7 +18,10 @@ padding 3, batch norm, relu, max pool 3 stride 2 padding 1, two conv3x3 32->32 p
 relu each, global average pool, linear 32->10; ``batchnorm`` and ``resnet_stem`` are
 benchmarks/run.py's), ``odd3x3`` (3x40x40: conv3x3 3->24 and 24->48 padding 1, pool 2, 48->48
 unpadded (18x18), 48->96 padding 1, pool 2, 96->96 padding 1 (9x9), 96->128 unpadded (7x7), a relu
-after every conv, global average pool, linear 128->10: odd sizes and channel counts) and ``hvp`` (a
+after every conv, global average pool, linear 128->10: odd sizes and channel counts), ``dcgan`` (a
+DCGAN-style generator: a 64-d latent (N, 64, 1, 1), conv_transpose2d 64->128 4x4, then 128->64,
+64->32 and 32->3 4x4 stride 2 padding 1, a relu after each but the last, tanh, 3x32x32 images, a
+linear 3072->10 head for the loss) and ``hvp`` (a
 Hessian-vector product of LeNet-ish's loss with respect to its weights: double backward). Never
 tune to one of them: compare a change on all of them, at small and large batches.
 
@@ -51,8 +54,26 @@ from typing import Any
 import numpy as np
 
 SAMPLE_STEPS = 5
-NN_FUNCTIONAL_NETS = ("batchnorm", "resnet_stem", "odd3x3")  # need tinygrad_cnn.nn.functional (batch_norm, pools)
-NETS = ("lenet", "cifar", "mlp", "conv7", "hvp", "vgg", "strided", "mobilenet", "batchnorm", "resnet_stem", "odd3x3")
+NN_FUNCTIONAL_NETS = (
+    "batchnorm",
+    "resnet_stem",
+    "odd3x3",
+    "dcgan",
+)  # need tinygrad_cnn.nn.functional (batch_norm, pools)
+NETS = (
+    "lenet",
+    "cifar",
+    "mlp",
+    "conv7",
+    "hvp",
+    "vgg",
+    "strided",
+    "mobilenet",
+    "batchnorm",
+    "resnet_stem",
+    "odd3x3",
+    "dcgan",
+)
 
 
 def serve(repo: str, net: str, batch: int, tune: bool) -> None:
@@ -122,6 +143,15 @@ def workload(repo: str, net: str, batch: int, rng: np.random.Generator) -> tuple
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
         channels = (3, 16, 16, 32, 32, 64)
         return [a for c_in, c_out in zip(channels, channels[1:]) for a in layer(c_in, c_out, 3)] + layer(1024, 10), x
+    if net == "dcgan":
+        channels = (64, 128, 64, 32, 3)
+        # weights as PyTorch lays out a transposed convolution's: (C_in, C_out, kh, kw)
+        convs = [
+            a
+            for c_in, c_out in zip(channels, channels[1:])
+            for a in (param(c_in, c_out, 4, 4, fan_in=c_out * 16), param(c_out, fan_in=c_out * 16))
+        ]
+        return convs + layer(3 * 32 * 32, 10), rng.standard_normal((batch, 64, 1, 1)).astype(np.float32)
     if net == "mlp":
         return layer(784, 512) + layer(512, 512) + layer(512, 10), rng.standard_normal((batch, 784)).astype(np.float32)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)  # conv7
@@ -175,6 +205,12 @@ def forward(F: Any, net: str, p: list[Any], x: Any) -> Any:
             h = F.relu(F.conv2d(h, p[2 * i], p[2 * i + 1], padding=1))
             h = F.max_pool2d(h, 2) if pool else h
         return F.linear(h.reshape(batch, -1), p[10], p[11])
+    if net == "dcgan":
+        h = F.relu(F.conv_transpose2d(x, p[0], p[1]))  # 1x1 -> 4x4
+        for i in (1, 2):
+            h = F.relu(F.conv_transpose2d(h, p[2 * i], p[2 * i + 1], stride=2, padding=1))
+        h = F.tanh(F.conv_transpose2d(h, p[6], p[7], stride=2, padding=1))  # 3x32x32
+        return F.linear(h.reshape(batch, -1), p[8], p[9])
     if net == "mlp":
         h = F.relu(F.linear(x, p[0], p[1]))
         return F.linear(F.relu(F.linear(h, p[2], p[3])), p[4], p[5])
@@ -186,7 +222,7 @@ def our_step(repo: Path, net: str, arrays: list, x: np.ndarray, y: np.ndarray, v
     sys.path.insert(0, str(repo))
     import tinygrad_cnn as tg
     from tinygrad_cnn import functional as F
-    from tinygrad_cnn.nn import functional as NF  # batch_norm, adaptive_avg_pool2d
+    from tinygrad_cnn.nn import functional as NF  # batch_norm, adaptive_avg_pool2d, conv_transpose2d
 
     if tune:
         from tinygrad_cnn.memory import tune_allocator

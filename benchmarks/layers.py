@@ -61,8 +61,16 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "conv3x3_128_after_conv": (lambda nn: nn.Conv2d(128, 128, 3, padding=1), (32, 128, 8, 8)),
     "conv3x3_valid_after_conv": (lambda nn: nn.Conv2d(32, 64, 3), (64, 32, 15, 15)),  # padding 0, odd output
     "conv3x3_b8_after_conv": (lambda nn: nn.Conv2d(64, 64, 3, padding=1), (8, 64, 28, 28)),
-    "conv_transpose4_s2": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1), (64, 64, 8, 8)),  # DCGAN generator
+    # DCGAN generator layers (4x4, stride 2, padding 1) at several channel counts, its first layer from the latent
+    "conv_transpose4_s2": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1), (64, 64, 8, 8)),
+    "conv_transpose4_s2_after_conv": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1), (64, 64, 8, 8)),
+    "conv_transpose4_s2_c256": (lambda nn: nn.ConvTranspose2d(256, 128, 4, 2, 1), (64, 256, 4, 4)),
+    "conv_transpose4_s2_to_rgb": (lambda nn: nn.ConvTranspose2d(32, 3, 4, 2, 1), (64, 32, 16, 16)),
+    "conv_transpose4_latent": (lambda nn: nn.ConvTranspose2d(100, 256, 4, 1, 0), (64, 100, 1, 1)),
+    "conv_transpose3_s1": (lambda nn: nn.ConvTranspose2d(32, 32, 3, 1, 1), (64, 32, 16, 16)),
+    "conv_transpose3_s2_op1": (lambda nn: nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1), (64, 32, 8, 8)),
     "conv_transpose2_s2": (lambda nn: nn.ConvTranspose2d(64, 32, 2, 2), (32, 64, 16, 16)),  # U-Net upsampling
+    "conv_transpose_groups4": (lambda nn: nn.ConvTranspose2d(64, 32, 4, 2, 1, groups=4), (64, 64, 8, 8)),
     "conv_transpose_dw": (lambda nn: nn.ConvTranspose2d(32, 32, 4, 2, 1, groups=32), (64, 32, 8, 8)),
     "max_pool2": (lambda nn: nn.MaxPool2d(2), (128, 32, 16, 16)),
     "max_pool3_s2_p1": (lambda nn: nn.MaxPool2d(3, 2, 1), (64, 32, 32, 32)),

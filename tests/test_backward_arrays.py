@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
+import tinygrad_cnn.nn.functional as NF
 from tinygrad_cnn import primitives as P
 
 WITH_ARRAYS = sorted(
@@ -72,6 +73,27 @@ def _grouped_conv(pick: Pick) -> tg.Tensor:
     weight = pick.leaf((groups * per_out, per_in, kh, kw), requires_grad=True)
     bias = pick.leaf((groups * per_out,)) if pick.bool() else None
     y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))
+
+
+def _conv_transpose(pick: Pick) -> tg.Tensor:
+    """conv_transpose2d (``ConvTranspose``), groups, output_padding and padding included, on an
+    NCHW input or one laid out (H, W, N, C) as conv2d's outputs are."""
+    groups, per_in, per_out, n = pick.int(1, 3), pick.int(1, 2), pick.int(1, 2), pick.int(0, 3)
+    kh, kw, stride, dilation, h, w = (
+        pick.int(1, 3),
+        pick.int(1, 3),
+        pick.int(1, 3),
+        pick.int(1, 2),
+        *(pick.int(1, 4),) * 2,
+    )
+    extra = pick.int(0, max(stride, dilation) - 1)
+    full = min((h - 1) * stride + dilation * (kh - 1) + 1, (w - 1) * stride + dilation * (kw - 1) + 1)
+    padding = pick.int(0, min(2, (full + extra - 1) // 2))
+    x = _maybe_batch_inner(pick, pick.leaf((n, groups * per_in, h, w)))
+    weight = pick.leaf((groups * per_in, per_out, kh, kw), requires_grad=True)
+    bias = pick.leaf((groups * per_out,)) if pick.bool() else None
+    y = NF.conv_transpose2d(x, weight, bias, stride, padding, extra, groups, dilation)
     return F.relu(y).reshape(n, int(np.prod(y.shape[1:])))
 
 
@@ -158,7 +180,18 @@ def _linear(pick: Pick) -> tg.Tensor:
     return P.MatMulAdd.apply(x, pick.leaf((f_in, f_out)), pick.leaf((1, f_out) if pick.bool() else (f_out,)))
 
 
-BUILDERS = [_conv, _grouped_conv, _pool, _reductions, _log_softmax, _nll, _standardize, _arithmetic, _linear]
+BUILDERS = [
+    _conv,
+    _grouped_conv,
+    _conv_transpose,
+    _pool,
+    _reductions,
+    _log_softmax,
+    _nll,
+    _standardize,
+    _arithmetic,
+    _linear,
+]
 
 
 def _nodes(root: tg.Tensor) -> list:

@@ -683,7 +683,8 @@ class Convolution(Primitive):
     y[n,i,j,o] = sum over p,q,c of xp[n, c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o], where
     xp is x padded with ``padding`` (ph, pw) rows and columns of zeros on each side (the windows
     are :class:`Unfold`'s of xp), computed as im2col(xp) @ w + b.
-    dx = Fold(g @ w^T) with the padding cropped off,  db = g summed over (N, OH, OW),
+    dx = Fold(g @ w^T) with the padding cropped off: the transposed convolution of g by w
+    (:class:`ConvTranspose`),  db = g summed over (N, OH, OW),
     dw = im2col(xp)^T @ g, itself a convolution: of x seen as (C, N, H, W) by g seen as the
     kernel (OH, OW, N, C_out), its stride the dilation and its dilation the stride (cropped to kh x kw).
 
@@ -713,20 +714,11 @@ class Convolution(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
-        stride, dilation, (ph, pw), _ = ctx.values
-        (n, oh, ow, c_out), (kh, kw, c, _) = g.shape, w.shape
+        stride, dilation, padding, _ = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g_rows = _reshape(Permute.apply(g, (1, 2, 0, 3)), (oh * ow * n, c_out))  # like the im2col rows
-        gx = gw = None
-        if need_x:
-            window_grad = _reshape(g_rows @ _mT(_reshape(w, (kh * kw * c, c_out))), (oh, ow, n, kh, kw, c))
-            gx = _fold_cropped(Permute.apply(window_grad, (2, 0, 1, 3, 4, 5)), x.shape, stride, dilation, (ph, pw))
-        if need_w:  # itself a convolution: of x with images and channels swapped, by g (strides and dilations swap)
-            gw = Convolution.apply(
-                Permute.apply(x, (1, 0, 2, 3)), Permute.apply(g, (1, 2, 0, 3)), None, dilation, stride, (ph, pw)
-            )
-            gw = Permute.apply(GetItem.apply(gw, (slice(None), slice(kh), slice(kw))), (1, 2, 0, 3))
-        return gx, gw, sum_to(g_rows, (c_out,)) if need_b else None
+        gx = _conv_input_grad(g, w, x.shape, stride, dilation, padding, 1) if need_x else None
+        gw = _conv_weight_grad(x, g, w.shape, stride, dilation, padding, 1) if need_w else None
+        return gx, gw, sum_to(g, (g.shape[3],)) if need_b else None
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
@@ -737,12 +729,30 @@ class Convolution(Primitive):
         return gx, gw, gb
 
 
-def _fold_cropped(window_grad: Tensor, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape) -> Tensor:
-    """The (N, OH, OW, kh, kw, C) gradient of the windows of x zero-padded by ``padding``, folded
-    back onto the padded image and cropped to x's (N, C, H, W)."""
-    (n, c, h, w), (ph, pw), kernel = x_shape, padding, window_grad.shape[3:5]
-    gx = Fold.apply(window_grad, (n, c, h + 2 * ph, w + 2 * pw), kernel, stride, dilation)
-    return GetItem.apply(gx, (Ellipsis, slice(ph, ph + h), slice(pw, pw + w)))
+def _conv_input_grad(
+    g: Tensor, w: Tensor, x_shape: Shape, stride: Shape, dilation: Shape, padding: Shape, groups: int
+) -> Tensor:
+    """conv2d's input gradient (N, C, H, W) from g (N, OH, OW, C_out): the transposed convolution of g by w."""
+    return ConvTranspose.apply(Permute.apply(g, (0, 3, 1, 2)), w, None, x_shape[2:], stride, dilation, padding, groups)
+
+
+def _conv_weight_grad(
+    x: Tensor, g: Tensor, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape, groups: int
+) -> Tensor:
+    """conv2d's weight gradient, of ``w_shape`` (kh, kw, C/G, C_out), from its input x (N, C, H, W) and
+    its output's gradient g (N, OH, OW, C_out), in recorded Tensor ops (see :class:`Convolution`,
+    :class:`GroupedConvolution`)."""
+    kh, kw, cg, c_out = w_shape
+    if groups == 1:  # a convolution of x with images and channels swapped, by g (strides and dilations swap)
+        gw = Convolution.apply(
+            Permute.apply(x, (1, 0, 2, 3)), Permute.apply(g, (1, 2, 0, 3)), None, dilation, stride, padding
+        )
+        return Permute.apply(GetItem.apply(gw, (slice(None), slice(kh), slice(kw))), (1, 2, 0, 3))
+    (ph, pw), (n, oh, ow, _) = padding, g.shape
+    xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
+    u = _reshape(Unfold.apply(xp, (kh, kw), stride, dilation), (n, oh, ow, kh, kw, groups, cg))
+    g_split = _reshape(g, (n, oh, ow, groups, c_out // groups))
+    return _reshape(Einsum.apply("nijpqgc,nijgm->pqcgm", u, g_split), w_shape)
 
 
 class GroupedConvolution(Primitive):
@@ -754,7 +764,8 @@ class GroupedConvolution(Primitive):
     y[n,i,j,o] = sum over p,q,c of xp[n, g*C/G + c, i*sh + p*dh, j*sw + q*dw] * w[p,q,c,o] + b[o]
     (xp: x zero-padded by ``padding``). With u = Unfold(xp) split as (N, OH, OW, kh, kw, G, C/G)
     and g, w split by group (the output channels as (G, M)):
-    dx = Fold(einsum("nijgm,pqcgm->nijpqgc", g, w)) with the padding cropped off,
+    dx = Fold(einsum("nijgm,pqcgm->nijpqgc", g, w)) with the padding cropped off, the grouped
+    transposed convolution of g by w (:class:`ConvTranspose`),
     dw = einsum("nijpqgc,nijgm->pqcgm", u, g),  db = g summed over (N, OH, OW).
 
     The fast path (:func:`kernels.grouped_conv_forward` and the gradients next to it): depthwise
@@ -782,22 +793,11 @@ class GroupedConvolution(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
         x, w = ctx.saved_tensors
-        stride, dilation, (ph, pw), groups = ctx.values
-        (n, oh, ow, c_out), (kh, kw, cg, _) = g.shape, w.shape
+        stride, dilation, padding, groups = ctx.values
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        g_split = _reshape(g, (n, oh, ow, groups, c_out // groups))
-        gx = gw = None
-        if need_x:
-            w_split = _reshape(w, (kh, kw, cg, groups, c_out // groups))
-            window_grad = Einsum.apply("nijgm,pqcgm->nijpqgc", g_split, w_split)  # (N, OH, OW, kh, kw, G, C/G)
-            gx = _fold_cropped(
-                _reshape(window_grad, (n, oh, ow, kh, kw, groups * cg)), x.shape, stride, dilation, (ph, pw)
-            )
-        if need_w:
-            xp = Pad.apply(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), 0.0) if (ph, pw) != (0, 0) else x
-            u = _reshape(Unfold.apply(xp, (kh, kw), stride, dilation), (n, oh, ow, kh, kw, groups, cg))
-            gw = _reshape(Einsum.apply("nijpqgc,nijgm->pqcgm", u, g_split), w.shape)
-        return gx, gw, sum_to(g, (c_out,)) if need_b else None
+        gx = _conv_input_grad(g, w, x.shape, stride, dilation, padding, groups) if need_x else None
+        gw = _conv_weight_grad(x, g, w.shape, stride, dilation, padding, groups) if need_w else None
+        return gx, gw, sum_to(g, (g.shape[3],)) if need_b else None
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
@@ -809,6 +809,85 @@ class GroupedConvolution(Primitive):
         gw = kernels.grouped_conv_weight_grad(x, g_rows, w.shape, stride, dilation, padding, groups) if need_w else None
         gw = None if gw is None else kernels.laid_out_like(gw, w)  # w is conv2d's permuted view of the weight
         return gx, gw, kernels.sum_to(g_rows, (w.shape[3],)) if need_b else None
+
+
+class ConvTranspose(Primitive):
+    """conv_transpose2d's core: the adjoint of the convolution (:class:`Convolution`, with ``groups``
+    :class:`GroupedConvolution`) by w from images of ``size`` to images of x's size, plus a bias;
+    y is that conv2d's input gradient for an output gradient x.
+
+    x (N, C_in, H, W), w (kh, kw, C_out/G, C_in) (conv2d's weight layout for C_out channels in and
+    C_in out), b (C_out,) or None, size (OH, OW) -> y (N, C_out, OH, OW), where the convolution of
+    a (N, C_out, OH, OW) image with this stride, dilation and zero padding has (H, W) windows:
+    y[n, g*K + o, i*sh + p*dh - ph, j*sw + q*dw - pw] += x[n, g*M + m, i, j] * w[p, q, o, g*M + m]
+    (K = C_out/G, M = C_in/G; positions that fall on the padding left out), + b.
+    dx = the convolution of g by w (Convolution),  dw = that convolution's weight gradient with
+    the roles of input and output gradient swapped: im2col(g padded)^T @ x's rows (per group),
+    db = g summed over (N, OH, OW).
+
+    Every plain-array path is one of conv2d's kernels: the forward is conv2d's input gradient
+    (:func:`kernels.fold_products`, grouped :func:`kernels.grouped_conv_input_grad`: the window
+    gradient never in memory), dx its forward (:func:`kernels.conv_forward`), dw its weight
+    gradient (:func:`kernels.conv_weight_grad`, reusing dx's im2col matrix when that kept it).
+    x's channels are read as batch-inner rows (H*W*N, C_in) (:func:`kernels.image_rows`, a view
+    for the outputs of conv2d and of this op), and y is laid out (OH, OW, N, C_out) as conv2d's
+    outputs. Rows and columns at the end that no window reaches (``output_padding``) are zeros plus b.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Context,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        size: Shape,
+        stride: Shape,
+        dilation: Shape,
+        padding: Shape,
+        groups: int,
+    ) -> np.ndarray:
+        n, _, h, wd = x.shape
+        kh, kw, per_group, _ = w.shape
+        w_in, y_shape = w, (n, per_group * groups, *size)
+        windows = kernels.out_hw((size[0] + 2 * padding[0], size[1] + 2 * padding[1]), (kh, kw), stride, dilation)
+        if windows != (h, wd):
+            raise ValueError(
+                f"ConvTranspose: an output of size {tuple(size)} has {windows} windows of kernel {(kh, kw)} "
+                f"(stride {stride}, dilation {dilation}, padding {padding}), not the input's {(h, wd)}"
+            )
+        x_rows = kernels.image_rows(x)
+        if not w.flags.c_contiguous:  # conv_transpose2d's permuted view: one copy in slabs, not one per kernel
+            w = kernels.copy_in_slabs(w, np.empty(w.shape, dtype=w.dtype))
+        y = kernels.conv_transpose_forward(x, x_rows, w, b, y_shape, stride, dilation, padding, groups)
+        ctx.save_for_backward(x, w_in)
+        ctx.values = (stride, dilation, padding, groups, x_rows, w)  # x's rows and w laid out for the kernels
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g: Tensor) -> tuple[Grad, Grad, Grad]:
+        x, w = ctx.saved_tensors
+        stride, dilation, padding, groups = ctx.values[:4]
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = gw = None
+        if need_x:
+            conv = (
+                Convolution.apply(g, w, None, stride, dilation, padding)
+                if groups == 1
+                else GroupedConvolution.apply(g, w, None, stride, dilation, padding, groups)
+            )
+            gx = Permute.apply(conv, (0, 3, 1, 2))
+        if need_w:
+            gw = _conv_weight_grad(g, Permute.apply(x, (0, 2, 3, 1)), w.shape, stride, dilation, padding, groups)
+        return gx, gw, Sum.apply(g, (0, 2, 3), False) if need_b else None
+
+    @staticmethod
+    def backward_arrays(ctx: Context, g: np.ndarray) -> tuple[ArrayGrad, ArrayGrad, ArrayGrad]:
+        _, w_in = ctx.saved_arrays
+        stride, dilation, padding, groups, x_rows, w = ctx.values
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx, gw = kernels.conv_transpose_grads(g, w, x_rows, stride, dilation, padding, groups, (need_x, need_w))
+        gw = None if gw is None else kernels.laid_out_like(gw, w_in)  # w_in: conv_transpose2d's permuted view
+        return gx, gw, kernels.sum_axes(g, (0, 2, 3), False) if need_b else None
 
 
 # --------------------------------------------------------------------------- sliding windows

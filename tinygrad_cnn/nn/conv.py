@@ -146,11 +146,9 @@ def conv_transpose2d(
 
         y[n, o, i*sh + p*dh - ph, j*sw + q*dw - pw] += x[n, c, i, j] * weight[c, o, p, q]   (+ bias[o])
 
-    Each input pixel's window of output values is one row of ``x @ weight`` (a GEMM of the
-    (N*H*W, C_in) pixels with the (C_in, kh*kw*C_out) weight; with ``groups`` G > 1, one einsum
-    over the groups), :class:`~tinygrad_cnn.primitives.Fold` adds the windows onto the image,
-    and ``padding`` rows and columns are cropped off each side (``output_padding`` more kept at
-    the end). The gradient follows from those primitives' rules, to any order.
+    One primitive, :class:`~tinygrad_cnn.primitives.ConvTranspose`: conv2d's input gradient (the
+    products of x's pixels with the weight added onto the image one kernel offset at a time, the
+    padding left out), its gradient conv2d's forward and weight gradient, to any order.
     """
     op = "conv_transpose2d"
     x, w = arguments.tensor_argument(op, input), arguments.tensor_argument(op, weight, "weight")
@@ -181,7 +179,7 @@ def conv_transpose2d(
         raise ValueError(
             f"{op}: output_padding {extra} must be smaller than either stride {s} or dilation {d} (in each dimension)"
         )
-    n, _, h, wd = x.shape
+    h, wd = x.shape[2:]
     full = ((h - 1) * s[0] + d[0] * (kh - 1) + 1, (wd - 1) * s[1] + d[1] * (kw - 1) + 1)
     size = (full[0] - 2 * p[0] + extra[0], full[1] - 2 * p[1] + extra[1])
     if min(size) < 1:
@@ -189,20 +187,12 @@ def conv_transpose2d(
             f"{op}: input {x.shape} with kernel {(kh, kw)}, stride {s}, padding {p}, dilation {d} and "
             f"output_padding {extra} gives output size {size}, which is too small"
         )
-    if groups == 1:  # one GEMM: (N*H*W, C_in) pixels times the (C_in, kh*kw*C_out) weight
-        pixels = F.reshape(P.Permute.apply(x, (0, 2, 3, 1)), (n * h * wd, c_in))
-        windows = pixels @ F.reshape(P.Permute.apply(w, (0, 2, 3, 1)), (c_in, kh * kw * c_out))
-    else:  # the same, group by group in one einsum; output channel g*C_out/G + o reads group g
-        grouped_x = F.reshape(x, (n, groups, c_in // groups, h, wd))
-        grouped_w = F.reshape(w, (groups, c_in // groups, c_group, kh, kw))
-        windows = P.Einsum.apply("ngcij,gcopq->nijpqgo", grouped_x, grouped_w)
-    image = P.Fold.apply(F.reshape(windows, (n, h, wd, kh, kw, c_out)), (n, c_out) + full, (kh, kw), s, d)
-    end = (p[0] + size[0], p[1] + size[1])
-    if end[0] > full[0] or end[1] > full[1]:  # output_padding beyond the padding: rows no window reaches
-        image = P.Pad.apply(image, ((0, 0), (0, 0), (0, max(end[0] - full[0], 0)), (0, max(end[1] - full[1], 0))), 0.0)
-    if image.shape[2:] != size:
-        image = P.GetItem.apply(image, (Ellipsis, slice(p[0], end[0]), slice(p[1], end[1])))
-    return image if bias is None else image + F.reshape(bias, (1, c_out, 1, 1))
+    # conv2d's weight layout (kh, kw, C_out // groups, C_in): the conv2d whose input gradient this is
+    w_conv = P.Permute.apply(w, (2, 3, 1, 0))
+    spare = (extra[0] // s[0], extra[1] // s[1])
+    if spare != (0, 0):  # output_padding of a stride or more (a larger dilation): windows of zeros reach the end rows
+        x = P.Pad.apply(x, ((0, 0), (0, 0), (0, spare[0]), (0, spare[1])), 0.0)
+    return P.ConvTranspose.apply(x, w_conv, bias, size, s, d, p, groups)
 
 
 def transposed_output_padding(
