@@ -913,7 +913,7 @@ def conv_weight_grad_tasks(
         return total
 
     def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
-        return _sum_in_order(sums).reshape(w_shape)
+        return sum_in_order(sums).reshape(w_shape)
 
     return [partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)], add_up
 
@@ -1028,10 +1028,10 @@ def conv_forward_and_weight_grad(
         return total
 
     sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1, most)])
-    return conv_output(y, cols.n, cols.oh, cols.ow), _sum_in_order(sums).reshape(w.shape)
+    return conv_output(y, cols.n, cols.oh, cols.ow), sum_in_order(sums).reshape(w.shape)
 
 
-def _sum_in_order(sums: Sequence[np.ndarray]) -> np.ndarray:
+def sum_in_order(sums: Sequence[np.ndarray]) -> np.ndarray:
     """The tasks' partial sums added up in task order, into the first (the same sum whatever the thread count)."""
     total = sums[0]
     for part in sums[1:]:
@@ -1205,7 +1205,7 @@ def pointwise_conv_grads(
     w_tasks = [partial(weight_grad, r) for r in _stack_pieces(xm)] if need_w else []
     tasks: list[Callable[[], np.ndarray | None]] = [*x_tasks, *w_tasks]
     sums = cast(list[np.ndarray], intraop.run(tasks)[len(x_tasks) :])
-    gw = _sum_in_order(sums).reshape(w.shape) if need_w else None
+    gw = sum_in_order(sums).reshape(w.shape) if need_w else None
     if gxm is None:
         return None, gw
     gx = gxm.reshape(n, c, oh, ow) if per_image else conv_output(gxm[:, :, 0], n, oh, ow).transpose(0, 3, 1, 2)
@@ -1610,28 +1610,9 @@ def grouped_conv_weight_grad(
     transposed times its output channels of g (one batched GEMM per block of
     :func:`grouped_conv_forward`), the blocks' products added up in task order.
     Depthwise: :func:`depthwise_conv_weight_grad`."""
-    kh, kw, cg, c_out = w_shape
-    if cg == 1:
+    if w_shape[2] == 1:
         return depthwise_conv_weight_grad(x, g_rows, w_shape, stride, dilation, padding)
-    m = c_out // groups
-    cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
-    dtype = np.result_type(x, g_rows)
-
-    def multiply(blocks: range) -> np.ndarray:
-        buffer = cols.buffer()
-        total = np.zeros((groups, kh * kw * cg, m), dtype=dtype)
-        part = np.empty_like(total)
-        for i in blocks:
-            block = _group_major_block(cols, i, buffer, groups)
-            np.matmul(block, g_rows[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2), out=part)
-            total += part
-        return total
-
-    sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)])
-    total = sums[0]
-    for part in sums[1:]:
-        total += part
-    return total.reshape(groups, kh, kw, cg, m).transpose(1, 2, 3, 0, 4).reshape(w_shape)
+    return _grouped_blocks(x, None, g_rows, w_shape, stride, dilation, padding, groups)[1]
 
 
 def grouped_conv_forward_and_weight_grad(
@@ -1641,11 +1622,28 @@ def grouped_conv_forward_and_weight_grad(
     batch-inner output gradient ``g_rows``, from one pass over the group-major im2col blocks (one
     copy of x's padded image, each block copied once): as :func:`conv_forward_and_weight_grad`,
     for a grouped transposed convolution's gradients. Not for depthwise weights (C/G = 1)."""
-    kh, kw, cg, c_out = w.shape
+    y, gw = _grouped_blocks(x, w, g_rows, w.shape, stride, dilation, padding, groups)
+    assert y is not None
+    return y, gw
+
+
+def _grouped_blocks(
+    x: np.ndarray,
+    w: np.ndarray | None,
+    g_rows: np.ndarray,
+    w_shape: Shape,
+    stride: Shape,
+    dilation: Shape,
+    padding: Shape,
+    groups: int,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """One pass over x's group-major im2col blocks: each block times ``w`` (the grouped conv2d
+    of x, without bias; None: not computed) and its transpose times g (the weight gradient)."""
+    kh, kw, cg, c_out = w_shape
     m = c_out // groups
     cols = Im2col(x, (kh, kw), stride, dilation, padding, COLUMN_MAJOR)
-    weight = np.ascontiguousarray(w.reshape(kh * kw * cg, groups, m).transpose(1, 0, 2))  # (G, K, M)
-    y = np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
+    weight = None if w is None else np.ascontiguousarray(w.reshape(kh * kw * cg, groups, m).transpose(1, 0, 2))
+    y = None if w is None else np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
     dtype = np.result_type(x, g_rows)
 
     def multiply(blocks: range) -> np.ndarray:
@@ -1654,15 +1652,16 @@ def grouped_conv_forward_and_weight_grad(
         part = np.empty_like(total)
         for i in blocks:
             block = _group_major_block(cols, i, buffer, groups)  # (G, K, rows)
-            out = y[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2)
-            np.matmul(block.transpose(0, 2, 1), weight, out=out)
+            if y is not None and weight is not None:
+                out = y[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2)
+                np.matmul(block.transpose(0, 2, 1), weight, out=out)
             np.matmul(block, g_rows[cols.rows[i]].reshape(-1, groups, m).transpose(1, 0, 2), out=part)
             total += part
         return total
 
-    total = _sum_in_order(intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)]))
-    gw = total.reshape(groups, kh, kw, cg, m).transpose(1, 2, 3, 0, 4).reshape(w.shape)
-    return conv_output(y, cols.n, cols.oh, cols.ow), gw
+    total = sum_in_order(intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1)]))
+    gw = total.reshape(groups, kh, kw, cg, m).transpose(1, 2, 3, 0, 4).reshape(w_shape)
+    return (None if y is None else conv_output(y, cols.n, cols.oh, cols.ow)), gw
 
 
 def _group_major_block(cols: Im2col, index: int, buffer: np.ndarray, groups: int) -> np.ndarray:
@@ -1758,10 +1757,7 @@ def depthwise_conv_weight_grad(
         windows = _window_rows(image, (kh, kw), stride, dilation, rows)
         return np.einsum("ipjqk,ijk->pqk", windows, g[rows.start : rows.stop])
 
-    sums = intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * g.itemsize)])
-    total = sums[0]
-    for part in sums[1:]:
-        total += part
+    total = sum_in_order(intraop.run([partial(band, rows) for rows in _bands(oh, ow * n * c * g.itemsize)]))
     return total.reshape(kh, kw, n, c).sum(axis=2).reshape(w_shape)
 
 

@@ -1131,7 +1131,8 @@ class NLLLoss(Primitive):
     def _per_row(ctx: Context, g: Any) -> Any:
         """-w times the gradient each row's loss got (a Tensor or an array of shape (M,) or ())."""
         _, _, weight, reduction = ctx.values
-        scale = -weight / weight.sum() if reduction == "mean" else -weight
+        with np.errstate(divide="ignore", invalid="ignore"):  # every target ignored: NaN, as PyTorch
+            scale = -weight / weight.sum() if reduction == "mean" else -weight
         return g * scale
 
     @staticmethod

@@ -294,10 +294,7 @@ def weight_grad_tasks(
         return total
 
     def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
-        total = sums[0]
-        for s in sums[1:]:
-            total += s
-        return weight_from_tiles(total)
+        return weight_from_tiles(kernels.sum_in_order(sums))
 
     most = max(1, min(16, kernels.PARTIAL_SUMS_BYTES // (16 * c * c_out * dtype.itemsize)))
     return [partial(run_blocks, indices) for indices in intraop.pieces(len(blocks), 1, most)], add_up
