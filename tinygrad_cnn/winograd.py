@@ -44,7 +44,7 @@ from . import intraop, kernels
 Shape = tuple[int, ...]
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-BLOCK_BYTES = 2 << 20  # transformed planes (input's and output's) of a block of tiles
+BLOCK_BYTES = 4 << 20  # transformed planes (input's and output's) of a block of tiles: see _blocks
 MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well below its speed
 MIN_CHANNELS = 16  # see fits()
 TASK_SHARE = 4  # blocks cost dozens of NumPy calls each: a task takes TASK_SHARE times kernels.TASK_BYTES at least
@@ -124,7 +124,12 @@ def _blocks(tiles: Shape, n: int, channels: int, itemsize: int) -> list[tuple[in
     else equal pieces of one row; at least MIN_ROWS GEMM rows each, and large work cut into
     kernels.MIN_BLOCKS blocks at least (for threads), as :class:`kernels.Im2col`'s, but with
     TASK_SHARE times its work per task at least (one 4-image 32x32 16-channel conv in 4 blocks
-    rather than 1 ran 0.8x of im2col's speed against 1.2x). Depends on the shapes only."""
+    rather than 1 ran 0.8x of im2col's speed against 1.2x). Depends on the shapes only.
+
+    A block takes about 20 NumPy calls, each of which lets go of the GIL and takes it back; on two
+    threads, 2 MB blocks (calls on ~16K values) spent their time handing the GIL over (forward and
+    backward of 16 channels on 32x32 images, batch 500: 0.89x of im2col's speed on two threads
+    against 1.45x on one); 4 MB blocks were as fast on one thread and 1.21x on two."""
     th, tw = tiles
     tile_bytes = 16 * n * channels * itemsize
     per_block = min(BLOCK_BYTES // tile_bytes, -(-th * tw // kernels.split_count(th * tw * tile_bytes // TASK_SHARE)))
