@@ -59,8 +59,8 @@ def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding
     channel count. Below, the transforms (slice-adds over the image, a few dozen NumPy calls per
     block of tiles) cost more than the GEMMs save. Forward and backward on one thread against the
     im2col path (``benchmarks/winograd.py --all``, docs/performance.md): 1.3-1.7x with padding 1
-    from 16 channels at 8 or more images, 1.1-1.5x unpadded; turned down: 0.96x for one 32x32 image
-    of 16 channels, 0.89x for one 16x16 image of 32, 0.64x for 3 -> 32 channels."""
+    from 16 channels at 8 or more images, 1.0-1.6x unpadded; turned down: 0.9-0.96x for one 32x32
+    image of 16 channels, 0.8-0.9x for one 16x16 image of 32, 0.6-0.8x for 3 -> 32 channels."""
     kh, kw, c, c_out = w_shape
     n, _, h, w = x_shape
     return (
