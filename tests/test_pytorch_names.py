@@ -196,3 +196,16 @@ def test_other_devices_are_a_clear_error() -> None:
             factory()
     with pytest.raises(RuntimeError, match="device type at start of device string: gpu"):
         tg.device("gpu")
+
+
+def test_the_losses_in_functional_are_nn_functionals() -> None:
+    """One implementation, PyTorch's arguments: the third positional argument is ``weight``, not ``reduction``."""
+    import tinygrad_cnn.functional as F
+    import tinygrad_cnn.nn.functional as NF
+
+    for name in ("cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        assert getattr(F, name) is getattr(NF, name), name
+        assert name in dir(F), name  # found by tab completion too
+    logits, labels = tg.Tensor(np.array([[2.0, 0.0], [0.0, 1.0]])), np.array([0, 0])
+    weighted = F.cross_entropy(logits, labels, tg.Tensor(np.array([3.0, 1.0])), reduction="sum")
+    assert weighted.item() == pytest.approx(3 * F.cross_entropy(logits, labels, reduction="sum").item())

@@ -2099,3 +2099,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(loss, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LOSSES})  # the losses too, for tab completion
