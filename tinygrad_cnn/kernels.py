@@ -898,24 +898,50 @@ def conv_weight_grad_tasks(
     (the same sum whatever the thread count). The blocks are copied again rather than kept from the
     forward pass (see :func:`conv_forward`): a copy that stays in the cache costs less than keeping
     kh*kw times the image in memory and reading it back from there."""
+    return _block_products(x, None, g_rows, w_shape, stride, dilation, padding, LONG_RUN_BYTES)[1:]
+
+
+def _block_products(
+    x: np.ndarray,
+    w: np.ndarray | None,
+    g_rows: np.ndarray,
+    w_shape: Shape,
+    stride: Shape,
+    dilation: Shape,
+    padding: Shape,
+    row_major_from: int,
+) -> tuple[np.ndarray | None, list[Callable[[], np.ndarray]], Callable[[Sequence[np.ndarray]], np.ndarray]]:
+    """Tasks over x's :class:`Im2col` blocks (copied row-major from runs of ``row_major_from``
+    bytes), each block copied once and, while it is in the cache, multiplied by ``w`` into the
+    returned batch-inner rows (None: not computed) and, transposed, by its rows of g_rows; each
+    task returns its partial sum of the weight gradient, and the function returned adds them up in
+    task order, to ``w_shape``."""
     kh, kw, c, c_out = w_shape
-    im2col = Im2col(x, (kh, kw), stride, dilation, padding)
+    cols = Im2col(x, (kh, kw), stride, dilation, padding, row_major_from)
+    weight = None if w is None else w.reshape(kh * kw * c, c_out)
+    y = None if w is None else np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
     dtype = np.result_type(x, g_rows)
     most = max(1, min(16, PARTIAL_SUMS_BYTES // (kh * kw * c * c_out * dtype.itemsize)))
 
     def multiply(blocks: range) -> np.ndarray:
-        buffer = im2col.buffer()
+        buffer = cols.buffer()
         total = np.zeros((kh * kw * c, c_out), dtype=dtype)
         part = np.empty_like(total)
         for i in blocks:
-            np.matmul(im2col.block(i, buffer).T, g_rows[im2col.rows[i]], out=part)
+            block = cols.block(i, buffer)
+            if y is not None and weight is not None:
+                np.matmul(block, weight, out=y[cols.rows[i]])
+            np.matmul(block.T, g_rows[cols.rows[i]], out=part)
             total += part
         return total
 
     def add_up(sums: Sequence[np.ndarray]) -> np.ndarray:
         return sum_in_order(sums).reshape(w_shape)
 
-    return [partial(multiply, blocks) for blocks in intraop.pieces(len(im2col.rows), 1, most)], add_up
+    tasks: list[Callable[[], np.ndarray]] = [
+        partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1, most)
+    ]
+    return (None if y is None else conv_output(y, cols.n, cols.oh, cols.ow)), tasks, add_up
 
 
 def conv_transpose_forward(
@@ -1009,26 +1035,9 @@ def conv_forward_and_weight_grad(
     transposed copy of x where C_out is small). For a transposed convolution, whose input and
     weight gradients these are (x its output's gradient, g_rows its input's pixels). Groups of
     blocks on several threads, their partial sums of the weight gradient added in task order."""
-    kh, kw, c, c_out = w.shape
-    cols = Im2col(x, (kh, kw), stride, dilation, padding, FORWARD_RUN_BYTES)
-    weight = w.reshape(kh * kw * c, c_out)
-    y = np.empty((cols.oh * cols.ow * cols.n, c_out), dtype=np.result_type(x, w))
-    dtype = np.result_type(x, g_rows)
-    most = max(1, min(16, PARTIAL_SUMS_BYTES // (cols.k * c_out * dtype.itemsize)))
-
-    def multiply(blocks: range) -> np.ndarray:
-        buffer = cols.buffer()
-        total = np.zeros((cols.k, c_out), dtype=dtype)
-        part = np.empty_like(total)
-        for i in blocks:
-            block = cols.block(i, buffer)
-            np.matmul(block, weight, out=y[cols.rows[i]])
-            np.matmul(block.T, g_rows[cols.rows[i]], out=part)
-            total += part
-        return total
-
-    sums = intraop.run([partial(multiply, blocks) for blocks in intraop.pieces(len(cols.rows), 1, most)])
-    return conv_output(y, cols.n, cols.oh, cols.ow), sum_in_order(sums).reshape(w.shape)
+    y, tasks, add_up = _block_products(x, w, g_rows, w.shape, stride, dilation, padding, FORWARD_RUN_BYTES)
+    assert y is not None
+    return y, add_up(intraop.run(tasks))
 
 
 def sum_in_order(sums: Sequence[np.ndarray]) -> np.ndarray:
