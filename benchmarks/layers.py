@@ -50,6 +50,9 @@ LAYERS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "dropout": (lambda nn: nn.Dropout(0.5), (128, 32, 16, 16)),
     "linear": (lambda nn: nn.Linear(512, 512), (256, 512)),
     "conv3x3": (lambda nn: nn.Conv2d(32, 32, 3, padding=1), (64, 32, 16, 16)),
+    "conv5x5_lenet1": (lambda nn: nn.Conv2d(1, 16, 5), (128, 1, 28, 28)),  # LeNet-ish's layers at batch 128
+    "conv5x5_lenet2_after_conv": (lambda nn: nn.Conv2d(16, 32, 5), (128, 16, 12, 12)),
+    "conv7_single": (lambda nn: nn.Conv2d(1, 32, 7), (64, 1, 28, 28)),
     "conv5x5_same": (lambda nn: nn.Conv2d(16, 32, 5, padding="same"), (64, 16, 16, 16)),
     "conv1x1": (lambda nn: nn.Conv2d(64, 128, 1), (64, 64, 16, 16)),
     "conv1x1_after_conv": (lambda nn: nn.Conv2d(64, 128, 1), (64, 64, 16, 16)),

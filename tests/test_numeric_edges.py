@@ -112,6 +112,69 @@ def test_edge_cases_against_torch():
 
 
 # ----------------------------------------------------------------------------------------------------
+# A selection's gradient is 0 where it sends nothing, even when the incoming gradient is inf or NaN
+# (PyTorch's threshold_backward and max-pool's scatter; g * mask would make NaN of inf * 0)
+
+SELECTIONS = {
+    "relu": lambda x: F.relu(x),
+    "max_pool2d": lambda x: F.max_pool2d(x, 2),
+    "max_pool2d_after_conv": lambda x: F.max_pool2d(x.permute(2, 3, 0, 1), 2),  # batch-inner memory
+    "max(dim)": lambda x: x.max(1)[0],
+    "min(dim)": lambda x: x.min(1)[0],
+    "max_of_many": lambda x: x.reshape(x.shape[0], -1).max(1)[0],  # the argmax path (long rows)
+}
+
+
+def _selection_input(name: str, big: bool) -> np.ndarray:
+    shape = (64, 16, 24, 24) if big else (2, 3, 4, 4)  # big: the kernels' slabs and threads
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x[:, :, ::3, ::2] = 0.0  # ties and relu's kink
+    if name == "max_pool2d_after_conv":
+        x = np.ascontiguousarray(x.transpose(2, 3, 0, 1))
+    return x
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["small", "big"])
+@pytest.mark.parametrize("create_graph", [False, True], ids=["plain", "recorded"])
+@pytest.mark.parametrize("name", list(SELECTIONS))
+def test_a_selection_sends_no_inf_or_nan_where_it_selects_nothing(name, create_graph, big):
+    x = tg.Tensor(_selection_input(name, big), requires_grad=True)
+    y = SELECTIONS[name](x)
+    rng = np.random.default_rng(1)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    specials = np.array([INF, np.nan, -INF, INF, np.nan], np.float32)[: g.size]
+    g.reshape(-1)[rng.choice(g.size, len(specials), replace=False)] = specials
+    (dx,) = tg.autograd.grad(y, x, tg.Tensor(g), create_graph=create_graph)
+    # where each output's gradient lands: the gradient of 1, 2, 3, ... (exact in float32), 0 for none
+    x2 = tg.Tensor(x.detach().numpy(), requires_grad=True)
+    labels = np.arange(1, g.size + 1, dtype=np.float32).reshape(g.shape)
+    (landed,) = tg.autograd.grad(SELECTIONS[name](x2), x2, tg.Tensor(labels))
+    source = landed.numpy().astype(np.int64)
+    expected = np.where(source > 0, g.reshape(-1)[np.maximum(source, 1) - 1], np.float32(0))
+    np.testing.assert_array_equal(dx.detach().numpy(), expected)
+    torch = torch_or_none()
+    if torch is not None and name != "max_pool2d_after_conv":
+        tx = torch.tensor(x.detach().numpy(), requires_grad=True)
+        tfn = {
+            "relu": torch.relu,
+            "max_pool2d": lambda t: torch.nn.functional.max_pool2d(t, 2),
+            "max(dim)": lambda t: t.max(1)[0],
+            "min(dim)": lambda t: t.min(1)[0],
+            "max_of_many": lambda t: t.reshape(t.shape[0], -1).max(1)[0],
+        }[name]
+        (tdx,) = torch.autograd.grad(tfn(tx), tx, torch.from_numpy(g))
+        np.testing.assert_array_equal(dx.detach().numpy(), tdx.numpy())
+
+
+def test_relu_passes_the_gradient_where_its_input_is_nan():
+    # PyTorch: relu's backward is ``y <= 0 ? 0 : g``, so a NaN input gets g
+    for create_graph in (False, True):
+        x = tg.Tensor(np.array([np.nan, -1.0, 0.0, 2.0], np.float32), requires_grad=True)
+        (dx,) = tg.autograd.grad(F.relu(x), x, tg.Tensor(np.ones(4, np.float32)), create_graph=create_graph)
+        np.testing.assert_array_equal(dx.detach().numpy(), [1.0, 0.0, 0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------------------------------
 # No bare RuntimeWarnings from inside the library on Inf/NaN (PyTorch prints none either)
 
 VALUES = np.array([[INF, -INF, 0.0, 1.0, -1.0, np.nan]], np.float32)

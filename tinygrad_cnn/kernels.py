@@ -383,6 +383,33 @@ def where(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out.view(dtype)
 
 
+def masked(g: np.ndarray, keep: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """g where ``keep`` (boolean, g's shape), 0 elsewhere, whatever g holds there: a gradient
+    that a selection sends nowhere is 0, as in PyTorch, even where g is inf or NaN. Computed as
+    ``g * keep``, which is exact for finite g and twice as fast as :func:`where`; where that would
+    make a NaN of an inf or a NaN it drops (inf * 0), the selection is made again by :func:`where`."""
+    out = np.multiply(g, keep, out=out)
+    if not all_finite(g):
+        np.copyto(out, where(keep, g, np.zeros((), dtype=out.dtype)))
+    return out
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether no element of a is inf or NaN. A float32 or float64 array contiguous in memory is
+    checked by one BLAS dot of itself (its sum of squares is finite only if every element is;
+    should the sum overflow, element by element): ``np.isfinite(a).all()`` makes a mask of a's size."""
+    if a.dtype.kind not in "fc":
+        return True
+    if a.dtype in (np.float32, np.float64) and a.size:
+        flat = a.transpose(memory_order(a))
+        if flat.flags.c_contiguous:
+            flat = flat.reshape(-1)
+            with np.errstate(all="ignore"):
+                if math.isfinite(np.dot(flat, flat)):
+                    return True
+    return bool(np.isfinite(a).all())
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) as where(x >= 0, 1, e) / (1 + e) with e = exp(-|x|), which never overflows
     and is exact on both sides of 0 (1 - sigmoid(-x) would lose the small values)."""
@@ -413,9 +440,9 @@ def max_and_where(x: np.ndarray, axis: Axes) -> tuple[np.ndarray, tuple[np.ndarr
     return np.take_along_axis(flat, first[..., None], axis=-1)[..., 0], (first,)
 
 
-def first_max_mask(x_shape: Shape, axis: Axes, where: tuple[np.ndarray, ...], dtype: Any) -> np.ndarray:
-    """The (x_shape) mask, 1 at each output's first maximum and 0 elsewhere."""
-    mask = np.zeros(x_shape, dtype=dtype)
+def first_max_mask(x_shape: Shape, axis: Axes, where: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The (x_shape) boolean mask, true at each output's first maximum."""
+    mask = np.zeros(x_shape, dtype=bool)
     for pos, hit in _first_max_masks(x_shape, axis, where):
         _select(mask, axis, pos)[...] = hit
     return mask
@@ -438,7 +465,7 @@ def to_first_max(g: np.ndarray, x_shape: Shape, axis: Axes, where: tuple[np.ndar
         grad = np.empty_like(where[0], dtype=g.dtype)
     g_kept = g.reshape(masks[0][1].shape)
     for pos, hit in masks:
-        np.multiply(g_kept, hit, out=_select(grad, axis, pos))
+        masked(g_kept, hit, out=_select(grad, axis, pos))
     return grad
 
 
@@ -1561,14 +1588,15 @@ def _max_with_zeros(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def _times_positive(g: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return np.multiply(g, np.greater(y, 0), out=out)
+def _passed_by_relu(g: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return masked(g, np.not_equal(y, 0), out)
 
 
 def relu_grad(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """g * (y > 0): relu's input gradient from its output y, a slab at a time (the mask of a
-    slab stays in the cache), on several threads."""
-    return elementwise(_times_positive, g, y)
+    """g where y != 0, else 0: relu's input gradient from its output y (>= 0, or NaN: PyTorch
+    passes g there, as ``not y <= 0``), a slab at a time (the mask of a slab stays in the cache), on
+    several threads."""
+    return elementwise(_passed_by_relu, g, y)
 
 
 # --------------------------------------------------------------------------- grouped and depthwise conv2d

@@ -228,7 +228,8 @@ class Log(Primitive):
 
 
 class ReLU(Primitive):
-    """y = max(x, 0).   dx = g * (x > 0)   (relu'(0) = 0, as in PyTorch)."""
+    """y = max(x, 0).   dx = g where y != 0, else 0   (relu'(0) = 0; 0 even where g is inf or NaN,
+    and g where x is NaN: PyTorch's ``y <= 0 ? 0 : g``)."""
 
     convention = from_below(at=0.0)
 
@@ -241,7 +242,7 @@ class ReLU(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return g * (y > 0)
+        return Where.apply(y.array != 0, g, Tensor.wrap(np.zeros((), dtype=g.dtype)))
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
@@ -481,8 +482,9 @@ class Max(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         x_shape, axis, where = ctx.values
-        mask = Tensor(kernels.first_max_mask(x_shape, axis, where, g.dtype))
-        return Expand.apply(_reshape(g, kernels.keepdims_shape(x_shape, axis)), x_shape) * mask
+        first = kernels.first_max_mask(x_shape, axis, where)
+        spread = Expand.apply(_reshape(g, kernels.keepdims_shape(x_shape, axis)), x_shape)
+        return Where.apply(first, spread, Tensor.wrap(np.zeros((), dtype=g.dtype)))
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
