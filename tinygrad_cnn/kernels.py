@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import intraop, winograd
+from . import intraop, winograd, winograd5
 
 Shape = tuple[int, ...]
 Axes = tuple[int, ...]
@@ -875,11 +875,14 @@ def conv_forward(
     groups of blocks on several threads. Also returns the im2col matrix when it was a single
     block (small: worth keeping for :func:`conv_weight_grad`), else None. A pointwise conv takes
     :func:`pointwise_conv_forward`, a 3x3 one at stride 1 that :func:`winograd.fits`
-    :func:`winograd.conv_forward` (None for the matrix)."""
+    :func:`winograd.conv_forward` (None for the matrix), a 5x5 one that :func:`winograd5.fits`
+    :func:`winograd5.conv_forward`."""
     if pointwise(w.shape, padding):
         return pointwise_conv_forward(x, w, b, stride), None
     if winograd.fits(x.shape, w.shape, stride, dilation, padding):
         return winograd.conv_forward(x, w, b, padding), None
+    if winograd5.fits(x.shape, w.shape, stride, dilation, np.result_type(x, w)):
+        return winograd5.conv_forward(x, w, b, padding), None
     kh, kw, c, c_out = w.shape
     cols = Im2col(x, (kh, kw), stride, dilation, padding, FORWARD_RUN_BYTES)
     weight = w.reshape(kh * kw * c, c_out)
@@ -1100,7 +1103,7 @@ def conv_grads(
     """conv2d's gradients (dx, dw, db) of x (N, C, H, W), w (kh, kw, C, C_out) and the bias (C_out,)
     from g (N, OH, OW, C_out) (None where ``needs`` says not needed), for :func:`conv_forward`'s
     output: :func:`pointwise_conv_grads` for a pointwise conv, :func:`winograd.conv_grads` where
-    :func:`winograd.fits`, else from g's batch-inner rows, both
+    :func:`winograd.fits` (:func:`winograd5.conv_grads` where :func:`winograd5.fits`), else from g's batch-inner rows, both
     gradients from one queue of tasks (:func:`conv_input_and_weight_grads`) unless the forward pass
     kept its im2col matrix ``cols``."""
     need_x, need_w, need_b = needs
@@ -1110,6 +1113,9 @@ def conv_grads(
     g_rows = conv_rows(g)
     if winograd.fits(x.shape, w.shape, stride, dilation, padding):
         gx, gw = winograd.conv_grads(x, w, g, padding, need_x, need_w)
+        return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
+    if (need_x or need_w) and winograd5.fits(x.shape, w.shape, stride, dilation, np.result_type(x, w)):
+        gx, gw = winograd5.conv_grads(x, w, g, padding, need_x, need_w)
         return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
     if need_x and need_w and cols is None:
         gx, gw = conv_input_and_weight_grads(x, w, g_rows, stride, dilation, padding)
