@@ -1103,9 +1103,9 @@ def conv_grads(
     """conv2d's gradients (dx, dw, db) of x (N, C, H, W), w (kh, kw, C, C_out) and the bias (C_out,)
     from g (N, OH, OW, C_out) (None where ``needs`` says not needed), for :func:`conv_forward`'s
     output: :func:`pointwise_conv_grads` for a pointwise conv, :func:`winograd.conv_grads` where
-    :func:`winograd.fits` (:func:`winograd5.conv_grads` where :func:`winograd5.fits`), else from g's batch-inner rows, both
-    gradients from one queue of tasks (:func:`conv_input_and_weight_grads`) unless the forward pass
-    kept its im2col matrix ``cols``."""
+    :func:`winograd.fits` (:func:`winograd5.conv_grads` where :func:`winograd5.fits`), else from
+    g's batch-inner rows, both gradients from one queue of tasks (:func:`conv_input_and_weight_grads`)
+    unless the forward pass kept its im2col matrix ``cols``."""
     need_x, need_w, need_b = needs
     if pointwise(w.shape, padding):
         gx, gw = pointwise_conv_grads(x, w, g, stride, need_x, need_w)
