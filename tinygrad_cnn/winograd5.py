@@ -48,6 +48,7 @@ import numpy as np
 from . import intraop, kernels
 
 Shape = tuple[int, ...]
+Planes = Sequence[np.ndarray] | np.ndarray  # six arrays of one shape, or one array of them along its first axis
 
 A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]], dtype=np.float64)
 G = np.array(
@@ -138,7 +139,7 @@ def _combine(coefficients: np.ndarray, terms: Sequence[np.ndarray], out: np.ndar
             out += spare
 
 
-def _b_transform(d: Sequence[np.ndarray], out: Sequence[np.ndarray], spare: np.ndarray) -> None:
+def _b_transform(d: Planes, out: Planes, spare: np.ndarray) -> None:
     """out[k] = sum over r of B^T[k, r] * d[r] in 19 slice operations (B^T's 22 entries of 5
     values taken one at a time would be 30): with s = d4 - d2 and e = d1 - d3,
     out = [4 (d0 - d2) + s, (d3 + d4) - 4 (d1 + d2), 4 (d1 - d2) + (d4 - d3), s - 2e, s + 2e,
@@ -164,7 +165,7 @@ def _b_transform(d: Sequence[np.ndarray], out: Sequence[np.ndarray], spare: np.n
     out[2] -= d[3]
 
 
-def _b_adjoint(v: Sequence[np.ndarray], out: Sequence[np.ndarray], spare: np.ndarray) -> None:
+def _b_adjoint(v: Planes, out: Planes, spare: np.ndarray) -> None:
     """out[s] = sum over l of B^T[l, s] * v[l] for s = 0..4 (out[5] would be v[5] itself), the
     adjoint of :func:`_b_transform`, in 16 slice operations: with a = v1 + v2, b = v3 + v4,
     c = v1 - v2, d = v3 - v4: out = [4 v0, 4 (v5 - c) - 2d, -(4 (v0 + a) + v0 + b),
