@@ -139,11 +139,12 @@ def _combine(coefficients: np.ndarray, terms: Sequence[np.ndarray], out: np.ndar
             out += spare
 
 
-def _b_transform(d: Planes, out: Planes, spare: np.ndarray) -> None:
-    """out[k] = sum over r of B^T[k, r] * d[r] in 19 slice operations (B^T's 22 entries of 5
+def _b_transform(d: Planes, planes: Planes, spare: np.ndarray) -> None:
+    """planes[k] = sum over r of B^T[k, r] * d[r] in 19 slice operations (B^T's 22 entries of 5
     values taken one at a time would be 30): with s = d4 - d2 and e = d1 - d3,
     out = [4 (d0 - d2) + s, (d3 + d4) - 4 (d1 + d2), 4 (d1 - d2) + (d4 - d3), s - 2e, s + 2e,
     4e + (d5 - d3)]."""
+    out = list(planes)  # views: the in-place operations below write into the planes
     np.subtract(d[1], d[3], out=out[3])  # e
     np.subtract(d[5], d[3], out=out[5])
     np.multiply(out[3], 4, out=spare)
@@ -165,11 +166,12 @@ def _b_transform(d: Planes, out: Planes, spare: np.ndarray) -> None:
     out[2] -= d[3]
 
 
-def _b_adjoint(v: Planes, out: Planes, spare: np.ndarray) -> None:
-    """out[s] = sum over l of B^T[l, s] * v[l] for s = 0..4 (out[5] would be v[5] itself), the
+def _b_adjoint(v: Planes, planes: Planes, spare: np.ndarray) -> None:
+    """planes[s] = sum over l of B^T[l, s] * v[l] for s = 0..4 (planes[5] would be v[5] itself), the
     adjoint of :func:`_b_transform`, in 16 slice operations: with a = v1 + v2, b = v3 + v4,
     c = v1 - v2, d = v3 - v4: out = [4 v0, 4 (v5 - c) - 2d, -(4 (v0 + a) + v0 + b),
     c + 2d - 5 v5, (v0 + a) + b]."""
+    out = list(planes)  # views: the in-place operations below write into the planes
     np.multiply(v[0], 4, out=out[0])
     np.subtract(v[1], v[2], out=out[3])  # c
     np.subtract(v[5], out[3], out=out[1])
