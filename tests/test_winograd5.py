@@ -1,0 +1,179 @@
+"""conv2d by Winograd's F(2x2, 5x5) (tinygrad_cnn.winograd5) computes what the im2col path computes.
+
+The path takes 5x5 stride-1 convolutions of many channels only (winograd5.fits); here
+MIN_CHANNELS and MIN_VALUES are lowered so that small arrays take it, and BLOCK_BYTES and MIN_ROWS
+so that they are cut into many blocks of tiles (whole rows of tiles and pieces of a row), on one
+or several threads.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygrad_cnn as tg
+import tinygrad_cnn.functional as F
+from tinygrad_cnn import Tensor, kernels, winograd5
+from tinygrad_cnn.testing import gradcheck, gradgradcheck
+
+LAYOUTS = {"nchw": [0, 1, 2, 3], "batch-inner": [2, 3, 0, 1], "nhwc": [0, 2, 3, 1], "chwn": [1, 2, 3, 0]}
+# of the largest magnitude of the result: float32 rounding in the transforms, whose entries go up to
+# 5 and down to 1/24 (the weight gradient's errors, 1-2e-5 at 16 to 256 channels, are the largest)
+F32_TOLERANCE = 1e-4
+
+
+def laid_out(a: np.ndarray, order: list[int]) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(order)).transpose(kernels.inverse(order))
+
+
+def im2col_path(x, w, b, g, padding, needs):
+    with mock.patch.object(winograd5, "fits", return_value=False):
+        y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
+        return (y, *kernels.conv_grads(x, w, g, (1, 1), (1, 1), padding, cols, needs))
+
+
+def winograd_path(x, w, b, g, padding, needs, threads=1):
+    assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), x.dtype)
+    with tg.threads.exactly(threads):
+        y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
+        assert cols is None
+        return (y, *kernels.conv_grads(x, w, kernels.laid_out_like(g, y), (1, 1), (1, 1), padding, None, needs))
+
+
+def assert_close(got, want, dtype):
+    for a, b in zip(got, want, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape and a.dtype == b.dtype
+            scale = max(1.0, float(np.abs(b).max(initial=0)))
+            np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
+
+
+small_winograd = mock.patch.multiple(winograd5, MIN_CHANNELS=1, MIN_VALUES=1, BLOCK_BYTES=512, MIN_ROWS=1)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.integers(1, 4)),
+    padding=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    layout=st.sampled_from(sorted(LAYOUTS)),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    bias=st.booleans(),
+    needs=st.sampled_from([(True, True, True), (True, False, False), (False, True, True), (False, False, True)]),
+    block_bytes=st.sampled_from([64, 2048, 1 << 21]),
+)
+@settings(max_examples=300, deadline=None)
+def test_winograd5_equals_the_im2col_path(shape, padding, layout, dtype, bias, needs, block_bytes):
+    """Output, input and weight gradients of x in any layout, odd and even sizes, paddings 0 to 3
+    (the padded image at least 5x5), batch 1 and more: the im2col path's to float64 rounding
+    (tight) or within F32_TOLERANCE in float32; the output and the input gradient laid out
+    batch-inner; the same bits on 1 and 3 threads."""
+    n, c, oh, ow, c_out = shape
+    h, wd = oh + 4 - 2 * padding[0], ow + 4 - 2 * padding[1]
+    if h < 1 or wd < 1:
+        h, wd = max(h, 1), max(wd, 1)
+        oh, ow = h + 2 * padding[0] - 4, wd + 2 * padding[1] - 4
+    rng = np.random.default_rng(sum(shape))
+    x = laid_out(rng.standard_normal((n, c, h, wd)).astype(dtype), LAYOUTS[layout])
+    w = rng.standard_normal((5, 5, c, c_out)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype) if bias else None
+    g = rng.standard_normal((n, oh, ow, c_out)).astype(dtype)
+    want = im2col_path(x, w, b, g, padding, needs)
+    with small_winograd, mock.patch.object(winograd5, "BLOCK_BYTES", block_bytes):
+        got = winograd_path(x, w, b, g, padding, needs)
+        on_three = winograd_path(x, w, b, g, padding, needs, threads=3)
+    assert_close(got, want, dtype)
+    for a, a3 in zip(got, on_three):
+        assert (a is None and a3 is None) or np.array_equal(a, a3)
+    y, gx = got[0], got[1]
+    assert y.transpose(1, 2, 0, 3).flags.c_contiguous  # (OH, OW, N, C_out) in memory
+    if gx is not None:
+        assert gx.transpose(2, 3, 0, 1).flags.c_contiguous  # (H, W, N, C)
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "c_out", "hw", "padding"),
+    [(64, 16, 32, 12, (0, 0)), (16, 16, 32, 16, (2, 2)), (3, 32, 40, 21, (1, 0)), (4, 64, 64, 13, (2, 3))],
+)
+def test_winograd5_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
+    """Unpatched: these shapes take the path by themselves (LeNet-ish's second layer among them),
+    strided inputs included."""
+    rng = np.random.default_rng(c + hw)
+    x = rng.standard_normal((n, c, 2 * hw, hw)).astype(np.float32)[:, :, ::2]  # non-contiguous rows
+    w = (rng.standard_normal((c_out, c, 5, 5)).astype(np.float32) / 5).transpose(2, 3, 1, 0)  # conv2d's view
+    assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), x.dtype)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    g = rng.standard_normal((n, hw + 2 * padding[0] - 4, hw + 2 * padding[1] - 4, c_out)).astype(np.float32)
+    needs = (True, True, True)
+    assert_close(winograd_path(x, w, b, g, padding, needs), im2col_path(x, w, b, g, padding, needs), np.float32)
+
+
+def test_fits_only_5x5_stride_1_float_convolutions_of_many_channels():
+    assert winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.float32)  # LeNet-ish at batch 128
+    assert winograd5.fits((16, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.float64)
+    assert winograd5.fits((2, 64, 28, 28), (5, 5, 64, 64), (1, 1), (1, 1), np.float32)
+    assert not winograd5.fits((8, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.float32)  # too little work
+    assert not winograd5.fits((64, 16, 14, 14), (5, 5, 16, 16), (1, 1), (1, 1), np.float32)  # too few channels
+    assert not winograd5.fits((128, 1, 28, 28), (5, 5, 1, 16), (1, 1), (1, 1), np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (2, 2), (1, 1), np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (2, 2), np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.int64)
+    assert not winograd5.fits((128, 16, 12, 12), (3, 3, 16, 32), (1, 1), (1, 1), np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 3, 16, 32), (1, 1), (1, 1), np.float32)
+
+
+def test_transforms_are_f2x2_5x5():
+    """One tile in 1-D: A^T [(G w) ⊙ (B^T d)] is the correlation of d (6,) with w (5,); the factored
+    B^T and its adjoint are B_T's products; weight_from_tiles is weight_tiles' adjoint."""
+    rng = np.random.default_rng(0)
+    d, w = rng.standard_normal(6), rng.standard_normal(5)
+    want = [d[i : i + 5] @ w for i in range(2)]
+    np.testing.assert_allclose(winograd5.A_T @ ((winograd5.G @ w) * (winograd5.B_T @ d)), want)
+    planes, spare = np.empty((6, 3)), np.empty(3)
+    columns = rng.standard_normal((6, 3))
+    winograd5._b_transform(columns, planes, spare)
+    np.testing.assert_allclose(planes, winograd5.B_T @ columns)
+    winograd5._b_adjoint(columns, planes, spare)
+    np.testing.assert_allclose(planes[:5], (winograd5.B_T.T @ columns)[:5])
+    np.testing.assert_allclose(columns[5], (winograd5.B_T.T @ columns)[5])
+    w4, du = rng.standard_normal((5, 5, 3, 4)), rng.standard_normal((36, 3, 4))
+    u = winograd5.weight_tiles(w4)
+    np.testing.assert_allclose(u.reshape(6, 6, 3, 4)[1, 4, 2, 3], winograd5.G[1] @ w4[:, :, 2, 3] @ winograd5.G[4])
+    np.testing.assert_allclose(np.vdot(u, du), np.vdot(w4, winograd5.weight_from_tiles(du)))
+
+
+@pytest.mark.parametrize(("padding", "hw"), [(0, (6, 7)), (2, (3, 4)), ((1, 3), (5, 2))])
+def test_gradcheck_and_gradgradcheck_of_conv2d_on_the_winograd5_path(padding, hw):
+    rng = np.random.default_rng(hw[0])
+    x = Tensor(rng.standard_normal((2, 2, *hw)), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 2, 5, 5)), requires_grad=True)
+    b = Tensor(rng.standard_normal(3), requires_grad=True)
+    with small_winograd, mock.patch.object(winograd5, "conv_forward", wraps=winograd5.conv_forward) as used:
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=padding), x, w, b)
+        assert gradgradcheck(lambda x, w: F.conv2d(x, w, padding=padding), x, w)
+    assert used.called
+
+
+def test_winograd5_conv2d_against_pytorch():
+    """float32 conv2d forward and backward of LeNet-ish's second layer (16 -> 32 channels, 12x12
+    images, batch 32) and a padded one, against PyTorch's (oneDNN's) result."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    for padding, hw in ((0, 12), (2, 9)):
+        out = hw + 2 * padding - 4
+        shapes = [(32, 16, hw, hw), (32, 16, 5, 5), 32, (32, 32, out, out)]
+        x, w, b, g = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+        w /= 10
+        ours = [Tensor(a, requires_grad=True) for a in (x, w, b)]
+        theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+        with mock.patch.object(winograd5, "conv_forward", wraps=winograd5.conv_forward) as used:
+            y = F.conv2d(*ours, padding=padding)
+        assert used.called
+        y_t = torch.nn.functional.conv2d(*theirs, padding=padding)
+        (y * Tensor(g)).sum().backward()
+        (y_t * torch.tensor(g)).sum().backward()
+        got = [y.detach().numpy(), *(t.grad.numpy() for t in ours)]
+        assert_close(got, [y_t.detach().numpy(), *(t.grad.numpy() for t in theirs)], np.float32)
