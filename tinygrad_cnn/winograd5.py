@@ -48,7 +48,6 @@ import numpy as np
 from . import intraop, kernels
 
 Shape = tuple[int, ...]
-Planes = Sequence[np.ndarray] | np.ndarray  # six arrays of one shape, or one array of them along its first axis
 
 A_T = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]], dtype=np.float64)
 G = np.array(
@@ -74,29 +73,24 @@ B_T = np.array(
 )
 BLOCK_BYTES = 4 << 20  # transformed planes (input's and output's) of a block of tiles: see _blocks
 MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well below its speed
-MIN_CHANNELS = 20  # the least harmonic mean of C and C_out: see fits()
-MIN_VALUES = 1 << 15  # see fits()
+MIN_CHANNELS = 4  # input channels at least: see fits()
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, dtype: np.dtype) -> bool:
     """Whether conv2d of x (N, C, H, W) of ``x_shape`` by a weight of ``w_shape`` (kh, kw, C, C_out)
-    takes this path: a 5x5 kernel at stride 1, dilation 1 (any padding), float32 or float64, a
-    harmonic mean 2 C C_out / (C + C_out) of at least MIN_CHANNELS, and at least MIN_VALUES of
-    N*H*W times the smaller channel count. The GEMMs saved grow with C * C_out, the transforms
-    with C + C_out: forward and backward on one thread, 16 -> 32 channels (21.3) ran 1.1-1.25x
-    the im2col path's speed from 16 images of 12x12 up, 32 -> 64 1.35x, but 16 -> 16 (16.0) 0.95x
-    and 8 -> 16 0.6x; LeNet-ish at 8 images of 12x12 (18K values) 0.83x. docs/performance.md has
-    the figures."""
-    kh, kw, c, c_out = w_shape
-    n, _, h, w = x_shape
+    takes this path: a 5x5 kernel at stride 1, dilation 1 (any padding), float32 or float64, and
+    at least MIN_CHANNELS input channels. Forward and backward on one thread against the im2col
+    path (docs/performance.md): 1.2-2.0x from 4 input channels, one image or 128, any output
+    channels; with fewer the GEMMs are too thin to gain (a first layer of 1, 2 or 3 channels,
+    whose input gradient is not needed: 0.16x, 0.72x, 0.77-1.06x)."""
+    kh, kw, c, _ = w_shape
     return (
         (kh, kw) == (5, 5)
         and tuple(stride) == (1, 1)
         and tuple(dilation) == (1, 1)
         and np.dtype(dtype) in FLOATS
-        and 2 * c * c_out >= MIN_CHANNELS * (c + c_out)
-        and n * h * w * min(c, c_out) >= MIN_VALUES
+        and c >= MIN_CHANNELS
     )
 
 
@@ -114,81 +108,6 @@ def weight_from_tiles(du: np.ndarray) -> np.ndarray:
     c, c_out = du.shape[1:]
     over_rows = (g_t @ du.reshape(6, 6 * c * c_out)).reshape(5, 6, c * c_out)
     return np.matmul(g_t, over_rows).reshape(5, 5, c, c_out)
-
-
-def _combine(coefficients: np.ndarray, terms: Sequence[np.ndarray], out: np.ndarray, spare: np.ndarray) -> None:
-    """out = sum of c * t over the coefficients c (not 0) and terms t, in slice operations: the
-    first two terms in one (when neither needs a product), a product only where c is not ±1,
-    through ``spare`` (an array of out's shape)."""
-    pairs = [(c, t) for c, t in zip(coefficients.tolist(), terms) if c != 0]
-    (c0, t0), rest = pairs[0], pairs[1:]
-    if c0 == 1 and rest and rest[0][0] in (1, -1):
-        (np.add if rest[0][0] == 1 else np.subtract)(t0, rest[0][1], out=out)
-        rest = rest[1:]
-    elif c0 == 1:
-        np.copyto(out, t0)
-    else:
-        np.multiply(t0, c0, out=out)
-    for c, t in rest:
-        if c == 1:
-            np.add(out, t, out=out)
-        elif c == -1:
-            np.subtract(out, t, out=out)
-        else:
-            np.multiply(t, c, out=spare)
-            out += spare
-
-
-def _b_transform(d: Planes, planes: Planes, spare: np.ndarray) -> None:
-    """planes[k] = sum over r of B^T[k, r] * d[r] in 19 slice operations (B^T's 22 entries of 5
-    values taken one at a time would be 30): with s = d4 - d2 and e = d1 - d3,
-    out = [4 (d0 - d2) + s, (d3 + d4) - 4 (d1 + d2), 4 (d1 - d2) + (d4 - d3), s - 2e, s + 2e,
-    4e + (d5 - d3)]."""
-    out = list(planes)  # views: the in-place operations below write into the planes
-    np.subtract(d[1], d[3], out=out[3])  # e
-    np.subtract(d[5], d[3], out=out[5])
-    np.multiply(out[3], 4, out=spare)
-    out[5] += spare
-    np.subtract(d[4], d[2], out=out[4])  # s
-    np.subtract(d[0], d[2], out=out[0])
-    out[0] *= 4
-    out[0] += out[4]
-    np.multiply(out[3], 2, out=spare)
-    np.subtract(out[4], spare, out=out[3])
-    out[4] += spare
-    np.add(d[1], d[2], out=out[1])
-    out[1] *= -4
-    out[1] += d[3]
-    out[1] += d[4]
-    np.subtract(d[1], d[2], out=out[2])
-    out[2] *= 4
-    out[2] += d[4]
-    out[2] -= d[3]
-
-
-def _b_adjoint(v: Planes, planes: Planes, spare: np.ndarray) -> None:
-    """planes[s] = sum over l of B^T[l, s] * v[l] for s = 0..4 (planes[5] would be v[5] itself), the
-    adjoint of :func:`_b_transform`, in 16 slice operations: with a = v1 + v2, b = v3 + v4,
-    c = v1 - v2, d = v3 - v4: out = [4 v0, 4 (v5 - c) - 2d, -(4 (v0 + a) + v0 + b),
-    c + 2d - 5 v5, (v0 + a) + b]."""
-    out = list(planes)  # views: the in-place operations below write into the planes
-    np.multiply(v[0], 4, out=out[0])
-    np.subtract(v[1], v[2], out=out[3])  # c
-    np.subtract(v[5], out[3], out=out[1])
-    out[1] *= 4
-    np.subtract(v[3], v[4], out=spare)  # d
-    spare *= 2
-    out[1] -= spare
-    out[3] += spare
-    np.multiply(v[5], 5, out=spare)
-    out[3] -= spare
-    np.add(v[1], v[2], out=out[4])  # a
-    out[4] += v[0]
-    np.multiply(out[4], -4, out=out[2])
-    out[2] -= v[0]
-    np.add(v[3], v[4], out=spare)  # b
-    out[2] -= spare
-    out[4] += spare
 
 
 def _tiles(out_hw: Shape) -> tuple[int, int]:
@@ -238,20 +157,39 @@ def _blocks(tiles: Shape, n: int, channels: int, itemsize: int) -> list[tuple[in
     return [(i, 1, cols.start, len(cols)) for i in range(th) for cols in intraop.pieces(tw, 1, -(-tw // per_block))]
 
 
+def _row_windows(image: np.ndarray, first: int, tiles: int, columns: slice) -> np.ndarray:
+    """The 6 image rows 2i + r (r = 0..5) of each of ``tiles`` rows of tiles i from ``first``,
+    ``columns`` of them: the read-only view (tiles, 6, columns * N * C) of image (rows, W, N, C),
+    each (6, columns * N * C) a matrix with the image's row stride (the rows of neighbouring
+    tiles overlap), for a GEMM by a 6x6 transform."""
+    part = image[2 * first :, columns]
+    row, item = part.strides[0], part.itemsize
+    length = part.shape[1] * part.shape[2] * part.shape[3]
+    return np.lib.stride_tricks.as_strided(part, (tiles, 6, length), (2 * row, row, item), writeable=False)
+
+
+def _column_windows(t: np.ndarray, cols: int) -> np.ndarray:
+    """The 6 columns 2j + s (s = 0..5) of each of ``cols`` tiles j of t (K, rows, width, N*C):
+    the read-only view (K, rows, cols, 6, N*C), each (6, N*C) one contiguous matrix."""
+    k, rows, width, nc = t.shape
+    s_k, s_r, s_w, item = t.strides
+    return np.lib.stride_tricks.as_strided(t, (k, rows, cols, 6, nc), (s_k, s_r, 2 * s_w, s_w, item), writeable=False)
+
+
 def _input_planes(xp: np.ndarray, block: tuple[int, int, int, int], v: np.ndarray, buffer: np.ndarray) -> None:
     """V = B^T d B of a block's tiles into v (6, 6, rows, cols, N, C) (ξ = 6*k + l, k along the
     tile's rows) from the padded image xp (:func:`_padded_image`); ``buffer`` holds at least
-    (6 * rows * (2*cols + 4) + 6 * rows * cols) * N * C values."""
+    6 * rows * (2*cols + 4) * N * C values. Both passes are GEMMs by B^T: along the tiles' rows
+    one per row of tiles over whole image rows, along their columns one per tile on its 6
+    columns (a (6, N*C) matrix each), written straight into v's planes (a batched ``np.matmul``
+    with strided operands: 4-7x faster than the 19 slice operations per pass it replaced)."""
     i0, bi, j0, bj = block
     n, c = xp.shape[2:]
     width = 2 * bj + 4
-    rows = [xp[2 * i0 + r : 2 * i0 + r + 2 * bi - 1 : 2, 2 * j0 : 2 * j0 + width] for r in range(6)]
-    t = buffer[: 6 * bi * width * n * c].reshape(6, bi, width, n, c)
-    rest = buffer[t.size : t.size + 6 * bi * bj * n * c]  # at least bi * width * N * C (cols >= 1)
-    spare = rest[: bi * width * n * c].reshape(bi, width, n, c)
-    _b_transform(rows, t, spare)  # t[k] = sum over r of B^T[k, r] * (the tiles' row r), whole padded rows at once
-    columns = [t[:, :, s : s + 2 * bj - 1 : 2] for s in range(6)]  # (6, rows, cols, N, C) each
-    _b_transform(columns, v.swapaxes(0, 1), rest.reshape(6, bi, bj, n, c))
+    b_t = B_T.astype(xp.dtype)
+    t = buffer[: 6 * bi * width * n * c].reshape(6, bi, width, n * c)
+    np.matmul(b_t, _row_windows(xp, i0, bi, slice(2 * j0, 2 * j0 + width)), out=t.reshape(6, bi, -1).swapaxes(0, 1))
+    np.matmul(b_t, _column_windows(t, bj), out=v.reshape(6, 6, bi, bj, n * c).transpose(0, 2, 3, 1, 4))
 
 
 def _output_tiles(
@@ -259,18 +197,16 @@ def _output_tiles(
 ) -> None:
     """y[2i+a, 2j+b] = (A^T M A)[a, b] (+ the bias b) for a block's tiles (i, j), from m (6, 6,
     rows, cols, N, C_out) into y (OH, OW, N, C_out), leaving out the outputs past y's edge;
-    ``buffer`` holds at least 22 * rows * cols * N * C_out values."""
+    ``buffer`` holds at least 16 * rows * cols * N * C_out values. Both passes are GEMMs by A^T
+    (2x6) over m's planes; the bias is added and the tiles copied into y's strided runs last."""
     i0, bi, j0, bj = block
     oh, ow = y.shape[:2]
     size = m[0, 0].size
-    z = buffer[: 12 * size].reshape(2, 6, *m.shape[2:])
+    a_t = A_T.astype(m.dtype)
+    z = buffer[: 12 * size].reshape(2, 6, size)  # z[a, l] = sum over k of A^T[a, k] M[k, l]
+    np.matmul(a_t, m.reshape(6, 6 * size), out=z.reshape(2, 6 * size))
     out = buffer[12 * size : 16 * size].reshape(2, 2, *m.shape[2:])
-    spare = buffer[16 * size : 17 * size].reshape(m.shape[2:])
-    for a in range(2):  # z[a, l] = sum over k of A^T[a, k] M[k, l]
-        _combine(A_T[a], list(m), z[a], buffer[16 * size : 22 * size].reshape(6, *m.shape[2:]))
-    for a in range(2):
-        for b_ in range(2):
-            _combine(A_T[b_], list(z[a]), out[a, b_], spare)
+    np.matmul(a_t, z, out=out.reshape(2, 2, size))
     if b is not None:
         kernels.add_row(out.reshape(-1, out.shape[-1]), b)
     for a in range(2):
@@ -299,7 +235,7 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Sh
         most = max(blocks[k][1] * blocks[k][3] for k in indices) * n
         wide = max(blocks[k][1] * (2 * blocks[k][3] + 4) for k in indices) * n
         size_v, size_m = 36 * most * c, 36 * most * c_out
-        buffer = intraop.scratch(size_v + size_m + max(6 * wide * c + 6 * most * c, 22 * most * c_out), dtype)
+        buffer = intraop.scratch(size_v + size_m + max(6 * wide * c, 16 * most * c_out), dtype)
         rest = buffer[size_v + size_m :]
         for k in indices:
             _, bi, _, bj = block = blocks[k]
@@ -316,47 +252,49 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Sh
 
 def _grad_planes(gp: np.ndarray, block: tuple[int, int, int, int], out: np.ndarray, buffer: np.ndarray) -> None:
     """gM = A g A^T of a block's tiles into out (6, 6, rows, cols, N, C_out) from g padded to whole
-    tiles (:func:`_padded_grad`); ``buffer`` holds at least 18 * rows * cols * N * C_out values."""
+    tiles (:func:`_padded_grad`); ``buffer`` holds at least 12 * rows * cols * N * C_out values.
+    GEMMs by A (6x2): along the tiles' rows one per row of tiles (its 2 rows of g), along their
+    columns one per tile."""
     i0, bi, j0, bj = block
-    th2, tw2, n, c_out = gp.shape
-    tiles = gp.reshape(th2 // 2, 2, tw2 // 2, 2, n, c_out)[i0 : i0 + bi, :, j0 : j0 + bj]  # [i, a, j, b]
-    size = bi * bj * n * c_out
-    z = buffer[: 12 * size].reshape(6, 2, bi, bj, n, c_out)  # z[k, b] = sum over a of A[k, a] g_ab
-    spare = buffer[12 * size : 18 * size].reshape(6, bi, bj, n, c_out)
-    first = spare.reshape(-1)[: 2 * size].reshape(bi, bj, 2, n, c_out)
-    a_cols = A_T.T
-    for k in range(6):
-        _combine(a_cols[k], [tiles[:, a] for a in range(2)], z[k].transpose(1, 2, 0, 3, 4), first)
-    for l_ in range(6):  # gM[k, l] = sum over b of A[l, b] z[k, b]
-        _combine(a_cols[l_], [z[:, 0], z[:, 1]], out[:, l_], spare)
+    _, _, n, c_out = gp.shape
+    a = A_T.T.astype(gp.dtype)
+    g_rows = gp[2 * i0 : 2 * (i0 + bi), 2 * j0 : 2 * (j0 + bj)].reshape(bi, 2, -1)  # [i, a, (j, b, n, c)]
+    z = buffer[: 12 * bi * bj * n * c_out].reshape(bi, 6, bj, 2, n * c_out)  # [i, k, j, b]
+    np.matmul(a, g_rows, out=z.reshape(bi, 6, -1))
+    np.matmul(a, z.swapaxes(0, 1), out=out.reshape(6, 6, bi, bj, n * c_out).transpose(0, 2, 3, 1, 4))
 
 
 def _fold_tiles(
     dv: np.ndarray, block: tuple[int, int, int, int], band: np.ndarray, first_row: int, buffer: np.ndarray
 ) -> None:
     """B dV B^T of a block's tiles added onto ``band``, the padded image's rows from ``first_row``
-    (rows, Wp, N, C): the adjoint of :func:`_input_planes` (:func:`_b_adjoint` along the tiles'
-    columns, added onto their 2*cols + 4 columns; then along their rows, added onto the band's rows).
-    dv is (6, 6, rows, cols, N, C); ``buffer`` holds at least 6 * rows * (2*cols + 4) * N * C
-    values plus the larger of that and 24 * rows * cols * N * C."""
+    (rows, Wp, N, C): the adjoint of :func:`_input_planes`. GEMMs by B (= (B^T)^T): along the
+    tiles' columns one per tile, its 6 columns then added onto the 2*cols + 4 columns of the
+    block's rows (neighbouring tiles overlap); along their rows one per row of tiles, added onto
+    the band. dv is (6, 6, rows, cols, N, C); ``buffer`` holds at least
+    (36 * rows * cols + 6 * rows * (2*cols + 4)) * N * C values."""
     i0, bi, j0, bj = block
     n, c = dv.shape[4:]
     width = 2 * bj + 4
-    t = buffer[: 6 * bi * width * n * c].reshape(6, bi, width, n, c)
-    rest = buffer[t.size :]
-    parts = rest[: 24 * bi * bj * n * c].reshape(4, 6, bi, bj, n, c)
-    columns = [t[:, :, s : s + 2 * bj - 1 : 2] for s in range(6)]
+    b = B_T.T.astype(dv.dtype)
+    parts = buffer[: 36 * bi * bj * n * c].reshape(6, bi, bj, 6, n * c)  # [k, i, j, s]
+    np.matmul(b, dv.reshape(6, 6, bi, bj, n * c).transpose(0, 2, 3, 1, 4), out=parts)
+    t = buffer[parts.size : parts.size + 6 * bi * width * n * c].reshape(6, bi, width, n * c)
     t[:, :, 2 * bj :] = 0  # columns s = 0 and 1 write [0, 2*cols) whole; the last 4 are only added to
-    by_column = dv.swapaxes(0, 1)  # [l, k]
-    _b_adjoint(by_column, [columns[0], columns[1], parts[0], parts[1], parts[2]], parts[3])
-    for s in range(2, 5):  # t[k][:, 2j + s] += sum over l of B^T[l, s] dV[k, l]
-        columns[s] += parts[s - 2]
-    columns[5] += by_column[5]
+    for s in range(6):  # t[k, i, 2j + s] += parts[k, i, j, s]
+        target = t[:, :, s : s + 2 * bj - 1 : 2]
+        if s < 2:
+            np.copyto(target, parts[:, :, :, s])
+        else:
+            target += parts[:, :, :, s]
     top = 2 * i0 - first_row
-    rows = rest[: 6 * bi * width * n * c].reshape(6, bi, width, n, c)
-    _b_adjoint(t, rows[:5], rows[5])
-    for r in range(6):  # band[2i + r, columns] += sum over k of B^T[k, r] t[k]
-        band[top + r : top + r + 2 * bi - 1 : 2, 2 * j0 : 2 * j0 + width] += rows[r] if r < 5 else t[5]
+    rows = parts.reshape(-1)[: 6 * bi * width * n * c].reshape(bi, 6, width, n, c)  # [i, r]: parts is used up
+    np.matmul(b, t.reshape(6, bi, -1).swapaxes(0, 1), out=rows.reshape(bi, 6, -1))
+    if bi == 1:
+        band[top : top + 6, 2 * j0 : 2 * j0 + width] += rows[0]
+        return
+    for r in range(6):  # band[2i + r, columns] += rows[i, r]; the tiles' rows overlap
+        band[top + r : top + r + 2 * bi - 1 : 2, 2 * j0 : 2 * j0 + width] += rows[:, r]
 
 
 def conv_grads(
@@ -381,9 +319,7 @@ def conv_grads(
         most = max(blocks[k][1] * blocks[k][3] for k in indices) * n
         wide = max(blocks[k][1] * (2 * blocks[k][3] + 4) for k in indices) * n
         size_v, size_m = 36 * most * c, 36 * most * c_out
-        buffer = intraop.scratch(
-            size_v + size_m + max(6 * wide * c + max(24 * most * c, 6 * wide * c), 18 * most * c_out), dtype
-        )
+        buffer = intraop.scratch(size_v + size_m + max(36 * most * c + 6 * wide * c, 12 * most * c_out), dtype)
         rest = buffer[size_v + size_m :]
         first_row = 2 * blocks[indices[0]][0]
         last_row = 2 * (blocks[indices[-1]][0] + blocks[indices[-1]][1]) + 4
