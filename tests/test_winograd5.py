@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
+import tinygrad_cnn.nn.functional as NF
 from tinygrad_cnn import Tensor, kernels, winograd5
 from tinygrad_cnn.testing import gradcheck, gradgradcheck
 
@@ -170,3 +171,31 @@ def test_winograd5_conv2d_against_pytorch():
         (y_t * torch.tensor(g)).sum().backward()
         got = [y.detach().numpy(), *(t.grad.numpy() for t in ours)]
         assert_close(got, [y_t.detach().numpy(), *(t.grad.numpy() for t in theirs)], np.float32)
+
+
+@pytest.mark.parametrize("padding", [0, 2, (1, 3)])
+def test_conv_transpose2d_on_the_winograd5_path(padding):
+    """A 5x5 transposed convolution at stride 1 (and so conv2d's double backward) takes the path:
+    its forward is conv2d's input gradient, its gradients conv2d's forward and weight gradient.
+    float64 gradcheck, and float32 against PyTorch."""
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.standard_normal((2, 3, 4, 5)), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 2, 5, 5)), requires_grad=True)
+    b = Tensor(rng.standard_normal(2), requires_grad=True)
+    with small_winograd, mock.patch.object(winograd5, "input_grad", wraps=winograd5.input_grad) as used:
+        assert gradcheck(lambda x, w, b: NF.conv_transpose2d(x, w, b, padding=padding), x, w, b)
+    assert used.called
+    torch = pytest.importorskip("torch")
+    shapes = [(8, 16, 9, 9), (16, 8, 5, 5), 8]
+    xs, ws, bs = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    ours = [Tensor(a, requires_grad=True) for a in (xs, ws, bs)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (xs, ws, bs)]
+    with mock.patch.object(winograd5, "input_grad", wraps=winograd5.input_grad) as used:
+        y = NF.conv_transpose2d(*ours, padding=padding)
+    assert used.called
+    y_t = torch.nn.functional.conv_transpose2d(*theirs, padding=padding)
+    g = rng.standard_normal(tuple(y_t.shape)).astype(np.float32)
+    (y * Tensor(g)).sum().backward()
+    (y_t * torch.tensor(g)).sum().backward()
+    got = [y.detach().numpy(), *(t.grad.numpy() for t in ours)]
+    assert_close(got, [y_t.detach().numpy(), *(t.grad.numpy() for t in theirs)], np.float32)

@@ -993,14 +993,23 @@ def conv_transpose_forward(
     onto the result's batch-inner rows in place. At stride 1 without groups where the Winograd
     path takes it (:func:`winograd.fits`), the same values as the conv2d of x zero-padded by
     d*(k-1) - p with w's kernel flipped and its channels swapped:
-    y[n, o, i, j] = sum of xp[n, c, i + p*d, j + q*d] * w[kh-1-p, kw-1-q, o, c] (+ b[o])."""
+    y[n, o, i, j] = sum of xp[n, c, i + p*d, j + q*d] * w[kh-1-p, kw-1-q, o, c] (+ b[o]). Where
+    :func:`winograd5.fits` the conv2d (a 5x5 kernel at stride 1), :func:`winograd5.input_grad`."""
     kh, kw = w.shape[:2]
     flipped_padding = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
-    if groups == 1 and tuple(stride) == (1, 1) and min(flipped_padding) >= 0:
+    by_tiles = (
+        groups == 1
+        and winograd5.fits(y_shape, w.shape, stride, dilation, np.result_type(x, w))
+        and out_hw((y_shape[2] + 2 * padding[0], y_shape[3] + 2 * padding[1]), (kh, kw), stride, dilation)
+        == x.shape[2:]
+    )
+    if groups == 1 and tuple(stride) == (1, 1) and min(flipped_padding) >= 0 and not by_tiles:
         flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, C, C_out)
         if winograd.fits(x.shape, flipped.shape, stride, dilation, flipped_padding):
             return conv_forward(x, flipped, b, stride, dilation, flipped_padding)[0].transpose(0, 3, 1, 2)
-    if groups == 1:
+    if by_tiles:
+        y = winograd5.input_grad(x.transpose(0, 2, 3, 1), w, y_shape, padding)
+    elif groups == 1:
         y = fold_products(x_rows, w, y_shape, stride, dilation, padding)
     else:
         y = grouped_conv_input_grad(x_rows, w, y_shape, stride, dilation, padding, groups)
@@ -1029,7 +1038,8 @@ def conv_transpose_grads(
 
     Both at once from one pass over g's im2col blocks (:func:`conv_forward_and_weight_grad`, grouped
     :func:`grouped_conv_forward_and_weight_grad`); apart for a pointwise or depthwise weight (their
-    own kernels), or one that :func:`winograd.fits` (its forward and weight gradient)."""
+    own kernels), or one that :func:`winograd.fits` or :func:`winograd5.fits` (its forward and
+    weight gradient)."""
     need_x, need_w = needs
     n, (h, wd) = (
         g.shape[0],
@@ -1041,6 +1051,9 @@ def conv_transpose_grads(
         if need_w:
             tasks, add_up = winograd.weight_grad_tasks(g, conv_output(x_rows, n, h, wd), padding)
             gw = add_up(cast(list[np.ndarray], intraop.run(tasks)))
+    elif groups == 1 and winograd5.fits(g.shape, w.shape, stride, dilation, np.result_type(g, w)):
+        y = winograd5.conv_forward(g, w, None, padding) if need_x else None
+        gw = winograd5.conv_grads(g, w, conv_output(x_rows, n, h, wd), padding, False, True)[1] if need_w else None
     elif need_x and need_w and groups == 1 and not pointwise(w.shape, padding):
         y, gw = conv_forward_and_weight_grad(g, w, x_rows, stride, dilation, padding)
     elif need_x and need_w and groups > 1 and w.shape[2] > 1:

@@ -305,13 +305,27 @@ def conv_grads(
     gM = A g A^T per block, then dU += V^T @ gM (V = B^T d B made again) and dV = gM @ U^T folded
     back onto the block's input tiles. Each group of blocks (a task) returns its partial dU and its
     band of the padded image's gradient; both are added up in task order."""
-    n, c, h, wd = x.shape
+    return _grads(x.shape, x if need_w else None, w, g, padding, need_x)
+
+
+def input_grad(g: np.ndarray, w: np.ndarray, x_shape: Shape, padding: Shape) -> np.ndarray:
+    """conv2d's input gradient alone (see :func:`conv_grads`), for an input of ``x_shape``: a
+    transposed convolution's forward."""
+    return cast(np.ndarray, _grads(x_shape, None, w, g, padding, True)[0])
+
+
+def _grads(
+    x_shape: Shape, x: np.ndarray | None, w: np.ndarray, g: np.ndarray, padding: Shape, need_x: bool
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`conv_grads`; the weight gradient where x is given."""
+    n, c, h, wd = x_shape
     _, oh, ow, c_out = g.shape
+    need_w = x is not None
     tiles = _tiles((oh, ow))
-    xp = _padded_image(x, padding, tiles) if need_w else None
+    xp = None if x is None else _padded_image(x, padding, tiles)
     gp = _padded_grad(g, tiles)
     u = weight_tiles(w).transpose(0, 2, 1) if need_x else None  # U^T: (36, C_out, C)
-    dtype = np.result_type(x, w, g)
+    dtype = np.result_type(w, g) if x is None else np.result_type(x, w, g)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
     wp = 2 * tiles[1] + 4
 
