@@ -1,7 +1,7 @@
 """conv2d by Winograd's F(2x2, 5x5) (tinygrad_cnn.winograd5) computes what the im2col path computes.
 
 The path takes 5x5 stride-1 convolutions of many channels only (winograd5.fits); here
-MIN_CHANNELS is lowered so that small arrays take it, and BLOCK_BYTES and MIN_ROWS
+MIN_CHANNELS and MIN_WORK are lowered so that small arrays take it, and BLOCK_BYTES and MIN_ROWS
 so that they are cut into many blocks of tiles (whole rows of tiles and pieces of a row), on one
 or several threads.
 """
@@ -38,7 +38,7 @@ def im2col_path(x, w, b, g, padding, needs):
 
 
 def winograd_path(x, w, b, g, padding, needs, threads=1):
-    assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), x.dtype)
+    assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), padding, x.dtype)
     with tg.threads.exactly(threads):
         y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
         assert cols is None
@@ -54,7 +54,7 @@ def assert_close(got, want, dtype):
             np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
 
 
-small_winograd = mock.patch.multiple(winograd5, MIN_CHANNELS=1, BLOCK_BYTES=512, MIN_ROWS=1)
+small_winograd = mock.patch.multiple(winograd5, MIN_CHANNELS=1, MIN_WORK=1, BLOCK_BYTES=512, MIN_ROWS=1)
 
 
 @given(
@@ -97,7 +97,7 @@ def test_winograd5_equals_the_im2col_path(shape, padding, layout, dtype, bias, n
 
 @pytest.mark.parametrize(
     ("n", "c", "c_out", "hw", "padding"),
-    [(64, 16, 32, 12, (0, 0)), (1, 16, 32, 16, (2, 2)), (3, 4, 40, 21, (1, 0)), (4, 64, 3, 13, (2, 3))],
+    [(64, 16, 32, 12, (0, 0)), (2, 16, 32, 16, (2, 2)), (3, 4, 40, 21, (1, 0)), (4, 64, 3, 13, (2, 3))],
 )
 def test_winograd5_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
     """Unpatched: these shapes take the path by themselves (LeNet-ish's second layer among them),
@@ -105,25 +105,29 @@ def test_winograd5_at_the_channel_counts_that_take_it(n, c, c_out, hw, padding):
     rng = np.random.default_rng(c + hw)
     x = rng.standard_normal((n, c, 2 * hw, hw)).astype(np.float32)[:, :, ::2]  # non-contiguous rows
     w = (rng.standard_normal((c_out, c, 5, 5)).astype(np.float32) / 5).transpose(2, 3, 1, 0)  # conv2d's view
-    assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), x.dtype)
+    assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), padding, x.dtype)
     b = rng.standard_normal(c_out).astype(np.float32)
     g = rng.standard_normal((n, hw + 2 * padding[0] - 4, hw + 2 * padding[1] - 4, c_out)).astype(np.float32)
     needs = (True, True, True)
     assert_close(winograd_path(x, w, b, g, padding, needs), im2col_path(x, w, b, g, padding, needs), np.float32)
 
 
-def test_fits_only_5x5_stride_1_float_convolutions_of_4_input_channels_or_more():
-    assert winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.float32)  # LeNet-ish at batch 128
-    assert winograd5.fits((1, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.float64)
-    assert winograd5.fits((64, 4, 28, 28), (5, 5, 4, 1), (1, 1), (1, 1), np.float32)
-    assert not winograd5.fits((128, 1, 28, 28), (5, 5, 1, 16), (1, 1), (1, 1), np.float32)  # LeNet-ish's first
-    assert not winograd5.fits((64, 3, 32, 32), (5, 5, 3, 32), (1, 1), (1, 1), np.float32)
-    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (2, 2), (1, 1), np.float32)
-    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (2, 2), np.float32)
-    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.int64)
-    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (1, 1), (1, 1), np.float16)
-    assert not winograd5.fits((128, 16, 12, 12), (3, 3, 16, 32), (1, 1), (1, 1), np.float32)
-    assert not winograd5.fits((128, 16, 12, 12), (5, 3, 16, 32), (1, 1), (1, 1), np.float32)
+def test_fits_only_5x5_stride_1_float_convolutions_of_4_input_channels_and_enough_work():
+    one, none = (1, 1), (0, 0)
+    assert winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), one, one, none, np.float32)  # LeNet-ish at batch 128
+    assert winograd5.fits((4, 16, 12, 12), (5, 5, 16, 32), one, one, none, np.float64)
+    assert winograd5.fits((64, 4, 28, 28), (5, 5, 4, 1), one, one, none, np.float32)
+    assert winograd5.fits((1, 64, 16, 16), (5, 5, 64, 64), one, one, (2, 2), np.float32)
+    assert not winograd5.fits((2, 16, 12, 12), (5, 5, 16, 32), one, one, none, np.float32)  # too little work
+    assert not winograd5.fits((128, 1, 28, 28), (5, 5, 1, 16), one, one, none, np.float32)  # LeNet-ish's first
+    assert not winograd5.fits((64, 3, 32, 32), (5, 5, 3, 32), one, one, (2, 2), np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), (2, 2), one, none, np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), one, (2, 2), none, np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), one, one, none, np.int64)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 5, 16, 32), one, one, none, np.float16)
+    assert not winograd5.fits((128, 16, 12, 12), (3, 3, 16, 32), one, one, none, np.float32)
+    assert not winograd5.fits((128, 16, 12, 12), (5, 3, 16, 32), one, one, none, np.float32)
+    assert not winograd5.fits((128, 16, 3, 3), (5, 5, 16, 32), one, one, none, np.float32)  # no output
 
 
 def test_transforms_are_f2x2_5x5():
@@ -186,7 +190,7 @@ def test_conv_transpose2d_on_the_winograd5_path(padding):
         assert gradcheck(lambda x, w, b: NF.conv_transpose2d(x, w, b, padding=padding), x, w, b)
     assert used.called
     torch = pytest.importorskip("torch")
-    shapes = [(8, 16, 9, 9), (16, 8, 5, 5), 8]
+    shapes = [(16, 16, 9, 9), (16, 8, 5, 5), 8]
     xs, ws, bs = (rng.standard_normal(s).astype(np.float32) for s in shapes)
     ours = [Tensor(a, requires_grad=True) for a in (xs, ws, bs)]
     theirs = [torch.tensor(a, requires_grad=True) for a in (xs, ws, bs)]

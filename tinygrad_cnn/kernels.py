@@ -881,7 +881,7 @@ def conv_forward(
         return pointwise_conv_forward(x, w, b, stride), None
     if winograd.fits(x.shape, w.shape, stride, dilation, padding):
         return winograd.conv_forward(x, w, b, padding), None
-    if winograd5.fits(x.shape, w.shape, stride, dilation, np.result_type(x, w)):
+    if winograd5.fits(x.shape, w.shape, stride, dilation, padding, np.result_type(x, w)):
         return winograd5.conv_forward(x, w, b, padding), None
     kh, kw, c, c_out = w.shape
     cols = Im2col(x, (kh, kw), stride, dilation, padding, FORWARD_RUN_BYTES)
@@ -999,7 +999,7 @@ def conv_transpose_forward(
     flipped_padding = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
     by_tiles = (
         groups == 1
-        and winograd5.fits(y_shape, w.shape, stride, dilation, np.result_type(x, w))
+        and winograd5.fits(y_shape, w.shape, stride, dilation, padding, np.result_type(x, w))
         and out_hw((y_shape[2] + 2 * padding[0], y_shape[3] + 2 * padding[1]), (kh, kw), stride, dilation)
         == x.shape[2:]
     )
@@ -1051,7 +1051,7 @@ def conv_transpose_grads(
         if need_w:
             tasks, add_up = winograd.weight_grad_tasks(g, conv_output(x_rows, n, h, wd), padding)
             gw = add_up(cast(list[np.ndarray], intraop.run(tasks)))
-    elif groups == 1 and winograd5.fits(g.shape, w.shape, stride, dilation, np.result_type(g, w)):
+    elif groups == 1 and winograd5.fits(g.shape, w.shape, stride, dilation, padding, np.result_type(g, w)):
         y = winograd5.conv_forward(g, w, None, padding) if need_x else None
         gw = winograd5.conv_grads(g, w, conv_output(x_rows, n, h, wd), padding, False, True)[1] if need_w else None
     elif need_x and need_w and groups == 1 and not pointwise(w.shape, padding):
@@ -1127,7 +1127,7 @@ def conv_grads(
     if winograd.fits(x.shape, w.shape, stride, dilation, padding):
         gx, gw = winograd.conv_grads(x, w, g, padding, need_x, need_w)
         return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
-    if (need_x or need_w) and winograd5.fits(x.shape, w.shape, stride, dilation, np.result_type(x, w)):
+    if (need_x or need_w) and winograd5.fits(x.shape, w.shape, stride, dilation, padding, np.result_type(x, w)):
         gx, gw = winograd5.conv_grads(x, w, g, padding, need_x, need_w)
         return gx, gw, sum_to(g_rows, (w.shape[3],)) if need_b else None
     if need_x and need_w and cols is None:

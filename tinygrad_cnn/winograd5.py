@@ -74,23 +74,32 @@ B_T = np.array(
 BLOCK_BYTES = 4 << 20  # transformed planes (input's and output's) of a block of tiles: see _blocks
 MIN_ROWS = 256  # GEMM rows (tiles * N) per block at least: fewer run BLAS well below its speed
 MIN_CHANNELS = 4  # input channels at least: see fits()
+MIN_WORK = 1 << 21  # multiply-adds of im2col's forward GEMM at least: see fits()
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, dtype: np.dtype) -> bool:
+def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding: Shape, dtype: np.dtype) -> bool:
     """Whether conv2d of x (N, C, H, W) of ``x_shape`` by a weight of ``w_shape`` (kh, kw, C, C_out)
-    takes this path: a 5x5 kernel at stride 1, dilation 1 (any padding), float32 or float64, and
-    at least MIN_CHANNELS input channels. Forward and backward on one thread against the im2col
-    path (docs/performance.md): 1.2-2.0x from 4 input channels, one image or 128, any output
-    channels; with fewer the GEMMs are too thin to gain (a first layer of 1, 2 or 3 channels,
-    whose input gradient is not needed: 0.16x, 0.72x, 0.77-1.06x)."""
-    kh, kw, c, _ = w_shape
+    with ``padding`` takes this path: a 5x5 kernel at stride 1, dilation 1, float32 or float64, at
+    least MIN_CHANNELS input channels and at least MIN_WORK multiply-adds in im2col's forward GEMM
+    (N * OH * OW * 25 * C * C_out). Forward and backward on one thread against the im2col path
+    (``benchmarks/winograd.py --kernel 5``, docs/performance.md): 1.2-1.8x from 4 input channels
+    and a few million multiply-adds up; below, the path's fixed cost (about 0.15 ms of NumPy calls)
+    is more than the GEMM work it saves (LeNet-ish's second layer on 1 or 2 images: 0.71x, 0.93x),
+    and with fewer channels the GEMMs are too thin (a first layer of 3 channels, whose input
+    gradient is not needed, 0.73x; of 4, 0.99x)."""
+    kh, kw, c, c_out = w_shape
+    n, _, h, w = x_shape
+    oh, ow = h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1
     return (
         (kh, kw) == (5, 5)
         and tuple(stride) == (1, 1)
         and tuple(dilation) == (1, 1)
         and np.dtype(dtype) in FLOATS
         and c >= MIN_CHANNELS
+        and oh > 0
+        and ow > 0
+        and n * oh * ow * 25 * c * c_out >= MIN_WORK
     )
 
 
