@@ -9,45 +9,32 @@ from __future__ import annotations
 
 from unittest import mock
 
+import conv_paths
 import numpy as np
 import pytest
+from conv_paths import LAYOUTS, conv_path, laid_out
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
-from tinygrad_cnn import Tensor, kernels, winograd
+from tinygrad_cnn import Tensor, winograd
 from tinygrad_cnn.testing import gradcheck
 
-LAYOUTS = {"nchw": [0, 1, 2, 3], "batch-inner": [2, 3, 0, 1], "nhwc": [0, 2, 3, 1], "chwn": [1, 2, 3, 0]}
 F32_TOLERANCE = 1e-5  # of the largest magnitude of the result: float32 rounding of sums of up to ~100 products
-
-
-def laid_out(a: np.ndarray, order: list[int]) -> np.ndarray:
-    return np.ascontiguousarray(a.transpose(order)).transpose(kernels.inverse(order))
 
 
 def im2col_path(x, w, b, g, padding, needs):
     with mock.patch.object(winograd, "fits", return_value=False):
-        y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
-        return (y, *kernels.conv_grads(x, w, g, (1, 1), (1, 1), padding, cols, needs))
+        return conv_path(x, w, b, g, padding, needs)
 
 
 def winograd_path(x, w, b, g, padding, needs, threads=1):
     assert winograd.fits(x.shape, w.shape, (1, 1), (1, 1), padding)
-    with tg.threads.exactly(threads):
-        y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
-        assert cols is None
-        return (y, *kernels.conv_grads(x, w, kernels.laid_out_like(g, y), (1, 1), (1, 1), padding, None, needs))
+    return conv_path(x, w, b, g, padding, needs, threads, keeps_cols=False)
 
 
 def assert_close(got, want, dtype):
-    for a, b in zip(got, want, strict=True):
-        assert (a is None) == (b is None)
-        if a is not None:
-            assert a.shape == b.shape and a.dtype == b.dtype
-            scale = max(1.0, float(np.abs(b).max(initial=0)))
-            np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
+    conv_paths.assert_close(got, want, dtype, F32_TOLERANCE)
 
 
 small_winograd = mock.patch.multiple(

@@ -10,48 +10,35 @@ from __future__ import annotations
 
 from unittest import mock
 
+import conv_paths
 import numpy as np
 import pytest
+from conv_paths import LAYOUTS, against_pytorch, conv_path, laid_out
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tinygrad_cnn as tg
 import tinygrad_cnn.functional as F
 import tinygrad_cnn.nn.functional as NF
-from tinygrad_cnn import Tensor, kernels, winograd5
+from tinygrad_cnn import Tensor, winograd, winograd5
 from tinygrad_cnn.testing import gradcheck, gradgradcheck
 
-LAYOUTS = {"nchw": [0, 1, 2, 3], "batch-inner": [2, 3, 0, 1], "nhwc": [0, 2, 3, 1], "chwn": [1, 2, 3, 0]}
 # of the largest magnitude of the result: float32 rounding in the transforms, whose entries go up to
 # 5 and down to 1/24 (the weight gradient's errors, 1-2e-5 at 16 to 256 channels, are the largest)
 F32_TOLERANCE = 1e-4
 
 
-def laid_out(a: np.ndarray, order: list[int]) -> np.ndarray:
-    return np.ascontiguousarray(a.transpose(order)).transpose(kernels.inverse(order))
-
-
 def im2col_path(x, w, b, g, padding, needs):
     with mock.patch.object(winograd5, "fits", return_value=False):
-        y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
-        return (y, *kernels.conv_grads(x, w, g, (1, 1), (1, 1), padding, cols, needs))
+        return conv_path(x, w, b, g, padding, needs)
 
 
 def winograd_path(x, w, b, g, padding, needs, threads=1):
     assert winograd5.fits(x.shape, w.shape, (1, 1), (1, 1), padding, x.dtype)
-    with tg.threads.exactly(threads):
-        y, cols = kernels.conv_forward(x, w, b, (1, 1), (1, 1), padding)
-        assert cols is None
-        return (y, *kernels.conv_grads(x, w, kernels.laid_out_like(g, y), (1, 1), (1, 1), padding, None, needs))
+    return conv_path(x, w, b, g, padding, needs, threads, keeps_cols=False)
 
 
 def assert_close(got, want, dtype):
-    for a, b in zip(got, want, strict=True):
-        assert (a is None) == (b is None)
-        if a is not None:
-            assert a.shape == b.shape and a.dtype == b.dtype
-            scale = max(1.0, float(np.abs(b).max(initial=0)))
-            np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else F32_TOLERANCE) * scale)
+    conv_paths.assert_close(got, want, dtype, F32_TOLERANCE)
 
 
 small_winograd = mock.patch.multiple(winograd5, MIN_CHANNELS=1, MIN_WORK=1, BLOCK_BYTES=512, MIN_ROWS=1)
@@ -138,9 +125,9 @@ def test_transforms_are_f2x2_5x5():
     want = [d[i : i + 5] @ w for i in range(2)]
     np.testing.assert_allclose(winograd5.A_T @ ((winograd5.G @ w) * (winograd5.B_T @ d)), want)
     w4, du = rng.standard_normal((5, 5, 3, 4)), rng.standard_normal((36, 3, 4))
-    u = winograd5.weight_tiles(w4)
+    u = winograd.weight_tiles(w4, winograd5.G)
     np.testing.assert_allclose(u.reshape(6, 6, 3, 4)[1, 4, 2, 3], winograd5.G[1] @ w4[:, :, 2, 3] @ winograd5.G[4])
-    np.testing.assert_allclose(np.vdot(u, du), np.vdot(w4, winograd5.weight_from_tiles(du)))
+    np.testing.assert_allclose(np.vdot(u, du), np.vdot(w4, winograd.weight_from_tiles(du, winograd5.G)))
 
 
 @pytest.mark.parametrize(("padding", "hw"), [(0, (6, 7)), (2, (3, 4)), ((1, 3), (5, 2))])
@@ -155,26 +142,21 @@ def test_gradcheck_and_gradgradcheck_of_conv2d_on_the_winograd5_path(padding, hw
     assert used.called
 
 
-def test_winograd5_conv2d_against_pytorch():
+@pytest.mark.parametrize(("padding", "hw"), [(0, 12), (2, 9)])
+def test_winograd5_conv2d_against_pytorch(padding, hw):
     """float32 conv2d forward and backward of LeNet-ish's second layer (16 -> 32 channels, 12x12
     images, batch 32) and a padded one, against PyTorch's (oneDNN's) result."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
-    for padding, hw in ((0, 12), (2, 9)):
-        out = hw + 2 * padding - 4
-        shapes = [(32, 16, hw, hw), (32, 16, 5, 5), 32, (32, 32, out, out)]
-        x, w, b, g = (rng.standard_normal(s).astype(np.float32) for s in shapes)
-        w /= 10
-        ours = [Tensor(a, requires_grad=True) for a in (x, w, b)]
-        theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
-        with mock.patch.object(winograd5, "conv_forward", wraps=winograd5.conv_forward) as used:
-            y = F.conv2d(*ours, padding=padding)
-        assert used.called
-        y_t = torch.nn.functional.conv2d(*theirs, padding=padding)
-        (y * Tensor(g)).sum().backward()
-        (y_t * torch.tensor(g)).sum().backward()
-        got = [y.detach().numpy(), *(t.grad.numpy() for t in ours)]
-        assert_close(got, [y_t.detach().numpy(), *(t.grad.numpy() for t in theirs)], np.float32)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in [(32, 16, hw, hw), (32, 16, 5, 5), 32])
+    with mock.patch.object(winograd5, "conv_forward", wraps=winograd5.conv_forward) as used:
+        got, want = against_pytorch(
+            lambda *a: F.conv2d(*a, padding=padding),
+            lambda *a: torch.nn.functional.conv2d(*a, padding=padding),
+            (x, w / 10, b),
+        )
+    assert used.called
+    assert_close(got, want, np.float32)
 
 
 @pytest.mark.parametrize("padding", [0, 2, (1, 3)])
@@ -190,16 +172,12 @@ def test_conv_transpose2d_on_the_winograd5_path(padding):
         assert gradcheck(lambda x, w, b: NF.conv_transpose2d(x, w, b, padding=padding), x, w, b)
     assert used.called
     torch = pytest.importorskip("torch")
-    shapes = [(16, 16, 9, 9), (16, 8, 5, 5), 8]
-    xs, ws, bs = (rng.standard_normal(s).astype(np.float32) for s in shapes)
-    ours = [Tensor(a, requires_grad=True) for a in (xs, ws, bs)]
-    theirs = [torch.tensor(a, requires_grad=True) for a in (xs, ws, bs)]
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(16, 16, 9, 9), (16, 8, 5, 5), 8]]
     with mock.patch.object(winograd5, "input_grad", wraps=winograd5.input_grad) as used:
-        y = NF.conv_transpose2d(*ours, padding=padding)
+        got, want = against_pytorch(
+            lambda *a: NF.conv_transpose2d(*a, padding=padding),
+            lambda *a: torch.nn.functional.conv_transpose2d(*a, padding=padding),
+            arrays,
+        )
     assert used.called
-    y_t = torch.nn.functional.conv_transpose2d(*theirs, padding=padding)
-    g = rng.standard_normal(tuple(y_t.shape)).astype(np.float32)
-    (y * Tensor(g)).sum().backward()
-    (y_t * torch.tensor(g)).sum().backward()
-    got = [y.detach().numpy(), *(t.grad.numpy() for t in ours)]
-    assert_close(got, [y_t.detach().numpy(), *(t.grad.numpy() for t in theirs)], np.float32)
+    assert_close(got, want, np.float32)

@@ -73,20 +73,23 @@ def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding
     )
 
 
-def weight_tiles(w: np.ndarray) -> np.ndarray:
-    """U = G w G^T per channel pair: w (3, 3, C, C_out) -> (16, C, C_out), ξ = 4*i + j."""
-    g = G.astype(w.dtype)
+def weight_tiles(w: np.ndarray, g_matrix: np.ndarray = G) -> np.ndarray:
+    """U = G w G^T per channel pair: w (r, r, C, C_out) -> (n*n, C, C_out), ξ = n*i + j, for the
+    kernel transform G (n, r) (default: this module's, n = 4, r = 3; :mod:`winograd5` passes its own)."""
+    g = g_matrix.astype(w.dtype)
+    n, r = g.shape
     c, c_out = w.shape[2:]
-    over_rows = (g @ w.reshape(3, 3 * c * c_out)).reshape(4, 3, c * c_out)
-    return np.matmul(g, over_rows).reshape(16, c, c_out)
+    over_rows = (g @ w.reshape(r, r * c * c_out)).reshape(n, r, c * c_out)
+    return np.matmul(g, over_rows).reshape(n * n, c, c_out)
 
 
-def weight_from_tiles(du: np.ndarray) -> np.ndarray:
-    """dw = G^T dU G per channel pair, the adjoint of :func:`weight_tiles`: (16, C, C_out) -> (3, 3, C, C_out)."""
-    g_t = G.T.astype(du.dtype)
+def weight_from_tiles(du: np.ndarray, g_matrix: np.ndarray = G) -> np.ndarray:
+    """dw = G^T dU G per channel pair, the adjoint of :func:`weight_tiles`: (n*n, C, C_out) -> (r, r, C, C_out)."""
+    g_t = g_matrix.T.astype(du.dtype)
+    r, n = g_t.shape
     c, c_out = du.shape[1:]
-    over_rows = (g_t @ du.reshape(4, 4 * c * c_out)).reshape(3, 4, c * c_out)
-    return np.matmul(g_t, over_rows).reshape(3, 3, c, c_out)
+    over_rows = (g_t @ du.reshape(n, n * c * c_out)).reshape(r, n, c * c_out)
+    return np.matmul(g_t, over_rows).reshape(r, r, c, c_out)
 
 
 def _tiles(out_hw: Shape) -> tuple[int, int]:

@@ -45,7 +45,7 @@ from typing import cast
 
 import numpy as np
 
-from . import intraop, kernels
+from . import intraop, kernels, winograd
 
 Shape = tuple[int, ...]
 
@@ -101,22 +101,6 @@ def fits(x_shape: Shape, w_shape: Shape, stride: Shape, dilation: Shape, padding
         and ow > 0
         and n * oh * ow * 25 * c * c_out >= MIN_WORK
     )
-
-
-def weight_tiles(w: np.ndarray) -> np.ndarray:
-    """U = G w G^T per channel pair: w (5, 5, C, C_out) -> (36, C, C_out), ξ = 6*k + l."""
-    g = G.astype(w.dtype)
-    c, c_out = w.shape[2:]
-    over_rows = (g @ w.reshape(5, 5 * c * c_out)).reshape(6, 5, c * c_out)
-    return np.matmul(g, over_rows).reshape(36, c, c_out)
-
-
-def weight_from_tiles(du: np.ndarray) -> np.ndarray:
-    """dw = G^T dU G per channel pair, the adjoint of :func:`weight_tiles`: (36, C, C_out) -> (5, 5, C, C_out)."""
-    g_t = G.T.astype(du.dtype)
-    c, c_out = du.shape[1:]
-    over_rows = (g_t @ du.reshape(6, 6 * c * c_out)).reshape(5, 6, c * c_out)
-    return np.matmul(g_t, over_rows).reshape(5, 5, c, c_out)
 
 
 def _tiles(out_hw: Shape) -> tuple[int, int]:
@@ -235,7 +219,7 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Sh
     oh, ow = h + 2 * padding[0] - 4, wd + 2 * padding[1] - 4
     tiles = _tiles((oh, ow))
     xp = _padded_image(x, padding, tiles)
-    u = weight_tiles(w)
+    u = winograd.weight_tiles(w, G)
     dtype = np.result_type(x, w)
     y = np.empty((oh, ow, n, c_out), dtype=dtype)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
@@ -333,7 +317,7 @@ def _grads(
     tiles = _tiles((oh, ow))
     xp = None if x is None else _padded_image(x, padding, tiles)
     gp = _padded_grad(g, tiles)
-    u = weight_tiles(w).transpose(0, 2, 1) if need_x else None  # U^T: (36, C_out, C)
+    u = winograd.weight_tiles(w, G).transpose(0, 2, 1) if need_x else None  # U^T: (36, C_out, C)
     dtype = np.result_type(w, g) if x is None else np.result_type(x, w, g)
     blocks = _blocks(tiles, n, c + c_out, dtype.itemsize)
     wp = 2 * tiles[1] + 4
@@ -366,7 +350,11 @@ def _grads(
 
     tasks = [partial(run_blocks, indices) for indices in intraop.pieces(len(blocks), 1)]
     results = intraop.run(tasks)
-    gw = weight_from_tiles(kernels.sum_in_order([cast(np.ndarray, r[0]) for r in results])) if need_w else None
+    gw = (
+        winograd.weight_from_tiles(kernels.sum_in_order([cast(np.ndarray, r[0]) for r in results]), G)
+        if need_w
+        else None
+    )
     gx = _assemble([(r[1], cast(np.ndarray, r[2])) for r in results], (h, wd), padding) if need_x else None
     return gx, gw
 
