@@ -4,8 +4,7 @@
     .venv/bin/python docs/make_images.py --quick    # training plots from a 1-epoch, 5,000-image run
     .venv/bin/python docs/make_images.py --tapes-only
 
-Tape graphs need Graphviz' ``dot`` on PATH (apt-get install graphviz; the docs' were drawn by
-graphviz-pure 0.2.2's ``graphviz-pure``, a Rust port installed from PyPI, linked as ``dot``); the training plots need matplotlib
+Tape graphs need Graphviz' ``dot`` (apt-get install graphviz); the training plots need matplotlib
 (pip install -e ".[plots]"). The training plots come from ``examples/mnist_cnn.py --plots``, the
 same code a user runs, so the pictures in the docs are what the example produces.
 """
