@@ -45,7 +45,7 @@ from .loss import (
     nll_loss,
     smooth_l1_loss,
 )
-from .normalization import batch_norm, group_norm, layer_norm
+from .normalization import batch_norm, group_norm, instance_norm, layer_norm
 from .pooling import (
     adaptive_avg_pool1d,
     adaptive_max_pool1d,
@@ -55,7 +55,7 @@ from .pooling import (
     max_pool1d,
 )
 from .sparse import embedding, one_hot
-from .vision import fold, interpolate, pad, unfold
+from .vision import channel_shuffle, fold, interpolate, pad, pixel_shuffle, pixel_unshuffle, unfold
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -67,6 +67,7 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "channel_shuffle",
     "conv1d",
     "conv2d",
     "conv_transpose1d",
@@ -83,6 +84,7 @@ __all__ = [
     "group_norm",
     "hardtanh",
     "huber_loss",
+    "instance_norm",
     "interpolate",
     "kl_div",
     "l1_loss",
@@ -102,6 +104,8 @@ __all__ = [
     "one_hot",
     "pad",
     "pairwise_distance",
+    "pixel_shuffle",
+    "pixel_unshuffle",
     "relu",
     "relu6",
     "sigmoid",
