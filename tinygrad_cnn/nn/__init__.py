@@ -508,6 +508,8 @@ class Conv2d(Module):
     ±1/sqrt(in_channels // groups * kh * kw), PyTorch's default. ``padding`` is an int, a pair,
     ``"valid"`` (none) or ``"same"`` (output as large as the input; stride 1 only). ``groups``
     splits the channels into independent convolutions (``groups == in_channels``: depthwise).
+    ``padding_mode`` ``"reflect"``, ``"replicate"`` or ``"circular"`` pads the input that way
+    (``F.pad``) before a convolution without padding, as PyTorch.
     """
 
     def __init__(
@@ -525,8 +527,7 @@ class Conv2d(Module):
         dtype: Any = np.float32,
     ) -> None:
         check_conv_layer("Conv2d", in_channels, out_channels, groups, device)
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
+        padding_mode = check_padding_mode("Conv2d", padding_mode)
         dtype = _float_dtype("Conv2d", dtype)
         kh, kw = pair("Conv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
@@ -539,7 +540,10 @@ class Conv2d(Module):
         self.bias = _uniform((out_channels,), bound, dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.padding_mode == "zeros":
+            return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        x = functional.pad(x, mode_padding(self.padding, self.kernel_size, self.dilation), self.padding_mode)
+        return conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return conv_extra_repr(self)
@@ -736,12 +740,16 @@ from .conv import (  # noqa: E402
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
     AvgPool2d,
+    Conv1d,
+    ConvTranspose1d,
     ConvTranspose2d,
     MaxPool2d,
     check_conv_layer,
+    check_padding_mode,
     conv2d,
     conv_extra_repr,
     conv_padding,
+    mode_padding,
 )
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
 from .dropout import Dropout1d, Dropout2d  # noqa: E402
@@ -757,6 +765,7 @@ from .loss import (  # noqa: E402
     SmoothL1Loss,
 )
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: E402
+from .pooling import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, LPPool1d, LPPool2d, MaxPool1d  # noqa: E402
 from .sparse import Embedding  # noqa: E402
 from .vision import (  # noqa: E402
     ConstantPad1d,
@@ -768,8 +777,11 @@ from .vision import (  # noqa: E402
 )
 
 __all__ = [
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
+    "AvgPool1d",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
@@ -778,7 +790,9 @@ __all__ = [
     "CELU",
     "ConstantPad1d",
     "ConstantPad2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
     "CosineSimilarity",
     "CrossEntropyLoss",
@@ -799,12 +813,15 @@ __all__ = [
     "Identity",
     "KLDivLoss",
     "L1Loss",
+    "LPPool1d",
+    "LPPool2d",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSigmoid",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
     "Mish",
     "Module",

@@ -42,7 +42,16 @@ from .activation import (
     threshold,
     threshold_,
 )
-from .conv import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, conv2d, conv_transpose2d, max_pool2d
+from .conv import (
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    max_pool2d,
+)
 from .distance import cosine_similarity, normalize, pairwise_distance
 from .dropout import dropout1d, dropout2d
 from .loss import (
@@ -57,19 +66,32 @@ from .loss import (
     smooth_l1_loss,
 )
 from .normalization import batch_norm, group_norm, layer_norm
+from .pooling import (
+    adaptive_avg_pool1d,
+    adaptive_max_pool1d,
+    avg_pool1d,
+    lp_pool1d,
+    lp_pool2d,
+    max_pool1d,
+)
 from .sparse import embedding, one_hot
 from .vision import fold, interpolate, pad, unfold
 
 __all__ = [
+    "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
     "adaptive_max_pool2d",
+    "avg_pool1d",
     "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "celu",
     "celu_",
+    "conv1d",
     "conv2d",
+    "conv_transpose1d",
     "conv_transpose2d",
     "cosine_similarity",
     "cross_entropy",
@@ -98,6 +120,9 @@ __all__ = [
     "linear",
     "log_softmax",
     "logsigmoid",
+    "lp_pool1d",
+    "lp_pool2d",
+    "max_pool1d",
     "max_pool2d",
     "mish",
     "mse_loss",
