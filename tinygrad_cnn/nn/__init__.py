@@ -460,7 +460,7 @@ class Module:
             shape = str(tuple(out.shape)) if isinstance(out, Tensor) else "-"
             label = f"{names.get(id(module), '?')} ({type(module).__name__})"
             lines.append(f"{label:<28}{shape:<22}{sum(p.numel() for p in module.parameters()):>10,}")
-        lines += ["-" * 60, f"{'total parameters':<50}{self.num_parameters():>10,}"]
+        lines += ["-" * 60, f"{'total parameters':<50}{sum(p.numel() for p in self.parameters()):>10,}"]
         return "\n".join(lines)
 
 
@@ -553,8 +553,8 @@ class Conv2d(Module):
 
 
 class _Elementwise(Module):
-    """An activation without parameters; ``inplace=True`` is accepted and computes the same values
-    into a new tensor (the tape cannot record an in-place write of an op's input)."""
+    """An activation without parameters; ``inplace=True`` writes the result into the input, as the
+    in-place tensor ops do (see docs/pytorch.md)."""
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = inplace
@@ -565,7 +565,7 @@ class _Elementwise(Module):
 
 class ReLU(_Elementwise):
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return x.relu_() if self.inplace else F.relu(x)
 
 
 class Sigmoid(Module):
@@ -710,18 +710,30 @@ class ModuleList(Module):
 
 from . import functional, init, utils  # noqa: E402
 from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
+    CELU,
     ELU,
     GELU,
+    GLU,
+    SELU,
+    Hardshrink,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     LeakyReLU,
     LogSigmoid,
     LogSoftmax,
     Mish,
+    PReLU,
     ReLU6,
+    RReLU,
     SiLU,
     Softmax,
+    Softmin,
     Softplus,
+    Softshrink,
     Softsign,
+    Tanhshrink,
+    Threshold,
 )
 from .container import ModuleDict, ParameterDict, ParameterList  # noqa: E402
 from .conv import (  # noqa: E402
@@ -790,6 +802,7 @@ __all__ = [
     "ChannelShuffle",
     "CircularPad1d",
     "CircularPad2d",
+    "CELU",
     "ConstantPad1d",
     "ConstantPad2d",
     "Conv1d",
@@ -806,7 +819,11 @@ __all__ = [
     "Flatten",
     "Fold",
     "GELU",
+    "GLU",
     "GroupNorm",
+    "Hardshrink",
+    "Hardsigmoid",
+    "Hardswish",
     "Hardtanh",
     "HuberLoss",
     "Identity",
@@ -829,12 +846,14 @@ __all__ = [
     "ModuleDict",
     "ModuleList",
     "NLLLoss",
+    "PReLU",
     "PairwiseDistance",
     "Parameter",
     "ParameterDict",
     "ParameterList",
     "PixelShuffle",
     "PixelUnshuffle",
+    "RReLU",
     "ReLU",
     "ReLU6",
     "ReflectionPad1d",
@@ -842,14 +861,19 @@ __all__ = [
     "RemovableHandle",
     "ReplicationPad1d",
     "ReplicationPad2d",
+    "SELU",
     "Sequential",
     "SiLU",
     "Sigmoid",
     "SmoothL1Loss",
     "Softmax",
+    "Softmin",
     "Softplus",
+    "Softshrink",
     "Softsign",
     "Tanh",
+    "Tanhshrink",
+    "Threshold",
     "Unflatten",
     "Unfold",
     "Upsample",
