@@ -528,7 +528,11 @@ def copy_into(x: Tensor, src: Any) -> Tensor:
     except ValueError:
         raise RuntimeError(f"copy_: the src of shape {s.shape} does not broadcast to {x.shape}") from None
     s = _cast(s, x.dtype)
-    return broadcast_to(s, x.shape) if s.requires_grad else _wrap(np.broadcast_to(s.array, x.shape))
+    if not s.requires_grad:
+        return _wrap(np.broadcast_to(s.array, x.shape))
+    # a node of its own even when src needs no broadcast or cast: x becomes this node's output, and
+    # src may have been computed from x (x.copy_(x.sigmoid()) lost its gradient when x became src)
+    return broadcast_to(s, x.shape) if s.shape != x.shape else clone(s)
 
 
 def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:

@@ -47,13 +47,19 @@ def _elu_family(op: str, input: Tensor, alpha: float, scale: float, input_scale:
     if inplace:
         return x.replace_(lambda t: _elu_family(op, t, alpha, scale, input_scale, False), op=op + "_")
     negative = x.array <= 0
+    coefficient = alpha * scale
+    if not x.requires_grad:  # a constant: NumPy's values, in PyTorch's order of operations
+        with np.errstate(over="ignore", invalid="ignore"):
+            curve = np.expm1(np.where(negative, x.array, 0) * x.dtype.type(input_scale)) * x.dtype.type(coefficient)
+            return Tensor.wrap(np.where(negative, curve, x.array * x.dtype.type(scale)).astype(x.dtype, copy=False))
     below = F.where(negative, x, np.zeros((), dtype=x.dtype))
     below = below * input_scale if input_scale != 1 else below
-    # exp(x) - 1 for the gradient (exp(x) exactly; expm1's rule, y + 1, cancels for x << 0), and
-    # NumPy's expm1 for the value (exact near 0): value - (approximation's value - approximation)
-    approx = F.exp(below) - 1
-    curve = Tensor.wrap(np.expm1(below.array)) - (Tensor.wrap(approx.array) - approx)
-    return F.where(negative, curve * (alpha * scale), x * scale if scale != 1 else x)
+    # The value is NumPy's expm1 (exact near 0), the gradient exp's, exp(x) exactly (expm1's rule,
+    # y + 1, cancels for x << 0): expm1(b) - (exp(b)'s value - exp(b)), the bracket exactly 0.
+    e = F.exp(below)
+    curve = Tensor.wrap(np.expm1(below.array)) - (Tensor.wrap(e.array) - e)
+    curve = curve * coefficient if coefficient != 1 else curve
+    return F.where(negative, curve, x * scale if scale != 1 else x)
 
 
 @declare(from_below(at=0.0))
@@ -256,7 +262,9 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
                 f"Found parameter numbers = {n} and channel size = {channels}."
             )
         w = F.reshape(w, (n,) + (1,) * (x.ndim - 2))
-    return F.where(x.array > 0, x, w * x)
+    positive = x.array > 0
+    negative = F.where(positive, np.zeros((), dtype=x.dtype), x)  # 0 where unused: no inf * 0 in weight's gradient
+    return F.where(positive, x, w * negative)
 
 
 def rrelu(
@@ -305,7 +313,7 @@ def _softmax_dim(op: str, ndim: int, dim: int | None) -> int:
     return dim
 
 
-def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     x = arguments.tensor_argument("softmax", input)
     x = x if dtype is None else F.astype(x, dtype)
     return F.softmax(x, _softmax_dim("softmax", x.ndim, dim))
@@ -318,7 +326,7 @@ def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     return F.softmax(-x, _softmax_dim("softmin", x.ndim, dim))
 
 
-def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: Any = None) -> Tensor:
     x = arguments.tensor_argument("log_softmax", input)
     x = x if dtype is None else F.astype(x, dtype)
     return F.log_softmax(x, _softmax_dim("log_softmax", x.ndim, dim))
