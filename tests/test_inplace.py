@@ -430,3 +430,13 @@ def test_a_losss_targets_and_class_weights_stay_writable_while_its_graph_lives()
     labels[0], weight[0] = 1, 2.0  # no error: not locked
     loss.backward()
     assert loss.item() == before and x.grad is not None
+
+
+def test_copy_of_a_value_computed_from_the_tensor_itself_keeps_the_gradient():
+    """x.copy_(x.sigmoid()): PyTorch's gradient s(1 - s) * 2 (it was lost: x became its own source)."""
+    a = tg.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    x = a * 2
+    x.copy_(x.sigmoid())
+    x.sum().backward()
+    s = 1 / (1 + np.exp(-np.array([1.0, -2.0, 4.0])))
+    np.testing.assert_allclose(a.grad.numpy(), 2 * s * (1 - s), rtol=1e-5)

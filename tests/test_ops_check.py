@@ -22,7 +22,14 @@ import tinygrad_cnn.functional as F
 import tinygrad_cnn.primitives as P
 from tinygrad_cnn.nn import activation, distance, loss, normalization, vision
 from tinygrad_cnn.testing import check_op, declared_convention, gradcheck, shapes
-from tinygrad_cnn.testing.conventions import first_min, mean_of_sides, split_max
+from tinygrad_cnn.testing.conventions import (
+    any_subgradient,
+    first_min,
+    from_above,
+    from_below,
+    mean_of_sides,
+    split_max,
+)
 
 EXAMPLES = 100 if os.environ.get("TINYGRAD_CNN_HYPOTHESIS_PROFILE") == "thorough" else 5
 ND = [shapes(min_dims=1, max_dims=3, max_side=4)]  # one input of 1 to 3 axes
@@ -202,6 +209,49 @@ OPS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "logsigmoid": (activation.logsigmoid, {}),
     "mish": (activation.mish, {}),
     "softsign": (activation.softsign, {"conventions": mean_of_sides(at=0.0)}),
+    "hardsigmoid": (
+        lambda x: activation.hardsigmoid(x * 2),
+        {"conventions": declared(activation.hardsigmoid), "kinks": (-1.5, 1.5)},
+    ),
+    "hardswish": (
+        lambda x: activation.hardswish(x * 2),
+        {"conventions": declared(activation.hardswish), "kinks": (-1.5, 1.5)},
+    ),
+    "selu": (activation.selu, {"conventions": declared(activation.selu)}),
+    "celu": (lambda x: activation.celu(x, 0.5), {"conventions": declared(activation.celu)}),
+    "elu": (lambda x: activation.elu(x, 1.5), {"conventions": declared(activation.elu)}),
+    "threshold": (
+        lambda x: activation.threshold(x, 0.0, -2.0),
+        {"conventions": declared(activation.threshold), "kinks": (0.0,)},
+    ),
+    "hardshrink": (activation.hardshrink, {"conventions": declared(activation.hardshrink)}),
+    "softshrink": (activation.softshrink, {"conventions": declared(activation.softshrink)}),
+    "tanhshrink": (activation.tanhshrink, {}),
+    "softmin": (lambda x: activation.softmin(x, -1), {"inputs": ND}),
+    "glu": (lambda x: activation.glu(x, 1), {"inputs": [st.tuples(st.integers(1, 3), st.sampled_from([2, 4]))]}),
+    "prelu": (
+        lambda x, w: activation.prelu(x, w),
+        {"inputs": [(2, 3, 2), (3,)], "conventions": {0: declared(activation.prelu)}, "kinks": (0.0,)},
+    ),
+    "rrelu eval": (lambda x: activation.rrelu(x, 0.1, 0.3), {"conventions": declared(activation.leaky_relu)}),
+    "atan2": (F.atan2, {"inputs": 2, "broadcast": True}),
+    "hypot": (F.hypot, {"inputs": 2, "broadcast": True, "min_value": 0.1}),
+    # at a tie the whole gradient goes to the first input (PyTorch's fmax/fmin)
+    "fmax": (F.fmax, {"inputs": 2, "broadcast": True, "conventions": [from_above(), from_below()]}),
+    "fmin": (F.fmin, {"inputs": 2, "broadcast": True, "conventions": [from_below(), from_above()]}),
+    "copysign": (F.copysign, {"inputs": 2, "broadcast": True, "conventions": [mean_of_sides(at=0.0), None]}),
+    "logaddexp2": (F.logaddexp2, {"inputs": 2, "broadcast": True}),
+    "exp2": (F.exp2, {}),
+    "erfc": (F.erfc, {}),
+    "cummax": (lambda x: F.cummax(x, -1).values, {"inputs": ND, "conventions": any_subgradient()}),
+    "cummin": (lambda x: F.cummin(x, 0).values, {"inputs": ND, "conventions": any_subgradient()}),
+    "logcumsumexp": (lambda x: F.logcumsumexp(x, -1), {"inputs": ND}),
+    "Tensor.unfold": (
+        lambda x: F.unfold_dimension(x, -1, 2, 1),
+        {"inputs": [shapes(min_dims=1, max_dims=3, min_side=2, max_side=5)]},
+    ),
+    "kron": (F.kron, {"inputs": [(2, 3), (2, 2)]}),
+    "cross": (lambda a, b: F.cross(a, b, dim=1), {"inputs": [(2, 3), (2, 3)]}),
     "pad constant, cropping": (lambda x: vision.pad(x, (1, -1, 2, 0), value=0.5), {"inputs": [(2, 3, 3)]}),
     "pad reflect": (lambda x: vision.pad(x, (2, 1)), {"inputs": [(1, 2, 4)]}),
     "pad replicate": (lambda x: vision.pad(x, (1, 2, 2, 1), mode="replicate"), {"inputs": [(1, 1, 2, 3)]}),

@@ -89,7 +89,7 @@ from .factories import (
     zeros,
     zeros_like,
 )
-from .functional import (
+from .functional import (  # PyTorch's names added with the activations below
     abs,
     absolute,
     acos,
@@ -108,6 +108,7 @@ from .functional import (
     arcsin,
     arcsinh,
     arctan,
+    arctan2,
     arctanh,
     argmax,
     argmin,
@@ -115,6 +116,7 @@ from .functional import (
     asin,
     asinh,
     atan,
+    atan2,
     atanh,
     bmm,
     broadcast_to,
@@ -128,9 +130,13 @@ from .functional import (
     clone,
     concat,
     concatenate,
+    copysign,
     cos,
     cosh,
     count_nonzero,
+    cross,
+    cummax,
+    cummin,
     cumprod,
     cumsum,
     deg2rad,
@@ -145,20 +151,29 @@ from .functional import (
     eq,
     equal,
     erf,
+    erfc,
     exp,
+    exp2,
     expm1,
+    fix,
     flatten,
     flip,
     fliplr,
     flipud,
     floor,
     floor_divide,
+    fmax,
+    fmin,
     fmod,
     frac,
     gather,
     ge,
     ger,
+    greater,
+    greater_equal,
     gt,
+    heaviside,
+    hypot,
     index_add,
     index_copy,
     index_fill,
@@ -168,15 +183,22 @@ from .functional import (
     isfinite,
     isinf,
     isnan,
+    isneginf,
+    isposinf,
+    kron,
     kthvalue,
     le,
     lerp,
+    less,
+    less_equal,
     log,
     log1p,
     log2,
     log10,
     log_softmax,
     logaddexp,
+    logaddexp2,
+    logcumsumexp,
     logical_and,
     logical_not,
     logical_or,
@@ -206,8 +228,10 @@ from .functional import (
     neg,
     nonzero,
     norm,
+    not_equal,
     outer,
     permute,
+    positive,
     pow,
     prod,
     rad2deg,
@@ -224,8 +248,10 @@ from .functional import (
     scatter,
     scatter_add,
     select,
+    sgn,
     sigmoid,
     sign,
+    signbit,
     sin,
     sinh,
     softmax,
@@ -260,6 +286,7 @@ from .functional import (
     xlogy,
 )
 from .functional import add as add
+from .nn.activation import celu, celu_, hardshrink, prelu, relu_, rrelu, rrelu_, selu, selu_, threshold, threshold_
 from .random import Generator, get_rng_state, manual_seed, seed, set_rng_state
 from .serialization import CheckpointError, load, save
 from .sorting import argsort, bincount, msort, sort, topk, unique
@@ -291,6 +318,15 @@ def are_deterministic_algorithms_enabled() -> builtins.bool:
 def is_tensor(obj: object) -> builtins.bool:
     """Whether ``obj`` is a :class:`Tensor`."""
     return isinstance(obj, Tensor)
+
+
+def is_signed(x: Tensor) -> builtins.bool:
+    """Whether ``x``'s dtype is signed (floating-point or signed integer), as ``x.is_signed()``."""
+    return x.is_signed()
+
+
+def is_floating_point(x: Tensor) -> builtins.bool:
+    return x.is_floating_point()
 
 
 def numel(x: Tensor) -> builtins.int:

@@ -1382,6 +1382,122 @@ class Tensor:
             size, fill_value, dtype=self.dtype if dtype is None else dtype, requires_grad=requires_grad
         )
 
+    # ------------------------------------------------------------------ more of PyTorch's names
+    def replace_(self, compute: Callable[[Tensor], Tensor], *, op: str = "replace_") -> Tensor:
+        """Replace this tensor's values by ``compute(self)`` in place, by the rules of the in-place ops
+        (docs/pytorch.md): how ``F.leaky_relu(x, inplace=True)``, ``F.elu_`` and the like are written."""
+        return self._inplace(op, compute)
+
+    @property
+    def nbytes(self) -> builtins.int:
+        return builtins.int(self.array.nbytes)
+
+    @property
+    def itemsize(self) -> builtins.int:
+        return builtins.int(self.array.itemsize)
+
+    @property
+    def is_cpu(self) -> builtins.bool:
+        return True
+
+    def is_signed(self) -> builtins.bool:
+        """True for floating-point and signed integer dtypes (False for bool and uint8), as PyTorch."""
+        return self.dtype.kind in "fic"
+
+    def less(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def less_equal(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def greater_equal(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    def not_equal(self, other: Any) -> Tensor:
+        return F.ne(self, other)
+
+    def multiply(self, other: Any) -> Tensor:
+        return F.mul(self, other)
+
+    def subtract(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return F.sub(self, other, alpha=alpha)
+
+    def atan2(self, other: Any) -> Tensor:
+        return F.atan2(self, other)
+
+    arctan2 = atan2
+
+    def hypot(self, other: Any) -> Tensor:
+        return F.hypot(self, other)
+
+    def fmax(self, other: Any) -> Tensor:
+        return F.fmax(self, other)
+
+    def fmin(self, other: Any) -> Tensor:
+        return F.fmin(self, other)
+
+    def copysign(self, other: Any) -> Tensor:
+        return F.copysign(self, other)
+
+    def heaviside(self, values: Any) -> Tensor:
+        return F.heaviside(self, values)
+
+    def logaddexp2(self, other: Any) -> Tensor:
+        return F.logaddexp2(self, other)
+
+    def exp2(self) -> Tensor:
+        return F.exp2(self)
+
+    def erfc(self) -> Tensor:
+        return F.erfc(self)
+
+    def sgn(self) -> Tensor:
+        return F.sgn(self)
+
+    def signbit(self) -> Tensor:
+        return F.signbit(self)
+
+    def positive(self) -> Tensor:
+        return F.positive(self)
+
+    def fix(self) -> Tensor:
+        return F.fix(self)
+
+    def isposinf(self) -> Tensor:
+        return F.isposinf(self)
+
+    def isneginf(self) -> Tensor:
+        return F.isneginf(self)
+
+    def cummax(self, dim: builtins.int) -> Any:
+        return F.cummax(self, dim)
+
+    def cummin(self, dim: builtins.int) -> Any:
+        return F.cummin(self, dim)
+
+    def logcumsumexp(self, dim: builtins.int) -> Tensor:
+        return F.logcumsumexp(self, dim)
+
+    def unfold(self, dimension: builtins.int, size: builtins.int, step: builtins.int) -> Tensor:
+        """Windows of ``size`` along ``dimension`` every ``step``, as a new last dim (PyTorch's; a copy here)."""
+        return F.unfold_dimension(self, dimension, size, step)
+
+    def kron(self, other: Any) -> Tensor:
+        return F.kron(self, other)
+
+    def cross(self, other: Any, dim: builtins.int | None = None) -> Tensor:
+        return F.cross(self, other, dim)
+
+    def prelu(self, weight: Tensor) -> Tensor:
+        from .nn.activation import prelu  # nn builds on this module
+
+        return prelu(self, weight)
+
+    def hardshrink(self, lambd: builtins.float = 0.5) -> Tensor:
+        from .nn.activation import hardshrink
+
+        return hardshrink(self, lambd)
+
 
 def _array_text(arr: np.ndarray) -> str:
     """The values as ``print(tensor)`` shows them, in PyTorch's format: floats with 4 decimals

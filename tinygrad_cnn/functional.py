@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -326,9 +327,29 @@ def tanh(x: Tensor) -> Tensor:
 
 
 def sign(x: Tensor) -> Tensor:
-    """-1, 0 or 1 (a constant: its gradient is 0, as in PyTorch)."""
+    """-1, 0 or 1, and 0 at nan (as PyTorch); its gradient is 0, and the result requires grad when x does."""
     x = _tensor("sign", x)
-    return _wrap(np.sign(x.array) if x.dtype != np.bool_ else x.array.copy())
+    if x.dtype == np.bool_:
+        return _zero_gradient(x.array.copy(), x)
+    with np.errstate(invalid="ignore"):
+        value = np.sign(x.array)
+    if x.dtype.kind == "f":
+        value[np.isnan(value)] = 0
+    return _zero_gradient(value, x)
+
+
+sgn = sign
+
+
+def _zero_gradient(value: np.ndarray | Tensor, *inputs: Tensor) -> Tensor:
+    """``value`` as the result of an op of ``inputs`` whose gradient is 0 (roundings, ``sign``, the
+    sign operand of ``copysign``): it requires grad when an input does, as in PyTorch, and the
+    backward pass sends those inputs zeros (a ``Where`` that always picks ``value``)."""
+    out = value if isinstance(value, Tensor) else _wrap(value)
+    for t in inputs:
+        if t.requires_grad:
+            out = P.Where.apply(np.ones((), dtype=bool), out, _cast(t, out.dtype))
+    return out
 
 
 @declare(mean_of_sides(at=0.0))
@@ -346,8 +367,7 @@ absolute = abs
 def _rounding(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Tensor], Tensor]:
     def op(x: Tensor) -> Tensor:
         x = _tensor(name, x)
-        value = _wrap(fn(x.array) if x.dtype.kind == "f" else x.array.copy())
-        return x * 0 + value if x.requires_grad else value  # PyTorch's gradient of a rounding: 0
+        return _zero_gradient(fn(x.array) if x.dtype.kind == "f" else x.array.copy(), x)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"{name} elementwise (its gradient is 0, as in PyTorch)."
@@ -356,7 +376,7 @@ def _rounding(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Te
 
 floor = _rounding("floor", np.floor)
 ceil = _rounding("ceil", np.ceil)
-trunc = _rounding("trunc", np.trunc)
+trunc = fix = _rounding("trunc", np.trunc)
 
 
 def round(x: Tensor, decimals: int = 0) -> Tensor:
@@ -508,7 +528,11 @@ def copy_into(x: Tensor, src: Any) -> Tensor:
     except ValueError:
         raise RuntimeError(f"copy_: the src of shape {s.shape} does not broadcast to {x.shape}") from None
     s = _cast(s, x.dtype)
-    return broadcast_to(s, x.shape) if s.requires_grad else _wrap(np.broadcast_to(s.array, x.shape))
+    if not s.requires_grad:
+        return _wrap(np.broadcast_to(s.array, x.shape))
+    # a node of its own even when src needs no broadcast or cast: x becomes this node's output, and
+    # src may have been computed from x (x.copy_(x.sigmoid()) lost its gradient when x became src)
+    return broadcast_to(s, x.shape) if s.shape != x.shape else clone(s)
 
 
 def full_like(x: Tensor, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -1810,11 +1834,20 @@ def xlogy(x: Any, y: Any) -> Tensor:
 
 
 def logaddexp(a: Any, b: Any) -> Tensor:
-    """log(exp(a) + exp(b)) without overflow (broadcasting)."""
-    ta, tb = _binary("logaddexp", a, b)
-    shape = np.broadcast_shapes(ta.shape, tb.shape)
-    pair = [broadcast_to(_float_input("logaddexp", t), shape) for t in (ta, tb)]
-    return logsumexp(stack(pair), 0)
+    """log(exp(a) + exp(b)) without overflow (broadcasting): m + log(exp(a - m) + exp(b - m)) with
+    m = max(a, b) a constant. Where one side is +inf and the other is not, that side, with gradient
+    1 (as PyTorch)."""
+    ta, tb = _float_pair("logaddexp", a, b)
+    aa, ba = _broadcast_arrays(ta, tb)
+    with np.errstate(invalid="ignore"):
+        m = np.maximum(aa, ba)
+    a_wins, b_wins = (aa == np.inf) & (ba != np.inf), (ba == np.inf) & (aa != np.inf)
+    zero = np.zeros((), dtype=m.dtype)
+    if a_wins.any() or b_wins.any():  # exp(inf - inf) would make the gradient nan
+        either = a_wins | b_wins
+        return where(a_wins, ta, where(b_wins, tb, logaddexp(where(either, zero, ta), where(either, zero, tb))))
+    shift = _wrap(np.where(np.isfinite(m), m, zero))
+    return shift + log(exp(ta - shift) + exp(tb - shift))
 
 
 def deg2rad(x: Tensor) -> Tensor:
@@ -2084,6 +2117,260 @@ def aminmax(x: Tensor, *, dim: int | None = None, keepdim: bool = False) -> Any:
 class _MinMax(NamedTuple):
     min: Tensor
     max: Tensor
+
+
+# --------------------------------------------------------------------------- more of PyTorch's elementwise ops
+
+
+def _float_pair(op: str, a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """``a`` and ``b`` promoted and broadcastable, integers as the default float dtype (PyTorch's binary float ops)."""
+    ta, tb = _binary(op, a, b)
+    if ta.dtype.kind != "f":
+        ta, tb = _cast(ta, _dtypes.get_default_dtype()), _cast(tb, _dtypes.get_default_dtype())
+    return ta, tb
+
+
+def _broadcast_arrays(*tensors: Tensor) -> list[np.ndarray]:
+    return list(np.broadcast_arrays(*(t.array for t in tensors)))
+
+
+def _exact_value(approx: Tensor, value: np.ndarray) -> Tensor:
+    """``value`` (computed exactly in NumPy) carrying ``approx``'s gradient: value - (approx's value - approx).
+    The difference is exactly +0 wherever ``approx`` is finite, so the result is ``value`` there, -0.0 included."""
+    return _wrap(value) - (_wrap(approx.array) - approx)
+
+
+def atan2(input: Any, other: Any) -> Tensor:
+    """The angle of the point (other, input) in (-pi, pi] (integers as floats). Gradient y' = x / (x² + y²),
+    x' = -y / (x² + y²), and 0 at (0, 0) as in PyTorch: atan(y / x) where |y| <= |x|, else
+    -atan(x / y) (each ratio at most 1 in size, no division by 0), shifted to NumPy's exact angle."""
+    y, x = _float_pair("atan2", input, other)
+    ya, xa = _broadcast_arrays(y, x)
+    value = np.arctan2(ya.astype(np.float64), xa.astype(np.float64)).astype(ya.dtype)  # float32's is 1 ulp off
+    if not (y.requires_grad or x.requires_grad):
+        return _wrap(value)
+    origin = ((ya == 0) & (xa == 0)) | (np.isinf(ya) & np.isinf(xa))  # gradient 0 (at ±inf, PyTorch's is nan)
+    steep = np.abs(ya) > np.abs(xa)
+    flat = ~steep & ~origin
+    one = np.ones((), dtype=value.dtype)
+    shallow_angle = atan(y / where(flat, x, one))
+    steep_angle = -atan(x / where(steep, y, one))
+    zero = _wrap(np.zeros((), dtype=value.dtype))
+    angle = where(flat, shallow_angle, where(steep, steep_angle, zero))
+    return _exact_value(angle, value)
+
+
+arctan2 = atan2
+
+
+def hypot(input: Any, other: Any) -> Tensor:
+    """sqrt(a² + b²) without overflow or underflow: m * sqrt((a/m)² + (b/m)²) with m = max(|a|, |b|)
+    a constant (the identity holds for any m > 0, so gradients of every order are exact); the
+    value is NumPy's ``hypot``. Floating-point inputs only, as in PyTorch."""
+    a, b = _binary("hypot", input, other)
+    if a.dtype.kind != "f":
+        raise NotImplementedError(f'"hypot" not implemented for integer or bool tensors ({a.dtype})')
+    aa, ba = _broadcast_arrays(a, b)
+    value = np.hypot(aa, ba)
+    if not (a.requires_grad or b.requires_grad):
+        return _wrap(value)
+    with np.errstate(invalid="ignore"):
+        m = np.maximum(np.abs(aa), np.abs(ba))
+    m = _wrap(np.where(np.isfinite(m) & (m > 0), m, 1).astype(value.dtype))
+    r = sqrt(square(a / m) + square(b / m)) * m
+    return where(np.isinf(value), _wrap(value), _exact_value(r, value))
+
+
+def fmax(input: Any, other: Any) -> Tensor:
+    """The elementwise maximum ignoring nan (nan only where both are nan); at ties the gradient
+    goes to ``input`` (PyTorch's fmax)."""
+    a, b = _binary("fmax", input, other)
+    return where((a.array >= b.array) | (b.array != b.array), a, b)
+
+
+def fmin(input: Any, other: Any) -> Tensor:
+    """The elementwise minimum ignoring nan (nan only where both are nan); at ties the gradient
+    goes to ``input`` (PyTorch's fmin)."""
+    a, b = _binary("fmin", input, other)
+    return where((a.array <= b.array) | (b.array != b.array), a, b)
+
+
+def copysign(input: Any, other: Any) -> Tensor:
+    """|input| with the sign (sign bit: -0.0 counts as negative) of ``other``; integers as floats.
+    Gradient: ±1 for input, 0 where input == 0; 0 for ``other`` (as PyTorch)."""
+    a, b = _float_pair("copysign", input, other)
+    aa, ba = _broadcast_arrays(a, b)
+    value = np.copysign(aa, ba)
+    if not a.requires_grad:
+        return _zero_gradient(value, b)
+    flip = np.where(np.signbit(aa) != np.signbit(ba), -1, 1).astype(value.dtype)
+    flip[np.isnan(aa)] = np.nan  # PyTorch's gradient at nan: result / input
+    out = where(aa == 0, _wrap(value), a * _wrap(flip))
+    return _zero_gradient(out, b)
+
+
+def heaviside(input: Any, values: Any) -> Tensor:
+    """0 where input < 0, ``values`` where input == 0, 1 where input > 0 (and 0 at nan), as PyTorch;
+    both of one dtype. Not differentiable (a constant)."""
+    x, v = _tensor("heaviside", input), _tensor("heaviside", values, "values")
+    if x.dtype != v.dtype:
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes.")
+    x, v = _binary("heaviside", x, v)
+    return _wrap(np.where(x.array == 0, v.array, x.array > 0).astype(x.dtype))
+
+
+def signbit(x: Tensor) -> Tensor:
+    """True where the sign bit is set (negative numbers, -0.0, -nan); a boolean constant."""
+    x = _tensor("signbit", x)
+    return _wrap(np.zeros(x.shape, dtype=bool) if x.dtype == np.bool_ else np.signbit(x.array))
+
+
+def positive(x: Tensor) -> Tensor:
+    """x itself (PyTorch's unary plus); an error for a bool tensor, as PyTorch."""
+    x = _tensor("positive", x)
+    if x.dtype == np.bool_:
+        raise RuntimeError("The `+` operator, on a bool tensor is not supported.")
+    return x
+
+
+def isposinf(x: Tensor) -> Tensor:
+    x = _tensor("isposinf", x)
+    return _wrap(np.isposinf(x.array) if x.dtype.kind == "f" else np.zeros(x.shape, dtype=bool))
+
+
+def isneginf(x: Tensor) -> Tensor:
+    x = _tensor("isneginf", x)
+    return _wrap(np.isneginf(x.array) if x.dtype.kind == "f" else np.zeros(x.shape, dtype=bool))
+
+
+def exp2(x: Tensor) -> Tensor:
+    """2 ** x (integers as floats); gradient 2 ** x * log(2)."""
+    return pow(2.0, _float_input("exp2", x))
+
+
+def logaddexp2(a: Any, b: Any) -> Tensor:
+    """log2(2 ** a + 2 ** b) without overflow: logaddexp of a·ln 2 and b·ln 2, over ln 2."""
+    ta, tb = _float_pair("logaddexp2", a, b)
+    return logaddexp(ta * math.log(2), tb * math.log(2)) / math.log(2)
+
+
+_erfc_float64 = np.frompyfunc(math.erfc, 1, 1)
+
+
+def erfc(x: Tensor) -> Tensor:
+    """1 - erf(x), exact for large x (``math.erfc`` per element, where 1 - erf(x) would round to 0);
+    the gradient is -erf'(x) = -2/sqrt(pi) exp(-x²), from :func:`erf`."""
+    x = _float_input("erfc", x)
+    value = np.asarray(_erfc_float64(x.array.astype(np.float64)), dtype=np.float64).astype(x.dtype)
+    if not x.requires_grad:
+        return _wrap(value)
+    return _exact_value(-erf(x), value)
+
+
+# --------------------------------------------------------------------------- scans, windows, products
+
+
+def _cumulative_extreme(op: str, x: Tensor, dim: int) -> MaxResult:
+    """The running maximum (or minimum) along ``dim`` and the index it was taken from: the last
+    index of a tie, and of nan once one is met (as PyTorch); values picked by ``gather``, so that
+    the gradient goes to that index."""
+    x = _tensor(op, x)
+    d = _axis(op, dim, builtins.max(x.ndim, 1))
+    if x.ndim == 0:
+        return MaxResult(clone(x), _wrap(np.zeros((), dtype=np.int64)))
+    a = x.array
+    running = (np.maximum if op == "cummax" else np.minimum).accumulate(a, axis=d)
+    hit = (a == running) | ((a != a) & (running != running))
+    position = np.arange(a.shape[d]).reshape((-1,) + (1,) * (a.ndim - 1 - d))
+    index = np.maximum.accumulate(np.where(hit, position, 0), axis=d).astype(np.int64)
+    return MaxResult(gather(x, d, index), _wrap(index))
+
+
+def cummax(x: Tensor, dim: int) -> MaxResult:
+    """``(values, indices)``: the largest element so far along ``dim`` and its index (the last at ties)."""
+    return _cumulative_extreme("cummax", x, dim)
+
+
+def cummin(x: Tensor, dim: int) -> MaxResult:
+    """``(values, indices)``: the smallest element so far along ``dim`` and its index (the last at ties)."""
+    return _cumulative_extreme("cummin", x, dim)
+
+
+def logcumsumexp(x: Tensor, dim: int) -> Tensor:
+    """log(cumsum(exp(x))) along ``dim`` without overflow or underflow: a scan of ``logaddexp`` in
+    log2(n) steps (each element combined with the one 1, 2, 4, ... places before it)."""
+    x = _tensor("logcumsumexp", x)
+    if x.dtype.kind != "f":
+        raise NotImplementedError(f'"logcumsumexp" not implemented for {x.dtype} (floating-point tensors only)')
+    d = _axis("logcumsumexp", dim, builtins.max(x.ndim, 1))
+    if x.ndim == 0:
+        return clone(x)
+    if not x.requires_grad:
+        with np.errstate(invalid="ignore"):
+            return _wrap(np.logaddexp.accumulate(x.array, axis=d))
+    n, y, k = x.shape[d], x, 1
+    while k < n:
+        y = cat([narrow(y, d, 0, k), logaddexp(narrow(y, d, k, n - k), narrow(y, d, 0, n - k))], d)
+        k *= 2
+    return y
+
+
+def unfold_dimension(x: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """``Tensor.unfold``: the windows of ``size`` elements along ``dimension``, every ``step``, as a
+    new last dim; ``dimension`` becomes the window count ``(n - size) // step + 1``. A copy (the
+    gradient sums over overlapping windows)."""
+    x = _tensor("unfold", x)
+    d = _axis("unfold", dimension, builtins.max(x.ndim, 1))
+    n = x.shape[d] if x.ndim else 1
+    if size < 0:
+        raise RuntimeError(f"unfold: size is {size} but must be >= 0")
+    if size > n:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {n} but size is {size}")
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    if x.ndim == 0:
+        return reshape(x, (1,)) if size == 1 else reshape(x, (1,))[:0]
+    starts = np.arange((n - size) // step + 1) * step
+    windows = getitem(movedim(x, d, -1), (Ellipsis, starts[:, None] + np.arange(size)))
+    return movedim(windows, -2, d)
+
+
+def kron(input: Any, other: Any) -> Tensor:
+    """The Kronecker product: out[i·m + k] = a[i] · b[k] in every dim (the fewer dims padded with
+    leading ones); shape a.shape * b.shape elementwise."""
+    a, b = _promoted("kron", _tensor("kron", input), _tensor("kron", other, "other"))
+    nd = builtins.max(a.ndim, b.ndim)
+    sa, sb = (1,) * (nd - a.ndim) + a.shape, (1,) * (nd - b.ndim) + b.shape
+    pa = reshape(a, tuple(v for s in sa for v in (s, 1)))
+    pb = reshape(b, tuple(v for s in sb for v in (1, s)))
+    return reshape(pa * pb, tuple(i * j for i, j in zip(sa, sb)))
+
+
+def cross(input: Any, other: Any, dim: int | None = None) -> Tensor:
+    """The cross product of 3-vectors along ``dim`` (broadcasting). Without ``dim``, PyTorch's
+    deprecated default: the first dim of size 3 (with PyTorch's warning)."""
+    a, b = _binary("cross", input, other)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    if dim is None:
+        threes = [i for i, s in enumerate(shape) if s == 3]
+        if not threes:
+            raise RuntimeError("no dimension of size 3 in input")
+        warnings.warn(
+            "Using torch.cross without specifying the dim arg is deprecated. Please either pass the dim "
+            "explicitly or simply use torch.linalg.cross. The default value of dim will change to agree "
+            "with that of linalg.cross in a future release.",
+            UserWarning,
+            stacklevel=2,
+        )
+        dim = threes[0]
+    d = _axis("cross", dim, builtins.max(len(shape), 1))
+    size_a, size_b = ((1,) * (len(shape) - t.ndim) + t.shape for t in (a, b))
+    if not shape or size_a[d] != 3 or size_b[d] != 3:
+        got = f"{size_a[d]} and {size_b[d]}" if shape else "a 0-d tensor"
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {got}")
+    a0, a1, a2 = unbind(broadcast_to(a, shape), d)
+    b0, b1, b2 = unbind(broadcast_to(b, shape), d)
+    return stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], d)
 
 
 # The losses live in nn.loss (PyTorch's torch.nn.functional signatures: weight, ignore_index,

@@ -11,7 +11,7 @@ from ._tensor import Axis, Tensor
 from .arguments import dim as one_dim
 from .arguments import float_tensor
 
-__all__ = ["matrix_norm", "norm", "vector_norm"]
+__all__ = ["cross", "matrix_norm", "norm", "vector_norm"]
 
 
 def vector_norm(x: Tensor, ord: Any = 2, dim: Axis = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:
@@ -57,3 +57,8 @@ def norm(x: Tensor, ord: Any = None, dim: Axis = None, keepdim: bool = False, *,
     if len(pair) != 2:
         raise RuntimeError(f"linalg.norm: dim must be an int or a pair of ints, got {dim!r}")
     return matrix_norm(x, "fro" if ord is None else ord, pair, keepdim, dtype=dtype)
+
+
+def cross(input: Any, other: Any, *, dim: int = -1) -> Tensor:
+    """The cross product of 3-vectors along ``dim`` (default the last), broadcasting."""
+    return F.cross(input, other, dim)

@@ -24,7 +24,9 @@ NAMES = (
     "concatenate cos cumsum diag div divide dot eq exp expm1 floor gather ge ger gt index_select le lerp log log1p "
     "log2 log10 logical_and logical_not logical_or logical_xor logsumexp lt masked_select matmul max maximum mean "
     "min minimum mm mul multiply ne neg nonzero norm outer pow prod reciprocal remainder round rsqrt sigmoid sign "
-    "sin sort sqrt square stack std sub subtract sum tanh topk tril triu true_divide trunc var where"
+    "sin sort sqrt square stack std sub subtract sum tanh topk tril triu true_divide trunc var where "
+    "arctan2 atan2 copysign cross cummax cummin erfc exp2 fix fmax fmin greater_equal heaviside hypot isneginf "
+    "isposinf kron less less_equal logaddexp2 logcumsumexp not_equal sgn signbit"
 ).split()
 
 

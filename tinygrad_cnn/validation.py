@@ -36,6 +36,18 @@ def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     return int(both[0]), int(both[1])
 
 
+def single(op: str, name: str, value: Any, minimum: int) -> int:
+    """``value`` (an int, or a sequence of one int: PyTorch's ``(3,)`` for a 1-D kernel size, stride,
+    padding) as an int >= ``minimum``; a TypeError or ValueError naming ``op`` and ``name`` otherwise."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int or a sequence of one int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def pool_arguments(
     op: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]:

@@ -460,7 +460,7 @@ class Module:
             shape = str(tuple(out.shape)) if isinstance(out, Tensor) else "-"
             label = f"{names.get(id(module), '?')} ({type(module).__name__})"
             lines.append(f"{label:<28}{shape:<22}{sum(p.numel() for p in module.parameters()):>10,}")
-        lines += ["-" * 60, f"{'total parameters':<50}{self.num_parameters():>10,}"]
+        lines += ["-" * 60, f"{'total parameters':<50}{sum(p.numel() for p in self.parameters()):>10,}"]
         return "\n".join(lines)
 
 
@@ -508,6 +508,8 @@ class Conv2d(Module):
     ±1/sqrt(in_channels // groups * kh * kw), PyTorch's default. ``padding`` is an int, a pair,
     ``"valid"`` (none) or ``"same"`` (output as large as the input; stride 1 only). ``groups``
     splits the channels into independent convolutions (``groups == in_channels``: depthwise).
+    ``padding_mode`` ``"reflect"``, ``"replicate"`` or ``"circular"`` pads the input that way
+    (``F.pad``) before a convolution without padding, as PyTorch.
     """
 
     def __init__(
@@ -525,8 +527,7 @@ class Conv2d(Module):
         dtype: Any = np.float32,
     ) -> None:
         check_conv_layer("Conv2d", in_channels, out_channels, groups, device)
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
+        padding_mode = check_padding_mode("Conv2d", padding_mode)
         dtype = _float_dtype("Conv2d", dtype)
         kh, kw = pair("Conv2d", "kernel_size", kernel_size, 1)
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
@@ -539,7 +540,10 @@ class Conv2d(Module):
         self.bias = _uniform((out_channels,), bound, dtype) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.padding_mode == "zeros":
+            return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        x = functional.pad(x, mode_padding(self.padding, self.kernel_size, self.dilation), self.padding_mode)
+        return conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return conv_extra_repr(self)
@@ -549,8 +553,8 @@ class Conv2d(Module):
 
 
 class _Elementwise(Module):
-    """An activation without parameters; ``inplace=True`` is accepted and computes the same values
-    into a new tensor (the tape cannot record an in-place write of an op's input)."""
+    """An activation without parameters; ``inplace=True`` writes the result into the input, as the
+    in-place tensor ops do (see docs/pytorch.md)."""
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = inplace
@@ -561,7 +565,7 @@ class _Elementwise(Module):
 
 class ReLU(_Elementwise):
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return x.relu_() if self.inplace else F.relu(x)
 
 
 class Sigmoid(Module):
@@ -706,30 +710,46 @@ class ModuleList(Module):
 
 from . import functional, init, utils  # noqa: E402
 from .activation import (  # noqa: E402  (the layer modules below build on Module, defined above)
+    CELU,
     ELU,
     GELU,
+    GLU,
+    SELU,
+    Hardshrink,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     LeakyReLU,
     LogSigmoid,
     LogSoftmax,
     Mish,
+    PReLU,
     ReLU6,
+    RReLU,
     SiLU,
     Softmax,
+    Softmin,
     Softplus,
+    Softshrink,
     Softsign,
+    Tanhshrink,
+    Threshold,
 )
 from .container import ModuleDict, ParameterDict, ParameterList  # noqa: E402
 from .conv import (  # noqa: E402
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
     AvgPool2d,
+    Conv1d,
+    ConvTranspose1d,
     ConvTranspose2d,
     MaxPool2d,
     check_conv_layer,
+    check_padding_mode,
     conv2d,
     conv_extra_repr,
     conv_padding,
+    mode_padding,
 )
 from .distance import CosineSimilarity, PairwiseDistance  # noqa: E402
 from .dropout import Dropout1d, Dropout2d  # noqa: E402
@@ -744,28 +764,50 @@ from .loss import (  # noqa: E402
     NLLLoss,
     SmoothL1Loss,
 )
-from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: E402
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm  # noqa: E402
+from .pooling import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, LPPool1d, LPPool2d, MaxPool1d  # noqa: E402
 from .sparse import Embedding  # noqa: E402
 from .vision import (  # noqa: E402
+    ChannelShuffle,
+    CircularPad1d,
+    CircularPad2d,
     ConstantPad1d,
     ConstantPad2d,
+    Fold,
+    PixelShuffle,
+    PixelUnshuffle,
+    ReflectionPad1d,
     ReflectionPad2d,
+    ReplicationPad1d,
     ReplicationPad2d,
+    Unfold,
     Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+    ZeroPad1d,
     ZeroPad2d,
 )
 
 __all__ = [
+    "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
+    "AvgPool1d",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ChannelShuffle",
+    "CircularPad1d",
+    "CircularPad2d",
+    "CELU",
     "ConstantPad1d",
     "ConstantPad2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose1d",
     "ConvTranspose2d",
     "CosineSimilarity",
     "CrossEntropyLoss",
@@ -775,44 +817,69 @@ __all__ = [
     "ELU",
     "Embedding",
     "Flatten",
+    "Fold",
     "GELU",
+    "GLU",
     "GroupNorm",
+    "Hardshrink",
+    "Hardsigmoid",
+    "Hardswish",
     "Hardtanh",
     "HuberLoss",
     "Identity",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "KLDivLoss",
     "L1Loss",
+    "LPPool1d",
+    "LPPool2d",
     "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSigmoid",
     "LogSoftmax",
     "MSELoss",
+    "MaxPool1d",
     "MaxPool2d",
     "Mish",
     "Module",
     "ModuleDict",
     "ModuleList",
     "NLLLoss",
+    "PReLU",
     "PairwiseDistance",
     "Parameter",
     "ParameterDict",
     "ParameterList",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "RReLU",
     "ReLU",
     "ReLU6",
+    "ReflectionPad1d",
     "ReflectionPad2d",
     "RemovableHandle",
+    "ReplicationPad1d",
     "ReplicationPad2d",
+    "SELU",
     "Sequential",
     "SiLU",
     "Sigmoid",
     "SmoothL1Loss",
     "Softmax",
+    "Softmin",
     "Softplus",
+    "Softshrink",
     "Softsign",
     "Tanh",
+    "Tanhshrink",
+    "Threshold",
     "Unflatten",
+    "Unfold",
     "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
+    "ZeroPad1d",
     "ZeroPad2d",
     "functional",
     "init",

@@ -21,10 +21,12 @@ from .. import arguments
 from .. import functional as F
 from .. import primitives as P
 from .._tensor import Tensor
-from ..validation import pair, pool_arguments, positive_int
+from ..validation import pair, pool_arguments, positive_int, single
 from . import Module, _check_device, _float_dtype, _uniform
+from .vision import pad
 
 IntOrPair = int | tuple[int, int]
+IntOrSingle = int | tuple[int]
 
 
 def unbatched_image(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -112,16 +114,39 @@ def check_conv_layer(layer: str, in_channels: Any, out_channels: Any, groups: An
 def conv_extra_repr(layer: Any) -> str:
     """PyTorch's ``extra_repr`` of a convolution layer (``Conv2d``, ``ConvTranspose2d``): channels,
     kernel and stride always, the other arguments only where they differ from their defaults."""
+    zeros, ones = (0,) * len(layer.kernel_size), (1,) * len(layer.kernel_size)
     s = f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, stride={layer.stride}"
-    if layer.padding != (0, 0):
+    if layer.padding != zeros:
         s += f", padding={layer.padding}"
-    if layer.dilation != (1, 1):
+    if layer.dilation != ones:
         s += f", dilation={layer.dilation}"
-    if getattr(layer, "output_padding", (0, 0)) != (0, 0):
+    if getattr(layer, "output_padding", zeros) != zeros:
         s += f", output_padding={layer.output_padding}"
     if layer.groups != 1:
         s += f", groups={layer.groups}"
-    return s + ("" if layer.bias is not None else ", bias=False")
+    s += "" if layer.bias is not None else ", bias=False"
+    return s + (f", padding_mode={layer.padding_mode}" if layer.padding_mode != "zeros" else "")
+
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def check_padding_mode(layer: str, padding_mode: Any) -> str:
+    if padding_mode not in _PADDING_MODES:
+        raise ValueError(f"{layer}: padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+    return str(padding_mode)
+
+
+def mode_padding(padding: tuple[int, ...] | str, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> list[int]:
+    """The flat ``F.pad`` list (last dim first) by which a convolution layer with a ``padding_mode``
+    other than zeros pads its input before convolving without padding, as PyTorch: ``"same"`` puts
+    the odd one of ``dilation * (k - 1)`` at the end."""
+    if isinstance(padding, str):
+        totals = [d * (k - 1) if padding == "same" else 0 for k, d in zip(kernel, dilation)]
+        pads = [(t // 2, t - t // 2) for t in totals]
+    else:
+        pads = [(p, p) for p in padding]
+    return [v for before_after in reversed(pads) for v in before_after]
 
 
 # --------------------------------------------------------------------------- transposed convolution
@@ -199,27 +224,28 @@ def transposed_output_padding(
     op: str,
     input_shape: tuple[int, ...],
     output_size: Sequence[int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-) -> tuple[int, int]:
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[int, ...]:
     """The ``output_padding`` that makes a transposed convolution of an input of ``input_shape``
-    ((N, C, H, W) or (C, H, W)) produce ``output_size`` ((OH, OW), or the whole output shape), as
-    ``ConvTranspose2d(...)(x, output_size)`` in PyTorch: each size must lie between the smallest
-    output, (H - 1) * sh - 2 * ph + dh * (kh - 1) + 1, and that plus ``stride - 1``."""
+    ((N, C, *spatial) or (C, *spatial)) produce ``output_size`` (the spatial sizes, or the whole
+    output shape), as ``ConvTranspose2d(...)(x, output_size)`` in PyTorch: each size must lie between
+    the smallest output, (H - 1) * sh - 2 * ph + dh * (kh - 1) + 1, and that plus ``stride - 1``."""
     try:
         sizes = [operator.index(v) for v in output_size]
     except (TypeError, ValueError):
         raise TypeError(f"{op}: output_size must be a sequence of ints, got {output_size!r}") from None
+    nd = len(kernel)
     if len(sizes) == len(input_shape):  # the whole shape: keep the spatial sizes
-        sizes = sizes[-2:]
-    if len(sizes) != 2:
+        sizes = sizes[-nd:]
+    if len(sizes) != nd:
         raise ValueError(
-            f"{op}: for {len(input_shape)}-D input, output_size must have 2 or {len(input_shape)} elements "
+            f"{op}: for {len(input_shape)}-D input, output_size must have {nd} or {len(input_shape)} elements "
             f"(got {len(sizes)}: {output_size!r})"
         )
-    spatial = input_shape[-2:]
+    spatial = input_shape[-nd:]
     geometry = zip(spatial, kernel, stride, padding, dilation)
     smallest = [(n - 1) * s - 2 * p + d * (k - 1) + 1 for n, k, s, p, d in geometry]
     largest = [m + s - 1 for m, s in zip(smallest, stride)]
@@ -228,7 +254,7 @@ def transposed_output_padding(
             f"{op}: requested an output size of {tuple(sizes)}, but valid sizes range from {tuple(smallest)} "
             f"to {tuple(largest)} (for an input of spatial size {tuple(spatial)})"
         )
-    return sizes[0] - smallest[0], sizes[1] - smallest[1]
+    return tuple(v - m for v, m in zip(sizes, smallest))
 
 
 class ConvTranspose2d(Module):
@@ -276,10 +302,237 @@ class ConvTranspose2d(Module):
         x = arguments.tensor_argument("ConvTranspose2d", input)
         extra = self.output_padding
         if output_size is not None:
-            extra = transposed_output_padding(
+            oh, ow = transposed_output_padding(
                 "ConvTranspose2d", x.shape, output_size, self.kernel_size, self.stride, self.padding, self.dilation
             )
+            extra = (oh, ow)
         return conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, extra, self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        return conv_extra_repr(self)
+
+
+# --------------------------------------------------------------------------- 1-D convolutions
+
+
+def as_image(op: str, x: Tensor) -> Tensor:
+    """A signal (N, C, L) or unbatched (C, L) seen as an image one row high, (N, C, 1, L) or
+    (C, 1, L), for the 2-D op that computes the 1-D one (:func:`as_signal` undoes it)."""
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{op}: input must be 2-D (C, L) or 3-D (N, C, L), got shape {x.shape}")
+    arguments.require_float(op, x)
+    return F.unsqueeze(x, -2)
+
+
+def as_signal(out: Any) -> Any:
+    """The 2-D op's (…, 1, L) result (or each of a tuple of them) as a signal again."""
+    return tuple(F.squeeze(o, -2) for o in out) if isinstance(out, tuple) else F.squeeze(out, -2)
+
+
+def check_span(op: str, x: Tensor, kernel: int, padding: int, dilation: int) -> None:
+    """A kernel (dilated) no longer than the padded signal, or an error naming ``op``."""
+    n, span = x.shape[-1] + 2 * padding, dilation * (kernel - 1) + 1
+    if span > n:
+        dilated = f" (dilated to {span})" if dilation > 1 else ""
+        raise ValueError(
+            f"{op}: kernel size {kernel}{dilated} is larger than the padded input length {n} "
+            f"(input shape {x.shape}, padding {padding})"
+        )
+
+
+def conv1d_padding(op: str, padding: Any, stride: int) -> int | str:
+    """A 1-D convolution's ``padding`` checked: an int (or a sequence of one), ``"same"`` or ``"valid"``."""
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{op}: padding must be an int, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and stride != 1:
+            raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride {stride})")
+        return padding
+    return single(op, "padding", padding, 0)
+
+
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSingle = 1,
+    padding: IntOrSingle | str = 0,
+    dilation: IntOrSingle = 1,
+    groups: int = 1,
+) -> Tensor:
+    """1-D convolution as ``torch.nn.functional.conv1d``.
+
+    input (N, C_in, L) or unbatched (C_in, L), weight (C_out, C_in // groups, k), bias (C_out,) ->
+    (N, C_out, OL), OL = (L + 2 * padding - dilation * (k - 1) - 1) // stride + 1; ``padding`` may
+    be ``"same"`` or ``"valid"``. Computed as :func:`conv2d` of the signal seen as an image one row
+    high and the kernel as a 1 x k one, so the gradients are conv2d's.
+    """
+    op = "conv1d"
+    x, w = arguments.tensor_argument(op, input), arguments.tensor_argument(op, weight, "weight")
+    image = as_image(op, x)
+    if w.ndim != 3:
+        raise ValueError(f"{op}: weight must be 3-D (C_out, C_in // groups, k), got shape {w.shape}")
+    s, d = single(op, "stride", stride, 1), single(op, "dilation", dilation, 1)
+    groups = positive_int(op, "groups", groups)
+    c_out, c_group, k = w.shape
+    if x.shape[-2] != c_group * groups or c_out % groups:
+        raise ValueError(
+            f"{op}: input {x.shape} and weight {w.shape} do not fit groups={groups} (need input channels = "
+            "groups * weight.shape[1], and output channels divisible by groups)"
+        )
+    bias = arguments.conv_weight_and_bias(op, x, w, bias, c_out)
+    if k < 1:
+        raise ValueError(f"{op}: weight {w.shape} has an empty kernel; kernels must be at least 1 long")
+    p = conv1d_padding(op, padding, s)
+    if p != "same":
+        check_span(op, x, k, 0 if p == "valid" else int(p), d)
+    image_padding = p if isinstance(p, str) else (0, p)
+    return as_signal(conv2d(image, F.unsqueeze(w, 2), bias, (1, s), image_padding, (1, d), groups))
+
+
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSingle = 1,
+    padding: IntOrSingle = 0,
+    output_padding: IntOrSingle = 0,
+    groups: int = 1,
+    dilation: IntOrSingle = 1,
+) -> Tensor:
+    """1-D transposed convolution as ``torch.nn.functional.conv_transpose1d`` (the gradient of
+    :func:`conv1d` with respect to its input).
+
+    input (N, C_in, L) or unbatched (C_in, L), weight (C_in, C_out // groups, k), bias (C_out,) ->
+    (N, C_out, OL), OL = (L - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1.
+    Computed as :func:`conv_transpose2d` one row high.
+    """
+    op = "conv_transpose1d"
+    x, w = arguments.tensor_argument(op, input), arguments.tensor_argument(op, weight, "weight")
+    image = as_image(op, x)
+    if w.ndim != 3:
+        raise ValueError(f"{op}: weight must be 3-D (C_in, C_out // groups, k), got shape {w.shape}")
+    s, p, d = single(op, "stride", stride, 1), single(op, "padding", padding, 0), single(op, "dilation", dilation, 1)
+    extra = single(op, "output_padding", output_padding, 0)
+    if extra >= s and extra >= d:
+        raise ValueError(f"{op}: output_padding {extra} must be smaller than either stride {s} or dilation {d}")
+    if x.shape[-2] != w.shape[0]:
+        raise ValueError(
+            f"{op}: input has {x.shape[-2]} channels (shape {x.shape}) but weight {w.shape} expects {w.shape[0]} "
+            "(its first dimension)"
+        )
+    size = (x.shape[-1] - 1) * s - 2 * p + d * (w.shape[2] - 1) + extra + 1
+    if w.shape[2] >= 1 and size < 1:
+        raise ValueError(
+            f"{op}: input {x.shape} with kernel {w.shape[2]}, stride {s}, padding {p}, dilation {d} and "
+            f"output_padding {extra} gives output length {size}, which is too small"
+        )
+    out = conv_transpose2d(image, F.unsqueeze(w, 2), bias, (1, s), (0, p), (0, extra), groups, (1, d))
+    return as_signal(out)
+
+
+class Conv1d(Module):
+    """1-D convolution.   x: (N, in_channels, L) or (in_channels, L) -> (N, out_channels, OL)
+    (see :func:`conv1d`).
+
+    weight (out_channels, in_channels // groups, k) and bias (out_channels,) start uniform in
+    ±1/sqrt(in_channels // groups * k), PyTorch's default. ``padding`` is an int, ``"valid"`` or
+    ``"same"``; ``padding_mode`` ``"reflect"``, ``"replicate"`` or ``"circular"`` pads the input
+    that way (``F.pad``) before a convolution without padding, as PyTorch.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSingle,
+        stride: IntOrSingle = 1,
+        padding: IntOrSingle | str = 0,
+        dilation: IntOrSingle = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        op = "Conv1d"
+        check_conv_layer(op, in_channels, out_channels, groups, device)
+        self.padding_mode = check_padding_mode(op, padding_mode)
+        dt = _float_dtype(op, dtype)
+        k, self.stride, self.dilation = (
+            single(op, "kernel_size", kernel_size, 1),
+            (single(op, "stride", stride, 1),),
+            (single(op, "dilation", dilation, 1),),
+        )
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (k,)
+        p = conv1d_padding(op, padding, self.stride[0])
+        self.padding: tuple[int] | str = p if isinstance(p, str) else (p,)
+        self.groups = groups
+        bound = 1 / math.sqrt(in_channels // groups * k)
+        self.weight = _uniform((out_channels, in_channels // groups, k), bound, dt)
+        self.bias = _uniform((out_channels,), bound, dt) if bias else None
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.padding_mode == "zeros":
+            return conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        x = pad(input, mode_padding(self.padding, self.kernel_size, self.dilation), self.padding_mode)
+        return conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return conv_extra_repr(self)
+
+
+class ConvTranspose1d(Module):
+    """1-D transposed convolution.   x: (N, in_channels, L) or (in_channels, L) ->
+    (N, out_channels, OL) (see :func:`conv_transpose1d`); ``forward(x, output_size)`` picks
+    ``output_padding`` to reach ``output_size``, as PyTorch.
+
+    weight (in_channels, out_channels // groups, k) and bias (out_channels,) start uniform in
+    ±1/sqrt(out_channels // groups * k), PyTorch's default.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrSingle,
+        stride: IntOrSingle = 1,
+        padding: IntOrSingle = 0,
+        output_padding: IntOrSingle = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: IntOrSingle = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        op = "ConvTranspose1d"
+        check_conv_layer(op, in_channels, out_channels, groups, device)
+        if padding_mode != "zeros":
+            raise ValueError(f"{op}: only padding_mode='zeros' is supported (as in PyTorch), got {padding_mode!r}")
+        dt = _float_dtype(op, dtype)
+        k, self.stride, self.dilation = (
+            single(op, "kernel_size", kernel_size, 1),
+            (single(op, "stride", stride, 1),),
+            (single(op, "dilation", dilation, 1),),
+        )
+        self.padding = (single(op, "padding", padding, 0),)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (k,)
+        self.output_padding = (single(op, "output_padding", output_padding, 0),)
+        self.groups, self.padding_mode = groups, padding_mode
+        bound = 1 / math.sqrt(out_channels // groups * k)
+        self.weight = _uniform((in_channels, out_channels // groups, k), bound, dt)
+        self.bias = _uniform((out_channels,), bound, dt) if bias else None
+
+    def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
+        x = arguments.tensor_argument("ConvTranspose1d", input)
+        extra = self.output_padding
+        if output_size is not None:
+            (e,) = transposed_output_padding(
+                "ConvTranspose1d", x.shape, output_size, self.kernel_size, self.stride, self.padding, self.dilation
+            )
+            extra = (e,)
+        return conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding, extra, self.groups, self.dilation)
 
     def extra_repr(self) -> str:
         return conv_extra_repr(self)
