@@ -63,6 +63,30 @@ MODULES = {
     "adaptive-max1d": (lambda m: m.AdaptiveMaxPool1d(3), (3, 7)),
     "lppool1d": (lambda m: m.LPPool1d(2, 3, 2), (2, 3, 10)),
     "lppool2d": (lambda m: m.LPPool2d(1, (2, 3), ceil_mode=True), (2, 3, 7, 8)),
+    "instancenorm1d": (lambda m: m.InstanceNorm1d(3), (2, 3, 7)),
+    "instancenorm1d-unbatched-affine": (lambda m: m.InstanceNorm1d(3, affine=True), (3, 7)),
+    "instancenorm2d-tracked": (
+        lambda m: m.InstanceNorm2d(4, momentum=0.3, affine=True, track_running_stats=True),
+        (2, 4, 3, 5),
+    ),
+    "instancenorm2d-unbatched-tracked": (lambda m: m.InstanceNorm2d(2, track_running_stats=True), (2, 4, 4)),
+    "pixel-shuffle": (lambda m: m.PixelShuffle(2), (2, 8, 3, 4)),
+    "pixel-unshuffle": (lambda m: m.PixelUnshuffle(3), (3, 6, 9)),
+    "channel-shuffle": (lambda m: m.ChannelShuffle(3), (2, 6, 3, 2)),
+    "unfold": (lambda m: m.Unfold((2, 3), dilation=2, padding=1, stride=2), (2, 3, 7, 8)),
+    "fold": (lambda m: m.Fold((5, 6), (2, 3), padding=1, stride=(1, 2)), (2, 12, 18)),
+    "upsampling-nearest": (lambda m: m.UpsamplingNearest2d(scale_factor=(2, 3)), (2, 3, 4, 5)),
+    "upsampling-bilinear": (lambda m: m.UpsamplingBilinear2d(size=(7, 9)), (2, 3, 4, 5)),
+    "upsample-recompute": (
+        lambda m: m.Upsample(scale_factor=1.7, mode="linear", recompute_scale_factor=True),
+        (2, 3, 5),
+    ),
+    "zeropad1d": (lambda m: m.ZeroPad1d((2, -1)), (2, 3, 5)),
+    "reflectionpad1d": (lambda m: m.ReflectionPad1d((3, 1)), (3, 5)),
+    "replicationpad1d": (lambda m: m.ReplicationPad1d(2), (2, 3, 4)),
+    "circularpad1d": (lambda m: m.CircularPad1d((1, 3)), (2, 3, 4)),
+    "circularpad2d": (lambda m: m.CircularPad2d((1, 0, 2, -1)), (3, 4, 5)),
+    "constantpad2d": (lambda m: m.ConstantPad2d((1, 0, 2, 1), 1.5), (2, 3, 4, 5)),
     "leaky-relu": (lambda m: m.LeakyReLU(0.2), (3, 7)),
     "elu": (lambda m: m.ELU(0.7), (3, 7)),
     "gelu": (lambda m: m.GELU(), (3, 7)),
@@ -167,7 +191,7 @@ def test_bn_cnn_state_dicts_move_both_ways_through_checkpoints(tmp_path):
 
 
 # PyTorch's trailing positional arguments that we do not take (yet): the rest must be PyTorch's, in order
-_TRAILING_ARGUMENTS_WE_LACK = {"Hardtanh": ["min_value", "max_value"], "Upsample": ["recompute_scale_factor"]}
+_TRAILING_ARGUMENTS_WE_LACK = {"Hardtanh": ["min_value", "max_value"]}
 
 
 def test_layer_arguments_are_pytorchs_in_pytorchs_order():

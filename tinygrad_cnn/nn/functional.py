@@ -65,7 +65,7 @@ from .loss import (
     nll_loss,
     smooth_l1_loss,
 )
-from .normalization import batch_norm, group_norm, layer_norm
+from .normalization import batch_norm, group_norm, instance_norm, layer_norm
 from .pooling import (
     adaptive_avg_pool1d,
     adaptive_max_pool1d,
@@ -75,7 +75,7 @@ from .pooling import (
     max_pool1d,
 )
 from .sparse import embedding, one_hot
-from .vision import fold, interpolate, pad, unfold
+from .vision import channel_shuffle, fold, interpolate, pad, pixel_shuffle, pixel_unshuffle, unfold
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -87,6 +87,7 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "channel_shuffle",
     "celu",
     "celu_",
     "conv1d",
@@ -111,6 +112,7 @@ __all__ = [
     "hardtanh",
     "hardtanh_",
     "huber_loss",
+    "instance_norm",
     "interpolate",
     "kl_div",
     "l1_loss",
@@ -131,6 +133,8 @@ __all__ = [
     "one_hot",
     "pad",
     "pairwise_distance",
+    "pixel_shuffle",
+    "pixel_unshuffle",
     "prelu",
     "relu",
     "relu6",

@@ -10,6 +10,7 @@ training batches; ``momentum=None`` makes the running values a cumulative averag
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -186,6 +187,109 @@ class BatchNorm2d(_BatchNorm):
     _dims = (4,)
 
 
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Instance normalisation as ``torch.nn.functional.instance_norm``: each (sample, channel) of an
+    (N, C, *spatial) input normalised over its spatial dims, then ``weight``/``bias`` per channel.
+
+    ``use_input_stats`` (the default): by each instance's own mean and biased variance; running
+    statistics, if given, are updated in place with ``momentum`` towards the instances' mean
+    statistics (the unbiased variance), as PyTorch. Otherwise the running statistics normalise.
+    """
+    x = arguments.float_tensor("instance_norm", input)
+    if x.ndim < 3:
+        raise ValueError(f"instance_norm: expected an input of shape (N, C, *spatial), got {x.shape}")
+    n, c = x.shape[:2]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"instance_norm: {name} has shape {tuple(t.shape)}, expected ({c},) for input {x.shape}")
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError("instance_norm: use_input_stats=False needs running_mean and running_var")
+        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
+    count = x.numel() // max(n * c, 1)
+    if count <= 1:
+        raise ValueError(f"instance_norm: expected more than 1 spatial element when training, got input {x.shape}")
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    y, mean, var = _normalise(x, tuple(range(2, x.ndim)), eps, weight, bias, shape)
+    if running_mean is not None and running_var is not None:
+        m = float(momentum)
+        write_(running_mean, (1 - m) * array_of(running_mean) + m * mean.reshape(n, c).mean(axis=0))
+        unbiased = var.reshape(n, c).mean(axis=0) * (count / (count - 1))
+        write_(running_var, (1 - m) * array_of(running_var) + m * unbiased)
+    return y
+
+
+class _InstanceNorm(_BatchNorm):
+    """PyTorch's defaults differ from BatchNorm's: no affine map, no running statistics. With
+    ``track_running_stats`` the running statistics are kept (``num_batches_tracked`` is saved but,
+    as in PyTorch, not counted) and normalise in eval mode."""
+
+    _no_batch_dims = 0  # the dims of an unbatched input
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        name = type(self).__name__
+        x = arguments.float_tensor(name, input)
+        if x.ndim not in (self._no_batch_dims, self._no_batch_dims + 1):
+            dims = f"{self._no_batch_dims}D or {self._no_batch_dims + 1}D"
+            raise ValueError(f"{name}: expected {dims} input (got {x.ndim}D input of shape {x.shape})")
+        channels = x.shape[x.ndim - self._no_batch_dims]
+        if channels != self.num_features:
+            if self.affine or self.track_running_stats:
+                raise ValueError(f"{name}: input {x.shape} has {channels} channels, expected {self.num_features}")
+            warnings.warn(
+                f"{name}: the input's {channels} channels do not match num_features={self.num_features}, which is "
+                "not used because affine=False",
+                stacklevel=2,
+            )
+        batched = x if x.ndim > self._no_batch_dims else F.unsqueeze(x, 0)
+        out = instance_norm(
+            batched,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            self.training or not self.track_running_stats,
+            0.0 if self.momentum is None else self.momentum,
+            self.eps,
+        )
+        return out if x.ndim > self._no_batch_dims else F.squeeze(out, 0)
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalisation of (N, C, L) signals or unbatched (C, L), per sample and channel."""
+
+    _no_batch_dims = 2
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalisation of (N, C, H, W) images or unbatched (C, H, W), per sample and channel."""
+
+    _no_batch_dims = 3
+
+
 def layer_norm(
     input: Tensor,
     normalized_shape: Sequence[int],
@@ -276,4 +380,15 @@ class GroupNorm(Module):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={bias}"
 
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "GroupNorm", "LayerNorm", "batch_norm", "group_norm", "layer_norm"]
+__all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "LayerNorm",
+    "batch_norm",
+    "group_norm",
+    "instance_norm",
+    "layer_norm",
+]

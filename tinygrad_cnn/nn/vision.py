@@ -16,7 +16,7 @@ from .. import arguments
 from .. import functional as F
 from .. import primitives as P
 from .._tensor import Tensor
-from ..validation import pair
+from ..validation import pair, positive_int
 from . import Module
 
 IntOrPair = int | tuple[int, int]
@@ -28,8 +28,9 @@ def _source_index(mode: str, n: int, before: int, after: int) -> np.ndarray:
     i = np.arange(-before, n + after)
     if mode == "replicate":
         return np.clip(i, 0, n - 1)
-    if mode == "circular":
-        return i % n
+    if mode == "circular":  # a negative pad crops first; the positive ones wrap around what is left, as PyTorch
+        start, kept = max(-before, 0), n - max(-before, 0) - max(-after, 0)
+        return start + np.arange(-max(before, 0), kept + max(after, 0)) % kept
     period = 2 * (n - 1)  # reflect: mirror at the edges without repeating them
     i = np.abs(i) % period if period else np.zeros_like(i)
     return np.where(i >= n, period - i, i)
@@ -52,22 +53,36 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
         for d, (before, after) in zip(dims, pairs):  # crops first: negative pads
             n = out.shape[d]
             start, stop = -min(before, 0), n + min(after, 0)
+            if stop < start:
+                raise ValueError(f"pad: negative padding ({before}, {after}) crops more than dim {d}'s size {n}")
             if start or stop != n:
-                out = F.narrow(out, d, start, max(stop - start, 0))
+                out = F.narrow(out, d, start, stop - start)
         widths = [(0, 0)] * x.ndim
         for d, (before, after) in zip(dims, pairs):
             widths[d] = (max(before, 0), max(after, 0))
         return F.pad(out, widths, 0.0 if value is None else value) if any(map(any, widths)) else out
     if value is not None and value != 0:
         raise ValueError(f"pad: a fill value only makes sense with mode 'constant', not {mode!r}")
+    if (
+        x.ndim - len(pairs) not in (1, 2) or len(pairs) > 3
+    ):  # PyTorch's rule: the spatial dims of (N, C, ...) or (C, ...)
+        raise NotImplementedError(
+            f"pad: {mode} padding of the last {len(pairs)} dim(s) needs a {len(pairs) + 1}-D or {len(pairs) + 2}-D "
+            f"input, got shape {x.shape} (padding {tuple(pads)})"
+        )
     out = x
     for d, (before, after) in zip(dims, pairs):
         n = x.shape[d]
         if mode == "reflect" and (before >= n or after >= n):
             raise ValueError(f"pad: reflect padding ({before}, {after}) must be smaller than dim {d}'s size {n}")
-        if min(before, after) < 0 or n == 0:
-            raise ValueError(f"pad: {mode} padding ({before}, {after}) of dim {d} (size {n}) is not possible")
-        out = F.index_select(out, d, _source_index(mode, n, before, after))
+        kept = n + min(before, 0) + min(after, 0)  # circular crops first, the others pad first
+        if n == 0 or (kept if mode == "circular" else n + before + after) < 1:
+            raise ValueError(f"pad: {mode} padding ({before}, {after}) of dim {d} (size {n}) leaves nothing")
+        if mode == "circular" and max(before, after) > kept:
+            raise ValueError(
+                f"pad: circular padding ({before}, {after}) of dim {d} (size {n}) wraps around more than once"
+            )
+        out = F.index_select(out, d, _source_index(mode, n, before, after))  # a negative pad crops
     return out
 
 
@@ -154,8 +169,11 @@ def unfold(
 ) -> Tensor:
     """PyTorch's im2col: (N, C, H, W) -> (N, C * kh * kw, L), L = OH * OW windows, each column one
     window in (c, i, j) order. (:func:`tinygrad_cnn.functional.unfold` gives the windows-first
-    layout (N, OH, OW, kh, kw, C) that conv2d uses.)"""
-    windows = F.unfold(input, kernel_size, stride, padding, dilation)  # (N, OH, OW, kh, kw, C)
+    layout (N, OH, OW, kh, kw, C) that conv2d uses.) An unbatched (C, H, W) gives (C * kh * kw, L)."""
+    x = arguments.tensor_argument("unfold", input)
+    if x.ndim == 3:
+        return F.squeeze(unfold(F.unsqueeze(x, 0), kernel_size, dilation, padding, stride), 0)
+    windows = F.unfold(x, kernel_size, stride, padding, dilation)  # (N, OH, OW, kh, kw, C)
     n, oh, ow, kh, kw, c = windows.shape
     return F.reshape(F.permute(windows, 0, 5, 3, 4, 1, 2), (n, c * kh * kw, oh * ow))
 
@@ -169,8 +187,11 @@ def fold(
     stride: IntOrPair = 1,
 ) -> Tensor:
     """The adjoint of :func:`unfold`: columns (N, C * kh * kw, L) summed back onto an
-    (N, C, H, W) image of ``output_size`` (overlapping windows add up)."""
+    (N, C, H, W) image of ``output_size`` (overlapping windows add up); unbatched (C * kh * kw, L)
+    columns give a (C, H, W) image."""
     x = arguments.tensor_argument("fold", input)
+    if x.ndim == 2:
+        return F.squeeze(fold(F.unsqueeze(x, 0), output_size, kernel_size, dilation, padding, stride), 0)
     (h, w), (kh, kw) = pair("fold", "output_size", output_size, 1), pair("fold", "kernel_size", kernel_size, 1)
     d, p, s = (
         pair("fold", "dilation", dilation, 1),
@@ -190,23 +211,182 @@ def fold(
     return image[:, :, p[0] : p[0] + h, p[1] : p[1] + w] if any(p) else image
 
 
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(*, C * r * r, H, W) -> (*, C, H * r, W * r), r = ``upscale_factor``, as PyTorch:
+    ``y[..., c, h * r + i, w * r + j] = x[..., c * r * r + i * r + j, h, w]`` (a reshape, a
+    permutation and a reshape)."""
+    x = arguments.tensor_argument("pixel_shuffle", input)
+    r = positive_int("pixel_shuffle", "upscale_factor", upscale_factor)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ValueError(
+            f"pixel_shuffle: expected an input (*, C * {r * r}, H, W) whose channels divide by upscale_factor ** 2 "
+            f"= {r * r}, got shape {x.shape}"
+        )
+    *batch, c, h, w = x.shape
+    b = len(batch)
+    grid = F.reshape(x, (*batch, c // (r * r), r, r, h, w))
+    spread = F.permute(grid, *range(b), b, b + 3, b + 1, b + 4, b + 2)  # (*, C, H, r, W, r)
+    return F.reshape(spread, (*batch, c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H * r, W * r) -> (*, C * r * r, H, W), r = ``downscale_factor``: the inverse of
+    :func:`pixel_shuffle`, as PyTorch."""
+    x = arguments.tensor_argument("pixel_unshuffle", input)
+    r = positive_int("pixel_unshuffle", "downscale_factor", downscale_factor)
+    if x.ndim < 3 or x.shape[-2] % r or x.shape[-1] % r:
+        raise ValueError(
+            f"pixel_unshuffle: expected an input (*, C, H, W) with H and W divisible by downscale_factor {r}, "
+            f"got shape {x.shape}"
+        )
+    *batch, c, h, w = x.shape
+    b = len(batch)
+    blocks = F.reshape(x, (*batch, c, h // r, r, w // r, r))
+    gathered = F.permute(blocks, *range(b), b, b + 2, b + 4, b + 1, b + 3)  # (*, C, r, r, H / r, W / r)
+    return F.reshape(gathered, (*batch, c * r * r, h // r, w // r))
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """(N, C, *) -> (N, C, *) with the channels, seen as ``groups`` groups of C / groups, interleaved
+    (ShuffleNet's channel shuffle, as PyTorch): output channel ``i * groups + g`` is input channel
+    ``g * (C / groups) + i``."""
+    x = arguments.tensor_argument("channel_shuffle", input)
+    g = positive_int("channel_shuffle", "groups", groups)
+    if x.ndim < 3 or x.shape[1] % g:
+        raise ValueError(
+            f"channel_shuffle: expected an input (N, C, *) with more than 2 dims and C divisible by groups={g}, "
+            f"got shape {x.shape}"
+        )
+    n, c = x.shape[:2]
+    grouped = F.reshape(x, (n, g, c // g, *x.shape[2:]))
+    return F.reshape(F.transpose(grouped, 1, 2), x.shape)
+
+
 class Upsample(Module):
     """``interpolate`` as a layer."""
 
     def __init__(
-        self, size: Any = None, scale_factor: Any = None, mode: str = "nearest", align_corners: bool | None = None
+        self,
+        size: Any = None,
+        scale_factor: Any = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
     ) -> None:
-        self.size, self.scale_factor, self.mode, self.align_corners = size, scale_factor, mode, align_corners
+        self.size, self.mode, self.align_corners = size, mode, align_corners
+        self.scale_factor: Any = (
+            tuple(float(f) for f in scale_factor)
+            if isinstance(scale_factor, tuple)
+            else (float(scale_factor) if scale_factor else None)
+        )
+        self.recompute_scale_factor = recompute_scale_factor
 
-    def forward(self, x: Tensor) -> Tensor:
-        return interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners)
+    def forward(self, input: Tensor) -> Tensor:
+        return interpolate(
+            input, self.size, self.scale_factor, self.mode, self.align_corners, self.recompute_scale_factor
+        )
 
     def extra_repr(self) -> str:
-        given = f"size={self.size}" if self.size is not None else f"scale_factor={float(self.scale_factor)}"
+        given = f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None else f"size={self.size!r}"
         return f"{given}, mode={self.mode!r}"
 
 
+class UpsamplingNearest2d(Upsample):
+    """Nearest-neighbour upsampling of (N, C, H, W) images: ``Upsample(size, scale_factor, "nearest")``."""
+
+    def __init__(self, size: Any = None, scale_factor: Any = None) -> None:
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    """Bilinear upsampling of (N, C, H, W) images with ``align_corners=True``, as PyTorch's (unlike
+    ``Upsample(mode="bilinear")``, whose default is False)."""
+
+    def __init__(self, size: Any = None, scale_factor: Any = None) -> None:
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class PixelShuffle(Module):
+    """(*, C * r * r, H, W) -> (*, C, H * r, W * r) (see :func:`pixel_shuffle`)."""
+
+    def __init__(self, upscale_factor: int) -> None:
+        self.upscale_factor = positive_int("PixelShuffle", "upscale_factor", upscale_factor)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return pixel_shuffle(input, self.upscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    """(*, C, H * r, W * r) -> (*, C * r * r, H, W) (see :func:`pixel_unshuffle`)."""
+
+    def __init__(self, downscale_factor: int) -> None:
+        self.downscale_factor = positive_int("PixelUnshuffle", "downscale_factor", downscale_factor)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return pixel_unshuffle(input, self.downscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"
+
+
+class ChannelShuffle(Module):
+    """Interleave ``groups`` groups of channels (see :func:`channel_shuffle`)."""
+
+    def __init__(self, groups: int) -> None:
+        self.groups = positive_int("ChannelShuffle", "groups", groups)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return channel_shuffle(input, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+class Unfold(Module):
+    """PyTorch's im2col as a layer: (N, C, H, W) -> (N, C * kh * kw, L) (see :func:`unfold`)."""
+
+    def __init__(
+        self, kernel_size: IntOrPair, dilation: IntOrPair = 1, padding: IntOrPair = 0, stride: IntOrPair = 1
+    ) -> None:
+        self.kernel_size, self.dilation, self.padding, self.stride = kernel_size, dilation, padding, stride
+
+    def forward(self, input: Tensor) -> Tensor:
+        return unfold(input, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding}, stride={self.stride}"
+
+
+class Fold(Module):
+    """PyTorch's col2im as a layer: (N, C * kh * kw, L) -> (N, C, *output_size) (see :func:`fold`)."""
+
+    def __init__(
+        self,
+        output_size: IntOrPair,
+        kernel_size: IntOrPair,
+        dilation: IntOrPair = 1,
+        padding: IntOrPair = 0,
+        stride: IntOrPair = 1,
+    ) -> None:
+        self.output_size, self.kernel_size = output_size, kernel_size
+        self.dilation, self.padding, self.stride = dilation, padding, stride
+
+    def forward(self, input: Tensor) -> Tensor:
+        return fold(input, self.output_size, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, kernel_size={self.kernel_size}, dilation={self.dilation}, "
+            f"padding={self.padding}, stride={self.stride}"
+        )
+
+
 class _Pad(Module):
+    """``pad`` with a fixed padding (an int for every side, or one per side, last dim first) as a layer."""
+
     mode = "constant"
     sides = 2  # 2 for the last dim (1d), 4 for the last two (2d)
 
@@ -218,55 +398,109 @@ class _Pad(Module):
             raise ValueError(f"{type(self).__name__}: padding must be an int or {self.sides} ints, got {padding}")
         self.value = value
 
-    def forward(self, x: Tensor) -> Tensor:
-        return pad(x, self.padding, self.mode, self.value)
+    def forward(self, input: Tensor) -> Tensor:
+        return pad(input, self.padding, self.mode, self.value)
 
     def extra_repr(self) -> str:
-        return f"{self.padding}" + (f", value={self.value}" if self.mode == "constant" else "")
+        return f"{self.padding}"
 
 
-class ZeroPad2d(_Pad):
+class _ConstantPad(_Pad):
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}"
+
+
+class ConstantPad1d(_ConstantPad):
+    def __init__(self, padding: int | Sequence[int], value: float) -> None:
+        super().__init__(padding, value)
+
+
+class ConstantPad2d(_ConstantPad):
     sides = 4
 
+    def __init__(self, padding: int | Sequence[int], value: float) -> None:
+        super().__init__(padding, value)
+
+
+class ZeroPad1d(ConstantPad1d):
     def __init__(self, padding: int | Sequence[int]) -> None:
         super().__init__(padding, 0.0)
 
-
-class ConstantPad2d(_Pad):
-    sides = 4
-
-    def __init__(self, padding: int | Sequence[int], value: float) -> None:
-        super().__init__(padding, value)
+    extra_repr = _Pad.extra_repr
 
 
-class ReflectionPad2d(_Pad):
+class ZeroPad2d(ConstantPad2d):
+    def __init__(self, padding: int | Sequence[int]) -> None:
+        super().__init__(padding, 0.0)
+
+    extra_repr = _Pad.extra_repr
+
+
+class _ModePad(_Pad):
+    def __init__(self, padding: int | Sequence[int]) -> None:
+        super().__init__(padding)
+
+
+class ReflectionPad1d(_ModePad):
+    mode = "reflect"
+
+
+class ReflectionPad2d(_ModePad):
     mode, sides = "reflect", 4
 
-    def __init__(self, padding: int | Sequence[int]) -> None:
-        super().__init__(padding)
+
+class ReplicationPad1d(_ModePad):
+    mode = "replicate"
 
 
-class ReplicationPad2d(_Pad):
+class ReplicationPad2d(_ModePad):
     mode, sides = "replicate", 4
 
-    def __init__(self, padding: int | Sequence[int]) -> None:
-        super().__init__(padding)
+
+class _CircularPad(_ModePad):
+    mode = "circular"
+
+    def forward(self, input: Tensor) -> Tensor:
+        dims = (self.sides // 2 + 1, self.sides // 2 + 2)
+        if input.ndim not in dims:
+            raise ValueError(
+                f"{type(self).__name__}: expected {dims[0]}D or {dims[1]}D input (got {input.ndim}D input)"
+            )
+        return super().forward(input)
 
 
-class ConstantPad1d(_Pad):
-    def __init__(self, padding: int | Sequence[int], value: float) -> None:
-        super().__init__(padding, value)
+class CircularPad1d(_CircularPad):
+    pass
+
+
+class CircularPad2d(_CircularPad):
+    sides = 4
 
 
 __all__ = [
+    "ChannelShuffle",
+    "CircularPad1d",
+    "CircularPad2d",
     "ConstantPad1d",
     "ConstantPad2d",
+    "Fold",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "ReflectionPad1d",
     "ReflectionPad2d",
+    "ReplicationPad1d",
     "ReplicationPad2d",
+    "Unfold",
     "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
+    "ZeroPad1d",
     "ZeroPad2d",
+    "channel_shuffle",
     "fold",
     "interpolate",
     "pad",
+    "pixel_shuffle",
+    "pixel_unshuffle",
     "unfold",
 ]
