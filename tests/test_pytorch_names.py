@@ -142,6 +142,27 @@ ROWS: dict[str, tuple[Callable[[Any], Any], Any]] = {
     ),
     "device('cpu')": (lambda lib: str(lib.zeros(1).to(lib.device("cpu")).device), "cpu"),
     "cuda.is_available()": (lambda lib: lib.cuda.is_available(), False),
+    "Conv1d weight (out, in // groups, k)": (lambda lib: lib.nn.Conv1d(4, 6, 3, groups=2).weight.shape, (6, 2, 3)),
+    "max_pool1d indices are positions along L": (
+        lambda lib: lib.nn.functional.max_pool1d(lib.tensor([[[1.0, 3.0, 2.0, 5.0]]]), 2, return_indices=True)[1],
+        [[[1, 3]]],
+    ),
+    "AvgPool1d repr holds 1-tuples": (
+        lambda lib: repr(lib.nn.AvgPool1d(3)) == "AvgPool1d(kernel_size=(3,), stride=(3,), padding=(0,))", True
+    ),
+    "InstanceNorm2d has no parameters by default": (lambda lib: len(list(lib.nn.InstanceNorm2d(3).parameters())), 0),
+    "UpsamplingBilinear2d aligns corners": (
+        lambda lib: lib.nn.UpsamplingBilinear2d(size=(1, 3))(lib.tensor([[[[0.0, 2.0]]]])), [[[[0.0, 1.0, 2.0]]]]
+    ),
+    "pixel_shuffle order": (
+        lambda lib: lib.nn.functional.pixel_shuffle(lib.arange(4.0).reshape(1, 4, 1, 1), 2), [[[[0, 1], [2, 3]]]]
+    ),
+    "channel_shuffle order": (
+        lambda lib: lib.nn.functional.channel_shuffle(lib.arange(6.0).reshape(1, 6, 1), 2).flatten(), [0, 3, 1, 4, 2, 5]
+    ),
+    "circular pad crops, then wraps": (
+        lambda lib: lib.nn.functional.pad(lib.arange(5.0).reshape(1, 5), (-1, 2), mode="circular"), [[1, 2, 3, 4, 1, 2]]
+    ),
 }  # fmt: skip
 
 
