@@ -434,3 +434,30 @@ def test_new_names_are_listed() -> None:
     for name in ("PReLU", "Hardswish", "Hardsigmoid", "SELU", "CELU", "Threshold", "Softmin", "Hardshrink",
                  "Softshrink", "Tanhshrink", "GLU", "RReLU"):  # fmt: skip
         assert name in nn.__all__ and issubclass(getattr(nn, name), nn.Module)
+
+
+def test_modules_with_inplace_write_into_their_input() -> None:
+    """nn.ReLU(inplace=True) and friends mean PyTorch's: the input is overwritten and returned,
+    and a model using them trains with the same gradients as without."""
+    rng = np.random.default_rng(2)
+    w, x = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+    for make in (
+        lambda inplace: nn.ReLU(inplace=inplace),
+        lambda inplace: nn.LeakyReLU(0.1, inplace=inplace),
+        lambda inplace: nn.ELU(inplace=inplace),
+        lambda inplace: nn.SELU(inplace=inplace),
+        lambda inplace: nn.Hardswish(inplace=inplace),
+        lambda inplace: nn.Threshold(0.2, -1.0, inplace=inplace),
+        lambda inplace: nn.RReLU(inplace=inplace).eval(),
+    ):
+        grads = []
+        for inplace in (False, True):
+            weight = tg.tensor(w, requires_grad=True)
+            h = tg.tensor(x) @ weight.T
+            out = make(inplace)(h)
+            assert (out is h) == inplace
+            (out * out).sum().backward()
+            grads.append(weight.grad.numpy())
+        np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+        nn.ReLU(inplace=True)(tg.ones(2, requires_grad=True))  # PyTorch's error too
