@@ -195,23 +195,34 @@ def _output_tiles(
     """y[2i+a, 2j+b] = (A^T M A)[a, b] (+ the bias b) for a block's tiles (i, j), from m (6, 6,
     rows, cols, N, C_out) into y (OH, OW, N, C_out), leaving out the outputs past y's edge;
     ``buffer`` holds at least 16 * rows * cols * N * C_out values. Both passes are GEMMs by A^T
-    (2x6) over m's planes; the bias is added and the tiles copied into y's strided runs last."""
+    (2x6) over m's planes. Where the block's tiles are whole in y and its rows are whole rows of y,
+    the second writes each tile's 2x2 outputs straight into y (its (2, N*C_out) pieces are
+    contiguous there) and the bias is added onto those rows; else the tiles are made in the
+    buffer, the bias added, and copied into y's strided runs."""
     i0, bi, j0, bj = block
     oh, ow = y.shape[:2]
     size = m[0, 0].size
+    nc = size // (bi * bj)
     a_t = A_T.astype(m.dtype)
     z = buffer[: 12 * size].reshape(2, 6, size)  # z[a, l] = sum over k of A^T[a, k] M[k, l]
     np.matmul(a_t, m.reshape(6, 6 * size), out=z.reshape(2, 6 * size))
+    if oh % 2 == 0 and ow % 2 == 0 and (j0, bj) == (0, ow // 2) and y.flags.c_contiguous:
+        rows = y[2 * i0 : 2 * (i0 + bi)]
+        tiles = rows.reshape(bi, 2, bj, 2, nc).transpose(1, 0, 2, 3, 4)  # [a, i, j, b]
+        np.matmul(a_t, z.reshape(2, 6, bi, bj, nc).transpose(0, 2, 3, 1, 4), out=tiles)
+        if b is not None:
+            kernels.add_row(rows.reshape(-1, y.shape[-1]), b)
+        return
     out = buffer[12 * size : 16 * size].reshape(2, 2, *m.shape[2:])
     np.matmul(a_t, z, out=out.reshape(2, 2, size))
     if b is not None:
         kernels.add_row(out.reshape(-1, out.shape[-1]), b)
     for a in range(2):
-        rows = min(bi, (oh - a + 1) // 2 - i0)  # tiles of the block whose output row 2i + a is in y
+        rows_in_y = min(bi, (oh - a + 1) // 2 - i0)  # tiles of the block whose output row 2i + a is in y
         for b_ in range(2):
             cols = min(bj, (ow - b_ + 1) // 2 - j0)
-            target = y[2 * i0 + a : 2 * (i0 + rows) + a - 1 : 2, 2 * j0 + b_ : 2 * (j0 + cols) + b_ - 1 : 2]
-            np.copyto(target, out[a, b_, :rows, :cols])
+            target = y[2 * i0 + a : 2 * (i0 + rows_in_y) + a - 1 : 2, 2 * j0 + b_ : 2 * (j0 + cols) + b_ - 1 : 2]
+            np.copyto(target, out[a, b_, :rows_in_y, :cols])
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape) -> np.ndarray:
