@@ -440,3 +440,37 @@ def test_copy_of_a_value_computed_from_the_tensor_itself_keeps_the_gradient():
     x.sum().backward()
     s = 1 / (1 + np.exp(-np.array([1.0, -2.0, 4.0])))
     np.testing.assert_allclose(a.grad.numpy(), 2 * s * (1 - s), rtol=1e-5)
+
+
+# An in-place op whose other operand is the tensor itself (y += y): the op used the values before it.
+# y = 2a, then the op, then loss = sum(y ** 2); the gradient with respect to a, worked out by hand.
+SELF_OPERAND = {
+    "add_": (lambda y: y.add_(y), lambda a: 32 * a),  # y = 4a: loss 16 a^2
+    "iadd": (lambda y: y.__iadd__(y), lambda a: 32 * a),
+    "sub_alpha": (lambda y: y.sub_(y, alpha=0.5), lambda a: 2 * a),  # y = a
+    "mul_": (lambda y: y.mul_(y), lambda a: 64 * a**3),  # y = 4a^2 (PyTorch refuses: it saved y)
+    "copy_": (lambda y: y.copy_(y), lambda a: 8 * a),  # y = 2a
+    "div_": (lambda y: y.div_(y), lambda a: 0 * a),  # y = 1
+}
+
+
+@pytest.mark.parametrize("name", list(SELF_OPERAND))
+def test_an_in_place_op_with_itself_as_the_other_operand(name):
+    op, expected = SELF_OPERAND[name]
+    values = np.array([[1.0, 2.0], [3.0, -4.0]])
+    a = tg.Tensor(values, requires_grad=True)
+    y = a * 2
+    op(y)
+    (y * y).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), expected(values), rtol=1e-12)
+
+
+@pytest.mark.parametrize("overwrite", ["zero_", "fill_", "copy_"])
+def test_overwriting_a_recorded_tensor_with_constants_keeps_it_recorded(overwrite):
+    """As PyTorch: y still requires grad, and the values it had get a zero gradient."""
+    a = tg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = a * 2
+    {"zero_": lambda: y.zero_(), "fill_": lambda: y.fill_(3.0), "copy_": lambda: y.copy_(np.ones(2))}[overwrite]()
+    assert y.requires_grad and y.grad_fn is not None
+    (y * y).sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [0.0, 0.0])

@@ -487,6 +487,10 @@ class Tensor:
         _check_inplace_result(op, self, result)
         if result.dtype != self.dtype:
             result = F.astype(result, self.dtype)
+        if before.requires_grad and not result.requires_grad:
+            # overwritten by constants (fill_, zero_, copy_ of a constant): still recorded, as in
+            # PyTorch, with a zero gradient to the values it had
+            result = F.where(np.ones((), dtype=bool), result, before)
         if result.requires_grad and result._ctx is not None:
             self._ctx = result._ctx
             self._ctx._output = weakref.ref(self)

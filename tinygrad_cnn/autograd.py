@@ -663,7 +663,7 @@ def _pop_outputs(grads: _Gradients, ctx: FunctionCtx, hooks: list[BackwardHook])
 def as_used_by(t: Tensor, seq: int) -> Tensor:
     """``t`` as the node recorded ``seq``-th used it: what it was before the in-place ops recorded
     on it since (an in-place op on a tensor that requires grad keeps its earlier version in ``before_inplace``)."""
-    while t.before_inplace is not None and t.grad_fn is not None and t.grad_fn.seq > seq:
+    while t.before_inplace is not None and t.grad_fn is not None and t.grad_fn.seq >= seq:
         t = t.before_inplace
     return t
 
