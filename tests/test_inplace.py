@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import tinygrad_cnn as tg
 from tinygrad_cnn import functional as F
 from tinygrad_cnn import inplace, nn, optim
+from tinygrad_cnn._tensor import IN_PLACE_FORMS
 from tinygrad_cnn.autograd import InPlaceError
 
 T = tg.Tensor
@@ -474,3 +475,86 @@ def test_overwriting_a_recorded_tensor_with_constants_keeps_it_recorded(overwrit
     assert y.requires_grad and y.grad_fn is not None
     (y * y).sum().backward()
     np.testing.assert_array_equal(a.grad.numpy(), [0.0, 0.0])
+
+
+# PyTorch's in-place spellings of the elementwise methods: ``t.name_(*args)`` is ``t`` replaced by
+# ``t.name(*args)``. Arguments per name (the tensor's values lie in (0.1, 0.9), acosh's in (1.1, 1.9)).
+OTHER = np.array([[0.3, 0.8, 0.25], [0.7, 0.15, 0.6]])
+INDEX = np.array([2, 0])
+
+
+def _in_place_arguments(name, fw):
+    other = fw.tensor(OTHER)
+    return {
+        "addcdiv": ((other, other + 1), {"value": 0.5}),
+        "addcmul": ((other, other), {"value": 0.5}),
+        "addmm": ((fw.tensor(OTHER[:, :2]), fw.tensor(OTHER * 2)), {}),
+        "clamp_max": ((0.5,), {}),
+        "clamp_min": ((0.5,), {}),
+        "cumsum": ((1,), {}),
+        "cumprod": ((1,), {}),
+        "index_add": ((1, fw.tensor(INDEX), fw.tensor(OTHER[:, :2])), {}),
+        "index_copy": ((1, fw.tensor(INDEX), fw.tensor(OTHER[:, :2])), {}),
+        "index_fill": ((1, fw.tensor(INDEX), -1.0), {}),
+        "lerp": ((other, 0.25), {}),
+        "heaviside": ((other,), {}),
+    }.get(name, ((other,), {}) if name in TWO_OPERANDS else ((), {}))
+
+
+TWO_OPERANDS = {
+    "arctan2", "atan2", "copysign", "divide", "floor_divide", "fmod", "hypot", "multiply", "remainder",
+    "subtract", "true_divide", "xlogy", "eq", "ne", "not_equal", "ge", "greater_equal", "gt", "greater",
+    "le", "less_equal", "lt", "less", "logical_and", "logical_or", "logical_xor",
+}  # fmt: skip
+
+
+def _in_place_values(name):
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.1, 0.9, (2, 3))
+    values[0, 0] = OTHER[0, 0]  # a tie for the comparisons
+    return values + 1 if name == "acosh" else values
+
+
+@pytest.mark.parametrize("name", IN_PLACE_FORMS)
+def test_in_place_spelling_writes_what_the_method_returns(name):
+    if name == "bitwise_not":
+        x = tg.tensor(np.array([1, -2, 7]))
+        view = x[1:]
+        x.bitwise_not_()
+        np.testing.assert_array_equal(x.numpy(), ~np.array([1, -2, 7]))
+        np.testing.assert_array_equal(view.numpy(), ~np.array([-2, 7]))
+        return
+    args, kwargs = _in_place_arguments(name, tg)
+    expected = getattr(tg.tensor(_in_place_values(name)), name)(*args, **kwargs).numpy()
+    x = tg.tensor(_in_place_values(name))
+    view = x[1]
+    assert getattr(x, name + "_")(*args, **kwargs) is x
+    np.testing.assert_array_equal(x.numpy(), expected)  # in the tensor's own dtype and memory
+    np.testing.assert_array_equal(view.numpy(), expected[1].astype(np.float64))
+    torch = pytest.importorskip("torch")
+    args, kwargs = _in_place_arguments(name, torch)
+    t = torch.tensor(_in_place_values(name))
+    getattr(t, name + "_")(*args, **kwargs)
+    np.testing.assert_allclose(x.numpy(), t.numpy(), rtol=1e-12, atol=1e-15)
+    # recorded: the gradient of sum(y * y) for y = 1.5 a, then the in-place op: as the method's out of
+    # place, and as PyTorch's where PyTorch differentiates the in-place form
+    values = _in_place_values(name) / 1.5
+    a, b = tg.tensor(values, requires_grad=True), tg.tensor(values, requires_grad=True)
+    y = a * 1.5
+    getattr(y, name + "_")(*_in_place_arguments(name, tg)[0], **kwargs)
+    (y * y).sum().backward()
+    z = getattr(b * 1.5, name)(*_in_place_arguments(name, tg)[0], **kwargs)
+    if z.requires_grad:
+        (z * z).sum().backward()
+        np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
+    ta = torch.tensor(values, requires_grad=True)
+    ty = ta * 1.5
+    getattr(ty, name + "_")(*_in_place_arguments(name, torch)[0], **kwargs)
+    assert y.requires_grad == ty.requires_grad
+    if name in ("logical_and", "logical_or"):
+        return  # PyTorch 2.13 passes the gradient through these two (a MulBackward0 node); ours is 0
+    try:
+        (ty * ty).sum().backward()
+    except (NotImplementedError, RuntimeError):  # PyTorch has no derivative for acosh_, heaviside_, ...
+        return
+    np.testing.assert_allclose(a.grad.numpy(), (torch.zeros_like(ta) + ta.grad).numpy(), rtol=1e-10, atol=1e-12)

@@ -225,3 +225,13 @@ def test_runtime_warnings_of_user_code_are_left_alone():
 def test_anomaly_error_is_a_runtime_error_as_in_pytorch():
     with pytest.raises(RuntimeError, match="Log"), tg.detect_anomaly():
         tg.Tensor([0.0], requires_grad=True).log()
+
+
+def test_selection_by_bits_reads_any_nonzero_boolean_byte_as_true():
+    # NumPy 1.24's comparisons of boolean arrays wrote 254 for True; read as int8 that was -2 (garbage values)
+    from tinygrad_cnn import kernels
+
+    cond = np.tile(np.array([0, 1, 254, 2], np.uint8), 2048).view(bool)
+    a = np.arange(cond.size, dtype=np.float32) + 1
+    got = kernels.where(cond, a, np.zeros((), np.float32))
+    np.testing.assert_array_equal(got, np.where(cond, a, np.float32(0)))

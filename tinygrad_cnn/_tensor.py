@@ -1534,6 +1534,38 @@ def _float_format(spec: str, whole: bool, width: int) -> Callable[[Any], str]:
     return text
 
 
+# PyTorch's in-place spellings ``name_`` of the methods ``name`` whose result has the tensor's shape:
+# ``t.name_(*args)`` replaces t's values by ``t.name(*args)``, by the rules of the in-place ops.
+IN_PLACE_FORMS = (
+    # one operand
+    "abs", "absolute", "acos", "acosh", "arccos", "arcsin", "arctan", "asin", "asinh", "atan", "atanh",
+    "ceil", "cos", "cosh", "deg2rad", "erf", "erfc", "exp2", "expm1", "fix", "floor", "frac", "log",
+    "log10", "log1p", "log2", "logical_not", "logit", "nan_to_num", "negative", "rad2deg", "reciprocal",
+    "round", "rsqrt", "sgn", "sigmoid", "sign", "sin", "sinh", "sqrt", "square", "tan", "tanh", "trunc",
+    "bitwise_not", "cumsum", "cumprod", "tril", "triu",
+    # more operands
+    "addcdiv", "addcmul", "addmm", "arctan2", "atan2", "clamp_max", "clamp_min", "copysign", "divide",
+    "floor_divide", "fmod", "heaviside", "hypot", "index_add", "index_copy", "index_fill", "lerp",
+    "multiply", "remainder", "subtract", "true_divide", "xlogy",
+    # comparisons and logic: the tensor gets 1 or 0 in its own dtype
+    "eq", "ne", "not_equal", "ge", "greater_equal", "gt", "greater", "le", "less_equal", "lt", "less",
+    "logical_and", "logical_or", "logical_xor",
+)  # fmt: skip
+
+
+def _in_place_form(name: str) -> Callable[..., Tensor]:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return self._inplace(f"{name}_", lambda t: getattr(t, name)(*args, **kwargs), *args, *kwargs.values())
+
+    method.__name__ = method.__qualname__ = f"{name}_"
+    method.__doc__ = f"In place: this tensor's values become ``self.{name}(...)``'s (PyTorch's ``Tensor.{name}_``)."
+    return method
+
+
+for _name in IN_PLACE_FORMS:
+    setattr(Tensor, f"{_name}_", _in_place_form(_name))
+
+
 def _check_inplace_result(op: str, t: Tensor, result: Tensor) -> None:
     if result.shape != t.shape:
         raise RuntimeError(f"{op}: output with shape {t.shape} doesn't match the broadcast shape {result.shape}")

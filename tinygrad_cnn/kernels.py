@@ -377,7 +377,9 @@ def where(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(cond, a, b)
     bits = np.int32 if dtype.itemsize == 4 else np.int64
     a_bits, b_bits = (np.asarray(v, dtype=dtype).view(bits) for v in (a, b))
-    mask = np.negative(np.asarray(cond, dtype=bool).view(np.int8), dtype=bits)
+    # -1 (all ones) where cond holds, by NumPy's cast of the booleans (a boolean byte may hold any
+    # nonzero value: NumPy 1.24's comparisons of booleans wrote 254 for True; read as int8, that is -2)
+    mask = np.negative(np.asarray(cond, dtype=bool), dtype=bits)
     out = np.bitwise_and(np.bitwise_xor(a_bits, b_bits), mask)
     out ^= b_bits
     return out.view(dtype)
