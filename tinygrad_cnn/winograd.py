@@ -170,8 +170,6 @@ def _output_tiles(
     cols, N, C_out) into y (OH, OW, N, C_out), leaving out the outputs past y's edge; cols_buffer
     holds (4, 2, rows, cols, N, C_out) of the column transform. The sums are made in that buffer
     (contiguous) and copied into y at the end: slice-adds into y's runs of N*C_out were slower."""
-    i0, bi, j0, bj = block
-    oh, ow = y.shape[:2]
     z = cols_buffer
     planes = m.reshape(4, 4, *m.shape[1:])  # [r, s] = M[4 r + s]; each op below covers all rows r
     np.add(planes[:, 0], planes[:, 1], out=z[:, 0])
@@ -184,12 +182,20 @@ def _output_tiles(
     z[1] -= z[3]  # z[1, b] = (A^T M A)[1, b]
     if b is not None:
         kernels.add_row(z[:2].reshape(-1, z.shape[-1]), b)
+    write_tiles(y, z[:2], block)
+
+
+def write_tiles(y: np.ndarray, tiles: np.ndarray, block: tuple[int, int, int, int]) -> None:
+    """y[2i+a, 2j+b] = tiles[a, b, i - i0, j - j0] for the block's tiles (i, j) from (i0, j0): tiles
+    (2, 2, rows, cols, N, C_out) of outputs into y (OH, OW, N, C_out), leaving out those past y's edge."""
+    i0, bi, j0, bj = block
+    oh, ow = y.shape[:2]
     for a in range(2):
         rows = min(bi, (oh - a + 1) // 2 - i0)  # tiles of the block whose output row 2i + a is in y
         for b_ in range(2):
             cols = min(bj, (ow - b_ + 1) // 2 - j0)
             target = y[2 * i0 + a : 2 * (i0 + rows) + a - 1 : 2, 2 * j0 + b_ : 2 * (j0 + cols) + b_ - 1 : 2]
-            np.copyto(target, z[a, b_, :rows, :cols])
+            np.copyto(target, tiles[a, b_, :rows, :cols])
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape) -> np.ndarray:

@@ -217,12 +217,7 @@ def _output_tiles(
     np.matmul(a_t, z, out=out.reshape(2, 2, size))
     if b is not None:
         kernels.add_row(out.reshape(-1, out.shape[-1]), b)
-    for a in range(2):
-        rows_in_y = min(bi, (oh - a + 1) // 2 - i0)  # tiles of the block whose output row 2i + a is in y
-        for b_ in range(2):
-            cols = min(bj, (ow - b_ + 1) // 2 - j0)
-            target = y[2 * i0 + a : 2 * (i0 + rows_in_y) + a - 1 : 2, 2 * j0 + b_ : 2 * (j0 + cols) + b_ - 1 : 2]
-            np.copyto(target, out[a, b_, :rows_in_y, :cols])
+    winograd.write_tiles(y, out, block)
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, padding: Shape) -> np.ndarray:
