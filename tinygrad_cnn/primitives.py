@@ -41,6 +41,11 @@ def _reshape(g: Tensor, shape: Shape) -> Tensor:
     return g if g.shape == shape else Reshape.apply(g, shape)
 
 
+def _masked(g: Tensor, keep: np.ndarray) -> Tensor:
+    """g where ``keep``, 0 elsewhere even where g is inf or NaN (recorded: :func:`kernels.masked`'s twin)."""
+    return Where.apply(keep, g, Tensor.wrap(np.zeros((), dtype=g.dtype)))
+
+
 def _mT(t: Tensor) -> Tensor:
     """t with its last two axes swapped."""
     axes = list(range(t.ndim))
@@ -242,7 +247,7 @@ class ReLU(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         (y,) = ctx.saved_tensors
-        return Where.apply(y.array != 0, g, Tensor.wrap(np.zeros((), dtype=g.dtype)))
+        return _masked(g, y.array != 0)
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
@@ -482,9 +487,8 @@ class Max(Primitive):
     @staticmethod
     def backward(ctx: Context, g: Tensor) -> Tensor:
         x_shape, axis, where = ctx.values
-        first = kernels.first_max_mask(x_shape, axis, where)
         spread = Expand.apply(_reshape(g, kernels.keepdims_shape(x_shape, axis)), x_shape)
-        return Where.apply(first, spread, Tensor.wrap(np.zeros((), dtype=g.dtype)))
+        return _masked(spread, kernels.first_max_mask(x_shape, axis, where))
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
@@ -1143,7 +1147,7 @@ class NLLLoss(Primitive):
         picks = np.zeros(x_shape, dtype=bool)
         picks[np.arange(len(target)), target] = True
         per_row = _reshape(NLLLoss._per_row(ctx, g), (len(target), 1))
-        return Where.apply(picks, per_row, Tensor.wrap(np.zeros((), dtype=per_row.dtype)))
+        return _masked(per_row, picks)
 
     @staticmethod
     def backward_arrays(ctx: Context, g: np.ndarray) -> np.ndarray:
