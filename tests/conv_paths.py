@@ -41,6 +41,17 @@ def assert_close(got: Sequence[Any], want: Sequence[Any], dtype: Any, f32_tolera
             np.testing.assert_allclose(a, b, rtol=0, atol=(1e-12 if dtype == np.float64 else f32_tolerance) * scale)
 
 
+def assert_thread_free_and_batch_inner(got: Sequence[Any], on_three: Sequence[Any], dx_batch_inner: bool) -> None:
+    """(y, dx, dw, db) on three threads bit for bit those on one; y laid out (OH, OW, N, C_out) in
+    memory, and dx (H, W, N, C) where ``dx_batch_inner``."""
+    for a, a3 in zip(got, on_three):
+        assert (a is None and a3 is None) or np.array_equal(a, a3)
+    y, gx = got[0], got[1]
+    assert y.transpose(1, 2, 0, 3).flags.c_contiguous
+    if gx is not None and dx_batch_inner:
+        assert gx.transpose(2, 3, 0, 1).flags.c_contiguous
+
+
 def against_pytorch(ours: Callable[..., Tensor], theirs: Callable[..., Any], arrays: Sequence[np.ndarray]) -> tuple:
     """(ours, PyTorch's) [y, and the gradients of every array] of ``ours(*tensors)`` and
     ``theirs(*torch_tensors)`` for the loss sum(y * g), g random of y's shape."""

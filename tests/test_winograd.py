@@ -70,12 +70,7 @@ def test_winograd_equals_the_im2col_path(shape, padding, layout, dtype, bias, ne
         got = winograd_path(x, w, b, g, padding, needs)
         on_three = winograd_path(x, w, b, g, padding, needs, threads=3)
     assert_close(got, want, dtype)
-    for a, a3 in zip(got, on_three):
-        assert (a is None and a3 is None) or np.array_equal(a, a3)
-    y, gx = got[0], got[1]
-    assert y.transpose(1, 2, 0, 3).flags.c_contiguous  # (OH, OW, N, C_out) in memory
-    if gx is not None and (padding == (1, 1) or full_pixels == 1):
-        assert gx.transpose(2, 3, 0, 1).flags.c_contiguous  # (H, W, N, C)
+    conv_paths.assert_thread_free_and_batch_inner(got, on_three, padding == (1, 1) or full_pixels == 1)
 
 
 @pytest.mark.parametrize(
